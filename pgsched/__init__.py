@@ -1,0 +1,48 @@
+"""pgsched: a job queue and cron scheduler in which PostgreSQL is the only coordinator."""
+
+from __future__ import annotations
+
+from pgsched.app import Pgsched
+from pgsched.clock import Clock, FixedClock, SystemClock
+from pgsched.config import Settings
+from pgsched.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    DuplicateJob,
+    InvalidStateError,
+    JobNotFound,
+    MigrationError,
+    PgschedError,
+    ScheduleNotFound,
+    TaskNotFound,
+    ValidationError,
+)
+from pgsched.job import Job, JobState, NewJob
+from pgsched.retry import RetryPolicy
+from pgsched.tasks import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Clock",
+    "ConfigurationError",
+    "DatabaseUnavailable",
+    "DuplicateJob",
+    "FixedClock",
+    "InvalidStateError",
+    "Job",
+    "JobNotFound",
+    "JobState",
+    "MigrationError",
+    "NewJob",
+    "Pgsched",
+    "PgschedError",
+    "RetryPolicy",
+    "ScheduleNotFound",
+    "Settings",
+    "SystemClock",
+    "Task",
+    "TaskNotFound",
+    "ValidationError",
+    "__version__",
+]

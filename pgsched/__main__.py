@@ -1,0 +1,7 @@
+"""``python -m pgsched``: the same as the ``pgsched`` command."""
+
+from __future__ import annotations
+
+from pgsched.cli import main
+
+main()

@@ -1,0 +1,132 @@
+"""Pgsched: the application object. Wiring only: settings, the task registry and the client.
+
+No SQL and no loops here; services (worker, scheduler, API) are built from it elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import psycopg
+
+from pgsched.client import Client
+from pgsched.clock import Clock
+from pgsched.config import Settings
+from pgsched.job import DEFAULT_MAX_ATTEMPTS, Job
+from pgsched.retry import RetryPolicy
+from pgsched.tasks import Task, TaskRegistry
+
+__all__ = ["Pgsched"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Pgsched:
+    """Holds the tasks of an application and enqueues jobs for them.
+
+    ``Pgsched(dsn)`` or ``Pgsched.from_env()``; then ``@app.task`` and ``app.enqueue``.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        settings: Settings | None = None,
+        redis_url: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        base = settings or Settings()
+        changes: dict[str, Any] = {}
+        if dsn is not None:
+            changes["dsn"] = dsn
+        if redis_url is not None:
+            changes["redis_url"] = redis_url
+        self.settings = base.with_(**changes) if changes else base
+        self.tasks = TaskRegistry()
+        self.client = Client(self.settings, clock=clock)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Pgsched:
+        return cls(settings=Settings.from_env(**overrides))
+
+    def with_settings(self, settings: Settings) -> Pgsched:
+        """The same tasks against other settings (the CLI's --dsn wins over the app's own)."""
+        clone = Pgsched(settings=settings)
+        for task in self.tasks:
+            clone.tasks.register(task)
+            task.enqueuer = clone.client
+        return clone
+
+    def task(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        priority: int = 0,
+        transactional: bool = False,
+    ) -> Any:
+        """Register a task; use bare (``@app.task``) or with options (``@app.task(queue="emails")``)."""
+
+        def register(fn: Callable[..., Any]) -> Task:
+            task = Task(
+                name=name or fn.__name__,
+                func=fn,
+                queue=queue,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                retry=retry or RetryPolicy(),
+                priority=priority,
+                transactional=transactional,
+                enqueuer=self.client,
+            )
+            return self.tasks.register(task)
+
+        return register(func) if func is not None else register
+
+    # ---------------------------------------------------------------- delegation
+    def enqueue(
+        self,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        conn: psycopg.Connection[Any] | None = None,
+        **options: Any,
+    ) -> int:
+        return self.client.enqueue(task, args, conn=conn, **options)
+
+    async def enqueue_async(
+        self,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        **options: Any,
+    ) -> int:
+        return await self.client.enqueue_async(task, args, conn=conn, **options)
+
+    def enqueue_many(
+        self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.Connection[Any] | None = None
+    ) -> list[int]:
+        return self.client.enqueue_many(items, conn=conn)
+
+    async def enqueue_many_async(
+        self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[int]:
+        return await self.client.enqueue_many_async(items, conn=conn)
+
+    def get_job(self, job_id: int) -> Job | None:
+        return self.client.get_job(job_id)
+
+    async def get_job_async(self, job_id: int) -> Job | None:
+        return await self.client.get_job_async(job_id)
+
+    def close(self) -> None:
+        self.client.close()
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,18 @@
+"""The ``pgsched`` command line. Interface layer: parses input, formats output, exits 0/1/2.
+
+Subcommands live in sibling modules of this package and register on ``cli``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pgsched.cli import jobs as _jobs  # noqa: F401  (registers commands)
+from pgsched.cli import migrate as _migrate  # noqa: F401  (registers commands)
+from pgsched.cli.base import cli, run_cli
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    sys.exit(run_cli(cli, sys.argv[1:]))

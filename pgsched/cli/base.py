@@ -1,0 +1,99 @@
+"""The root click group, its shared options, output helpers and the error-to-exit-code mapping.
+
+Exit codes: 0 ok, 1 failure, 2 usage or bad input (one clear line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from pgsched.config import Settings
+from pgsched.errors import (
+    ConfigurationError,
+    InvalidStateError,
+    JobNotFound,
+    PgschedError,
+    ScheduleNotFound,
+    TaskNotFound,
+    ValidationError,
+)
+
+__all__ = ["CliContext", "cli", "echo_json", "echo_table", "pass_ctx", "run_cli"]
+
+_BAD_INPUT = (ValidationError, JobNotFound, ScheduleNotFound, TaskNotFound, InvalidStateError, ConfigurationError)
+
+
+@dataclass
+class CliContext:
+    settings: Settings
+
+    def dsn(self) -> str:
+        return self.settings.require_dsn()
+
+
+pass_ctx = click.make_pass_decorator(CliContext)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dsn", envvar="PGSCHED_DSN", help="PostgreSQL connection string (env PGSCHED_DSN).")
+@click.option(
+    "--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"])
+)
+@click.version_option(package_name="pgsched")
+@click.pass_context
+def cli(ctx: click.Context, dsn: str | None, log_level: str) -> None:
+    """pgsched: a job queue and cron scheduler coordinated only by PostgreSQL."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    ctx.obj = CliContext(Settings.from_env(dsn=dsn))
+
+
+def run_cli(group: click.Group, argv: Sequence[str]) -> int:
+    """Run the CLI and map errors to exit codes with a single line on stderr."""
+    try:
+        result = group.main(args=list(argv), prog_name="pgsched", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    except click.ClickException as exc:
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except _BAD_INPUT as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 2
+    except PgschedError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def echo_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], *, empty: str = "(none)") -> None:
+    """A plain aligned table for people; scripts use --json."""
+    if not rows:
+        click.echo(empty)
+        return
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = json.dumps(value, separators=(",", ":")) if isinstance(value, dict | list) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+JsonOption = Callable[[Callable[..., Any]], Callable[..., Any]]
+json_option: JsonOption = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

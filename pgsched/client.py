@@ -1,0 +1,169 @@
+"""Client: enqueue and look up jobs for application code, sync and async.
+
+Service layer: validates through ``NewJob``, delegates to the job stores. Owns the
+connection pools it opens lazily, and closes them in ``close``/``aclose``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from pgsched import db
+from pgsched.clock import Clock, SystemClock
+from pgsched.config import Settings
+from pgsched.errors import ValidationError
+from pgsched.job import Job, NewJob
+from pgsched.store import AsyncJobStore, Inserted, JobStore
+from pgsched.tasks import resolve_delay
+
+__all__ = ["Client", "new_job_from_mapping"]
+
+_ITEM_KEYS = frozenset(
+    {"task", "args", "queue", "priority", "run_at", "delay_seconds", "delay", "run_key", "max_attempts", "timeout"}
+)
+
+
+def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_bytes: int) -> NewJob:
+    """Build a NewJob from a dict with the ``POST /jobs`` keys (used by enqueue_many, REST and the CLI)."""
+    if not isinstance(item, Mapping):
+        raise ValidationError("item", f"must be an object, got {type(item).__name__}")
+    unknown = set(item) - _ITEM_KEYS
+    if unknown:
+        raise ValidationError(sorted(unknown)[0], "unknown field")
+    if "task" not in item:
+        raise ValidationError("task", "is required")
+    options = {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds"}}
+    if "delay_seconds" in item:
+        options["delay"] = item["delay_seconds"]
+    return build_job(item["task"], item.get("args"), options, clock=clock, max_payload_bytes=max_payload_bytes)
+
+
+def build_job(
+    task: str, args: Mapping[str, Any] | None, options: dict[str, Any], *, clock: Clock, max_payload_bytes: int
+) -> NewJob:
+    options = resolve_delay(dict(options), clock.now())
+    return NewJob.build(task, args, max_payload_bytes=max_payload_bytes, **options)
+
+
+class Client:
+    """Enqueue and read jobs. Sync methods use a sync pool, async ones an async pool; both open on first use."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self._settings = settings
+        self._clock = clock or SystemClock()
+        self._pool: ConnectionPool | None = None
+        self._apool: AsyncConnectionPool | None = None
+        self._apool_lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- plumbing
+    def _store(self) -> JobStore:
+        if self._pool is None:
+            self._pool = db.sync_pool(self._settings.require_dsn(), "client", min_size=0, max_size=4)
+            self._pool.open()
+        return JobStore(self._pool, clock=self._clock)
+
+    def _unpooled_store(self) -> JobStore:
+        """A store for calls that bring their own connection: no pool is opened."""
+        return JobStore(_NO_POOL, clock=self._clock)
+
+    async def _astore(self) -> AsyncJobStore:
+        async with self._apool_lock:
+            if self._apool is None:
+                pool = db.async_pool(self._settings.require_dsn(), "client", min_size=0, max_size=4)
+                await pool.open()
+                self._apool = pool
+        return AsyncJobStore(self._apool, clock=self._clock)
+
+    def build(self, task: str, args: Mapping[str, Any] | None = None, **options: Any) -> NewJob:
+        return build_job(task, args, options, clock=self._clock, max_payload_bytes=self._settings.max_payload_bytes)
+
+    # ---------------------------------------------------------------- sync
+    def enqueue(
+        self,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        conn: psycopg.Connection[Any] | None = None,
+        **options: Any,
+    ) -> int:
+        return self.insert(self.build(task, args, **options), conn=conn).job.id
+
+    def insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
+        store = self._unpooled_store() if conn is not None else self._store()
+        return store.job_insert(job, conn=conn)
+
+    def enqueue_many(
+        self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.Connection[Any] | None = None
+    ) -> list[int]:
+        jobs = self._build_many(items)
+        store = self._unpooled_store() if conn is not None else self._store()
+        return store.job_insert_many(jobs, conn=conn)
+
+    def get_job(self, job_id: int) -> Job | None:
+        return self._store().job_get(job_id)
+
+    # ---------------------------------------------------------------- async
+    async def enqueue_async(
+        self,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        conn: psycopg.AsyncConnection[Any] | None = None,
+        **options: Any,
+    ) -> int:
+        return (await self.insert_async(self.build(task, args, **options), conn=conn)).job.id
+
+    async def insert_async(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
+        if conn is not None:
+            return await AsyncJobStore(_NO_APOOL, clock=self._clock).job_insert(job, conn=conn)
+        return await (await self._astore()).job_insert(job)
+
+    async def enqueue_many_async(
+        self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[int]:
+        jobs = self._build_many(items)
+        if conn is not None:
+            return await AsyncJobStore(_NO_APOOL, clock=self._clock).job_insert_many(jobs, conn=conn)
+        return await (await self._astore()).job_insert_many(jobs)
+
+    async def get_job_async(self, job_id: int) -> Job | None:
+        return await (await self._astore()).job_get(job_id)
+
+    def _build_many(self, items: Iterable[Mapping[str, Any]]) -> list[NewJob]:
+        jobs = []
+        for index, item in enumerate(items):
+            try:
+                jobs.append(
+                    new_job_from_mapping(item, clock=self._clock, max_payload_bytes=self._settings.max_payload_bytes)
+                )
+            except ValidationError as exc:
+                raise ValidationError(f"items[{index}].{exc.field}", exc.message) from None
+        return jobs
+
+    # ---------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def aclose(self) -> None:
+        if self._apool is not None:
+            await self._apool.close()
+            self._apool = None
+        self.close()
+
+
+class _NoPool:
+    """Stands in for a pool when the caller brings the connection; any use is a bug."""
+
+    def connection(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no pool: this call must be given a connection")
+
+
+_NO_POOL: Any = _NoPool()
+_NO_APOOL: Any = _NoPool()

@@ -1,0 +1,81 @@
+"""pgsched's exceptions: what callers catch. psycopg errors never escape the data layer.
+
+A leaf module: it imports nothing from pgsched.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseUnavailable",
+    "DuplicateJob",
+    "InvalidStateError",
+    "JobNotFound",
+    "MigrationError",
+    "PgschedError",
+    "ScheduleNotFound",
+    "TaskNotFound",
+    "ValidationError",
+]
+
+
+class PgschedError(Exception):
+    """Base class of every error pgsched raises on purpose."""
+
+
+class ValidationError(PgschedError, ValueError):
+    """Bad input; ``field`` names what was wrong (``args``, ``queue``, ...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ConfigurationError(PgschedError):
+    """Settings are missing or inconsistent (for example no PGSCHED_DSN)."""
+
+
+class DatabaseUnavailable(PgschedError):
+    """PostgreSQL could not be reached or the connection broke."""
+
+
+class MigrationError(PgschedError):
+    """A migration failed, or an applied migration file was edited."""
+
+
+class JobNotFound(PgschedError, LookupError):
+    """No job with that id."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} does not exist")
+        self.job_id = job_id
+
+
+class ScheduleNotFound(PgschedError, LookupError):
+    """No schedule with that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} does not exist")
+        self.name = name
+
+
+class TaskNotFound(PgschedError, LookupError):
+    """No task registered under that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"task {name!r} is not registered")
+        self.name = name
+
+
+class InvalidStateError(PgschedError):
+    """The job or schedule is not in a state that allows the operation."""
+
+
+class DuplicateJob(PgschedError):
+    """A run key is taken (raised only where the caller asked for strict creation)."""
+
+    def __init__(self, run_key: str, job_id: int) -> None:
+        super().__init__(f"run_key {run_key!r} already belongs to job {job_id}")
+        self.run_key = run_key
+        self.job_id = job_id

@@ -1,0 +1,234 @@
+"""Job rows and new-job requests: frozen dataclasses and their validation.
+
+A leaf module: no I/O. Every interface (Python, REST, CLI) builds a ``NewJob`` here, so
+one set of rules validates input everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pgsched.errors import ValidationError
+
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_MAX_PAYLOAD_BYTES",
+    "FINISHED_STATES",
+    "Job",
+    "JobState",
+    "NewJob",
+    "PRIORITY_MAX",
+    "PRIORITY_MIN",
+    "validate_args",
+    "validate_queue",
+    "validate_task_name",
+]
+
+QUEUE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+TASK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$")
+PRIORITY_MIN = -1000
+PRIORITY_MAX = 1000
+MAX_ATTEMPTS_MAX = 1000
+RUN_KEY_MAX = 512
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+
+
+def validate_queue(queue: object, field_name: str = "queue") -> str:
+    if not isinstance(queue, str) or not QUEUE_RE.match(queue):
+        raise ValidationError(field_name, f"invalid queue name {queue!r}: must match {QUEUE_RE.pattern}")
+    return queue
+
+
+def validate_task_name(task: object, field_name: str = "task") -> str:
+    if not isinstance(task, str) or not TASK_RE.match(task):
+        raise ValidationError(
+            field_name,
+            f"invalid task name {task!r}: letters, digits, _ . : - (up to 200), starting with a letter or _",
+        )
+    return task
+
+
+def _contains_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+def validate_args(
+    args: object, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, field_name: str = "args"
+) -> dict[str, Any]:
+    """Check that ``args`` is a JSON object PostgreSQL can store, within the size cap."""
+    if args is None:
+        return {}
+    if not isinstance(args, Mapping):
+        raise ValidationError(field_name, f"must be a JSON object, got {type(args).__name__}")
+    try:
+        encoded = json.dumps(args, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(field_name, f"is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in encoded or _contains_nul(args):
+        raise ValidationError(field_name, "must not contain the NUL character (\\u0000)")
+    size = len(encoded.encode())
+    if size > max_bytes:
+        raise ValidationError(field_name, f"is {size} bytes encoded; the limit is {max_bytes}")
+    return dict(args)
+
+
+def _check_range(field_name: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(field_name, f"must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A validated request to enqueue one job. Build it with ``NewJob.build``."""
+
+    task: str
+    args: dict[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+    run_at: datetime | None = None
+    run_key: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout: timedelta | None = None
+
+    @classmethod
+    def build(
+        cls,
+        task: object,
+        args: object = None,
+        *,
+        queue: object = "default",
+        priority: object = 0,
+        run_at: object = None,
+        run_key: object = None,
+        max_attempts: object = None,
+        timeout: object = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> NewJob:
+        if run_at is not None:
+            if not isinstance(run_at, datetime):
+                raise ValidationError("run_at", f"must be a datetime, got {type(run_at).__name__}")
+            if run_at.tzinfo is None or run_at.utcoffset() is None:
+                raise ValidationError("run_at", "must be timezone-aware (naive datetimes are ambiguous)")
+        if run_key is not None and (not isinstance(run_key, str) or not 1 <= len(run_key) <= RUN_KEY_MAX):
+            raise ValidationError("run_key", f"must be a string of 1 to {RUN_KEY_MAX} characters")
+        if isinstance(run_key, str) and "\x00" in run_key:
+            raise ValidationError("run_key", "must not contain the NUL character")
+        if timeout is not None:
+            if isinstance(timeout, int | float) and not isinstance(timeout, bool):
+                timeout = timedelta(seconds=timeout)
+            if not isinstance(timeout, timedelta) or timeout <= timedelta(0):
+                raise ValidationError("timeout", "must be a positive number of seconds")
+        return cls(
+            task=validate_task_name(task),
+            args=validate_args(args, max_bytes=max_payload_bytes),
+            queue=validate_queue(queue),
+            priority=_check_range("priority", priority, PRIORITY_MIN, PRIORITY_MAX),
+            run_at=run_at,
+            run_key=run_key,
+            max_attempts=_check_range(
+                "max_attempts", DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts, 1, MAX_ATTEMPTS_MAX
+            ),
+            timeout=timeout,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One row of ``pgsched.jobs``."""
+
+    id: int
+    queue: str
+    task: str
+    args: dict[str, Any]
+    priority: int
+    run_at: datetime
+    state: JobState
+    attempt: int
+    max_attempts: int
+    run_key: str | None
+    schedule_name: str | None
+    worker_id: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+    errors: list[dict[str, Any]]
+    result: Any
+    timeout: timedelta | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        return cls(
+            id=row["id"],
+            queue=row["queue"],
+            task=row["task"],
+            args=row["args"],
+            priority=row["priority"],
+            run_at=row["run_at"],
+            state=JobState(row["state"]),
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            run_key=row["run_key"],
+            schedule_name=row["schedule_name"],
+            worker_id=row["worker_id"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            cancel_requested_at=row["cancel_requested_at"],
+            errors=row["errors"],
+            result=row["result"],
+            timeout=row["timeout"],
+            created_at=row["created_at"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready representation (datetimes as ISO 8601, timeout in seconds)."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "task": self.task,
+            "args": self.args,
+            "priority": self.priority,
+            "run_at": iso(self.run_at),
+            "state": str(self.state),
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "run_key": self.run_key,
+            "schedule_name": self.schedule_name,
+            "worker_id": self.worker_id,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "cancel_requested_at": iso(self.cancel_requested_at),
+            "errors": self.errors,
+            "result": self.result,
+            "timeout": self.timeout.total_seconds() if self.timeout is not None else None,
+            "created_at": iso(self.created_at),
+        }

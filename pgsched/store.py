@@ -1,0 +1,374 @@
+"""JobStore: the only code that runs job SQL. Async for services, a small sync twin for callers.
+
+Data layer. Every transition out of ``running`` is fenced on (id, attempt, state) in SQL,
+so a late or duplicate completion changes nothing. psycopg errors stop here and become
+pgsched errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from pgsched.clock import Clock, SystemClock
+from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound, ValidationError
+from pgsched.job import Job, JobState, NewJob
+from pgsched.queries import query
+
+__all__ = [
+    "AsyncJobStore",
+    "Failure",
+    "Inserted",
+    "JobStore",
+    "Success",
+]
+
+_COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval"]
+_CONSTRAINT_FIELDS = {
+    "jobs_queue_name_valid": "queue",
+    "jobs_task_name_valid": "task",
+    "jobs_args_is_object": "args",
+    "jobs_priority_range": "priority",
+    "jobs_max_attempts_range": "max_attempts",
+    "jobs_run_key_length": "run_key",
+    "jobs_timeout_positive": "timeout",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    id: int
+    attempt: int
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A failed attempt: ``delay`` seconds before the retry, or ``final`` to go dead at once."""
+
+    id: int
+    attempt: int
+    error: dict[str, Any]
+    delay: float = 0.0
+    final: bool = False
+
+
+def _error_to_pgsched(exc: psycopg.Error) -> Exception:
+    diag = exc.diag
+    if isinstance(exc, pg_errors.NoDataFound):
+        return JobNotFound(_job_id_from(diag.message_primary))
+    if isinstance(exc, pg_errors.ObjectInUse | pg_errors.ObjectNotInPrerequisiteState):
+        return InvalidStateError(diag.message_primary or str(exc))
+    if isinstance(exc, pg_errors.CheckViolation):
+        field = _CONSTRAINT_FIELDS.get(diag.constraint_name or "", "job")
+        return ValidationError(field, f"rejected by the database ({diag.constraint_name})")
+    if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.UntranslatableCharacter):
+        return ValidationError("job", diag.message_primary or str(exc))
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
+    return exc
+
+
+def _job_id_from(message: str | None) -> int:
+    for word in (message or "").split():
+        if word.isdigit():
+            return int(word)
+    return 0
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        translated = _error_to_pgsched(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+def _insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:
+    return {
+        "task": job.task,
+        "args": Jsonb(job.args),
+        "queue": job.queue,
+        "priority": job.priority,
+        "run_at": job.run_at,
+        "now": now,
+        "run_key": job.run_key,
+        "max_attempts": job.max_attempts,
+        "timeout": job.timeout,
+    }
+
+
+def _keyed_params(ids: Sequence[int], jobs: Sequence[NewJob]) -> dict[str, Any]:
+    return {
+        "ids": list(ids),
+        "tasks": [j.task for j in jobs],
+        "args": [Jsonb(j.args) for j in jobs],
+        "queues": [j.queue for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "run_ats": [j.run_at for j in jobs],
+        "run_keys": [j.run_key for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "timeouts": [j.timeout for j in jobs],
+    }
+
+
+def _copy_row(job_id: int, job: NewJob, now: datetime) -> tuple[Any, ...]:
+    return (job_id, job.task, job.args, job.queue, job.priority, job.run_at or now, job.max_attempts, job.timeout)
+
+
+def _ids_in_order(ids: Sequence[int], jobs: Sequence[NewJob], inserted: set[int], by_key: dict[str, int]) -> list[int]:
+    out = []
+    for job_id, job in zip(ids, jobs, strict=True):
+        if job_id in inserted:
+            out.append(job_id)
+        elif job.run_key is not None and job.run_key in by_key:
+            out.append(by_key[job.run_key])
+        else:  # the row holding the key vanished between insert and lookup
+            raise InvalidStateError(f"run_key {job.run_key!r} conflicted but no job holds it; retry the enqueue")
+    return out
+
+
+def _list_params(
+    state: JobState | str | None, queue: str | None, task: str | None, before_id: int | None, limit: int
+) -> dict[str, Any]:
+    return {
+        "state": str(state) if state else None,
+        "queue": queue,
+        "task": task,
+        "before_id": before_id,
+        "limit": limit,
+    }
+
+
+class JobStore:
+    """Synchronous job access for application code (enqueue from a web request, a script, a test)."""
+
+    def __init__(self, pool: ConnectionPool, *, clock: Clock | None = None) -> None:
+        self._pool = pool
+        self._clock = clock or SystemClock()
+
+    @contextlib.contextmanager
+    def _conn(self, conn: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
+        with _translated():
+            if conn is not None:
+                yield conn
+            else:
+                with self._pool.connection() as pooled:
+                    yield pooled
+
+    def job_insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
+        with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            for _ in range(5):
+                row = cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now())).fetchone()
+                if row is not None:
+                    return Inserted(Job.from_row(row), bool(row["created"]))
+            raise InvalidStateError(f"run_key {job.run_key!r} is contended; retry the enqueue")
+
+    def job_insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.Connection[Any] | None = None) -> list[int]:
+        if not jobs:
+            return []
+        with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            ids = [r["id"] for r in cur.execute(query("job_ids_reserve"), {"n": len(jobs)}).fetchall()]
+            if any(j.run_key is not None for j in jobs):
+                inserted = {r["id"] for r in cur.execute(query("job_insert_many_keyed"), _keyed_params(ids, jobs))}
+                keys = [j.run_key for j in jobs if j.run_key is not None]
+                rows = cur.execute(query("job_ids_by_run_key"), {"run_keys": keys}).fetchall()
+                return _ids_in_order(ids, jobs, inserted, {r["run_key"]: r["id"] for r in rows})
+            now = self._clock.now()
+            with cur.copy(query("job_copy")) as copy:
+                copy.set_types(_COPY_TYPES)
+                for job_id, job in zip(ids, jobs, strict=True):
+                    copy.write_row(_copy_row(job_id, job, now))
+            return ids
+
+    def job_get(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Job | None:
+        with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(query("job_get"), {"id": job_id}).fetchone()
+            return Job.from_row(row) if row else None
+
+    def job_cancel(self, job_id: int) -> JobState:
+        with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(query("job_cancel"), {"id": job_id}).fetchone()
+            assert row is not None
+            return JobState(row["state"])
+
+    def job_retry(self, job_id: int) -> None:
+        with self._conn(None) as c:
+            c.execute(query("job_retry"), {"id": job_id})
+
+
+class AsyncJobStore:
+    """Asynchronous job access for the worker, the API and the leader."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, clock: Clock | None = None) -> None:
+        self._pool = pool
+        self._clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def _conn(self, conn: psycopg.AsyncConnection[Any] | None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        with _translated():
+            if conn is not None:
+                yield conn
+            else:
+                async with self._pool.connection() as pooled:
+                    yield pooled
+
+    async def job_insert(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
+        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            for _ in range(5):
+                await cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now()))
+                row = await cur.fetchone()
+                if row is not None:
+                    return Inserted(Job.from_row(row), bool(row["created"]))
+            raise InvalidStateError(f"run_key {job.run_key!r} is contended; retry the enqueue")
+
+    async def job_insert_many(
+        self, jobs: Sequence[NewJob], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[int]:
+        if not jobs:
+            return []
+        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_ids_reserve"), {"n": len(jobs)})
+            ids = [r["id"] for r in await cur.fetchall()]
+            if any(j.run_key is not None for j in jobs):
+                await cur.execute(query("job_insert_many_keyed"), _keyed_params(ids, jobs))
+                inserted = {r["id"] for r in await cur.fetchall()}
+                keys = [j.run_key for j in jobs if j.run_key is not None]
+                await cur.execute(query("job_ids_by_run_key"), {"run_keys": keys})
+                return _ids_in_order(ids, jobs, inserted, {r["run_key"]: r["id"] for r in await cur.fetchall()})
+            now = self._clock.now()
+            async with cur.copy(query("job_copy")) as copy:
+                copy.set_types(_COPY_TYPES)
+                for job_id, job in zip(ids, jobs, strict=True):
+                    await copy.write_row(_copy_row(job_id, job, now))
+            return ids
+
+    async def job_get(self, job_id: int) -> Job | None:
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_get"), {"id": job_id})
+            row = await cur.fetchone()
+            return Job.from_row(row) if row else None
+
+    async def job_list(
+        self,
+        *,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_list"), _list_params(state, queue, task, before_id, limit))
+            return [Job.from_row(r) for r in await cur.fetchall()]
+
+    async def job_cancel(self, job_id: int) -> JobState:
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_cancel"), {"id": job_id})
+            row = await cur.fetchone()
+            assert row is not None
+            return JobState(row["state"])
+
+    async def job_retry(self, job_id: int) -> None:
+        async with self._conn(None) as c:
+            await c.execute(query("job_retry"), {"id": job_id})
+
+    async def job_delete(self, job_id: int) -> bool:
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_delete"), {"id": job_id})
+            return await cur.fetchone() is not None
+
+    async def job_claim(
+        self, queues: Sequence[str], limit: int, worker_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> list[Job]:
+        params = {"queues": list(queues), "limit": limit, "worker_id": worker_id, "now": self._clock.db_now()}
+        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_claim"), params)
+            return [Job.from_row(r) for r in await cur.fetchall()]
+
+    async def job_complete_many(
+        self, done: Sequence[Success], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> set[int]:
+        """Returns the ids whose completion was accepted (the fence held)."""
+        if not done:
+            return set()
+        params = {
+            "ids": [d.id for d in done],
+            "attempts": [d.attempt for d in done],
+            "results": [None if d.result is None else Jsonb(d.result) for d in done],
+            "now": self._clock.db_now(),
+        }
+        return await self._fenced(query("job_complete_many"), params, conn)
+
+    async def job_fail_many(
+        self, failed: Sequence[Failure], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> dict[int, JobState]:
+        """Returns the accepted ids with their new state (queued for a retry, or dead)."""
+        if not failed:
+            return {}
+        params = {
+            "ids": [f.id for f in failed],
+            "attempts": [f.attempt for f in failed],
+            "errors": [Jsonb(f.error) for f in failed],
+            "delays": [f.delay for f in failed],
+            "finals": [f.final for f in failed],
+            "now": self._clock.db_now(),
+        }
+        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_fail_many"), params)
+            return {r["id"]: JobState(r["state"]) for r in await cur.fetchall()}
+
+    async def job_cancel_many(
+        self, cancelled: Sequence[Failure], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> set[int]:
+        if not cancelled:
+            return set()
+        params = {
+            "ids": [f.id for f in cancelled],
+            "attempts": [f.attempt for f in cancelled],
+            "errors": [Jsonb(f.error) for f in cancelled],
+            "now": self._clock.db_now(),
+        }
+        return await self._fenced(query("job_cancel_many"), params, conn)
+
+    async def job_release_many(
+        self, jobs: Sequence[tuple[int, int]], *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> set[int]:
+        """Hand (id, attempt) pairs back to the queue without charging the attempt."""
+        if not jobs:
+            return set()
+        params = {"ids": [j[0] for j in jobs], "attempts": [j[1] for j in jobs], "now": self._clock.db_now()}
+        return await self._fenced(query("job_release_many"), params, conn)
+
+    async def queue_stats_list(self) -> list[dict[str, Any]]:
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("queue_stats_list"))
+            return list(await cur.fetchall())
+
+    async def _fenced(self, sql: Any, params: dict[str, Any], conn: psycopg.AsyncConnection[Any] | None) -> set[int]:
+        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            return {r["id"] for r in await cur.fetchall()}
+
+
+def error_entry(attempt: int, error: str, traceback: str | None, at: datetime) -> dict[str, Any]:
+    """One element of ``jobs.errors``."""
+    return {"at": at.isoformat(), "attempt": attempt, "error": error, "traceback": traceback}

@@ -1,0 +1,133 @@
+-- name: job_insert
+-- Insert one job; with a run key that exists, return the existing job instead (created = false).
+WITH ins AS (
+    INSERT INTO pgsched.jobs (task, args, queue, priority, run_at, run_key, max_attempts, timeout)
+    VALUES (%(task)s::text, %(args)s::jsonb, %(queue)s::text, %(priority)s::smallint,
+            coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()), %(run_key)s::text,
+            %(max_attempts)s::int, %(timeout)s::interval)
+    ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
+    RETURNING *
+)
+SELECT ins.*, true AS created FROM ins
+UNION ALL
+SELECT j.*, false AS created FROM pgsched.jobs j
+ WHERE %(run_key)s::text IS NOT NULL AND j.run_key = %(run_key)s::text AND NOT EXISTS (SELECT 1 FROM ins)
+
+-- name: job_ids_reserve
+-- Reserve n job ids from the identity sequence, so a COPY can carry them.
+SELECT nextval(pg_get_serial_sequence('pgsched.jobs', 'id')) AS id FROM generate_series(1, %(n)s::int)
+
+-- name: job_copy
+-- Bulk insert through COPY (binary); the ids come from job_ids_reserve.
+COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout) FROM STDIN (FORMAT BINARY)
+
+-- name: job_insert_many_keyed
+-- Bulk insert with reserved ids where some jobs carry run keys; rows whose key exists are skipped (not returned).
+INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout)
+SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, now()), t.run_key, t.max_attempts, t.timeout
+  FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(args)s::jsonb[], %(queues)s::text[], %(priorities)s::smallint[],
+              %(run_ats)s::timestamptz[], %(run_keys)s::text[], %(max_attempts)s::int[], %(timeouts)s::interval[])
+       AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout)
+ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
+RETURNING id
+
+-- name: job_ids_by_run_key
+-- Ids of the jobs holding these run keys.
+SELECT id, run_key FROM pgsched.jobs WHERE run_key = ANY(%(run_keys)s::text[])
+
+-- name: job_get
+-- One job by id.
+SELECT * FROM pgsched.jobs WHERE id = %(id)s::bigint
+
+-- name: job_list
+-- A page of jobs, newest first, filtered; keyset cursor on id.
+SELECT * FROM pgsched.jobs
+ WHERE (%(state)s::pgsched.job_state IS NULL OR state = %(state)s::pgsched.job_state)
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ ORDER BY id DESC
+ LIMIT %(limit)s::int
+
+-- name: job_cancel
+-- Cancel a job through the SQL API (queued: at once; running: signal its worker).
+SELECT pgsched.cancel(%(id)s::bigint)::text AS state
+
+-- name: job_retry
+-- Queue a finished or waiting job to run now through the SQL API.
+SELECT pgsched.retry(%(id)s::bigint) AS id
+
+-- name: job_delete
+-- Delete a finished job; returns nothing when the job is missing or not finished.
+DELETE FROM pgsched.jobs WHERE id = %(id)s::bigint AND state IN ('succeeded', 'dead', 'cancelled') RETURNING id
+
+-- name: job_claim
+-- Claim up to n due jobs of the given queues for one worker, in priority order, skipping rows others hold.
+WITH claimed AS MATERIALIZED (
+    SELECT id FROM pgsched.jobs
+     WHERE state = 'queued'
+       AND queue = ANY(%(queues)s::text[])
+       AND run_at <= coalesce(%(now)s::timestamptz, now())
+     ORDER BY priority DESC, run_at, id
+     LIMIT %(limit)s::int
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE pgsched.jobs j
+   SET state = 'running',
+       attempt = j.attempt + 1,
+       worker_id = %(worker_id)s::bigint,
+       started_at = coalesce(%(now)s::timestamptz, now())
+  FROM claimed
+ WHERE j.id = claimed.id
+RETURNING j.*
+
+-- name: job_complete_many
+-- Mark running attempts succeeded with their results; fenced on (id, attempt, running).
+UPDATE pgsched.jobs j
+   SET state = 'succeeded',
+       finished_at = coalesce(%(now)s::timestamptz, now()),
+       result = d.result
+  FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(results)s::jsonb[]) AS d(id, attempt, result)
+ WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+RETURNING j.id
+
+-- name: job_fail_many
+-- Record failed attempts: back to queued after a delay while attempts remain, else dead; fenced on (id, attempt, running).
+UPDATE pgsched.jobs j
+   SET state = CASE WHEN j.attempt >= j.max_attempts OR d.final THEN 'dead' ELSE 'queued' END::pgsched.job_state,
+       run_at = CASE WHEN j.attempt >= j.max_attempts OR d.final THEN j.run_at
+                     ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay) END,
+       finished_at = CASE WHEN j.attempt >= j.max_attempts OR d.final THEN coalesce(%(now)s::timestamptz, now()) END,
+       errors = j.errors || jsonb_build_array(d.error)
+  FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(errors)s::jsonb[], %(delays)s::float8[], %(finals)s::bool[])
+       AS d(id, attempt, error, delay, final)
+ WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+RETURNING j.id, j.state::text AS state
+
+-- name: job_cancel_many
+-- Mark running attempts cancelled (their cancel was requested); fenced on (id, attempt, running).
+UPDATE pgsched.jobs j
+   SET state = 'cancelled',
+       finished_at = coalesce(%(now)s::timestamptz, now()),
+       errors = j.errors || jsonb_build_array(d.error)
+  FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(errors)s::jsonb[]) AS d(id, attempt, error)
+ WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+RETURNING j.id
+
+-- name: job_release_many
+-- Hand running attempts back to the queue without charging an attempt (graceful shutdown); fenced.
+UPDATE pgsched.jobs j
+   SET state = 'queued',
+       attempt = j.attempt - 1,
+       worker_id = NULL,
+       started_at = NULL,
+       run_at = coalesce(%(now)s::timestamptz, now())
+  FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS d(id, attempt)
+ WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+RETURNING j.id
+
+-- name: queue_stats_list
+-- Per-queue counts from the queue_stats view.
+SELECT queue, due, scheduled, running, succeeded, dead, cancelled,
+       extract(epoch FROM oldest_due_age)::float8 AS oldest_due_seconds
+  FROM pgsched.queue_stats ORDER BY queue

@@ -1,0 +1,50 @@
+"""`pgsched migrate` and `pgsched enqueue`, through click's runner and as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import psycopg
+
+from pgsched.cli import cli
+from pgsched.cli.base import run_cli
+
+
+def test_migrate_then_plain_insert_shows_in_queue_stats(empty_dsn: str) -> None:
+    env = {**os.environ, "PGSCHED_DSN": empty_dsn}
+    out = subprocess.run([sys.executable, "-m", "pgsched", "migrate"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "applied 0001_create_schema.sql" in out.stdout
+    again = subprocess.run([sys.executable, "-m", "pgsched", "migrate"], env=env, capture_output=True, text=True)
+    assert again.stdout.strip() == "schema is up to date"
+    with psycopg.connect(empty_dsn, autocommit=True) as c:
+        c.execute("INSERT INTO pgsched.jobs (task) VALUES ('x')")
+        assert c.execute("SELECT queue, due FROM pgsched.queue_stats").fetchall() == [("default", 1)]
+
+
+def test_enqueue_prints_the_id_and_bad_input_exits_2_with_one_line(
+    dsn: str, conn: psycopg.Connection[dict[str, Any]], capsys: Any
+) -> None:
+    assert run_cli(cli, ["--dsn", dsn, "enqueue", "hello", "--args", '{"a": 1}', "--in", "5m"]) == 0
+    job_id = int(capsys.readouterr().out.strip())
+    row = conn.execute(
+        "SELECT args, run_at > now() + interval '4 minutes' AS later FROM pgsched.jobs WHERE id = %s", [job_id]
+    )
+    assert row.fetchone() == {"args": {"a": 1}, "later": True}
+    for argv in (
+        ["enqueue", "hello", "--args", "[1,"],
+        ["enqueue", "hello", "--queue", "Nope"],
+        ["enqueue", "x", "--in", "soon"],
+    ):
+        assert run_cli(cli, ["--dsn", dsn, *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("Error: ") and "\n" not in err
+
+
+def test_a_missing_dsn_is_a_usage_error(capsys: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("PGSCHED_DSN", raising=False)
+    assert run_cli(cli, ["enqueue", "x"]) == 2
+    assert "PGSCHED_DSN" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""The SQL API works from plain psql-style SQL, with readable errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+
+def test_a_plain_insert_with_only_task_makes_a_queued_job(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    conn.execute("INSERT INTO pgsched.jobs (task) VALUES ('x')")
+    row = conn.execute("SELECT queue, state::text, args, attempt, max_attempts FROM pgsched.jobs").fetchone()
+    assert row == {"queue": "default", "state": "queued", "args": {}, "attempt": 0, "max_attempts": 5}
+    stats = conn.execute("SELECT queue, due FROM pgsched.queue_stats").fetchall()
+    assert stats == [{"queue": "default", "due": 1}]
+
+
+def test_enqueue_with_named_arguments_returns_the_id(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    row = conn.execute(
+        """SELECT pgsched.enqueue('send_email', '{"to": "a@example.com"}'::jsonb, queue => 'emails',
+                  priority => 10, run_at => now() + interval '5 minutes', max_attempts => 7) AS id"""
+    ).fetchone()
+    assert row is not None
+    job = conn.execute("SELECT * FROM pgsched.jobs WHERE id = %s", [row["id"]]).fetchone()
+    assert job is not None
+    assert (job["queue"], job["priority"], job["max_attempts"], job["args"]) == (
+        "emails",
+        10,
+        7,
+        {"to": "a@example.com"},
+    )
+
+
+def test_enqueue_with_an_existing_run_key_returns_that_job_and_creates_nothing(
+    conn: psycopg.Connection[dict[str, Any]],
+) -> None:
+    first = conn.execute("SELECT pgsched.enqueue('t', run_key => 'welcome:42') AS id").fetchone()
+    second = conn.execute("SELECT pgsched.enqueue('t', '{\"x\": 1}', run_key => 'welcome:42') AS id").fetchone()
+    assert first == second
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone() == {"n": 1}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("SELECT pgsched.enqueue('t', queue => 'Bad Queue')", "invalid queue name"),
+        ("SELECT pgsched.enqueue('no spaces allowed')", "invalid task name"),
+        ("SELECT pgsched.enqueue('t', '[1, 2]'::jsonb)", "args must be a JSON object"),
+        ("SELECT pgsched.enqueue('t', priority => 5000)", "priority must be between"),
+        ("SELECT pgsched.retry(424242)", "job 424242 does not exist"),
+        ("SELECT pgsched.cancel(424242)", "job 424242 does not exist"),
+    ],
+)
+def test_sql_functions_raise_readable_errors(conn: psycopg.Connection[dict[str, Any]], call: str, message: str) -> None:
+    with pytest.raises(psycopg.Error, match=message):
+        conn.execute(call)  # type: ignore[arg-type]
+
+
+def test_cancel_and_retry_move_a_job_between_states(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    job_id = conn.execute("SELECT pgsched.enqueue('t') AS id").fetchone()["id"]  # type: ignore[index]
+    assert conn.execute("SELECT pgsched.cancel(%s)::text AS s", [job_id]).fetchone() == {"s": "cancelled"}
+    with pytest.raises(psycopg.Error, match="already finished"):
+        conn.execute("SELECT pgsched.cancel(%s)", [job_id])
+    conn.execute("SELECT pgsched.retry(%s)", [job_id])
+    row = conn.execute("SELECT state::text, finished_at FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    assert row == {"state": "queued", "finished_at": None}
+
+
+def test_cancel_of_a_running_job_signals_its_worker(dsn: str, conn: psycopg.Connection[dict[str, Any]]) -> None:
+    job_id = conn.execute("SELECT pgsched.enqueue('t') AS id").fetchone()["id"]  # type: ignore[index]
+    conn.execute("UPDATE pgsched.jobs SET state = 'running', attempt = 1 WHERE id = %s", [job_id])
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched_cancel")
+        assert conn.execute("SELECT pgsched.cancel(%s)::text AS s", [job_id]).fetchone() == {"s": "running"}
+        notes = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+    assert notes == [str(job_id)]
+    row = conn.execute("SELECT cancel_requested_at IS NOT NULL AS asked FROM pgsched.jobs WHERE id = %s", [job_id])
+    assert row.fetchone() == {"asked": True}
+
+
+def test_insert_notifies_once_per_statement_and_queue_and_only_for_due_jobs(
+    dsn: str, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched_jobs")
+        conn.execute("INSERT INTO pgsched.jobs (task, queue) SELECT 't', 'a' FROM generate_series(1, 50)")
+        conn.execute("INSERT INTO pgsched.jobs (task, queue) VALUES ('t', 'b'), ('t', 'c'), ('t', 'b')")
+        conn.execute("INSERT INTO pgsched.jobs (task, queue, run_at) VALUES ('t', 'later', now() + interval '1 hour')")
+        conn.execute("SELECT pg_notify('pgsched_jobs', 'end')")
+        payloads = []
+        for note in listener.notifies(timeout=3):
+            payloads.append(note.payload)
+            if note.payload == "end":
+                break
+    assert sorted(payloads[:-1]) == ["a", "b", "c"]
+
+
+def test_a_schedule_with_an_unknown_time_zone_is_refused(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    with pytest.raises(psycopg.Error, match='unknown time zone "Mars/Olympus"'):
+        conn.execute(
+            "INSERT INTO pgsched.schedules (name, cron, task, timezone) VALUES ('n', '0 3 * * *', 'b', 'Mars/Olympus')"
+        )

@@ -1,0 +1,167 @@
+"""JobStore against a real PostgreSQL: claiming, fencing, failing, bulk insert."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgsched import db
+from pgsched.clock import FixedClock
+from pgsched.job import JobState, NewJob
+from pgsched.store import AsyncJobStore, Failure, Success
+from tests.support.factories import insert_jobs
+
+
+@pytest.fixture
+async def store(dsn: str) -> Any:
+    pool = db.async_pool(dsn, "test", min_size=1, max_size=10)
+    await pool.open()
+    yield AsyncJobStore(pool)
+    await pool.close()
+
+
+async def test_concurrent_claimers_get_disjoint_sets_covering_every_due_job_once(
+    store: AsyncJobStore, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    due = set(insert_jobs(conn, 2000))
+    insert_jobs(conn, 100, run_at=datetime.now(UTC) + timedelta(hours=1))  # not due: never claimed
+
+    async def claimer(worker_id: int) -> list[int]:
+        got: list[int] = []
+        while True:
+            batch = await store.job_claim(["default"], 37, worker_id)
+            assert len(batch) <= 37
+            if not batch:
+                return got
+            got.extend(j.id for j in batch)
+
+    results = await asyncio.gather(*(claimer(w) for w in range(1, 9)))
+    claimed = [job_id for r in results for job_id in r]
+    assert len(claimed) == len(set(claimed)), "a job was claimed twice"
+    assert set(claimed) == due
+    assert sum(1 for r in results if r) > 1, "only one claimer ever got work"
+
+
+async def test_claim_respects_priority_then_run_at_then_id(
+    store: AsyncJobStore, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    now = datetime.now(UTC)
+    low_old = insert_jobs(conn, 1, priority=0, run_at=now - timedelta(minutes=5))[0]
+    high_new = insert_jobs(conn, 1, priority=10, run_at=now - timedelta(seconds=1))[0]
+    high_old = insert_jobs(conn, 1, priority=10, run_at=now - timedelta(minutes=1))[0]
+    low_new_a, low_new_b = insert_jobs(conn, 2, priority=0, run_at=now - timedelta(seconds=2))
+    order = [j.id for j in await store.job_claim(["default"], 10, 1)]
+    assert order == [high_old, high_new, low_old, low_new_a, low_new_b]
+
+
+async def test_claim_only_takes_the_listed_queues_and_due_jobs(
+    dsn: str, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    clock = FixedClock(datetime.now(UTC))
+    pool = db.async_pool(dsn, "test")
+    await pool.open()
+    try:
+        pinned = AsyncJobStore(pool, clock=clock)
+        insert_jobs(conn, 3, queue="other")
+        later = insert_jobs(conn, 2, run_at=clock.now() + timedelta(minutes=10))
+        assert await pinned.job_claim(["default"], 10, 1) == []
+        clock.advance(timedelta(minutes=11))
+        assert sorted(j.id for j in await pinned.job_claim(["default"], 10, 1)) == later
+    finally:
+        await pool.close()
+
+
+async def test_fenced_completion_ignores_a_stale_attempt(
+    store: AsyncJobStore, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    insert_jobs(conn, 1)
+    (job,) = await store.job_claim(["default"], 1, worker_id=1)
+    # The reaper re-queued it and another worker claimed attempt 2.
+    conn.execute("UPDATE pgsched.jobs SET state = 'queued' WHERE id = %s", [job.id])
+    (again,) = await store.job_claim(["default"], 1, worker_id=2)
+    assert again.attempt == job.attempt + 1
+    assert await store.job_complete_many([Success(job.id, job.attempt, {"late": True})]) == set()
+    assert await store.job_fail_many([Failure(job.id, job.attempt, {"error": "late"})]) == {}
+    assert await store.job_complete_many([Success(again.id, again.attempt, {"ok": 1})]) == {again.id}
+    # A duplicate completion of the same attempt changes nothing either.
+    assert await store.job_complete_many([Success(again.id, again.attempt, {"ok": 2})]) == set()
+    final = await store.job_get(job.id)
+    assert final is not None
+    assert (final.state, final.result, final.errors) == (JobState.SUCCEEDED, {"ok": 1}, [])
+
+
+async def test_failures_back_off_then_go_dead_with_every_error_kept(
+    store: AsyncJobStore, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    insert_jobs(conn, 1, max_attempts=2)
+    (job,) = await store.job_claim(["default"], 1, 1)
+    states = await store.job_fail_many([Failure(job.id, job.attempt, {"attempt": 1, "error": "boom 1"}, delay=0.0)])
+    assert states == {job.id: JobState.QUEUED}
+    (job,) = await store.job_claim(["default"], 1, 1)
+    assert job.attempt == 2
+    states = await store.job_fail_many([Failure(job.id, job.attempt, {"attempt": 2, "error": "boom 2"}, delay=5.0)])
+    assert states == {job.id: JobState.DEAD}
+    dead = conn.execute("SELECT id, last_error, errors FROM pgsched.dead_letter").fetchall()
+    assert [(d["id"], d["last_error"], len(d["errors"])) for d in dead] == [(job.id, "boom 2", 2)]
+
+
+async def test_a_retry_waits_for_its_backoff(store: AsyncJobStore, conn: psycopg.Connection[dict[str, Any]]) -> None:
+    insert_jobs(conn, 1)
+    (job,) = await store.job_claim(["default"], 1, 1)
+    await store.job_fail_many([Failure(job.id, job.attempt, {"error": "x"}, delay=60.0)])
+    assert await store.job_claim(["default"], 1, 1) == []
+    row = conn.execute("SELECT run_at - now() > interval '50 seconds' AS later FROM pgsched.jobs").fetchone()
+    assert row == {"later": True}
+
+
+async def test_release_hands_a_job_back_without_charging_an_attempt(
+    store: AsyncJobStore, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    insert_jobs(conn, 1)
+    (job,) = await store.job_claim(["default"], 1, 1)
+    assert await store.job_release_many([(job.id, job.attempt)]) == {job.id}
+    back = await store.job_get(job.id)
+    assert back is not None
+    assert (back.state, back.attempt, back.worker_id) == (JobState.QUEUED, 0, None)
+
+
+async def test_insert_many_copies_jobs_and_returns_ids_in_order(store: AsyncJobStore) -> None:
+    jobs = [NewJob.build("bulk", {"i": i}, priority=i % 3) for i in range(1000)]
+    ids = await store.job_insert_many(jobs)
+    assert len(ids) == len(set(ids)) == 1000
+    for probe in (0, 500, 999):
+        job = await store.job_get(ids[probe])
+        assert job is not None
+        assert job.args == {"i": probe}
+
+
+async def test_insert_many_with_run_keys_returns_existing_ids_for_taken_keys(store: AsyncJobStore) -> None:
+    (first,) = await store.job_insert_many([NewJob.build("k", run_key="a")])
+    ids = await store.job_insert_many(
+        [
+            NewJob.build("k", run_key="a"),
+            NewJob.build("k"),
+            NewJob.build("k", run_key="b"),
+            NewJob.build("k", run_key="b"),
+        ]
+    )
+    assert ids[0] == first
+    assert ids[2] == ids[3] != ids[1]
+    assert len(await store.job_list(limit=100)) == 3
+
+
+async def test_job_list_pages_by_keyset(store: AsyncJobStore, conn: psycopg.Connection[dict[str, Any]]) -> None:
+    ids = insert_jobs(conn, 25)
+    seen: list[int] = []
+    before: int | None = None
+    while True:
+        page = await store.job_list(limit=10, before_id=before)
+        if not page:
+            break
+        seen.extend(j.id for j in page)
+        before = page[-1].id
+    assert seen == sorted(ids, reverse=True)
