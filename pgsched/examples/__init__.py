@@ -1,0 +1,1 @@
+"""Example applications; `pgsched dev` loads ``pgsched.examples.demo:app`` unless given --app."""
