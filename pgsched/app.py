@@ -6,7 +6,7 @@ No SQL and no loops here; services (worker, scheduler, API) are built from it el
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, overload
 
 import psycopg
 
@@ -18,8 +18,6 @@ from pgsched.retry import RetryPolicy
 from pgsched.tasks import Task, TaskRegistry
 
 __all__ = ["Pgsched"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Pgsched:
@@ -58,6 +56,22 @@ class Pgsched:
             task.enqueuer = clone.client
         return clone
 
+    @overload
+    def task(self, func: Callable[..., Any]) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        priority: int = 0,
+        transactional: bool = False,
+    ) -> Callable[[Callable[..., Any]], Task]: ...
+
     def task(
         self,
         func: Callable[..., Any] | None = None,
@@ -69,7 +83,7 @@ class Pgsched:
         retry: RetryPolicy | None = None,
         priority: int = 0,
         transactional: bool = False,
-    ) -> Any:
+    ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a task; use bare (``@app.task``) or with options (``@app.task(queue="emails")``)."""
 
         def register(fn: Callable[..., Any]) -> Task:

