@@ -64,13 +64,20 @@ DELETE FROM pgsched.jobs WHERE id = %(id)s::bigint AND state IN ('succeeded', 'd
 -- name: job_claim
 -- Claim up to n due jobs of the given queues for one worker, in priority order, skipping rows others hold.
 WITH claimed AS MATERIALIZED (
-    SELECT id FROM pgsched.jobs
-     WHERE state = 'queued'
-       AND queue = ANY(%(queues)s::text[])
-       AND run_at <= coalesce(%(now)s::timestamptz, now())
-     ORDER BY priority DESC, run_at, id
+    SELECT c.id
+      FROM unnest(%(queues)s::text[]) AS q(name)
+     CROSS JOIN LATERAL (
+            -- one index scan per queue: "queue = ANY(..)" would sort every due row of the queues
+            SELECT j.id, j.priority, j.run_at FROM pgsched.jobs j
+             WHERE j.state = 'queued'
+               AND j.queue = q.name
+               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
+             ORDER BY j.priority DESC, j.run_at, j.id
+             LIMIT %(limit)s::int
+               FOR UPDATE SKIP LOCKED
+           ) c
+     ORDER BY c.priority DESC, c.run_at, c.id
      LIMIT %(limit)s::int
-       FOR UPDATE SKIP LOCKED
 )
 UPDATE pgsched.jobs j
    SET state = 'running',

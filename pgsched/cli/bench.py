@@ -1,0 +1,88 @@
+"""``pgsched bench``: the throughput / latency benchmark (prints machine facts and medians)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pgsched.bench import BenchOptions, run_bench
+from pgsched.cli.base import CliContext, cli, echo_json, pass_ctx
+from pgsched.errors import ValidationError
+
+__all__ = ["bench"]
+
+_LABELS = [
+    ("drain_jobs_per_s", "drain (jobs/s, committed)", "{:,.0f}"),
+    ("enqueue_many_jobs_per_s", "enqueue_many (jobs/s, COPY)", "{:,.0f}"),
+    ("latency_p50_ms", "enqueue->start p50 (ms, from commit)", "{:.2f}"),
+    ("latency_p95_ms", "enqueue->start p95 (ms)", "{:.2f}"),
+    ("latency_p99_ms", "enqueue->start p99 (ms)", "{:.2f}"),
+    ("worker_cpu_ms_per_job", "worker CPU per job (ms)", "{:.4f}"),
+    ("postgres_cpu_ms_per_job", "Postgres backends CPU per job (ms)", "{:.4f}"),
+    ("machine_busy_pct", "machine busy during drain (% of all cores)", "{:.0f}"),
+    ("enqueue_1row_notify_off_per_s", "1-row enqueue, {clients} clients, NOTIFY off (/s)", "{:,.0f}"),
+    ("enqueue_1row_adaptive_per_s", "1-row enqueue, {clients} clients, adaptive NOTIFY (/s)", "{:,.0f}"),
+    ("enqueue_1row_notify_always_per_s", "1-row enqueue, {clients} clients, a worker waiting (/s)", "{:,.0f}"),
+]
+
+
+@cli.command()
+@click.option("--runs", type=int, default=3, show_default=True, help="Runs per figure; the median is reported.")
+@click.option("--jobs", type=int, default=20_000, show_default=True, help="Pre-enqueued no-op jobs to drain.")
+@click.option("--concurrency", type=int, default=10, show_default=True, help="Worker concurrency.")
+@click.option("--latency-samples", type=int, default=200, show_default=True)
+@click.option("--clients", type=int, default=16, show_default=True, help="Clients of the single-row enqueue test.")
+@click.option("--enqueue-seconds", type=float, default=3.0, show_default=True)
+@click.option("--dsn", "server_dsn", help="Server to benchmark (scratch databases are created there).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def bench(
+    ctx: CliContext,
+    server_dsn: str | None,
+    runs: int,
+    jobs: int,
+    concurrency: int,
+    latency_samples: int,
+    clients: int,
+    enqueue_seconds: float,
+    as_json: bool,
+) -> None:
+    """Measure drain, enqueue and latency on a scratch database of the --dsn server (created and dropped)."""
+    for name, value, low in (("runs", runs, 1), ("jobs", jobs, 1), ("latency-samples", latency_samples, 2)):
+        if value < low:
+            raise ValidationError(name, f"must be at least {low}")
+    options = BenchOptions(server_dsn or ctx.dsn(), runs, jobs, concurrency, latency_samples, clients, enqueue_seconds)
+
+    def progress(done: int, figures: dict[str, float]) -> None:
+        if not as_json:
+            summary = ", ".join(f"{k}={v:,.2f}" for k, v in figures.items())
+            click.echo(f"run {done}/{runs}: {summary}", err=True)
+
+    report = run_bench(options, progress=progress)
+    if as_json:
+        echo_json(report)
+    else:
+        _print(report, clients)
+
+
+def _print(report: dict[str, Any], clients: int) -> None:
+    m, pg, opts = report["machine"], report["postgres"], report["options"]
+    click.echo(f"machine: {m['cores']} cores, {m['cpu']}, {m['memory_gib']} GiB, {m['system']}, Python {m['python']}")
+    click.echo(f"load average: before {_load(m['load_average'])}, after {_load(report['load_average_after'])}")
+    click.echo(
+        f"postgres: {pg.get('version')} (shared_buffers={pg.get('shared_buffers')}, "
+        f"synchronous_commit={pg.get('synchronous_commit')}, fsync={pg.get('fsync')})"
+    )
+    click.echo(
+        f"workload: {opts['jobs']:,} no-op jobs, one worker process, concurrency {opts['concurrency']}; "
+        f"median of {opts['runs']} runs"
+    )
+    for key, label, fmt in _LABELS:
+        if key in report["median"]:
+            per_run = " ".join(fmt.format(r[key]) for r in report["runs"] if key in r)
+            click.echo(f"  {label.format(clients=clients):<58} {fmt.format(report['median'][key]):>10}   ({per_run})")
+
+
+def _load(value: Any) -> str:
+    return "n/a" if not value else " ".join(f"{v:.2f}" for v in value)

@@ -1,0 +1,133 @@
+"""``pgsched worker``: run jobs until SIGTERM/SIGINT (a second signal ends the grace period).
+
+Interface layer. Builds the services of one process and runs them concurrently in one asyncio
+TaskGroup with shared signal handling (``run_services``): a signal calls ``stop()`` on each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+import click
+
+from pgsched.app import Pgsched
+from pgsched.cli.base import CliContext, cli, pass_ctx
+from pgsched.errors import ValidationError
+from pgsched.worker import Worker, WorkerConfig
+
+__all__ = ["Service", "load_app", "run_services", "worker"]
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    """A long-running part of a process: ``run()`` until ``stop()``; a second ``stop()`` hurries it."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def load_app(ref: str) -> Pgsched:
+    """Import ``MODULE:ATTRIBUTE`` and check it is a Pgsched application (the current directory is importable)."""
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise ValidationError("app", f"expected MODULE:APP (e.g. myproject.tasks:app), got {ref!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValidationError("app", f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, Pgsched):
+        raise ValidationError("app", f"{ref!r} is not a Pgsched application (got {type(app).__name__})")
+    return app
+
+
+async def run_services(services: Sequence[Service]) -> None:
+    """Run every service until all have stopped; SIGTERM/SIGINT call ``stop()`` on each."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        log.info("signal received", extra={"event": "signal", "signal": signal.Signals(signum).name})
+        for service in services:
+            service.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for service in services:
+                group.create_task(service.run())
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def _queues(text: str) -> tuple[str, ...]:
+    return tuple(q.strip() for q in text.split(",") if q.strip())
+
+
+@cli.command()
+@click.option("--app", "app_ref", required=True, help="The application, as MODULE:APP.")
+@click.option("--queues", default="default", show_default=True, help="Comma-separated queues to claim from.")
+@click.option("--concurrency", type=int, default=10, show_default=True, help="Jobs run at once.")
+@click.option("--no-scheduler", is_flag=True, help="Do not also run the leader candidate (cron, reaper, pruner).")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address of the metrics server.")
+@click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds running jobs get at shutdown.")
+@click.option("--allow-shell", is_flag=True, help="Enable the pgsched.shell built-in task.")
+@click.option("--http-allow", multiple=True, help="Host the pgsched.http task may call (repeat; *.domain allowed).")
+@pass_ctx
+def worker(
+    ctx: CliContext,
+    app_ref: str,
+    queues: str,
+    concurrency: int,
+    no_scheduler: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    grace: float,
+    allow_shell: bool,
+    http_allow: tuple[str, ...],
+) -> None:
+    """Run jobs of the application's tasks until SIGTERM or SIGINT."""
+    app = load_app(app_ref)
+    settings = ctx.settings if ctx.settings.dsn else app.settings
+    config = WorkerConfig(
+        queues=_queues(queues),
+        concurrency=concurrency,
+        grace_seconds=grace,
+        allow_shell=allow_shell,
+        http_allowlist=http_allow,
+    )
+    if metrics_port is not None:
+        _serve_metrics(metrics_host, metrics_port)
+    job_runner = Worker(app.tasks, settings, config)
+    services: list[Service] = [job_runner]
+    # The leader candidate (cron, reaper, pruner) joins here unless --no-scheduler.
+    asyncio.run(run_services(services))
+    if job_runner.threads_busy:
+        # A cancelled sync task still runs in a thread Python cannot stop; do not wait for it.
+        log.warning("exiting with a sync task still running", extra={"event": "worker_exit_threads_busy"})
+        logging.shutdown()
+        os._exit(0)
+
+
+def _serve_metrics(host: str, port: int) -> None:
+    from prometheus_client import start_http_server
+
+    if not 0 < port < 65536:
+        raise ValidationError("metrics-port", f"must be a TCP port, got {port}")
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        raise ValidationError("metrics-port", f"cannot listen on {host}:{port}: {exc.strerror}") from None

@@ -1,0 +1,208 @@
+"""Liveness: a process's row in ``pgsched.workers``, its session advisory lock and its heartbeat.
+
+Data layer. On one dedicated, non-pooled connection the process registers (``worker_register``),
+takes ``pg_try_advisory_lock(pgsched.lock_namespace(), id)`` and beats ``heartbeat_at`` every
+``heartbeat_seconds``. The leader's reaper treats a free lock or a stale heartbeat as death.
+
+States: ``alive`` (lock held: ``ready`` is set) and ``lost`` (connection broken or a beat timed
+out: ``ready`` is cleared, so the worker starts no new job). While lost it reconnects with capped
+backoff, re-takes the lock on its id, or registers a new row when its row was deleted or a
+lingering old session still holds the lock. ``close()`` deletes the row (clean shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+
+from pgsched import db
+from pgsched.errors import DatabaseUnavailable
+from pgsched.queries import query
+
+__all__ = ["Liveness"]
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF = 5.0
+
+
+class Liveness:
+    """Registers, locks and beats for one process; ``run()`` until ``stop()``, then ``close()``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        role: str = "worker",
+        queues: Sequence[str] = (),
+        concurrency: int = 0,
+        version: str | None = None,
+        heartbeat_seconds: float = 5.0,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._role = role
+        self._queues = list(queues)
+        self._concurrency = concurrency
+        self._version = version
+        self._heartbeat = heartbeat_seconds
+        self._on_change = on_change
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._id: int | None = None
+        self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    @property
+    def worker_id(self) -> int | None:
+        """The current row id (it changes when the process had to register again)."""
+        return self._id
+
+    async def open(self) -> int:
+        """Connect, register and lock; raises ``DatabaseUnavailable`` when the database is unreachable."""
+        await self._connect_and_lock()
+        assert self._id is not None
+        return self._id
+
+    async def run(self) -> None:
+        """Beat until ``stop()``; reconnect while the connection is lost."""
+        backoff = 0.1
+        while not self._stopping.is_set():
+            if self.ready.is_set():
+                if await self._wait_stop(self._heartbeat):
+                    return
+                try:
+                    await self._beat()
+                except DatabaseUnavailable as exc:
+                    await self._lose(str(exc))
+                continue
+            try:
+                await self._connect_and_lock()
+                backoff = 0.1
+                log.info("liveness regained", extra={"event": "liveness_regained", "worker_id": self._id})
+            except DatabaseUnavailable as exc:
+                await self._drop_conn()
+                log.warning("liveness reconnect failed", extra={"event": "liveness_retry", "error": str(exc)})
+                if await self._wait_stop(backoff):
+                    return
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def close(self) -> None:
+        """Unregister (delete the row) and close the connection, which frees the lock. Safe twice."""
+        self.stop()
+        conn, self._conn = self._conn, None
+        self.ready.clear()
+        if conn is None or conn.closed:
+            return
+        try:
+            if self._id is not None:
+                async with asyncio.timeout(max(self._heartbeat, 5.0)):
+                    await conn.execute(query("worker_unregister"), {"id": self._id})
+                log.info("worker unregistered", extra={"event": "worker_unregistered", "worker_id": self._id})
+        except (psycopg.Error, TimeoutError) as exc:
+            log.warning("could not unregister", extra={"event": "unregister_failed", "error": str(exc)})
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+    # ---------------------------------------------------------------- internals
+    async def _wait_stop(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        return self._stopping.is_set()
+
+    async def _lose(self, reason: str) -> None:
+        self.ready.clear()
+        log.warning("liveness lost", extra={"event": "liveness_lost", "worker_id": self._id, "error": reason})
+        await self._drop_conn()
+        self._changed()
+
+    async def _drop_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            # The old session's lock goes when its backend notices the connection is gone.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await conn.close()
+
+    async def _beat(self) -> None:
+        async with self._guard() as conn:
+            cur = await conn.execute(query("worker_heartbeat"), {"id": self._id})
+            if await cur.fetchone() is None:
+                log.warning("worker row deleted", extra={"event": "worker_row_missing", "worker_id": self._id})
+                await self._register(conn)
+
+    async def _connect_and_lock(self) -> None:
+        conn = await self._connect()
+        async with self._guard():
+            if self._id is not None:
+                cur = await conn.execute(query("worker_heartbeat"), {"id": self._id})
+                if await cur.fetchone() is not None and await self._lock(conn, self._id):
+                    self.ready.set()
+                    self._changed()
+                    return
+            await self._register(conn)
+
+    async def _register(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        params = {
+            "role": self._role,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": self._queues,
+            "concurrency": self._concurrency,
+            "version": self._version,
+        }
+        cur = await conn.execute(query("worker_register"), params)
+        row = await cur.fetchone()
+        assert row is not None
+        if not await self._lock(conn, row[0]):  # a fresh id: nobody else can hold it
+            raise DatabaseUnavailable(f"could not take the liveness lock of new worker {row[0]}")
+        self._id = int(row[0])
+        self.ready.set()
+        log.info("worker registered", extra={"event": "worker_registered", "worker_id": self._id})
+        self._changed()
+
+    @staticmethod
+    async def _lock(conn: psycopg.AsyncConnection[Any], worker_id: int) -> bool:
+        cur = await conn.execute(query("worker_lock"), {"id": worker_id})
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            try:
+                async with asyncio.timeout(max(self._heartbeat * 2, 10.0)):
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        db.conninfo(self._dsn, self._role), autocommit=True
+                    )
+            except (psycopg.OperationalError, TimeoutError) as exc:
+                raise DatabaseUnavailable(str(exc).strip() or "connect timed out") from exc
+        return self._conn
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> Any:
+        """Bound every statement in time and turn connection errors into ``DatabaseUnavailable``."""
+        conn = self._conn
+        if conn is None:
+            raise DatabaseUnavailable("no liveness connection")
+        try:
+            async with asyncio.timeout(max(self._heartbeat * 2, 5.0)):
+                yield conn
+        except TimeoutError as exc:
+            raise DatabaseUnavailable("liveness statement timed out") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc

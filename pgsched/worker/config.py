@@ -1,0 +1,42 @@
+"""WorkerConfig: the knobs of one worker process, validated once (the CLI builds it from flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgsched.errors import ValidationError
+from pgsched.job import validate_queue
+
+__all__ = ["WorkerConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """``concurrency`` jobs run at once; the producer claims up to ``concurrency`` plus an adaptive
+    prefetch (at most ``prefetch_max``); the completer writes every ``flush_interval`` seconds or
+    ``flush_size`` results, whichever comes first."""
+
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 10
+    grace_seconds: float = 30.0
+    allow_shell: bool = False
+    http_allowlist: tuple[str, ...] = ()
+    prefetch_max: int = 500
+    flush_interval: float = 0.003
+    flush_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ValidationError("queues", "give at least one queue")
+        for queue in self.queues:
+            validate_queue(queue, "queues")
+        if len(set(self.queues)) != len(self.queues):
+            raise ValidationError("queues", "a queue is listed twice")
+        if isinstance(self.concurrency, bool) or not 1 <= self.concurrency <= 10_000:
+            raise ValidationError("concurrency", f"must be from 1 to 10000, got {self.concurrency!r}")
+        if self.grace_seconds < 0:
+            raise ValidationError("grace", "must be zero or more seconds")
+        if not 0 <= self.prefetch_max <= 100_000:
+            raise ValidationError("prefetch_max", "must be from 0 to 100000")
+        if self.flush_interval <= 0 or self.flush_size < 1:
+            raise ValidationError("flush_interval", "flush interval and size must be positive")

@@ -1,0 +1,74 @@
+"""How an attempt ended, as the ``Finished`` record the completer writes: success, failure, timeout, cancel.
+
+Pure functions: results are encoded to JSON here (a value PostgreSQL cannot store is a failure with a
+clear error), and error entries are made safe for ``jsonb`` (no NUL, no lone surrogates, capped).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from pgsched.retry import RetryPolicy
+from pgsched.worker_store import ClaimedJob, Finished, Outcome
+
+__all__ = ["cancelled", "encode_result", "error_entry", "failure", "success", "timed_out"]
+
+_MAX_ERROR = 2_000
+_MAX_TRACEBACK = 16_000
+
+
+class ResultNotStorable(TypeError):
+    """The task's return value cannot be stored in ``jobs.result``."""
+
+
+def _clean(text: str, limit: int, *, tail: bool = False) -> str:
+    text = text.replace("\x00", "\\0").encode("utf-8", "replace").decode("utf-8")
+    if len(text) <= limit:
+        return text
+    return "..." + text[-limit:] if tail else text[:limit] + "..."
+
+
+def error_entry(attempt: int, error: str, *, kind: str, tb: str | None = None) -> dict[str, Any]:
+    """One element of ``jobs.errors``: {at, attempt, error, traceback, kind}."""
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "attempt": attempt,
+        "error": _clean(error, _MAX_ERROR),
+        "traceback": None if tb is None else _clean(tb, _MAX_TRACEBACK, tail=True),
+        "kind": kind,
+    }
+
+
+def encode_result(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ResultNotStorable(f"the task's result is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in text:
+        raise ResultNotStorable("the task's result contains the NUL character, which jsonb cannot store")
+    return text
+
+
+def success(job: ClaimedJob, encoded: str | None) -> Finished:
+    return Finished(job.id, job.attempt, Outcome.SUCCEEDED, result=encoded)
+
+
+def failure(job: ClaimedJob, exc: BaseException, retry: RetryPolicy, *, final: bool = False) -> Finished:
+    tb = "".join(traceback.format_exception(exc))
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    entry = error_entry(job.attempt, message, kind="exception", tb=tb)
+    return Finished(job.id, job.attempt, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt), final=final)
+
+
+def timed_out(job: ClaimedJob, seconds: float, retry: RetryPolicy) -> Finished:
+    entry = error_entry(job.attempt, f"timed out after {seconds:g}s", kind="timeout")
+    return Finished(job.id, job.attempt, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt))
+
+
+def cancelled(job: ClaimedJob) -> Finished:
+    return Finished(job.id, job.attempt, Outcome.CANCELLED, error=error_entry(job.attempt, "cancelled", kind="cancel"))

@@ -1,0 +1,150 @@
+"""Producer: claims batches of due jobs for the executor, and sleeps well when there are none.
+
+Service layer. One claim statement per batch, sized to the executor's free room: ``concurrency``
+slots plus an adaptive prefetch (about 20 ms of work at the current rate, at most ``prefetch_max``),
+issued when at least half the prefetch has drained, so a claim overlaps the jobs still buffered.
+
+States: ``busy`` (the last claim came back full: claim again as soon as there is room; the worker
+is not marked waiting, so enqueuers send no NOTIFY) and ``idle`` (the queues are drained: mark this
+worker waiting, claim once more to close the race with inserts that did not see the mark, then
+sleep until a NOTIFY, the earliest future ``run_at`` or the poll interval, whichever comes first).
+Without liveness (``ready`` cleared) it claims nothing; when liveness returns it first hands back
+the jobs the executor parked. A database error backs off (capped) and tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from pgsched.errors import PgschedError
+from pgsched.liveness import Liveness
+from pgsched.worker.executor import Executor
+from pgsched.worker_store import WorkerStore
+
+__all__ = ["Producer"]
+
+log = logging.getLogger(__name__)
+
+_PREFETCH_SECONDS = 0.02
+_MAX_BACKOFF = 2.0
+
+
+class Producer:
+    def __init__(
+        self,
+        store: WorkerStore,
+        executor: Executor,
+        liveness: Liveness,
+        *,
+        queues: tuple[str, ...],
+        concurrency: int,
+        prefetch_max: int,
+        poll_seconds: float,
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._liveness = liveness
+        self._queues = queues
+        self._concurrency = concurrency
+        self._prefetch_min = min(max(1, concurrency // 5), prefetch_max) if prefetch_max else 0
+        self._prefetch_max = prefetch_max
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._marked = False
+        self._rate = 0.0
+        self._rate_at = time.monotonic()
+        self._rate_count = 0
+
+    def wake(self) -> None:
+        """Something may be due now (a NOTIFY, a reconnect, a retry written): claim soon."""
+        self._wake.set()
+
+    def forget_marks(self) -> None:
+        """Liveness changed (maybe a new worker id): waiting marks must be written again."""
+        self._marked = False
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._executor.wake_space_waiter()
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while not self._stopping:
+            if not self._liveness.ready.is_set():
+                await self._wait_ready()
+                continue
+            try:
+                await self._step()
+                backoff = 0.05
+            except PgschedError as exc:
+                log.warning("claim failed", extra={"event": "claim_failed", "error": str(exc)})
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _step(self) -> None:
+        released = self._executor.take_released()
+        if released:
+            await self._store.job_release_many(released)
+            log.info("released unstarted jobs", extra={"event": "jobs_released", "count": len(released)})
+        limit = await self._room()
+        worker_id = self._liveness.worker_id
+        if self._stopping or limit <= 0 or worker_id is None or not self._liveness.ready.is_set():
+            return
+        self._wake.clear()
+        jobs = await self._store.job_claim_batch(self._queues, limit, worker_id)
+        if self._stopping or not self._liveness.ready.is_set():
+            self._executor.submit(jobs)  # the executor parks them for release: never lose a claim
+            return
+        if jobs:
+            self._executor.submit(jobs)
+            log.debug("claimed", extra={"event": "job_claimed", "count": len(jobs)})
+        if len(jobs) >= limit:
+            if self._marked:
+                self._marked = False
+                await self._store.worker_wait_clear(worker_id)
+        elif not self._marked:
+            await self._store.worker_wait_mark(worker_id, self._queues)
+            self._marked = True  # then claim again: an insert that missed the mark is seen now
+        elif not jobs:
+            await self._idle()
+
+    async def _room(self) -> int:
+        """Wait until a batch is worth claiming; return its size."""
+        prefetch = self._prefetch()
+        capacity = self._concurrency + prefetch
+        min_batch = max(1, prefetch // 2)
+        if capacity - self._executor.in_hand < min_batch:
+            await self._executor.wait_for_room(capacity - min_batch)
+        return capacity - self._executor.in_hand
+
+    def _prefetch(self) -> int:
+        now = time.monotonic()
+        elapsed = now - self._rate_at
+        if elapsed >= 0.005:
+            done = self._executor.finished_count
+            current = (done - self._rate_count) / elapsed
+            self._rate = current if elapsed > 1.0 else 0.5 * self._rate + 0.5 * current
+            self._rate_at, self._rate_count = now, done
+        return int(min(max(self._rate * _PREFETCH_SECONDS, self._prefetch_min), self._prefetch_max))
+
+    async def _idle(self) -> None:
+        due_in = await self._store.job_next_due_in(self._queues)
+        timeout = self._poll if due_in is None else min(self._poll, max(due_in, 0.001))
+        await self._sleep(timeout)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    async def _wait_ready(self) -> None:
+        self._marked = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._poll):
+                await self._liveness.ready.wait()

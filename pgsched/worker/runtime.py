@@ -1,0 +1,193 @@
+"""Worker: one process's job runner, wired from its parts, with one ``run()`` / ``stop()`` lifecycle.
+
+Service layer. Parts, each a child task of one TaskGroup: ``Liveness`` (row, advisory lock,
+heartbeat), ``Notifier`` (LISTEN pgsched_jobs and pgsched_cancel), ``Producer`` (claims),
+``Executor`` (slots), ``Completer`` (batched writes) and a cancel watcher (the poll behind NOTIFY).
+
+Shutdown (``stop()``): stop claiming; hand buffered jobs back at once; let running jobs finish
+within ``grace_seconds`` (a second ``stop()`` ends the grace now); then cancel what still runs and
+hand it back without charging an attempt; flush the completer; unregister. Losing the database
+pauses the worker (no new jobs start) until liveness is back; it never exits for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+
+from pgsched.builtins import builtin_tasks
+from pgsched.config import Settings
+from pgsched.errors import PgschedError
+from pgsched.liveness import Liveness
+from pgsched.notifier import Notifier
+from pgsched.tasks import Task, TaskRegistry
+from pgsched.worker.completer import Completer
+from pgsched.worker.config import WorkerConfig
+from pgsched.worker.executor import Executor
+from pgsched.worker.producer import Producer
+from pgsched.worker_store import WorkerStore
+
+__all__ = ["JOBS_CHANNEL", "CANCEL_CHANNEL", "Worker"]
+
+log = logging.getLogger(__name__)
+
+JOBS_CHANNEL = "pgsched_jobs"
+CANCEL_CHANNEL = "pgsched_cancel"
+
+
+def _version() -> str | None:
+    try:
+        return importlib.metadata.version("pgsched")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+class Worker:
+    """Runs jobs of ``tasks`` (plus the built-in ones) from ``config.queues`` until stopped."""
+
+    def __init__(self, tasks: TaskRegistry, settings: Settings, config: WorkerConfig | None = None) -> None:
+        self.config = config or WorkerConfig()
+        self._tasks = tasks
+        self._builtins = builtin_tasks(allow_shell=self.config.allow_shell, http_allowlist=self.config.http_allowlist)
+        dsn = settings.require_dsn()
+        self._settings = settings
+        self._store = WorkerStore(dsn, pool_size=min(self.config.concurrency, 20))
+        self._liveness = Liveness(
+            dsn,
+            queues=self.config.queues,
+            concurrency=self.config.concurrency,
+            version=_version(),
+            heartbeat_seconds=settings.heartbeat_seconds,
+            on_change=self._liveness_changed,
+        )
+        self._completer = Completer(
+            self._store,
+            flush_interval=self.config.flush_interval,
+            flush_size=self.config.flush_size,
+            on_retry_queued=self._wake_producer,
+        )
+        self._executor = Executor(
+            self._lookup,
+            self._store,
+            self._completer,
+            concurrency=self.config.concurrency,
+            ready=self._liveness.ready,
+            worker_id=lambda: self._liveness.worker_id,
+        )
+        self._producer = Producer(
+            self._store,
+            self._executor,
+            self._liveness,
+            queues=self.config.queues,
+            concurrency=self.config.concurrency,
+            prefetch_max=self.config.prefetch_max,
+            poll_seconds=settings.poll_seconds,
+        )
+        self._notifier = Notifier(
+            dsn,
+            [JOBS_CHANNEL, CANCEL_CHANNEL],
+            self._on_notify,
+            on_connect=self._wake_producer,
+            ping_seconds=settings.heartbeat_seconds,
+        )
+        self._queues = frozenset(self.config.queues)
+        self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()
+
+    # ---------------------------------------------------------------- public
+    @property
+    def worker_id(self) -> int | None:
+        return self._liveness.worker_id
+
+    @property
+    def listener_pid(self) -> int | None:
+        """Backend pid of the LISTEN connection (for operators and tests)."""
+        return self._notifier.backend_pid
+
+    @property
+    def threads_busy(self) -> bool:
+        """A sync task still runs in a thread that could not be stopped (the process may exit anyway)."""
+        return self._executor.threads_busy
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown; a second call ends the grace period at once. Safe to repeat."""
+        if self._stop.is_set():
+            self._hurry.set()
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Register, run until ``stop()``, shut down gracefully. Raises if the database is unreachable at start."""
+        worker_id = await self._liveness.open()
+        log.info(
+            "worker started",
+            extra={"event": "worker_started", "worker_id": worker_id, "queues": list(self.config.queues)},
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._liveness.run())
+                listener = group.create_task(self._notifier.run())
+                completer = group.create_task(self._completer.run())
+                executor = group.create_task(self._executor.run())
+                producer = group.create_task(self._producer.run())
+                watcher = group.create_task(self._watch_cancels())
+                await self._stop.wait()
+                await self._shutdown(producer, executor, completer)
+                watcher.cancel()
+                self._notifier.stop()
+                listener.cancel()
+                self._liveness.stop()
+        finally:
+            await self._store.close()
+            await self._liveness.close()
+        log.info("worker stopped", extra={"event": "worker_stopped", "worker_id": worker_id})
+
+    # ---------------------------------------------------------------- internals
+    def _lookup(self, name: str) -> Task:
+        builtin = self._builtins.get(name)
+        return builtin if builtin is not None else self._tasks.get(name)
+
+    def _wake_producer(self) -> None:
+        self._producer.wake()
+
+    def _liveness_changed(self) -> None:
+        self._producer.forget_marks()
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if channel == JOBS_CHANNEL:
+            if payload in self._queues:
+                self._producer.wake()
+        elif channel == CANCEL_CHANNEL and payload.isdigit():
+            self._executor.cancel(int(payload))
+
+    async def _watch_cancels(self) -> None:
+        """The poll behind NOTIFY pgsched_cancel: running jobs with a pending cancel request."""
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            try:
+                for job_id in await self._store.job_cancel_requested(self._executor.running_ids()):
+                    self._executor.cancel(job_id)
+            except PgschedError as exc:
+                log.debug("cancel poll failed", extra={"event": "cancel_poll_failed", "error": str(exc)})
+
+    async def _shutdown(
+        self, producer: asyncio.Task[None], executor: asyncio.Task[None], completer: asyncio.Task[None]
+    ) -> None:
+        log.info("worker stopping", extra={"event": "worker_stopping", "grace": self.config.grace_seconds})
+        self._producer.stop()
+        await producer
+        self._executor.release_buffered()
+        if not await self._executor.wait_idle(self.config.grace_seconds, self._hurry):
+            aborted = self._executor.abort_running()
+            log.warning("grace period over", extra={"event": "jobs_aborted", "count": aborted})
+            await self._executor.wait_idle(5.0)
+        self._executor.close()
+        await executor
+        self._completer.close()
+        await completer
+        released = self._executor.take_released()
+        if released:
+            with contextlib.suppress(PgschedError):
+                back = await self._store.job_release_many(released)
+                log.info("jobs handed back", extra={"event": "jobs_released", "count": len(back)})

@@ -1,0 +1,208 @@
+"""WorkerStore: the worker's hot-path SQL (claim, finish, release, waiting marks, cancel polls).
+
+Data layer. Runs on two dedicated, non-pooled connections with server-side prepared statements:
+one for the producer's claims, one for the completer's writes and control queries, so a claim
+and a flush overlap. A broken connection raises ``DatabaseUnavailable`` and is reopened on the
+next call. psycopg errors never leave this module. Transactional tasks borrow connections from
+a small pool (``transaction()``) and finish their job inside it (``job_finish_in``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from pgsched import db
+from pgsched.clock import Clock, SystemClock
+from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
+from pgsched.queries import query
+
+__all__ = ["ClaimedJob", "Finished", "Outcome", "WorkerStore"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A claimed attempt: the columns the worker needs, in ``job_claim_batch``'s RETURNING order."""
+
+    id: int
+    queue: str
+    task: str
+    args: dict[str, Any]
+    attempt: int
+    timeout: float | None
+    waited: float
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The end of one attempt. ``result`` is JSON text; ``error`` an entry of ``jobs.errors``."""
+
+    id: int
+    attempt: int
+    outcome: Outcome
+    result: str | None = None
+    error: dict[str, Any] | None = None
+    delay: float = 0.0
+    final: bool = False
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise InvalidStateError(exc.diag.message_primary or str(exc)) from exc
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        raise ValidationError("result", exc.diag.message_primary or str(exc)) from exc
+
+
+class _Link:
+    """One dedicated autocommit connection, opened on demand and dropped when it breaks."""
+
+    def __init__(self, dsn: str, role: str) -> None:
+        self._dsn = dsn
+        self._role = role
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        try:
+            with _translated():
+                if self._conn is None or self._conn.closed:
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        db.conninfo(self._dsn, self._role), autocommit=True, prepare_threshold=0
+                    )
+                yield self._conn
+        except DatabaseUnavailable:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+
+def _finish_params(items: Sequence[Finished], now: Any) -> dict[str, Any]:
+    return {
+        "ids": [f.id for f in items],
+        "attempts": [f.attempt for f in items],
+        "outcomes": [f.outcome.value for f in items],
+        "results": [f.result for f in items],
+        "errors": [None if f.error is None else json.dumps(f.error) for f in items],
+        "delays": [f.delay for f in items],
+        "finals": [f.final for f in items],
+        "now": now,
+    }
+
+
+class WorkerStore:
+    """The worker's database access. ``close()`` is safe to call twice."""
+
+    def __init__(self, dsn: str, *, clock: Clock | None = None, pool_size: int = 4) -> None:
+        self._dsn = dsn
+        self._clock = clock or SystemClock()
+        self._claims = _Link(dsn, "worker")
+        self._writes = _Link(dsn, "worker")
+        self._pool_size = pool_size
+        self._pool: AsyncConnectionPool | None = None
+
+    async def close(self) -> None:
+        await self._claims.close()
+        await self._writes.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            with contextlib.suppress(Exception):
+                await pool.close()
+
+    # ---------------------------------------------------------------- claims (producer connection)
+    async def job_claim_batch(self, queues: Sequence[str], limit: int, worker_id: int) -> list[ClaimedJob]:
+        params = {"queues": list(queues), "limit": limit, "worker_id": worker_id, "now": self._clock.db_now()}
+        async with self._claims.use() as conn:
+            cur = await conn.execute(query("job_claim_batch"), params)
+            return [ClaimedJob(*row) for row in await cur.fetchall()]
+
+    async def worker_wait_mark(self, worker_id: int, queues: Sequence[str]) -> None:
+        async with self._claims.use() as conn:
+            await conn.execute(query("worker_wait_mark"), {"worker_id": worker_id, "queues": list(queues)})
+
+    async def worker_wait_clear(self, worker_id: int) -> None:
+        async with self._claims.use() as conn:
+            await conn.execute(query("worker_wait_clear"), {"worker_id": worker_id})
+
+    async def job_next_due_in(self, queues: Sequence[str]) -> float | None:
+        """Seconds until the next queued-but-not-due job of these queues; None when there is none."""
+        async with self._claims.use() as conn:
+            cur = await conn.execute(query("job_next_due_in"), {"queues": list(queues), "now": self._clock.db_now()})
+            row = await cur.fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+    # ---------------------------------------------------------------- writes (completer connection)
+    async def job_finish_many(self, items: Sequence[Finished]) -> dict[int, str]:
+        """Write finished attempts; returns the accepted ids with their new state (the fence held)."""
+        if not items:
+            return {}
+        async with self._writes.use() as conn:
+            cur = await conn.execute(query("job_finish_many"), _finish_params(items, self._clock.db_now()))
+            return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def job_release_many(self, jobs: Sequence[tuple[int, int]]) -> set[int]:
+        """Hand (id, attempt) pairs back to the queue without charging the attempt; fenced."""
+        if not jobs:
+            return set()
+        params = {"ids": [j[0] for j in jobs], "attempts": [j[1] for j in jobs], "now": self._clock.db_now()}
+        async with self._writes.use() as conn:
+            cur = await conn.execute(query("job_release_many"), params)
+            return {row[0] for row in await cur.fetchall()}
+
+    async def job_cancel_requested(self, ids: Sequence[int]) -> list[int]:
+        if not ids:
+            return []
+        async with self._writes.use() as conn:
+            cur = await conn.execute(query("job_cancel_requested"), {"ids": list(ids)})
+            return [row[0] for row in await cur.fetchall()]
+
+    # ---------------------------------------------------------------- transactional tasks
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection inside a transaction: commits on a clean exit, rolls back on an exception."""
+        pool = await self._open_pool()
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # Other errors are the task's own (it ran SQL on this connection) and pass unchanged.
+            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+    async def job_finish_in(self, conn: psycopg.AsyncConnection[Any], item: Finished) -> bool:
+        """Finish one attempt on the caller's transaction; False when the fence did not hold."""
+        with _translated():
+            cur = await conn.execute(query("job_finish_many"), _finish_params([item], self._clock.db_now()))
+            return await cur.fetchone() is not None
+
+    async def _open_pool(self) -> AsyncConnectionPool:
+        if self._pool is None:
+            pool = db.async_pool(self._dsn, "worker", min_size=0, max_size=self._pool_size)
+            with _translated():
+                await pool.open()
+            self._pool = pool
+        return self._pool

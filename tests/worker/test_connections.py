@@ -1,0 +1,67 @@
+"""Connection loss: the LISTEN connection and the liveness connection are killed; the worker recovers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from prometheus_client import REGISTRY
+
+from pgsched import Settings
+from tests.support.factories import insert_jobs
+from tests.worker.conftest import StartWorker, until
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def succeeded(conn: Conn, job_id: int) -> bool:
+    row = conn.execute("SELECT state::text FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    return row == {"state": "succeeded"}
+
+
+def alive(conn: Conn, worker_id: int | None) -> bool:
+    return conn.execute("SELECT alive FROM pgsched.cluster WHERE id = %s", [worker_id]).fetchone() == {"alive": True}
+
+
+async def test_a_killed_listener_reconnects_and_notify_wakeups_recover(
+    start_worker: StartWorker, settings: Settings, conn: Conn
+) -> None:
+    # With a 60 s poll, only a NOTIFY (or the catch-up after reconnecting) can start these jobs quickly.
+    worker = await start_worker(settings.with_(poll_seconds=60.0))
+    reconnects = REGISTRY.get_sample_value("pgsched_listener_reconnects_total") or 0.0
+    old = worker.listener_pid
+    conn.execute("SELECT pg_terminate_backend(%s)", [old])
+    (during,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: succeeded(conn, during), timeout=15, message="job enqueued while the listener was down")
+    await until(lambda: worker.listener_pid not in (None, old), timeout=15, message="listener did not reconnect")
+    assert (REGISTRY.get_sample_value("pgsched_listener_reconnects_total") or 0.0) > reconnects
+    for _ in range(3):
+        (after,) = insert_jobs(conn, 1, task="noop")
+        await until(lambda: succeeded(conn, after), timeout=15, message="no NOTIFY wakeup after reconnecting")  # noqa: B023
+
+
+async def test_a_killed_liveness_connection_is_reestablished_and_jobs_run_again(
+    start_worker: StartWorker, conn: Conn
+) -> None:
+    worker = await start_worker()
+    row = conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+        "AND classid::bigint = pgsched.lock_namespace() AND objid::bigint = %s",
+        [worker.worker_id],
+    ).fetchone()
+    assert row is not None
+    conn.execute("SELECT pg_terminate_backend(%s)", [row["pid"]])
+    await until(lambda: alive(conn, worker.worker_id), timeout=15, message="liveness lock not re-taken")
+    (job_id,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: succeeded(conn, job_id), timeout=15)
+
+
+async def test_a_worker_whose_row_was_deleted_registers_again(start_worker: StartWorker, conn: Conn) -> None:
+    worker = await start_worker()
+    first = worker.worker_id
+    conn.execute("DELETE FROM pgsched.workers WHERE id = %s", [first])
+    await until(lambda: worker.worker_id != first and alive(conn, worker.worker_id), timeout=15)
+    (job_id,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: succeeded(conn, job_id), timeout=15)
+    row = conn.execute("SELECT worker_id FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    assert row == {"worker_id": worker.worker_id}

@@ -1,0 +1,192 @@
+"""The in-process worker against a real PostgreSQL: results, retries, timeouts, cancels, liveness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tests.support.factories import insert_jobs
+from tests.support.waiting import await_until
+from tests.worker.conftest import StartWorker, until
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def job(conn: Conn, job_id: int) -> dict[str, Any]:
+    row = conn.execute("SELECT * FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    assert row is not None
+    return row
+
+
+def finished(conn: Conn, job_id: int, state: str = "succeeded") -> bool:
+    return job(conn, job_id)["state"] == state
+
+
+async def test_a_job_runs_and_its_return_value_is_stored_as_result(start_worker: StartWorker, conn: Conn) -> None:
+    await start_worker()
+    (job_id,) = insert_jobs(conn, 1, task="echo", args={"x": [1, "two"]})
+    await until(lambda: finished(conn, job_id), timeout=10)
+    row = job(conn, job_id)
+    assert (row["result"], row["attempt"], row["errors"]) == ({"x": [1, "two"]}, 1, [])
+    assert row["worker_id"] is not None and row["finished_at"] is not None
+
+
+async def test_sync_and_async_jobs_all_finish_with_many_slots(start_worker: StartWorker, conn: Conn) -> None:
+    await start_worker(concurrency=4)
+    ids = insert_jobs(conn, 300, task="noop") + insert_jobs(conn, 8, task="sync_sleep", args={"seconds": 0.05})
+    await until(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) AS n FROM pgsched.jobs WHERE state = 'succeeded' AND id = ANY(%s)", [ids]
+            ).fetchone()
+            == {"n": len(ids)}
+        ),
+        timeout=20,
+    )
+
+
+async def test_a_failing_job_backs_off_then_goes_dead_with_every_error(start_worker: StartWorker, conn: Conn) -> None:
+    await start_worker()
+    (job_id,) = insert_jobs(conn, 1, task="fail_always", args={"message": "nope"}, max_attempts=3)
+    await until(lambda: finished(conn, job_id, "dead"), timeout=15)
+    row = job(conn, job_id)
+    assert row["attempt"] == 3
+    assert [e["error"] for e in row["errors"]] == ["RuntimeError: nope"] * 3
+    assert [e["attempt"] for e in row["errors"]] == [1, 2, 3]
+    assert all("Traceback" in e["traceback"] for e in row["errors"])
+    gaps = [
+        datetime.fromisoformat(b["at"]) - datetime.fromisoformat(a["at"])
+        for a, b in zip(row["errors"], row["errors"][1:], strict=False)
+    ]
+    assert all(gap >= timedelta(seconds=0.04) for gap in gaps), gaps  # FAST_RETRY: 0.05 s, then 0.1 s
+
+
+async def test_an_unregistered_task_fails_the_attempt_and_keeps_the_job(start_worker: StartWorker, conn: Conn) -> None:
+    await start_worker()
+    (job_id,) = insert_jobs(conn, 1, task="nobody_knows_me", max_attempts=1)
+    await until(lambda: finished(conn, job_id, "dead"), timeout=10)
+    assert job(conn, job_id)["errors"][0]["error"] == "TaskNotFound: task 'nobody_knows_me' is not registered"
+
+
+async def test_a_result_that_is_not_json_fails_with_a_clear_error(start_worker: StartWorker, conn: Conn) -> None:
+    await start_worker()
+    (job_id,) = insert_jobs(conn, 1, task="not_json", max_attempts=1)
+    await until(lambda: finished(conn, job_id, "dead"), timeout=10)
+    assert "not JSON-serialisable" in job(conn, job_id)["errors"][0]["error"]
+
+
+async def test_a_job_over_its_timeout_is_stopped_and_records_a_timeout(start_worker: StartWorker, conn: Conn) -> None:
+    await start_worker()
+    (job_id,) = insert_jobs(
+        conn, 1, task="sleepy", args={"seconds": 60}, timeout=timedelta(seconds=0.2), max_attempts=1
+    )
+    await until(lambda: finished(conn, job_id, "dead"), timeout=10)
+    error = job(conn, job_id)["errors"][0]
+    assert (error["kind"], error["error"]) == ("timeout", "timed out after 0.2s")
+
+
+async def test_cancelling_a_running_job_reaches_the_task(start_worker: StartWorker, conn: Conn, tmp_path: Path) -> None:
+    await start_worker()
+    marker = tmp_path / "cancelled"
+    (job_id,) = insert_jobs(conn, 1, task="wait_for_cancel", args={"marker": str(marker)})
+    await until(lambda: job(conn, job_id)["state"] == "running", timeout=10)
+    assert conn.execute("SELECT pgsched.cancel(%s)::text AS s", [job_id]).fetchone() == {"s": "running"}
+    await until(lambda: finished(conn, job_id, "cancelled"), timeout=10)
+    assert marker.read_text() == "cancelled"
+    assert job(conn, job_id)["errors"][-1]["kind"] == "cancel"
+
+
+async def test_a_delayed_job_starts_once_due_without_waiting_for_a_poll(
+    start_worker: StartWorker, settings: Any, conn: Conn
+) -> None:
+    await start_worker(settings.with_(poll_seconds=60.0))
+    run_at = datetime.now(UTC) + timedelta(seconds=0.5)
+    (job_id,) = insert_jobs(conn, 1, task="noop", run_at=run_at)
+    await until(lambda: finished(conn, job_id), timeout=10)
+    assert job(conn, job_id)["started_at"] >= run_at
+
+
+async def test_a_transactional_task_commits_its_write_with_the_success(start_worker: StartWorker, conn: Conn) -> None:
+    conn.execute("CREATE TABLE tx_effects (value text)")
+    await start_worker()
+    (ok,) = insert_jobs(conn, 1, task="tx_insert", args={"value": "kept"})
+    (bad,) = insert_jobs(conn, 1, task="tx_insert", args={"value": "rolled back", "fail": True}, max_attempts=1)
+    await until(lambda: finished(conn, ok) and finished(conn, bad, "dead"), timeout=10)
+    assert job(conn, ok)["result"] == "kept"
+    assert job(conn, bad)["errors"][0]["error"] == "RuntimeError: rolled back on purpose"
+    assert conn.execute("SELECT value FROM tx_effects").fetchall() == [{"value": "kept"}]
+
+
+async def test_a_transactional_job_taken_back_meanwhile_rolls_its_write_back(
+    start_worker: StartWorker, conn: Conn, tmp_path: Path
+) -> None:
+    conn.execute("CREATE TABLE tx_effects (value text)")
+    await start_worker()
+    gate = tmp_path / "gate"
+    (job_id,) = insert_jobs(conn, 1, task="tx_wait", args={"value": "v", "gate": str(gate)})
+    await until(lambda: job(conn, job_id)["state"] == "running", timeout=10)
+    # What the reaper does to a job it believes lost: back to queued, in the past, for another worker.
+    conn.execute("UPDATE pgsched.jobs SET state = 'queued', run_at = now() + interval '1 hour' WHERE id = %s", [job_id])
+    gate.touch()
+    await until(lambda: conn.execute("SELECT count(*) AS n FROM pgsched.running").fetchone() == {"n": 0}, timeout=10)
+    await await_until(_no_transaction_open(conn), timeout=10)
+    row = job(conn, job_id)
+    assert (row["state"], row["result"]) == ("queued", None)
+    assert conn.execute("SELECT count(*) AS n FROM tx_effects").fetchone() == {"n": 0}
+
+
+def _no_transaction_open(conn: Conn) -> Any:
+    async def check() -> bool:
+        row = conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name LIKE 'pgsched:worker:%%' AND state LIKE 'idle in transaction%%'"
+        ).fetchone()
+        return row == {"n": 0}
+
+    return check
+
+
+async def test_a_worker_registers_holds_its_lock_beats_and_unregisters(start_worker: StartWorker, conn: Conn) -> None:
+    worker = await start_worker(queues=("default", "mail"))
+    row = conn.execute("SELECT * FROM pgsched.cluster WHERE id = %s", [worker.worker_id]).fetchone()
+    assert row is not None
+    assert (row["alive"], row["role"], row["queues"]) == (True, "worker", ["default", "mail"])
+    first = row["heartbeat_at"]
+    await until(
+        lambda: (
+            conn.execute("SELECT heartbeat_at FROM pgsched.workers WHERE id = %s", [worker.worker_id]).fetchone()[
+                "heartbeat_at"
+            ]
+            > first
+        ),
+        timeout=10,
+    )
+    worker.stop()
+    await until(lambda: conn.execute("SELECT count(*) AS n FROM pgsched.workers").fetchone() == {"n": 0}, timeout=15)
+
+
+async def test_jobs_are_claimed_with_worker_id_and_attempt(
+    start_worker: StartWorker, conn: Conn, tmp_path: Path
+) -> None:
+    worker = await start_worker()
+    (job_id,) = insert_jobs(conn, 1, task="wait_for_cancel", args={"marker": str(tmp_path / "m")})
+    await until(lambda: job(conn, job_id)["state"] == "running", timeout=10)
+    row = conn.execute("SELECT * FROM pgsched.running WHERE id = %s", [job_id]).fetchone()
+    assert row is not None
+    assert (row["worker_id"], row["attempt"]) == (worker.worker_id, 1)
+    conn.execute("SELECT pgsched.cancel(%s)", [job_id])
+    await until(lambda: finished(conn, job_id, "cancelled"), timeout=10)
+
+
+async def test_args_stored_as_jsonb_reach_the_function_as_keywords(start_worker: StartWorker, conn: Conn) -> None:
+    await start_worker()
+    row = conn.execute(
+        "INSERT INTO pgsched.jobs (task, args) VALUES ('echo', %s) RETURNING id", [Jsonb({"a": {"b": None}})]
+    ).fetchone()
+    assert row is not None
+    await until(lambda: finished(conn, row["id"]), timeout=10)
+    assert job(conn, row["id"])["result"] == {"a": {"b": None}}
