@@ -2,9 +2,13 @@
 
 Data layer. Runs on two dedicated, non-pooled connections with server-side prepared statements:
 one for the producer's claims, one for the completer's writes and control queries, so a claim
-and a flush overlap. A broken connection raises ``DatabaseUnavailable`` and is reopened on the
-next call. psycopg errors never leave this module. Transactional tasks borrow connections from
-a small pool (``transaction()``) and finish their job inside it (``job_finish_in``).
+and a flush overlap. Both commit with ``synchronous_commit = off``: a database crash may lose the
+last moments of claims and completions, which only makes those jobs run again (execution is
+at-least-once anyway); enqueues and transactional tasks keep full durability. They also keep one
+generic plan per prepared statement (planning the claim costs more than running it).
+A broken connection raises ``DatabaseUnavailable`` and is reopened on the next call.
+psycopg errors never leave this module. Transactional tasks borrow connections from a small pool
+(``transaction()``) and finish their job inside it (``job_finish_in``).
 """
 
 from __future__ import annotations
@@ -87,9 +91,11 @@ class _Link:
         try:
             with _translated():
                 if self._conn is None or self._conn.closed:
-                    self._conn = await psycopg.AsyncConnection.connect(
+                    conn = await psycopg.AsyncConnection.connect(
                         db.conninfo(self._dsn, self._role), autocommit=True, prepare_threshold=0
                     )
+                    await conn.execute(query("worker_session_setup"))
+                    self._conn = conn
                 yield self._conn
         except DatabaseUnavailable:
             await self.close()

@@ -98,3 +98,8 @@ SELECT extract(epoch FROM min(j.run_at) - coalesce(%(now)s::timestamptz, now()))
 -- Which of these running jobs have a pending cancel request (the safety net for a missed NOTIFY pgsched_cancel).
 SELECT j.id FROM pgsched.jobs j
  WHERE j.id = ANY(%(ids)s::bigint[]) AND j.state = 'running' AND j.cancel_requested_at IS NOT NULL
+
+-- name: worker_session_setup
+-- The worker's own connections: commit without waiting for the WAL flush (a database crash can only make a job run again), and keep one generic plan per prepared statement (planning the claim costs more than running it).
+SELECT set_config('synchronous_commit', 'off', false) AS synchronous_commit,
+       set_config('plan_cache_mode', 'force_generic_plan', false) AS plan_cache_mode

@@ -82,6 +82,13 @@ def test_cancel_of_a_running_job_signals_its_worker(dsn: str, conn: psycopg.Conn
 def test_insert_notifies_once_per_statement_and_queue_and_only_for_due_jobs(
     dsn: str, conn: psycopg.Connection[dict[str, Any]]
 ) -> None:
+    # Adaptive NOTIFY (migration 0002): only queues a worker waits on are notified.
+    worker = conn.execute("INSERT INTO pgsched.workers (host, pid) VALUES ('t', 1) RETURNING id").fetchone()
+    assert worker is not None
+    conn.execute(
+        "INSERT INTO pgsched.waiting_workers (queue, worker_id) SELECT q, %s FROM unnest(ARRAY['a', 'b', 'c']) q",
+        [worker["id"]],
+    )
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgsched_jobs")
         conn.execute("INSERT INTO pgsched.jobs (task, queue) SELECT 't', 'a' FROM generate_series(1, 50)")

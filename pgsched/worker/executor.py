@@ -101,6 +101,9 @@ class Executor:
             self._buffer.put_nowait(job)
         self._meters.running(min(self.in_hand, self._concurrency))
 
+    def report_running(self) -> None:
+        self._meters.running(len(self._running))
+
     async def wait_for_room(self, n: int) -> None:
         """Return once at most ``n`` jobs are in hand, or when woken (``wake_space_waiter``)."""
         if self.in_hand <= n:

@@ -134,6 +134,7 @@ class Producer:
         return int(min(max(self._rate * _PREFETCH_SECONDS, self._prefetch_min), self._prefetch_max))
 
     async def _idle(self) -> None:
+        self._executor.report_running()
         due_in = await self._store.job_next_due_in(self._queues)
         timeout = self._poll if due_in is None else min(self._poll, max(due_in, 0.001))
         await self._sleep(timeout)
