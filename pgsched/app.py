@@ -5,16 +5,19 @@ No SQL and no loops here; services (worker, scheduler, API) are built from it el
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, overload
 
 import psycopg
 
+from pgsched import db
 from pgsched.client import Client
 from pgsched.clock import Clock
 from pgsched.config import Settings
 from pgsched.job import DEFAULT_MAX_ATTEMPTS, Job
 from pgsched.retry import RetryPolicy
+from pgsched.schedule_store import Schedule, ScheduleSpec, ScheduleStore
 from pgsched.tasks import Task, TaskRegistry
 
 __all__ = ["Pgsched"]
@@ -138,6 +141,35 @@ class Pgsched:
 
     async def get_job_async(self, job_id: int) -> Job | None:
         return await self.client.get_job_async(job_id)
+
+    def schedule(
+        self,
+        name: str,
+        cron: str,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Schedule:
+        """Create or replace a cron schedule (options: timezone, queue, priority, max_attempts,
+        misfire_policy, misfire_grace_seconds, enabled). The leader fires it exactly once per instant."""
+        return asyncio.run(self.schedule_async(name, cron, task, args, **options))
+
+    async def schedule_async(
+        self,
+        name: str,
+        cron: str,
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Schedule:
+        spec = ScheduleSpec.build(name, cron, task, dict(args or {}), **options)
+        pool = db.async_pool(self.settings.require_dsn(), "client", min_size=1, max_size=1)
+        await pool.open()
+        try:
+            schedule, _ = await ScheduleStore(pool).schedule_upsert(spec)
+        finally:
+            await pool.close()
+        return schedule
 
     def close(self) -> None:
         self.client.close()

@@ -29,6 +29,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name} must be on or off, got {raw!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob pgsched has. Defaults are production values; tests set them low."""
@@ -41,6 +52,25 @@ class Settings:
     poll_seconds: float = 2.0
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     redis_namespace: str = "pgsched"
+    # Leader: how often a candidate tries the lock, and how long the server keeps an idle
+    # (e.g. SIGSTOPped) leader session before it kills it and frees the lock.
+    election_interval_seconds: float = 1.0
+    leader_idle_timeout_seconds: float = 10.0
+    reaper_interval_seconds: float = 2.0
+    max_worker_losses: int = 3
+    prune_interval_seconds: float = 60.0
+    retention_succeeded_seconds: float = 86400.0
+    retention_cancelled_seconds: float = 7 * 86400.0
+    retention_dead_seconds: float = 30 * 86400.0
+    # REST API: auth (off only on loopback), optional JWT secret, open probes, limits.
+    api_auth_enabled: bool = True
+    api_jwt_secret: str | None = None
+    api_public_health: bool = True
+    api_public_metrics: bool = True
+    api_max_body_bytes: int = 1024 * 1024
+    api_page_size: int = 50
+    api_max_page_size: int = 1000
+    api_statement_timeout_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -54,6 +84,22 @@ class Settings:
             poll_seconds=_float(env, "PGSCHED_POLL_SECONDS", 2.0),
             max_payload_bytes=int(_float(env, "PGSCHED_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES)),
             redis_namespace=env.get("PGSCHED_REDIS_NAMESPACE") or "pgsched",
+            election_interval_seconds=_float(env, "PGSCHED_ELECTION_INTERVAL_SECONDS", 1.0),
+            leader_idle_timeout_seconds=_float(env, "PGSCHED_LEADER_IDLE_TIMEOUT_SECONDS", 10.0),
+            reaper_interval_seconds=_float(env, "PGSCHED_REAPER_INTERVAL_SECONDS", 2.0),
+            max_worker_losses=int(_float(env, "PGSCHED_MAX_WORKER_LOSSES", 3)),
+            prune_interval_seconds=_float(env, "PGSCHED_PRUNE_INTERVAL_SECONDS", 60.0),
+            retention_succeeded_seconds=_float(env, "PGSCHED_RETENTION_SUCCEEDED_SECONDS", 86400.0),
+            retention_cancelled_seconds=_float(env, "PGSCHED_RETENTION_CANCELLED_SECONDS", 7 * 86400.0),
+            retention_dead_seconds=_float(env, "PGSCHED_RETENTION_DEAD_SECONDS", 30 * 86400.0),
+            api_auth_enabled=_bool(env, "PGSCHED_API_AUTH", True),
+            api_jwt_secret=env.get("PGSCHED_API_JWT_SECRET") or None,
+            api_public_health=_bool(env, "PGSCHED_API_PUBLIC_HEALTH", True),
+            api_public_metrics=_bool(env, "PGSCHED_API_PUBLIC_METRICS", True),
+            api_max_body_bytes=int(_float(env, "PGSCHED_API_MAX_BODY_BYTES", 1024 * 1024)),
+            api_page_size=int(_float(env, "PGSCHED_API_PAGE_SIZE", 50)),
+            api_max_page_size=int(_float(env, "PGSCHED_API_MAX_PAGE_SIZE", 1000)),
+            api_statement_timeout_seconds=_float(env, "PGSCHED_API_STATEMENT_TIMEOUT_SECONDS", 5.0),
         )
         return settings.with_(**{k: v for k, v in overrides.items() if v is not None})
 

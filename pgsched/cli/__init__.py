@@ -10,6 +10,7 @@ import sys
 from pgsched.cli import bench as _bench  # noqa: F401  (registers commands)
 from pgsched.cli import jobs as _jobs  # noqa: F401  (registers commands)
 from pgsched.cli import migrate as _migrate  # noqa: F401  (registers commands)
+from pgsched.cli import scheduler as _scheduler  # noqa: F401  (registers commands)
 from pgsched.cli import worker as _worker  # noqa: F401  (registers commands)
 from pgsched.cli.base import cli, run_cli
 

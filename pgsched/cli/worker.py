@@ -20,6 +20,7 @@ import click
 from pgsched.app import Pgsched
 from pgsched.cli.base import CliContext, cli, pass_ctx
 from pgsched.errors import ValidationError
+from pgsched.scheduler import Scheduler
 from pgsched.worker import Worker, WorkerConfig
 
 __all__ = ["Service", "load_app", "run_services", "worker"]
@@ -113,7 +114,9 @@ def worker(
         _serve_metrics(metrics_host, metrics_port)
     job_runner = Worker(app.tasks, settings, config)
     services: list[Service] = [job_runner]
-    # The leader candidate (cron, reaper, pruner) joins here unless --no-scheduler.
+    if not no_scheduler:
+        # This process is also a leader candidate (cron, reaper, pruner), under the worker's own row.
+        services.append(Scheduler(settings, worker_id=lambda: job_runner.worker_id))
     asyncio.run(run_services(services))
     if job_runner.threads_busy:
         # A cancelled sync task still runs in a thread Python cannot stop; do not wait for it.

@@ -1,0 +1,84 @@
+"""Leader-only maintenance: the Reaper re-queues jobs of lost workers, the Pruner deletes old rows.
+
+Service layer. Both run on the leader's connection (see ``pgsched.leader``) and are idempotent
+in SQL: the reaper's updates are fenced on (id, attempt, state = 'running').
+
+A worker counts as lost when its registry row is gone, its heartbeat is older than the lease
+(hung or cut off), or its liveness lock is free and its heartbeat is older than two heartbeat
+intervals (process or connection died; the grace lets a worker ride out a momentary reconnect).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgsched.config import Settings
+from pgsched.job import JobState
+from pgsched.queries import query
+
+__all__ = ["Pruner", "Reaper"]
+
+log = logging.getLogger(__name__)
+
+_PRUNE_BATCH = 1000
+_PRUNE_MAX_BATCHES = 50
+
+
+class Reaper:
+    """Re-queues (or buries) running jobs whose worker is gone, then removes dead workers' rows."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._lease = settings.lease_seconds
+        self._grace = 2 * settings.heartbeat_seconds
+        self._max_losses = settings.max_worker_losses
+
+    async def reap(self, conn: psycopg.AsyncConnection[Any]) -> dict[int, JobState]:
+        params = {"lease": self._lease, "grace": self._grace, "max_losses": self._max_losses}
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_reap_lost"), params)
+            reaped = {r["id"]: JobState(r["state"]) for r in await cur.fetchall()}
+            await cur.execute(query("worker_delete_dead"), {"lease": self._lease, "grace": self._grace})
+            gone = [r["id"] for r in await cur.fetchall()]
+        if reaped:
+            log.warning(
+                "re-queued jobs of lost workers",
+                extra={
+                    "event": "jobs_reaped",
+                    "jobs": sorted(reaped),
+                    "dead": [i for i, s in reaped.items() if s == "dead"],
+                },
+            )
+        if gone:
+            log.info("removed dead workers", extra={"event": "workers_removed", "workers": gone})
+        return reaped
+
+
+class Pruner:
+    """Deletes finished jobs past their per-state retention, in small batches."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._retention = {
+            JobState.SUCCEEDED: settings.retention_succeeded_seconds,
+            JobState.CANCELLED: settings.retention_cancelled_seconds,
+            JobState.DEAD: settings.retention_dead_seconds,
+        }
+
+    async def prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
+        total = 0
+        async with conn.cursor(row_factory=dict_row) as cur:
+            for state, retention in self._retention.items():
+                for _ in range(_PRUNE_MAX_BATCHES):
+                    params = {"state": str(state), "retention": retention, "limit": _PRUNE_BATCH, "now": now}
+                    await cur.execute(query("job_prune"), params)
+                    row = await cur.fetchone()
+                    deleted = int(row["deleted"]) if row else 0
+                    total += deleted
+                    if deleted < _PRUNE_BATCH:
+                        break
+        if total:
+            log.info("pruned finished jobs", extra={"event": "jobs_pruned", "deleted": total})
+        return total

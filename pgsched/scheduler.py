@@ -1,0 +1,139 @@
+"""Scheduler: the leader candidate service — election, exactly-once cron, reaper and pruner.
+
+Service layer. ``run()`` campaigns every ``election_interval_seconds``; once leader it loops:
+confirm the lock on its own connection, fire due schedules (``ScheduleStore.schedule_fire_due``),
+reap lost workers' jobs and prune on their intervals, then wait on that same connection for
+``NOTIFY pgsched_schedules`` or the next fire instant, never longer than the election interval
+(so a paused process is noticed by the server's idle timeout, not by us). Any error: step down
+first (drop the connection, freeing the lock), then campaign again.
+
+Without ``worker_id`` the service registers its own ``pgsched.workers`` row (role scheduler) so
+it shows in ``pgsched.cluster``; inside ``pgsched worker`` it reuses the worker's row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from pgsched.clock import Clock
+from pgsched.config import Settings
+from pgsched.errors import DatabaseUnavailable
+from pgsched.leader import LeaderElector
+from pgsched.liveness import Liveness
+from pgsched.maintenance import Pruner, Reaper
+from pgsched.metrics import SCHEDULES_FIRED
+from pgsched.schedule_store import ScheduleStore
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Leader candidate: ``await run()`` until ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        worker_id: Callable[[], int | None] | None = None,
+    ) -> None:
+        self._settings = settings
+        dsn = settings.require_dsn()
+        self.elector = LeaderElector(dsn, idle_timeout_seconds=settings.leader_idle_timeout_seconds)
+        self._schedules = ScheduleStore(None, clock=clock)
+        self._reaper = Reaper(settings)
+        self._pruner = Pruner(settings)
+        self._liveness = (
+            None
+            if worker_id is not None
+            else Liveness(dsn, role="scheduler", heartbeat_seconds=settings.heartbeat_seconds)
+        )
+        self._worker_id = worker_id or (lambda: self._liveness.worker_id if self._liveness else None)
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                if self._liveness is not None:
+                    await self._open_liveness()
+                    group.create_task(self._liveness.run())
+                await self._campaign()
+                if self._liveness is not None:
+                    self._liveness.stop()
+        finally:
+            await self.elector.resign(self._worker_id())
+            if self._liveness is not None:
+                await self._liveness.close()
+
+    async def _open_liveness(self) -> None:
+        assert self._liveness is not None
+        while not self._stop.is_set():
+            try:
+                await self._liveness.open()
+                return
+            except DatabaseUnavailable as exc:
+                log.warning("scheduler cannot register yet", extra={"event": "scheduler_wait_db", "error": str(exc)})
+                await self._sleep(self._settings.election_interval_seconds)
+
+    async def _campaign(self) -> None:
+        interval = self._settings.election_interval_seconds
+        while not self._stop.is_set():
+            if await self.elector.try_acquire():
+                await self.elector.mark(self._worker_id())
+                try:
+                    await self._lead()
+                except (psycopg.Error, DatabaseUnavailable, OSError) as exc:
+                    await self.elector.step_down(f"error while leading: {exc}")
+                continue
+            await self._sleep(interval)
+
+    async def _lead(self) -> None:
+        interval = self._settings.election_interval_seconds
+        next_reap = next_prune = 0.0
+        conn = self.elector.conn
+        await conn.execute("LISTEN pgsched_schedules")
+        while not self._stop.is_set():
+            if not await self.elector.confirm():
+                return
+            report = await self._schedules.schedule_fire_due(conn)
+            if report.fired:
+                SCHEDULES_FIRED.labels(schedule="*").inc(report.fired)
+            now = time.monotonic()
+            if now >= next_reap:
+                await self._reaper.reap(conn)
+                next_reap = now + self._settings.reaper_interval_seconds
+            if now >= next_prune:
+                await self._pruner.prune(conn)
+                next_prune = now + self._settings.prune_interval_seconds
+            wait = interval if report.wake_in is None else min(interval, report.wake_in)
+            await self._wait_on(conn, wait)
+
+    async def _wait_on(self, conn: psycopg.AsyncConnection[object], seconds: float) -> None:
+        """Wait on the leader connection for a schedule change or the next instant (at most one interval).
+
+        Waiting on the connection itself (rather than a separate listener) means a broken link
+        surfaces here as an error, and the wait is never cancelled midway through a read.
+        """
+        if seconds > 0 and not self._stop.is_set():
+            await self._first_notify(conn, seconds)
+
+    @staticmethod
+    async def _first_notify(conn: psycopg.AsyncConnection[object], seconds: float) -> None:
+        async for _ in conn.notifies(timeout=seconds, stop_after=1):
+            return
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()

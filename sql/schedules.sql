@@ -1,0 +1,96 @@
+-- name: schedule_upsert
+-- Create a schedule or replace its definition by name; next_fire_at is computed by the caller.
+INSERT INTO pgsched.schedules AS s
+       (name, cron, timezone, task, args, queue, priority, max_attempts, enabled, misfire_policy, misfire_grace, next_fire_at)
+VALUES (%(name)s::text, %(cron)s::text, %(timezone)s::text, %(task)s::text, %(args)s::jsonb, %(queue)s::text,
+        %(priority)s::smallint, %(max_attempts)s::int, %(enabled)s::bool, %(misfire_policy)s::text,
+        make_interval(secs => %(misfire_grace)s::float8), %(next_fire_at)s::timestamptz)
+ON CONFLICT (name) DO UPDATE
+   SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, task = EXCLUDED.task, args = EXCLUDED.args,
+       queue = EXCLUDED.queue, priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts,
+       enabled = EXCLUDED.enabled, misfire_policy = EXCLUDED.misfire_policy, misfire_grace = EXCLUDED.misfire_grace,
+       next_fire_at = EXCLUDED.next_fire_at, last_error = NULL
+RETURNING s.*, (xmax = 0) AS created
+
+-- name: schedule_get
+-- One schedule by name.
+SELECT * FROM pgsched.schedules WHERE name = %(name)s::text
+
+-- name: schedule_list
+-- Schedules by name, keyset-paged.
+SELECT * FROM pgsched.schedules
+ WHERE (%(after)s::text IS NULL OR name > %(after)s::text)
+ ORDER BY name
+ LIMIT %(limit)s::int
+
+-- name: schedule_set_enabled
+-- Pause or resume; resuming recomputes the next instant (set by the caller) so missed ticks are not fired.
+UPDATE pgsched.schedules
+   SET enabled = %(enabled)s::bool,
+       next_fire_at = CASE WHEN %(enabled)s::bool THEN %(next_fire_at)s::timestamptz ELSE next_fire_at END
+ WHERE name = %(name)s::text
+RETURNING *
+
+-- name: schedule_delete
+-- Remove a schedule; its past jobs stay.
+DELETE FROM pgsched.schedules WHERE name = %(name)s::text RETURNING id
+
+-- name: schedule_trigger
+-- Fire a schedule now, outside its cron instants: a job with its own manual run key.
+INSERT INTO pgsched.jobs (task, args, queue, priority, max_attempts, run_at, run_key, schedule_id, schedule_name)
+SELECT s.task, s.args, s.queue, s.priority, coalesce(s.max_attempts, 5), coalesce(%(now)s::timestamptz, now()),
+       'manual:' || s.id || ':' || %(token)s::text, s.id, s.name
+  FROM pgsched.schedules s
+ WHERE s.name = %(name)s::text
+RETURNING *
+
+-- name: schedule_runs
+-- Execution history of one schedule: its jobs, newest first, keyset-paged by id.
+SELECT j.* FROM pgsched.jobs j
+  JOIN pgsched.schedules s ON s.id = j.schedule_id
+ WHERE s.name = %(name)s::text
+   AND (%(before_id)s::bigint IS NULL OR j.id < %(before_id)s::bigint)
+ ORDER BY j.id DESC
+ LIMIT %(limit)s::int
+
+-- name: schedule_lock_due
+-- Leader: lock the enabled schedules that are due (or have no next instant yet), skipping rows others hold.
+SELECT s.*, coalesce(%(now)s::timestamptz, clock_timestamp()) AS now
+  FROM pgsched.schedules s
+ WHERE s.enabled
+   AND ((s.next_fire_at IS NULL AND s.last_error IS NULL)
+        OR s.next_fire_at <= coalesce(%(now)s::timestamptz, clock_timestamp()))
+ ORDER BY s.next_fire_at NULLS FIRST
+ LIMIT %(limit)s::int
+   FOR UPDATE SKIP LOCKED
+
+-- name: schedule_fire_jobs
+-- Leader: insert one job per fire instant; run_key cron:<schedule id>:<UTC instant> makes a second insert a no-op.
+INSERT INTO pgsched.jobs (task, args, queue, priority, max_attempts, run_at, run_key, schedule_id, schedule_name)
+SELECT s.task, s.args, s.queue, s.priority, coalesce(s.max_attempts, 5), i.instant,
+       'cron:' || s.id || ':' || to_char(i.instant AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+       s.id, s.name
+  FROM pgsched.schedules s, unnest(%(instants)s::timestamptz[]) AS i(instant)
+ WHERE s.id = %(schedule_id)s::bigint
+ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
+RETURNING id, run_at
+
+-- name: schedule_advance
+-- Leader: move next_fire_at forward (never back) and record the last instant fired.
+UPDATE pgsched.schedules
+   SET next_fire_at = greatest(coalesce(next_fire_at, %(next_fire_at)s::timestamptz), %(next_fire_at)s::timestamptz),
+       last_fired_at = CASE WHEN %(fired_at)s::timestamptz IS NULL THEN last_fired_at
+                            ELSE greatest(coalesce(last_fired_at, %(fired_at)s::timestamptz), %(fired_at)s::timestamptz) END,
+       last_error = NULL
+ WHERE id = %(schedule_id)s::bigint
+
+-- name: schedule_set_error
+-- Leader: record why a schedule's next instant cannot be computed (it stays idle until its cron changes).
+UPDATE pgsched.schedules SET last_error = %(error)s::text, next_fire_at = NULL WHERE id = %(schedule_id)s::bigint
+
+-- name: schedule_next_wakeup
+-- Leader: seconds until the earliest next instant of an enabled schedule (NULL when none), and whether any needs computing.
+SELECT extract(epoch FROM min(next_fire_at) - clock_timestamp())::float8 AS seconds,
+       bool_or(next_fire_at IS NULL AND last_error IS NULL) AS uncomputed
+  FROM pgsched.schedules
+ WHERE enabled

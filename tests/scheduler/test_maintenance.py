@@ -1,0 +1,110 @@
+"""Reaper and pruner: real worker processes SIGKILLed mid-job, poison pills, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgsched import Settings
+from pgsched.maintenance import Pruner, Reaper
+from pgsched.scheduler import Scheduler
+from tests.support.factories import insert_jobs
+from tests.support.waiting import await_until, wait_until
+
+FAST = {
+    "heartbeat_seconds": 0.5,
+    "lease_seconds": 3.0,
+    "reaper_interval_seconds": 0.3,
+    "election_interval_seconds": 0.2,
+}
+
+
+def state(conn: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
+    row = conn.execute(
+        "SELECT state::text AS state, attempt, errors FROM pgsched.jobs WHERE id = %s", [job_id]
+    ).fetchone()
+    assert row is not None
+    return dict(row)
+
+
+async def test_a_killed_workers_job_is_requeued_within_seconds_and_completes(
+    dsn: str, conn: psycopg.Connection[Any], spawn_worker: Callable[..., Any]
+) -> None:
+    (job_id,) = insert_jobs(conn, 1, task="sleepy", args={"seconds": 1.5})
+    victim = spawn_worker()
+    await asyncio.to_thread(wait_until, lambda: state(conn, job_id)["state"] == "running", timeout=20)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    killed_at = time.monotonic()
+    scheduler = Scheduler(Settings(dsn=dsn, **FAST))
+    leader = asyncio.create_task(scheduler.run())
+    try:
+        await await_until(lambda: _async(state(conn, job_id)["state"] != "running"), timeout=15)
+        recovered = time.monotonic() - killed_at
+        after = state(conn, job_id)
+        assert after["state"] == "queued"
+        assert after["errors"][-1]["kind"] == "worker_lost"
+        spawn_worker()
+        await asyncio.to_thread(wait_until, lambda: state(conn, job_id)["state"] == "succeeded", timeout=20)
+        print(f"\nkilled worker's job re-queued after {recovered:.2f} s")
+    finally:
+        scheduler.stop()
+        await asyncio.wait_for(leader, 15)
+    assert state(conn, job_id)["attempt"] == 2
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_a_job_that_kills_its_worker_three_times_goes_dead(
+    dsn: str, conn: psycopg.Connection[Any], spawn_worker: Callable[..., Any]
+) -> None:
+    (job_id,) = insert_jobs(conn, 1, task="sleepy", args={"seconds": 30}, max_attempts=10)
+    reaper = Reaper(Settings(dsn=dsn, **FAST))
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+        for loss in range(1, 4):
+            victim = spawn_worker()
+            await asyncio.to_thread(wait_until, lambda: state(conn, job_id)["state"] == "running", timeout=20)
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(10)
+
+            async def reaped() -> bool:
+                await reaper.reap(leader)
+                return state(conn, job_id)["state"] != "running"
+
+            await await_until(reaped, timeout=15, interval=0.2)
+            expected = "dead" if loss == 3 else "queued"
+            assert state(conn, job_id)["state"] == expected
+    final = state(conn, job_id)
+    assert [e["kind"] for e in final["errors"]] == ["worker_lost"] * 3
+    dead = conn.execute("SELECT count(*) AS n FROM pgsched.dead_letter WHERE id = %s", [job_id]).fetchone()
+    assert dead == {"n": 1}
+
+
+async def test_pruner_deletes_only_finished_jobs_past_their_retention(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    old = "now() - interval '2 days'"
+    recent = "now() - interval '1 hour'"
+    conn.execute(
+        f"""INSERT INTO pgsched.jobs (task, state, finished_at)
+            SELECT 't', s::pgsched.job_state, f FROM (VALUES
+              ('succeeded', {old}), ('succeeded', {recent}), ('cancelled', {old}), ('dead', {old}),
+              ('queued', NULL)) AS v(s, f), generate_series(1, 1500)"""
+    )
+    pruner = Pruner(Settings(dsn=dsn, retention_succeeded_seconds=86400, retention_cancelled_seconds=7 * 86400))
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+        deleted = await pruner.prune(leader)
+    assert deleted == 1500
+    left = conn.execute("SELECT state::text AS s, count(*) AS n FROM pgsched.jobs GROUP BY 1 ORDER BY 1").fetchall()
+    assert left == [
+        {"s": "cancelled", "n": 1500},
+        {"s": "dead", "n": 1500},
+        {"s": "queued", "n": 1500},
+        {"s": "succeeded", "n": 1500},
+    ]
