@@ -28,6 +28,7 @@ __all__ = [
     "AsyncJobStore",
     "Failure",
     "Inserted",
+    "JobChanges",
     "JobStore",
     "Success",
 ]
@@ -48,6 +49,16 @@ _CONSTRAINT_FIELDS = {
 class Inserted:
     job: Job
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanges:
+    """Validated changes for a queued job (PATCH /jobs/{id}); None keeps the current value."""
+
+    run_at: datetime | None = None
+    priority: int | None = None
+    args: dict[str, Any] | None = None
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +373,42 @@ class AsyncJobStore:
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("queue_stats_list"))
             return list(await cur.fetchall())
+
+    async def job_update(self, job_id: int, changes: JobChanges) -> Job:
+        """Change a queued job; ``InvalidStateError`` once it started or finished, ``JobNotFound`` if missing."""
+        params = {
+            "id": job_id,
+            "run_at": changes.run_at,
+            "priority": changes.priority,
+            "args": None if changes.args is None else Jsonb(changes.args),
+            "queue": changes.queue,
+        }
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_update"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                return Job.from_row(row)
+            await cur.execute(query("job_state_get"), {"id": job_id})
+            found = await cur.fetchone()
+        if found is None:
+            raise JobNotFound(job_id)
+        raise InvalidStateError(f"job {job_id} is {found['state']}; only a queued job can be changed")
+
+    async def dead_retry_many(self, *, queue: str | None = None, task: str | None = None) -> list[int]:
+        """Queue every dead job (of one queue / task) to run now; returns their ids."""
+        params = {"queue": queue, "task": task, "now": self._clock.db_now()}
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("dead_retry_many"), params)
+            return sorted(r["id"] for r in await cur.fetchall())
+
+    async def dead_purge(
+        self, *, queue: str | None = None, task: str | None = None, before: datetime | None = None
+    ) -> int:
+        """Delete dead jobs (of one queue / task, finished before ``before``); returns how many."""
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("dead_purge"), {"queue": queue, "task": task, "before": before})
+            row = await cur.fetchone()
+            return int(row["purged"]) if row else 0
 
     async def _fenced(self, sql: Any, params: dict[str, Any], conn: psycopg.AsyncConnection[Any] | None) -> set[int]:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:

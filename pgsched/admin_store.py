@@ -1,0 +1,121 @@
+"""AdminStore: read-only views of the cluster for operators (API, CLI, doctor).
+
+Data layer: runs the queries of ``sql/api.sql`` and nothing that changes data. psycopg
+errors stop here: a broken or missing connection becomes ``DatabaseUnavailable``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from pgsched.clock import Clock, SystemClock
+from pgsched.errors import DatabaseUnavailable
+from pgsched.queries import query
+
+__all__ = ["AdminStore", "Health", "WorkerInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One row of the ``pgsched.cluster`` view."""
+
+    id: int
+    role: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    version: str | None
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age_seconds: float
+    alive: bool
+    is_leader: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": list(self.queues),
+            "concurrency": self.concurrency,
+            "version": self.version,
+            "started_at": self.started_at.isoformat(),
+            "heartbeat_at": self.heartbeat_at.isoformat(),
+            "heartbeat_age_seconds": round(self.heartbeat_age_seconds, 3),
+            "alive": self.alive,
+            "is_leader": self.is_leader,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What /health reports when the database answered."""
+
+    leader: bool
+    workers_alive: int
+    listeners_waiting: int
+
+
+class AdminStore:
+    """Cluster, health, metrics and doctor reads."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, clock: Clock | None = None) -> None:
+        self._pool = pool
+        self._clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def _cursor(self, wait: float | None = None) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
+        try:
+            async with self._pool.connection(timeout=wait) as conn, conn.cursor(row_factory=dict_row) as cur:
+                yield cur
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+    async def cluster_list(self) -> list[WorkerInfo]:
+        async with self._cursor() as cur:
+            await cur.execute(query("cluster_list"))
+            return [WorkerInfo(**r) for r in await cur.fetchall()]
+
+    async def leader_get(self) -> WorkerInfo | None:
+        """The registered process marked leader, if any."""
+        return next((w for w in await self.cluster_list() if w.is_leader), None)
+
+    async def health_check(self, *, wait: float = 2.0) -> Health:
+        async with self._cursor(wait) as cur:
+            await cur.execute(query("health_check"))
+            row = await cur.fetchone()
+        assert row is not None
+        return Health(
+            leader=bool(row["leader"]),
+            workers_alive=int(row["workers_alive"]),
+            listeners_waiting=int(row["listeners_waiting"]),
+        )
+
+    async def metrics_snapshot(self) -> list[dict[str, Any]]:
+        """Per-queue counts by state and the oldest due age, read at scrape time."""
+        async with self._cursor(2.0) as cur:
+            await cur.execute(query("metrics_snapshot"))
+            row = await cur.fetchone()
+        return list(row["queues"]) if row else []
+
+    async def table_bloat_list(self) -> list[dict[str, Any]]:
+        async with self._cursor() as cur:
+            await cur.execute(query("table_bloat_list"))
+            return list(await cur.fetchall())
+
+    async def long_transaction_list(self, threshold_seconds: float) -> list[dict[str, Any]]:
+        async with self._cursor() as cur:
+            await cur.execute(
+                query("long_transaction_list"), {"threshold": threshold_seconds, "now": self._clock.db_now()}
+            )
+            return list(await cur.fetchall())

@@ -1,0 +1,60 @@
+"""Dead-letter endpoints: list dead jobs, retry them in bulk, purge them.
+
+Interface layer: single-job retry and delete live under /jobs/{id}; these act on the whole
+dead-letter queue (optionally one queue or task).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pgsched.api.auth import protected
+from pgsched.api.jobs import job_page
+from pgsched.api.state import api_state
+from pgsched.api.validation import parse_datetime, read_object
+from pgsched.errors import ValidationError
+from pgsched.job import validate_queue, validate_task_name
+from pgsched.token_store import Scope
+
+__all__ = ["routes"]
+
+
+def _filters(body: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    unknown = set(body) - allowed
+    if unknown:
+        raise ValidationError(sorted(unknown)[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+    out: dict[str, Any] = {
+        "queue": validate_queue(body["queue"]) if body.get("queue") is not None else None,
+        "task": validate_task_name(body["task"]) if body.get("task") is not None else None,
+    }
+    if "before" in allowed:
+        out["before"] = parse_datetime(body["before"], "before") if body.get("before") is not None else None
+    return out
+
+
+async def list_dead(request: Request) -> Response:
+    return await job_page(request, state="dead")
+
+
+async def retry_dead(request: Request) -> Response:
+    state = api_state(request)
+    filters = _filters(await read_object(request, optional=True), {"queue", "task"})
+    ids = await state.jobs.dead_retry_many(**filters)
+    return JSONResponse({"retried": len(ids), "ids": ids})
+
+
+async def purge_dead(request: Request) -> Response:
+    state = api_state(request)
+    filters = _filters(await read_object(request, optional=True), {"queue", "task", "before"})
+    return JSONResponse({"purged": await state.jobs.dead_purge(**filters)})
+
+
+routes = [
+    Route("/dead", protected(Scope.READ)(list_dead), methods=["GET"]),
+    Route("/dead/retry", protected(Scope.WRITE)(retry_dead), methods=["POST"]),
+    Route("/dead/purge", protected(Scope.ADMIN)(purge_dead), methods=["POST"]),
+]

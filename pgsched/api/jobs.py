@@ -1,0 +1,182 @@
+"""Job endpoints: create (one or a batch), list (keyset pages), show, change, cancel, retry, delete.
+
+Interface layer: validates input through ``new_job_from_mapping`` and the checks of
+``pgsched.api.validation``, then calls the job store; returns ``Job.to_dict()`` shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pgsched.api.auth import protected
+from pgsched.api.state import ApiState, api_state
+from pgsched.api.validation import (
+    MAX_DELAY_SECONDS,
+    decode_cursor,
+    encode_cursor,
+    page_limit,
+    parse_datetime,
+    parse_id,
+    parse_seconds,
+    query_filters,
+    read_object,
+)
+from pgsched.client import new_job_from_mapping
+from pgsched.errors import InvalidStateError, JobNotFound, ValidationError
+from pgsched.job import PRIORITY_MAX, PRIORITY_MIN, Job, NewJob, validate_args, validate_queue
+from pgsched.store import JobChanges
+from pgsched.token_store import Scope
+
+__all__ = ["MAX_BATCH", "job_page", "routes"]
+
+MAX_BATCH = 1000
+_PATCH_KEYS = ("run_at", "priority", "args", "queue")
+MAX_TIMEOUT_SECONDS = 366 * 86400.0
+
+
+def _new_job(state: ApiState, item: Mapping[str, Any]) -> NewJob:
+    """POST /jobs keys to a NewJob; JSON strings and numbers are checked before the shared rules."""
+    if not isinstance(item, Mapping):
+        raise ValidationError("job", "must be a JSON object")
+    data = dict(item)
+    if data.get("run_at") is not None:
+        data["run_at"] = parse_datetime(data["run_at"], "run_at")
+    if data.get("delay_seconds") is not None:
+        data["delay_seconds"] = parse_seconds(
+            data["delay_seconds"], "delay_seconds", minimum=0, maximum=MAX_DELAY_SECONDS
+        )
+    if data.get("timeout") is not None:
+        data["timeout"] = parse_seconds(
+            data["timeout"], "timeout", minimum=0, maximum=MAX_TIMEOUT_SECONDS, exclusive_min=True
+        )
+    if "delay" in data:
+        raise ValidationError("delay", "unknown field (use delay_seconds)")
+    try:
+        return new_job_from_mapping(data, clock=state.clock, max_payload_bytes=state.settings.max_payload_bytes)
+    except ValidationError as exc:
+        field = "delay_seconds" if exc.field == "delay" else exc.field
+        raise ValidationError(field, exc.message) from None
+
+
+async def create_job(request: Request) -> Response:
+    state = api_state(request)
+    job = _new_job(state, await read_object(request))
+    inserted = await state.jobs.job_insert(job)
+    return JSONResponse(inserted.job.to_dict(), status_code=201 if inserted.created else 200)
+
+
+async def create_batch(request: Request) -> Response:
+    state = api_state(request)
+    body = await read_object(request)
+    items = body.get("jobs")
+    if set(body) - {"jobs"}:
+        raise ValidationError(sorted(set(body) - {"jobs"})[0], "unknown field")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+        raise ValidationError("jobs", f"must be an array of 1 to {MAX_BATCH} job objects")
+    jobs = []
+    for index, item in enumerate(items):
+        try:
+            jobs.append(_new_job(state, item))
+        except ValidationError as exc:
+            raise ValidationError(f"jobs[{index}].{exc.field}", exc.message) from None
+    ids = await state.jobs.job_insert_many(jobs)
+    return JSONResponse({"ids": ids}, status_code=201)
+
+
+async def job_page(request: Request, **fixed: Any) -> Response:
+    """One keyset page of jobs, newest first: ``{"items": [...], "next_cursor": str | null}``."""
+    state = api_state(request)
+    settings = state.settings
+    limit = page_limit(request, default=settings.api_page_size, maximum=settings.api_max_page_size)
+    filters = {**query_filters(request, with_state="state" not in fixed), **fixed}
+    rows = await state.jobs.job_list(before_id=decode_cursor(request), limit=limit + 1, **filters)
+    page = rows[:limit]
+    cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
+    return JSONResponse({"items": [j.to_dict() for j in page], "next_cursor": cursor})
+
+
+async def list_jobs(request: Request) -> Response:
+    return await job_page(request)
+
+
+async def _job_or_404(state: ApiState, job_id: int) -> Job:
+    job = await state.jobs.job_get(job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    return job
+
+
+async def get_job(request: Request) -> Response:
+    state = api_state(request)
+    job = await _job_or_404(state, parse_id(request.path_params["id"]))
+    return JSONResponse(job.to_dict())
+
+
+def _changes(body: Mapping[str, Any], max_payload_bytes: int) -> JobChanges:
+    unknown = set(body) - set(_PATCH_KEYS)
+    if unknown:
+        raise ValidationError(sorted(unknown)[0], "unknown field (run_at, priority, args, queue may change)")
+    if not body:
+        raise ValidationError("body", "give at least one of run_at, priority, args, queue")
+    for key in _PATCH_KEYS:
+        if key in body and body[key] is None:
+            raise ValidationError(key, "must not be null")
+    priority = body.get("priority")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX
+    ):
+        raise ValidationError("priority", f"must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}")
+    return JobChanges(
+        run_at=parse_datetime(body["run_at"], "run_at") if "run_at" in body else None,
+        priority=priority,
+        args=validate_args(body["args"], max_bytes=max_payload_bytes) if "args" in body else None,
+        queue=validate_queue(body["queue"]) if "queue" in body else None,
+    )
+
+
+async def update_job(request: Request) -> Response:
+    state = api_state(request)
+    job_id = parse_id(request.path_params["id"])
+    changes = _changes(await read_object(request), state.settings.max_payload_bytes)
+    job = await state.jobs.job_update(job_id, changes)
+    return JSONResponse(job.to_dict())
+
+
+async def cancel_job(request: Request) -> Response:
+    state = api_state(request)
+    job_id = parse_id(request.path_params["id"])
+    await state.jobs.job_cancel(job_id)
+    return JSONResponse((await _job_or_404(state, job_id)).to_dict())
+
+
+async def retry_job(request: Request) -> Response:
+    state = api_state(request)
+    job_id = parse_id(request.path_params["id"])
+    await state.jobs.job_retry(job_id)
+    return JSONResponse((await _job_or_404(state, job_id)).to_dict())
+
+
+async def delete_job(request: Request) -> Response:
+    state = api_state(request)
+    job_id = parse_id(request.path_params["id"])
+    if await state.jobs.job_delete(job_id):
+        return Response(status_code=204)
+    job = await _job_or_404(state, job_id)
+    raise InvalidStateError(f"job {job_id} is {job.state}; only a finished job can be deleted (cancel it first)")
+
+
+routes = [
+    Route("/jobs", protected(Scope.WRITE)(create_job), methods=["POST"]),
+    Route("/jobs", protected(Scope.READ)(list_jobs), methods=["GET"]),
+    Route("/jobs/batch", protected(Scope.WRITE)(create_batch), methods=["POST"]),
+    Route("/jobs/{id}", protected(Scope.READ)(get_job), methods=["GET"]),
+    Route("/jobs/{id}", protected(Scope.WRITE)(update_job), methods=["PATCH"]),
+    Route("/jobs/{id}", protected(Scope.WRITE)(delete_job), methods=["DELETE"]),
+    Route("/jobs/{id}/cancel", protected(Scope.WRITE)(cancel_job), methods=["POST"]),
+    Route("/jobs/{id}/retry", protected(Scope.WRITE)(retry_job), methods=["POST"]),
+]

@@ -1,0 +1,416 @@
+"""The OpenAPI 3 document at ``/openapi.json``, hand-written to match what the endpoints accept and return.
+
+Interface layer; data only. Limits (page size, batch size, priority range) come from the same
+constants and Settings the handlers use, so the document cannot drift from them silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from pgsched.api.jobs import MAX_BATCH, MAX_TIMEOUT_SECONDS
+from pgsched.api.schedules import MAX_PREVIEW
+from pgsched.api.state import api_state
+from pgsched.api.validation import BIGINT_MAX, MAX_DELAY_SECONDS
+from pgsched.config import Settings
+from pgsched.job import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, QUEUE_RE, RUN_KEY_MAX, TASK_RE, JobState
+
+__all__ = ["openapi_document", "routes"]
+
+_SCHEDULE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "type" in schema:
+        return {**schema, "type": [schema["type"], "null"]}
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_TIME = {"type": "string", "format": "date-time"}
+_QUEUE = {"type": "string", "pattern": QUEUE_RE.pattern}
+_TASK = {"type": "string", "pattern": TASK_RE.pattern}
+_PRIORITY = {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX}
+_ATTEMPTS = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_MAX}
+
+
+def _object(props: dict[str, Any], required: list[str] | None = None, *, closed: bool = True) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _job_schemas() -> dict[str, Any]:
+    job_props = {
+        "id": _INT,
+        "queue": _STR,
+        "task": _STR,
+        "args": {"type": "object"},
+        "priority": _INT,
+        "run_at": _TIME,
+        "state": {"type": "string", "enum": [s.value for s in JobState]},
+        "attempt": _INT,
+        "max_attempts": _INT,
+        "run_key": _nullable(_STR),
+        "schedule_name": _nullable(_STR),
+        "worker_id": _nullable(_INT),
+        "started_at": _nullable(_TIME),
+        "finished_at": _nullable(_TIME),
+        "cancel_requested_at": _nullable(_TIME),
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "One entry per failed attempt."},
+        "result": {"description": "JSON value returned by the task, or null."},
+        "timeout": _nullable({"type": "number"}),
+        "created_at": _TIME,
+    }
+    new_job = _object(
+        {
+            "task": _TASK,
+            "args": {"type": "object"},
+            "queue": _QUEUE,
+            "priority": _PRIORITY,
+            "run_at": {**_TIME, "description": "ISO 8601 with an offset; or give delay_seconds."},
+            "delay_seconds": {"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS},
+            "run_key": {"type": "string", "minLength": 1, "maxLength": RUN_KEY_MAX},
+            "max_attempts": _ATTEMPTS,
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS},
+        },
+        ["task"],
+    )
+    return {
+        "Job": _object(job_props, list(job_props), closed=False),
+        "NewJob": new_job,
+        "JobBatch": _object(
+            {"jobs": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("NewJob")}}, ["jobs"]
+        ),
+        "JobIds": _object({"ids": {"type": "array", "items": _INT}}, ["ids"]),
+        "JobPatch": {
+            **_object({"run_at": _TIME, "priority": _PRIORITY, "args": {"type": "object"}, "queue": _QUEUE}),
+            "minProperties": 1,
+        },
+        "JobPage": _object(
+            {"items": {"type": "array", "items": _ref("Job")}, "next_cursor": _nullable(_STR)}, ["items", "next_cursor"]
+        ),
+        "DeadFilter": _object({"queue": _QUEUE, "task": _TASK}),
+        "DeadPurgeFilter": _object({"queue": _QUEUE, "task": _TASK, "before": _TIME}),
+        "DeadRetried": _object({"retried": _INT, "ids": {"type": "array", "items": _INT}}, ["retried", "ids"]),
+        "DeadPurged": _object({"purged": _INT}, ["purged"]),
+    }
+
+
+def _schedule_schemas() -> dict[str, Any]:
+    writable = {
+        "cron": {"type": "string", "description": "5 fields, or 6 with seconds first."},
+        "task": _TASK,
+        "args": {"type": "object"},
+        "timezone": {"type": "string", "description": "IANA time zone name."},
+        "queue": _QUEUE,
+        "priority": _PRIORITY,
+        "max_attempts": _nullable(_ATTEMPTS),
+        "enabled": {"type": "boolean"},
+        "misfire_policy": {"type": "string", "enum": ["skip", "once", "catch_up"]},
+        "misfire_grace_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
+    }
+    schedule = {
+        "name": _STR,
+        "id": _INT,
+        **writable,
+        "timezone": _STR,
+        "cron": _STR,
+        "misfire_policy": _STR,
+        "misfire_grace_seconds": {"type": "number"},
+        "next_fire_at": _nullable(_TIME),
+        "last_fired_at": _nullable(_TIME),
+        "last_error": _nullable(_STR),
+        "created_at": _TIME,
+        "updated_at": _TIME,
+    }
+    return {
+        "Schedule": _object(schedule, list(schedule), closed=False),
+        "NewSchedule": _object(
+            {"name": {"type": "string", "pattern": _SCHEDULE_NAME}, **writable}, ["name", "cron", "task"]
+        ),
+        "SchedulePatch": {**_object(writable), "minProperties": 1},
+        "SchedulePage": _object(
+            {"items": {"type": "array", "items": _ref("Schedule")}, "next_cursor": _nullable(_STR)},
+            ["items", "next_cursor"],
+        ),
+        "PreviewRequest": _object(
+            {"cron": _STR, "timezone": _STR, "count": {"type": "integer", "minimum": 1, "maximum": MAX_PREVIEW}},
+            ["cron"],
+        ),
+        "Preview": _object(
+            {"cron": _STR, "timezone": _STR, "fires": {"type": "array", "items": _TIME}}, ["cron", "timezone", "fires"]
+        ),
+    }
+
+
+def _cluster_schemas() -> dict[str, Any]:
+    queue = {
+        "queue": _STR,
+        "due": _INT,
+        "scheduled": _INT,
+        "running": _INT,
+        "succeeded": _INT,
+        "dead": _INT,
+        "cancelled": _INT,
+        "oldest_due_seconds": _nullable({"type": "number"}),
+    }
+    worker = {
+        "id": _INT,
+        "role": _STR,
+        "host": _STR,
+        "pid": _INT,
+        "queues": {"type": "array", "items": _STR},
+        "concurrency": _INT,
+        "version": _nullable(_STR),
+        "started_at": _TIME,
+        "heartbeat_at": _TIME,
+        "heartbeat_age_seconds": {"type": "number"},
+        "alive": {"type": "boolean"},
+        "is_leader": {"type": "boolean"},
+    }
+    health = {
+        "status": {"type": "string", "enum": ["ok", "degraded", "unavailable"]},
+        "database": {"type": "boolean"},
+        "leader": _nullable({"type": "boolean"}),
+        "listener": _nullable({"type": "boolean", "description": "At least one live worker (listener)."}),
+        "workers_alive": _nullable(_INT),
+    }
+    token = {
+        "id": _INT,
+        "name": _STR,
+        "scope": {"type": "string", "enum": ["read", "write", "admin"]},
+        "created_at": _TIME,
+        "last_used_at": _nullable(_TIME),
+        "revoked_at": _nullable(_TIME),
+    }
+    return {
+        "QueueStats": _object(queue, list(queue)),
+        "QueueList": _object({"items": {"type": "array", "items": _ref("QueueStats")}}, ["items"]),
+        "Worker": _object(worker, list(worker)),
+        "WorkerList": _object({"items": {"type": "array", "items": _ref("Worker")}}, ["items"]),
+        "Leader": _object({"leader": _nullable(_ref("Worker"))}, ["leader"]),
+        "Health": _object(health, list(health)),
+        "Token": _object(token, list(token)),
+        "TokenList": _object({"items": {"type": "array", "items": _ref("Token")}}, ["items"]),
+        "NewToken": _object(
+            {
+                "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$"},
+                "scope": token["scope"],
+            },
+            ["name"],
+        ),
+        "CreatedToken": _object(
+            {**token, "token": {"type": "string", "description": "Shown once."}}, [*token, "token"]
+        ),
+        "Error": _object(
+            {"error": _object({"code": _STR, "message": _STR, "field": _nullable(_STR)}, ["code", "message", "field"])},
+            ["error"],
+        ),
+    }
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": "Malformed JSON or a bad query parameter.",
+    "401": "Missing, invalid or revoked token.",
+    "403": "The token's scope is too low.",
+    "404": "No such resource.",
+    "409": "The resource is not in a state that allows this.",
+    "413": "The request body is over the size limit.",
+    "422": "A field is invalid; error.field names it.",
+    "503": "The database is unreachable; retry after Retry-After seconds.",
+}
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    *,
+    body: str | None = None,
+    body_required: bool = True,
+    params: list[dict[str, Any]] | None = None,
+    public: bool = False,
+    errors: tuple[str, ...] = ("400", "401", "403", "404", "409", "413", "422", "503"),
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": dict(ok)}
+    for code in errors:
+        op["responses"][code] = {"description": _ERRORS[code], **_json(_ref("Error"))}
+    if body is not None:
+        op["requestBody"] = {"required": body_required, **_json(_ref(body))}
+    if params:
+        op["parameters"] = params
+    if public:
+        op["security"] = []
+    return op
+
+
+def _ok(code: str, schema: str, description: str = "OK") -> dict[str, Any]:
+    return {code: {"description": description, **_json(_ref(schema))}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _paging(settings: Settings) -> list[dict[str, Any]]:
+    return [
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": settings.api_max_page_size}, "Page size."),
+        _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+    ]
+
+
+_JOB_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": BIGINT_MAX},
+}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": _SCHEDULE_NAME}}
+
+
+def _job_paths(settings: Settings) -> dict[str, Any]:
+    filters = [
+        _query("queue", _QUEUE, "Only this queue."),
+        _query("task", _TASK, "Only this task."),
+    ]
+    state = _query("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only this state.")
+    no_content = {"204": {"description": "Deleted."}}
+    return {
+        "/jobs": {
+            "post": _op(
+                "Enqueue a job (200 with the existing job when run_key is taken)",
+                {**_ok("201", "Job", "Created"), **_ok("200", "Job", "The job holding run_key")},
+                body="NewJob",
+            ),
+            "get": _op("List jobs, newest first", _ok("200", "JobPage"), params=[state, *filters, *_paging(settings)]),
+        },
+        "/jobs/batch": {"post": _op("Enqueue many jobs", _ok("201", "JobIds", "Created"), body="JobBatch")},
+        "/jobs/{id}": {
+            "parameters": [_JOB_ID],
+            "get": _op("One job with its attempt history", _ok("200", "Job")),
+            "patch": _op("Change a queued job", _ok("200", "Job"), body="JobPatch"),
+            "delete": _op("Delete a finished job", no_content),
+        },
+        "/jobs/{id}/cancel": {"parameters": [_JOB_ID], "post": _op("Cancel a job", _ok("200", "Job"))},
+        "/jobs/{id}/retry": {"parameters": [_JOB_ID], "post": _op("Retry a job now", _ok("200", "Job"))},
+        "/dead": {"get": _op("The dead-letter queue", _ok("200", "JobPage"), params=[*filters, *_paging(settings)])},
+        "/dead/retry": {
+            "post": _op(
+                "Retry every dead job (of a queue / task)",
+                _ok("200", "DeadRetried"),
+                body="DeadFilter",
+                body_required=False,
+            )
+        },
+        "/dead/purge": {
+            "post": _op(
+                "Delete dead jobs (admin)", _ok("200", "DeadPurged"), body="DeadPurgeFilter", body_required=False
+            )
+        },
+    }
+
+
+def _other_paths(settings: Settings) -> dict[str, Any]:
+    text = {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _STR}}}}
+    html = {"200": {"description": "Dashboard", "content": {"text/html": {"schema": _STR}}}}
+    health = {
+        "200": {"description": "Database reachable", **_json(_ref("Health"))},
+        "503": {"description": "Database unreachable", **_json(_ref("Health"))},
+    }
+    auth_errors = ("401", "403")
+    return {
+        "/schedules": {
+            "post": _op(
+                "Create (201) or replace (200) a schedule",
+                {**_ok("201", "Schedule", "Created"), **_ok("200", "Schedule", "Replaced")},
+                body="NewSchedule",
+            ),
+            "get": _op("List schedules by name", _ok("200", "SchedulePage"), params=_paging(settings)),
+        },
+        "/schedules/preview": {
+            "post": _op("Next fire instants of a cron expression", _ok("200", "Preview"), body="PreviewRequest")
+        },
+        "/schedules/{name}": {
+            "parameters": [_NAME],
+            "get": _op("One schedule", _ok("200", "Schedule")),
+            "patch": _op("Change a schedule", _ok("200", "Schedule"), body="SchedulePatch"),
+            "delete": _op("Delete a schedule", {"204": {"description": "Deleted."}}),
+        },
+        "/schedules/{name}/trigger": {
+            "parameters": [_NAME],
+            "post": _op("Enqueue one job of the schedule now", _ok("201", "Job", "Created")),
+        },
+        "/schedules/{name}/runs": {
+            "parameters": [_NAME],
+            "get": _op("Jobs fired by the schedule, newest first", _ok("200", "JobPage"), params=_paging(settings)),
+        },
+        "/queues": {"get": _op("Depth and oldest due job per queue", _ok("200", "QueueList"))},
+        "/workers": {"get": _op("Registered processes", _ok("200", "WorkerList"))},
+        "/leader": {"get": _op("The leader, or null", _ok("200", "Leader"))},
+        "/tokens": {
+            "post": _op(
+                "Create a token (admin); the token is in this response only",
+                _ok("201", "CreatedToken", "Created"),
+                body="NewToken",
+            ),
+            "get": _op("List tokens (admin)", _ok("200", "TokenList")),
+        },
+        "/tokens/{id}": {"parameters": [_JOB_ID], "delete": _op("Revoke a token (admin)", _ok("200", "Token"))},
+        "/health": {
+            "get": _op(
+                "Liveness, database, leader, listener", health, public=settings.api_public_health, errors=auth_errors
+            )
+        },
+        "/metrics": {"get": _op("Prometheus metrics", text, public=settings.api_public_metrics, errors=auth_errors)},
+        "/openapi.json": {
+            "get": _op(
+                "This document",
+                {"200": {"description": "OpenAPI 3.1", **_json({"type": "object"})}},
+                public=True,
+                errors=(),
+            )
+        },
+        "/": {"get": _op("The dashboard", html, public=True, errors=())},
+    }
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pgsched",
+            "version": "1",
+            "description": "Jobs, schedules and cluster state of pgsched. Errors: "
+            '{"error": {"code", "message", "field"}}. Scopes: read (GET), write (mutations), admin (tokens, purge).',
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": {**_job_paths(settings), **_other_paths(settings)},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {**_job_schemas(), **_schedule_schemas(), **_cluster_schemas()},
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi_document(api_state(request).settings))
+
+
+routes = [Route("/openapi.json", openapi_json, methods=["GET"])]

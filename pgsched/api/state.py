@@ -1,0 +1,72 @@
+"""What every request handler reaches: settings, the API's connection pool and the stores over it.
+
+Interface layer wiring: builds the stores; opening and closing the pool is the app lifespan's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+
+from pgsched import db
+from pgsched.admin_store import AdminStore
+from pgsched.clock import Clock, SystemClock
+from pgsched.config import Settings
+from pgsched.schedule_store import ScheduleStore
+from pgsched.store import AsyncJobStore
+from pgsched.token_store import TokenStore
+
+__all__ = ["ApiState", "api_pool", "api_state"]
+
+POOL_TIMEOUT_SECONDS = 5.0
+
+
+def api_pool(settings: Settings) -> AsyncConnectionPool:
+    """An unopened pool whose connections carry the API's statement_timeout.
+
+    min_size 0: connections are made on demand, so an outage at start-up or later heals by itself.
+    """
+    timeout_ms = max(1, int(settings.api_statement_timeout_seconds * 1000))
+    return AsyncConnectionPool(
+        db.conninfo(settings.require_dsn(), "api", options=f"-c statement_timeout={timeout_ms}"),
+        min_size=0,
+        max_size=8,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        timeout=POOL_TIMEOUT_SECONDS,
+        name="pgsched-api",
+    )
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    clock: Clock
+    pool: AsyncConnectionPool
+    jobs: AsyncJobStore
+    admin: AdminStore
+    tokens: TokenStore
+    schedules: ScheduleStore
+
+    @classmethod
+    def build(cls, settings: Settings, *, clock: Clock | None = None) -> ApiState:
+        clock = clock or SystemClock()
+        pool = api_pool(settings)
+        return cls(
+            settings=settings,
+            clock=clock,
+            pool=pool,
+            jobs=AsyncJobStore(pool, clock=clock),
+            admin=AdminStore(pool, clock=clock),
+            tokens=TokenStore(pool, clock=clock),
+            schedules=ScheduleStore(pool, clock=clock),
+        )
+
+
+def api_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.pgsched
+    return state

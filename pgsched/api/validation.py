@@ -1,0 +1,242 @@
+"""Request input: the body-size limit (enforced while the body streams in), JSON parsing, query
+parameters, path ids and the opaque keyset cursor.
+
+Interface layer: turns raw HTTP input into checked Python values or an ``ApiError`` (400/413/422);
+it never touches the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pgsched.api.errors import ApiError, error_body
+from pgsched.errors import ValidationError
+from pgsched.job import JobState, validate_queue, validate_task_name
+
+__all__ = [
+    "BodyLimitMiddleware",
+    "MAX_DELAY_SECONDS",
+    "SCHEDULE_NAME_RE",
+    "decode_cursor",
+    "decode_name_cursor",
+    "encode_cursor",
+    "page_limit",
+    "parse_datetime",
+    "parse_id",
+    "parse_schedule_name",
+    "parse_seconds",
+    "query_filters",
+    "read_json",
+    "read_object",
+]
+
+BIGINT_MAX = 2**63 - 1
+MAX_DELAY_SECONDS = 10 * 366 * 86400.0
+_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413: at once from Content-Length, else while streaming."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _too_large(self.max_bytes)
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _refuse(self, send: Send) -> None:
+        exc = _too_large(self.max_bytes)
+        body = json.dumps(error_body(exc.code, exc.message, exc.field)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"the request body is over the limit of {limit} bytes")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: Request) -> Any:
+    """The parsed JSON body; 400 when it is empty, not UTF-8 or not JSON (NaN and Infinity included)."""
+    raw = await request.body()
+    if not raw.strip():
+        raise ApiError(400, "malformed_json", "the request body must be JSON")
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed_json", "the request body is not UTF-8") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the request body nests too deeply") from None
+    except ValueError as exc:
+        raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
+
+
+async def read_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object; an absent body counts as ``{}`` when ``optional``."""
+    if optional and not (await request.body()).strip():
+        return {}
+    value = await read_json(request)
+    if not isinstance(value, dict):
+        raise ApiError(400, "malformed_json", f"the request body must be a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def parse_id(text: str, field: str = "id") -> int:
+    """A positive bigint from a path segment; anything else is a 404 (no such resource)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or not 0 < int(text) <= BIGINT_MAX:
+        raise ApiError(404, "not_found", f"no resource with {field} {text[:40]!r}", field=field)
+    return int(text)
+
+
+def parse_datetime(value: object, field: str) -> datetime:
+    """An ISO 8601 time with a UTC offset."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValidationError(field, "must be an ISO 8601 time string with an offset")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(field, f"invalid ISO 8601 time {value!r}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValidationError(field, "needs a UTC offset, e.g. 2030-01-01T09:00:00+00:00")
+    return parsed
+
+
+def parse_seconds(value: object, field: str, *, minimum: float, maximum: float, exclusive_min: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        number = float(value)  # type: ignore[arg-type]
+        ok = (number > minimum if exclusive_min else number >= minimum) and number <= maximum
+    if not ok:
+        raise ValidationError(field, f"must be a number of seconds from {minimum:g} to {maximum:g}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def page_limit(request: Request, *, default: int, maximum: int) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not 1 <= int(raw) <= maximum:
+        raise ApiError(400, "invalid_parameter", f"limit must be an integer from 1 to {maximum}", field="limit")
+    return int(raw)
+
+
+def encode_cursor(last: int | str) -> str:
+    """An opaque cursor for the row after which the next page starts (a job id or a schedule name)."""
+    text = f"id:{last}" if isinstance(last, int) else f"name:{last}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _cursor_text(request: Request) -> tuple[str, str] | None:
+    raw = request.query_params.get("cursor")
+    if raw is None or raw == "":
+        return None
+    if not _CURSOR_RE.match(raw):
+        raise _bad_cursor()
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise _bad_cursor() from None
+    kind, _, value = text.partition(":")
+    return kind, value
+
+
+def _bad_cursor() -> ApiError:
+    return ApiError(400, "invalid_parameter", "cursor is not one this API returned", field="cursor")
+
+
+def decode_cursor(request: Request) -> int | None:
+    """The job id to continue before, from the opaque ``cursor`` parameter of the previous page."""
+    found = _cursor_text(request)
+    if found is None:
+        return None
+    kind, number = found
+    if kind != "id" or not number.isdigit() or len(number) > 19 or not 0 < int(number) <= BIGINT_MAX:
+        raise _bad_cursor()
+    return int(number)
+
+
+def decode_name_cursor(request: Request) -> str | None:
+    """The schedule name to continue after, from the opaque ``cursor`` parameter."""
+    found = _cursor_text(request)
+    if found is None:
+        return None
+    kind, name = found
+    if kind != "name" or not SCHEDULE_NAME_RE.match(name):
+        raise _bad_cursor()
+    return name
+
+
+def parse_schedule_name(text: str) -> str:
+    """A schedule name from a path segment; anything that cannot be a name is a 404."""
+    if not SCHEDULE_NAME_RE.match(text):
+        raise ApiError(404, "not_found", f"no schedule named {text[:40]!r}", field="name")
+    return text
+
+
+def query_filters(request: Request, *, with_state: bool) -> dict[str, Any]:
+    """state / queue / task filters of a list endpoint, each checked (400 naming the parameter)."""
+    params = request.query_params
+    out: dict[str, Any] = {"queue": None, "task": None}
+    try:
+        if params.get("queue"):
+            out["queue"] = validate_queue(params["queue"])
+        if params.get("task"):
+            out["task"] = validate_task_name(params["task"])
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_parameter", exc.message, field=exc.field) from None
+    if with_state:
+        state = params.get("state") or None
+        if state is not None and state not in {s.value for s in JobState}:
+            choices = ", ".join(s.value for s in JobState)
+            raise ApiError(400, "invalid_parameter", f"state must be one of {choices}", field="state")
+        out["state"] = state
+    return out

@@ -1,0 +1,170 @@
+"""TokenStore: REST API bearer tokens, stored as SHA-256 hashes of their secrets, revocable.
+
+Data layer: the only code that runs token SQL. A token reads ``pgsched_<id>_<secret>``; the id
+finds the row, the secret is hashed and compared in constant time. Tokens are never logged and
+the plain token exists only in the value ``token_create`` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from pgsched.clock import Clock, SystemClock
+from pgsched.errors import DatabaseUnavailable, PgschedError, ValidationError
+from pgsched.queries import query
+
+__all__ = ["ApiToken", "Scope", "TokenNotFound", "TokenStore", "parse_token", "validate_scope"]
+
+_TOKEN_RE = re.compile(r"^pgsched_([1-9][0-9]{0,17})_([A-Za-z0-9_-]{20,100})$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$")
+
+
+class Scope(StrEnum):
+    """What a token may do; each scope includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Scope).index(self)
+
+    def allows(self, needed: Scope) -> bool:
+        return self.rank >= needed.rank
+
+
+class TokenNotFound(PgschedError, LookupError):
+    """No API token with that id."""
+
+    def __init__(self, token_id: int) -> None:
+        super().__init__(f"token {token_id} does not exist")
+        self.token_id = token_id
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """One row of ``pgsched.api_tokens`` without its hash."""
+
+    id: int
+    name: str
+    scope: Scope
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ApiToken:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            scope=Scope(row["scope"]),
+            created_at=row["created_at"],
+            last_used_at=row["last_used_at"],
+            revoked_at=row["revoked_at"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        def iso(v: datetime | None) -> str | None:
+            return v.isoformat() if v is not None else None
+
+        return {
+            "id": self.id,
+            "name": self.name,
+            "scope": str(self.scope),
+            "created_at": iso(self.created_at),
+            "last_used_at": iso(self.last_used_at),
+            "revoked_at": iso(self.revoked_at),
+        }
+
+
+def parse_token(token: str) -> tuple[int, str] | None:
+    """(id, secret) of a well-formed pgsched token, else None."""
+    match = _TOKEN_RE.match(token)
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def validate_scope(scope: object) -> Scope:
+    try:
+        return Scope(str(scope))
+    except ValueError:
+        raise ValidationError("scope", f"must be read, write or admin, got {scope!r}") from None
+
+
+class TokenStore:
+    """Create, list, revoke and verify API tokens."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, clock: Clock | None = None) -> None:
+        self._pool = pool
+        self._clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def _cursor(self) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
+        try:
+            async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                yield cur
+        except pg_errors.CheckViolation as exc:
+            raise ValidationError("name", f"rejected by the database ({exc.diag.constraint_name})") from None
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+    async def token_create(self, name: str, scope: Scope | str) -> tuple[ApiToken, str]:
+        """A new token and its plain value (shown once, never stored)."""
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ValidationError("name", f"invalid token name {name!r}: letters, digits, _ . : @ - (up to 100)")
+        checked = validate_scope(scope)
+        secret = secrets.token_urlsafe(32)
+        async with self._cursor() as cur:
+            await cur.execute(
+                query("token_insert"), {"name": name, "scope": str(checked), "secret_hash": _hash(secret)}
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return ApiToken.from_row(row), f"pgsched_{row['id']}_{secret}"
+
+    async def token_list(self) -> list[ApiToken]:
+        async with self._cursor() as cur:
+            await cur.execute(query("token_list"))
+            return [ApiToken.from_row(r) for r in await cur.fetchall()]
+
+    async def token_revoke(self, token_id: int) -> ApiToken:
+        async with self._cursor() as cur:
+            await cur.execute(query("token_revoke"), {"id": token_id, "now": self._clock.db_now()})
+            row = await cur.fetchone()
+        if row is None:
+            raise TokenNotFound(token_id)
+        return ApiToken.from_row(row)
+
+    async def token_verify(self, token: str) -> ApiToken | None:
+        """The live token matching ``token``, or None (malformed, unknown, wrong secret or revoked)."""
+        parsed = parse_token(token)
+        if parsed is None:
+            return None
+        token_id, secret = parsed
+        async with self._cursor() as cur:
+            await cur.execute(query("token_get"), {"id": token_id})
+            row = await cur.fetchone()
+            if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
+                return None
+            if row["revoked_at"] is not None:
+                return None
+            await cur.execute(query("token_touch"), {"id": token_id, "now": self._clock.db_now()})
+        return ApiToken.from_row(row)

@@ -1,0 +1,35 @@
+-- name: job_update
+-- Change run_at / priority / args / queue of a queued job (NULL keeps the value); nothing when not queued.
+UPDATE pgsched.jobs
+   SET run_at = coalesce(%(run_at)s::timestamptz, run_at),
+       priority = coalesce(%(priority)s::smallint, priority),
+       args = coalesce(%(args)s::jsonb, args),
+       queue = coalesce(%(queue)s::text, queue)
+ WHERE id = %(id)s::bigint AND state = 'queued'
+RETURNING *
+
+-- name: job_state_get
+-- The state of one job, to explain why an update did nothing.
+SELECT state::text AS state FROM pgsched.jobs WHERE id = %(id)s::bigint
+
+-- name: dead_retry_many
+-- Queue dead jobs to run now (optionally of one queue / task); grants one more attempt each.
+UPDATE pgsched.jobs j
+   SET state = 'queued', run_at = coalesce(%(now)s::timestamptz, now()), finished_at = NULL,
+       cancel_requested_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
+ WHERE j.state = 'dead'
+   AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR j.task = %(task)s::text)
+RETURNING j.id
+
+-- name: dead_purge
+-- Delete dead jobs (optionally of one queue / task, or finished before a time); returns how many.
+WITH gone AS (
+    DELETE FROM pgsched.jobs j
+     WHERE j.state = 'dead'
+       AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+       AND (%(task)s::text IS NULL OR j.task = %(task)s::text)
+       AND (%(before)s::timestamptz IS NULL OR j.finished_at < %(before)s::timestamptz)
+    RETURNING 1
+)
+SELECT count(*)::bigint AS purged FROM gone
