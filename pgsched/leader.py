@@ -36,6 +36,7 @@ class LeaderElector:
         self._dsn = dsn
         self._idle_ms = max(1000, int(idle_timeout_seconds * 1000))
         self._conn: psycopg.AsyncConnection[dict[str, Any]] | None = None
+        self._marked: int | None = None
         self.is_leader = False
 
     @property
@@ -79,11 +80,12 @@ class LeaderElector:
         return True
 
     async def mark(self, worker_id: int | None) -> None:
-        """Record in pgsched.workers which registered process leads (best effort)."""
-        if self._conn is None or worker_id is None:
+        """Record in pgsched.workers which registered process leads (best effort; once per row id)."""
+        if self._conn is None or worker_id is None or worker_id == self._marked:
             return
         with contextlib.suppress(psycopg.Error):
             await self._conn.execute(query("leader_mark"), {"worker_id": worker_id})
+            self._marked = worker_id
 
     async def step_down(self, reason: str) -> None:
         """Give up leadership: close the connection (which frees the lock). Safe to call twice."""
@@ -110,6 +112,7 @@ class LeaderElector:
 
     async def _drop(self) -> None:
         self.is_leader = False
+        self._marked = None
         LEADER_IS_LEADER.set(0)
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:

@@ -106,6 +106,7 @@ class Scheduler:
         while not self._stop.is_set():
             if not await self.elector.confirm():
                 return
+            await self.elector.mark(self._worker_id())  # the worker's row may appear after the election
             report = await self._schedules.schedule_fire_due(conn)
             if report.fired:
                 SCHEDULES_FIRED.labels(schedule="*").inc(report.fired)

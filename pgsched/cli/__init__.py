@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from pgsched.cli import bench as _bench  # noqa: F401  (registers commands)
+from pgsched.cli import dev as _dev  # noqa: F401  (registers commands)
 from pgsched.cli import jobs as _jobs  # noqa: F401  (registers commands)
 from pgsched.cli import migrate as _migrate  # noqa: F401  (registers commands)
 from pgsched.cli import scheduler as _scheduler  # noqa: F401  (registers commands)
