@@ -16,17 +16,15 @@ from starlette.routing import Route
 from pgsched.api.auth import protected
 from pgsched.api.state import ApiState, api_state
 from pgsched.api.validation import (
-    MAX_DELAY_SECONDS,
     decode_cursor,
     encode_cursor,
+    new_job_from_json,
     page_limit,
     parse_datetime,
     parse_id,
-    parse_seconds,
     query_filters,
     read_object,
 )
-from pgsched.client import new_job_from_mapping
 from pgsched.errors import InvalidStateError, JobNotFound, ValidationError
 from pgsched.job import PRIORITY_MAX, PRIORITY_MIN, Job, NewJob, validate_args, validate_queue
 from pgsched.store import JobChanges
@@ -36,31 +34,10 @@ __all__ = ["MAX_BATCH", "job_page", "routes"]
 
 MAX_BATCH = 1000
 _PATCH_KEYS = ("run_at", "priority", "args", "queue")
-MAX_TIMEOUT_SECONDS = 366 * 86400.0
 
 
-def _new_job(state: ApiState, item: Mapping[str, Any]) -> NewJob:
-    """POST /jobs keys to a NewJob; JSON strings and numbers are checked before the shared rules."""
-    if not isinstance(item, Mapping):
-        raise ValidationError("job", "must be a JSON object")
-    data = dict(item)
-    if data.get("run_at") is not None:
-        data["run_at"] = parse_datetime(data["run_at"], "run_at")
-    if data.get("delay_seconds") is not None:
-        data["delay_seconds"] = parse_seconds(
-            data["delay_seconds"], "delay_seconds", minimum=0, maximum=MAX_DELAY_SECONDS
-        )
-    if data.get("timeout") is not None:
-        data["timeout"] = parse_seconds(
-            data["timeout"], "timeout", minimum=0, maximum=MAX_TIMEOUT_SECONDS, exclusive_min=True
-        )
-    if "delay" in data:
-        raise ValidationError("delay", "unknown field (use delay_seconds)")
-    try:
-        return new_job_from_mapping(data, clock=state.clock, max_payload_bytes=state.settings.max_payload_bytes)
-    except ValidationError as exc:
-        field = "delay_seconds" if exc.field == "delay" else exc.field
-        raise ValidationError(field, exc.message) from None
+def _new_job(state: ApiState, item: object) -> NewJob:
+    return new_job_from_json(item, clock=state.clock, max_payload_bytes=state.settings.max_payload_bytes)
 
 
 async def create_job(request: Request) -> Response:

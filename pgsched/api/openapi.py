@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from pgsched.api.jobs import MAX_BATCH, MAX_TIMEOUT_SECONDS
+from pgsched.api.jobs import MAX_BATCH
 from pgsched.api.schedules import MAX_PREVIEW
 from pgsched.api.state import api_state
-from pgsched.api.validation import BIGINT_MAX, MAX_DELAY_SECONDS
+from pgsched.api.validation import BIGINT_MAX, MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS
 from pgsched.config import Settings
 from pgsched.job import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, QUEUE_RE, RUN_KEY_MAX, TASK_RE, JobState
 

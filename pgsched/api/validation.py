@@ -12,6 +12,7 @@ import binascii
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,16 +20,20 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgsched.api.errors import ApiError, error_body
+from pgsched.client import new_job_from_mapping
+from pgsched.clock import Clock
 from pgsched.errors import ValidationError
-from pgsched.job import JobState, validate_queue, validate_task_name
+from pgsched.job import JobState, NewJob, validate_queue, validate_task_name
 
 __all__ = [
     "BodyLimitMiddleware",
     "MAX_DELAY_SECONDS",
+    "MAX_TIMEOUT_SECONDS",
     "SCHEDULE_NAME_RE",
     "decode_cursor",
     "decode_name_cursor",
     "encode_cursor",
+    "new_job_from_json",
     "page_limit",
     "parse_datetime",
     "parse_id",
@@ -41,6 +46,7 @@ __all__ = [
 
 BIGINT_MAX = 2**63 - 1
 MAX_DELAY_SECONDS = 10 * 366 * 86400.0
+MAX_TIMEOUT_SECONDS = 366 * 86400.0
 _CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
@@ -240,3 +246,31 @@ def query_filters(request: Request, *, with_state: bool) -> dict[str, Any]:
             raise ApiError(400, "invalid_parameter", f"state must be one of {choices}", field="state")
         out["state"] = state
     return out
+
+
+def new_job_from_json(item: object, *, clock: Clock, max_payload_bytes: int) -> NewJob:
+    """A NewJob from a decoded JSON object with the POST /jobs keys (REST body, a line of a .jsonl file).
+
+    JSON has no datetimes and unbounded numbers, so run_at, delay_seconds and timeout are
+    checked here before the shared rules of ``new_job_from_mapping``.
+    """
+    if not isinstance(item, Mapping):
+        raise ValidationError("job", "must be a JSON object")
+    data = dict(item)
+    if "delay" in data:
+        raise ValidationError("delay", "unknown field (use delay_seconds)")
+    if data.get("run_at") is not None:
+        data["run_at"] = parse_datetime(data["run_at"], "run_at")
+    if data.get("delay_seconds") is not None:
+        data["delay_seconds"] = parse_seconds(
+            data["delay_seconds"], "delay_seconds", minimum=0, maximum=MAX_DELAY_SECONDS
+        )
+    if data.get("timeout") is not None:
+        data["timeout"] = parse_seconds(
+            data["timeout"], "timeout", minimum=0, maximum=MAX_TIMEOUT_SECONDS, exclusive_min=True
+        )
+    try:
+        return new_job_from_mapping(data, clock=clock, max_payload_bytes=max_payload_bytes)
+    except ValidationError as exc:
+        field = "delay_seconds" if exc.field == "delay" else exc.field
+        raise ValidationError(field, exc.message) from None

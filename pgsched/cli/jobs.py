@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
+from pgsched import db
+from pgsched.api.validation import new_job_from_json
 from pgsched.cli.base import CliContext, cli, echo_json, pass_ctx
 from pgsched.client import Client
+from pgsched.clock import SystemClock
+from pgsched.config import Settings
 from pgsched.errors import ValidationError
+from pgsched.job import NewJob
+from pgsched.store import JobStore
 
-__all__ = ["enqueue", "parse_duration"]
+__all__ = ["BULK_CHUNK", "enqueue", "parse_duration", "read_jobs_file"]
+
+BULK_CHUNK = 1000
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -50,7 +60,7 @@ def parse_at(text: str) -> datetime:
 
 
 @cli.command()
-@click.argument("task")
+@click.argument("task", required=False)
 @click.option("--args", "args_json", help="Task arguments as a JSON object.")
 @click.option("--queue", default="default", show_default=True)
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first (-1000..1000).")
@@ -58,11 +68,17 @@ def parse_at(text: str) -> datetime:
 @click.option("--at", "at", help="Run at an ISO 8601 time with offset.")
 @click.option("--key", "run_key", help="Run key: enqueue at most one job per key.")
 @click.option("--max-attempts", type=int, default=None)
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Bulk enqueue: one JSON object per line with the POST /jobs keys ('-' reads stdin).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @pass_ctx
 def enqueue(
     ctx: CliContext,
-    task: str,
+    task: str | None,
     args_json: str | None,
     queue: str,
     priority: int,
@@ -70,9 +86,17 @@ def enqueue(
     at: str | None,
     run_key: str | None,
     max_attempts: int | None,
+    from_file: TextIO | None,
     as_json: bool,
 ) -> None:
-    """Enqueue a job of TASK and print its id."""
+    """Enqueue a job of TASK and print its id, or many jobs with --from-file."""
+    if from_file is not None:
+        if task is not None:
+            raise ValidationError("task", "give TASK or --from-file, not both")
+        _enqueue_file(ctx, from_file, as_json)
+        return
+    if task is None:
+        raise ValidationError("task", "missing TASK (or give --from-file jobs.jsonl)")
     if delay and at:
         raise ValidationError("in", "give --in or --at, not both")
     options: dict[str, Any] = {"queue": queue, "priority": priority, "run_key": run_key, "max_attempts": max_attempts}
@@ -90,3 +114,41 @@ def enqueue(
     else:
         note = "" if inserted.created else " (run key already taken: existing job)"
         click.echo(f"{inserted.job.id}{note}")
+
+
+def read_jobs_file(lines: Iterable[str], *, settings: Settings) -> list[NewJob]:
+    """Every job of a .jsonl file, all validated before anything is written (errors name the line)."""
+    clock = SystemClock()
+    jobs = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"line {number}", f"is not valid JSON: {exc.msg}") from None
+        try:
+            jobs.append(new_job_from_json(item, clock=clock, max_payload_bytes=settings.max_payload_bytes))
+        except ValidationError as exc:
+            raise ValidationError(f"line {number}: {exc.field}", exc.message) from None
+    return jobs
+
+
+def _enqueue_file(ctx: CliContext, source: TextIO, as_json: bool) -> None:
+    jobs = read_jobs_file(source, settings=ctx.settings)
+    pool = db.sync_pool(ctx.dsn(), "cli", min_size=1, max_size=1)
+    pool.open()
+    ids: list[int] = []
+    try:
+        store = JobStore(pool)
+        with click.progressbar(length=len(jobs), label="enqueueing", file=sys.stderr) as bar:
+            for start in range(0, len(jobs), BULK_CHUNK):
+                chunk = jobs[start : start + BULK_CHUNK]
+                ids.extend(store.job_insert_many(chunk))
+                bar.update(len(chunk))
+    finally:
+        pool.close()
+    if as_json:
+        echo_json({"ids": ids})
+    else:
+        click.echo(f"enqueued {len(ids)} job(s)")

@@ -1,0 +1,110 @@
+"""``pgsched doctor``: is this deployment healthy? Database, migrations, listener, leader, Redis, bloat,
+long transactions. Each check says ok, warn or fail; any fail exits 1.
+
+Interface layer: reads only; never changes data.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from pgsched.cli.base import CliContext, cli, echo_json, echo_table, pass_ctx
+from pgsched.cli.stores import CliStores, with_stores
+from pgsched.errors import DatabaseUnavailable, MigrationError
+from pgsched.migrate import Migrator
+
+__all__ = ["Check", "doctor"]
+
+LONG_TRANSACTION_SECONDS = 300.0
+DEAD_TUPLES_WARN = 10_000
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+
+
+def _migrations(dsn: str) -> Check:
+    try:
+        pending = [s.migration.path.name for s in Migrator(dsn).status() if s.applied_at is None]
+    except (DatabaseUnavailable, MigrationError) as exc:
+        return Check("database", "fail", str(exc).splitlines()[0])
+    if pending:
+        return Check("migrations", "fail", f"pending: {', '.join(pending)} (run pgsched migrate)")
+    return Check("migrations", "ok", "schema is up to date")
+
+
+async def _cluster(s: CliStores) -> list[Check]:
+    health = await s.admin.health_check(wait=10.0)
+    checks = [
+        Check("database", "ok", "reachable"),
+        Check(
+            "listener",
+            "ok" if health.workers_alive else "warn",
+            f"{health.workers_alive} live worker(s)" if health.workers_alive else "no live worker: jobs will not run",
+        ),
+        Check(
+            "leader", "ok" if health.leader else "warn", "held" if health.leader else "no leader: cron will not fire"
+        ),
+    ]
+    bloated = [
+        f"{r['table_name']} ({r['dead']} dead / {r['live']} live)"
+        for r in await s.admin.table_bloat_list()
+        if r["dead"] > DEAD_TUPLES_WARN and r["dead"] > r["live"] * 0.2
+    ]
+    checks.append(Check("dead tuples", "warn" if bloated else "ok", "; ".join(bloated) or "autovacuum keeps up"))
+    long_tx = await s.admin.long_transaction_list(LONG_TRANSACTION_SECONDS)
+    detail = "; ".join(f"pid {r['pid']} {r['application_name'] or '?'} open {r['seconds']:.0f}s" for r in long_tx)
+    checks.append(Check("long transactions", "warn" if long_tx else "ok", detail or "none over 5 minutes"))
+    return checks
+
+
+def _redis(url: str) -> Check:
+    """A raw PING, so the doctor needs no Redis client; -NOAUTH still proves the server is up."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=3) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = sock.recv(64)
+    except OSError as exc:
+        return Check("redis", "fail", f"unreachable: {exc}")
+    if reply.startswith((b"+PONG", b"-NOAUTH", b"-ERR")):
+        return Check("redis", "ok", "reachable")
+    return Check("redis", "fail", "unexpected reply to PING")
+
+
+def run_checks(ctx: CliContext) -> list[Check]:
+    dsn = ctx.dsn()
+    migrations = _migrations(dsn)
+    if migrations.name == "database":
+        checks = [migrations]
+    else:
+        try:
+            checks = [*with_stores(ctx.settings, _cluster), migrations]
+        except DatabaseUnavailable as exc:
+            checks = [Check("database", "fail", str(exc).splitlines()[0]), migrations]
+    if ctx.settings.redis_url:
+        checks.append(_redis(ctx.settings.redis_url))
+    order = ["database", "migrations", "listener", "leader", "redis", "dead tuples", "long transactions"]
+    return sorted(checks, key=lambda c: order.index(c.name))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def doctor(ctx: CliContext, as_json: bool) -> int:
+    """Check the database, migrations, listener, leader, Redis, bloat and long transactions."""
+    checks = run_checks(ctx)
+    rows: list[dict[str, Any]] = [asdict(c) for c in checks]
+    if as_json:
+        echo_json(rows)
+    else:
+        echo_table(rows, ["name", "status", "detail"])
+    return 1 if any(c.status == "fail" for c in checks) else 0

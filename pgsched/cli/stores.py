@@ -1,0 +1,39 @@
+"""The stores a CLI command uses, over one short-lived async pool (``application_name`` pgsched:cli)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pgsched import db
+from pgsched.admin_store import AdminStore
+from pgsched.config import Settings
+from pgsched.store import AsyncJobStore
+from pgsched.token_store import TokenStore
+
+__all__ = ["CliStores", "with_stores"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CliStores:
+    jobs: AsyncJobStore
+    admin: AdminStore
+    tokens: TokenStore
+
+
+def with_stores(settings: Settings, action: Callable[[CliStores], Awaitable[T]]) -> T:
+    """Open a pool, run ``action`` with the stores, close the pool."""
+
+    async def go() -> T:
+        pool = db.async_pool(settings.require_dsn(), "cli", min_size=1, max_size=2)
+        await pool.open()
+        try:
+            return await action(CliStores(AsyncJobStore(pool), AdminStore(pool), TokenStore(pool)))
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
