@@ -40,7 +40,9 @@ def test_post_jobs_batch_inserts_every_job_and_returns_their_ids(client: httpx.C
     assert [client.get(f"/jobs/{i}").json()["task"] for i in ids] == ["a", "b", "c"]
 
 
-def test_post_jobs_batch_names_the_bad_item_and_writes_nothing(client: httpx.Client, conn: psycopg.Connection[Any]) -> None:
+def test_post_jobs_batch_names_the_bad_item_and_writes_nothing(
+    client: httpx.Client, conn: psycopg.Connection[Any]
+) -> None:
     r = client.post("/jobs/batch", json={"jobs": [{"task": "ok"}, {"task": "bad task"}]})
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "jobs[1].task"
@@ -48,8 +50,15 @@ def test_post_jobs_batch_names_the_bad_item_and_writes_nothing(client: httpx.Cli
 
 
 def test_get_job_returns_the_job_with_its_attempt_history(client: httpx.Client, conn: psycopg.Connection[Any]) -> None:
-    [job_id] = insert_jobs(conn, 1, task="flaky", state="dead", attempt=2, max_attempts=2,
-                           errors=[{"attempt": 1, "error": "boom"}, {"attempt": 2, "error": "bang"}])
+    [job_id] = insert_jobs(
+        conn,
+        1,
+        task="flaky",
+        state="dead",
+        attempt=2,
+        max_attempts=2,
+        errors=[{"attempt": 1, "error": "boom"}, {"attempt": 2, "error": "bang"}],
+    )
     job = client.get(f"/jobs/{job_id}").json()
     assert job["state"] == "dead" and [e["error"] for e in job["errors"]] == ["boom", "bang"]
 
