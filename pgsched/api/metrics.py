@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pgsched import metrics as _worker_metrics  # noqa: F401  (registers the worker metrics in this process)
 from pgsched.admin_store import Health
 from pgsched.api.auth import authorize
 from pgsched.api.state import api_state

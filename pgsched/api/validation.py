@@ -153,6 +153,8 @@ def parse_datetime(value: object, field: str) -> datetime:
         raise ValidationError(field, f"invalid ISO 8601 time {value!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValidationError(field, "needs a UTC offset, e.g. 2030-01-01T09:00:00+00:00")
+    if not 1970 <= parsed.year <= 9998:
+        raise ValidationError(field, "must be between the years 1970 and 9998")
     return parsed
 
 
