@@ -17,7 +17,8 @@ from tests.support.factories import insert_jobs
 def _register_worker(conn: psycopg.Connection[Any], *, leader: bool) -> int:
     """Register this test session as a live worker: a row plus its liveness lock, as a worker would."""
     row = conn.execute(
-        "INSERT INTO pgsched.workers (host, pid, queues, concurrency, is_leader) VALUES (%s, %s, %s, 4, %s) RETURNING id",
+        "INSERT INTO pgsched.workers (host, pid, queues, concurrency, is_leader)"
+        " VALUES (%s, %s, %s, 4, %s) RETURNING id",
         [socket.gethostname(), os.getpid(), ["default", "emails"], leader],
     ).fetchone()
     conn.execute("SELECT pg_advisory_lock(pgsched.lock_namespace(), %s::int)", [row["id"]])
