@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from pgsched.api import cluster, dead, health, jobs, metrics, openapi, schedules, tokens
+from pgsched.api import cluster, dashboard, dead, health, jobs, metrics, openapi, schedules, tokens
 from pgsched.api.errors import exception_handlers
 from pgsched.api.state import ApiState
 from pgsched.api.validation import BodyLimitMiddleware
@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
             log.info("api stopped", extra={"event": "api_stopped"})
 
     routes = [
+        *dashboard.routes,  # GET / is the dashboard (before health's plain placeholder)
         *health.routes,
         *metrics.routes,
         *openapi.routes,
