@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -78,7 +79,7 @@ class AdminStore:
         try:
             async with self._pool.connection(timeout=wait) as conn, conn.cursor(row_factory=dict_row) as cur:
                 yield cur
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError, pg_errors.QueryCanceled) as exc:
             raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
     async def cluster_list(self) -> list[WorkerInfo]:

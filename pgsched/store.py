@@ -90,6 +90,8 @@ def _error_to_pgsched(exc: psycopg.Error) -> Exception:
         return ValidationError(field, f"rejected by the database ({diag.constraint_name})")
     if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.UntranslatableCharacter):
         return ValidationError("job", diag.message_primary or str(exc))
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return DatabaseUnavailable(f"the database did not answer in time: {diag.message_primary or exc}")
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
         return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
     return exc

@@ -123,7 +123,7 @@ class TokenStore:
                 yield cur
         except pg_errors.CheckViolation as exc:
             raise ValidationError("name", f"rejected by the database ({exc.diag.constraint_name})") from None
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        except (psycopg.OperationalError, psycopg.InterfaceError, pg_errors.QueryCanceled) as exc:
             raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
     async def token_create(self, name: str, scope: Scope | str) -> tuple[ApiToken, str]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from pgsched.config import Settings
@@ -56,3 +57,15 @@ def test_health_is_503_while_the_database_is_down_and_recovers_by_itself(embedde
         assert embedded.start() == dsn
         wait_until(lambda: _status(client, "/health") == 200, timeout=60, message="health to recover")
         assert [j["task"] for j in client.get("/jobs").json()["items"]] == ["before"]
+
+
+def test_api_queries_stop_at_the_statement_timeout_with_a_503(api_settings: Settings, dsn: str) -> None:
+    settings = api_settings.with_(api_statement_timeout_seconds=0.3)
+    with serve_api(settings) as api, api.client() as client:
+        job_id = client.post("/jobs", json={"task": "t"}).json()["id"]
+        with psycopg.connect(dsn) as blocker:
+            blocker.execute("LOCK TABLE pgsched.jobs IN ACCESS EXCLUSIVE MODE")
+            r = client.get(f"/jobs/{job_id}")
+            assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
+            blocker.rollback()
+        assert client.get(f"/jobs/{job_id}").status_code == 200

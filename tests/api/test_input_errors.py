@@ -90,19 +90,14 @@ def test_a_body_over_the_limit_gets_413_before_it_is_read(client: httpx.Client, 
 
 
 def test_a_streamed_body_without_content_length_is_cut_off_at_the_limit(client: httpx.Client) -> None:
-    sent = []
-
     def chunks() -> Iterator[bytes]:
         yield b'{"task": "t", "args": {"blob": "'
         for _ in range(64):  # 4 MiB in 64 KiB chunks, far past the 1 MiB limit
-            sent.append(1)
             yield b"x" * 65536
         yield b'"}}'
 
-    try:
-        r = client.post("/jobs", content=chunks(), headers={"content-type": "application/json"})
-    except httpx.HTTPError:
-        return  # the server answered and closed before the client finished sending: also a refusal
+    r = client.post("/jobs", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in r.request.headers
     _error(r, 413)
 
 
