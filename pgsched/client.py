@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pgsched import db
 from pgsched.clock import Clock, SystemClock
 from pgsched.config import Settings
+from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import ValidationError
 from pgsched.job import Job, NewJob
 from pgsched.store import AsyncJobStore, Inserted, JobStore
@@ -59,6 +60,7 @@ class Client:
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
         self._apool_lock = asyncio.Lock()
+        self._cache = _dedupe_cache(settings)
 
     # ---------------------------------------------------------------- plumbing
     def _store(self) -> JobStore:
@@ -91,11 +93,21 @@ class Client:
         conn: psycopg.Connection[Any] | None = None,
         **options: Any,
     ) -> int:
-        return self.insert(self.build(task, args, **options), conn=conn).job.id
+        job = self.build(task, args, **options)
+        if conn is None and job.run_key is not None:
+            hit = self._cache.get(job.run_key)
+            if hit is not None:
+                return hit  # the key's job is known: no database round trip
+        return self.insert(job, conn=conn).job.id
 
     def insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
-        store = self._unpooled_store() if conn is not None else self._store()
-        return store.job_insert(job, conn=conn)
+        if conn is not None:
+            # The caller's transaction may still roll back: never cache what it wrote.
+            return self._unpooled_store().job_insert(job, conn=conn)
+        inserted = self._store().job_insert(job)
+        if job.run_key is not None:
+            self._cache.put(job.run_key, inserted.job.id)  # autocommit: the row is committed now
+        return inserted
 
     def enqueue_many(
         self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.Connection[Any] | None = None
@@ -116,12 +128,24 @@ class Client:
         conn: psycopg.AsyncConnection[Any] | None = None,
         **options: Any,
     ) -> int:
-        return (await self.insert_async(self.build(task, args, **options), conn=conn)).job.id
+        job = self.build(task, args, **options)
+        if conn is None and job.run_key is not None:
+            hit = await self._cache.get_async(job.run_key)
+            if hit is not None:
+                return hit
+        return (await self.insert_async(job, conn=conn)).job.id
 
     async def insert_async(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
         if conn is not None:
             return await AsyncJobStore(_NO_APOOL, clock=self._clock).job_insert(job, conn=conn)
-        return await (await self._astore()).job_insert(job)
+        inserted = await (await self._astore()).job_insert(job)
+        if job.run_key is not None:
+            await self._cache.put_async(job.run_key, inserted.job.id)
+        return inserted
+
+    def dedupe_status(self) -> dict[str, Any]:
+        """State of the run-key cache, for `pgsched doctor` and /health."""
+        return self._cache.status()
 
     async def enqueue_many_async(
         self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
@@ -150,12 +174,22 @@ class Client:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        self._cache.close()
 
     async def aclose(self) -> None:
         if self._apool is not None:
             await self._apool.close()
             self._apool = None
+        await self._cache.aclose()
         self.close()
+
+
+def _dedupe_cache(settings: Settings) -> DedupeCache:
+    if not settings.redis_url:
+        return NullCache()
+    from pgsched.contrib.redis_dedupe import RedisDedupeCache
+
+    return RedisDedupeCache(settings)
 
 
 class _NoPool:
