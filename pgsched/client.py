@@ -22,7 +22,7 @@ from pgsched.job import Job, NewJob
 from pgsched.store import AsyncJobStore, Inserted, JobStore
 from pgsched.tasks import resolve_delay
 
-__all__ = ["Client", "new_job_from_mapping"]
+__all__ = ["Client", "dedupe_cache_for", "new_job_from_mapping"]
 
 _ITEM_KEYS = frozenset(
     {"task", "args", "queue", "priority", "run_at", "delay_seconds", "delay", "run_key", "max_attempts", "timeout"}
@@ -60,7 +60,7 @@ class Client:
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
         self._apool_lock = asyncio.Lock()
-        self._cache = _dedupe_cache(settings)
+        self._cache = dedupe_cache_for(settings)
 
     # ---------------------------------------------------------------- plumbing
     def _store(self) -> JobStore:
@@ -184,7 +184,8 @@ class Client:
         self.close()
 
 
-def _dedupe_cache(settings: Settings) -> DedupeCache:
+def dedupe_cache_for(settings: Settings) -> DedupeCache:
+    """The run-key cache the settings ask for: Redis with PGSCHED_REDIS_URL, else none."""
     if not settings.redis_url:
         return NullCache()
     from pgsched.contrib.redis_dedupe import RedisDedupeCache

@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
             yield
         finally:
             await state.pool.close()
+            await state.cache.aclose()
             log.info("api stopped", extra={"event": "api_stopped"})
 
     routes = [

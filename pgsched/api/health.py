@@ -6,6 +6,8 @@ Interface layer; open without a token unless ``Settings.api_public_health`` is o
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -42,6 +44,7 @@ async def health(request: Request) -> Response:
         "leader": report.leader,
         "listener": listener,
         "workers_alive": report.workers_alive,
+        "dedupe_cache": await asyncio.to_thread(state.cache.status),
     }
     return JSONResponse(body)
 

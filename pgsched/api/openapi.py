@@ -202,7 +202,10 @@ def _cluster_schemas() -> dict[str, Any]:
         "Worker": _object(worker, list(worker)),
         "WorkerList": _object({"items": {"type": "array", "items": _ref("Worker")}}, ["items"]),
         "Leader": _object({"leader": _nullable(_ref("Worker"))}, ["leader"]),
-        "Health": _object(health, list(health)),
+        "Health": _object(
+            {**health, "dedupe_cache": {"type": "object", "description": "Run-key cache state (disabled, ok, error)."}},
+            list(health),
+        ),
         "Token": _object(token, list(token)),
         "TokenList": _object({"items": {"type": "array", "items": _ref("Token")}}, ["items"]),
         "NewToken": _object(

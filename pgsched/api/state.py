@@ -13,8 +13,10 @@ from starlette.requests import Request
 
 from pgsched import db
 from pgsched.admin_store import AdminStore
+from pgsched.client import dedupe_cache_for
 from pgsched.clock import Clock, SystemClock
 from pgsched.config import Settings
+from pgsched.dedupe import DedupeCache
 from pgsched.schedule_store import ScheduleStore
 from pgsched.store import AsyncJobStore
 from pgsched.token_store import TokenStore
@@ -51,6 +53,7 @@ class ApiState:
     admin: AdminStore
     tokens: TokenStore
     schedules: ScheduleStore
+    cache: DedupeCache
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> ApiState:
@@ -64,6 +67,7 @@ class ApiState:
             admin=AdminStore(pool, clock=clock),
             tokens=TokenStore(pool, clock=clock),
             schedules=ScheduleStore(pool, clock=clock),
+            cache=dedupe_cache_for(settings),
         )
 
 

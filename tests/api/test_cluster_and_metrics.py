@@ -63,6 +63,7 @@ def test_health_reports_leader_and_listener(live_api: LiveApi, dsn: str) -> None
             "leader": False,
             "listener": False,
             "workers_alive": 0,
+            "dedupe_cache": {"state": "disabled"},
         }
         with psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row) as holder:
             _register_worker(holder, leader=True)

@@ -182,3 +182,24 @@ def test_latency_with_and_without_a_cache_hit(settings: Settings, shared_redis_u
     finally:
         plain.close()
         cached.close()
+
+
+def test_rest_enqueues_use_the_cache_and_a_stale_entry_never_answers(
+    settings: Settings, conn: psycopg.Connection[Any], own_redis: OwnRedis
+) -> None:
+    from tests.api.conftest import ADMIN_TOKEN, serve_api
+
+    cached = cached_settings(settings, own_redis.url).with_(api_token=ADMIN_TOKEN)
+    with serve_api(cached) as api, api.client() as http:
+        first = http.post("/jobs", json={"task": "t", "run_key": "rest-key"})
+        again = http.post("/jobs", json={"task": "t", "run_key": "rest-key"})
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert again.json()["id"] == first.json()["id"]
+        # A key left in Redis for a job deleted behind pgsched's back must not hide a new job.
+        redis.Redis(port=own_redis.port).set(f"{cached.redis_namespace}:runkey:ghost", 999_999)
+        ghost = http.post("/jobs", json={"task": "t", "run_key": "ghost"})
+        assert ghost.status_code == 201
+        assert ghost.json()["id"] != 999_999
+        health = http.get("/health").json()
+        assert health["dedupe_cache"]["state"] == "ok"
+    assert job_count(conn) == {"jobs": 2, "keys": 2}
