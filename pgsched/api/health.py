@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pgsched.api.auth import authorize
@@ -19,12 +19,6 @@ from pgsched.errors import DatabaseUnavailable
 from pgsched.token_store import Scope
 
 __all__ = ["routes"]
-
-_PLACEHOLDER = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>pgsched</title></head>
-<body><h1>pgsched</h1><p>The dashboard is not built yet. The REST API is described at
-<a href="/openapi.json">/openapi.json</a>; health at <a href="/health">/health</a>.</p></body></html>
-"""
 
 
 async def health(request: Request) -> Response:
@@ -49,11 +43,6 @@ async def health(request: Request) -> Response:
     return JSONResponse(body)
 
 
-async def index(request: Request) -> Response:
-    return HTMLResponse(_PLACEHOLDER)
-
-
 routes = [
     Route("/health", health, methods=["GET"]),
-    Route("/", index, methods=["GET"]),
 ]
