@@ -50,7 +50,7 @@ async def sleepy(seconds: float = 30.0) -> float:
 @app.task
 async def wait_for_cancel(marker: str) -> None:
     try:
-        await asyncio.sleep(60)
+        await asyncio.Event().wait()  # runs until cancelled
     except asyncio.CancelledError:
         Path(marker).write_text("cancelled")
         raise
