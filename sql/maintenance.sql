@@ -1,5 +1,5 @@
 -- name: job_reap_lost
--- Re-queue running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace); dead when out of attempts or a poison pill.
+-- Re-queue running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace); dead when out of attempts or a poison pill; cancelled when a cancel was pending.
 WITH lost AS (
     SELECT j.id, j.attempt
       FROM pgsched.jobs j
@@ -23,9 +23,10 @@ WITH lost AS (
       FROM pgsched.jobs j JOIN lost ON lost.id = j.id
 )
 UPDATE pgsched.jobs j
-   SET state = CASE WHEN d.final THEN 'dead' ELSE 'queued' END::pgsched.job_state,
-       run_at = CASE WHEN d.final THEN j.run_at ELSE clock_timestamp() END,
-       finished_at = CASE WHEN d.final THEN clock_timestamp() END,
+   SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                    WHEN d.final THEN 'dead' ELSE 'queued' END::pgsched.job_state,
+       run_at = CASE WHEN d.final OR j.cancel_requested_at IS NOT NULL THEN j.run_at ELSE clock_timestamp() END,
+       finished_at = CASE WHEN d.final OR j.cancel_requested_at IS NOT NULL THEN clock_timestamp() END,
        errors = j.errors || jsonb_build_array(jsonb_build_object(
            'at', clock_timestamp(), 'attempt', j.attempt, 'error', 'worker lost', 'kind', 'worker_lost',
            'worker_id', j.worker_id, 'traceback', NULL))

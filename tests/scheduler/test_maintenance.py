@@ -108,3 +108,15 @@ async def test_pruner_deletes_only_finished_jobs_past_their_retention(dsn: str, 
         {"s": "queued", "n": 1500},
         {"s": "succeeded", "n": 1500},
     ]
+
+
+async def test_a_lost_job_whose_cancel_was_pending_ends_cancelled_not_requeued(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    (job_id,) = insert_jobs(conn, 1, state="running", attempt=1, worker_id=424242)  # no such worker
+    conn.execute("UPDATE pgsched.jobs SET cancel_requested_at = now() WHERE id = %s", [job_id])
+    (other,) = insert_jobs(conn, 1, state="running", attempt=1, worker_id=424242)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+        reaped = await Reaper(Settings(dsn=dsn, **FAST)).reap(leader)
+    assert {job_id: "cancelled", other: "queued"} == {k: str(v) for k, v in reaped.items()}
+    assert state(conn, job_id)["errors"][-1]["kind"] == "worker_lost"
