@@ -108,3 +108,15 @@ def test_a_schedule_with_an_unknown_time_zone_is_refused(conn: psycopg.Connectio
         conn.execute(
             "INSERT INTO pgsched.schedules (name, cron, task, timezone) VALUES ('n', '0 3 * * *', 'b', 'Mars/Olympus')"
         )
+
+
+def test_retry_wakes_a_worker_waiting_on_the_queue(dsn: str, conn: psycopg.Connection[dict[str, Any]]) -> None:
+    worker = conn.execute("INSERT INTO pgsched.workers (host, pid) VALUES ('test', 1) RETURNING id").fetchone()["id"]  # type: ignore[index]
+    job_id = conn.execute("SELECT pgsched.enqueue('t', queue => 'q') AS id").fetchone()["id"]  # type: ignore[index]
+    conn.execute("SELECT pgsched.cancel(%s)", [job_id])
+    conn.execute("INSERT INTO pgsched.waiting_workers (queue, worker_id) VALUES ('q', %s)", [worker])
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched_jobs")
+        conn.execute("SELECT pgsched.retry(%s)", [job_id])
+        notes = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
+    assert notes == ["q"]
