@@ -148,11 +148,33 @@ class Pgsched:
         cron: str,
         task: str,
         args: Mapping[str, Any] | None = None,
-        **options: Any,
+        *,
+        timezone: str = "UTC",
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        misfire_policy: str = "once",
+        misfire_grace_seconds: float = 3600,
+        enabled: bool = True,
     ) -> Schedule:
-        """Create or replace a cron schedule (options: timezone, queue, priority, max_attempts,
-        misfire_policy, misfire_grace_seconds, enabled). The leader fires it exactly once per instant."""
-        return asyncio.run(self.schedule_async(name, cron, task, args, **options))
+        """Create or replace a cron schedule; the leader fires it exactly once per instant.
+
+        Uses its own event loop: from async code call ``schedule_async`` instead."""
+        return asyncio.run(
+            self.schedule_async(
+                name,
+                cron,
+                task,
+                args,
+                timezone=timezone,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                misfire_policy=misfire_policy,
+                misfire_grace_seconds=misfire_grace_seconds,
+                enabled=enabled,
+            )
+        )
 
     async def schedule_async(
         self,
@@ -160,9 +182,28 @@ class Pgsched:
         cron: str,
         task: str,
         args: Mapping[str, Any] | None = None,
-        **options: Any,
+        *,
+        timezone: str = "UTC",
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int | None = None,
+        misfire_policy: str = "once",
+        misfire_grace_seconds: float = 3600,
+        enabled: bool = True,
     ) -> Schedule:
-        spec = ScheduleSpec.build(name, cron, task, dict(args or {}), **options)
+        spec = ScheduleSpec.build(
+            name,
+            cron,
+            task,
+            dict(args or {}),
+            timezone=timezone,
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            misfire_policy=misfire_policy,
+            misfire_grace_seconds=misfire_grace_seconds,
+            enabled=enabled,
+        )
         pool = db.async_pool(self.settings.require_dsn(), "client", min_size=1, max_size=1)
         await pool.open()
         try:

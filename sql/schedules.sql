@@ -9,7 +9,10 @@ ON CONFLICT (name) DO UPDATE
    SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, task = EXCLUDED.task, args = EXCLUDED.args,
        queue = EXCLUDED.queue, priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts,
        enabled = EXCLUDED.enabled, misfire_policy = EXCLUDED.misfire_policy, misfire_grace = EXCLUDED.misfire_grace,
-       next_fire_at = EXCLUDED.next_fire_at, last_error = NULL
+       -- never back to an instant already fired (a caller's clock may lag): NULL lets the leader compute it
+       next_fire_at = CASE WHEN s.last_fired_at IS NOT NULL AND EXCLUDED.next_fire_at <= s.last_fired_at THEN NULL
+                           ELSE EXCLUDED.next_fire_at END,
+       last_error = NULL
 RETURNING s.*, (xmax = 0) AS created
 
 -- name: schedule_get
@@ -27,7 +30,9 @@ SELECT * FROM pgsched.schedules
 -- Pause or resume; resuming recomputes the next instant (set by the caller) so missed ticks are not fired.
 UPDATE pgsched.schedules
    SET enabled = %(enabled)s::bool,
-       next_fire_at = CASE WHEN %(enabled)s::bool THEN %(next_fire_at)s::timestamptz ELSE next_fire_at END
+       next_fire_at = CASE WHEN NOT %(enabled)s::bool THEN next_fire_at
+                           WHEN last_fired_at IS NOT NULL AND %(next_fire_at)s::timestamptz <= last_fired_at THEN NULL
+                           ELSE %(next_fire_at)s::timestamptz END
  WHERE name = %(name)s::text
 RETURNING *
 
