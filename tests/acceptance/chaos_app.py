@@ -1,0 +1,72 @@
+"""Tasks the acceptance scenarios run in real `pgsched worker` processes.
+
+Every task records its own execution in the ``ledger`` table (see ``tests.acceptance.ledger``),
+outside the job row, so duplicates are visible:
+
+- ``plain`` writes its ledger row on its own autocommit connection as it starts, then works:
+  an at-least-once execution, so a run on a worker killed before its completion was written
+  stays in the ledger (an honest duplicate).
+- ``tx`` is transactional: its ledger row commits in the same transaction that marks the job
+  succeeded, so a fenced-out (late) completion leaves no row: exactly-once side effects.
+- ``sleeper`` records when it starts and when it ends, for the graceful-shutdown scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+import psycopg
+
+from pgsched import Pgsched
+from pgsched.context import current_job
+
+app = Pgsched.from_env()
+
+_INSERT = "INSERT INTO ledger (job_id, attempt, worker_pid, kind) VALUES (%s, %s, %s, %s)"
+_local = threading.local()
+
+
+def _record(job_id: int, attempt: int, kind: str) -> None:
+    conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
+    if conn is None or conn.closed:
+        conn = psycopg.connect(os.environ["PGSCHED_DSN"], autocommit=True, application_name="chaos:ledger")
+        _local.conn = conn
+    try:
+        conn.execute(_INSERT, [job_id, attempt, os.getpid(), kind])
+    except psycopg.OperationalError:
+        _local.conn = None
+        raise  # the attempt fails and is retried: the ledger row is not written
+
+
+@app.task(max_attempts=50)
+def plain(seconds: float = 0.0) -> int:
+    """Record this execution on a separate connection (committed at once), then sleep."""
+    job = current_job()
+    _record(job.id, job.attempt, "plain")
+    if seconds:
+        time.sleep(seconds)
+    return os.getpid()
+
+
+@app.task(transactional=True, max_attempts=50)
+async def tx(conn: psycopg.AsyncConnection[Any], seconds: float = 0.0) -> int:
+    """Record this execution in the transaction that also marks the job succeeded, then sleep."""
+    job = current_job()
+    await conn.execute(_INSERT, [job.id, job.attempt, os.getpid(), "tx"])
+    if seconds:
+        await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+@app.task(max_attempts=50)
+async def sleeper(seconds: float) -> int:
+    """Record the start, sleep (cancellable), record the end."""
+    job = current_job()
+    await asyncio.to_thread(_record, job.id, job.attempt, "start")
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(_record, job.id, job.attempt, "end")
+    return os.getpid()

