@@ -55,8 +55,8 @@ def test_killing_the_leader_every_five_seconds_never_fires_or_runs_an_instant_tw
     tick = started
     while (tick := tick + KILL_EVERY) <= started + LEADER_SECONDS:
         pace(tick)
-        pid = wait_until(lambda: leader_pid(db), timeout=30, message="no leader after a kill")
-        kills.kill(db, int(pid), signal.SIGKILL)
+        pid = wait_until(lambda: leader_pid(db) or 0, timeout=30, message="no leader after a kill")
+        kills.kill(db, pid, signal.SIGKILL)
         cluster.scheduler()
     wait_until(lambda: leader_pid(db), timeout=30)
     settled = len(cron_jobs(db))

@@ -58,7 +58,7 @@ def test_killing_the_listener_connection_under_load_never_stalls_jobs_past_the_p
     deadline = time.monotonic() + SECONDS
     try:
         while time.monotonic() < deadline:
-            backend = wait_until(lambda: listener_backend(db, proc.pid), timeout=30, message="listener not back")
+            backend = wait_until(lambda: listener_backend(db, proc.pid) or 0, timeout=30, message="listener not back")
             db.execute("SELECT pg_terminate_backend(%s)", [backend])
             terminations += 1
             wait_until(_replaced(db, proc.pid, backend), timeout=30, message="the listener did not reconnect")
