@@ -123,6 +123,10 @@ class Executor:
         released, self._released = self._released, []
         return released
 
+    def keep_released(self, released: list[tuple[int, int]]) -> None:
+        """Their hand-back failed (database away): keep them for the next try, never drop them."""
+        self._released = released + self._released
+
     def release_buffered(self) -> int:
         count = 0
         while not self._buffer.empty():

@@ -90,7 +90,12 @@ class Producer:
     async def _step(self) -> None:
         released = self._executor.take_released()
         if released:
-            await self._store.job_release_many(released)
+            try:
+                await self._store.job_release_many(released)
+            except PgschedError:
+                # Dropping them would strand them as running under a live worker the reaper trusts.
+                self._executor.keep_released(released)
+                raise
             log.info("released unstarted jobs", extra={"event": "jobs_released", "count": len(released)})
         limit = await self._room()
         worker_id = self._liveness.worker_id
