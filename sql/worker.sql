@@ -54,8 +54,7 @@ UPDATE pgsched.jobs j
        attempt = j.attempt + 1,
        worker_id = %(worker_id)s::bigint,
        started_at = coalesce(%(now)s::timestamptz, now())
-  FROM claimed
- WHERE j.id = claimed.id
+ WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed))
 RETURNING j.id, j.queue, j.task, j.args, j.attempt,
           extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
           extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds
@@ -83,7 +82,8 @@ UPDATE pgsched.jobs j
   FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(outcomes)s::text[], %(results)s::text[],
               %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[])
        AS d(id, attempt, outcome, result, error, delay, final)
- WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+ WHERE j.id = ANY(%(ids)s::bigint[])  -- the key for the index, whatever the statistics
+   AND j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
 RETURNING j.id, j.state::text AS state
 
 -- name: job_next_due_in
@@ -101,5 +101,7 @@ SELECT j.id FROM pgsched.jobs j
 
 -- name: worker_session_setup
 -- The worker's own connections: commit without waiting for the WAL flush (a database crash can only make a job run again), and keep one generic plan per prepared statement (planning the claim costs more than running it).
+-- A generic plan outlives the statistics it was made from: planned while pgsched.jobs was empty (and analyzed), a sequential scan looks free and stays the plan under a million-row backlog. Every statement of these sessions reaches jobs by a key, so sequential scans are ruled out.
 SELECT set_config('synchronous_commit', 'off', false) AS synchronous_commit,
-       set_config('plan_cache_mode', 'force_generic_plan', false) AS plan_cache_mode
+       set_config('plan_cache_mode', 'force_generic_plan', false) AS plan_cache_mode,
+       set_config('enable_seqscan', 'off', false) AS enable_seqscan
