@@ -130,8 +130,7 @@ UPDATE pgsched.jobs j
        started_at = NULL,
        run_at = coalesce(%(now)s::timestamptz, now())
   FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS d(id, attempt)
- WHERE j.id = ANY(%(ids)s::bigint[])  -- the key for the index, whatever the statistics
-   AND j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+ WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
 RETURNING j.id
 
 -- name: queue_stats_list

@@ -61,6 +61,8 @@ RETURNING j.id, j.queue, j.task, j.args, j.attempt,
 
 -- name: job_finish_many
 -- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead) or cancelled; fenced on (id, attempt, running).
+-- Keyed by the join on d.id alone: adding "j.id = ANY(ids)" let a plan made on an empty table scan
+-- the whole running set once per id of the batch (O(n²); tests/worker/test_plans.py counts rows).
 UPDATE pgsched.jobs j
    SET state = CASE
                  WHEN d.outcome = 'succeeded' THEN 'succeeded'
@@ -82,8 +84,7 @@ UPDATE pgsched.jobs j
   FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(outcomes)s::text[], %(results)s::text[],
               %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[])
        AS d(id, attempt, outcome, result, error, delay, final)
- WHERE j.id = ANY(%(ids)s::bigint[])  -- the key for the index, whatever the statistics
-   AND j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+ WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
 RETURNING j.id, j.state::text AS state
 
 -- name: job_next_due_in
@@ -96,8 +97,10 @@ SELECT extract(epoch FROM min(j.run_at) - coalesce(%(now)s::timestamptz, now()))
 
 -- name: job_cancel_requested
 -- Which of these running jobs have a pending cancel request (the safety net for a missed NOTIFY pgsched_cancel).
-SELECT j.id FROM pgsched.jobs j
- WHERE j.id = ANY(%(ids)s::bigint[]) AND j.state = 'running' AND j.cancel_requested_at IS NOT NULL
+-- Driven by the ids (one primary-key probe each), never by the running set: see job_finish_many.
+SELECT j.id FROM unnest(%(ids)s::bigint[]) AS r(id)
+  JOIN pgsched.jobs j ON j.id = r.id
+ WHERE j.state = 'running' AND j.cancel_requested_at IS NOT NULL
 
 -- name: worker_session_setup
 -- The worker's own connections: commit without waiting for the WAL flush (a database crash can only make a job run again), and keep one generic plan per prepared statement (planning the claim costs more than running it).

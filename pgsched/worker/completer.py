@@ -45,6 +45,12 @@ class Completer:
         self._size = flush_size
         self._on_retry = on_retry_queued
         self._buffer: list[tuple[ClaimedJob, Finished]] = []
+        self._writing = 0
+        # Claims wait while this many results are unwritten: a slow or stuck write must not let
+        # the producer keep claiming (every claimed job stays 'running' until its result lands).
+        self._backlog_max = 2 * flush_size
+        self._room = asyncio.Event()
+        self._room.set()
         self._wake = asyncio.Event()
         self._closing = False
         self._give_up_at: float | None = None
@@ -52,7 +58,19 @@ class Completer:
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        """Results not yet written: buffered plus the batch being written."""
+        return len(self._buffer) + self._writing
+
+    async def wait_for_room(self) -> None:
+        """Return at once unless too many results are unwritten; then return after the next write
+        (or ``wake_room_waiter``). The caller checks again."""
+        if self.pending <= self._backlog_max:
+            return
+        self._room.clear()
+        await self._room.wait()
+
+    def wake_room_waiter(self) -> None:
+        self._room.set()
 
     def add(self, job: ClaimedJob, finished: Finished) -> None:
         buffer = self._buffer
@@ -84,6 +102,15 @@ class Completer:
 
     async def _flush(self) -> None:
         batch, self._buffer = self._buffer, []
+        self._writing = len(batch)
+        try:
+            await self._write(batch)
+        finally:
+            self._writing = 0
+            if self.pending <= self._backlog_max:
+                self._room.set()
+
+    async def _write(self, batch: list[tuple[ClaimedJob, Finished]]) -> None:
         backoff = 0.05
         while True:
             try:

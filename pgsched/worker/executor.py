@@ -117,6 +117,11 @@ class Executor:
 
     def wake_space_waiter(self) -> None:
         self._space.set()
+        self._completer.wake_room_waiter()
+
+    async def wait_for_results_written(self) -> None:
+        """Back-pressure from the completer: too many finished jobs not yet written."""
+        await self._completer.wait_for_room()
 
     def take_released(self) -> list[tuple[int, int]]:
         """Claimed jobs that were not started (liveness lost, shutdown): to hand back uncharged."""

@@ -97,6 +97,7 @@ class Producer:
                 self._executor.keep_released(released)
                 raise
             log.info("released unstarted jobs", extra={"event": "jobs_released", "count": len(released)})
+        await self._executor.wait_for_results_written()
         limit = await self._room()
         worker_id = self._liveness.worker_id
         if self._stopping or limit <= 0 or worker_id is None or not self._liveness.ready.is_set():

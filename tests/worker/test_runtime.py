@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,38 @@ async def test_args_stored_as_jsonb_reach_the_function_as_keywords(start_worker:
     assert row is not None
     await until(lambda: finished(conn, row["id"]), timeout=10)
     assert job(conn, row["id"])["result"] == {"a": {"b": None}}
+
+
+async def test_claims_stop_while_results_cannot_be_written(start_worker: StartWorker, conn: Conn, dsn: str) -> None:
+    """Back-pressure: a stuck result write must not let the worker claim the whole backlog.
+
+    A trigger makes every finishing UPDATE wait on an advisory lock this test holds; the worker
+    may hold its slots, its prefetch and about two flushes of results, never the 2,000 jobs.
+    """
+    conn.execute(
+        """
+        CREATE FUNCTION public.gate_finishes() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$;
+        CREATE TRIGGER gate BEFORE UPDATE ON pgsched.jobs FOR EACH ROW
+          WHEN (NEW.state = 'succeeded') EXECUTE FUNCTION public.gate_finishes();
+        """
+    )
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(4242)")
+        await start_worker(concurrency=2, prefetch_max=10, flush_size=20)
+        insert_jobs(conn, 2000, task="noop")
+
+        def running() -> int:
+            row = conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE state = 'running'").fetchone()
+            return 0 if row is None else int(row["n"])
+
+        await until(lambda: running() > 0, timeout=10)
+        await asyncio.sleep(1.5)  # ample time to claim everything, were claims not held back
+        bound = 2 + 10 + 2 * 20 + (2 + 10)  # slots + prefetch + unwritten results + one claim in flight
+        assert running() <= bound
+        holder.execute("SELECT pg_advisory_unlock(4242)")
+    await until(
+        lambda: conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE state = 'succeeded'").fetchone()
+        == {"n": 2000},
+        timeout=30,
+    )
