@@ -222,7 +222,8 @@ async def test_claims_stop_while_results_cannot_be_written(start_worker: StartWo
         assert running() <= bound
         holder.execute("SELECT pg_advisory_unlock(4242)")
     await until(
-        lambda: conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE state = 'succeeded'").fetchone()
-        == {"n": 2000},
+        lambda: (
+            conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE state = 'succeeded'").fetchone() == {"n": 2000}
+        ),
         timeout=30,
     )
