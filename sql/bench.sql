@@ -36,3 +36,17 @@ SELECT current_setting('server_version') AS version,
 -- name: bench_notify_off
 -- Opt this session out of the insert trigger's NOTIFY (the "notifications disabled" baseline).
 SELECT set_config('pgsched.notify', 'off', false) AS notify
+
+-- name: bench_insert_series
+-- The database's own insert ceiling: n no-op jobs inserted server-side in one statement (no client rows).
+INSERT INTO pgsched.jobs (queue, task, args)
+SELECT %(queue)s::text, 'noop', '{}'::jsonb FROM generate_series(1, %(n)s::int)
+
+-- name: bench_delete_queue
+-- Remove every job of a queue (the ceiling's rows, so they do not weigh on the next figure).
+DELETE FROM pgsched.jobs WHERE queue = %(queue)s::text
+
+-- name: bench_dead_tuples
+-- Live and dead tuples of pgsched.jobs from the statistics collector (sampled during a long drain).
+SELECT coalesce(n_live_tup, 0)::bigint AS live, coalesce(n_dead_tup, 0)::bigint AS dead
+  FROM pg_stat_user_tables WHERE schemaname = 'pgsched' AND relname = 'jobs'

@@ -20,11 +20,14 @@ def run_bench(options: BenchOptions, *, progress: Any = None) -> dict[str, Any]:
     facts = machine_facts()
     database = Database(admin_dsn(options.dsn))
     runs: list[dict[str, float]] = []
+    details: list[dict[str, Any]] = []
     try:
         template = prepare_template(database)
         postgres = server_facts(database.dsn(template))
         for index in range(options.runs):
-            runs.append(run_once(options, database, template, index))
+            figures, detail = run_once(options, database, template, index)
+            runs.append(figures)
+            details.append(detail)
             if progress is not None:
                 progress(index + 1, runs[-1])
     finally:
@@ -37,4 +40,5 @@ def run_bench(options: BenchOptions, *, progress: Any = None) -> dict[str, Any]:
         "options": {k: v for k, v in vars(options).items() if k != "dsn"},
         "runs": runs,
         "median": medians,
+        "details": details,
     }

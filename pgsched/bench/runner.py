@@ -28,6 +28,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgsched.app import Pgsched
+from pgsched.bench.backlog import backlog_drain, insert_ceiling, small_backlog_drain
 from pgsched.bench.facts import machine_busy_ticks, process_cpu_seconds
 from pgsched.client import Client
 from pgsched.config import Settings
@@ -50,6 +51,9 @@ class BenchOptions:
     latency_samples: int = 200
     clients: int = 16
     enqueue_seconds: float = 3.0
+    best_concurrency: int = 100
+    backlog: int = 200_000
+    small_backlog: int = 2_000
 
 
 @dataclass
@@ -131,27 +135,58 @@ class _Cpu:
 
 
 # ---------------------------------------------------------------- one run
-def run_once(options: BenchOptions, database: Database, template: str, index: int) -> dict[str, float]:
+def run_once(
+    options: BenchOptions, database: Database, template: str, index: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """One run of every figure; returns the figures and the run's backlog details (plans, dead tuples)."""
     name = database.create(f"run{index}", template)
     dsn = database.dsn(name)
     figures: dict[str, float] = {}
+    details: dict[str, Any] = {}
     app = Pgsched(settings=Settings(dsn=dsn))
     try:
+        figures["insert_select_ceiling_per_s"] = insert_ceiling(dsn, options.jobs)
         with psycopg.connect(dsn, autocommit=True) as conn, worker_process(dsn, options.concurrency) as proc:
             _wait_idle_worker(conn, proc)
             figures |= _drain(options, app, conn, proc)
             _wait_idle_worker(conn, proc)
             figures |= _latency(options, app, conn)
         figures |= asyncio.run(_single_row_enqueue(options, dsn))
+        with psycopg.connect(dsn, autocommit=True) as conn:  # the single-row inserts are not for draining
+            conn.execute(query("bench_delete_queue"), {"queue": QUEUE})
+            conn.execute("VACUUM pgsched.jobs")
+        figures |= _best_and_backlog(options, app, dsn, details)
     finally:
         app.close()
-    return figures
+    return figures, details
+
+
+def _best_and_backlog(options: BenchOptions, app: Pgsched, dsn: str, details: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn, worker_process(dsn, options.best_concurrency) as proc:
+        _wait_idle_worker(conn, proc)
+        best = _drain(options, app, conn, proc)
+        out["drain_best_jobs_per_s"] = best["drain_jobs_per_s"]
+        out["worker_cpu_ms_per_job_best"] = best["worker_cpu_ms_per_job"]
+        out["postgres_cpu_ms_per_job_best"] = best["postgres_cpu_ms_per_job"]
+        _wait_idle_worker(conn, proc)
+        out["drain_small_backlog_per_s"], small = small_backlog_drain(conn, QUEUE, options.small_backlog, 10, 250)
+        _wait_idle_worker(conn, proc)
+        large = backlog_drain(dsn, conn, QUEUE, options.backlog, claim_limit=250)
+    out["drain_large_backlog_per_s"] = large.jobs_per_s
+    out["claim_ms_small_backlog"] = small["execution_ms"]
+    out["claim_ms_large_backlog"] = large.explains[0]["execution_ms"]
+    out["max_dead_tuples"] = float(max((d for _, _, d in large.dead_samples), default=0))
+    details["dead_tuples"] = large.dead_samples
+    details["claim_explains"] = large.explains
+    return out
 
 
 def _drain(
     options: BenchOptions, app: Pgsched, conn: psycopg.Connection[Any], proc: subprocess.Popen[bytes]
 ) -> dict[str, float]:
     items = [{"task": "noop", "queue": QUEUE} for _ in range(options.jobs)]
+    done_before = dict(conn.execute(query("bench_state_counts"), {"queue": QUEUE}).fetchall()).get("succeeded", 0)
     before = _Cpu.read(conn, proc.pid)
     started = time.perf_counter()
     app.enqueue_many(items)
@@ -161,7 +196,7 @@ def _drain(
     drained = time.perf_counter()
     after = _Cpu.read(conn, proc.pid)
     counts = dict(conn.execute(query("bench_state_counts"), {"queue": QUEUE}).fetchall())
-    if counts.get("succeeded") != options.jobs:
+    if counts.get("succeeded", 0) - done_before != options.jobs:
         raise ConfigurationError(f"drain check failed: {counts}")
     n = options.jobs
     out = {
