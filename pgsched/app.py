@@ -142,6 +142,23 @@ class Pgsched:
     async def get_job_async(self, job_id: int) -> Job | None:
         return await self.client.get_job_async(job_id)
 
+    def result(self, job_id: int, *, timeout: float = 30.0, recheck: float = 1.0) -> Any:
+        """Wait up to ``timeout`` seconds (at most 3600) for the job to end; return its result when it
+        succeeded. Raises ``JobFailed`` (dead: carries its last error), ``JobCancelled``, ``JobNotFound``
+        or ``ResultTimeout`` (a ``TimeoutError``; the job may still finish). Woken by NOTIFY; the row is
+        re-read every ``recheck`` seconds anyway."""
+        return self.client.result(job_id, timeout=timeout, recheck=recheck)
+
+    async def result_async(
+        self,
+        job_id: int,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - mirrors result()
+        recheck: float = 1.0,
+    ) -> Any:
+        """``result`` for async code."""
+        return await self.client.result_async(job_id, timeout=timeout, recheck=recheck)
+
     def schedule(
         self,
         name: str,

@@ -19,13 +19,27 @@ from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import ValidationError
 from pgsched.job import Job, NewJob
+from pgsched.result_store import ResultStore
 from pgsched.store import AsyncJobStore, Inserted, JobStore
 from pgsched.tasks import resolve_delay
 
 __all__ = ["Client", "dedupe_cache_for", "new_job_from_mapping"]
 
 _ITEM_KEYS = frozenset(
-    {"task", "args", "queue", "priority", "run_at", "delay_seconds", "delay", "run_key", "max_attempts", "timeout"}
+    {
+        "task",
+        "args",
+        "queue",
+        "priority",
+        "run_at",
+        "delay_seconds",
+        "delay",
+        "run_key",
+        "max_attempts",
+        "timeout",
+        "concurrency_key",
+        "concurrency_limit",
+    }
 )
 
 
@@ -119,6 +133,10 @@ class Client:
     def get_job(self, job_id: int) -> Job | None:
         return self._store().job_get(job_id)
 
+    def result(self, job_id: int, *, timeout: float = 30.0, recheck: float = 1.0) -> Any:
+        """Wait for the job to end and return its result (on a connection of its own, not the pool)."""
+        return ResultStore(self._settings.require_dsn()).result_wait(job_id, timeout=timeout, recheck=recheck)
+
     # ---------------------------------------------------------------- async
     async def enqueue_async(
         self,
@@ -157,6 +175,16 @@ class Client:
 
     async def get_job_async(self, job_id: int) -> Job | None:
         return await (await self._astore()).job_get(job_id)
+
+    async def result_async(
+        self,
+        job_id: int,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - mirrors result()
+        recheck: float = 1.0,
+    ) -> Any:
+        store = ResultStore(self._settings.require_dsn())
+        return await store.result_wait_async(job_id, timeout=timeout, recheck=recheck)
 
     def _build_many(self, items: Iterable[Mapping[str, Any]]) -> list[NewJob]:
         jobs = []

@@ -13,7 +13,9 @@ from typing import Any
 from pgsched.errors import ConfigurationError
 from pgsched.job import DEFAULT_MAX_PAYLOAD_BYTES
 
-__all__ = ["Settings"]
+__all__ = ["DEFAULT_RESULT_MAX_BYTES", "Settings"]
+
+DEFAULT_RESULT_MAX_BYTES = 1024 * 1024  # as the args cap; jsonb itself allows up to 256 MiB
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -51,6 +53,8 @@ class Settings:
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 2.0
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    # A task's return value as JSON (UTF-8 bytes); a bigger one fails the attempt instead of being stored.
+    result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES
     redis_namespace: str = "pgsched"
     # Redis L1 dedupe cache: per-call timeout, and how long a run key is remembered (capped by retention).
     redis_timeout_seconds: float = 0.05
@@ -86,6 +90,7 @@ class Settings:
             heartbeat_seconds=_float(env, "PGSCHED_HEARTBEAT_SECONDS", 5.0),
             poll_seconds=_float(env, "PGSCHED_POLL_SECONDS", 2.0),
             max_payload_bytes=int(_float(env, "PGSCHED_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES)),
+            result_max_bytes=int(_float(env, "PGSCHED_RESULT_MAX_BYTES", DEFAULT_RESULT_MAX_BYTES)),
             redis_namespace=env.get("PGSCHED_REDIS_NAMESPACE") or "pgsched",
             redis_timeout_seconds=_float(env, "PGSCHED_REDIS_TIMEOUT_SECONDS", 0.05),
             redis_ttl_seconds=_float(env, "PGSCHED_REDIS_TTL_SECONDS", 3600.0),

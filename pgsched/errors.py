@@ -5,14 +5,19 @@ A leaf module: it imports nothing from pgsched.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigurationError",
     "DatabaseUnavailable",
     "DuplicateJob",
     "InvalidStateError",
+    "JobCancelled",
+    "JobFailed",
     "JobNotFound",
     "MigrationError",
     "PgschedError",
+    "ResultTimeout",
     "ScheduleNotFound",
     "TaskNotFound",
     "ValidationError",
@@ -50,6 +55,34 @@ class JobNotFound(PgschedError, LookupError):
     def __init__(self, job_id: int) -> None:
         super().__init__(f"job {job_id} does not exist")
         self.job_id = job_id
+
+
+class JobFailed(PgschedError):
+    """The job is dead (out of attempts): it has no result. ``error`` is its last error message and
+    ``details`` the whole last entry of ``jobs.errors`` (attempt, kind, traceback, ...)."""
+
+    def __init__(self, job_id: int, error: str | None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"job {job_id} failed: {error or 'no error recorded'}")
+        self.job_id = job_id
+        self.error = error
+        self.details = details or {}
+
+
+class JobCancelled(PgschedError):
+    """The job was cancelled: it has no result."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} was cancelled")
+        self.job_id = job_id
+
+
+class ResultTimeout(PgschedError, TimeoutError):
+    """The job did not finish within the time the caller was willing to wait (it may still finish)."""
+
+    def __init__(self, job_id: int, timeout: float) -> None:
+        super().__init__(f"job {job_id} did not finish within {timeout:g}s")
+        self.job_id = job_id
+        self.timeout = timeout
 
 
 class ScheduleNotFound(PgschedError, LookupError):

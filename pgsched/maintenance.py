@@ -1,4 +1,5 @@
-"""Leader-only maintenance: the Reaper re-queues jobs of lost workers, the Pruner deletes old rows.
+"""Leader-only maintenance: the Reaper re-queues jobs of lost workers, the Pruner deletes old rows
+(finished jobs past their retention, result waiters whose session is gone).
 
 Service layer. Both run on the leader's connection (see ``pgsched.leader``) and are idempotent
 in SQL: the reaper's updates are fenced on (id, attempt, state = 'running').
@@ -58,7 +59,7 @@ class Reaper:
 
 
 class Pruner:
-    """Deletes finished jobs past their per-state retention, in small batches."""
+    """Deletes finished jobs past their per-state retention, in small batches, and stale result waiters."""
 
     def __init__(self, settings: Settings) -> None:
         self._retention = {
@@ -81,4 +82,15 @@ class Pruner:
                         break
         if total:
             log.info("pruned finished jobs", extra={"event": "jobs_pruned", "deleted": total})
+        await self.result_waiter_prune(conn)
         return total
+
+    async def result_waiter_prune(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """Delete result waiters whose session is gone (a waiting process died); returns how many."""
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("result_waiter_prune"))
+            row = await cur.fetchone()
+        deleted = int(row["deleted"]) if row else 0
+        if deleted:
+            log.info("removed stale result waiters", extra={"event": "result_waiters_pruned", "deleted": deleted})
+        return deleted

@@ -3,7 +3,8 @@
 Interface-side tool, never imported by the worker. One run: start a real `pgsched worker` process
 (concurrency C) and wait until it is idle and listening; COPY N no-op jobs (enqueue jobs/s); time
 the drain from the commit until no job is queued or running (drain jobs/s, worker and Postgres
-CPU per job); probe enqueue->start latency on the idle queue; stop the worker; then time
+CPU per job); probe enqueue->start latency on the idle queue, and enqueue->``result()`` for no-op
+jobs (a waiter woken by NOTIFY pgsched_done); stop the worker; then time
 single-row enqueues from 16 clients with notifications off, adaptive (nobody waiting) and always
 (a worker waiting on the queue).
 """
@@ -151,6 +152,8 @@ def run_once(
             figures |= _drain(options, app, conn, proc)
             _wait_idle_worker(conn, proc)
             figures |= _latency(options, app, conn)
+            _wait_idle_worker(conn, proc)
+            figures |= _result_wait(options, app)
         figures |= asyncio.run(_single_row_enqueue(options, dsn))
         with psycopg.connect(dsn, autocommit=True) as conn:  # the single-row inserts are not for draining
             conn.execute(query("bench_delete_queue"), {"queue": QUEUE})
@@ -228,6 +231,18 @@ def _latency(options: BenchOptions, app: Pgsched, conn: psycopg.Connection[Any])
         raise ConfigurationError("latency probes produced no results")
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
     return {"latency_p50_ms": cuts[49], "latency_p95_ms": cuts[94], "latency_p99_ms": cuts[98]}
+
+
+def _result_wait(options: BenchOptions, app: Pgsched) -> dict[str, float]:
+    """Enqueue a no-op job and wait on ``result()``, one at a time: the round trip a caller sees
+    (its own connection, LISTEN, waiter row, NOTIFY from the finish statement)."""
+    samples = []
+    for _ in range(options.latency_samples):
+        started = time.perf_counter()
+        app.result(app.enqueue("noop", queue=QUEUE), timeout=30)
+        samples.append((time.perf_counter() - started) * 1000)
+    cuts = statistics.quantiles(sorted(samples), n=100, method="inclusive")
+    return {"result_wait_p50_ms": cuts[49], "result_wait_p99_ms": cuts[98]}
 
 
 async def _single_row_enqueue(options: BenchOptions, dsn: str) -> dict[str, float]:

@@ -20,6 +20,8 @@ _LABELS = [
     ("latency_p50_ms", "enqueue->start p50 (ms, from commit)", "{:.2f}"),
     ("latency_p95_ms", "enqueue->start p95 (ms)", "{:.2f}"),
     ("latency_p99_ms", "enqueue->start p99 (ms)", "{:.2f}"),
+    ("result_wait_p50_ms", "enqueue->result() returned p50 (ms, no-op job)", "{:.2f}"),
+    ("result_wait_p99_ms", "enqueue->result() returned p99 (ms)", "{:.2f}"),
     ("worker_cpu_ms_per_job", "worker CPU per job (ms)", "{:.4f}"),
     ("postgres_cpu_ms_per_job", "Postgres backends CPU per job (ms)", "{:.4f}"),
     ("worker_cpu_ms_per_job_best", "worker CPU per job (ms, concurrency {best})", "{:.4f}"),

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from pgsched.config import DEFAULT_RESULT_MAX_BYTES
 from pgsched.context import JobContext, reset_current_job, set_current_job
 from pgsched.errors import TaskNotFound
 from pgsched.retry import RetryPolicy
@@ -70,8 +71,10 @@ class Executor:
         concurrency: int,
         ready: asyncio.Event,
         worker_id: Callable[[], int | None],
+        result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
     ) -> None:
         self._lookup = lookup
+        self._result_max_bytes = result_max_bytes
         self._store = store
         self._completer = completer
         self._concurrency = concurrency
@@ -272,7 +275,7 @@ class Executor:
             self._completer.count_committed(job)
             return None
         try:
-            return outcome.success(job, outcome.encode_result(result))
+            return outcome.success(job, outcome.encode_result(result, max_bytes=self._result_max_bytes))
         except outcome.ResultNotStorable as exc:
             return outcome.failure(job, exc, plan.retry)
 
@@ -301,7 +304,7 @@ class Executor:
             raise TypeError("a transactional task must be an async function: it receives an AsyncConnection as conn")
         async with self._store.transaction() as conn:
             result = await task.func(conn=conn, **job.args)
-            encoded = outcome.encode_result(result)
+            encoded = outcome.encode_result(result, max_bytes=self._result_max_bytes)
             if not await self._store.job_finish_in(conn, outcome.success(job, encoded)):
                 raise _FencedOut
         return _COMMITTED

@@ -42,7 +42,8 @@ def error_entry(attempt: int, error: str, *, kind: str, tb: str | None = None) -
     }
 
 
-def encode_result(value: Any) -> str | None:
+def encode_result(value: Any, *, max_bytes: int) -> str | None:
+    """The result as JSON text for ``jobs.result``; ``ResultNotStorable`` when it cannot or must not be stored."""
     if value is None:
         return None
     try:
@@ -51,6 +52,12 @@ def encode_result(value: Any) -> str | None:
         raise ResultNotStorable(f"the task's result is not JSON-serialisable: {exc}") from None
     if "\\u0000" in text:
         raise ResultNotStorable("the task's result contains the NUL character, which jsonb cannot store")
+    # json.dumps escapes every non-ASCII character: its length is the size in bytes.
+    if len(text) > max_bytes:
+        raise ResultNotStorable(
+            f"the task's result is {len(text):,} bytes of JSON, over the limit of {max_bytes:,} bytes"
+            " (PGSCHED_RESULT_MAX_BYTES)"
+        )
     return text
 
 

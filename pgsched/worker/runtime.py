@@ -75,6 +75,7 @@ class Worker:
             concurrency=self.config.concurrency,
             ready=self._liveness.ready,
             worker_id=lambda: self._liveness.worker_id,
+            result_max_bytes=settings.result_max_bytes,
         )
         self._producer = Producer(
             self._store,

@@ -129,3 +129,10 @@ def test_dead_letter_endpoints_list_retry_and_purge(client: httpx.Client, conn: 
     assert client.post("/dead/purge").json() == {"purged": 3}
     assert client.get("/dead").json()["items"] == []
     assert client.post("/dead/retry", json={"queue": "BAD Q"}).status_code == 422
+
+
+def test_get_job_shows_the_result_of_a_succeeded_job(client: httpx.Client, conn: psycopg.Connection[Any]) -> None:
+    [done] = insert_jobs(conn, 1, task="report", state="succeeded", result={"rows": [1, 2], "ok": True})
+    [queued] = insert_jobs(conn, 1, task="report")
+    assert client.get(f"/jobs/{done}").json()["result"] == {"rows": [1, 2], "ok": True}
+    assert client.get(f"/jobs/{queued}").json()["result"] is None

@@ -120,3 +120,38 @@ async def test_a_lost_job_whose_cancel_was_pending_ends_cancelled_not_requeued(
         reaped = await Reaper(Settings(dsn=dsn, **FAST)).reap(leader)
     assert {job_id: "cancelled", other: "queued"} == {k: str(v) for k, v in reaped.items()}
     assert state(conn, job_id)["errors"][-1]["kind"] == "worker_lost"
+
+
+async def test_pruner_deletes_result_waiters_whose_session_is_gone(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    live = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()
+    assert live is not None
+    gone = conn.execute(
+        "SELECT max(pid) + 100000 AS pid FROM pg_stat_activity"  # no such session
+    ).fetchone()
+    assert gone is not None
+    conn.execute(
+        "INSERT INTO pgsched.result_waiters (job_id, backend_pid) VALUES (1, %s), (2, %s), (3, %s)",
+        [live["pid"], gone["pid"], gone["pid"]],
+    )
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+        assert await Pruner(Settings(dsn=dsn)).prune(leader) == 0  # no finished jobs; the waiters go too
+    rows = conn.execute("SELECT job_id, backend_pid FROM pgsched.result_waiters").fetchall()
+    assert rows == [{"job_id": 1, "backend_pid": live["pid"]}]
+
+
+async def test_a_lost_job_that_goes_dead_notifies_its_result_waiter(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    (job_id,) = insert_jobs(conn, 1, state="running", attempt=1, max_attempts=1, worker_id=424242)  # no such worker
+    (requeued,) = insert_jobs(conn, 1, state="running", attempt=1, max_attempts=3, worker_id=424242)
+    conn.execute("INSERT INTO pgsched.result_waiters (job_id, backend_pid) VALUES (%s, 1), (%s, 1)", [job_id, requeued])
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched_done")
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+            reaped = await Reaper(Settings(dsn=dsn, **FAST)).reap(leader)
+            await leader.execute("NOTIFY pgsched_done, 'end'")  # a later commit: delivered after the reaper's
+        heard = []
+        for notify in listener.notifies(timeout=10):
+            heard.append(notify.payload)
+            if notify.payload == "end":
+                break
+    assert {k: str(v) for k, v in reaped.items()} == {job_id: "dead", requeued: "queued"}
+    assert heard == [str(job_id), "end"]

@@ -63,6 +63,14 @@ def sync_sleep(seconds: float = 0.2) -> float:
 
 
 @app.task
+async def gated(gate: str, value: Any = None) -> Any:
+    """Return ``value`` once the file ``gate`` exists: the test decides when the job ends."""
+    while not Path(gate).exists():
+        await asyncio.sleep(0.02)
+    return value
+
+
+@app.task
 async def not_json() -> Any:
     return {"when": object()}
 
