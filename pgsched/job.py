@@ -36,6 +36,8 @@ PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
 MAX_ATTEMPTS_MAX = 1000
 RUN_KEY_MAX = 512
+CONCURRENCY_KEY_MAX = 200
+CONCURRENCY_LIMIT_MAX = 10_000
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -114,6 +116,8 @@ class NewJob:
     run_key: str | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     timeout: timedelta | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     @classmethod
     def build(
@@ -127,6 +131,8 @@ class NewJob:
         run_key: object = None,
         max_attempts: object = None,
         timeout: object = None,
+        concurrency_key: object = None,
+        concurrency_limit: object = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> NewJob:
         if run_at is not None:
@@ -138,6 +144,16 @@ class NewJob:
             raise ValidationError("run_key", f"must be a string of 1 to {RUN_KEY_MAX} characters")
         if isinstance(run_key, str) and "\x00" in run_key:
             raise ValidationError("run_key", "must not contain the NUL character")
+        if concurrency_key is not None and (
+            not isinstance(concurrency_key, str)
+            or not 1 <= len(concurrency_key) <= CONCURRENCY_KEY_MAX
+            or "\x00" in concurrency_key
+        ):
+            raise ValidationError("concurrency_key", f"must be a string of 1 to {CONCURRENCY_KEY_MAX} characters")
+        if concurrency_limit is not None:
+            if concurrency_key is None:
+                raise ValidationError("concurrency_limit", "needs a concurrency_key")
+            _check_range("concurrency_limit", concurrency_limit, 1, CONCURRENCY_LIMIT_MAX)
         if timeout is not None:
             if isinstance(timeout, int | float) and not isinstance(timeout, bool):
                 timeout = timedelta(seconds=timeout)
@@ -154,6 +170,8 @@ class NewJob:
                 "max_attempts", DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts, 1, MAX_ATTEMPTS_MAX
             ),
             timeout=timeout,
+            concurrency_key=concurrency_key,
+            concurrency_limit=concurrency_limit,  # type: ignore[arg-type]
         )
 
 
@@ -180,6 +198,8 @@ class Job:
     result: Any
     timeout: timedelta | None
     created_at: datetime
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -203,6 +223,8 @@ class Job:
             result=row["result"],
             timeout=row["timeout"],
             created_at=row["created_at"],
+            concurrency_key=row.get("concurrency_key"),
+            concurrency_limit=row.get("concurrency_limit"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,4 +253,6 @@ class Job:
             "result": self.result,
             "timeout": self.timeout.total_seconds() if self.timeout is not None else None,
             "created_at": iso(self.created_at),
+            "concurrency_key": self.concurrency_key,
+            "concurrency_limit": self.concurrency_limit,
         }

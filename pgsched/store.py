@@ -21,8 +21,9 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgsched.clock import Clock, SystemClock
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound, ValidationError
-from pgsched.job import Job, JobState, NewJob
+from pgsched.job import Job, JobState, NewJob, validate_queue
 from pgsched.queries import query
+from pgsched.queue_settings import QueueChanges
 
 __all__ = [
     "AsyncJobStore",
@@ -33,7 +34,7 @@ __all__ = [
     "Success",
 ]
 
-_COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval"]
+_COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4"]
 _CONSTRAINT_FIELDS = {
     "jobs_queue_name_valid": "queue",
     "jobs_task_name_valid": "task",
@@ -126,6 +127,8 @@ def _insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:
         "run_key": job.run_key,
         "max_attempts": job.max_attempts,
         "timeout": job.timeout,
+        "concurrency_key": job.concurrency_key,
+        "concurrency_limit": job.concurrency_limit,
     }
 
 
@@ -140,11 +143,24 @@ def _keyed_params(ids: Sequence[int], jobs: Sequence[NewJob]) -> dict[str, Any]:
         "run_keys": [j.run_key for j in jobs],
         "max_attempts": [j.max_attempts for j in jobs],
         "timeouts": [j.timeout for j in jobs],
+        "concurrency_keys": [j.concurrency_key for j in jobs],
+        "concurrency_limits": [j.concurrency_limit for j in jobs],
     }
 
 
 def _copy_row(job_id: int, job: NewJob, now: datetime) -> tuple[Any, ...]:
-    return (job_id, job.task, job.args, job.queue, job.priority, job.run_at or now, job.max_attempts, job.timeout)
+    return (
+        job_id,
+        job.task,
+        job.args,
+        job.queue,
+        job.priority,
+        job.run_at or now,
+        job.max_attempts,
+        job.timeout,
+        job.concurrency_key,
+        job.concurrency_limit,
+    )
 
 
 def _ids_in_order(ids: Sequence[int], jobs: Sequence[NewJob], inserted: set[int], by_key: dict[str, int]) -> list[int]:
@@ -370,6 +386,14 @@ class AsyncJobStore:
             return set()
         params = {"ids": [j[0] for j in jobs], "attempts": [j[1] for j in jobs], "now": self._clock.db_now()}
         return await self._fenced(query("job_release_many"), params, conn)
+
+    async def queue_configure(self, queue: str, changes: QueueChanges) -> dict[str, Any]:
+        """Apply flow-control changes to a queue (creating its settings row); returns its settings."""
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("queue_configure"), changes.params(validate_queue(queue)))
+            row = await cur.fetchone()
+            assert row is not None
+            return dict(row)
 
     async def queue_stats_list(self) -> list[dict[str, Any]]:
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:

@@ -20,7 +20,20 @@ __all__ = ["ENQUEUE_OPTIONS", "Enqueuer", "Task", "TaskRegistry", "resolve_delay
 
 # Keyword names ``Task.enqueue`` keeps for itself; a task whose arguments use one of these
 # names is enqueued with ``app.enqueue(name, args)`` instead.
-ENQUEUE_OPTIONS = frozenset({"queue", "priority", "run_at", "delay", "run_key", "max_attempts", "timeout", "conn"})
+ENQUEUE_OPTIONS = frozenset(
+    {
+        "queue",
+        "priority",
+        "run_at",
+        "delay",
+        "run_key",
+        "max_attempts",
+        "timeout",
+        "conn",
+        "concurrency_key",
+        "concurrency_limit",
+    }
+)
 
 
 class Enqueuer(Protocol):

@@ -45,6 +45,7 @@ class ClaimedJob:
     attempt: int
     timeout: float | None
     waited: float
+    limited: bool = False  # claimed under a queue or key limit: its end frees a slot
 
 
 class Outcome(StrEnum):

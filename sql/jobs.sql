@@ -1,10 +1,11 @@
 -- name: job_insert
 -- Insert one job; with a run key that exists, return the existing job instead (created = false).
 WITH ins AS (
-    INSERT INTO pgsched.jobs (task, args, queue, priority, run_at, run_key, max_attempts, timeout)
+    INSERT INTO pgsched.jobs (task, args, queue, priority, run_at, run_key, max_attempts, timeout,
+                              concurrency_key, concurrency_limit)
     VALUES (%(task)s::text, %(args)s::jsonb, %(queue)s::text, %(priority)s::smallint,
             coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()), %(run_key)s::text,
-            %(max_attempts)s::int, %(timeout)s::interval)
+            %(max_attempts)s::int, %(timeout)s::interval, %(concurrency_key)s::text, %(concurrency_limit)s::int)
     ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
     RETURNING *
 )
@@ -19,15 +20,19 @@ SELECT nextval(pg_get_serial_sequence('pgsched.jobs', 'id')) AS id FROM generate
 
 -- name: job_copy
 -- Bulk insert through COPY (binary); the ids come from job_ids_reserve.
-COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout) FROM STDIN (FORMAT BINARY)
+COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit)
+FROM STDIN (FORMAT BINARY)
 
 -- name: job_insert_many_keyed
 -- Bulk insert with reserved ids where some jobs carry run keys; rows whose key exists are skipped (not returned).
-INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout)
-SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, now()), t.run_key, t.max_attempts, t.timeout
+INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
+                          concurrency_key, concurrency_limit)
+SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, now()), t.run_key, t.max_attempts, t.timeout,
+       t.concurrency_key, t.concurrency_limit
   FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(args)s::jsonb[], %(queues)s::text[], %(priorities)s::smallint[],
-              %(run_ats)s::timestamptz[], %(run_keys)s::text[], %(max_attempts)s::int[], %(timeouts)s::interval[])
-       AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout)
+              %(run_ats)s::timestamptz[], %(run_keys)s::text[], %(max_attempts)s::int[], %(timeouts)s::interval[],
+              %(concurrency_keys)s::text[], %(concurrency_limits)s::int[])
+       AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout, concurrency_key, concurrency_limit)
 ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
 RETURNING id
 
@@ -136,5 +141,22 @@ RETURNING j.id
 -- name: queue_stats_list
 -- Per-queue counts from the queue_stats view.
 SELECT queue, due, scheduled, running, succeeded, dead, cancelled,
-       extract(epoch FROM oldest_due_age)::float8 AS oldest_due_seconds
+       extract(epoch FROM oldest_due_age)::float8 AS oldest_due_seconds,
+       paused, concurrency_limit, rate_limit, extract(epoch FROM rate_period)::float8 AS rate_period_seconds,
+       running_keys
   FROM pgsched.queue_stats ORDER BY queue
+
+-- name: queue_configure
+-- Change a queue's flow-control settings (only the set_* ones); creates its row; returns the settings.
+INSERT INTO pgsched.queues AS q (name, paused, concurrency, rate_limit, rate_period, rate_burst)
+VALUES (%(name)s::text, %(paused)s::boolean, %(concurrency)s::int, %(rate_limit)s::int,
+        %(rate_period)s::interval, %(rate_burst)s::int)
+ON CONFLICT (name) DO UPDATE SET
+    paused      = CASE WHEN %(set_paused)s::boolean THEN EXCLUDED.paused ELSE q.paused END,
+    concurrency = CASE WHEN %(set_concurrency)s::boolean THEN EXCLUDED.concurrency ELSE q.concurrency END,
+    rate_limit  = CASE WHEN %(set_rate_limit)s::boolean THEN EXCLUDED.rate_limit ELSE q.rate_limit END,
+    rate_period = CASE WHEN %(set_rate_period)s::boolean THEN EXCLUDED.rate_period ELSE q.rate_period END,
+    rate_burst  = CASE WHEN %(set_rate_burst)s::boolean THEN EXCLUDED.rate_burst ELSE q.rate_burst END,
+    updated_at  = now()
+RETURNING q.name AS queue, q.paused, q.concurrency, q.rate_limit,
+          extract(epoch FROM q.rate_period)::float8 AS rate_period_seconds, q.rate_burst

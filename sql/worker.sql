@@ -33,67 +33,121 @@ DELETE FROM pgsched.waiting_workers WHERE worker_id = %(worker_id)s::bigint
 SELECT 1 AS ok
 
 -- name: job_claim_batch
--- Claim up to n due jobs for one worker (each queue through the claim index), returning only what it runs.
-WITH claimed AS MATERIALIZED (
-    SELECT c.id
+-- Claim up to n due jobs for one worker: plain queues through the claim index in one statement, limited queues and keyed jobs through pgsched.claim_limited (called only when one is due).
+-- Paused queues are skipped. When plain queues are served too, limited work gets at most half of a claim, so neither side starves the other.
+WITH settings AS MATERIALIZED (
+    SELECT q.name, coalesce(s.paused, false) AS paused,
+           coalesce(s.concurrency IS NOT NULL OR s.rate_limit IS NOT NULL, false) AS limited
       FROM unnest(%(queues)s::text[]) AS q(name)
+      LEFT JOIN pgsched.queues s ON s.name = q.name
+),
+limited AS MATERIALIZED (
+    SELECT c.id, c.queue, c.task, c.args, c.attempt, c.timeout_seconds, c.waited_seconds, c.limited
+      FROM (SELECT 1 AS go
+             WHERE EXISTS (SELECT 1 FROM settings st WHERE st.limited AND NOT st.paused)
+                OR EXISTS (SELECT 1 FROM settings st
+                            CROSS JOIN LATERAL (  -- one probe of the keyed index per queue (LIMIT keeps it keyed)
+                                   SELECT 1 FROM pgsched.jobs j
+                                    WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = st.name
+                                    LIMIT 1) k
+                            WHERE NOT st.paused)) gate
+     CROSS JOIN LATERAL pgsched.claim_limited(
+            %(queues)s::text[],
+            CASE WHEN EXISTS (SELECT 1 FROM settings st WHERE NOT st.limited AND NOT st.paused)
+                 THEN (%(limit)s::int + 1) / 2 ELSE %(limit)s::int END,
+            %(worker_id)s::bigint, coalesce(%(now)s::timestamptz, now())) c
+),
+claimed AS MATERIALIZED (
+    SELECT c.id
+      FROM settings q
      CROSS JOIN LATERAL (
             SELECT j.id, j.priority, j.run_at FROM pgsched.jobs j
              WHERE j.state = 'queued'
+               AND j.concurrency_key IS NULL
                AND j.queue = q.name
                AND j.run_at <= coalesce(%(now)s::timestamptz, now())
              ORDER BY j.priority DESC, j.run_at, j.id
              LIMIT %(limit)s::int
                FOR UPDATE SKIP LOCKED
            ) c
+     WHERE NOT q.limited AND NOT q.paused
      ORDER BY c.priority DESC, c.run_at, c.id
-     LIMIT %(limit)s::int
+     LIMIT greatest(0, %(limit)s::int - (SELECT count(*) FROM limited))
+),
+plain AS (
+    UPDATE pgsched.jobs j
+       SET state = 'running',
+           attempt = j.attempt + 1,
+           worker_id = %(worker_id)s::bigint,
+           started_at = coalesce(%(now)s::timestamptz, now())
+     WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed))
+    RETURNING j.id, j.queue, j.task, j.args, j.attempt,
+              extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
+              extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,
+              false AS limited
 )
-UPDATE pgsched.jobs j
-   SET state = 'running',
-       attempt = j.attempt + 1,
-       worker_id = %(worker_id)s::bigint,
-       started_at = coalesce(%(now)s::timestamptz, now())
- WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed))
-RETURNING j.id, j.queue, j.task, j.args, j.attempt,
-          extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
-          extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds
+SELECT * FROM plain
+UNION ALL
+SELECT * FROM limited
 
 -- name: job_finish_many
--- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead) or cancelled; fenced on (id, attempt, running).
+-- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead) or cancelled; fenced on (id, attempt, running); NOTIFY pgsched_done for ended jobs a result waiter waits on.
 -- Keyed by the join on d.id alone: adding "j.id = ANY(ids)" let a plan made on an empty table scan
 -- the whole running set once per id of the batch (O(n²); tests/worker/test_plans.py counts rows).
-UPDATE pgsched.jobs j
-   SET state = CASE
-                 WHEN d.outcome = 'succeeded' THEN 'succeeded'
-                 WHEN d.outcome = 'cancelled' THEN 'cancelled'
-                 WHEN j.attempt >= j.max_attempts OR d.final THEN 'dead'
-                 ELSE 'queued'
-               END::pgsched.job_state,
-       finished_at = CASE
-                       WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN NULL
-                       ELSE coalesce(%(now)s::timestamptz, now())
-                     END,
-       run_at = CASE
-                  WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final
-                  THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay)
-                  ELSE j.run_at
-                END,
-       result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
-       errors = CASE WHEN d.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(d.error::jsonb) END
-  FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(outcomes)s::text[], %(results)s::text[],
-              %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[])
-       AS d(id, attempt, outcome, result, error, delay, final)
- WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
-RETURNING j.id, j.state::text AS state
+WITH done AS (
+    UPDATE pgsched.jobs j
+       SET state = CASE
+                     WHEN d.outcome = 'succeeded' THEN 'succeeded'
+                     WHEN d.outcome = 'cancelled' THEN 'cancelled'
+                     WHEN j.attempt >= j.max_attempts OR d.final THEN 'dead'
+                     ELSE 'queued'
+                   END::pgsched.job_state,
+           finished_at = CASE
+                           WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN NULL
+                           ELSE coalesce(%(now)s::timestamptz, now())
+                         END,
+           run_at = CASE
+                      WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final
+                      THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay)
+                      ELSE j.run_at
+                    END,
+           result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
+           errors = CASE WHEN d.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(d.error::jsonb) END
+      FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(outcomes)s::text[], %(results)s::text[],
+                  %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[])
+           AS d(id, attempt, outcome, result, error, delay, final)
+     WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+    RETURNING j.id, j.state::text AS state
+),
+told AS (
+    -- Nobody waiting on any result (the usual case): the uncorrelated EXISTS is a one-time filter, so
+    -- the statement pays one probe of an empty table and never looks at its rows one by one.
+    -- Otherwise one primary-key probe per ended job: a plain EXISTS became a semi-join that a plan
+    -- made while nobody waited ran as a scan of every waiter per job (LIMIT keeps it keyed).
+    SELECT count(pg_notify('pgsched_done', done.id::text)) AS sent
+      FROM done
+     CROSS JOIN LATERAL (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = done.id LIMIT 1) waited
+     WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters)
+       AND done.state <> 'queued'
+)
+-- told is one row: joining it only makes it run.
+SELECT done.id, done.state FROM done, told
 
 -- name: job_next_due_in
--- Seconds until the earliest queued job of these queues that is not due yet (NULL when there is none).
-SELECT extract(epoch FROM min(j.run_at) - coalesce(%(now)s::timestamptz, now()))::float8 AS seconds
-  FROM pgsched.jobs j
- WHERE j.state = 'queued'
-   AND j.queue = ANY(%(queues)s::text[])
-   AND j.run_at > coalesce(%(now)s::timestamptz, now())
+-- Seconds until the earliest queued job of these queues that is not due yet, or until a rate-limited queue with due jobs earns a token (NULL when neither).
+SELECT least(
+         (SELECT extract(epoch FROM min(j.run_at) - coalesce(%(now)s::timestamptz, now()))::float8
+            FROM pgsched.jobs j
+           WHERE j.state = 'queued' AND j.concurrency_key IS NULL
+             AND j.queue = ANY(%(queues)s::text[])
+             AND j.run_at > coalesce(%(now)s::timestamptz, now())),
+         (SELECT extract(epoch FROM min(j.run_at) - coalesce(%(now)s::timestamptz, now()))::float8
+            FROM pgsched.jobs j
+           WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL
+             AND j.queue = ANY(%(queues)s::text[])
+             AND j.run_at > coalesce(%(now)s::timestamptz, now())),
+         pgsched.rate_wait(%(queues)s::text[], coalesce(%(now)s::timestamptz, now()))
+       ) AS seconds
 
 -- name: job_cancel_requested
 -- Which of these running jobs have a pending cancel request (the safety net for a missed NOTIFY pgsched_cancel).

@@ -17,7 +17,18 @@ from pgsched.api.schedules import MAX_PREVIEW
 from pgsched.api.state import api_state
 from pgsched.api.validation import BIGINT_MAX, MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS
 from pgsched.config import Settings
-from pgsched.job import MAX_ATTEMPTS_MAX, PRIORITY_MAX, PRIORITY_MIN, QUEUE_RE, RUN_KEY_MAX, TASK_RE, JobState
+from pgsched.job import (
+    CONCURRENCY_KEY_MAX,
+    CONCURRENCY_LIMIT_MAX,
+    MAX_ATTEMPTS_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    QUEUE_RE,
+    RUN_KEY_MAX,
+    TASK_RE,
+    JobState,
+)
+from pgsched.queue_settings import LIMIT_MAX
 
 __all__ = ["openapi_document", "routes"]
 
@@ -73,6 +84,8 @@ def _job_schemas() -> dict[str, Any]:
         "result": {"description": "JSON value returned by the task, or null."},
         "timeout": _nullable({"type": "number"}),
         "created_at": _TIME,
+        "concurrency_key": _nullable(_STR),
+        "concurrency_limit": _nullable(_INT),
     }
     new_job = _object(
         {
@@ -85,6 +98,13 @@ def _job_schemas() -> dict[str, Any]:
             "run_key": {"type": "string", "minLength": 1, "maxLength": RUN_KEY_MAX},
             "max_attempts": _ATTEMPTS,
             "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS},
+            "concurrency_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": CONCURRENCY_KEY_MAX,
+                "description": "Jobs sharing a key run at most concurrency_limit at once (default 1).",
+            },
+            "concurrency_limit": {"type": "integer", "minimum": 1, "maximum": CONCURRENCY_LIMIT_MAX},
         },
         ["task"],
     )
@@ -166,6 +186,19 @@ def _cluster_schemas() -> dict[str, Any]:
         "dead": _INT,
         "cancelled": _INT,
         "oldest_due_seconds": _nullable({"type": "number"}),
+        "paused": {"type": "boolean"},
+        "concurrency_limit": _nullable(_INT),
+        "rate_limit": _nullable(_INT),
+        "rate_period_seconds": _nullable({"type": "number"}),
+        "running_keys": _INT,
+    }
+    limit = _nullable({"type": "integer", "minimum": 1, "maximum": LIMIT_MAX})
+    settings = {
+        "paused": {"type": "boolean"},
+        "concurrency": {**limit, "description": "Jobs of the queue running at once, cluster-wide; null: unlimited."},
+        "rate_limit": {**limit, "description": "Job starts per rate_period_seconds (token bucket); null: unlimited."},
+        "rate_period_seconds": {"type": "number", "minimum": 0.001, "maximum": 86400},
+        "rate_burst": {**limit, "description": "Starts allowed at once; null: max(1, rate_limit / 20)."},
     }
     worker = {
         "id": _INT,
@@ -199,6 +232,8 @@ def _cluster_schemas() -> dict[str, Any]:
     return {
         "QueueStats": _object(queue, list(queue)),
         "QueueList": _object({"items": {"type": "array", "items": _ref("QueueStats")}}, ["items"]),
+        "QueuePatch": {**_object(settings), "minProperties": 1},
+        "QueueSettings": _object({"queue": _STR, **settings}, ["queue", *settings]),
         "Worker": _object(worker, list(worker)),
         "WorkerList": _object({"items": {"type": "array", "items": _ref("Worker")}}, ["items"]),
         "Leader": _object({"leader": _nullable(_ref("Worker"))}, ["leader"]),
@@ -285,6 +320,7 @@ _JOB_ID = {
     "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": BIGINT_MAX},
 }
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": _SCHEDULE_NAME}}
+_QUEUE_NAME = {"name": "name", "in": "path", "required": True, "schema": _QUEUE}
 
 
 def _job_paths(settings: Settings) -> dict[str, Any]:
@@ -363,7 +399,13 @@ def _other_paths(settings: Settings) -> dict[str, Any]:
             "parameters": [_NAME],
             "get": _op("Jobs fired by the schedule, newest first", _ok("200", "JobPage"), params=_paging(settings)),
         },
-        "/queues": {"get": _op("Depth and oldest due job per queue", _ok("200", "QueueList"))},
+        "/queues": {"get": _op("Depth, oldest due job and limits per queue", _ok("200", "QueueList"))},
+        "/queues/{name}": {
+            "parameters": [_QUEUE_NAME],
+            "patch": _op(
+                "Pause, resume or limit a queue (concurrency, rate)", _ok("200", "QueueSettings"), body="QueuePatch"
+            ),
+        },
         "/workers": {"get": _op("Registered processes", _ok("200", "WorkerList"))},
         "/leader": {"get": _op("The leader, or null", _ok("200", "Leader"))},
         "/tokens": {

@@ -13,8 +13,9 @@ import click
 from pgsched.cli.base import CliContext, cli, echo_json, echo_table, pass_ctx
 from pgsched.cli.jobs import parse_duration
 from pgsched.cli.stores import CliStores, with_stores
-from pgsched.errors import JobNotFound
+from pgsched.errors import JobNotFound, ValidationError
 from pgsched.job import Job, JobState, validate_queue, validate_task_name
+from pgsched.queue_settings import QueueChanges
 
 __all__ = ["dead", "jobs", "queues", "workers"]
 
@@ -187,11 +188,14 @@ def dead_purge(ctx: CliContext, queue: str | None, task: str | None, older_than:
     click.echo(f"purged {with_stores(ctx.settings, act)} job(s)")
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def queues(ctx: CliContext, as_json: bool) -> None:
-    """Depth and oldest due job per queue."""
+@click.pass_context
+def queues(click_ctx: click.Context, ctx: CliContext, as_json: bool) -> None:
+    """Depth, oldest due job and limits per queue; pause, resume and limit a queue."""
+    if click_ctx.invoked_subcommand is not None:
+        return
 
     async def fetch(s: CliStores) -> list[dict[str, Any]]:
         return await s.jobs.queue_stats_list()
@@ -202,11 +206,79 @@ def queues(ctx: CliContext, as_json: bool) -> None:
         return
     for r in rows:
         r["oldest_due"] = "-" if r["oldest_due_seconds"] is None else f"{r['oldest_due_seconds']:.1f}s"
+        r["limits"] = _limits_text(r)
     echo_table(
         rows,
-        ["queue", "due", "scheduled", "running", "succeeded", "dead", "cancelled", "oldest_due"],
+        ["queue", "due", "scheduled", "running", "succeeded", "dead", "cancelled", "oldest_due", "limits"],
         empty="(no queues)",
     )
+
+
+def _limits_text(r: dict[str, Any]) -> str:
+    parts = ["PAUSED"] if r["paused"] else []
+    if r["concurrency_limit"] is not None:
+        parts.append(f"concurrency {r['concurrency_limit']}")
+    if r["rate_limit"] is not None:
+        parts.append(f"rate {r['rate_limit']}/{r['rate_period_seconds']:g}s")
+    return ", ".join(parts) or "-"
+
+
+def _configure(ctx: CliContext, name: str, changes: dict[str, Any]) -> None:
+    settings = QueueChanges.build(changes)
+
+    async def act(s: CliStores) -> dict[str, Any]:
+        return await s.jobs.queue_configure(name, settings)
+
+    row = with_stores(ctx.settings, act)
+    row["paused"] = bool(row["paused"])
+    click.echo(f"{row['queue']}: {_limits_text({**row, 'concurrency_limit': row['concurrency']})}")
+
+
+@queues.command("pause")
+@click.argument("name")
+@pass_ctx
+def queues_pause(ctx: CliContext, name: str) -> None:
+    """Stop starting jobs of queue NAME on every worker (running jobs go on)."""
+    _configure(ctx, name, {"paused": True})
+
+
+@queues.command("resume")
+@click.argument("name")
+@pass_ctx
+def queues_resume(ctx: CliContext, name: str) -> None:
+    """Start jobs of queue NAME again."""
+    _configure(ctx, name, {"paused": False})
+
+
+def _limit_option(value: str | None, field: str) -> int | None:
+    if value is None or value == "none":
+        return None
+    if not value.isdigit():
+        raise ValidationError(field, f"must be a positive integer or 'none', got {value!r}")
+    return int(value)
+
+
+@queues.command("set")
+@click.argument("name")
+@click.option("--concurrency", help="Jobs of the queue running at once, cluster-wide ('none': unlimited).")
+@click.option("--rate", help="Job starts per period: N/PERIOD, e.g. 50/1s, 1000/1m ('none': unlimited).")
+@click.option("--burst", help="Starts allowed at once after a quiet spell (default: rate/20, at least 1).")
+@pass_ctx
+def queues_set(ctx: CliContext, name: str, concurrency: str | None, rate: str | None, burst: str | None) -> None:
+    """Set flow-control limits of queue NAME (only the options given change)."""
+    changes: dict[str, Any] = {}
+    if concurrency is not None:
+        changes["concurrency"] = _limit_option(concurrency, "concurrency")
+    if rate is not None:
+        if rate == "none":
+            changes["rate_limit"] = None
+        else:
+            count, sep, period = rate.partition("/")
+            changes["rate_limit"] = _limit_option(count, "rate")
+            changes["rate_period_seconds"] = parse_duration(period, "rate").total_seconds() if sep else 1.0
+    if burst is not None:
+        changes["rate_burst"] = _limit_option(burst, "burst")
+    _configure(ctx, name, changes)
 
 
 @cli.command()

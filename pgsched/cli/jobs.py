@@ -68,6 +68,8 @@ def parse_at(text: str) -> datetime:
 @click.option("--at", "at", help="Run at an ISO 8601 time with offset.")
 @click.option("--key", "run_key", help="Run key: enqueue at most one job per key.")
 @click.option("--max-attempts", type=int, default=None)
+@click.option("--concurrency-key", help="Run at most --concurrency-limit jobs with this key at once.")
+@click.option("--concurrency-limit", type=int, default=None, help="Limit of --concurrency-key (default 1).")
 @click.option(
     "--from-file",
     "from_file",
@@ -86,6 +88,8 @@ def enqueue(
     at: str | None,
     run_key: str | None,
     max_attempts: int | None,
+    concurrency_key: str | None,
+    concurrency_limit: int | None,
     from_file: TextIO | None,
     as_json: bool,
 ) -> None:
@@ -99,7 +103,14 @@ def enqueue(
         raise ValidationError("task", "missing TASK (or give --from-file jobs.jsonl)")
     if delay and at:
         raise ValidationError("in", "give --in or --at, not both")
-    options: dict[str, Any] = {"queue": queue, "priority": priority, "run_key": run_key, "max_attempts": max_attempts}
+    options: dict[str, Any] = {
+        "queue": queue,
+        "priority": priority,
+        "run_key": run_key,
+        "max_attempts": max_attempts,
+        "concurrency_key": concurrency_key,
+        "concurrency_limit": concurrency_limit,
+    }
     if delay:
         options["delay"] = parse_duration(delay, "in")
     if at:

@@ -38,7 +38,7 @@ class Completer:
         *,
         flush_interval: float,
         flush_size: int,
-        on_retry_queued: Callable[[], None] | None = None,
+        on_retry_queued: Callable[[], None] | None = None,  # also: a limited slot was freed
     ) -> None:
         self._store = store
         self._interval = flush_interval
@@ -150,6 +150,7 @@ class Completer:
                 log.info("result not accepted", extra={"event": "job_fenced_out", "job_id": job.id})
                 continue
             counts[(job.queue, job.task, state)] += 1
+            retried = retried or job.limited  # a slot of a limited queue or key is free: claim again
             if debug and finished.outcome is not Outcome.FAILED:
                 log.debug("job %s", state, extra={"event": f"job_{state}", "job_id": job.id, "task": job.task})
             if finished.outcome is Outcome.FAILED:

@@ -92,3 +92,44 @@ def test_the_root_page_is_a_placeholder_and_needs_no_token(live_api: LiveApi) ->
     with live_api.client(token=None) as anon:
         r = anon.get("/")
     assert r.status_code == 200 and "pgsched" in r.text and r.headers["content-type"].startswith("text/html")
+
+
+def test_patch_queue_sets_limits_and_pause_and_get_shows_them(
+    client: httpx.Client, conn: psycopg.Connection[Any]
+) -> None:
+    insert_jobs(conn, 1, queue="emails")
+    reply = client.patch("/queues/emails", json={"concurrency": 3, "rate_limit": 50, "rate_period_seconds": 60})
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {
+        "queue": "emails",
+        "paused": False,
+        "concurrency": 3,
+        "rate_limit": 50,
+        "rate_period_seconds": 60.0,
+        "rate_burst": None,
+    }
+    assert client.patch("/queues/emails", json={"paused": True}).json()["concurrency"] == 3  # others kept
+    item = {q["queue"]: q for q in client.get("/queues").json()["items"]}["emails"]
+    assert (item["paused"], item["concurrency_limit"], item["rate_limit"], item["rate_period_seconds"]) == (
+        True,
+        3,
+        50,
+        60.0,
+    )
+    row = conn.execute("SELECT paused, concurrency FROM pgsched.queues WHERE name = 'emails'").fetchone()
+    assert row == {"paused": True, "concurrency": 3} or row == (True, 3)
+    assert client.patch("/queues/emails", json={"concurrency": None}).json()["concurrency"] is None
+
+
+def test_patch_queue_rejects_bad_settings_naming_the_field(client: httpx.Client) -> None:
+    for body, field in [
+        ({"concurrency": 0}, "concurrency"),
+        ({"rate_limit": "fast"}, "rate_limit"),
+        ({"paused": "yes"}, "paused"),
+        ({"rate_period_seconds": 0}, "rate_period_seconds"),
+        ({"colour": 1}, "colour"),
+    ]:
+        reply = client.patch("/queues/emails", json=body)
+        assert reply.status_code == 422, (body, reply.text)
+        assert field in reply.text
+    assert client.patch("/queues/Bad Name", json={"paused": True}).status_code == 422

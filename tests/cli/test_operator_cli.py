@@ -172,3 +172,17 @@ def test_api_refuses_a_public_address_with_auth_off(dsn: str) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "refusing" in out.stderr
+
+
+def test_queues_pause_resume_and_set_limits(dsn: str, conn: psycopg.Connection[Any], capsys: Any) -> None:
+    insert_jobs(conn, 1, queue="emails")
+    assert _run(dsn, capsys, "queues", "pause", "emails")[1].strip() == "emails: PAUSED"
+    code, out, _ = _run(dsn, capsys, "queues", "set", "emails", "--concurrency", "4", "--rate", "50/1m")
+    assert code == 0 and out.strip() == "emails: PAUSED, concurrency 4, rate 50/60s"
+    assert _run(dsn, capsys, "queues", "resume", "emails")[1].strip() == "emails: concurrency 4, rate 50/60s"
+    table = _run(dsn, capsys, "queues")[1]
+    assert "concurrency 4, rate 50/60s" in table
+    listed = json.loads(_run(dsn, capsys, "queues", "--json")[1])[0]
+    assert (listed["concurrency_limit"], listed["rate_limit"], listed["paused"]) == (4, 50, False)
+    code, _, err = _run(dsn, capsys, "queues", "set", "emails", "--concurrency", "lots")
+    assert code == 2 and "concurrency" in err

@@ -23,6 +23,7 @@ QUEUED = 20_000
 RUNNING = 5_000
 BATCH = 100
 _PARAM = re.compile(r"%\((\w+)\)s")
+_COUNTED = ("jobs", "result_waiters")  # tables whose rows a plan visits (their indexes are named <table>_...)
 
 
 def _prepare(conn: psycopg.Connection[Any], name: str) -> list[str]:
@@ -43,7 +44,7 @@ def _visited(node: dict[str, Any]) -> int:
     """Rows the plan looked at: rows each node returned or filtered away, times its loops."""
     loops = int(node.get("Actual Loops", 1))
     seen = 0
-    on_jobs = node.get("Relation Name") == "jobs" or str(node.get("Index Name", "")).startswith("jobs_")
+    on_jobs = node.get("Relation Name") in _COUNTED or str(node.get("Index Name", "")).startswith(_COUNTED)
     if on_jobs and node["Node Type"] != "ModifyTable":
         seen += int(node["Actual Rows"]) * loops
         seen += int(node.get("Rows Removed by Filter", 0)) * loops
@@ -60,6 +61,11 @@ def _load(conn: psycopg.Connection[Any]) -> None:
         "INSERT INTO pgsched.jobs (task, queue, state, attempt, worker_id, started_at)"
         " SELECT 'noop', 'default', 'running', 1, 1, now() FROM generate_series(1, %s)",
         (RUNNING,),
+    )
+    conn.execute(  # keyed jobs of another queue: the claim's probe for them must not read them all
+        "INSERT INTO pgsched.jobs (task, queue, concurrency_key) SELECT 'noop', 'other', 'k' || g"
+        " FROM generate_series(1, %s) g",
+        (QUEUED // 4,),
     )
 
 
@@ -117,3 +123,42 @@ def test_the_next_due_time_is_read_through_the_claim_index(dsn: str) -> None:
     assert row is not None
     text = str(row[0])
     assert "Seq Scan" not in text and "jobs_claim_idx" in text, text
+
+
+def _waiter_probes(node: dict[str, Any]) -> int:
+    """How many times the plan looked into result_waiters (scans times their loops)."""
+    here = "result_waiters" in (node.get("Relation Name"), node.get("Alias"))
+    own = int(node.get("Actual Loops", 0)) if here else 0
+    return own + sum(_waiter_probes(child) for child in node.get("Plans", []))
+
+
+def test_the_finish_notify_for_result_waiters_costs_one_probe_when_nobody_waits_and_one_per_job_otherwise(
+    dsn: str,
+) -> None:
+    """Planned (and kept) while result_waiters was empty, then run with 20,000 waiters of other jobs."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE pgsched.jobs")
+        conn.execute("VACUUM ANALYZE pgsched.result_waiters")
+        conn.execute(query("worker_session_setup"))
+        names = _prepare(conn, "job_finish_many")
+        _load(conn)
+        params = _params(conn)
+        args = [params[n] for n in names]
+        explain = f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE job_finish_many({', '.join(['%s'] * len(names))})"
+        cur = psycopg.ClientCursor(conn)
+        with conn.transaction(force_rollback=True):
+            idle = cur.execute(explain, args).fetchone()  # the plan is made now, and kept
+        conn.execute(
+            "INSERT INTO pgsched.result_waiters (job_id, backend_pid)"
+            " SELECT g, 1 FROM generate_series(1, %s) g UNION ALL SELECT unnest(%s::bigint[]), 2",
+            (QUEUED, params["ids"][:10]),
+        )
+        with conn.transaction(force_rollback=True):
+            busy = cur.execute(explain, args).fetchone()
+    assert idle is not None and busy is not None
+    idle_plan: dict[str, Any] = idle[0][0]["Plan"]
+    plan: dict[str, Any] = busy[0][0]["Plan"]
+    assert idle_plan["Actual Rows"] == BATCH and _waiter_probes(idle_plan) == 1, idle_plan
+    assert plan["Actual Rows"] == BATCH, plan
+    assert _waiter_probes(plan) <= 1 + BATCH, plan
+    assert _visited(plan) <= 4 * BATCH, f"job_finish_many visited {_visited(plan)} rows with waiters: {plan}"

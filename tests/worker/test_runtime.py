@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
+from pgsched import ConfigurationError, Settings
+from pgsched.config import DEFAULT_RESULT_MAX_BYTES
 from tests.support.factories import insert_jobs
 from tests.support.waiting import await_until
 from tests.worker.conftest import StartWorker, until
@@ -78,6 +81,26 @@ async def test_a_result_that_is_not_json_fails_with_a_clear_error(start_worker: 
     (job_id,) = insert_jobs(conn, 1, task="not_json", max_attempts=1)
     await until(lambda: finished(conn, job_id, "dead"), timeout=10)
     assert "not JSON-serialisable" in job(conn, job_id)["errors"][0]["error"]
+
+
+async def test_a_result_over_the_result_size_cap_fails_the_attempt_with_a_clear_error(
+    start_worker: StartWorker, settings: Any, conn: Conn
+) -> None:
+    await start_worker(settings.with_(result_max_bytes=1000))
+    (big,) = insert_jobs(conn, 1, task="echo", args={"blob": "x" * 2000}, max_attempts=1)
+    (small,) = insert_jobs(conn, 1, task="echo", args={"blob": "x" * 900})
+    await until(lambda: finished(conn, big, "dead") and finished(conn, small), timeout=10)
+    error = job(conn, big)["errors"][0]["error"]
+    assert "2,012 bytes of JSON, over the limit of 1,000 bytes (PGSCHED_RESULT_MAX_BYTES)" in error, error
+    assert job(conn, big)["result"] is None
+    assert job(conn, small)["result"] == {"blob": "x" * 900}
+
+
+def test_the_result_size_cap_is_read_from_the_environment() -> None:
+    assert Settings.from_env({"PGSCHED_RESULT_MAX_BYTES": "65536"}).result_max_bytes == 65536
+    assert Settings.from_env({}).result_max_bytes == DEFAULT_RESULT_MAX_BYTES
+    with pytest.raises(ConfigurationError, match="PGSCHED_RESULT_MAX_BYTES"):
+        Settings.from_env({"PGSCHED_RESULT_MAX_BYTES": "0"})
 
 
 async def test_a_job_over_its_timeout_is_stopped_and_records_a_timeout(start_worker: StartWorker, conn: Conn) -> None:
