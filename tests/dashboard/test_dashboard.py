@@ -127,3 +127,22 @@ def test_args_with_a_script_tag_are_shown_as_text_and_never_run(
     assert page.evaluate("window.__xss === undefined")
     assert page.locator("#job-detail script").count() == 0
     shot(page, "xss-as-text")
+
+
+def test_a_queue_is_paused_and_resumed_from_the_overview_and_shows_its_limits(
+    dashboard: Any, conn: psycopg.Connection[Any], shot: Callable[..., None]
+) -> None:
+    page, api = dashboard
+    insert_jobs(conn, 1, queue="emails", run_at="2999-01-01T00:00:00+00:00")
+    conn.execute("INSERT INTO pgsched.queues (name, concurrency, rate_limit) VALUES ('emails', 4, 50)")
+    sign_in(page, api)
+    page.wait_for_selector("#queues tr:has(td:text-is('emails')) td:has-text('concurrency 4, rate 50/1 s')")
+    page.click("#queues button[data-queue=emails]:text-is('pause')")
+    page.wait_for_selector("#queues tr:has(td:text-is('emails')) td:has-text('paused, concurrency 4')")
+    row = conn.execute("SELECT paused FROM pgsched.queues WHERE name = 'emails'").fetchone()
+    assert row is not None and row["paused"] is True
+    shot(page, "queue-paused")
+    page.click("#queues button[data-queue=emails]:text-is('resume')")
+    page.wait_for_selector("#queues button[data-queue=emails]:text-is('pause')")
+    row = conn.execute("SELECT paused FROM pgsched.queues WHERE name = 'emails'").fetchone()
+    assert row is not None and row["paused"] is False

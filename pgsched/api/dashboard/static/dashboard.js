@@ -116,6 +116,8 @@ async function refreshOverview() {
       { label: "running", key: "running" }, { label: "succeeded", key: "succeeded" }, { label: "dead", key: "dead" },
       { label: "cancelled", key: "cancelled" },
       { label: "oldest waiting", render: (q) => (q.oldest_due_seconds === null ? "–" : `${q.oldest_due_seconds.toFixed(1)} s`) },
+      { label: "limits", render: queueLimits },
+      { label: "", render: pauseButton },
     ],
     queues.items));
   const lead = leader.leader;
@@ -130,6 +132,27 @@ async function refreshOverview() {
       { label: "alive", render: (w) => (w.alive ? "yes" : "no") },
     ],
     workers.items));
+}
+
+function queueLimits(q) {
+  const parts = [];
+  if (q.paused) parts.push("paused");
+  if (q.concurrency_limit !== null) parts.push(`concurrency ${q.concurrency_limit}`);
+  if (q.rate_limit !== null) parts.push(`rate ${q.rate_limit}/${q.rate_period_seconds} s`);
+  if (q.running_keys) parts.push(`${q.running_keys} keys running`);
+  return parts.length ? el("span", { class: q.paused ? "state dead" : "" }, parts.join(", ")) : "–";
+}
+
+function pauseButton(q) {
+  return el("button", { class: "secondary", "data-queue": q.queue, onclick: async (ev) => {
+    ev.stopPropagation();
+    try {
+      await api("PATCH", `/queues/${encodeURIComponent(q.queue)}`, { paused: !q.paused });
+      await refresh();
+    } catch (error) {
+      $("status").textContent = `error: ${error.message}`;
+    }
+  } }, q.paused ? "resume" : "pause");
 }
 
 function sparkline(values) {
