@@ -328,9 +328,14 @@ class AsyncJobStore:
     async def job_claim(
         self, queues: Sequence[str], limit: int, worker_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[Job]:
+        """Claim like a worker (the same statement, so pauses and limits hold) and return the full rows."""
         params = {"queues": list(queues), "limit": limit, "worker_id": worker_id, "now": self._clock.db_now()}
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_claim"), params)
+            await cur.execute(query("job_claim_batch"), params)
+            ids = [r["id"] for r in await cur.fetchall()]
+            if not ids:
+                return []
+            await cur.execute(query("jobs_claimed"), {"ids": ids})
             return [Job.from_row(r) for r in await cur.fetchall()]
 
     async def job_complete_many(

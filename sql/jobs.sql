@@ -66,32 +66,9 @@ SELECT pgsched.retry(%(id)s::bigint) AS id
 -- Delete a finished job; returns nothing when the job is missing or not finished.
 DELETE FROM pgsched.jobs WHERE id = %(id)s::bigint AND state IN ('succeeded', 'dead', 'cancelled') RETURNING id
 
--- name: job_claim
--- Claim up to n due jobs of the given queues for one worker, in priority order, skipping rows others hold.
-WITH claimed AS MATERIALIZED (
-    SELECT c.id
-      FROM unnest(%(queues)s::text[]) AS q(name)
-     CROSS JOIN LATERAL (
-            -- one index scan per queue: "queue = ANY(..)" would sort every due row of the queues
-            SELECT j.id, j.priority, j.run_at FROM pgsched.jobs j
-             WHERE j.state = 'queued'
-               AND j.queue = q.name
-               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
-             ORDER BY j.priority DESC, j.run_at, j.id
-             LIMIT %(limit)s::int
-               FOR UPDATE SKIP LOCKED
-           ) c
-     ORDER BY c.priority DESC, c.run_at, c.id
-     LIMIT %(limit)s::int
-)
-UPDATE pgsched.jobs j
-   SET state = 'running',
-       attempt = j.attempt + 1,
-       worker_id = %(worker_id)s::bigint,
-       started_at = coalesce(%(now)s::timestamptz, now())
-  FROM claimed
- WHERE j.id = claimed.id
-RETURNING j.*
+-- name: jobs_claimed
+-- The full rows of jobs just claimed by job_claim_batch, in claim order (priority, then age).
+SELECT * FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY priority DESC, run_at, id
 
 -- name: job_complete_many
 -- Mark running attempts succeeded with their results; fenced on (id, attempt, running).

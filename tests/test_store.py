@@ -165,3 +165,16 @@ async def test_job_list_pages_by_keyset(store: AsyncJobStore, conn: psycopg.Conn
         seen.extend(j.id for j in page)
         before = page[-1].id
     assert seen == sorted(ids, reverse=True)
+
+
+async def test_claim_honours_pause_and_limits_like_a_worker(
+    store: AsyncJobStore, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    insert_jobs(conn, 5)
+    conn.execute("SELECT pgsched.pause_queue('default')")
+    assert await store.job_claim(["default"], 10, 1) == []
+    conn.execute("UPDATE pgsched.queues SET paused = false, concurrency = 2 WHERE name = 'default'")
+    assert len(await store.job_claim(["default"], 10, 1)) == 2
+    assert await store.job_claim(["default"], 10, 1) == []  # two running: the limit is full
+    keyed = insert_jobs(conn, 3, queue="keyed", concurrency_key="k")
+    assert [j.id for j in await store.job_claim(["keyed"], 10, 1)] == keyed[:1]

@@ -97,7 +97,10 @@ def test_a_rate_limit_of_50_per_second_starts_500_jobs_in_10_seconds(spawn_worke
     insert_jobs(conn, 1500, task="noop")
     spawn_workers(spawn_worker)
     wait_until(lambda: count(conn, "started_at IS NOT NULL") > 0, timeout=20)
-    time.sleep(11.5)
+    wait_until(
+        lambda: count(conn, "started_at >= (SELECT min(started_at) + interval '10.5 s' FROM pgsched.jobs)") > 0,
+        timeout=30,
+    )  # the window has closed: a start after its end was seen
     row = conn.execute(
         "WITH f AS (SELECT min(started_at) AS t0 FROM pgsched.jobs)"
         " SELECT count(*) AS n FROM pgsched.jobs, f WHERE started_at >= f.t0 AND started_at < f.t0 + interval '10 s'"
