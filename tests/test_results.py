@@ -13,30 +13,21 @@ from psycopg.types.json import Jsonb
 
 from pgsched import JobCancelled, JobNotFound, Pgsched, ResultTimeout, ValidationError
 from pgsched.queries import query
-from tests.support.factories import insert_jobs
+from tests.support.factories import insert_jobs, result_waiters
 from tests.worker.conftest import until
 
 Conn = psycopg.Connection[dict[str, Any]]
 
 
-def waiters(conn: Conn, job_id: int | None = None) -> int:
-    row = conn.execute(
-        "SELECT count(*) AS n FROM pgsched.result_waiters WHERE %(id)s::bigint IS NULL OR job_id = %(id)s::bigint",
-        {"id": job_id},
-    ).fetchone()
-    assert row is not None
-    return int(row["n"])
-
-
 async def test_cancelling_a_queued_job_raises_job_cancelled_in_its_waiter(app: Pgsched, conn: Conn) -> None:
     job_id = app.enqueue("noop")  # no worker: it stays queued
     waiting = asyncio.ensure_future(asyncio.to_thread(app.result, job_id, timeout=20, recheck=60))
-    await until(lambda: waiters(conn, job_id) == 1, timeout=10)
+    await until(lambda: result_waiters(conn, job_id) == 1, timeout=10)
     assert conn.execute("SELECT pgsched.cancel(%s)::text AS s", [job_id]).fetchone() == {"s": "cancelled"}
     with pytest.raises(JobCancelled) as cancelled:
         await waiting
     assert cancelled.value.job_id == job_id
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
 
 
 def test_a_timeout_raises_a_timeout_error_and_leaves_no_waiter_row(app: Pgsched, conn: Conn) -> None:
@@ -45,24 +36,24 @@ def test_a_timeout_raises_a_timeout_error_and_leaves_no_waiter_row(app: Pgsched,
         app.result(job_id, timeout=0.3, recheck=0.1)
     assert isinstance(timed_out.value, TimeoutError)
     assert (timed_out.value.job_id, timed_out.value.timeout) == (job_id, 0.3)
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
 
 
 async def test_a_job_ended_by_a_statement_that_sends_no_notify_is_seen_by_the_recheck(app: Pgsched, conn: Conn) -> None:
     (job_id,) = insert_jobs(conn, 1, task="noop", state="running", attempt=1)
     waiting = asyncio.ensure_future(asyncio.to_thread(app.result, job_id, timeout=20, recheck=0.1))
-    await until(lambda: waiters(conn, job_id) == 1, timeout=10)
+    await until(lambda: result_waiters(conn, job_id) == 1, timeout=10)
     conn.execute(  # a plain UPDATE: no NOTIFY
         "UPDATE pgsched.jobs SET state = 'succeeded', result = %s WHERE id = %s", [Jsonb({"late": True}), job_id]
     )
     assert await waiting == {"late": True}
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
 
 
 def test_an_unknown_job_raises_job_not_found(app: Pgsched, conn: Conn) -> None:
     with pytest.raises(JobNotFound):
         app.result(987654321, timeout=1)
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
 
 
 @pytest.mark.parametrize("timeout", [0, -1, 3600.5, True, "10", None])
@@ -70,7 +61,7 @@ def test_a_bad_timeout_is_refused_before_anything_is_stored(app: Pgsched, conn: 
     with pytest.raises(ValidationError) as bad:
         app.result(1, timeout=timeout)
     assert bad.value.field == "timeout"
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
 
 
 def test_a_bad_job_id_or_recheck_is_refused(app: Pgsched) -> None:
@@ -83,11 +74,11 @@ def test_a_bad_job_id_or_recheck_is_refused(app: Pgsched) -> None:
 async def test_a_cancelled_async_wait_removes_its_waiter_row(async_app: Pgsched, conn: Conn) -> None:
     job_id = await async_app.enqueue_async("noop")
     waiting = asyncio.ensure_future(async_app.result_async(job_id, timeout=20, recheck=60))
-    await until(lambda: waiters(conn, job_id) == 1, timeout=10)
+    await until(lambda: result_waiters(conn, job_id) == 1, timeout=10)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    await until(lambda: waiters(conn) == 0, timeout=10)
+    await until(lambda: result_waiters(conn) == 0, timeout=10)
 
 
 def test_the_finish_statement_notifies_only_ended_jobs_that_have_a_waiter(dsn: str, conn: Conn) -> None:

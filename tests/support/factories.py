@@ -20,3 +20,13 @@ def insert_jobs(
     )
     rows = conn.execute(sql, [*values, n]).fetchall()  # type: ignore[call-overload]
     return [r[0] if isinstance(r, tuple) else r["id"] for r in rows]
+
+
+def result_waiters(conn: psycopg.Connection[Any], job_id: int | None = None) -> int:
+    """Rows in pgsched.result_waiters (of one job, or all)."""
+    row = conn.execute(
+        "SELECT count(*) FROM pgsched.result_waiters WHERE %(id)s::bigint IS NULL OR job_id = %(id)s::bigint",
+        {"id": job_id},
+    ).fetchone()
+    assert row is not None
+    return int(next(iter(row.values())) if isinstance(row, dict) else row[0])

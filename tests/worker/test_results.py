@@ -10,18 +10,10 @@ import psycopg
 import pytest
 
 from pgsched import JobFailed, JobNotFound, Pgsched, ResultTimeout
+from tests.support.factories import result_waiters
 from tests.worker.conftest import StartWorker, until
 
 Conn = psycopg.Connection[dict[str, Any]]
-
-
-def waiters(conn: Conn, job_id: int | None = None) -> int:
-    row = conn.execute(
-        "SELECT count(*) AS n FROM pgsched.result_waiters WHERE %(id)s::bigint IS NULL OR job_id = %(id)s::bigint",
-        {"id": job_id},
-    ).fetchone()
-    assert row is not None
-    return int(row["n"])
 
 
 async def test_result_returns_what_the_task_returned_once_a_worker_ran_it(
@@ -31,7 +23,7 @@ async def test_result_returns_what_the_task_returned_once_a_worker_ran_it(
     job_id = app.enqueue("echo", {"x": [1, "two"], "y": None})
     assert await asyncio.to_thread(app.result, job_id, timeout=20) == {"x": [1, "two"], "y": None}
     assert await asyncio.to_thread(app.result, job_id, timeout=1) == {"x": [1, "two"], "y": None}  # ended already
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
 
 
 async def test_result_is_woken_by_the_finish_notify_not_by_the_recheck(
@@ -42,10 +34,10 @@ async def test_result_is_woken_by_the_finish_notify_not_by_the_recheck(
     job_id = app.enqueue("gated", {"gate": str(gate), "value": 42})
     # The row is re-read only every 60 s and the wait gives up after 20 s: only NOTIFY can end it.
     waiting = asyncio.ensure_future(asyncio.to_thread(app.result, job_id, timeout=20, recheck=60))
-    await until(lambda: waiters(conn, job_id) == 1, timeout=10)
+    await until(lambda: result_waiters(conn, job_id) == 1, timeout=10)
     gate.touch()
     assert await waiting == 42
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
 
 
 async def test_a_dead_job_raises_job_failed_with_its_last_error(
@@ -57,7 +49,7 @@ async def test_a_dead_job_raises_job_failed_with_its_last_error(
         await asyncio.to_thread(app.result, job_id, timeout=20, recheck=60)
     assert (failed.value.job_id, failed.value.error) == (job_id, "RuntimeError: kaput")
     assert failed.value.details["attempt"] == 2 and "Traceback" in failed.value.details["traceback"]
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
 
 
 async def test_result_async_returns_the_result_and_raises_like_the_sync_one(
@@ -74,4 +66,4 @@ async def test_result_async_returns_the_result_and_raises_like_the_sync_one(
     queued = await async_app.enqueue_async("noop", queue="nobody_listens")
     with pytest.raises(ResultTimeout):
         await async_app.result_async(queued, timeout=0.2, recheck=0.05)
-    assert waiters(conn) == 0
+    assert result_waiters(conn) == 0
