@@ -239,7 +239,12 @@ class Executor:
         try:
             finished = await self._attempt(slot, job, plan)
         finally:
-            del self._running[job.id]
+            # The same attempt can be in hand twice: a database crash may lose a claim's commit
+            # (synchronous_commit is off), and this worker then claims the job again while the first
+            # copy still runs. The fence settles which result counts; here only the slot that is still
+            # registered for the id removes it.
+            if self._running.get(job.id) is slot:
+                del self._running[job.id]
             slot.job = None
             reset_current_job(token)
             self._done.set()

@@ -250,3 +250,25 @@ async def test_claims_stop_while_results_cannot_be_written(start_worker: StartWo
         ),
         timeout=30,
     )
+
+
+async def test_an_attempt_claimed_twice_after_a_lost_claim_commit_does_not_stop_the_worker(
+    start_worker: StartWorker, conn: Conn
+) -> None:
+    """A database crash can lose a claim's commit (synchronous_commit off): the row is queued again
+    with the same attempt while this worker still runs it, and the worker claims it a second time."""
+    worker = await start_worker(concurrency=2)
+    (job_id,) = insert_jobs(conn, 1, task="sleepy", args={"seconds": 1.0})
+    await until(lambda: job(conn, job_id)["state"] == "running", timeout=10)
+    conn.execute(  # what the crash leaves: the claim never happened
+        "UPDATE pgsched.jobs SET state = 'queued', attempt = attempt - 1, worker_id = NULL, started_at = NULL"
+        " WHERE id = %s",
+        [job_id],
+    )
+    conn.execute("SELECT pg_notify('pgsched_jobs', 'default')")  # claim it again while the first copy runs
+    await until(lambda: job(conn, job_id)["state"] == "running", timeout=5)
+    await until(lambda: finished(conn, job_id), timeout=15)
+    (later,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: finished(conn, later), timeout=10)  # the worker is still working
+    assert worker.worker_id is not None
+    assert job(conn, job_id)["attempt"] == 1
