@@ -40,9 +40,9 @@ def conninfo(dsn: str, role: str, **extra: Any) -> str:
     return make_conninfo(dsn, **params)
 
 
-def connect(dsn: str, role: str, *, autocommit: bool = True) -> psycopg.Connection[dict[str, Any]]:
+def connect(dsn: str, role: str, *, autocommit: bool = True, **extra: Any) -> psycopg.Connection[dict[str, Any]]:
     try:
-        return psycopg.connect(conninfo(dsn, role), autocommit=autocommit, row_factory=dict_row)
+        return psycopg.connect(conninfo(dsn, role, **extra), autocommit=autocommit, row_factory=dict_row)
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(str(exc).strip()) from exc
 

@@ -63,12 +63,18 @@ def available_migrations(directory: Path | None = None) -> list[Migration]:
 class Migrator:
     """Brings the ``pgsched`` schema of one database up to date."""
 
-    def __init__(self, dsn: str, *, directory: Path | None = None) -> None:
+    def __init__(self, dsn: str, *, directory: Path | None = None, connect_timeout: int | None = None) -> None:
         self._dsn = dsn
         self._migrations = available_migrations(directory)
+        self._connect: dict[str, Any] = {"connect_timeout": connect_timeout} if connect_timeout else {}
+
+    @staticmethod
+    def known() -> list[Migration]:
+        """The migrations this package ships."""
+        return available_migrations()
 
     def status(self) -> list[MigrationStatus]:
-        with db.translate_errors(), db.connect(self._dsn, "cli") as conn:
+        with db.translate_errors(), db.connect(self._dsn, "cli", **self._connect) as conn:
             applied = self._applied(conn)
         return [MigrationStatus(m, applied.get(m.version, (None, ""))[0]) for m in self._migrations]
 

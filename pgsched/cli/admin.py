@@ -5,6 +5,7 @@ Interface layer: human tables by default, ``--json`` for scripts; bad input exit
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,13 @@ def _row(job: Job) -> dict[str, Any]:
     data["attempt"] = f"{job.attempt}/{job.max_attempts}"
     data["run_at"] = f"{job.run_at:%Y-%m-%d %H:%M:%S%z}"
     return data
+
+
+def _shown(value: Any) -> str:
+    """One field of ``jobs show`` for people: JSON for structured values, '-' for none."""
+    if value is None:
+        return "-"
+    return json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
 
 
 def _filters(queue: str | None, task: str | None) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def jobs_show(ctx: CliContext, job_id: int, as_json: bool) -> None:
         return
     for key, value in data.items():
         if key != "errors":
-            click.echo(f"{key:>20}: {'-' if value is None else value}")
+            click.echo(f"{key:>20}: {_shown(value)}")
     for entry in job.errors:
         click.echo(f"  attempt {entry.get('attempt')} at {entry.get('at')}: {entry.get('error')}")
 

@@ -6,6 +6,7 @@ import click
 
 from pgsched.api import serve
 from pgsched.cli.base import CliContext, cli, pass_ctx
+from pgsched.cli.preflight import check_port_free
 
 __all__ = ["api"]
 
@@ -16,4 +17,6 @@ __all__ = ["api"]
 @pass_ctx
 def api(ctx: CliContext, host: str, port: int) -> None:
     """Serve the REST API, /metrics, /health and /openapi.json."""
+    ctx.database()
+    check_port_free(host, port)
     serve(ctx.settings, host=host, port=port)

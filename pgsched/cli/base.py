@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import click
+import psycopg
 
+from pgsched.cli.preflight import check_dsn_syntax, require_schema
 from pgsched.config import Settings
 from pgsched.errors import (
     ConfigurationError,
@@ -36,6 +39,12 @@ class CliContext:
     def dsn(self) -> str:
         return self.settings.require_dsn()
 
+    def database(self) -> str:
+        """The DSN of a reachable, migrated database (one clear error otherwise)."""
+        dsn = self.settings.require_dsn()
+        require_schema(dsn)
+        return dsn
+
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
@@ -50,11 +59,17 @@ pass_ctx = click.make_pass_decorator(CliContext)
 def cli(ctx: click.Context, dsn: str | None, log_level: str) -> None:
     """pgsched: a job queue and cron scheduler coordinated only by PostgreSQL."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if dsn:
+        check_dsn_syntax(dsn)
     ctx.obj = CliContext(Settings.from_env(dsn=dsn))
 
 
 def run_cli(group: click.Group, argv: Sequence[str]) -> int:
-    """Run the CLI and map errors to exit codes with a single line on stderr."""
+    """Run the CLI and map errors to exit codes with a single line on stderr (never a traceback)."""
+    if not argv:
+        with click.Context(group, info_name="pgsched") as ctx:
+            click.echo(group.get_help(ctx))
+        return 2
     try:
         result = group.main(args=list(argv), prog_name="pgsched", standalone_mode=False)
     except click.exceptions.Abort:
@@ -67,9 +82,22 @@ def run_cli(group: click.Group, argv: Sequence[str]) -> int:
         click.echo(f"Error: {exc}", err=True)
         return 2
     except PgschedError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {_first_line(exc)}", err=True)
+        return 1
+    except psycopg.Error as exc:
+        click.echo(f"Error: PostgreSQL: {_first_line(exc)}", err=True)
+        return 1
+    except Exception as exc:  # the last resort: one line; the traceback only when asked for
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            traceback.print_exc()
+        click.echo(f"Error: {type(exc).__name__}: {_first_line(exc)} (--log-level DEBUG shows more)", err=True)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def echo_json(value: Any) -> None:

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from pgsched import db
 from pgsched.api.serve import uvicorn_config
 from pgsched.app import Pgsched
 from pgsched.cli.base import CliContext, cli, pass_ctx
+from pgsched.cli.preflight import check_port_free
 from pgsched.cli.worker import Service, load_app, run_services
 from pgsched.config import Settings
 from pgsched.embedded import EmbeddedPostgres
@@ -73,7 +76,20 @@ async def _create_demo_schedule(settings: Settings) -> None:
         await pool.close()
 
 
-def _banner(settings: Settings, host: str, port: int, token: str, data_dir: Path | None, app_ref: str) -> str:
+def _write_env_file(data_dir: Path, settings: Settings, token: str) -> Path:
+    """``source`` it to get the names the README's tour uses: PGSCHED_DSN, PGSCHED_API_TOKEN, pgsched on PATH."""
+    path = data_dir / "env"
+    bin_dir = Path(sys.executable).parent
+    path.write_text(
+        f"export PGSCHED_DSN={shlex.quote(settings.require_dsn())}\n"
+        f"export PGSCHED_API_TOKEN={shlex.quote(token)}\n"
+        f'export PATH={shlex.quote(str(bin_dir))}:"$PATH"\n'
+    )
+    path.chmod(0o600)
+    return path
+
+
+def _banner(settings: Settings, host: str, port: int, token: str, env_file: Path, app_ref: str) -> str:
     url = f"http://{host}:{port}"
     lines = [
         "",
@@ -85,9 +101,11 @@ def _banner(settings: Settings, host: str, port: int, token: str, data_dir: Path
         f'                   -d \'{{"task": "hello", "args": {{"name": "curl"}}}}\' {url}/jobs',
         f"  database    psql '{settings.dsn}'",
         f"  app         {app_ref}",
+        f"  data dir    {env_file.parent}",
+        "",
+        "In another terminal, for the README's tour (PGSCHED_DSN, PGSCHED_API_TOKEN, pgsched on PATH):",
+        f"  source {env_file}",
     ]
-    if data_dir is not None:
-        lines.append(f"  data dir    {data_dir}")
     return "\n".join(lines) + "\n"
 
 
@@ -123,6 +141,7 @@ def dev(
     ctx: CliContext, data_dir: Path, host: str, port: int, app_ref: str | None, queues: str, concurrency: int
 ) -> None:
     """Run PostgreSQL (embedded unless PGSCHED_DSN is set), a worker, the scheduler and the API in one command."""
+    check_port_free(host, port)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     embedded: EmbeddedPostgres | None = None
@@ -137,9 +156,9 @@ def dev(
         app = load_app(app_ref or DEMO_APP).with_settings(settings)
         if app_ref is None:
             asyncio.run(_create_demo_schedule(settings))
-        banner = _banner(
-            settings, host, port, settings.api_token or "", data_dir if embedded else None, app_ref or DEMO_APP
-        )
+        token = settings.api_token or ""
+        env_file = _write_env_file(data_dir, settings, token)
+        banner = _banner(settings, host, port, token, env_file, app_ref or DEMO_APP)
         asyncio.run(_run_all(app, settings, banner, host=host, port=port, queues=queues, concurrency=concurrency))
     finally:
         if embedded is not None:
@@ -156,5 +175,5 @@ async def _run_all(
     api = _ApiServer(uvicorn_config(settings, host=host, port=port, log_level="warning"))
     scheduler = Scheduler(settings, worker_id=lambda: worker.worker_id)
     services: list[Service] = [worker, scheduler, api, _Announcer(api, banner)]
-    await run_services(services)
+    await run_services(services, grace=config.grace_seconds)
     await app.aclose()

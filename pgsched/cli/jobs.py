@@ -115,6 +115,7 @@ def enqueue(
         options["delay"] = parse_duration(delay, "in")
     if at:
         options["run_at"] = parse_at(at)
+    ctx.database()
     client = Client(ctx.settings)
     try:
         inserted = client.insert(client.build(task, parse_args_json(args_json), **options))
@@ -147,7 +148,7 @@ def read_jobs_file(lines: Iterable[str], *, settings: Settings) -> list[NewJob]:
 
 def _enqueue_file(ctx: CliContext, source: TextIO, as_json: bool) -> None:
     jobs = read_jobs_file(source, settings=ctx.settings)
-    pool = db.sync_pool(ctx.dsn(), "cli", min_size=1, max_size=1)
+    pool = db.sync_pool(ctx.database(), "cli", min_size=1, max_size=1)
     pool.open()
     ids: list[int] = []
     try:

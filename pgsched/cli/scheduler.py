@@ -27,13 +27,13 @@ T = TypeVar("T")
 @pass_ctx
 def scheduler(ctx: CliContext) -> None:
     """Run a leader candidate only: cron firing, reaper and pruner (no jobs are executed here)."""
-    ctx.dsn()
+    ctx.database()
     asyncio.run(run_services([Scheduler(ctx.settings)]))
 
 
 def _with_store(ctx: CliContext, action: Callable[[ScheduleStore], Awaitable[T]]) -> T:
     async def go() -> T:
-        pool = db.async_pool(ctx.dsn(), "cli", min_size=1, max_size=1)
+        pool = db.async_pool(ctx.database(), "cli", min_size=1, max_size=1)
         await pool.open()
         try:
             return await action(ScheduleStore(pool))

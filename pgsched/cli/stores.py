@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from pgsched import db
 from pgsched.admin_store import AdminStore
+from pgsched.cli.preflight import require_schema
 from pgsched.config import Settings
 from pgsched.store import AsyncJobStore
 from pgsched.token_store import TokenStore
@@ -28,8 +29,11 @@ class CliStores:
 def with_stores(settings: Settings, action: Callable[[CliStores], Awaitable[T]]) -> T:
     """Open a pool, run ``action`` with the stores, close the pool."""
 
+    dsn = settings.require_dsn()
+    require_schema(dsn)
+
     async def go() -> T:
-        pool = db.async_pool(settings.require_dsn(), "cli", min_size=1, max_size=2)
+        pool = db.async_pool(dsn, "cli", min_size=1, max_size=2)
         await pool.open()
         try:
             return await action(CliStores(AsyncJobStore(pool), AdminStore(pool), TokenStore(pool)))

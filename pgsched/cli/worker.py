@@ -19,6 +19,7 @@ import click
 
 from pgsched.app import Pgsched
 from pgsched.cli.base import CliContext, cli, pass_ctx
+from pgsched.cli.preflight import require_schema
 from pgsched.errors import ValidationError
 from pgsched.scheduler import Scheduler
 from pgsched.worker import Worker, WorkerConfig
@@ -53,12 +54,24 @@ def load_app(ref: str) -> Pgsched:
     return app
 
 
-async def run_services(services: Sequence[Service]) -> None:
-    """Run every service until all have stopped; SIGTERM/SIGINT call ``stop()`` on each."""
+async def run_services(services: Sequence[Service], *, grace: float | None = None) -> None:
+    """Run every service until all have stopped; SIGTERM/SIGINT call ``stop()`` on each.
+
+    With ``grace``, the first signal also tells the person at the terminal what shutdown waits for.
+    """
     loop = asyncio.get_running_loop()
+    signals_seen = 0
 
     def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
         log.info("signal received", extra={"event": "signal", "signal": signal.Signals(signum).name})
+        if grace is not None and signals_seen == 1:
+            click.echo(
+                f"stopping: running jobs get up to {grace:g} s to finish (Ctrl-C again stops them now)", err=True
+            )
+        elif grace is not None and signals_seen == 2:
+            click.echo("stopping now: unfinished jobs go back to their queue", err=True)
         for service in services:
             service.stop()
 
@@ -103,6 +116,7 @@ def worker(
     """Run jobs of the application's tasks until SIGTERM or SIGINT."""
     app = load_app(app_ref)
     settings = ctx.settings if ctx.settings.dsn else app.settings
+    require_schema(settings.require_dsn())
     config = WorkerConfig(
         queues=_queues(queues),
         concurrency=concurrency,
@@ -117,7 +131,7 @@ def worker(
     if not no_scheduler:
         # This process is also a leader candidate (cron, reaper, pruner), under the worker's own row.
         services.append(Scheduler(settings, worker_id=lambda: job_runner.worker_id))
-    asyncio.run(run_services(services))
+    asyncio.run(run_services(services, grace=grace))
     if job_runner.threads_busy:
         # A cancelled sync task still runs in a thread Python cannot stop; do not wait for it.
         log.warning("exiting with a sync task still running", extra={"event": "worker_exit_threads_busy"})

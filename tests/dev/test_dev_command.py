@@ -83,12 +83,29 @@ def test_dev_runs_everything_then_stops_cleanly_on_sigint(tmp_path: Path) -> Non
 
             done = wait_until(lambda: len(results()) == 2 and results(), timeout=30, message="jobs did not run")
         assert done == {rest_id: 42, sql_id: "hello, psql"}
+        # The tour's names come from the env file the banner tells people to source.
+        tour = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'source "$1" && psql "$PGSCHED_DSN" -Atc "SELECT 1" >/dev/null && pgsched jobs show {rest_id} --json',
+                "-",
+                str(data_dir / "env"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert tour.returncode == 0, tour.stderr
+        assert json.loads(tour.stdout)["result"] == 42
         assert postgres_processes(data_dir), "the embedded server should be running"
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
         log.close()
     assert code == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    assert "stopping: running jobs get up to 30 s to finish" in (tmp_path / "dev.log").read_text()
     deadline = time.monotonic() + 10
     while postgres_processes(data_dir) and time.monotonic() < deadline:
         time.sleep(0.1)
