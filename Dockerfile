@@ -8,7 +8,7 @@ COPY pyproject.toml README.md ./
 COPY pgsched ./pgsched
 COPY sql ./sql
 COPY migrations ./migrations
-RUN pip install ".[redis]" && useradd --system --uid 10001 pgsched
+RUN pip install ".[binary,redis]" && useradd --system --uid 10001 pgsched
 
 USER pgsched
 ENTRYPOINT ["pgsched"]

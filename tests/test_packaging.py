@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -28,3 +29,11 @@ def test_the_wheel_contains_every_sql_and_migration_file(tmp_path: Path) -> None
     for folder in ("sql", "migrations"):
         for path in (ROOT / folder).glob("*.sql"):
             assert f"pgsched/{folder}/{path.name}" in names
+
+
+def test_the_package_leaves_the_libpq_build_to_the_application() -> None:
+    """psycopg's advice for libraries: plain psycopg as the dependency, the binary build as an extra."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    psycopg_deps = [d for d in project["dependencies"] if d.startswith("psycopg")]
+    assert psycopg_deps and all(not d.startswith("psycopg[") for d in psycopg_deps if not d.startswith("psycopg-"))
+    assert any(d.startswith("psycopg[binary]") for d in project["optional-dependencies"]["binary"])
