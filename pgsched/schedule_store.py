@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from pgsched.clock import Clock, SystemClock
-from pgsched.cron import MisfirePolicy, due_instants, parse_cron
+from pgsched.cron import CronSpec, MisfirePolicy, due_instants, parse_cron
 from pgsched.errors import DatabaseUnavailable, ScheduleNotFound, ValidationError
 from pgsched.job import Job, validate_args, validate_queue, validate_task_name
 from pgsched.queries import query
@@ -210,7 +210,7 @@ class ScheduleStore:
             await cur.execute(query("schedule_upsert"), params)
             row = await cur.fetchone()
         assert row is not None
-        return Schedule.from_row(row), bool(row["created"])
+        return await self._with_next_fire(Schedule.from_row(row), cron), bool(row["created"])
 
     async def schedule_get(self, name: str) -> Schedule:
         async with self._cursor() as cur:
@@ -235,7 +235,18 @@ class ScheduleStore:
             row = await cur.fetchone()
         if row is None:
             raise ScheduleNotFound(name)
-        return Schedule.from_row(row)
+        return await self._with_next_fire(Schedule.from_row(row), parse_cron(current.cron, current.timezone))
+
+    async def _with_next_fire(self, schedule: Schedule, cron: CronSpec) -> Schedule:
+        """An enabled schedule always has its next instant: when the caller's clock lagged its last fire (the
+        statement then left it unset), the next one is the first after that fire."""
+        if not schedule.enabled or schedule.next_fire_at is not None or schedule.last_fired_at is None:
+            return schedule
+        params = {"name": schedule.name, "next_fire_at": cron.next_after(schedule.last_fired_at)}
+        async with self._cursor() as cur:
+            await cur.execute(query("schedule_next_fill"), params)
+            row = await cur.fetchone()
+        return schedule if row is None else Schedule.from_row(row)
 
     async def schedule_delete(self, name: str) -> None:
         async with self._cursor() as cur:

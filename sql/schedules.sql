@@ -36,6 +36,16 @@ UPDATE pgsched.schedules
  WHERE name = %(name)s::text
 RETURNING *
 
+-- name: schedule_next_fill
+-- Set the next instant of a schedule left without one (its last fire was past the caller's "now"); never one already fired.
+UPDATE pgsched.schedules
+   SET next_fire_at = %(next_fire_at)s::timestamptz
+ WHERE name = %(name)s::text
+   AND enabled
+   AND next_fire_at IS NULL
+   AND (last_fired_at IS NULL OR %(next_fire_at)s::timestamptz > last_fired_at)
+RETURNING *
+
 -- name: schedule_delete
 -- Remove a schedule; its past jobs stay.
 DELETE FROM pgsched.schedules WHERE name = %(name)s::text RETURNING id

@@ -64,4 +64,24 @@ def test_an_upsert_never_moves_next_fire_back_to_an_instant_already_fired(
     app.schedule("every-minute", "* * * * *", "t")
     conn.execute("UPDATE pgsched.schedules SET last_fired_at = now() + interval '1 hour'")  # as if fired ahead
     again = app.schedule("every-minute", "* * * * *", "t")
-    assert again.next_fire_at is None  # the leader recomputes it from the database's clock
+    fired = conn.execute("SELECT last_fired_at FROM pgsched.schedules").fetchone()["last_fired_at"]
+    assert again.next_fire_at is not None and fired < again.next_fire_at <= fired + timedelta(minutes=1)
+
+
+def test_schedules_add_and_resume_always_print_the_next_fire_time(
+    dsn: str, conn: psycopg.Connection[Any], capsys: Any
+) -> None:
+    assert run_cli(cli, ["--dsn", dsn, "schedules", "add", "tick", "* * * * *", "t"]) == 0
+    conn.execute("UPDATE pgsched.schedules SET last_fired_at = date_trunc('minute', now()) + interval '2 hours'")
+    capsys.readouterr()
+    for argv in (
+        ["schedules", "add", "tick", "* * * * *", "t"],
+        ["schedules", "pause", "tick"],
+        ["schedules", "resume", "tick"],
+    ):
+        assert run_cli(cli, ["--dsn", dsn, *argv]) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out
+    stored = conn.execute("SELECT next_fire_at, last_fired_at FROM pgsched.schedules").fetchone()
+    assert stored["next_fire_at"] == stored["last_fired_at"] + timedelta(minutes=1)
+    assert out.count(f"next fire {stored['next_fire_at']}") == 2
