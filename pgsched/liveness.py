@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import socket
@@ -31,6 +32,14 @@ __all__ = ["Liveness"]
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 5.0
+
+
+def package_version() -> str | None:
+    """The installed pgsched version every registered process reports (``pgsched.cluster.version``)."""
+    try:
+        return importlib.metadata.version("pgsched")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 class Liveness:
@@ -51,7 +60,7 @@ class Liveness:
         self._role = role
         self._queues = list(queues)
         self._concurrency = concurrency
-        self._version = version
+        self._version = version if version is not None else package_version()
         self._heartbeat = heartbeat_seconds
         self._on_change = on_change
         self._conn: psycopg.AsyncConnection[Any] | None = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
 
 from pgsched.builtins import builtin_tasks
@@ -37,13 +36,6 @@ JOBS_CHANNEL = "pgsched_jobs"
 CANCEL_CHANNEL = "pgsched_cancel"
 
 
-def _version() -> str | None:
-    try:
-        return importlib.metadata.version("pgsched")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 class Worker:
     """Runs jobs of ``tasks`` (plus the built-in ones) from ``config.queues`` until stopped."""
 
@@ -58,7 +50,6 @@ class Worker:
             dsn,
             queues=self.config.queues,
             concurrency=self.config.concurrency,
-            version=_version(),
             heartbeat_seconds=settings.heartbeat_seconds,
             on_change=self._liveness_changed,
         )
