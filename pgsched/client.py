@@ -75,6 +75,7 @@ class Client:
         self._apool: AsyncConnectionPool | None = None
         self._apool_lock = asyncio.Lock()
         self._cache = dedupe_cache_for(settings)
+        self._results: ResultStore | None = None
 
     # ---------------------------------------------------------------- plumbing
     def _store(self) -> JobStore:
@@ -134,8 +135,8 @@ class Client:
         return self._store().job_get(job_id)
 
     def result(self, job_id: int, *, timeout: float = 30.0, recheck: float = 1.0) -> Any:
-        """Wait for the job to end and return its result (on a connection of its own, not the pool)."""
-        return ResultStore(self._settings.require_dsn()).result_wait(job_id, timeout=timeout, recheck=recheck)
+        """Wait for the job to end and return its result (every wait of this client shares one listener)."""
+        return self._result_store().result_wait(job_id, timeout=timeout, recheck=recheck)
 
     # ---------------------------------------------------------------- async
     async def enqueue_async(
@@ -183,8 +184,7 @@ class Client:
         timeout: float = 30.0,  # noqa: ASYNC109 - mirrors result()
         recheck: float = 1.0,
     ) -> Any:
-        store = ResultStore(self._settings.require_dsn())
-        return await store.result_wait_async(job_id, timeout=timeout, recheck=recheck)
+        return await self._result_store().result_wait_async(job_id, timeout=timeout, recheck=recheck)
 
     def _build_many(self, items: Iterable[Mapping[str, Any]]) -> list[NewJob]:
         jobs = []
@@ -197,17 +197,28 @@ class Client:
                 raise ValidationError(f"items[{index}].{exc.field}", exc.message) from None
         return jobs
 
+    def _result_store(self) -> ResultStore:
+        if self._results is None:
+            self._results = ResultStore(self._settings.require_dsn())
+        return self._results
+
     # ---------------------------------------------------------------- lifecycle
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._results is not None:
+            self._results.close()
+            self._results = None
         self._cache.close()
 
     async def aclose(self) -> None:
         if self._apool is not None:
             await self._apool.close()
             self._apool = None
+        if self._results is not None:
+            await self._results.aclose()
+            self._results = None
         await self._cache.aclose()
         self.close()
 

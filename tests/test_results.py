@@ -111,3 +111,46 @@ def test_the_finish_statement_notifies_only_ended_jobs_that_have_a_waiter(dsn: s
         (retried, "queued"),
     ]
     assert heard == [str(waited), "end"]
+
+
+async def test_waits_of_one_client_share_one_listening_session(app: Pgsched, conn: Conn) -> None:
+    job_ids = [app.enqueue("noop", queue="nobody_listens") for _ in range(3)]
+    waits = [asyncio.ensure_future(asyncio.to_thread(app.result, j, timeout=20, recheck=60)) for j in job_ids]
+    await until(lambda: result_waiters(conn) == 3, timeout=10)
+    sessions = conn.execute("SELECT DISTINCT backend_pid FROM pgsched.result_waiters").fetchall()
+    assert len(sessions) == 1
+    for job_id in job_ids:
+        conn.execute("SELECT pgsched.cancel(%s)", [job_id])
+    for wait in waits:
+        with pytest.raises(JobCancelled):
+            await wait
+    assert result_waiters(conn) == 0
+    again = app.enqueue("noop", queue="nobody_listens")
+    later = asyncio.ensure_future(asyncio.to_thread(app.result, again, timeout=20, recheck=60))
+    await until(lambda: result_waiters(conn, again) == 1, timeout=10)
+    assert conn.execute("SELECT DISTINCT backend_pid FROM pgsched.result_waiters").fetchall() == sessions
+    conn.execute("SELECT pgsched.cancel(%s)", [again])
+    with pytest.raises(JobCancelled):
+        await later
+
+
+async def test_a_wait_survives_the_loss_of_the_listening_session(async_app: Pgsched, conn: Conn) -> None:
+    job_id = await async_app.enqueue_async("noop", queue="nobody_listens")
+    waiting = asyncio.ensure_future(async_app.result_async(job_id, timeout=20, recheck=60))
+    await until(lambda: result_waiters(conn, job_id) == 1, timeout=10)
+    (old,) = conn.execute("SELECT backend_pid FROM pgsched.result_waiters").fetchall()
+    conn.execute("SELECT pg_terminate_backend(%s)", [old["backend_pid"]])
+    # The listener comes back under a new session and lists the job again; only NOTIFY can end the
+    # wait before the 60 s recheck, so the cancel below must reach the new session.
+    await until(
+        lambda: (
+            conn.execute(
+                "SELECT count(*) AS n FROM pgsched.result_waiters w JOIN pg_stat_activity a ON a.pid = w.backend_pid"
+            ).fetchone()["n"]
+            == 1
+        ),
+        timeout=15,
+    )
+    conn.execute("SELECT pgsched.cancel(%s)", [job_id])
+    with pytest.raises(JobCancelled):
+        await waiting
