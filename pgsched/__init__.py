@@ -20,6 +20,7 @@ from pgsched.errors import (
     TaskNotFound,
     ValidationError,
 )
+from pgsched.hooks import JobEvent
 from pgsched.job import Job, JobState, NewJob
 from pgsched.retry import RetryPolicy
 from pgsched.tasks import Task
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidStateError",
     "Job",
     "JobCancelled",
+    "JobEvent",
     "JobFailed",
     "JobNotFound",
     "JobState",

@@ -15,6 +15,7 @@ from pgsched import db
 from pgsched.client import Client
 from pgsched.clock import Clock
 from pgsched.config import Settings
+from pgsched.hooks import EventName, Hooks, Listener, Middleware
 from pgsched.job import DEFAULT_MAX_ATTEMPTS, Job
 from pgsched.retry import RetryPolicy
 from pgsched.schedule_store import Schedule, ScheduleSpec, ScheduleStore
@@ -36,6 +37,7 @@ class Pgsched:
         settings: Settings | None = None,
         redis_url: str | None = None,
         clock: Clock | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         base = settings or Settings()
         changes: dict[str, Any] = {}
@@ -44,8 +46,8 @@ class Pgsched:
         if redis_url is not None:
             changes["redis_url"] = redis_url
         self.settings = base.with_(**changes) if changes else base
-        self.tasks = TaskRegistry()
-        self.client = Client(self.settings, clock=clock)
+        self.tasks = TaskRegistry(hooks)
+        self.client = Client(self.settings, clock=clock, hooks=self.tasks.hooks)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Pgsched:
@@ -53,7 +55,7 @@ class Pgsched:
 
     def with_settings(self, settings: Settings) -> Pgsched:
         """The same tasks against other settings (the CLI's --dsn wins over the app's own)."""
-        clone = Pgsched(settings=settings)
+        clone = Pgsched(settings=settings, hooks=self.tasks.hooks)
         for task in self.tasks:
             clone.tasks.register(task)
             task.enqueuer = clone.client
@@ -104,6 +106,19 @@ class Pgsched:
             return self.tasks.register(task)
 
         return register(func) if func is not None else register
+
+    # ---------------------------------------------------------------- hooks
+    def on(self, event: EventName) -> Callable[[Listener], Listener]:
+        """Register a listener: ``@app.on("job_failed") def alert(event: JobEvent) -> None: ...``.
+
+        Events: ``enqueued``, ``job_started``, ``job_succeeded``, ``job_failed`` (will retry), ``job_dead``.
+        Listeners are synchronous and should be quick; an exception in one is logged, never the job's."""
+        return lambda listener: self.tasks.hooks.on(event, listener)
+
+    def middleware(self, middleware: Middleware) -> Middleware:
+        """Wrap every attempt's execution: ``async def mw(job, call_next)`` returning ``await call_next()``,
+        or an ``@asynccontextmanager`` taking ``job``. The first registered is the outermost."""
+        return self.tasks.hooks.add_middleware(middleware)
 
     # ---------------------------------------------------------------- delegation
     def enqueue(

@@ -18,6 +18,7 @@ from pgsched.clock import Clock, SystemClock
 from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import ValidationError
+from pgsched.hooks import Hooks
 from pgsched.job import Job, NewJob
 from pgsched.result_store import ResultStore
 from pgsched.store import AsyncJobStore, Inserted, JobStore
@@ -68,8 +69,9 @@ def build_job(
 class Client:
     """Enqueue and read jobs. Sync methods use a sync pool, async ones an async pool; both open on first use."""
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, hooks: Hooks | None = None) -> None:
         self._settings = settings
+        self._hooks = hooks or Hooks()
         self._clock = clock or SystemClock()
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
@@ -113,7 +115,7 @@ class Client:
             hit = self._cache.get(job.run_key)
             if hit is not None:
                 return hit  # the key's job is known: no database round trip
-        return self.insert(job, conn=conn).job.id
+        return self._hooks.enqueued(self.insert(job, conn=conn))
 
     def insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
         if conn is not None:
@@ -152,7 +154,7 @@ class Client:
             hit = await self._cache.get_async(job.run_key)
             if hit is not None:
                 return hit
-        return (await self.insert_async(job, conn=conn)).job.id
+        return self._hooks.enqueued(await self.insert_async(job, conn=conn))
 
     async def insert_async(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
         if conn is not None:

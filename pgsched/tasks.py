@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pgsched.errors import TaskNotFound, ValidationError
+from pgsched.hooks import Hooks
 from pgsched.job import DEFAULT_MAX_ATTEMPTS, validate_queue, validate_task_name
 from pgsched.retry import RetryPolicy
 
@@ -89,10 +90,11 @@ class Task:
 
 
 class TaskRegistry:
-    """Tasks by name. Built-in tasks register here too."""
+    """Tasks by name, and the hooks around them (``Hooks``). Built-in tasks register here too."""
 
-    def __init__(self) -> None:
+    def __init__(self, hooks: Hooks | None = None) -> None:
         self._tasks: dict[str, Task] = {}
+        self.hooks = hooks or Hooks()
 
     def register(self, task: Task) -> Task:
         validate_task_name(task.name, "name")

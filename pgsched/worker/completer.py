@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
+from pgsched.hooks import Hooks
 from pgsched.job import JobState
 from pgsched.worker.meters import Meters
 from pgsched.worker.outcome import error_entry
@@ -39,7 +40,9 @@ class Completer:
         flush_interval: float,
         flush_size: int,
         on_retry_queued: Callable[[], None] | None = None,  # also: a limited slot was freed
+        hooks: Hooks | None = None,
     ) -> None:
+        self._hooks = hooks or Hooks()
         self._store = store
         self._interval = flush_interval
         self._size = flush_size
@@ -127,6 +130,7 @@ class Completer:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
         self._account(batch, accepted)
+        self._hooks.ended(batch, accepted)
 
     async def _one_by_one(self, batch: list[tuple[ClaimedJob, Finished]]) -> dict[int, str]:
         accepted: dict[int, str] = {}

@@ -25,6 +25,7 @@ from typing import Any
 from pgsched.config import DEFAULT_RESULT_MAX_BYTES
 from pgsched.context import JobContext, reset_current_job, set_current_job
 from pgsched.errors import TaskNotFound
+from pgsched.hooks import Hooks
 from pgsched.retry import RetryPolicy
 from pgsched.tasks import Task
 from pgsched.worker import outcome
@@ -72,7 +73,9 @@ class Executor:
         ready: asyncio.Event,
         worker_id: Callable[[], int | None],
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
+        hooks: Hooks | None = None,
     ) -> None:
+        self._hooks = hooks or Hooks()
         self._lookup = lookup
         self._result_max_bytes = result_max_bytes
         self._store = store
@@ -235,6 +238,7 @@ class Executor:
         slot.job, slot.reason = job, None
         self._running[job.id] = slot
         token = set_current_job(JobContext(job.id, job.attempt, job.queue, job.task, self._worker_id()))
+        self._hooks.started(job)
         started = time.perf_counter()
         try:
             finished = await self._attempt(slot, job, plan)
@@ -278,6 +282,7 @@ class Executor:
             slot.task.uncancel()  # the function swallowed the cancellation and returned
         if result is _COMMITTED:
             self._completer.count_committed(job)
+            self._hooks.committed(job)
             return None
         try:
             return outcome.success(job, outcome.encode_result(result, max_bytes=self._result_max_bytes))
@@ -293,6 +298,11 @@ class Executor:
         return outcome.cancelled(job)
 
     def _invoke(self, plan: _Plan, job: ClaimedJob) -> Any:
+        return (
+            self._hooks.around(functools.partial(self._call, plan, job)) if self._hooks.wraps else self._call(plan, job)
+        )
+
+    def _call(self, plan: _Plan, job: ClaimedJob) -> Any:
         task = plan.task
         assert task is not None
         if task.transactional:

@@ -58,6 +58,7 @@ class Worker:
             flush_interval=self.config.flush_interval,
             flush_size=self.config.flush_size,
             on_retry_queued=self._wake_producer,
+            hooks=tasks.hooks,
         )
         self._executor = Executor(
             self._lookup,
@@ -67,6 +68,7 @@ class Worker:
             ready=self._liveness.ready,
             worker_id=lambda: self._liveness.worker_id,
             result_max_bytes=settings.result_max_bytes,
+            hooks=tasks.hooks,
         )
         self._producer = Producer(
             self._store,
