@@ -96,7 +96,9 @@ async def _conflict(request: Request, exc: Exception) -> Response:
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
-    log.warning("database unavailable", extra={"event": "api_db_unavailable", "path": request.url.path})
+    log.warning(
+        "database unavailable", extra={"event": "api_db_unavailable", "path": request.url.path, "error": str(exc)}
+    )
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return error_response(
         ApiError(503, "database_unavailable", "the database is unreachable or did not answer in time", headers=headers)

@@ -26,6 +26,7 @@ from pgsched.errors import (
     TaskNotFound,
     ValidationError,
 )
+from pgsched.logs import LOG_FORMATS, configure_logging
 
 __all__ = ["CliContext", "cli", "echo_json", "echo_table", "pass_ctx", "run_cli"]
 
@@ -54,11 +55,19 @@ pass_ctx = click.make_pass_decorator(CliContext)
 @click.option(
     "--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"])
 )
+@click.option(
+    "--log-format",
+    envvar="PGSCHED_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(LOG_FORMATS),
+    help="text: key=value after the message; json: one JSON object per line (env PGSCHED_LOG_FORMAT).",
+)
 @click.version_option(package_name="pgsched")
 @click.pass_context
-def cli(ctx: click.Context, dsn: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, dsn: str | None, log_level: str, log_format: str) -> None:
     """pgsched: a job queue and cron scheduler coordinated only by PostgreSQL."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(log_level, log_format)
     if dsn:
         check_dsn_syntax(dsn)
     ctx.obj = CliContext(Settings.from_env(dsn=dsn))
