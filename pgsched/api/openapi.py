@@ -455,7 +455,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
 
 
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi_document(api_state(request).settings))
+    document = openapi_document(api_state(request).settings)
+    document["servers"] = [{"url": request.scope.get("root_path") or "/"}]  # mounted under a prefix: paths are below it
+    return JSONResponse(document)
 
 
 routes = [Route("/openapi.json", openapi_json, methods=["GET"])]

@@ -42,10 +42,13 @@ class ApiError extends Error {
   }
 }
 
+// The API's own root: "" at /, "/prefix" when the app is mounted under a prefix of another app.
+const API_ROOT = location.pathname.replace(/\/[^/]*$/, "");
+
 async function api(method, path, body) {
   const headers = { Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY) || ""}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const response = await fetch(API_ROOT + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const data = response.status === 204 ? null : await response.json().catch(() => null);
   if (response.status === 401) logout("Your token was refused; sign in again.");
   if (!response.ok) throw new ApiError(response.status, data);
