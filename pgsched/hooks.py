@@ -86,6 +86,7 @@ class Hooks:
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
+        self._starts = self._listeners["job_started"]  # read once per job: one attribute, no lookup
         self._middleware: list[tuple[Middleware, bool]] = []
         self.ends = False  # any job_succeeded/job_failed/job_dead listener
         self.wraps = False  # any middleware
@@ -124,7 +125,7 @@ class Hooks:
     # ---------------------------------------------------------------- hook points
     def started(self, job: _Attempt) -> None:
         """The executor is about to run an attempt (the job context is set)."""
-        if self._listeners["job_started"]:
+        if self._starts:
             worker_id = current_job().worker_id
             self._emit(JobEvent("job_started", job.id, job.task, job.queue, job.attempt, worker_id=worker_id))
 

@@ -4,11 +4,8 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import django
@@ -21,9 +18,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pgsched.contrib.django import database_dsn
 from tests.frameworks.django_project import settings as example_settings
+from tests.support.processes import spawn, stop
 from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 Conn = psycopg.Connection[dict[str, Any]]
 
 if not django_settings.configured:
@@ -76,20 +73,10 @@ def test_manage_py_pgsched_worker_runs_the_job_with_django_available_to_the_task
         "PGSCHED_HEARTBEAT_SECONDS": "0.5",
     }
     env.pop("PGSCHED_DSN", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "pgsched_worker", "--no-scheduler", "--concurrency", "2"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn([sys.executable, "-m", "django", "pgsched_worker", "--no-scheduler", "--concurrency", "2"], env)
     try:
         wait_until(lambda: _rows(conn, "SELECT state FROM pgsched.jobs") == [{"state": "succeeded"}], timeout=30)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+        stop(proc)
     assert _rows(conn, "SELECT result FROM pgsched.jobs") == [{"result": f"order {body['order']} shipped"}]
     assert _rows(conn, "SELECT shipped FROM orders") == [{"shipped": True}]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -17,31 +15,16 @@ import pytest
 from pgsched.context import JobContext, reset_current_job, set_current_job
 from pgsched.logs import TextFormatter, configure_logging
 from tests.support.factories import insert_jobs
+from tests.support.processes import ROOT, spawn, stop
 from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 Conn = psycopg.Connection[dict[str, Any]]
 
 
 def _worker(dsn: str, *options: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     environment = {**os.environ, "PGSCHED_DSN": dsn, "PGSCHED_HEARTBEAT_SECONDS": "0.5", **(env or {})}
     argv = [sys.executable, "-m", "pgsched", *options, "worker", "--app", "tests.logs.log_app:app", "--no-scheduler"]
-    return subprocess.Popen(
-        [*argv, "--queues", "default,mail"],
-        cwd=ROOT,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    return err
+    return spawn([*argv, "--queues", "default,mail"], environment)
 
 
 def _states(conn: Conn, ids: list[int]) -> list[str]:
@@ -57,7 +40,7 @@ def test_json_lines_carry_event_job_task_queue_attempt_worker_and_error(dsn: str
         )
         wait_until(lambda: _states(conn, ids) == ["succeeded", "dead"], timeout=20)
     finally:
-        err = _stop(proc)
+        err = stop(proc)
     lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # every line is one JSON object
     by_event = {line.get("event"): line for line in lines}
     started = by_event["worker_started"]
@@ -85,7 +68,7 @@ def test_text_lines_show_the_fields_and_a_lost_listener_says_why(dsn: str, conn:
         (job_id,) = insert_jobs(conn, 1, task="broken", max_attempts=1)
         wait_until(lambda: _states(conn, [job_id]) == ["dead"], timeout=20)
     finally:
-        err = _stop(proc)
+        err = stop(proc)
     lost = next(line for line in err.splitlines() if "listener connection lost" in line)
     assert "WARNING pgsched.notifier" in lost and "event=listener_lost" in lost and "error=" in lost
     dead = next(line for line in err.splitlines() if "event=job_dead" in line)
