@@ -66,12 +66,12 @@ async def run_services(services: Sequence[Service], *, grace: float | None = Non
         nonlocal signals_seen
         signals_seen += 1
         log.info("signal received", extra={"event": "signal", "signal": signal.Signals(signum).name})
+        # Log lines, not bare echoes: with --log-format json every stderr line must stay one JSON object.
         if grace is not None and signals_seen == 1:
-            click.echo(
-                f"stopping: running jobs get up to {grace:g} s to finish (Ctrl-C again stops them now)", err=True
-            )
+            message = f"stopping: running jobs get up to {grace:g} s to finish (Ctrl-C again stops them now)"
+            log.warning(message, extra={"event": "shutdown_grace", "grace": grace})
         elif grace is not None and signals_seen == 2:
-            click.echo("stopping now: unfinished jobs go back to their queue", err=True)
+            log.warning("stopping now: unfinished jobs go back to their queue", extra={"event": "shutdown_now"})
         for service in services:
             service.stop()
 
