@@ -106,4 +106,5 @@ class EagerClient(Client):
 
 
 def _options(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in {"task", "args"}}
+    # delay_seconds (the REST spelling) is dropped with the rest of the timing: eager runs now.
+    return {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds"}}

@@ -120,3 +120,14 @@ def test_eager_still_validates_like_a_real_enqueue_and_refuses_transactional_tas
             app.enqueue("in_tx", {"x": object()})
         with pytest.raises(ConfigurationError, match="transactional"):
             in_tx.enqueue()
+
+
+def test_eager_runs_each_item_of_enqueue_many_at_once_whatever_its_delay(app: Pgsched) -> None:
+    @app.task
+    def square(n: int) -> int:
+        return n * n
+
+    with eager(app) as run:
+        items = [{"task": "square", "args": {"n": 2}}, {"task": "square", "args": {"n": 3}, "delay_seconds": 60}]
+        assert app.enqueue_many(items) == [1, 2]
+    assert [o.result for o in run.outcomes] == [4, 9]

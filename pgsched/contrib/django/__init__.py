@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import connections
 from psycopg.conninfo import make_conninfo
@@ -50,10 +51,12 @@ def enqueue(task: Task | str, args: dict[str, Any] | None = None, *, using: str 
     """Enqueue on Django's connection ``using``: inside ``transaction.atomic()`` the job commits or rolls
     back with the view's transaction. A ``Task`` brings its defaults (queue, attempts, ...), as ``task.enqueue``."""
     connection = connections[using or getattr(settings, "PGSCHED_DATABASE", "default")]
-    if connection.vendor != "postgresql" or not hasattr(connection, "ensure_connection"):
+    if connection.vendor != "postgresql":
         raise ConfigurationError(f"pgsched needs a PostgreSQL database, got {connection.vendor}")
     connection.ensure_connection()
     raw = connection.connection  # the psycopg 3 Connection, in Django's transaction state
+    if not isinstance(raw, psycopg.Connection):
+        raise ConfigurationError("pgsched needs Django's psycopg 3 backend (pip install psycopg), not psycopg2")
     if isinstance(task, Task):
         return task.enqueue(**(args or {}), conn=raw, **options)
     return get_app().enqueue(task, args, conn=raw, **options)
