@@ -79,11 +79,24 @@ def _text_value(value: Any) -> str:
     return str(value)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``configure_logging`` installs (told apart from handlers others installed)."""
+
+
 def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
-    """Send the root logger's lines to stderr in ``log_format`` (``text`` or ``json``); replaces its handlers."""
+    """Send the root logger's lines to stderr in ``log_format`` (``text`` or ``json``).
+
+    Like ``logging.basicConfig``: nothing happens when the root logger already has handlers that
+    someone else installed (an application embedding the CLI, pytest); a second call replaces ours."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
-    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if isinstance(h, _StderrHandler)]
+    if len(ours) != len(root.handlers):
+        return
+    for old in ours:
+        root.removeHandler(old)
+    handler = _StderrHandler(sys.stderr)
     handler.addFilter(JobContextFilter())
     if log_format == "json":
         handler.setFormatter(
@@ -93,8 +106,5 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
         )
     else:
         handler.setFormatter(TextFormatter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

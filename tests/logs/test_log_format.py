@@ -104,6 +104,7 @@ def test_configure_logging_attaches_the_running_job_to_every_line(capsys: pytest
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
+        root.handlers[:] = []  # pytest's own capture handlers would make configure_logging stand back
         configure_logging("INFO", "json")
         token = set_current_job(JobContext(7, 2, "q", "t", 3))
         try:
@@ -123,3 +124,16 @@ def test_configure_logging_attaches_the_running_job_to_every_line(capsys: pytest
         "worker_id": 3,
     }
     assert "job_id" not in outside
+
+
+def test_configure_logging_leaves_handlers_installed_by_someone_else_alone() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    theirs = logging.NullHandler()
+    try:
+        root.handlers[:] = [theirs]
+        configure_logging("DEBUG", "json")
+        assert root.handlers == [theirs]
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
