@@ -5,6 +5,17 @@
 SELECT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.state = 'queued' AND j.queue = %(queue)s::text)
     OR EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.state = 'running' AND j.queue = %(queue)s::text) AS pending
 
+-- name: bench_started
+-- Whether any job has started (running or succeeded): a cold worker has begun to drain.
+SELECT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.state = 'running')
+    OR EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.state = 'succeeded' AND j.finished_at IS NOT NULL) AS started
+
+-- name: bench_drain_window
+-- Succeeded jobs of a queue and the database's own drain time: first start to last finish.
+SELECT count(*)::bigint AS done,
+       coalesce(extract(epoch FROM max(finished_at) - min(started_at)), 0)::float8 AS seconds
+  FROM pgsched.jobs WHERE queue = %(queue)s::text AND state = 'succeeded'
+
 -- name: bench_state_counts
 -- Jobs of a queue per state, to check a run executed everything exactly once.
 SELECT state::text AS state, count(*) AS n FROM pgsched.jobs WHERE queue = %(queue)s::text GROUP BY state
@@ -24,14 +35,17 @@ SELECT EXISTS (
 -- Server process ids of the connections a pgsched process opened (application_name pgsched:<role>:<pid>).
 SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgsched:%%:' || %(pid)s::text
 
--- name: bench_server_facts
--- PostgreSQL version and the settings that shape the figures.
+-- name: bench_server_settings
+-- PostgreSQL version, the settings that shape the figures, and whether pg_stat_statements is there.
 SELECT current_setting('server_version') AS version,
-       current_setting('shared_buffers') AS shared_buffers,
+       current_setting('autovacuum') AS autovacuum,
        current_setting('synchronous_commit') AS synchronous_commit,
        current_setting('fsync') AS fsync,
+       current_setting('shared_buffers') AS shared_buffers,
        current_setting('max_connections') AS max_connections,
-       inet_server_addr()::text AS address
+       EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS statements_available,
+       'pg_stat_statements' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+           AS statements_loaded
 
 -- name: bench_notify_off
 -- Opt this session out of the insert trigger's NOTIFY (the "notifications disabled" baseline).
@@ -46,7 +60,33 @@ SELECT %(queue)s::text, 'noop', '{}'::jsonb FROM generate_series(1, %(n)s::int)
 -- Remove every job of a queue (the ceiling's rows, so they do not weigh on the next figure).
 DELETE FROM pgsched.jobs WHERE queue = %(queue)s::text
 
--- name: bench_dead_tuples
--- Live and dead tuples of pgsched.jobs from the statistics collector (sampled during a long drain).
-SELECT coalesce(n_live_tup, 0)::bigint AS live, coalesce(n_dead_tup, 0)::bigint AS dead
-  FROM pg_stat_user_tables WHERE schemaname = 'pgsched' AND relname = 'jobs'
+-- name: bench_table_stats
+-- Size with indexes, dead tuples and (auto)vacuum/analyze counts of pgsched.jobs (soak samples).
+SELECT pg_total_relation_size('pgsched.jobs')::bigint AS total_bytes,
+       coalesce(s.n_live_tup, 0)::bigint AS live, coalesce(s.n_dead_tup, 0)::bigint AS dead,
+       coalesce(s.autovacuum_count, 0)::bigint AS autovacuums, coalesce(s.autoanalyze_count, 0)::bigint AS autoanalyzes,
+       coalesce(s.analyze_count, 0)::bigint AS analyzes
+  FROM pg_stat_user_tables s WHERE s.schemaname = 'pgsched' AND s.relname = 'jobs'
+
+-- name: bench_start_latency
+-- Enqueue->start p50/p99 (ms, the database's clock) of the jobs of a queue that finished in a window.
+SELECT count(*)::bigint AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at))::float8 * 1000 AS p50_ms,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - created_at))::float8 * 1000 AS p99_ms
+  FROM pgsched.jobs
+ WHERE state = 'succeeded' AND finished_at >= %(since)s::timestamptz AND finished_at < %(until)s::timestamptz
+   AND queue = %(queue)s::text
+
+-- name: bench_clock
+-- The database's clock (soak windows are cut on it, like started_at and finished_at).
+SELECT clock_timestamp() AS now
+
+-- name: bench_statement_times
+-- Calls and total time of pgsched's statements here (not the bench's own); COPY: the view may be absent.
+COPY (
+    SELECT s.queryid, left(regexp_replace(s.query, '\s+', ' ', 'g'), 90), s.calls, s.total_exec_time
+      FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+     WHERE d.datname = current_database() AND position('pgsched.' IN s.query) > 0
+       AND position('pg_stat_statements' IN s.query) = 0 AND position('percentile_cont' IN s.query) = 0
+       AND position('pg_stat_user_tables' IN s.query) = 0
+) TO STDOUT

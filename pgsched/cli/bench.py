@@ -1,85 +1,91 @@
-"""``pgsched bench``: the throughput / latency benchmark (prints machine facts and medians)."""
+"""``pgsched bench`` and ``pgsched bench soak``: figures as tables (median, then each run), or ``--json``.
+
+Interface layer: parses options, formats the report of ``pgsched.bench``; measures nothing itself.
+Without ``--dsn`` both start a private embedded server with stock settings (the global --dsn and
+PGSCHED_DSN are ignored on purpose: a benchmark must say which server it ran on).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import click
 
-from pgsched.bench import BenchOptions, run_bench
-from pgsched.cli.base import CliContext, cli, echo_json, pass_ctx
+from pgsched.bench import STATS_STATES, BenchOptions, bench_server, run_bench
+from pgsched.bench.scratch import DEFAULT_PREFIX, Databases, admin_dsn
+from pgsched.bench.soak import Sample, SoakOptions, soak
+from pgsched.cli.base import cli, echo_json
 from pgsched.errors import ValidationError
 
 __all__ = ["bench"]
 
-_LABELS = [
-    ("drain_jobs_per_s", "drain (jobs/s, concurrency {concurrency})", "{:,.0f}"),
-    ("drain_best_jobs_per_s", "drain (jobs/s, concurrency {best})", "{:,.0f}"),
-    ("enqueue_many_jobs_per_s", "enqueue_many (jobs/s, COPY)", "{:,.0f}"),
-    ("insert_select_ceiling_per_s", "server-side INSERT ... SELECT generate_series (/s)", "{:,.0f}"),
-    ("latency_p50_ms", "enqueue->start p50 (ms, from commit)", "{:.2f}"),
-    ("latency_p95_ms", "enqueue->start p95 (ms)", "{:.2f}"),
-    ("latency_p99_ms", "enqueue->start p99 (ms)", "{:.2f}"),
-    ("result_wait_p50_ms", "enqueue->result() returned p50 (ms, no-op job)", "{:.2f}"),
-    ("result_wait_p99_ms", "enqueue->result() returned p99 (ms)", "{:.2f}"),
-    ("worker_cpu_ms_per_job", "worker CPU per job (ms)", "{:.4f}"),
-    ("postgres_cpu_ms_per_job", "Postgres backends CPU per job (ms)", "{:.4f}"),
-    ("worker_cpu_ms_per_job_best", "worker CPU per job (ms, concurrency {best})", "{:.4f}"),
-    ("postgres_cpu_ms_per_job_best", "Postgres CPU per job (ms, concurrency {best})", "{:.4f}"),
-    ("machine_busy_pct", "machine busy during drain (% of all cores)", "{:.0f}"),
-    ("enqueue_1row_notify_off_per_s", "1-row enqueue, {clients} clients, NOTIFY off (/s)", "{:,.0f}"),
-    ("enqueue_1row_adaptive_per_s", "1-row enqueue, {clients} clients, adaptive NOTIFY (/s)", "{:,.0f}"),
-    ("enqueue_1row_notify_always_per_s", "1-row enqueue, {clients} clients, a worker waiting (/s)", "{:,.0f}"),
-    ("drain_small_backlog_per_s", "drain, rounds of a {small:,}-job backlog (jobs/s, c={best})", "{:,.0f}"),
-    ("drain_large_backlog_per_s", "drain, a {backlog:,}-job backlog (jobs/s, c={best})", "{:,.0f}"),
-    ("claim_ms_small_backlog", "claim of 250 over a {small:,}-job backlog (ms, EXPLAIN ANALYZE)", "{:.2f}"),
-    ("claim_ms_large_backlog", "claim of 250 over a {backlog:,}-job backlog (ms, EXPLAIN ANALYZE)", "{:.2f}"),
-    ("max_dead_tuples", "max n_dead_tup of pgsched.jobs during the backlog", "{:,.0f}"),
-]
+Row = tuple[str, str, str, str | None]  # label, figure key, format, key of the 100 % reference
+
+_dsn_option = click.option("--dsn", help="Measure this server instead of a private stock one (scratch databases).")
+_prefix_option = click.option("--db-prefix", default=DEFAULT_PREFIX, show_default=True, help="Scratch-database prefix.")
+_json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
-@cli.command()
-@click.option("--runs", type=int, default=3, show_default=True, help="Runs per figure; the median is reported.")
-@click.option("--jobs", type=int, default=20_000, show_default=True, help="Pre-enqueued no-op jobs to drain.")
-@click.option("--concurrency", type=int, default=10, show_default=True, help="Worker concurrency.")
-@click.option("--latency-samples", type=int, default=200, show_default=True)
-@click.option("--clients", type=int, default=16, show_default=True, help="Clients of the single-row enqueue test.")
-@click.option("--enqueue-seconds", type=float, default=3.0, show_default=True)
-@click.option("--best-concurrency", type=int, default=100, show_default=True, help="Second drain's concurrency.")
-@click.option("--backlog", type=int, default=200_000, show_default=True, help="Large backlog to drain.")
-@click.option("--small-backlog", type=int, default=2_000, show_default=True, help="Backlog of the comparison.")
-@click.option("--dsn", "server_dsn", help="Server to benchmark (scratch databases are created there).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-def bench(
-    ctx: CliContext,
-    server_dsn: str | None,
-    runs: int,
-    jobs: int,
-    concurrency: int,
-    latency_samples: int,
-    clients: int,
-    enqueue_seconds: float,
-    best_concurrency: int,
-    backlog: int,
-    small_backlog: int,
-    as_json: bool,
-) -> None:
-    """Measure drain, enqueue and latency on a scratch database of the --dsn server (created and dropped)."""
-    for name, value, low in (("runs", runs, 1), ("jobs", jobs, 1), ("latency-samples", latency_samples, 2),
-                            ("concurrency", concurrency, 1), ("best-concurrency", best_concurrency, 1),
-                            ("backlog", backlog, 1), ("small-backlog", small_backlog, 1)):  # fmt: skip
-        if value < low:
-            raise ValidationError(name, f"must be at least {low}")
-    options = BenchOptions(
-        server_dsn or ctx.dsn(), runs, jobs, concurrency, latency_samples, clients, enqueue_seconds,
-        best_concurrency, backlog, small_backlog,
-    )  # fmt: skip
+def _quiet() -> None:
+    """The private server's start and the scratch migrations are not news in a benchmark's output."""
+    for name in ("pgsched.embedded", "pgsched.migrate"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).getEffectiveLevel()))
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    if value < low:
+        raise ValidationError(name, f"must be at least {low}")
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValidationError("processes", f"expected comma-separated counts, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValidationError("processes", "every count must be at least 1")
+    return values
+
+
+@cli.group(invoke_without_command=True)
+@_dsn_option
+@_prefix_option
+@click.option("--runs", type=int, default=3, show_default=True, help="Runs; each figure's median and every run.")
+@click.option("--backlog", type=int, default=100_000, show_default=True, help="No-op jobs queued before workers start.")
+@click.option("--concurrency", type=int, default=10, show_default=True, help="Concurrency of each worker process.")
+@click.option("--processes", default="1,2,4", show_default=True, help="Worker process counts (statistics after load).")
+@click.option("--stats", "stats_states", default=",".join(STATS_STATES), show_default=True,
+              help="Statistics states of the one-process drain.")  # fmt: skip
+@click.option("--bulk-jobs", type=int, default=20_000, show_default=True, help="Rows of each bulk enqueue path.")
+@click.option("--enqueue-samples", type=int, default=500, show_default=True, help="Single enqueue calls timed.")
+@click.option("--latency-samples", type=int, default=200, show_default=True, help="Enqueue->start probes.")
+@click.option("--clients", type=int, default=16, show_default=True, help="Clients of the single-row NOTIFY test.")
+@click.option("--enqueue-seconds", type=float, default=3.0, show_default=True, help="Length of each NOTIFY variant.")
+@_json_option
+@click.pass_context
+def bench(ctx: click.Context, dsn: str | None, db_prefix: str, runs: int, backlog: int, concurrency: int,
+          processes: str, stats_states: str, bulk_jobs: int, enqueue_samples: int, latency_samples: int,
+          clients: int, enqueue_seconds: float, as_json: bool) -> None:  # fmt: skip
+    """Cold-worker drains per statistics state and process count, enqueue paths, NOTIFY, CPU per job."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _quiet()
+    for name, value, low in (("runs", runs, 1), ("backlog", backlog, 1), ("concurrency", concurrency, 1),
+                             ("bulk-jobs", bulk_jobs, 1_000), ("enqueue-samples", enqueue_samples, 2),
+                             ("latency-samples", latency_samples, 2), ("clients", clients, 1)):  # fmt: skip
+        _at_least(name, value, low)
+    states = tuple(s.strip() for s in stats_states.split(",") if s.strip())
+    if not states or set(states) - set(STATS_STATES):
+        raise ValidationError("stats", f"choose among {', '.join(STATS_STATES)}")
+    options = BenchOptions(dsn, db_prefix, runs, backlog, concurrency, _counts(processes), states, bulk_jobs,
+                           enqueue_samples, latency_samples, clients, enqueue_seconds)  # fmt: skip
 
     def progress(done: int, figures: dict[str, float]) -> None:
         if not as_json:
-            summary = ", ".join(f"{k}={v:,.2f}" for k, v in figures.items())
-            click.echo(f"run {done}/{runs}: {summary}", err=True)
+            click.echo(f"run {done}/{runs} done ({len(figures)} figures)", err=True)
 
     report = run_bench(options, progress=progress)
     if as_json:
@@ -89,46 +95,160 @@ def bench(
 
 
 def _print(report: dict[str, Any]) -> None:
-    m, pg, opts = report["machine"], report["postgres"], report["options"]
+    m, server, opts = report["machine"], report["server"], report["options"]
     click.echo(f"machine: {m['cores']} cores, {m['cpu']}, {m['memory_gib']} GiB, {m['system']}, Python {m['python']}")
     click.echo(f"load average: before {_load(m['load_average'])}, after {_load(report['load_average_after'])}")
+    _print_server(server, report["warnings"])
+    click.echo(f"median of {opts['runs']} runs (each run in brackets)")
+    backlog, c = opts["backlog"], opts["concurrency"]
+    _drain_table(report, f"stats states: one cold worker process (concurrency {c}), {backlog:,}-job backlog",
+                 [(s, f"drain.{s}.1", "drain.none.1") for s in opts["stats_states"]], "% of none")  # fmt: skip
+    _drain_table(report, f"cold worker processes (concurrency {c} each, statistics after load), {backlog:,} jobs",
+                 [(f"{n} process{'es' if n > 1 else ''}", f"drain.after-load.{n}", "drain.after-load.1")
+                  for n in opts["processes"]], "% of one")  # fmt: skip
+    _table(report, "CPU per job (one process, statistics after load), ms", [
+        ("worker process", "drain.after-load.1.worker_cpu_ms_per_job", "{:.4f}", None),
+        ("its PostgreSQL backends", "drain.after-load.1.postgres_cpu_ms_per_job", "{:.4f}", None),
+    ], "")  # fmt: skip
+    _table(report, f"enqueue ({opts['bulk_jobs']:,} rows per bulk path, jobs/s)", [
+        ("single enqueue call p50 (ms, warm app)", "enqueue.single_p50_ms", "{:.3f}", None),
+        ("single enqueue call p99 (ms)", "enqueue.single_p99_ms", "{:.3f}", None),
+        ("INSERT ... SELECT generate_series (ceiling)", "enqueue.insert_select_per_s", "{:,.0f}", None),
+        ("enqueue_many, one call (one COPY)", "enqueue.copy_per_s", "{:,.0f}", "enqueue.insert_select_per_s"),
+        ("enqueue_many, calls of 1,000", "enqueue.many_1000_per_s", "{:,.0f}", "enqueue.copy_per_s"),
+    ], "% of row above")  # fmt: skip
+    _table(report, f"single-row enqueue, {opts['clients']} clients, /s", [
+        ("notifications off", "notify.off_per_s", "{:,.0f}", None),
+        ("adaptive, nobody waiting", "notify.adaptive_per_s", "{:,.0f}", "notify.off_per_s"),
+        ("a worker waiting (NOTIFY each)", "notify.waiting_per_s", "{:,.0f}", "notify.off_per_s"),
+    ], "% of off")  # fmt: skip
+    _table(report, "idle listening worker, ms", [
+        ("enqueue returned -> task started p50", "latency.start_p50_ms", "{:.2f}", None),
+        ("enqueue returned -> task started p99", "latency.start_p99_ms", "{:.2f}", None),
+        ("enqueue -> result() returned p50 (no-op job)", "latency.result_p50_ms", "{:.2f}", None),
+        ("enqueue -> result() returned p99", "latency.result_p99_ms", "{:.2f}", None),
+    ], "")  # fmt: skip
+
+
+def _drain_table(report: dict[str, Any], title: str, rows: Sequence[tuple[str, str, str]], ratio: str) -> None:
+    """Jobs/s by the database (first start to last finish), its ratio, wall-clock rates, start-up, ANALYZEs."""
+    median, runs = report["median"], report["runs"]
+    present = [row for row in rows if f"{row[1]}.jobs_per_s" in median]
+    if not present:
+        return
+    click.echo(f"\n{title}")
+    click.echo(f"  {'':<14} {'jobs/s (DB)':>11} {ratio:>10} {'wall, 1st job':>13} {'from spawn':>10} "
+               f"{'1st job s':>9} {'ANALYZE':>7} {'auto':>4}  per run (DB)")  # fmt: skip
+    for label, key, reference in present:
+        rate, base = median[f"{key}.jobs_per_s"], median.get(f"{reference}.jobs_per_s")
+        share = f"{100.0 * rate / base:.0f}" if base else "-"
+        per_run = " ".join(f"{run[f'{key}.jobs_per_s']:,.0f}" for run in runs if f"{key}.jobs_per_s" in run)
+        click.echo(f"  {label:<14} {rate:>11,.0f} {share:>10} {median[f'{key}.from_first_jobs_per_s']:>13,.0f} "
+                   f"{median[f'{key}.from_spawn_jobs_per_s']:>10,.0f} {median[f'{key}.first_job_s']:>9.2f} "
+                   f"{median[f'{key}.analyzes']:>7.0f} {median[f'{key}.autoanalyzes']:>4.0f}  [{per_run}]")  # fmt: skip
+
+
+def _print_server(server: dict[str, Any], warnings: Sequence[str]) -> None:
+    where = "private embedded server, stock settings" if server.get("private") else "--dsn server"
     click.echo(
-        f"postgres: {pg.get('version')} (shared_buffers={pg.get('shared_buffers')}, "
-        f"synchronous_commit={pg.get('synchronous_commit')}, fsync={pg.get('fsync')})"
+        f"postgres {server.get('version')} ({where}): autovacuum={server.get('autovacuum')}, "
+        f"synchronous_commit={server.get('synchronous_commit')}, fsync={server.get('fsync')}, "
+        f"shared_buffers={server.get('shared_buffers')}, pg_stat_statements "
+        f"{'loaded' if server.get('statements_loaded') else 'not loaded'}"
     )
-    click.echo(
-        f"workload: {opts['jobs']:,} no-op jobs, one worker process, concurrency {opts['concurrency']}; "
-        f"median of {opts['runs']} runs"
-    )
-    names = {"clients": opts["clients"], "concurrency": opts["concurrency"], "best": opts["best_concurrency"],
-             "backlog": opts["backlog"], "small": opts["small_backlog"]}  # fmt: skip
-    for key, label, fmt in _LABELS:
-        if key in report["median"]:
-            per_run = " ".join(fmt.format(r[key]) for r in report["runs"] if key in r)
-            click.echo(f"  {label.format(**names):<60} {fmt.format(report['median'][key]):>10}   ({per_run})")
-    _print_backlog(report)
+    for warning in warnings:
+        click.echo(f"WARNING: {warning}")
 
 
-def _print_backlog(report: dict[str, Any]) -> None:
-    for index, detail in enumerate(report.get("details", []), 1):
-        dead = " ".join(f"{t:.0f}s:{d}" for t, _, d in detail.get("dead_tuples", [])[::4])
-        click.echo(f"  run {index} n_dead_tup over the backlog drain (every 2 s): {dead}")
-    explains = report.get("details", [{}])[-1].get("claim_explains", [])
-    if explains:
-        plan = explains[0]["plan"]
-        click.echo("  claim plan over the large backlog (last run, EXPLAIN ANALYZE BUFFERS, JSON top node):")
-        click.echo("    " + _plan_line(plan.get("Plan", {}), 0).replace("\n", "\n    "))
-
-
-def _plan_line(node: dict[str, Any], depth: int) -> str:
-    line = (
-        f"{'  ' * depth}{node.get('Node Type')} {node.get('Relation Name') or node.get('Index Name') or ''} "
-        f"rows={node.get('Actual Rows')} time={node.get('Actual Total Time')}ms "
-        f"hit={node.get('Shared Hit Blocks')} read={node.get('Shared Read Blocks')}"
-    )
-    children = [_plan_line(child, depth + 1) for child in node.get("Plans", [])]
-    return "\n".join([line, *children])
+def _table(report: dict[str, Any], title: str, rows: Sequence[Row], ratio_label: str) -> None:
+    median, runs = report["median"], report["runs"]
+    present = [row for row in rows if row[1] in median]
+    if not present:
+        return
+    click.echo(f"\n{title}")
+    for label, key, fmt, reference in present:
+        ratio = ""
+        if reference is not None and median.get(reference):
+            ratio = f"{100.0 * median[key] / median[reference]:.0f} {ratio_label}"
+        per_run = " ".join(fmt.format(run[key]) for run in runs if key in run)
+        click.echo(f"  {label:<46} {fmt.format(median[key]):>10}  {ratio:<18} [{per_run}]")
 
 
 def _load(value: Any) -> str:
     return "n/a" if not value else " ".join(f"{v:.2f}" for v in value)
+
+
+@bench.command("soak")
+@_dsn_option
+@_prefix_option
+@click.option("--minutes", type=float, default=20.0, show_default=True, help="Length of the soak.")
+@click.option("--rate", type=float, default=None, help="Enqueue rate (jobs/s); default: --load x measured max.")
+@click.option("--load", type=float, default=0.6, show_default=True, help="Fraction of the measured max drain rate.")
+@click.option("--producers", type=int, default=4, show_default=True, help="Producer threads.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes (leader candidates).")
+@click.option("--concurrency", type=int, default=10, show_default=True, help="Concurrency of each worker.")
+@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between report lines.")
+@click.option("--retention", type=float, default=60.0, show_default=True, help="Seconds succeeded jobs are kept.")
+@click.option("--max-backlog", type=int, default=50_000, show_default=True, help="Backlog of the max measurement.")
+@_json_option
+def soak_command(dsn: str | None, db_prefix: str, minutes: float, rate: float | None, load: float, producers: int,
+                 workers: int, concurrency: int, interval: float, retention: float, max_backlog: int,
+                 as_json: bool) -> None:  # fmt: skip
+    """Steady enqueue at ~60 % of the max while workers drain, autovacuum on; a line every --interval s."""
+    for name, value, low in (("minutes", minutes, 0.01), ("producers", producers, 1), ("workers", workers, 1),
+                             ("concurrency", concurrency, 1), ("interval", interval, 0.1),
+                             ("retention", retention, 1.0), ("max-backlog", max_backlog, 100),
+                             ("rate", rate or 1.0, 1.0), ("load", load, 0.01)):  # fmt: skip
+        _at_least(name, value, low)
+    _quiet()
+    options = SoakOptions(minutes, rate, load, producers, workers, concurrency, interval, retention, max_backlog)
+    with bench_server(dsn) as server:
+        if not as_json:
+            _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
+            click.echo(f"{'t (s)':>7} {'jobs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'size MB':>8} {'dead':>9} "
+                       f"{'autovac':>7} {'enq ms':>7}")  # fmt: skip
+        databases = Databases(admin_dsn(server.dsn), db_prefix)
+        try:
+            result = soak(databases, options, statements=server.settings.statements_loaded,
+                          emit=(lambda s: None) if as_json else _print_sample)  # fmt: skip
+        finally:
+            databases.drop_all()
+    if as_json:
+        samples = [{k: v for k, v in asdict(s).items() if k not in ("statements", "clock")} for s in result["samples"]]
+        echo_json(
+            {**result, "samples": samples, "server": server.settings.values, "warnings": server.settings.warnings}
+        )
+    else:
+        _print_summary(result)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _print_sample(s: Sample) -> None:
+    click.echo(f"{s.at:>7.1f} {s.jobs_per_s:>9,.0f} {_ms(s.p50_ms):>8} {_ms(s.p99_ms):>8} "
+               f"{s.total_bytes / 1e6:>8.1f} {s.dead:>9,} {s.autovacuums:>7} {_ms(s.enqueue_call_ms):>7}")  # fmt: skip
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    summary = result["summary"]
+    measured = result["measured_max_jobs_per_s"]
+    source = f"measured max {measured:,.0f} jobs/s" if measured else "--rate"
+    click.echo(f"\nrate {result['rate']:,.0f} jobs/s ({source})")
+    if not summary:
+        click.echo("no samples: the soak was shorter than one interval")
+        return
+    w = summary["window_s"]
+    growth = summary["size_growth_after_first_window_pct"]
+    click.echo(f"size: max {summary['size_first_window_max_bytes'] / 1e6:.1f} MB in the first {w:.0f} s, "
+               f"max {summary['size_after_max_bytes'] / 1e6:.1f} MB after ({growth:+.1f} %): "
+               f"{'flat' if growth <= 10 else 'still growing'}")  # fmt: skip
+    click.echo(f"enqueue->start p99: first {w:.0f} s {_ms(summary['p99_first_ms'])} ms, "
+               f"last {w:.0f} s {_ms(summary['p99_last_ms'])} ms")  # fmt: skip
+    click.echo(f"producer enqueue call (bench's own timing): first {_ms(summary['enqueue_call_first_ms'])} ms, "
+               f"last {_ms(summary['enqueue_call_last_ms'])} ms")  # fmt: skip
+    if summary["statements"]:
+        click.echo("statement mean times (pg_stat_statements), first window -> last window, ms:")
+        for s in summary["statements"][:15]:
+            click.echo(f"  {s['first_mean_ms']:>8.3f} -> {s['last_mean_ms']:>8.3f}  {s['query']}")

@@ -1,0 +1,110 @@
+"""Cold `pgsched worker` processes for the bench, and the CPU they and their PostgreSQL backends use.
+
+Interface-side tool. The workers are real subprocesses started after the backlog exists, as a
+deployment starts them; CPU is read from /proc (the worker's and its backends', found through
+``application_name`` ``pgsched:<role>:<pid>``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from pgsched.bench.facts import process_cpu_seconds
+from pgsched.errors import ConfigurationError
+from pgsched.queries import query
+
+__all__ = ["QUEUE", "cpu_seconds", "wait_until_drained", "wait_until_started", "wait_until_waiting", "worker_processes"]
+
+QUEUE = "bench"
+APP = "pgsched.bench.tasks:app"
+
+
+def _argv(dsn: str, concurrency: int, scheduler: bool) -> list[str]:
+    argv = [sys.executable, "-m", "pgsched", "--dsn", dsn, "--log-level", "WARNING", "worker", "--app", APP,
+            "--queues", QUEUE, "--concurrency", str(concurrency), "--grace", "5"]  # fmt: skip
+    return argv if scheduler else [*argv, "--no-scheduler"]
+
+
+@contextlib.contextmanager
+def worker_processes(
+    dsn: str, count: int, *, concurrency: int = 10, scheduler: bool = False, env: Mapping[str, str] | None = None
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``count`` worker processes now; SIGTERM (then SIGKILL) them on exit."""
+    environment = {**os.environ, **(env or {})}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(count):
+            procs.append(
+                subprocess.Popen(_argv(dsn, concurrency, scheduler), stdin=subprocess.DEVNULL, env=environment)
+            )
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def cpu_seconds(conn: psycopg.Connection[Any], procs: Sequence[subprocess.Popen[bytes]]) -> tuple[float, float]:
+    """(worker processes, their PostgreSQL backends) CPU seconds so far."""
+    workers = backends = 0.0
+    for proc in procs:
+        workers += process_cpu_seconds(proc.pid) or 0.0
+        pids = [row[0] for row in conn.execute(query("bench_backend_pids"), {"pid": proc.pid}).fetchall()]
+        backends += sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
+    return workers, backends
+
+
+def _check_alive(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is not None:
+            raise ConfigurationError(f"a bench worker exited with status {proc.returncode}")
+
+
+def wait_until_started(
+    conn: psycopg.Connection[Any], procs: Sequence[subprocess.Popen[bytes]], timeout: float = 120.0
+) -> None:
+    """Return once a job has started (the first worker is up and claiming)."""
+    deadline = time.monotonic() + timeout
+    while conn.execute(query("bench_started")).fetchone() != (True,):
+        _check_alive(procs)
+        if time.monotonic() > deadline:
+            raise ConfigurationError("no bench worker started a job in time")
+        time.sleep(0.002)
+
+
+def wait_until_drained(conn: psycopg.Connection[Any], procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
+    """Return once no job of the bench queue is queued or running."""
+    deadline = time.monotonic() + timeout
+    while conn.execute(query("bench_pending"), {"queue": QUEUE}).fetchone() == (True,):
+        _check_alive(procs)
+        if time.monotonic() > deadline:
+            raise ConfigurationError("the backlog did not drain in time")
+        time.sleep(0.005)
+
+
+def wait_until_waiting(
+    conn: psycopg.Connection[Any], procs: Sequence[subprocess.Popen[bytes]], timeout: float = 60.0
+) -> None:
+    """Return once every worker process is registered, idle and listening on the bench queue."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        while conn.execute(query("bench_worker_waiting"), {"queue": QUEUE, "pid": proc.pid}).fetchone() != (True,):
+            _check_alive(procs)
+            if time.monotonic() > deadline:
+                raise ConfigurationError("a bench worker did not become idle in time")
+            time.sleep(0.02)

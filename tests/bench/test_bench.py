@@ -1,0 +1,106 @@
+"""`pgsched bench` on small sizes: the private stock server, every drain variant, --dsn warnings, the soak.
+
+Behaviour only (rows, states, counts, cleanup), never speed: the figures are the bench's business.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from pgsched.bench.scratch import admin_dsn
+from pgsched.bench.server import settings_report
+from pgsched.bench.soak import Sample, summarize
+from pgsched.cli import cli
+from pgsched.cli.base import run_cli
+
+SMALL = ["--runs", "1", "--backlog", "2000", "--processes", "1,2", "--bulk-jobs", "1000", "--enqueue-samples", "20",
+         "--latency-samples", "10", "--enqueue-seconds", "0.3"]  # fmt: skip
+ENQUEUE_FIGURES = ("enqueue.single_p50_ms", "enqueue.many_1000_per_s", "enqueue.copy_per_s",
+                   "enqueue.insert_select_per_s", "notify.off_per_s", "notify.waiting_per_s",
+                   "latency.start_p99_ms", "latency.result_p99_ms")  # fmt: skip
+
+
+def _databases(dsn: str, prefix: str) -> list[str]:
+    with psycopg.connect(admin_dsn(dsn), autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", [prefix]).fetchall()
+    return [row[0] for row in rows]
+
+
+@pytest.mark.slow
+def test_bench_on_its_private_stock_server_drains_every_statistics_state_and_process_count(capsys: Any) -> None:
+    code = run_cli(cli, ["bench", *SMALL, "--json"])
+    report = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    server = report["server"]
+    assert server["private"] is True
+    assert (server["autovacuum"], server["synchronous_commit"], server["fsync"]) == ("on", "on", "on")
+    assert not [w for w in report["warnings"] if not w.startswith("pg_stat_statements")]
+    median = report["median"]
+    for state in ("none", "after-load", "every-0.5s"):
+        assert median[f"drain.{state}.1.jobs_per_s"] > 0
+        assert median[f"drain.{state}.1.from_spawn_jobs_per_s"] > 0
+    assert median["drain.none.1.analyzes"] == 0
+    assert median["drain.after-load.1.analyzes"] == 1
+    assert median["drain.every-0.5s.1.analyzes"] >= 1
+    assert median["drain.after-load.2.jobs_per_s"] > 0
+    assert median["drain.after-load.1.worker_cpu_ms_per_job"] > 0
+    for key in ENQUEUE_FIGURES:
+        assert median[key] > 0, key
+
+
+def test_bench_with_dsn_warns_where_the_server_differs_from_stock(dsn: str) -> None:
+    name = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(sql.Identifier(str(name))))
+
+    report = settings_report(dsn)
+
+    assert report.values["synchronous_commit"] == "off"
+    assert any(w.startswith("synchronous_commit = off (stock: on)") for w in report.warnings)
+    with psycopg.connect(dsn) as conn:
+        autovacuum = conn.execute("SHOW autovacuum").fetchone()
+    assert any(w.startswith("autovacuum") for w in report.warnings) == (autovacuum != ("on",))
+
+
+def test_soak_prints_a_line_per_interval_and_drops_its_databases(dsn: str, capsys: Any) -> None:
+    prefix = "pgsched_t_soak"
+    argv = ["bench", "soak", "--dsn", dsn, "--db-prefix", prefix, "--minutes", "0.1", "--interval", "1",
+            "--rate", "200", "--producers", "2", "--retention", "2"]  # fmt: skip
+
+    code = run_cli(cli, argv)
+    out = capsys.readouterr().out
+
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(lines) >= 4
+    assert sum(int(line.split()[1].replace(",", "")) for line in lines) > 0  # jobs ran
+    assert "rate 200 jobs/s (--rate)" in out
+    assert "enqueue->start p99: first" in out
+    assert _databases(dsn, prefix) == []
+
+
+def _sample(at: float, size: int, statements: dict[str, tuple[str, int, float]]) -> Sample:
+    clock = datetime(2026, 1, 1, tzinfo=UTC)
+    return Sample(at, 100.0, 1.0, 2.0, size, 0, 0, 0, 1.0, clock, statements)
+
+
+def test_soak_summary_tells_a_growing_table_and_a_slowing_statement_from_flat_ones() -> None:
+    growing = [_sample(10.0 * i, 1_000 * i, {"q": ("UPDATE x", 10 * i, 10.0 * i * i)}) for i in range(1, 10)]
+    flat = [_sample(10.0 * i, 1_000, {"q": ("UPDATE x", 10 * i, 1.0 * i)}) for i in range(1, 10)]
+
+    grows, stays = summarize(growing), summarize(flat)
+
+    assert grows["size_growth_after_first_window_pct"] > 100
+    assert stays["size_growth_after_first_window_pct"] == 0
+    [slower] = grows["statements"]
+    assert slower["last_mean_ms"] > slower["first_mean_ms"]
+    [same] = stays["statements"]
+    assert same["last_mean_ms"] == pytest.approx(same["first_mean_ms"])
