@@ -8,9 +8,9 @@ PGSCHED_DSN are ignored on purpose: a benchmark must say which server it ran on)
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -26,7 +26,13 @@ Row = tuple[str, str, str, str | None]  # label, figure key, format, key of the 
 
 _dsn_option = click.option("--dsn", help="Measure this server instead of a private stock one (scratch databases).")
 _prefix_option = click.option("--db-prefix", default=DEFAULT_PREFIX, show_default=True, help="Scratch-database prefix.")
+_F = TypeVar("_F", bound=Callable[..., Any])
 _json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _option(flag: str, default: float, help_text: str) -> Callable[[_F], _F]:
+    """A numeric option whose type is its default's."""
+    return click.option(flag, type=type(default), default=default, show_default=True, help=help_text)
 
 
 def _quiet() -> None:
@@ -53,17 +59,17 @@ def _counts(text: str) -> tuple[int, ...]:
 @cli.group(invoke_without_command=True)
 @_dsn_option
 @_prefix_option
-@click.option("--runs", type=int, default=3, show_default=True, help="Runs; each figure's median and every run.")
-@click.option("--backlog", type=int, default=100_000, show_default=True, help="No-op jobs queued before workers start.")
-@click.option("--concurrency", type=int, default=10, show_default=True, help="Concurrency of each worker process.")
+@_option("--runs", 3, "Runs; each figure's median and every run.")
+@_option("--backlog", 100_000, "No-op jobs queued before workers start.")
+@_option("--concurrency", 10, "Concurrency of each worker process.")
 @click.option("--processes", default="1,2,4", show_default=True, help="Worker process counts (statistics after load).")
 @click.option("--stats", "stats_states", default=",".join(STATS_STATES), show_default=True,
               help="Statistics states of the one-process drain.")  # fmt: skip
-@click.option("--bulk-jobs", type=int, default=20_000, show_default=True, help="Rows of each bulk enqueue path.")
-@click.option("--enqueue-samples", type=int, default=500, show_default=True, help="Single enqueue calls timed.")
-@click.option("--latency-samples", type=int, default=200, show_default=True, help="Enqueue->start probes.")
-@click.option("--clients", type=int, default=16, show_default=True, help="Clients of the single-row NOTIFY test.")
-@click.option("--enqueue-seconds", type=float, default=3.0, show_default=True, help="Length of each NOTIFY variant.")
+@_option("--bulk-jobs", 20_000, "Rows of each bulk enqueue path.")
+@_option("--enqueue-samples", 500, "Single enqueue calls timed.")
+@_option("--latency-samples", 200, "Enqueue->start probes.")
+@_option("--clients", 16, "Clients of the single-row NOTIFY test.")
+@_option("--enqueue-seconds", 3.0, "Length of each NOTIFY variant.")
 @_json_option
 @click.pass_context
 def bench(ctx: click.Context, dsn: str | None, db_prefix: str, runs: int, backlog: int, concurrency: int,
@@ -181,15 +187,15 @@ def _load(value: Any) -> str:
 @bench.command("soak")
 @_dsn_option
 @_prefix_option
-@click.option("--minutes", type=float, default=20.0, show_default=True, help="Length of the soak.")
+@_option("--minutes", 20.0, "Length of the soak.")
 @click.option("--rate", type=float, default=None, help="Enqueue rate (jobs/s); default: --load x measured max.")
-@click.option("--load", type=float, default=0.6, show_default=True, help="Fraction of the measured max drain rate.")
-@click.option("--producers", type=int, default=4, show_default=True, help="Producer threads.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes (leader candidates).")
-@click.option("--concurrency", type=int, default=10, show_default=True, help="Concurrency of each worker.")
-@click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between report lines.")
-@click.option("--retention", type=float, default=60.0, show_default=True, help="Seconds succeeded jobs are kept.")
-@click.option("--max-backlog", type=int, default=50_000, show_default=True, help="Backlog of the max measurement.")
+@_option("--load", 0.6, "Fraction of the measured max drain rate.")
+@_option("--producers", 4, "Producer threads.")
+@_option("--workers", 1, "Worker processes (leader candidates).")
+@_option("--concurrency", 10, "Concurrency of each worker.")
+@_option("--interval", 10.0, "Seconds between report lines.")
+@_option("--retention", 60.0, "Seconds succeeded jobs are kept.")
+@_option("--max-backlog", 50_000, "Backlog of the max measurement.")
 @_json_option
 def soak_command(dsn: str | None, db_prefix: str, minutes: float, rate: float | None, load: float, producers: int,
                  workers: int, concurrency: int, interval: float, retention: float, max_backlog: int,
