@@ -50,13 +50,14 @@ class BenchServer:
 
 
 @contextmanager
-def bench_server(dsn: str | None) -> Iterator[BenchServer]:
-    """The server to measure: ``dsn``'s, or a private stock one started now and removed afterwards."""
+def bench_server(dsn: str | None, *, statements: bool = False) -> Iterator[BenchServer]:
+    """The server to measure: ``dsn``'s, or a private stock one started now and removed afterwards
+    (with pg_stat_statements preloaded when ``statements`` are wanted)."""
     if dsn is not None:
-        yield BenchServer(dsn, settings_report(dsn), private=False)
+        yield BenchServer(dsn, settings_report(dsn, statements=statements), private=False)
         return
-    with PrivateServer() as private_dsn:
-        yield BenchServer(private_dsn, settings_report(private_dsn), private=True)
+    with PrivateServer(statements=statements) as private_dsn:
+        yield BenchServer(private_dsn, settings_report(private_dsn, statements=statements), private=True)
 
 
 def medians(runs: list[dict[str, float]]) -> dict[str, float]:

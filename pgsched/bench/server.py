@@ -1,8 +1,8 @@
 """The server `pgsched bench` measures: a private embedded one with stock settings, or ``--dsn``'s.
 
 Interface-side tool. ``PrivateServer`` starts the embedded PostgreSQL in a temporary directory
-(stock settings: autovacuum, fsync and synchronous_commit on; ``pg_stat_statements`` preloaded
-when the server ships it) and deletes it on exit. ``settings_report`` reads what shapes the figures
+(stock settings: autovacuum, fsync and synchronous_commit on; for the soak, ``pg_stat_statements``
+preloaded when the server ships it) and deletes it on exit. ``settings_report`` reads what shapes the figures
 and says where a server differs from stock, so a figure from a tuned server is never mistaken
 for what users get.
 """
@@ -40,8 +40,9 @@ class ServerSettings:
         return bool(self.values.get("statements_loaded"))
 
 
-def settings_report(dsn: str) -> ServerSettings:
-    """The server's version and settings, with one warning per difference from stock."""
+def settings_report(dsn: str, *, statements: bool = False) -> ServerSettings:
+    """The server's version and settings, with one warning per difference from stock (and, when
+    ``statements`` are wanted, one if pg_stat_statements is not loaded)."""
     with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
         values = dict(cur.execute(query("bench_server_settings")).fetchone() or {})
     warnings = [
@@ -49,23 +50,27 @@ def settings_report(dsn: str) -> ServerSettings:
         for name, stock in STOCK.items()
         if str(values.get(name)) != stock
     ]
-    if not values.get("statements_loaded"):
+    if statements and not values.get("statements_loaded"):
         state = "available but not preloaded" if values.get("statements_available") else "not installed"
         warnings.append(f"pg_stat_statements is {state}: statement times come from the bench's own timings")
     return ServerSettings(values, warnings)
 
 
 class PrivateServer:
-    """An embedded PostgreSQL with stock settings in a temporary directory, removed on exit."""
+    """An embedded PostgreSQL with stock settings in a temporary directory, removed on exit.
 
-    def __init__(self) -> None:
+    With ``statements``, pg_stat_statements is preloaded (one restart) when the server ships it.
+    """
+
+    def __init__(self, *, statements: bool = False) -> None:
+        self._statements = statements
         self._root = Path(tempfile.mkdtemp(prefix="pgsched-bench-"))
         self._server = EmbeddedPostgres(self._root / "data", dbname="postgres")
 
     def __enter__(self) -> str:
         try:
             dsn = self._server.start()
-            if self._ships_statements(dsn):
+            if self._statements and self._ships_statements(dsn):
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(_PRELOAD_STATEMENTS)
                 self._server.stop()  # preloading takes a restart

@@ -208,7 +208,7 @@ def soak_command(dsn: str | None, db_prefix: str, minutes: float, rate: float | 
         _at_least(name, value, low)
     _quiet()
     options = SoakOptions(minutes, rate, load, producers, workers, concurrency, interval, retention, max_backlog)
-    with bench_server(dsn) as server:
+    with bench_server(dsn, statements=True) as server:
         if not as_json:
             _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
             click.echo(f"{'t (s)':>7} {'jobs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'size MB':>8} {'dead':>9} "
