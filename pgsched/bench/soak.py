@@ -68,6 +68,7 @@ class _Producers:
         self._dsn, self._rate, self._stop = dsn, rate / count, threading.Event()
         self._lock = threading.Lock()
         self._calls: list[float] = []
+        self._error: BaseException | None = None
         self._threads = [threading.Thread(target=self._run, name=f"bench-producer-{i}") for i in range(count)]
 
     def __enter__(self) -> _Producers:
@@ -81,7 +82,9 @@ class _Producers:
             thread.join(30)
 
     def take_call_ms(self) -> float | None:
-        """Mean ms per enqueue call since the last take."""
+        """Mean ms per enqueue call since the last take; raises what stopped a producer."""
+        if self._error is not None:
+            raise ConfigurationError(f"a soak producer stopped: {self._error}")
         with self._lock:
             calls, self._calls = self._calls, []
         return sum(calls) / len(calls) if calls else None
@@ -99,6 +102,8 @@ class _Producers:
                 with self._lock:
                     self._calls.append((time.perf_counter() - call) * 1000)
                 sent += due
+        except Exception as exc:  # reported by the sampler: a silent producer would fake a low rate
+            self._error = exc
         finally:
             app.close()
 
