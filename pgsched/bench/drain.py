@@ -116,7 +116,7 @@ def _timed(
         wait_until_started(conn, procs)
         first = time.perf_counter()
         workers_before, backends_before = cpu_seconds(conn, procs)
-        wait_until_drained(conn, procs, timeout=max(120.0, backlog / 500))
+        wait_until_drained(conn, procs, timeout=max(300.0, backlog / 100))
         drained = time.perf_counter()
         workers_after, backends_after = cpu_seconds(conn, procs)
     table = conn.execute(query("bench_table_stats")).fetchone()

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -38,25 +39,38 @@ def _argv(dsn: str, concurrency: int, scheduler: bool) -> list[str]:
 def worker_processes(
     dsn: str, count: int, *, concurrency: int = 10, scheduler: bool = False, env: Mapping[str, str] | None = None
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Start ``count`` worker processes now; SIGTERM (then SIGKILL) them on exit."""
+    """Start ``count`` worker processes now; SIGTERM (then SIGKILL) them on exit.
+
+    Their stderr goes to temporary files, echoed only for a worker that failed: a clean stop's
+    "stopping: ..." line is not news in a benchmark's output.
+    """
     environment = {**os.environ, **(env or {})}
     procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for _ in range(count):
-            procs.append(
-                subprocess.Popen(_argv(dsn, concurrency, scheduler), stdin=subprocess.DEVNULL, env=environment)
-            )
-        yield procs
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(count)]
+        try:
+            for log in logs:
+                argv = _argv(dsn, concurrency, scheduler)
+                procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=log, env=environment))
+            yield procs
+        finally:
+            _stop(procs)
+            for proc, log in zip(procs, logs, strict=False):
+                if proc.returncode != 0:
+                    log.seek(0)
+                    sys.stderr.write(log.read().decode(errors="replace"))
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def cpu_seconds(conn: psycopg.Connection[Any], procs: Sequence[subprocess.Popen[bytes]]) -> tuple[float, float]:
