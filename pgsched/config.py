@@ -13,9 +13,33 @@ from typing import Any
 from pgsched.errors import ConfigurationError
 from pgsched.job import DEFAULT_MAX_PAYLOAD_BYTES
 
-__all__ = ["DEFAULT_RESULT_MAX_BYTES", "Settings"]
+__all__ = [
+    "BUILTIN_CAP_DEFAULT_BYTES",
+    "BUILTIN_CAP_HARD_MAX_BYTES",
+    "DEFAULT_RESULT_MAX_BYTES",
+    "Settings",
+    "output_cap",
+]
 
 DEFAULT_RESULT_MAX_BYTES = 1024 * 1024  # as the args cap; jsonb itself allows up to 256 MiB
+# Output kept by the built-in tasks (shell stdout/stderr, http response body): the server default and
+# the ceiling no setting may pass (a job may only ask for less than the setting).
+BUILTIN_CAP_DEFAULT_BYTES = 64 * 1024
+BUILTIN_CAP_HARD_MAX_BYTES = 8 * 1024 * 1024
+
+
+def output_cap(name: str, value: int) -> int:
+    """``value`` if it is a valid built-in output cap, else ConfigurationError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= BUILTIN_CAP_HARD_MAX_BYTES:
+        raise ConfigurationError(f"{name} must be from 1 to {BUILTIN_CAP_HARD_MAX_BYTES} bytes, got {value!r}")
+    return value
+
+
+def _entries(env: Mapping[str, str], name: str, separators: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    for sep in separators[1:]:
+        raw = raw.replace(sep, separators[0])
+    return tuple(e.strip() for e in raw.split(separators[0]) if e.strip())
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -78,6 +102,14 @@ class Settings:
     api_page_size: int = 50
     api_max_page_size: int = 1000
     api_statement_timeout_seconds: float = 5.0
+    # Built-in tasks (pgsched.builtins). shell_allow: the commands pgsched.shell may run (empty: none);
+    # shell_user: who runs them when the worker is root; http_allow: host[:port] entries pgsched.http
+    # may call; the caps bound what a job keeps (a job may ask for less, never more).
+    shell_allow: tuple[str, ...] = ()
+    shell_user: str = "nobody"
+    shell_max_output_bytes: int = BUILTIN_CAP_DEFAULT_BYTES
+    http_allow: tuple[str, ...] = ()
+    http_max_response_bytes: int = BUILTIN_CAP_DEFAULT_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -110,6 +142,17 @@ class Settings:
             api_page_size=int(_float(env, "PGSCHED_API_PAGE_SIZE", 50)),
             api_max_page_size=int(_float(env, "PGSCHED_API_MAX_PAGE_SIZE", 1000)),
             api_statement_timeout_seconds=_float(env, "PGSCHED_API_STATEMENT_TIMEOUT_SECONDS", 5.0),
+            shell_allow=_entries(env, "PGSCHED_SHELL_ALLOW", "\n"),
+            shell_user=env.get("PGSCHED_SHELL_USER") or "nobody",
+            shell_max_output_bytes=output_cap(
+                "PGSCHED_SHELL_MAX_OUTPUT_BYTES",
+                int(_float(env, "PGSCHED_SHELL_MAX_OUTPUT_BYTES", BUILTIN_CAP_DEFAULT_BYTES)),
+            ),
+            http_allow=_entries(env, "PGSCHED_HTTP_ALLOW", ", \n\t"),
+            http_max_response_bytes=output_cap(
+                "PGSCHED_HTTP_MAX_RESPONSE_BYTES",
+                int(_float(env, "PGSCHED_HTTP_MAX_RESPONSE_BYTES", BUILTIN_CAP_DEFAULT_BYTES)),
+            ),
         )
         return settings.with_(**{k: v for k, v in overrides.items() if v is not None})
 

@@ -16,6 +16,7 @@ __all__ = [
     "JobFailed",
     "JobNotFound",
     "MigrationError",
+    "PermanentError",
     "PgschedError",
     "ResultTimeout",
     "ScheduleNotFound",
@@ -35,6 +36,11 @@ class ValidationError(PgschedError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class PermanentError(PgschedError):
+    """Raised by a task when retrying cannot help: the job goes to the dead-letter queue at once,
+    whatever attempts it has left (for example a command outside the worker's shell allowlist)."""
 
 
 class ConfigurationError(PgschedError):

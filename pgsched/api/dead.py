@@ -15,6 +15,7 @@ from starlette.routing import Route
 from pgsched.api.auth import protected
 from pgsched.api.jobs import job_page
 from pgsched.api.state import api_state
+from pgsched.api.task_policy import authorize_dead_retry
 from pgsched.api.validation import parse_datetime, read_object
 from pgsched.errors import ValidationError
 from pgsched.job import validate_queue, validate_task_name
@@ -43,6 +44,7 @@ async def list_dead(request: Request) -> Response:
 async def retry_dead(request: Request) -> Response:
     state = api_state(request)
     filters = _filters(await read_object(request, optional=True), {"queue", "task"})
+    await authorize_dead_retry(request, **filters)
     ids = await state.jobs.dead_retry_many(**filters)
     return JSONResponse({"retried": len(ids), "ids": ids})
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from pgsched.api.auth import protected
 from pgsched.api.state import ApiState, api_state
+from pgsched.api.task_policy import authorize_task
 from pgsched.api.validation import (
     decode_cursor,
     encode_cursor,
@@ -43,6 +44,7 @@ def _new_job(state: ApiState, item: object) -> NewJob:
 async def create_job(request: Request) -> Response:
     state = api_state(request)
     job = _new_job(state, await read_object(request))
+    await authorize_task(request, job.task)
     if job.run_key is not None:
         known = await state.cache.get_async(job.run_key)
         existing = await state.jobs.job_get(known) if known is not None else None
@@ -68,6 +70,7 @@ async def create_batch(request: Request) -> Response:
             jobs.append(_new_job(state, item))
         except ValidationError as exc:
             raise ValidationError(f"jobs[{index}].{exc.field}", exc.message) from None
+    await authorize_task(request, [job.task for job in jobs])
     ids = await state.jobs.job_insert_many(jobs)
     return JSONResponse({"ids": ids}, status_code=201)
 
@@ -127,6 +130,7 @@ async def update_job(request: Request) -> Response:
     state = api_state(request)
     job_id = parse_id(request.path_params["id"])
     changes = _changes(await read_object(request), state.settings.max_payload_bytes)
+    await authorize_task(request, (await _job_or_404(state, job_id)).task)
     job = await state.jobs.job_update(job_id, changes)
     return JSONResponse(job.to_dict())
 
@@ -141,6 +145,7 @@ async def cancel_job(request: Request) -> Response:
 async def retry_job(request: Request) -> Response:
     state = api_state(request)
     job_id = parse_id(request.path_params["id"])
+    await authorize_task(request, (await _job_or_404(state, job_id)).task)
     await state.jobs.job_retry(job_id)
     return JSONResponse((await _job_or_404(state, job_id)).to_dict())
 

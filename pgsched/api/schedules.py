@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from pgsched.api.auth import protected
 from pgsched.api.state import api_state
+from pgsched.api.task_policy import authorize_task
 from pgsched.api.validation import (
     decode_cursor,
     decode_name_cursor,
@@ -67,6 +68,7 @@ def _as_body(schedule: Schedule) -> dict[str, Any]:
 
 async def create_schedule(request: Request) -> Response:
     spec = _spec(await read_object(request))
+    await authorize_task(request, spec.task)
     schedule, created = await api_state(request).schedules.schedule_upsert(spec)
     return JSONResponse(schedule.to_dict(), status_code=201 if created else 200)
 
@@ -96,6 +98,7 @@ async def update_schedule(request: Request) -> Response:
         raise ValidationError("body", "give at least one field to change")
     current = await state.schedules.schedule_get(name)
     spec = _spec({**_as_body(current), **body})
+    await authorize_task(request, spec.task)
     schedule, _ = await state.schedules.schedule_upsert(spec)
     return JSONResponse(schedule.to_dict())
 
@@ -106,7 +109,9 @@ async def delete_schedule(request: Request) -> Response:
 
 
 async def trigger_schedule(request: Request) -> Response:
-    job = await api_state(request).schedules.schedule_trigger(parse_schedule_name(request.path_params["name"]))
+    name = parse_schedule_name(request.path_params["name"])
+    await authorize_task(request, (await api_state(request).schedules.schedule_get(name)).task)
+    job = await api_state(request).schedules.schedule_trigger(name)
     return JSONResponse(job.to_dict(), status_code=201)
 
 

@@ -98,8 +98,19 @@ def _queues(text: str) -> tuple[str, ...]:
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address of the metrics server.")
 @click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds running jobs get at shutdown.")
-@click.option("--allow-shell", is_flag=True, help="Enable the pgsched.shell built-in task.")
-@click.option("--http-allow", multiple=True, help="Host the pgsched.http task may call (repeat; *.domain allowed).")
+@click.option(
+    "--allow-shell",
+    "shell_allow",
+    multiple=True,
+    metavar="PATTERN",
+    help="A command pgsched.shell may run, as shell-quoted fnmatch argv patterns (repeat); none: no shell.",
+)
+@click.option("--shell-user", default=None, help="User shell commands run as when the worker is root [nobody].")
+@click.option("--shell-max-output-bytes", type=int, default=None, help="Cap on each of stdout and stderr [65536].")
+@click.option(
+    "--http-allow", multiple=True, metavar="HOST[:PORT]", help="Target pgsched.http may call (repeat; *.domain)."
+)
+@click.option("--http-max-response-bytes", type=int, default=None, help="Cap on a kept response body [65536].")
 @pass_ctx
 def worker(
     ctx: CliContext,
@@ -110,20 +121,29 @@ def worker(
     metrics_port: int | None,
     metrics_host: str,
     grace: float,
-    allow_shell: bool,
+    shell_allow: tuple[str, ...],
+    shell_user: str | None,
+    shell_max_output_bytes: int | None,
     http_allow: tuple[str, ...],
+    http_max_response_bytes: int | None,
 ) -> None:
     """Run jobs of the application's tasks until SIGTERM or SIGINT."""
     app = load_app(app_ref)
-    settings = ctx.settings if ctx.settings.dsn else app.settings
-    require_schema(settings.require_dsn())
-    config = WorkerConfig(
-        queues=_queues(queues),
-        concurrency=concurrency,
-        grace_seconds=grace,
-        allow_shell=allow_shell,
-        http_allowlist=http_allow,
+    settings = (ctx.settings if ctx.settings.dsn else app.settings).with_(
+        **{
+            key: value
+            for key, value in {
+                "shell_allow": shell_allow,
+                "shell_user": shell_user,
+                "shell_max_output_bytes": shell_max_output_bytes,
+                "http_allow": http_allow,
+                "http_max_response_bytes": http_max_response_bytes,
+            }.items()
+            if value not in (None, ())  # a flag given overrides its PGSCHED_* setting
+        }
     )
+    require_schema(settings.require_dsn())
+    config = WorkerConfig(queues=_queues(queues), concurrency=concurrency, grace_seconds=grace)
     if metrics_port is not None:
         _serve_metrics(metrics_host, metrics_port)
     job_runner = Worker(app.tasks, settings, config)

@@ -19,8 +19,6 @@ class WorkerConfig:
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 10
     grace_seconds: float = 30.0
-    allow_shell: bool = False
-    http_allowlist: tuple[str, ...] = ()
     prefetch_max: int = 500
     flush_interval: float = 0.003
     flush_size: int = 1000

@@ -11,6 +11,7 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from pgsched.errors import PermanentError
 from pgsched.retry import RetryPolicy
 from pgsched.worker_store import ClaimedJob, Finished, Outcome
 
@@ -69,6 +70,7 @@ def failure(job: ClaimedJob, exc: BaseException, retry: RetryPolicy, *, final: b
     tb = "".join(traceback.format_exception(exc))
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     entry = error_entry(job.attempt, message, kind="exception", tb=tb)
+    final = final or isinstance(exc, PermanentError)
     return Finished(job.id, job.attempt, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt), final=final)
 
 

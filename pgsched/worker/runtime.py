@@ -42,7 +42,7 @@ class Worker:
     def __init__(self, tasks: TaskRegistry, settings: Settings, config: WorkerConfig | None = None) -> None:
         self.config = config or WorkerConfig()
         self._tasks = tasks
-        self._builtins = builtin_tasks(allow_shell=self.config.allow_shell, http_allowlist=self.config.http_allowlist)
+        self._builtins = builtin_tasks(settings)
         dsn = settings.require_dsn()
         self._settings = settings
         self._store = WorkerStore(dsn, pool_size=min(self.config.concurrency, 20))
