@@ -57,7 +57,9 @@ def spawn_worker(dsn: str) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     """Start real `pgsched worker` processes; each is killed at teardown if still alive."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        *args: str, env: dict[str, str] | None = None, user: str | None = None, python: str = sys.executable
+    ) -> subprocess.Popen[bytes]:
         environment = {
             **os.environ,
             "PGSCHED_DSN": dsn,
@@ -66,8 +68,8 @@ def spawn_worker(dsn: str) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
             "PGSCHED_POLL_SECONDS": "0.5",
             **(env or {}),
         }
-        argv = [sys.executable, "-m", "pgsched", "--log-level", "WARNING", "worker", "--app", APP_REF, "--no-scheduler"]
-        proc = subprocess.Popen([*argv, *args], cwd=ROOT, env=environment, stdin=subprocess.DEVNULL)
+        argv = [python, "-m", "pgsched", "--log-level", "WARNING", "worker", "--app", APP_REF, "--no-scheduler"]
+        proc = subprocess.Popen([*argv, *args], cwd=ROOT, env=environment, stdin=subprocess.DEVNULL, user=user)
         procs.append(proc)
         return proc
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tests.worker.conftest import APP_REF, ROOT
+from tests.worker.conftest import ROOT
 from tests.worker.test_builtins import finish, gone, shared_dir, shell_job
 
 __all__ = ["shared_dir"]  # a fixture used here
@@ -43,33 +42,13 @@ def _python_for(user: str, env: dict[str, str]) -> str | None:
     return None
 
 
-@pytest.fixture
-def run_worker(dsn: str) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start `pgsched worker` processes (as ``user`` when given) with a secret in their environment."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str, user: str | None = None) -> subprocess.Popen[bytes]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PGSCHED_DSN": dsn,
-            "PGSCHED_API_TOKEN": SECRET,
-            "PGSCHED_HEARTBEAT_SECONDS": "0.5",
-            "PGSCHED_POLL_SECONDS": "0.5",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]]),
-        }
-        python = sys.executable if user is None else _python_for(user, env)
-        if python is None:
-            pytest.skip(f"no Python that {user} can run imports pgsched")
-        argv = [python, "-m", "pgsched", "--log-level", "WARNING", "worker", "--app", APP_REF, "--no-scheduler"]
-        proc = subprocess.Popen([*argv, *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, user=user)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+def run_worker(spawn_worker: Callable[..., subprocess.Popen[bytes]], *args: str, user: str | None = None) -> int:
+    """Start a `pgsched worker` process (as ``user`` when given) with a secret in its environment; its pid."""
+    env = {"PGSCHED_API_TOKEN": SECRET, "PYTHONPATH": os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"]])}
+    python = sys.executable if user is None else _python_for(user, {"PATH": "/usr/bin:/bin", **env})
+    if python is None:
+        pytest.skip(f"no Python that {user} can run imports pgsched")
+    return spawn_worker(*args, env=env, user=user, python=python).pid
 
 
 async def _environ_refused(conn: Conn, worker_pid: int) -> None:
@@ -81,28 +60,28 @@ async def _environ_refused(conn: Conn, worker_pid: int) -> None:
 
 @root_only
 async def test_a_command_under_a_root_worker_runs_as_nobody_and_cannot_read_the_workers_environment(
-    run_worker: Callable[..., subprocess.Popen[bytes]], conn: Conn
+    spawn_worker: Callable[..., subprocess.Popen[bytes]], conn: Conn
 ) -> None:
-    worker = run_worker("--allow-shell", "cat /proc/*/environ", "--allow-shell", "id -u")
+    worker = run_worker(spawn_worker, "--allow-shell", "cat /proc/*/environ", "--allow-shell", "id -u")
     row = await finish(conn, shell_job(conn, argv=["id", "-u"]), timeout=30)
     assert row["result"]["stdout"] == "65534\n"
-    await _environ_refused(conn, worker.pid)
+    await _environ_refused(conn, worker)
 
 
 async def test_a_command_running_as_the_workers_own_user_cannot_read_its_environment(
-    run_worker: Callable[..., subprocess.Popen[bytes]], conn: Conn
+    spawn_worker: Callable[..., subprocess.Popen[bytes]], conn: Conn
 ) -> None:
     user = "nobody" if os.geteuid() == 0 else None  # a worker that is not root: commands share its uid
-    worker = run_worker("--allow-shell", "cat /proc/*/environ", "--allow-shell", "id -u", user=user)
+    worker = run_worker(spawn_worker, "--allow-shell", "cat /proc/*/environ", "--allow-shell", "id -u", user=user)
     row = await finish(conn, shell_job(conn, argv=["id", "-u"]), timeout=30)
     assert row["result"]["stdout"] == f"{os.geteuid() if user is None else 65534}\n"
-    await _environ_refused(conn, worker.pid)
+    await _environ_refused(conn, worker)
 
 
 async def test_a_setsid_child_dies_at_the_jobs_timeout_and_does_not_hold_the_job(
-    run_worker: Callable[..., subprocess.Popen[bytes]], conn: Conn, shared_dir: Path
+    spawn_worker: Callable[..., subprocess.Popen[bytes]], conn: Conn, shared_dir: Path
 ) -> None:
-    run_worker("--allow-shell", "sh -c *")
+    run_worker(spawn_worker, "--allow-shell", "sh -c *")
     pidfile = shared_dir / "escaped.pid"
     script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 30' & wait"
     row = await finish(conn, shell_job(conn, argv=["sh", "-c", script], timeout=1), timeout=15)
