@@ -13,7 +13,7 @@ import pytest
 
 from pgsched import Settings
 from tests.support.factories import insert_jobs
-from tests.worker.conftest import StartWorker
+from tests.worker.conftest import StartWorker, until
 from tests.worker.test_builtins import finish
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -127,7 +127,7 @@ async def test_a_50_mb_answer_is_read_only_up_to_the_workers_cap(
     row = await finish(conn, http_job(conn, url=f"{base}/big", method="GET"))
     assert row["state"] == "succeeded"
     assert (len(row["result"]["body"]), row["result"]["body_truncated"]) == (100_000, True)
-    assert _Handler.big_done.wait(15), "the server is still sending: the worker did not hang up"
+    await until(_Handler.big_done.is_set, timeout=15, message="the server is still sending: the worker did not hang up")
     (sent,) = _Handler.big_sent
     assert sent < BIG // 2  # what the worker took plus socket buffers, far from the 50 MB
 
