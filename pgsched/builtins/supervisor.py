@@ -112,18 +112,22 @@ def main(args: list[str]) -> NoReturn:
     prctl(PR_SET_DUMPABLE, 0)  # a same-uid command cannot ptrace its supervisor
     prctl(PR_SET_NO_NEW_PRIVS, 1)  # nor gain privileges through setuid programs (sudo, su)
     uid = int(options["uid"]) if "uid" in options else None
+    cwd = options.get("cwd")
     try:
         child = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            cwd=options.get("cwd"),
             start_new_session=True,
             user=uid,
             group=int(options["gid"]) if "gid" in options else None,
             extra_groups=[] if uid is not None else None,
+            # After the user change (Popen's cwd= runs before it): the command's user must be
+            # able to reach its directory itself, not through a root-only parent.
+            preexec_fn=None if cwd is None else lambda: os.chdir(cwd),  # noqa: PLW1509 - single-threaded here
         )
-    except OSError as exc:
-        sys.stderr.write(f"pgsched: cannot run {argv[0]!r}: {exc.strerror or exc}\n")
+    except (OSError, subprocess.SubprocessError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"cannot enter {cwd!r}"
+        sys.stderr.write(f"pgsched: cannot run {argv[0]!r}: {reason or exc}\n")
         sys.stderr.flush()
         os._exit(126 if isinstance(exc, PermissionError) else 127)
     threading.Thread(target=_watch_control, args=(child.pid,), daemon=True).start()

@@ -118,6 +118,19 @@ async def test_under_a_root_worker_commands_run_as_the_shell_user(
     assert "groups=65534" in row["result"]["stdout"] and ",0(root)" not in row["result"]["stdout"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="commands change user only under a root worker")
+async def test_a_commands_directory_is_entered_as_its_user_not_through_a_root_only_parent(
+    start_worker: StartWorker, conn: Conn, settings: Settings, tmp_path: Path
+) -> None:
+    tmp_path.chmod(0o700)
+    inner = tmp_path / "open"
+    inner.mkdir(mode=0o755)
+    await start_worker(allowing(settings, "pwd"))
+    row = await finish(conn, shell_job(conn, argv=["pwd"], cwd=str(inner)))
+    assert row["state"] == "dead"
+    assert f"pgsched: cannot run 'pwd': cannot enter '{inner}'" in row["errors"][0]["error"]
+
+
 async def test_a_failing_command_fails_the_attempt_with_its_status(
     start_worker: StartWorker, conn: Conn, settings: Settings
 ) -> None:
