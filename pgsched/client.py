@@ -1,13 +1,14 @@
 """Client: enqueue and look up jobs for application code, sync and async.
 
-Service layer: validates through ``NewJob``, delegates to the job stores. Owns the
-connection pools it opens lazily, and closes them in ``close``/``aclose``.
+Service layer: validates through ``NewJob``, delegates to the job stores (which hold the one
+enqueue-with-cache path). Owns the connection pools and stores it opens lazily, and closes them
+in ``close``/``aclose``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -78,25 +79,35 @@ class Client:
         self._apool_lock = asyncio.Lock()
         self._cache = dedupe_cache_for(settings)
         self._results: ResultStore | None = None
+        self._sync_store: JobStore | None = None
+        self._async_store: AsyncJobStore | None = None
 
     # ---------------------------------------------------------------- plumbing
     def _store(self) -> JobStore:
-        if self._pool is None:
-            self._pool = db.sync_pool(self._settings.require_dsn(), "client", min_size=0, max_size=4)
-            self._pool.open()
-        return JobStore(self._pool, clock=self._clock)
+        if self._sync_store is None:
+            pool = db.sync_pool(self._settings.require_dsn(), "client", min_size=0, max_size=4, check_idle=True)
+            pool.open()
+            self._pool = pool
+            self._sync_store = JobStore(pool, clock=self._clock, cache=self._cache)
+        return self._sync_store
 
     def _unpooled_store(self) -> JobStore:
         """A store for calls that bring their own connection: no pool is opened."""
         return JobStore(_NO_POOL, clock=self._clock)
 
+    def _unpooled_astore(self) -> AsyncJobStore:
+        return AsyncJobStore(_NO_APOOL, clock=self._clock)
+
     async def _astore(self) -> AsyncJobStore:
-        async with self._apool_lock:
-            if self._apool is None:
-                pool = db.async_pool(self._settings.require_dsn(), "client", min_size=0, max_size=4)
-                await pool.open()
-                self._apool = pool
-        return AsyncJobStore(self._apool, clock=self._clock)
+        if self._async_store is None:
+            async with self._apool_lock:
+                if self._async_store is None:
+                    dsn = self._settings.require_dsn()
+                    pool = db.async_pool(dsn, "client", min_size=0, max_size=4, check_idle=True)
+                    await pool.open()
+                    self._apool = pool
+                    self._async_store = AsyncJobStore(pool, clock=self._clock, cache=self._cache)
+        return self._async_store
 
     def build(self, task: str, args: Mapping[str, Any] | None = None, **options: Any) -> NewJob:
         return build_job(task, args, options, clock=self._clock, max_payload_bytes=self._settings.max_payload_bytes)
@@ -110,26 +121,19 @@ class Client:
         conn: psycopg.Connection[Any] | None = None,
         **options: Any,
     ) -> int:
-        job = self.build(task, args, **options)
-        if conn is None and job.run_key is not None:
-            hit = self._cache.get(job.run_key)
-            if hit is not None:
-                return hit  # the key's job is known: no database round trip
-        return self._hooks.enqueued(self.insert(job, conn=conn))
+        return self._hooks.enqueued(self.insert(self.build(task, args, **options), conn=conn))
 
     def insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
-        if conn is not None:
-            # The caller's transaction may still roll back: never cache what it wrote.
-            return self._unpooled_store().job_insert(job, conn=conn)
-        inserted = self._store().job_insert(job)
-        if job.run_key is not None:
-            self._cache.put(job.run_key, inserted.job.id)  # autocommit: the row is committed now
-        return inserted
+        store = self._unpooled_store() if conn is not None else self._store()
+        return store.job_insert(job, conn=conn)
 
     def enqueue_many(
         self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.Connection[Any] | None = None
     ) -> list[int]:
-        jobs = self._build_many(items)
+        return self.insert_many(self._build_many(items), conn=conn)
+
+    def insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.Connection[Any] | None = None) -> list[int]:
+        """Already validated jobs (the CLI's --from-file); ids in order."""
         store = self._unpooled_store() if conn is not None else self._store()
         return store.job_insert_many(jobs, conn=conn)
 
@@ -149,20 +153,11 @@ class Client:
         conn: psycopg.AsyncConnection[Any] | None = None,
         **options: Any,
     ) -> int:
-        job = self.build(task, args, **options)
-        if conn is None and job.run_key is not None:
-            hit = await self._cache.get_async(job.run_key)
-            if hit is not None:
-                return hit
-        return self._hooks.enqueued(await self.insert_async(job, conn=conn))
+        return self._hooks.enqueued(await self.insert_async(self.build(task, args, **options), conn=conn))
 
     async def insert_async(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
-        if conn is not None:
-            return await AsyncJobStore(_NO_APOOL, clock=self._clock).job_insert(job, conn=conn)
-        inserted = await (await self._astore()).job_insert(job)
-        if job.run_key is not None:
-            await self._cache.put_async(job.run_key, inserted.job.id)
-        return inserted
+        store = self._unpooled_astore() if conn is not None else await self._astore()
+        return await store.job_insert(job, conn=conn)
 
     def dedupe_status(self) -> dict[str, Any]:
         """State of the run-key cache, for `pgsched doctor` and /health."""
@@ -172,9 +167,8 @@ class Client:
         self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[int]:
         jobs = self._build_many(items)
-        if conn is not None:
-            return await AsyncJobStore(_NO_APOOL, clock=self._clock).job_insert_many(jobs, conn=conn)
-        return await (await self._astore()).job_insert_many(jobs)
+        store = self._unpooled_astore() if conn is not None else await self._astore()
+        return await store.job_insert_many(jobs, conn=conn)
 
     async def get_job_async(self, job_id: int) -> Job | None:
         return await (await self._astore()).job_get(job_id)
@@ -209,6 +203,7 @@ class Client:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+            self._sync_store = None
         if self._results is not None:
             self._results.close()
             self._results = None
@@ -218,6 +213,7 @@ class Client:
         if self._apool is not None:
             await self._apool.close()
             self._apool = None
+            self._async_store = None
         if self._results is not None:
             await self._results.aclose()
             self._results = None

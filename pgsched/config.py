@@ -80,8 +80,9 @@ class Settings:
     # A task's return value as JSON (UTF-8 bytes); a bigger one fails the attempt instead of being stored.
     result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES
     redis_namespace: str = "pgsched"
-    # Redis L1 dedupe cache: per-call timeout, and how long a run key is remembered (capped by retention).
-    redis_timeout_seconds: float = 0.05
+    # Redis L1 dedupe cache: per-call timeout (short: a blackholed Redis costs little), and how long
+    # a run key is remembered (capped by retention).
+    redis_timeout_seconds: float = 0.01
     redis_ttl_seconds: float = 3600.0
     # Leader: how often a candidate tries the lock, and how long the server keeps an idle
     # (e.g. SIGSTOPped) leader session before it kills it and frees the lock.
@@ -124,7 +125,7 @@ class Settings:
             max_payload_bytes=int(_float(env, "PGSCHED_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES)),
             result_max_bytes=int(_float(env, "PGSCHED_RESULT_MAX_BYTES", DEFAULT_RESULT_MAX_BYTES)),
             redis_namespace=env.get("PGSCHED_REDIS_NAMESPACE") or "pgsched",
-            redis_timeout_seconds=_float(env, "PGSCHED_REDIS_TIMEOUT_SECONDS", 0.05),
+            redis_timeout_seconds=_float(env, "PGSCHED_REDIS_TIMEOUT_SECONDS", 0.01),
             redis_ttl_seconds=_float(env, "PGSCHED_REDIS_TTL_SECONDS", 3600.0),
             election_interval_seconds=_float(env, "PGSCHED_ELECTION_INTERVAL_SECONDS", 1.0),
             leader_idle_timeout_seconds=_float(env, "PGSCHED_LEADER_IDLE_TIMEOUT_SECONDS", 10.0),

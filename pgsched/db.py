@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -30,6 +32,33 @@ __all__ = [
 
 # TCP keepalives detect a dead peer within ~25 s even when no query is running.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+# A pool with check_idle=True pings (one round trip) only connections returned longer ago than this;
+# one in steady use skips the ping, and a broken one is still dropped when it is returned.
+IDLE_CHECK_SECONDS = 1.0
+_returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+
+def _idle(conn: Any) -> bool:
+    return time.monotonic() - _returned_at.get(conn, float("-inf")) >= IDLE_CHECK_SECONDS
+
+
+def _mark_returned(conn: Any) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _mark_returned_async(conn: Any) -> None:
+    _mark_returned(conn)
+
+
+def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
+    if _idle(conn):
+        ConnectionPool.check_connection(conn)
+
+
+async def _check_if_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    if _idle(conn):
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def conninfo(dsn: str, role: str, **extra: Any) -> str:
@@ -54,28 +83,35 @@ async def connect_async(dsn: str, role: str, *, autocommit: bool = True) -> psyc
         raise DatabaseUnavailable(str(exc).strip()) from exc
 
 
-def async_pool(dsn: str, role: str, *, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool:
-    """An unopened pool of autocommit, dict-row connections; open it with ``await pool.open()``."""
+def async_pool(
+    dsn: str, role: str, *, min_size: int = 1, max_size: int = 4, check_idle: bool = False
+) -> AsyncConnectionPool:
+    """An unopened pool of autocommit, dict-row connections; open it with ``await pool.open()``.
+
+    Every checkout is checked with a round trip, or with ``check_idle`` only after an idle second.
+    """
     return AsyncConnectionPool(
         conninfo(dsn, role),
         min_size=min_size,
         max_size=max_size,
         kwargs={"autocommit": True, "row_factory": dict_row},
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=_check_if_idle_async if check_idle else AsyncConnectionPool.check_connection,
+        reset=_mark_returned_async if check_idle else None,
         name=f"pgsched-{role}",
     )
 
 
-def sync_pool(dsn: str, role: str, *, min_size: int = 1, max_size: int = 4) -> ConnectionPool:
-    """An unopened sync pool; open it with ``pool.open()``."""
+def sync_pool(dsn: str, role: str, *, min_size: int = 1, max_size: int = 4, check_idle: bool = False) -> ConnectionPool:
+    """An unopened sync pool; open it with ``pool.open()``. ``check_idle`` as in ``async_pool``."""
     return ConnectionPool(
         conninfo(dsn, role),
         min_size=min_size,
         max_size=max_size,
         kwargs={"autocommit": True, "row_factory": dict_row},
         open=False,
-        check=ConnectionPool.check_connection,
+        check=_check_if_idle if check_idle else ConnectionPool.check_connection,
+        reset=_mark_returned if check_idle else None,
         name=f"pgsched-{role}",
     )
 

@@ -1,14 +1,17 @@
 """The run-key dedupe cache seam: the ``DedupeCache`` protocol, the no-op cache, and a circuit breaker.
 
-Infra layer; knows nothing of Redis. PostgreSQL's unique index on ``jobs.run_key`` is the only
-authority: a cache may answer "this key belongs to job N" (a hit) or "I don't know" (everything
-else), and it is written only after the job's row has committed.
+Infra layer; knows nothing of Redis and runs no SQL. PostgreSQL's unique index on ``jobs.run_key``
+is the only authority: a cache may say "this key belonged to job N" (a hint the job store checks
+by primary key before it answers) or "I don't know", and it is written only after the job's row
+has committed. Every entry lives under a scope naming one database, so databases sharing a cache
+never see each other's ids.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 __all__ = ["CircuitBreaker", "DedupeCache", "NullCache"]
@@ -17,15 +20,22 @@ log = logging.getLogger(__name__)
 
 
 class DedupeCache(Protocol):
-    """An L1 cache of run key -> job id. Every method swallows its own failures and never blocks long."""
+    """An L1 cache of (scope, run key) -> job id. Every method swallows its own failures and never blocks long."""
 
-    def get(self, run_key: str) -> int | None: ...
+    @property
+    def enabled(self) -> bool: ...
 
-    def put(self, run_key: str, job_id: int) -> None: ...
+    def get_many(self, scope: str, run_keys: Sequence[str]) -> dict[str, int]: ...
 
-    async def get_async(self, run_key: str) -> int | None: ...
+    def put_many(self, scope: str, entries: Mapping[str, int]) -> None: ...
 
-    async def put_async(self, run_key: str, job_id: int) -> None: ...
+    def forget(self, scope: str, run_keys: Sequence[str]) -> None: ...
+
+    async def get_many_async(self, scope: str, run_keys: Sequence[str]) -> dict[str, int]: ...
+
+    async def put_many_async(self, scope: str, entries: Mapping[str, int]) -> None: ...
+
+    async def forget_async(self, scope: str, run_keys: Sequence[str]) -> None: ...
 
     def status(self) -> dict[str, Any]: ...
 
@@ -37,16 +47,26 @@ class DedupeCache(Protocol):
 class NullCache:
     """No cache configured: every lookup goes to PostgreSQL."""
 
-    def get(self, run_key: str) -> int | None:
+    @property
+    def enabled(self) -> bool:
+        return False
+
+    def get_many(self, scope: str, run_keys: Sequence[str]) -> dict[str, int]:
+        return {}
+
+    def put_many(self, scope: str, entries: Mapping[str, int]) -> None:
         return None
 
-    def put(self, run_key: str, job_id: int) -> None:
+    def forget(self, scope: str, run_keys: Sequence[str]) -> None:
         return None
 
-    async def get_async(self, run_key: str) -> int | None:
+    async def get_many_async(self, scope: str, run_keys: Sequence[str]) -> dict[str, int]:
+        return {}
+
+    async def put_many_async(self, scope: str, entries: Mapping[str, int]) -> None:
         return None
 
-    async def put_async(self, run_key: str, job_id: int) -> None:
+    async def forget_async(self, scope: str, run_keys: Sequence[str]) -> None:
         return None
 
     def status(self) -> dict[str, Any]:
@@ -63,6 +83,8 @@ class CircuitBreaker:
     """Closed (calls allowed) -> open after ``threshold`` failures in a row (calls skipped for
     ``cooldown`` seconds) -> half-open (one probe; success closes, failure opens again).
 
+    Only one caller gets the half-open probe: the others keep skipping until it succeeds, so a
+    blackholed cache costs one timeout per cooldown, not one per concurrent caller.
     Warnings are rate-limited to one per ``warn_every`` seconds so a dead cache cannot flood logs.
     """
 
@@ -82,7 +104,10 @@ class CircuitBreaker:
         return "half-open" if time.monotonic() - self._opened_at >= self._cooldown else "open"
 
     def allow(self) -> bool:
-        return self.state != "open"
+        state = self.state
+        if state == "half-open":
+            self._opened_at = time.monotonic()  # this caller probes; the rest wait for its answer
+        return state != "open"
 
     def success(self) -> None:
         self._failures = 0

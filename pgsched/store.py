@@ -2,13 +2,15 @@
 
 Data layer. Every transition out of ``running`` is fenced on (id, attempt, state) in SQL,
 so a late or duplicate completion changes nothing. psycopg errors stop here and become
-pgsched errors.
+pgsched errors. The one enqueue path of every surface lives here: ``job_insert`` (one job,
+insert-or-return in one statement) and ``job_insert_many`` (which asks the dedupe cache, and
+returns a cached id only once a primary-key read shows the job still holds that run key).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgsched.clock import Clock, SystemClock
+from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound, ValidationError
 from pgsched.job import Job, JobState, NewJob, validate_queue
 from pgsched.queries import query
@@ -175,6 +178,26 @@ def _ids_in_order(ids: Sequence[int], jobs: Sequence[NewJob], inserted: set[int]
     return out
 
 
+def _run_keys(jobs: Sequence[NewJob]) -> list[str]:
+    return list(dict.fromkeys(j.run_key for j in jobs if j.run_key is not None))
+
+
+def _still_held(hints: Mapping[str, int], rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """The cache's hints that PostgreSQL confirms: the job with that id exists and holds that run key."""
+    held = {(r["id"], r["run_key"]) for r in rows}
+    return {key: job_id for key, job_id in hints.items() if (job_id, key) in held}
+
+
+def _merged(jobs: Sequence[NewJob], known: Mapping[str, int], fresh_ids: Sequence[int]) -> list[int]:
+    """Ids in the order of ``jobs``: a verified cache hit's id, else the next id of the fresh insert."""
+    fresh = iter(fresh_ids)
+    return [known[j.run_key] if j.run_key is not None and j.run_key in known else next(fresh) for j in jobs]
+
+
+def _learned(fresh: Sequence[NewJob], ids: Sequence[int]) -> dict[str, int]:
+    return {j.run_key: job_id for j, job_id in zip(fresh, ids, strict=True) if j.run_key is not None}
+
+
 def _list_params(
     state: JobState | str | None, queue: str | None, task: str | None, before_id: int | None, limit: int
 ) -> dict[str, Any]:
@@ -190,9 +213,11 @@ def _list_params(
 class JobStore:
     """Synchronous job access for application code (enqueue from a web request, a script, a test)."""
 
-    def __init__(self, pool: ConnectionPool, *, clock: Clock | None = None) -> None:
+    def __init__(self, pool: ConnectionPool, *, clock: Clock | None = None, cache: DedupeCache | None = None) -> None:
         self._pool = pool
         self._clock = clock or SystemClock()
+        self._cache: DedupeCache = cache or NullCache()
+        self._scope: str | None = None
 
     @contextlib.contextmanager
     def _conn(self, conn: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
@@ -204,6 +229,8 @@ class JobStore:
                     yield pooled
 
     def job_insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
+        """One job, insert-or-return in one statement. No cache here: that statement answers a taken
+        run key as fast as a verified cache hit would (a Redis GET plus a primary-key read)."""
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
                 row = cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now())).fetchone()
@@ -212,10 +239,40 @@ class JobStore:
             raise InvalidStateError(f"run_key {job.run_key!r} is contended; retry the enqueue")
 
     def job_insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.Connection[Any] | None = None) -> list[int]:
-        if not jobs:
-            return []
+        """Insert jobs in one COPY (or one keyed INSERT); ids in order. Run keys that the cache
+        names, and PostgreSQL confirms, are answered without inserting (not in a caller's transaction)."""
+        keys = _run_keys(jobs)
+        if conn is not None or not keys or not self._cache.enabled:
+            return self._insert_many(jobs, conn) if jobs else []
+        scope = self._cache_scope()
+        known = self._verified(scope, self._cache.get_many(scope, keys))
+        fresh = [j for j in jobs if j.run_key not in known]
+        ids = self._insert_many(fresh, None) if fresh else []
+        self._cache.put_many(scope, _learned(fresh, ids))
+        return _merged(jobs, known, ids)
+
+    def _verified(self, scope: str, hints: Mapping[str, int]) -> dict[str, int]:
+        if not hints:
+            return {}
+        with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query("job_run_keys_by_id"), {"ids": list(hints.values())}).fetchall()
+        known = _still_held(hints, rows)
+        self._cache.forget(scope, [k for k in hints if k not in known])
+        return known
+
+    def _cache_scope(self) -> str:
+        if self._scope is None:
+            with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+                row = cur.execute(query("dedupe_scope_get")).fetchone()
+            assert row is not None
+            self._scope = str(row["scope"])
+        return self._scope
+
+    def _insert_many(self, jobs: Sequence[NewJob], conn: psycopg.Connection[Any] | None) -> list[int]:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            ids = [r["id"] for r in cur.execute(query("job_ids_reserve"), {"n": len(jobs)}).fetchall()]
+            row = cur.execute(query("job_ids_reserve"), {"n": len(jobs)}).fetchone()
+            assert row is not None
+            ids: list[int] = row["ids"]
             if any(j.run_key is not None for j in jobs):
                 inserted = {r["id"] for r in cur.execute(query("job_insert_many_keyed"), _keyed_params(ids, jobs))}
                 keys = [j.run_key for j in jobs if j.run_key is not None]
@@ -247,9 +304,13 @@ class JobStore:
 class AsyncJobStore:
     """Asynchronous job access for the worker, the API and the leader."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, *, clock: Clock | None = None, cache: DedupeCache | None = None
+    ) -> None:
         self._pool = pool
         self._clock = clock or SystemClock()
+        self._cache: DedupeCache = cache or NullCache()
+        self._scope: str | None = None
 
     @contextlib.asynccontextmanager
     async def _conn(self, conn: psycopg.AsyncConnection[Any] | None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -261,6 +322,7 @@ class AsyncJobStore:
                     yield pooled
 
     async def job_insert(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
+        """The async twin of ``JobStore.job_insert``."""
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
                 await cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now()))
@@ -272,11 +334,41 @@ class AsyncJobStore:
     async def job_insert_many(
         self, jobs: Sequence[NewJob], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[int]:
-        if not jobs:
-            return []
+        """The async twin of ``JobStore.job_insert_many``."""
+        keys = _run_keys(jobs)
+        if conn is not None or not keys or not self._cache.enabled:
+            return await self._insert_many(jobs, conn) if jobs else []
+        scope = await self._cache_scope()
+        known = await self._verified(scope, await self._cache.get_many_async(scope, keys))
+        fresh = [j for j in jobs if j.run_key not in known]
+        ids = await self._insert_many(fresh, None) if fresh else []
+        await self._cache.put_many_async(scope, _learned(fresh, ids))
+        return _merged(jobs, known, ids)
+
+    async def _verified(self, scope: str, hints: Mapping[str, int]) -> dict[str, int]:
+        if not hints:
+            return {}
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_run_keys_by_id"), {"ids": list(hints.values())})
+            known = _still_held(hints, await cur.fetchall())
+        await self._cache.forget_async(scope, [k for k in hints if k not in known])
+        return known
+
+    async def _cache_scope(self) -> str:
+        if self._scope is None:
+            async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query("dedupe_scope_get"))
+                row = await cur.fetchone()
+            assert row is not None
+            self._scope = str(row["scope"])
+        return self._scope
+
+    async def _insert_many(self, jobs: Sequence[NewJob], conn: psycopg.AsyncConnection[Any] | None) -> list[int]:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("job_ids_reserve"), {"n": len(jobs)})
-            ids = [r["id"] for r in await cur.fetchall()]
+            row = await cur.fetchone()
+            assert row is not None
+            ids: list[int] = row["ids"]
             if any(j.run_key is not None for j in jobs):
                 await cur.execute(query("job_insert_many_keyed"), _keyed_params(ids, jobs))
                 inserted = {r["id"] for r in await cur.fetchall()}
@@ -321,9 +413,13 @@ class AsyncJobStore:
             await c.execute(query("job_retry"), {"id": job_id})
 
     async def job_delete(self, job_id: int) -> bool:
+        """Delete a finished job, and its run key from the dedupe cache (verification would catch it anyway)."""
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("job_delete"), {"id": job_id})
-            return await cur.fetchone() is not None
+            row = await cur.fetchone()
+        if row is not None and row["run_key"] is not None and self._cache.enabled:
+            await self._cache.forget_async(await self._cache_scope(), [row["run_key"]])
+        return row is not None
 
     async def job_claim(
         self, queues: Sequence[str], limit: int, worker_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None

@@ -15,8 +15,8 @@ SELECT j.*, false AS created FROM pgsched.jobs j
  WHERE %(run_key)s::text IS NOT NULL AND j.run_key = %(run_key)s::text AND NOT EXISTS (SELECT 1 FROM ins)
 
 -- name: job_ids_reserve
--- Reserve n job ids from the identity sequence, so a COPY can carry them.
-SELECT nextval(pg_get_serial_sequence('pgsched.jobs', 'id')) AS id FROM generate_series(1, %(n)s::int)
+-- Reserve n job ids from the identity sequence, so a COPY can carry them (one array: cheap to decode).
+SELECT array_agg(nextval(pg_get_serial_sequence('pgsched.jobs', 'id'))) AS ids FROM generate_series(1, %(n)s::int)
 
 -- name: job_copy
 -- Bulk insert through COPY (binary); the ids come from job_ids_reserve.
@@ -25,6 +25,7 @@ FROM STDIN (FORMAT BINARY)
 
 -- name: job_insert_many_keyed
 -- Bulk insert with reserved ids where some jobs carry run keys; rows whose key exists are skipped (not returned).
+-- Rows go in run-key order, so two batches sharing keys wait on each other instead of deadlocking.
 INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
                           concurrency_key, concurrency_limit)
 SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, now()), t.run_key, t.max_attempts, t.timeout,
@@ -33,12 +34,21 @@ SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, now()), t.r
               %(run_ats)s::timestamptz[], %(run_keys)s::text[], %(max_attempts)s::int[], %(timeouts)s::interval[],
               %(concurrency_keys)s::text[], %(concurrency_limits)s::int[])
        AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout, concurrency_key, concurrency_limit)
+ ORDER BY t.run_key
 ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
 RETURNING id
 
 -- name: job_ids_by_run_key
 -- Ids of the jobs holding these run keys.
 SELECT id, run_key FROM pgsched.jobs WHERE run_key = ANY(%(run_keys)s::text[])
+
+-- name: job_run_keys_by_id
+-- The run keys the jobs with these ids hold (primary-key reads): checks what a dedupe cache says.
+SELECT id, run_key FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[])
+
+-- name: dedupe_scope_get
+-- This database's scope in a shared dedupe cache: the cluster's system identifier and the database name.
+SELECT system_identifier::text || ':' || current_database() AS scope FROM pg_control_system()
 
 -- name: job_get
 -- One job by id.
@@ -64,7 +74,8 @@ SELECT pgsched.retry(%(id)s::bigint) AS id
 
 -- name: job_delete
 -- Delete a finished job; returns nothing when the job is missing or not finished.
-DELETE FROM pgsched.jobs WHERE id = %(id)s::bigint AND state IN ('succeeded', 'dead', 'cancelled') RETURNING id
+DELETE FROM pgsched.jobs WHERE id = %(id)s::bigint AND state IN ('succeeded', 'dead', 'cancelled')
+RETURNING id, run_key
 
 -- name: jobs_claimed
 -- The full rows of jobs just claimed by job_claim_batch, in claim order (priority, then age).

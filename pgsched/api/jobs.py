@@ -45,14 +45,7 @@ async def create_job(request: Request) -> Response:
     state = api_state(request)
     job = _new_job(state, await read_object(request))
     await authorize_task(request, job.task)
-    if job.run_key is not None:
-        known = await state.cache.get_async(job.run_key)
-        existing = await state.jobs.job_get(known) if known is not None else None
-        if existing is not None and existing.run_key == job.run_key:  # a stale cache entry never answers
-            return JSONResponse(existing.to_dict(), status_code=200)
     inserted = await state.jobs.job_insert(job)
-    if job.run_key is not None:
-        await state.cache.put_async(job.run_key, inserted.job.id)
     return JSONResponse(inserted.job.to_dict(), status_code=201 if inserted.created else 200)
 
 

@@ -59,15 +59,16 @@ class ApiState:
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> ApiState:
         clock = clock or SystemClock()
         pool = api_pool(settings)
+        cache = dedupe_cache_for(settings)
         return cls(
             settings=settings,
             clock=clock,
             pool=pool,
-            jobs=AsyncJobStore(pool, clock=clock),
+            jobs=AsyncJobStore(pool, clock=clock, cache=cache),
             admin=AdminStore(pool, clock=clock),
             tokens=TokenStore(pool, clock=clock),
             schedules=ScheduleStore(pool, clock=clock),
-            cache=dedupe_cache_for(settings),
+            cache=cache,
         )
 
 

@@ -11,7 +11,6 @@ from typing import Any, TextIO
 
 import click
 
-from pgsched import db
 from pgsched.api.validation import new_job_from_json
 from pgsched.cli.base import CliContext, cli, echo_json, pass_ctx
 from pgsched.client import Client
@@ -19,7 +18,6 @@ from pgsched.clock import SystemClock
 from pgsched.config import Settings
 from pgsched.errors import ValidationError
 from pgsched.job import NewJob
-from pgsched.store import JobStore
 
 __all__ = ["BULK_CHUNK", "enqueue", "parse_duration", "read_jobs_file"]
 
@@ -148,18 +146,17 @@ def read_jobs_file(lines: Iterable[str], *, settings: Settings) -> list[NewJob]:
 
 def _enqueue_file(ctx: CliContext, source: TextIO, as_json: bool) -> None:
     jobs = read_jobs_file(source, settings=ctx.settings)
-    pool = db.sync_pool(ctx.database(), "cli", min_size=1, max_size=1)
-    pool.open()
+    ctx.database()
+    client = Client(ctx.settings)
     ids: list[int] = []
     try:
-        store = JobStore(pool)
         with click.progressbar(length=len(jobs), label="enqueueing", file=sys.stderr) as bar:
             for start in range(0, len(jobs), BULK_CHUNK):
                 chunk = jobs[start : start + BULK_CHUNK]
-                ids.extend(store.job_insert_many(chunk))
+                ids.extend(client.insert_many(chunk))
                 bar.update(len(chunk))
     finally:
-        pool.close()
+        client.close()
     if as_json:
         echo_json({"ids": ids})
     else:

@@ -1,13 +1,15 @@
 """RedisDedupeCache: Redis as an L1 cache of run key -> job id, in front of PostgreSQL's unique index.
 
 Data layer, and the only module that imports ``redis``. Every call has a short timeout and
-goes through a circuit breaker: a slow, paused or dead Redis costs at most one timeout per
-cooldown, never an error to the caller. Entries expire within the job rows' shortest
-retention, so the pruner can never leave a key pointing at a deleted row.
+goes through a circuit breaker: a slow, paused, blackholed or dead Redis costs at most one
+timeout per cooldown, never an error to the caller. Keys are ``<namespace>:<scope>:runkey:<key>``,
+where the scope (from the job store) names one database of one cluster. An entry is only a hint:
+the job store verifies every hit against PostgreSQL before it answers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pgsched.config import Settings
@@ -48,55 +50,82 @@ class RedisDedupeCache:
             "retry_on_timeout": False,
             "health_check_interval": 0,
         }
-        self._url = settings.redis_url
-        self._prefix = f"{settings.redis_namespace}:runkey:"
+        self._namespace = settings.redis_namespace
         self._ttl = ttl_seconds(settings)
         self._sync = redis.Redis.from_url(settings.redis_url, **options)
         self._async = aioredis.Redis.from_url(settings.redis_url, **options)
         self._breaker = CircuitBreaker()
 
-    def _key(self, run_key: str) -> str:
-        return self._prefix + run_key
+    @property
+    def enabled(self) -> bool:
+        return True
 
-    def get(self, run_key: str) -> int | None:
+    def _keys(self, scope: str, run_keys: Sequence[str]) -> list[str]:
+        return [f"{self._namespace}:{scope}:runkey:{k}" for k in run_keys]
+
+    def get_many(self, scope: str, run_keys: Sequence[str]) -> dict[str, int]:
         if not self._breaker.allow():
-            DEDUPE_CACHE_MISSES.inc()
-            return None
+            DEDUPE_CACHE_MISSES.inc(len(run_keys))
+            return {}
         try:
-            value = self._sync.get(self._key(run_key))
+            values = self._sync.mget(self._keys(scope, run_keys))
         except redis.RedisError as exc:
-            self._failed(exc)
-            return None
-        return self._answer(value)
+            self._failed(exc, len(run_keys))
+            return {}
+        return self._answer(run_keys, values)
 
-    def put(self, run_key: str, job_id: int) -> None:
-        if not self._breaker.allow():
+    def put_many(self, scope: str, entries: Mapping[str, int]) -> None:
+        if not entries or not self._breaker.allow():
             return
+        pipe = self._sync.pipeline(transaction=False)
+        for key, job_id in zip(self._keys(scope, list(entries)), entries.values(), strict=True):
+            pipe.set(key, job_id, ex=self._ttl)
         try:
-            self._sync.set(self._key(run_key), job_id, ex=self._ttl)
+            pipe.execute()
             self._breaker.success()
         except redis.RedisError as exc:
-            self._failed(exc)
+            self._failed(exc, 0)
 
-    async def get_async(self, run_key: str) -> int | None:
-        if not self._breaker.allow():
-            DEDUPE_CACHE_MISSES.inc()
-            return None
-        try:
-            value = await self._async.get(self._key(run_key))
-        except (redis.RedisError, TimeoutError) as exc:
-            self._failed(exc)
-            return None
-        return self._answer(value)
-
-    async def put_async(self, run_key: str, job_id: int) -> None:
-        if not self._breaker.allow():
+    def forget(self, scope: str, run_keys: Sequence[str]) -> None:
+        if not run_keys or not self._breaker.allow():
             return
         try:
-            await self._async.set(self._key(run_key), job_id, ex=self._ttl)
+            self._sync.delete(*self._keys(scope, run_keys))
+            self._breaker.success()
+        except redis.RedisError as exc:
+            self._failed(exc, 0)
+
+    async def get_many_async(self, scope: str, run_keys: Sequence[str]) -> dict[str, int]:
+        if not self._breaker.allow():
+            DEDUPE_CACHE_MISSES.inc(len(run_keys))
+            return {}
+        try:
+            values = await self._async.mget(self._keys(scope, run_keys))
+        except (redis.RedisError, TimeoutError) as exc:
+            self._failed(exc, len(run_keys))
+            return {}
+        return self._answer(run_keys, values)
+
+    async def put_many_async(self, scope: str, entries: Mapping[str, int]) -> None:
+        if not entries or not self._breaker.allow():
+            return
+        pipe = self._async.pipeline(transaction=False)
+        for key, job_id in zip(self._keys(scope, list(entries)), entries.values(), strict=True):
+            pipe.set(key, job_id, ex=self._ttl)
+        try:
+            await pipe.execute()
             self._breaker.success()
         except (redis.RedisError, TimeoutError) as exc:
-            self._failed(exc)
+            self._failed(exc, 0)
+
+    async def forget_async(self, scope: str, run_keys: Sequence[str]) -> None:
+        if not run_keys or not self._breaker.allow():
+            return
+        try:
+            await self._async.delete(*self._keys(scope, run_keys))
+            self._breaker.success()
+        except (redis.RedisError, TimeoutError) as exc:
+            self._failed(exc, 0)
 
     def status(self) -> dict[str, Any]:
         """For `pgsched doctor` and /health: the breaker's state and, once per call, a ping."""
@@ -105,7 +134,7 @@ class RedisDedupeCache:
             self._sync.ping()
             self._breaker.success()
         except redis.RedisError as exc:
-            self._failed(exc)
+            self._failed(exc, 0)
             state["state"] = "error"
         if self._breaker.last_error and state["state"] != "ok":
             state["error"] = self._breaker.last_error
@@ -118,20 +147,19 @@ class RedisDedupeCache:
         await self._async.aclose()
         self._sync.close()
 
-    def _answer(self, value: Any) -> int | None:
+    def _answer(self, run_keys: Sequence[str], values: Sequence[Any]) -> dict[str, int]:
         self._breaker.success()
-        if value is None:
-            DEDUPE_CACHE_MISSES.inc()
-            return None
-        try:
-            job_id = int(value)
-        except ValueError:
-            DEDUPE_CACHE_MISSES.inc()
-            return None
-        DEDUPE_CACHE_HITS.inc()
-        return job_id
+        hits: dict[str, int] = {}
+        for key, value in zip(run_keys, values, strict=True):
+            try:
+                hits[key] = int(value)
+            except (TypeError, ValueError):
+                continue
+        DEDUPE_CACHE_HITS.inc(len(hits))
+        DEDUPE_CACHE_MISSES.inc(len(run_keys) - len(hits))
+        return hits
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, misses: int) -> None:
         DEDUPE_CACHE_ERRORS.inc()
-        DEDUPE_CACHE_MISSES.inc()
+        DEDUPE_CACHE_MISSES.inc(misses)
         self._breaker.failure(exc)

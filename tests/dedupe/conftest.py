@@ -6,15 +6,18 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import redis
+from pytest_postgresql.janitor import DatabaseJanitor
 
 from pgsched import Settings
+from tests.support.pgserver import Server
 from tests.support.waiting import wait_until
 
 
@@ -99,3 +102,71 @@ def cached_settings(settings: Settings, url: str, *, timeout: float = 0.5) -> Se
     unexpected) fallbacks; the tests that break Redis pass the production-like 50 ms.
     """
     return settings.with_(redis_url=url, redis_namespace=f"test-{uuid.uuid4().hex[:10]}", redis_timeout_seconds=timeout)
+
+
+@dataclass
+class Blackhole:
+    """A TCP server that accepts connections and reads requests but never answers (a hung Redis)."""
+
+    port: int
+    listener: socket.socket
+    connections: list[socket.socket] = field(default_factory=list)
+    requests: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            threading.Thread(target=self._swallow, args=(conn,), daemon=True).start()
+
+    def _swallow(self, conn: socket.socket) -> None:
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.requests += 1
+
+
+@pytest.fixture
+def blackhole() -> Iterator[Blackhole]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    hole = Blackhole(int(listener.getsockname()[1]), listener)
+    thread = threading.Thread(target=hole.serve, daemon=True)
+    thread.start()
+    yield hole
+    listener.shutdown(socket.SHUT_RDWR)
+    listener.close()
+    for conn in hole.connections:
+        conn.close()
+    thread.join(5)
+
+
+@pytest.fixture
+def second_dsn(pg_server: Server, pg_template: str) -> Iterator[str]:
+    """Another migrated database on the same cluster (same system identifier, other name)."""
+    name = f"pgsched_t2_{uuid.uuid4().hex[:12]}"
+    janitor = DatabaseJanitor(
+        user=pg_server.user,
+        host=pg_server.host,
+        port=pg_server.port,
+        password=pg_server.password,
+        dbname=name,
+        template_dbname=pg_template,
+    )
+    janitor.init()
+    try:
+        yield pg_server.dsn(name)
+    finally:
+        janitor.drop()
