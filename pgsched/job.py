@@ -25,6 +25,7 @@ __all__ = [
     "NewJob",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
+    "encode_args",
     "validate_args",
     "validate_queue",
     "validate_task_name",
@@ -68,34 +69,31 @@ def validate_task_name(task: object, field_name: str = "task") -> str:
     return task
 
 
-def _contains_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_contains_nul(v) for v in value)
-    return False
-
-
 def validate_args(
     args: object, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, field_name: str = "args"
 ) -> dict[str, Any]:
     """Check that ``args`` is a JSON object PostgreSQL can store, within the size cap."""
+    return encode_args(args, max_bytes=max_bytes, field_name=field_name)[0]
+
+
+def encode_args(
+    args: object, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, field_name: str = "args"
+) -> tuple[dict[str, Any], str]:
+    """``validate_args`` that also returns the JSON text it checked, so the insert need not encode again."""
     if args is None:
-        return {}
+        return {}, "{}"
     if not isinstance(args, Mapping):
         raise ValidationError(field_name, f"must be a JSON object, got {type(args).__name__}")
     try:
         encoded = json.dumps(args, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise ValidationError(field_name, f"is not JSON-serialisable: {exc}") from None
-    if "\\u0000" in encoded or _contains_nul(args):
+    if "\\u0000" in encoded:  # json.dumps escapes every NUL, in keys and values alike
         raise ValidationError(field_name, "must not contain the NUL character (\\u0000)")
     size = len(encoded.encode())
     if size > max_bytes:
         raise ValidationError(field_name, f"is {size} bytes encoded; the limit is {max_bytes}")
-    return dict(args)
+    return dict(args), encoded
 
 
 def _check_range(field_name: str, value: object, low: int, high: int) -> int:
@@ -118,6 +116,8 @@ class NewJob:
     timeout: timedelta | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    # ``args`` as the JSON text validation produced; None when built by hand (the insert encodes then).
+    args_json: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -159,9 +159,10 @@ class NewJob:
                 timeout = timedelta(seconds=timeout)
             if not isinstance(timeout, timedelta) or timeout <= timedelta(0):
                 raise ValidationError("timeout", "must be a positive number of seconds")
+        checked_args, args_json = encode_args(args, max_bytes=max_payload_bytes)
         return cls(
             task=validate_task_name(task),
-            args=validate_args(args, max_bytes=max_payload_bytes),
+            args=checked_args,
             queue=validate_queue(queue),
             priority=_check_range("priority", priority, PRIORITY_MIN, PRIORITY_MAX),
             run_at=run_at,
@@ -172,6 +173,7 @@ class NewJob:
             timeout=timeout,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,  # type: ignore[arg-type]
+            args_json=args_json,
         )
 
 
@@ -200,6 +202,8 @@ class Job:
     created_at: datetime
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    # ``args`` as the JSON text validation produced; None when built by hand (the insert encodes then).
+    args_json: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:

@@ -119,10 +119,19 @@ def _translated() -> Iterator[None]:
         raise translated from exc
 
 
+def _as_is(text: str) -> str:
+    return text
+
+
+def _args(job: NewJob) -> Jsonb:
+    """The job's args for psycopg, reusing the JSON text validation already produced."""
+    return Jsonb(job.args) if job.args_json is None else Jsonb(job.args_json, dumps=_as_is)
+
+
 def _insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:
     return {
         "task": job.task,
-        "args": Jsonb(job.args),
+        "args": _args(job),
         "queue": job.queue,
         "priority": job.priority,
         "run_at": job.run_at,
@@ -139,7 +148,7 @@ def _keyed_params(ids: Sequence[int], jobs: Sequence[NewJob]) -> dict[str, Any]:
     return {
         "ids": list(ids),
         "tasks": [j.task for j in jobs],
-        "args": [Jsonb(j.args) for j in jobs],
+        "args": [_args(j) for j in jobs],
         "queues": [j.queue for j in jobs],
         "priorities": [j.priority for j in jobs],
         "run_ats": [j.run_at for j in jobs],
@@ -155,7 +164,7 @@ def _copy_row(job_id: int, job: NewJob, now: datetime) -> tuple[Any, ...]:
     return (
         job_id,
         job.task,
-        job.args,
+        _args(job),
         job.queue,
         job.priority,
         job.run_at or now,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.pq import Trace
 
 from pgsched import Pgsched, Settings, ValidationError
 
@@ -131,3 +134,24 @@ def test_without_a_dsn_enqueue_says_how_to_configure(tmp_path: Any) -> None:
 
     with pytest.raises(ConfigurationError, match="PGSCHED_DSN"):
         Pgsched(settings=Settings()).enqueue("t")
+
+
+def test_a_warm_client_sends_one_statement_per_enqueue_and_no_pool_ping(app: Pgsched, tmp_path: Path) -> None:
+    client = app.client
+    client.enqueue("t")  # opens the pool
+    pool = client._pool
+    assert pool is not None
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as out, contextlib.ExitStack() as held:
+        conns = [held.enter_context(pool.connection()) for _ in range(pool.max_size)]
+        for conn in conns:  # every connection the enqueues below can get
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+        held.close()
+        for n in range(5):
+            client.enqueue("t", {"n": n})
+        for conn in conns:
+            conn.pgconn.untrace()
+    sent = [line.split()[2] for line in trace.read_text().splitlines() if line.startswith("F")]
+    assert sent.count("Bind") == 5, sent  # one statement per enqueue
+    assert "Query" not in sent, sent  # no "is it alive?" round trip on a connection in steady use

@@ -63,6 +63,12 @@ class RedisDedupeCache:
     def _keys(self, scope: str, run_keys: Sequence[str]) -> list[str]:
         return [f"{self._namespace}:{scope}:runkey:{k}" for k in run_keys]
 
+    def _fill(self, pipe: Any, scope: str, entries: Mapping[str, int]) -> Any:
+        """Queue one SET with the TTL per entry on a (sync or async) pipeline."""
+        for key, job_id in zip(self._keys(scope, list(entries)), entries.values(), strict=True):
+            pipe.set(key, job_id, ex=self._ttl)
+        return pipe
+
     def get_many(self, scope: str, run_keys: Sequence[str]) -> dict[str, int]:
         if not self._breaker.allow():
             DEDUPE_CACHE_MISSES.inc(len(run_keys))
@@ -77,11 +83,8 @@ class RedisDedupeCache:
     def put_many(self, scope: str, entries: Mapping[str, int]) -> None:
         if not entries or not self._breaker.allow():
             return
-        pipe = self._sync.pipeline(transaction=False)
-        for key, job_id in zip(self._keys(scope, list(entries)), entries.values(), strict=True):
-            pipe.set(key, job_id, ex=self._ttl)
         try:
-            pipe.execute()
+            self._fill(self._sync.pipeline(transaction=False), scope, entries).execute()
             self._breaker.success()
         except redis.RedisError as exc:
             self._failed(exc, 0)
@@ -109,11 +112,8 @@ class RedisDedupeCache:
     async def put_many_async(self, scope: str, entries: Mapping[str, int]) -> None:
         if not entries or not self._breaker.allow():
             return
-        pipe = self._async.pipeline(transaction=False)
-        for key, job_id in zip(self._keys(scope, list(entries)), entries.values(), strict=True):
-            pipe.set(key, job_id, ex=self._ttl)
         try:
-            await pipe.execute()
+            await self._fill(self._async.pipeline(transaction=False), scope, entries).execute()
             self._breaker.success()
         except (redis.RedisError, TimeoutError) as exc:
             self._failed(exc, 0)

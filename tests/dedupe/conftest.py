@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
-from pytest_postgresql.janitor import DatabaseJanitor
+from psycopg import sql
 
 from pgsched import Settings
 from tests.support.pgserver import Server
@@ -154,19 +155,15 @@ def blackhole() -> Iterator[Blackhole]:
 
 
 @pytest.fixture
-def second_dsn(pg_server: Server, pg_template: str) -> Iterator[str]:
-    """Another migrated database on the same cluster (same system identifier, other name)."""
+def second_dsn(pg_server: Server, pg_template: str, dsn: str) -> Iterator[str]:
+    """Another migrated database on the same cluster as ``dsn`` (same system identifier, other name)."""
     name = f"pgsched_t2_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(
-        user=pg_server.user,
-        host=pg_server.host,
-        port=pg_server.port,
-        password=pg_server.password,
-        dbname=name,
-        template_dbname=pg_template,
-    )
-    janitor.init()
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(pg_template))
+        )
     try:
         yield pg_server.dsn(name)
     finally:
-        janitor.drop()
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

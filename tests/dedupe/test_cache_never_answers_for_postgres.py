@@ -78,30 +78,21 @@ def plant(url: str, settings: Settings, conn: psycopg.Connection[Any], key: str,
     r.set(f"{settings.redis_namespace}:runkey:{key}", job_id)
 
 
+@pytest.mark.parametrize("deleted_by", ["sql", "api"])
 @pytest.mark.parametrize("surface", SURFACES)
-def test_a_job_deleted_by_sql_is_enqueued_again_on_every_surface(
-    surface: str, settings: Settings, conn: psycopg.Connection[Any], own_redis: OwnRedis
-) -> None:
-    cached = cached_settings(settings, own_redis.url)
-    with enqueuer(surface, cached) as enqueue:
-        first = enqueue("k")
-        assert enqueue("k") == first
-        conn.execute("DELETE FROM pgsched.jobs WHERE id = %s", [first])
-        second = enqueue("k")
-    assert second != first
-    assert holder(conn, "k") == [second]
-
-
-@pytest.mark.parametrize("surface", SURFACES)
-def test_a_job_deleted_through_the_api_is_enqueued_again_and_its_key_leaves_redis(
-    surface: str, settings: Settings, conn: psycopg.Connection[Any], own_redis: OwnRedis
+def test_a_deleted_job_is_enqueued_again_on_every_surface_and_an_api_delete_drops_its_key(
+    surface: str, deleted_by: str, settings: Settings, conn: psycopg.Connection[Any], own_redis: OwnRedis
 ) -> None:
     cached = cached_settings(settings, own_redis.url).with_(api_token=ADMIN_TOKEN)
     with enqueuer(surface, cached) as enqueue, serve_api(cached) as api, api.client() as http:
         first = enqueue("k")
-        conn.execute("UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE id = %s", [first])
-        assert http.delete(f"/jobs/{first}").status_code == 204
-        assert redis.Redis(port=own_redis.port).keys(f"{cached.redis_namespace}:*k") == []
+        assert enqueue("k") == first
+        if deleted_by == "sql":
+            conn.execute("DELETE FROM pgsched.jobs WHERE id = %s", [first])
+        else:
+            conn.execute("UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE id = %s", [first])
+            assert http.delete(f"/jobs/{first}").status_code == 204
+            assert redis.Redis(port=own_redis.port).keys(f"{cached.redis_namespace}:*k") == []
         second = enqueue("k")
     assert second != first
     assert holder(conn, "k") == [second]
