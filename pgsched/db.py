@@ -33,32 +33,27 @@ __all__ = [
 # TCP keepalives detect a dead peer within ~25 s even when no query is running.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
-# A pool with check_idle=True pings (one round trip) only connections returned longer ago than this;
-# one in steady use skips the ping, and a broken one is still dropped when it is returned.
+# A pool with check_idle=True pings (one round trip) only connections last checked out longer ago than
+# this; one in steady use skips the ping, and a broken one is still dropped when it is returned. (Not
+# a pool ``reset`` callback: with one, psycopg_pool returns every connection through a worker task.)
 IDLE_CHECK_SECONDS = 1.0
-_returned_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_checked_out_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 def _idle(conn: Any) -> bool:
-    return time.monotonic() - _returned_at.get(conn, float("-inf")) >= IDLE_CHECK_SECONDS
-
-
-def _mark_returned(conn: Any) -> None:
-    _returned_at[conn] = time.monotonic()
-
-
-async def _mark_returned_async(conn: Any) -> None:
-    _mark_returned(conn)
+    return time.monotonic() - _checked_out_at.get(conn, float("-inf")) >= IDLE_CHECK_SECONDS
 
 
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
     if _idle(conn):
         ConnectionPool.check_connection(conn)
+    _checked_out_at[conn] = time.monotonic()
 
 
 async def _check_if_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
     if _idle(conn):
         await AsyncConnectionPool.check_connection(conn)
+    _checked_out_at[conn] = time.monotonic()
 
 
 def conninfo(dsn: str, role: str, **extra: Any) -> str:
@@ -97,7 +92,6 @@ def async_pool(
         kwargs={"autocommit": True, "row_factory": dict_row},
         open=False,
         check=_check_if_idle_async if check_idle else AsyncConnectionPool.check_connection,
-        reset=_mark_returned_async if check_idle else None,
         name=f"pgsched-{role}",
     )
 
@@ -111,7 +105,6 @@ def sync_pool(dsn: str, role: str, *, min_size: int = 1, max_size: int = 4, chec
         kwargs={"autocommit": True, "row_factory": dict_row},
         open=False,
         check=_check_if_idle if check_idle else ConnectionPool.check_connection,
-        reset=_mark_returned if check_idle else None,
         name=f"pgsched-{role}",
     )
 
