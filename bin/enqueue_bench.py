@@ -161,13 +161,21 @@ def keyed(settings: Settings, redis_url: str, n: int) -> None:
 
 
 def hung_redis(settings: Settings, n: int) -> None:
+    """The same keyed calls with no Redis and with a blackholed one, alternating blocks of 50."""
+    samples: dict[str, list[float]] = {"no Redis": [], "blackholed": []}
     with blackhole() as url:
-        client = Client(settings.with_(redis_url=url))
-        many = timed(lambda i: client.enqueue_many([{"task": "t", "run_key": f"bh-m{i}"}]), n)
-        one = timed(lambda i: client.enqueue("t", run_key=f"bh-{i}"), n)
-        client.close()
-    print(f"  blackholed Redis, enqueue_many x1 with key: {summary(many)}")
-    print(f"  blackholed Redis, enqueue with key:         {summary(one)}")
+        clients = {"no Redis": Client(settings), "blackholed": Client(settings.with_(redis_url=url))}
+        for block in range(0, n, 50):
+            for name, client in clients.items():
+                calls = timed(
+                    lambda i, c=client, b=block, t=name[0]: c.enqueue_many([{"task": "t", "run_key": f"{t}{b}-{i}"}]),
+                    50,
+                )
+                samples[name].extend(calls)
+        for client in clients.values():
+            client.close()
+    for name, values in samples.items():
+        print(f"  enqueue_many x1 with a run key, {name}: {summary(values)}")
 
 
 def bulk(settings: Settings, rows: int, runs: int) -> None:
