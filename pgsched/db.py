@@ -7,6 +7,7 @@ Infra layer: opens connections, runs no pgsched SQL of its own. Every connection
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 import weakref
@@ -19,6 +20,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgsched.errors import DatabaseUnavailable
+from pgsched.queries import query
 
 __all__ = [
     "async_pool",
@@ -64,26 +66,75 @@ def conninfo(dsn: str, role: str, **extra: Any) -> str:
     return make_conninfo(dsn, **params)
 
 
+def _pooled(dialled: int, server_port: int | None) -> bool:
+    """A transaction-mode pooler (PgBouncer) or proxy answers on another port than PostgreSQL listens on."""
+    return server_port is not None and server_port != dialled
+
+
+def pooler_seen(dsn: str) -> tuple[int, int | None] | None:
+    """(dialled port, server port) when a pooler or proxy sits between this client and PostgreSQL, else None."""
+    with connect(dsn, "cli", connect_timeout=2) as conn:
+        row = conn.execute(query("server_port_get")).fetchone()
+        server = row["port"] if row else None
+        return (conn.info.port, server) if _pooled(conn.info.port, server) else None
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Behind a pooler, each transaction may land on another server session: no server-side prepared statements
+    (PgBouncer before 1.21 does not carry them; psycopg would prepare a statement after its fifth use)."""
+    row = conn.execute(query("server_port_get")).fetchone()
+    if _pooled(conn.info.port, row["port"] if row else None):
+        conn.prepare_threshold = None
+
+
+async def _configure_async(conn: psycopg.AsyncConnection[Any], statement_timeout: float | None = None) -> None:
+    """``_configure`` for async connections; with ``statement_timeout``, set it for the session when the session
+    is ours alone (behind a pooler a session setting would leak to other clients: the pooler's own
+    ``query_timeout`` or ``ALTER ROLE ... SET statement_timeout`` bounds statements there)."""
+    row = await (await conn.execute(query("server_port_get"))).fetchone()
+    if _pooled(conn.info.port, row["port"] if row else None):
+        conn.prepare_threshold = None
+    elif statement_timeout is not None:
+        await conn.execute(query("session_statement_timeout_set"), {"ms": max(1, int(statement_timeout * 1000))})
+
+
 def connect(dsn: str, role: str, *, autocommit: bool = True, **extra: Any) -> psycopg.Connection[dict[str, Any]]:
     try:
-        return psycopg.connect(conninfo(dsn, role, **extra), autocommit=autocommit, row_factory=dict_row)
+        conn = psycopg.connect(conninfo(dsn, role, **extra), autocommit=autocommit, row_factory=dict_row)
+        _configure(conn)
+        if not autocommit:
+            conn.rollback()  # end the transaction the check opened
+        return conn
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(str(exc).strip()) from exc
 
 
 async def connect_async(dsn: str, role: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[dict[str, Any]]:
     try:
-        return await psycopg.AsyncConnection.connect(conninfo(dsn, role), autocommit=autocommit, row_factory=dict_row)
+        conn = await psycopg.AsyncConnection.connect(conninfo(dsn, role), autocommit=autocommit, row_factory=dict_row)
+        await _configure_async(conn)
+        if not autocommit:
+            await conn.rollback()
+        return conn
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(str(exc).strip()) from exc
 
 
 def async_pool(
-    dsn: str, role: str, *, min_size: int = 1, max_size: int = 4, check_idle: bool = False
+    dsn: str,
+    role: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    check_idle: bool = False,
+    statement_timeout: float | None = None,
+    wait_timeout: float = 30.0,
 ) -> AsyncConnectionPool:
     """An unopened pool of autocommit, dict-row connections; open it with ``await pool.open()``.
 
     Every checkout is checked with a round trip, or with ``check_idle`` only after an idle second.
+    ``statement_timeout`` (seconds) bounds each statement on a direct connection; ``wait_timeout`` bounds
+    the wait for a connection.
     """
     return AsyncConnectionPool(
         conninfo(dsn, role),
@@ -92,6 +143,8 @@ def async_pool(
         kwargs={"autocommit": True, "row_factory": dict_row},
         open=False,
         check=_check_if_idle_async if check_idle else AsyncConnectionPool.check_connection,
+        configure=functools.partial(_configure_async, statement_timeout=statement_timeout),
+        timeout=wait_timeout,
         name=f"pgsched-{role}",
     )
 
@@ -105,6 +158,7 @@ def sync_pool(dsn: str, role: str, *, min_size: int = 1, max_size: int = 4, chec
         kwargs={"autocommit": True, "row_factory": dict_row},
         open=False,
         check=_check_if_idle if check_idle else ConnectionPool.check_connection,
+        configure=_configure,
         name=f"pgsched-{role}",
     )
 

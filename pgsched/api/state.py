@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
@@ -31,16 +30,13 @@ def api_pool(settings: Settings) -> AsyncConnectionPool:
 
     min_size 0: connections are made on demand, so an outage at start-up or later heals by itself.
     """
-    timeout_ms = max(1, int(settings.api_statement_timeout_seconds * 1000))
-    return AsyncConnectionPool(
-        db.conninfo(settings.require_dsn(), "api", options=f"-c statement_timeout={timeout_ms}"),
+    return db.async_pool(
+        settings.require_dsn(),
+        "api",
         min_size=0,
         max_size=8,
-        kwargs={"autocommit": True, "row_factory": dict_row},
-        open=False,
-        check=AsyncConnectionPool.check_connection,
-        timeout=POOL_TIMEOUT_SECONDS,
-        name="pgsched-api",
+        statement_timeout=settings.api_statement_timeout_seconds,
+        wait_timeout=POOL_TIMEOUT_SECONDS,
     )
 
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from pgsched import db
 from pgsched.cli.base import CliContext, cli, echo_json, echo_table, pass_ctx
 from pgsched.cli.preflight import PREFLIGHT_CONNECT_TIMEOUT
 from pgsched.cli.stores import CliStores, with_stores
@@ -68,6 +69,21 @@ async def _cluster(s: CliStores) -> list[Check]:
     return checks
 
 
+def _pooler(dsn: str) -> Check:
+    try:
+        seen = db.pooler_seen(dsn)
+    except DatabaseUnavailable as exc:
+        return Check("pooler", "fail", str(exc).splitlines()[0])
+    if seen is None:
+        return Check("pooler", "ok", "direct connection to PostgreSQL")
+    return Check(
+        "pooler",
+        "warn",
+        f"a pooler or proxy answers on port {seen[0]}, PostgreSQL listens on {seen[1]}: prepared statements are off; "
+        "enqueue, the API and the CLI work in transaction mode, workers and schedulers need a session connection",
+    )
+
+
 def _redis(url: str) -> Check:
     """A raw PING, so the doctor needs no Redis client; -NOAUTH still proves the server is up."""
     parts = urlsplit(url)
@@ -94,9 +110,11 @@ def run_checks(ctx: CliContext) -> list[Check]:
             checks = [*with_stores(ctx.settings, _cluster), migrations]
         except DatabaseUnavailable as exc:
             checks = [Check("database", "fail", str(exc).splitlines()[0]), migrations]
+    if migrations.name != "database":
+        checks.append(_pooler(dsn))
     if ctx.settings.redis_url:
         checks.append(_redis(ctx.settings.redis_url))
-    order = ["database", "migrations", "listener", "leader", "redis", "dead tuples", "long transactions"]
+    order = ["database", "migrations", "pooler", "listener", "leader", "redis", "dead tuples", "long transactions"]
     return sorted(checks, key=lambda c: order.index(c.name))
 
 

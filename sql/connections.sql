@@ -1,0 +1,9 @@
+-- Queries every pooled connection runs once, when it is opened.
+
+-- name: server_port_get
+-- The port the PostgreSQL server itself listens on (NULL over a Unix socket): another port than the one the client dialled means a pooler or proxy sits between.
+SELECT inet_server_port() AS port
+
+-- name: session_statement_timeout_set
+-- Bound every statement of this (unpooled) session, e.g. the API's, in milliseconds.
+SELECT set_config('statement_timeout', %(ms)s::text, false) AS statement_timeout
