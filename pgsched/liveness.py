@@ -2,7 +2,9 @@
 
 Data layer. On one dedicated, non-pooled connection the process registers (``worker_register``),
 takes ``pg_try_advisory_lock(pgsched.lock_namespace(), id)`` and beats ``heartbeat_at`` every
-``heartbeat_seconds``. The leader's reaper treats a free lock or a stale heartbeat as death.
+``heartbeat_seconds``; each beat also publishes the ids of the jobs the worker has started
+(``started``), so the reaper charges a loss only to those. The leader's reaper treats a free lock
+or a stale heartbeat as death.
 
 States: ``alive`` (lock held: ``ready`` is set) and ``lost`` (connection broken or a beat timed
 out: ``ready`` is cleared, so the worker starts no new job). While lost it reconnects with capped
@@ -55,6 +57,7 @@ class Liveness:
         version: str | None = None,
         heartbeat_seconds: float = 5.0,
         on_change: Callable[[], None] | None = None,
+        started: Callable[[], list[int]] | None = None,
     ) -> None:
         self._dsn = dsn
         self._role = role
@@ -63,6 +66,7 @@ class Liveness:
         self._version = version if version is not None else package_version()
         self._heartbeat = heartbeat_seconds
         self._on_change = on_change
+        self._started = started
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._id: int | None = None
         self._stopping = asyncio.Event()
@@ -144,9 +148,12 @@ class Liveness:
                 async with asyncio.timeout(1.0):
                     await conn.close()
 
+    def _beat_params(self) -> dict[str, Any]:
+        return {"id": self._id, "started": None if self._started is None else self._started()}
+
     async def _beat(self) -> None:
         async with self._guard() as conn:
-            cur = await conn.execute(query("worker_heartbeat"), {"id": self._id})
+            cur = await conn.execute(query("worker_heartbeat"), self._beat_params())
             if await cur.fetchone() is None:
                 log.warning("worker row deleted", extra={"event": "worker_row_missing", "worker_id": self._id})
                 await self._register(conn)
@@ -155,7 +162,7 @@ class Liveness:
         conn = await self._connect()
         async with self._guard():
             if self._id is not None:
-                cur = await conn.execute(query("worker_heartbeat"), {"id": self._id})
+                cur = await conn.execute(query("worker_heartbeat"), self._beat_params())
                 if await cur.fetchone() is not None and await self._lock(conn, self._id):
                     self.ready.set()
                     self._changed()

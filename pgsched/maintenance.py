@@ -2,7 +2,8 @@
 (finished jobs past their retention, result waiters whose session is gone).
 
 Service layer. Both run on the leader's connection (see ``pgsched.leader``) and are idempotent
-in SQL: the reaper's updates are fenced on (id, attempt, state = 'running').
+in SQL: the reaper's updates are fenced on (id, lease, state = 'running'), and it charges a loss only to
+jobs the lost worker had published as started (see the README, "Fair blame").
 
 A worker counts as lost when its registry row is gone, its heartbeat is older than the lease
 (hung or cut off), or its liveness lock is free and its heartbeat is older than two heartbeat

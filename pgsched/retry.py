@@ -1,4 +1,4 @@
-"""Retry policy: exponential backoff with jitter. A leaf module, pure functions."""
+"""Retry policy: exponential backoff with jitter wide enough to break cohorts. A leaf module, pure functions."""
 
 from __future__ import annotations
 
@@ -10,15 +10,28 @@ __all__ = ["RetryPolicy"]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Delay before attempt ``n + 1`` after attempt ``n`` failed: base * 2**(n-1), capped, jittered."""
+    """Delay before attempt ``n + 1`` after attempt ``n`` failed.
+
+    The floor is ``base * 2**(n-1)``, capped at ``max_seconds``: a retry never comes earlier. On top,
+    a decorrelating jitter draws the delay uniformly up to ``floor + jitter * (2 * floor + 4 * base)``
+    (still capped, never below the floor). With the default ``jitter = 1`` a cohort that failed together
+    spreads its first retry over six base units, its later ones over three times their floor, so 500
+    jobs failing at once retry at a per-second rate within 3x of its mean instead of in waves.
+    ``jitter = 0`` gives the bare exponential floor.
+    """
 
     base_seconds: float = 1.0
     max_seconds: float = 3600.0
-    jitter: float = 0.1
+    jitter: float = 1.0
+
+    def floor(self, attempt: int) -> float:
+        """The earliest the next attempt may come."""
+        exponent = max(attempt - 1, 0)
+        return float(min(self.base_seconds * 2.0 ** min(exponent, 62), self.max_seconds))
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        exponent = max(attempt - 1, 0)
-        raw: float = min(self.base_seconds * 2.0 ** min(exponent, 62), self.max_seconds)
-        spread = raw * self.jitter
-        jitter = rng.uniform(-spread, spread) if rng is not None else random.uniform(-spread, spread)
-        return max(0.0, raw + jitter)
+        low = self.floor(attempt)
+        high = min(low + max(self.jitter, 0.0) * (2 * low + 4 * self.base_seconds), self.max_seconds)
+        if high <= low:
+            return max(0.0, low)
+        return max(0.0, rng.uniform(low, high) if rng is not None else random.uniform(low, high))

@@ -433,8 +433,17 @@ class AsyncJobStore:
     async def job_claim(
         self, queues: Sequence[str], limit: int, worker_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[Job]:
-        """Claim like a worker (the same statement, so pauses and limits hold) and return the full rows."""
-        params = {"queues": list(queues), "limit": limit, "worker_id": worker_id, "now": self._clock.db_now()}
+        """Claim like a worker (the same statement, so pauses and limits hold) and return the full rows.
+
+        ``worker_id`` must be a registered worker (a row of ``pgsched.workers``): others claim nothing."""
+        params = {
+            "queues": list(queues),
+            "limit": limit,
+            "worker_id": worker_id,
+            "now": self._clock.db_now(),
+            "running": None,
+            "free": 0,
+        }
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("job_claim_batch"), params)
             ids = [r["id"] for r in await cur.fetchall()]

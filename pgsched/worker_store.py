@@ -3,8 +3,10 @@
 Data layer. Runs on two dedicated, non-pooled connections with server-side prepared statements:
 one for the producer's claims, one for the completer's writes and control queries, so a claim
 and a flush overlap. Both commit with ``synchronous_commit = off``: a database crash may lose the
-last moments of claims and completions, which only makes those jobs run again (execution is
-at-least-once anyway); enqueues and transactional tasks keep full durability. They also keep one
+last moments of claims and completions; the worker repairs both (it keeps completions until the
+WAL flush passes them and re-sends them after a reconnect, and hands back running rows it does not
+hold: ``job_reconcile``), and every write is fenced on the claim's lease. ``reconnects`` counts the
+connections opened after the first ones. Enqueues and transactional tasks keep full durability. They also keep one
 generic plan per prepared statement (planning the claim costs more than running it).
 A broken connection raises ``DatabaseUnavailable`` and is reopened on the next call.
 psycopg errors never leave this module. Transactional tasks borrow connections from a small pool
@@ -46,6 +48,9 @@ class ClaimedJob:
     timeout: float | None
     waited: float
     limited: bool = False  # claimed under a queue or key limit: its end frees a slot
+    lease: int = 0  # the claim's token: every write of this attempt is fenced on (id, lease)
+    isolate: bool = False  # charged with a worker loss last time: runs alone, its start published first
+    started: bool = False  # the claim published it as started (it fills a free slot at once)
 
 
 class Outcome(StrEnum):
@@ -60,6 +65,7 @@ class Finished:
 
     id: int
     attempt: int
+    lease: int
     outcome: Outcome
     result: str | None = None
     error: dict[str, Any] | None = None
@@ -86,6 +92,7 @@ class _Link:
         self._dsn = dsn
         self._role = role
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.opened = 0
 
     @contextlib.asynccontextmanager
     async def use(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -97,6 +104,7 @@ class _Link:
                     )
                     await conn.execute(query("worker_session_setup"))
                     self._conn = conn
+                    self.opened += 1
                 yield self._conn
         except DatabaseUnavailable:
             await self.close()
@@ -112,7 +120,7 @@ class _Link:
 def _finish_params(items: Sequence[Finished], now: Any) -> dict[str, Any]:
     return {
         "ids": [f.id for f in items],
-        "attempts": [f.attempt for f in items],
+        "leases": [f.lease for f in items],
         "outcomes": [f.outcome.value for f in items],
         "results": [f.result for f in items],
         "errors": [None if f.error is None else json.dumps(f.error) for f in items],
@@ -141,12 +149,45 @@ class WorkerStore:
             with contextlib.suppress(Exception):
                 await pool.close()
 
+    @property
+    def reconnects(self) -> int:
+        """Connections opened after the first one of each link: each may follow a database crash."""
+        return max(0, self._claims.opened - 1) + max(0, self._writes.opened - 1)
+
     # ---------------------------------------------------------------- claims (producer connection)
-    async def job_claim_batch(self, queues: Sequence[str], limit: int, worker_id: int) -> list[ClaimedJob]:
-        params = {"queues": list(queues), "limit": limit, "worker_id": worker_id, "now": self._clock.db_now()}
+    async def job_claim_batch(
+        self, queues: Sequence[str], limit: int, worker_id: int, *, running: Sequence[int] = (), free: int = 0
+    ) -> list[ClaimedJob]:
+        """Claim for a registered worker (none when its row is gone); publishes ``running`` plus the
+        first ``free`` claimed jobs as started, and returns those first."""
+        params = {
+            "queues": list(queues),
+            "limit": limit,
+            "worker_id": worker_id,
+            "now": self._clock.db_now(),
+            "running": list(running),
+            "free": free,
+        }
         async with self._claims.use() as conn:
             cur = await conn.execute(query("job_claim_batch"), params)
-            return [ClaimedJob(*row) for row in await cur.fetchall()]
+            jobs = [ClaimedJob(*row) for row in await cur.fetchall()]
+        jobs.sort(key=lambda job: not job.started)
+        return jobs
+
+    async def worker_started_publish(self, worker_id: int, started: Sequence[int]) -> bool:
+        """Publish the started jobs now (acknowledged before the caller starts one); False when the row is gone."""
+        async with self._claims.use() as conn:
+            cur = await conn.execute(
+                query("worker_started_publish"), {"worker_id": worker_id, "started": list(started)}
+            )
+            return await cur.fetchone() is not None
+
+    async def job_reconcile(self, worker_id: int, held: Sequence[tuple[int, int]]) -> list[int]:
+        """Hand back uncharged every running row under ``worker_id`` whose (id, lease) is not in ``held``."""
+        params = {"worker_id": worker_id, "ids": [h[0] for h in held], "leases": [h[1] for h in held]}
+        async with self._claims.use() as conn:
+            cur = await conn.execute(query("job_reconcile"), params)
+            return [row[0] for row in await cur.fetchall()]
 
     async def worker_wait_mark(self, worker_id: int, queues: Sequence[str]) -> None:
         async with self._claims.use() as conn:
@@ -172,21 +213,31 @@ class WorkerStore:
             cur = await conn.execute(query("job_finish_many"), _finish_params(items, self._clock.db_now()))
             return {row[0]: row[1] for row in await cur.fetchall()}
 
-    async def job_release_many(self, jobs: Sequence[tuple[int, int]]) -> set[int]:
-        """Hand (id, attempt) pairs back to the queue without charging the attempt; fenced."""
+    async def job_release_leased(self, jobs: Sequence[tuple[int, int]]) -> set[int]:
+        """Hand (id, lease) pairs back to the queue uncharged, in their old place; fenced."""
         if not jobs:
             return set()
-        params = {"ids": [j[0] for j in jobs], "attempts": [j[1] for j in jobs], "now": self._clock.db_now()}
+        params = {"ids": [j[0] for j in jobs], "leases": [j[1] for j in jobs]}
         async with self._writes.use() as conn:
-            cur = await conn.execute(query("job_release_many"), params)
+            cur = await conn.execute(query("job_release_leased"), params)
             return {row[0] for row in await cur.fetchall()}
 
-    async def job_cancel_requested(self, ids: Sequence[int]) -> list[int]:
-        if not ids:
+    async def job_cancel_requested(self, held: Sequence[tuple[int, int]]) -> list[int]:
+        """Which of these (id, lease) attempts have a pending cancel request."""
+        if not held:
             return []
+        params = {"ids": [h[0] for h in held], "leases": [h[1] for h in held]}
         async with self._writes.use() as conn:
-            cur = await conn.execute(query("job_cancel_requested"), {"ids": list(ids)})
+            cur = await conn.execute(query("job_cancel_requested"), params)
             return [row[0] for row in await cur.fetchall()]
+
+    async def wal_positions(self) -> tuple[int, int]:
+        """(inserted, flushed) WAL positions in bytes, read on the completer's connection."""
+        async with self._writes.use() as conn:
+            cur = await conn.execute(query("wal_positions"))
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
 
     # ---------------------------------------------------------------- transactional tasks
     @contextlib.asynccontextmanager

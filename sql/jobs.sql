@@ -86,6 +86,7 @@ SELECT * FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[]) ORDER BY priority D
 UPDATE pgsched.jobs j
    SET state = 'succeeded',
        finished_at = coalesce(%(now)s::timestamptz, now()),
+       lease = NULL,
        result = d.result
   FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(results)s::jsonb[]) AS d(id, attempt, result)
  WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
@@ -98,6 +99,7 @@ UPDATE pgsched.jobs j
        run_at = CASE WHEN j.attempt >= j.max_attempts OR d.final THEN j.run_at
                      ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay) END,
        finished_at = CASE WHEN j.attempt >= j.max_attempts OR d.final THEN coalesce(%(now)s::timestamptz, now()) END,
+       lease = NULL,
        errors = j.errors || jsonb_build_array(d.error)
   FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(errors)s::jsonb[], %(delays)s::float8[], %(finals)s::bool[])
        AS d(id, attempt, error, delay, final)
@@ -109,6 +111,7 @@ RETURNING j.id, j.state::text AS state
 UPDATE pgsched.jobs j
    SET state = 'cancelled',
        finished_at = coalesce(%(now)s::timestamptz, now()),
+       lease = NULL,
        errors = j.errors || jsonb_build_array(d.error)
   FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(errors)s::jsonb[]) AS d(id, attempt, error)
  WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
@@ -121,6 +124,7 @@ UPDATE pgsched.jobs j
        attempt = j.attempt - 1,
        worker_id = NULL,
        started_at = NULL,
+       lease = NULL,
        run_at = coalesce(%(now)s::timestamptz, now())
   FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS d(id, attempt)
  WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'

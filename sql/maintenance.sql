@@ -1,7 +1,12 @@
 -- name: job_reap_lost
--- Re-queue running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace); dead when out of attempts or a poison pill; cancelled when a cancel was pending; NOTIFY pgsched_done for ended jobs a result waiter waits on.
+-- Hand back running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace). Fair blame: only a job the worker had
+-- published as started (workers.started), or one already handed back uncharged max_losses times, is charged a loss (errors entry
+-- 'worker_lost'; dead when out of attempts or past the loss limit; it then runs alone next time); so is a job whose worker row is gone
+-- (nothing to tell; a worker without its row claims nothing). The others go back uncharged
+-- (attempt given back, returns + 1). Either way the job keeps its run_at (rescue first: its old place in line). Cancelled when a
+-- cancel was pending. NOTIFY pgsched_done for ended jobs a result waiter waits on.
 WITH lost AS (
-    SELECT j.id, j.attempt
+    SELECT j.id, j.lease, w.id IS NULL OR j.id = ANY (w.started) AS started  -- no row: unknown, so charged
       FROM pgsched.jobs j
       LEFT JOIN pgsched.workers w ON w.id = j.worker_id
      WHERE j.state = 'running'
@@ -15,24 +20,27 @@ WITH lost AS (
                        AND l.classid = pgsched.lock_namespace()::oid AND l.objid = j.worker_id::oid
                        AND l.objsubid = 2)))
        FOR UPDATE OF j SKIP LOCKED
-), judged AS (
-    SELECT j.id, j.attempt,
+), blamed AS (
+    SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged,
            j.attempt >= j.max_attempts
            OR (SELECT count(*) FROM jsonb_array_elements(j.errors) e WHERE e ->> 'kind' = 'worker_lost') + 1
-              >= %(max_losses)s::int AS final
-      FROM pgsched.jobs j JOIN lost ON lost.id = j.id
+              >= %(max_losses)s::int AS out
+      FROM lost JOIN pgsched.jobs j ON j.id = lost.id
 ), reaped AS (
     UPDATE pgsched.jobs j
        SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                        WHEN d.final THEN 'dead' ELSE 'queued' END::pgsched.job_state,
-           run_at = CASE WHEN d.final OR j.cancel_requested_at IS NOT NULL THEN j.run_at ELSE clock_timestamp() END,
-           finished_at = CASE WHEN d.final OR j.cancel_requested_at IS NOT NULL THEN clock_timestamp() END,
-           errors = j.errors || jsonb_build_array(jsonb_build_object(
+                        WHEN d.charged AND d.out THEN 'dead' ELSE 'queued' END::pgsched.job_state,
+           attempt = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.attempt ELSE j.attempt - 1 END,
+           returns = CASE WHEN d.charged THEN j.returns ELSE j.returns + 1 END,
+           lease = NULL,
+           started_at = CASE WHEN d.charged THEN j.started_at END,
+           finished_at = CASE WHEN (d.charged AND d.out) OR j.cancel_requested_at IS NOT NULL THEN clock_timestamp() END,
+           errors = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.errors || jsonb_build_array(jsonb_build_object(
                'at', clock_timestamp(), 'attempt', j.attempt, 'error', 'worker lost', 'kind', 'worker_lost',
-               'worker_id', j.worker_id, 'traceback', NULL))
-      FROM judged d
-     WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
-    RETURNING j.id, j.state::text AS state
+               'worker_id', j.worker_id, 'traceback', NULL)) ELSE j.errors END
+      FROM blamed d
+     WHERE j.id = d.id AND j.lease IS NOT DISTINCT FROM d.lease AND j.state = 'running'
+    RETURNING j.id, j.state::text AS state, d.charged
 ), told AS (
     -- One primary-key probe per ended job (see job_finish_many: LIMIT keeps it keyed in any plan).
     SELECT count(pg_notify('pgsched_done', r.id::text)) AS sent
@@ -40,7 +48,7 @@ WITH lost AS (
      CROSS JOIN LATERAL (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = r.id LIMIT 1) waited
      WHERE r.state <> 'queued'
 )
-SELECT reaped.id, reaped.state FROM reaped, told
+SELECT reaped.id, reaped.state, reaped.charged FROM reaped, told
 
 -- name: worker_delete_dead
 -- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace.
@@ -60,7 +68,7 @@ WITH doomed AS (
     SELECT id FROM pgsched.jobs
      WHERE state = %(state)s::pgsched.job_state
        AND finished_at IS NOT NULL
-       AND finished_at < coalesce(%(now)s::timestamptz, clock_timestamp()) - make_interval(secs => %(retention)s::float8)
+       AND finished_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention)s::float8)  -- stable: an index bound
      ORDER BY finished_at
      LIMIT %(limit)s::int
        FOR UPDATE SKIP LOCKED

@@ -11,8 +11,13 @@ RETURNING id
 SELECT pg_try_advisory_lock(pgsched.lock_namespace(), %(id)s::int) AS locked
 
 -- name: worker_heartbeat
--- Beat the heartbeat; no row back means the row was deleted and the worker must register again.
-UPDATE pgsched.workers SET heartbeat_at = now() WHERE id = %(id)s::bigint RETURNING id
+-- Beat the heartbeat and publish the started jobs (NULL keeps them); no row back means the row was deleted and the worker must register again.
+UPDATE pgsched.workers SET heartbeat_at = now(), started = coalesce(%(started)s::bigint[], started)
+ WHERE id = %(id)s::bigint RETURNING id
+
+-- name: worker_started_publish
+-- Publish the jobs this worker has started (before a job runs alone: its start mark is known before it starts); false when the row is gone.
+UPDATE pgsched.workers SET started = %(started)s::bigint[] WHERE id = %(worker_id)s::bigint RETURNING true AS published
 
 -- name: worker_unregister
 -- Remove a worker's row on clean shutdown; its waiting marks go with it.
@@ -33,16 +38,22 @@ DELETE FROM pgsched.waiting_workers WHERE worker_id = %(worker_id)s::bigint
 SELECT 1 AS ok
 
 -- name: job_claim_batch
--- Claim up to n due jobs for one worker: plain queues through the claim index in one statement, limited queues and keyed jobs through pgsched.claim_limited (called only when one is due).
+-- Claim up to n due jobs for one registered worker under one new lease: plain queues through the claim index in one statement, limited queues and keyed jobs through pgsched.claim_limited (called only when one is due).
 -- Paused queues are skipped. When plain queues are served too, limited work gets at most half of a claim, so neither side starves the other.
-WITH settings AS MATERIALIZED (
+-- A worker whose row is gone claims nothing (it must register again). The claim also publishes the worker's started jobs:
+-- those still running (the running parameter) and the first "free" claimed rows, which fill free slots at once (started = true).
+WITH alive AS MATERIALIZED (
+    SELECT w.id FROM pgsched.workers w WHERE w.id = %(worker_id)s::bigint
+),
+settings AS MATERIALIZED (
     SELECT q.name, coalesce(s.paused, false) AS paused,
            coalesce(s.concurrency IS NOT NULL OR s.rate_limit IS NOT NULL, false) AS limited
       FROM unnest(%(queues)s::text[]) AS q(name)
       LEFT JOIN pgsched.queues s ON s.name = q.name
+     WHERE EXISTS (SELECT 1 FROM alive)
 ),
 limited AS MATERIALIZED (
-    SELECT c.id, c.queue, c.task, c.args, c.attempt, c.timeout_seconds, c.waited_seconds, c.limited
+    SELECT c.id, c.queue, c.task, c.args, c.attempt, c.timeout_seconds, c.waited_seconds, c.limited, c.lease, c.isolate
       FROM (SELECT 1 AS go
              WHERE EXISTS (SELECT 1 FROM settings st WHERE st.limited AND NOT st.paused)
                 OR EXISTS (SELECT 1 FROM settings st
@@ -74,26 +85,42 @@ claimed AS MATERIALIZED (
      ORDER BY c.priority DESC, c.run_at, c.id
      LIMIT greatest(0, %(limit)s::int - (SELECT count(*) FROM limited))
 ),
-plain AS (
+lease AS MATERIALIZED (
+    SELECT pgsched.new_lease() AS token WHERE EXISTS (SELECT 1 FROM claimed)
+),
+plain AS MATERIALIZED (
     UPDATE pgsched.jobs j
        SET state = 'running',
            attempt = j.attempt + 1,
            worker_id = %(worker_id)s::bigint,
-           started_at = coalesce(%(now)s::timestamptz, now())
+           started_at = coalesce(%(now)s::timestamptz, now()),
+           lease = (SELECT lease.token FROM lease)
      WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
               extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
               extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,
-              false AS limited
+              false AS limited, j.lease, coalesce(j.errors -> -1 ->> 'kind' = 'worker_lost', false) AS isolate
+),
+taken AS MATERIALIZED (
+    SELECT * FROM plain
+    UNION ALL
+    SELECT * FROM limited
+),
+published AS (
+    -- Jobs that must run alone (isolate) are never marked here: they publish their own start.
+    UPDATE pgsched.workers w
+       SET started = %(running)s::bigint[]
+                     || ARRAY(SELECT t.id FROM taken t WHERE NOT t.isolate ORDER BY t.id LIMIT greatest(0, %(free)s::int))
+     WHERE w.id = %(worker_id)s::bigint
+    RETURNING w.started
 )
-SELECT * FROM plain
-UNION ALL
-SELECT * FROM limited
+SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 
 -- name: job_finish_many
--- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead) or cancelled; fenced on (id, attempt, running); NOTIFY pgsched_done for ended jobs a result waiter waits on.
--- Keyed by the join on d.id alone: adding "j.id = ANY(ids)" let a plan made on an empty table scan
--- the whole running set once per id of the batch (O(n²); tests/worker/test_plans.py counts rows).
+-- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead) or cancelled; fenced on (id, lease), which also clears the lease; NOTIFY pgsched_done for ended jobs a result waiter waits on.
+-- Plan-proof by shape: no state predicate (a partial index on state is unusable, so only the primary key can
+-- find a row) and "j.id = ANY(ids)" bounds every way of reading jobs to the batch, whatever the statistics
+-- (tests/worker/test_plans.py counts the rows visited in every statistics state).
 WITH done AS (
     UPDATE pgsched.jobs j
        SET state = CASE
@@ -111,12 +138,13 @@ WITH done AS (
                       THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay)
                       ELSE j.run_at
                     END,
+           lease = NULL,
            result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
            errors = CASE WHEN d.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(d.error::jsonb) END
-      FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(outcomes)s::text[], %(results)s::text[],
+      FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[], %(outcomes)s::text[], %(results)s::text[],
                   %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[])
-           AS d(id, attempt, outcome, result, error, delay, final)
-     WHERE j.id = d.id AND j.attempt = d.attempt AND j.state = 'running'
+           AS d(id, lease, outcome, result, error, delay, final)
+     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
     RETURNING j.id, j.state::text AS state
 ),
 told AS (
@@ -150,11 +178,42 @@ SELECT least(
        ) AS seconds
 
 -- name: job_cancel_requested
--- Which of these running jobs have a pending cancel request (the safety net for a missed NOTIFY pgsched_cancel).
+-- Which of these running attempts (id, lease) have a pending cancel request (the safety net for a missed NOTIFY pgsched_cancel).
 -- Driven by the ids (one primary-key probe each), never by the running set: see job_finish_many.
-SELECT j.id FROM unnest(%(ids)s::bigint[]) AS r(id)
-  JOIN pgsched.jobs j ON j.id = r.id
- WHERE j.state = 'running' AND j.cancel_requested_at IS NOT NULL
+SELECT j.id FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS r(id, lease)
+  JOIN pgsched.jobs j ON j.id = r.id AND j.lease = r.lease
+ WHERE j.id = ANY (%(ids)s::bigint[]) AND j.cancel_requested_at IS NOT NULL
+
+-- name: job_release_leased
+-- Hand claimed attempts (id, lease) back uncharged, in their old place (run_at kept): unstarted prefetched jobs, graceful shutdown.
+UPDATE pgsched.jobs j
+   SET state = 'queued',
+       attempt = j.attempt - 1,
+       worker_id = NULL,
+       started_at = NULL,
+       lease = NULL
+  FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS d(id, lease)
+ WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
+RETURNING j.id
+
+-- name: job_reconcile
+-- Hand back uncharged, at once, every running row under this worker id that it does not hold (a claim whose rows it never got, a completion a crash lost); reads only this worker's running rows.
+WITH strays AS (
+    SELECT j.id FROM pgsched.jobs j
+     WHERE j.state = 'running' AND j.worker_id = %(worker_id)s::bigint
+       AND (j.id, j.lease) NOT IN (SELECT h.id, h.lease FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS h(id, lease)
+                                    WHERE h.id IS NOT NULL AND h.lease IS NOT NULL)  -- hashed: one look-up per row
+       FOR UPDATE OF j SKIP LOCKED
+)
+UPDATE pgsched.jobs j
+   SET state = 'queued', attempt = j.attempt - 1, worker_id = NULL, started_at = NULL, lease = NULL
+ WHERE j.id = ANY (ARRAY(SELECT strays.id FROM strays))  -- locked above; no state predicate: only the primary key finds them
+RETURNING j.id
+
+-- name: wal_positions
+-- Where the WAL is inserted and flushed up to (bytes): a completion committed before "inserted" is durable once "flushed" passes it.
+SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint AS inserted,
+       pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint AS flushed
 
 -- name: worker_session_setup
 -- The worker's own connections: commit without waiting for the WAL flush (a database crash can only make a job run again), and keep one generic plan per prepared statement (planning the claim costs more than running it).

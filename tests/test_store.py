@@ -16,6 +16,15 @@ from pgsched.store import AsyncJobStore, Failure, Success
 from tests.support.factories import insert_jobs
 
 
+@pytest.fixture(autouse=True)
+def workers(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    """Workers 1 to 8 are registered: only a registered worker claims."""
+    conn.execute(
+        "INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE"
+        " SELECT g, 'test', g FROM generate_series(1, 8) g"
+    )
+
+
 @pytest.fixture
 async def store(dsn: str) -> Any:
     pool = db.async_pool(dsn, "test", min_size=1, max_size=10)

@@ -2,8 +2,13 @@
 
 Service layer. A flush happens ``flush_interval`` seconds after the first buffered result, or at
 once when ``flush_size`` results wait; while one flush is in flight the next batch grows, so the
-batch size adapts to the database's speed. Every write is fenced in SQL (id, attempt, running):
-a result for a job the reaper took back is simply not accepted.
+batch size adapts to the database's speed. Every write is fenced in SQL on the claim's lease
+(id, lease): a result for a job the reaper took back is simply not accepted.
+
+Written batches commit with ``synchronous_commit = off``, so they are kept ("undurable") until the
+WAL flush position passes them (checked every ``_DURABLE_CHECK`` seconds); after a reconnect the
+worker calls ``resend_undurable()``: a completion a database crash lost is written again (the fence
+accepts it while the row still runs under the same lease, and drops it otherwise).
 
 On connection loss the batch is kept and retried with capped backoff (the reaper may re-queue the
 jobs meanwhile; the fence then drops the stale results). A batch the database rejects as data
@@ -30,6 +35,9 @@ __all__ = ["Completer"]
 log = logging.getLogger(__name__)
 
 _MAX_BACKOFF = 2.0
+_DURABLE_CHECK = 0.2
+
+_Batch = list[tuple[ClaimedJob, Finished]]
 
 
 class Completer:
@@ -47,8 +55,12 @@ class Completer:
         self._interval = flush_interval
         self._size = flush_size
         self._on_retry = on_retry_queued
-        self._buffer: list[tuple[ClaimedJob, Finished]] = []
-        self._writing = 0
+        self._buffer: _Batch = []
+        self._writing: _Batch = []
+        self._undurable: list[tuple[int | None, _Batch]] = []  # (WAL position they are behind, batch)
+        self._resending: _Batch = []
+        self._resend_due = False
+        self._checked_at = time.monotonic()
         # Claims wait while this many results are unwritten: a slow or stuck write must not let
         # the producer keep claiming (every claimed job stays 'running' until its result lands).
         self._backlog_max = 2 * flush_size
@@ -62,7 +74,19 @@ class Completer:
     @property
     def pending(self) -> int:
         """Results not yet written: buffered plus the batch being written."""
-        return len(self._buffer) + self._writing
+        return len(self._buffer) + len(self._writing)
+
+    def held(self) -> list[tuple[int, int]]:
+        """(id, lease) of every attempt whose end is not yet known durable: buffered, being written, undurable."""
+        held = [(f.id, f.lease) for batch in (self._buffer, self._writing, self._resending) for _, f in batch]
+        held.extend((f.id, f.lease) for _, batch in self._undurable for _, f in batch)
+        return held
+
+    def resend_undurable(self) -> None:
+        """The connection was re-opened (maybe after a database crash): write the undurable batches again."""
+        if self._undurable:
+            self._resend_due = True
+            self._wake.set()
 
     async def wait_for_room(self) -> None:
         """Return at once unless too many results are unwritten; then return after the next write
@@ -88,14 +112,58 @@ class Completer:
     async def run(self) -> None:
         """Flush until ``close()`` and everything buffered is written (or the close deadline passed)."""
         while True:
-            await self._wake.wait()
+            await self._wait_wake()
             self._wake.clear()
+            if self._resend_due:
+                await self._resend()
             if not self._closing and len(self._buffer) < self._size:
                 await asyncio.sleep(self._interval)
             if self._buffer:
                 await self._flush()
             if self._closing and not self._buffer:
                 return
+
+    async def _wait_wake(self) -> None:
+        """Wait for work; meanwhile, while batches are undurable, check the WAL flush position now and then."""
+        while not self._wake.is_set():
+            if not self._undurable:
+                await self._wake.wait()
+                return
+            try:
+                async with asyncio.timeout(_DURABLE_CHECK):
+                    await self._wake.wait()
+            except TimeoutError:
+                await self._check_durable()
+
+    async def _check_durable(self) -> None:
+        """Drop batches the WAL flush has passed; mark the others with the current insert position."""
+        self._checked_at = time.monotonic()
+        try:
+            inserted, flushed = await self._store.wal_positions()
+        except DatabaseUnavailable:
+            return
+        self._undurable = [
+            (inserted if lsn is None else lsn, batch) for lsn, batch in self._undurable if lsn is None or lsn > flushed
+        ]
+
+    async def _resend(self) -> None:
+        self._resend_due = False
+        self._resending = [item for _, batch in self._undurable for item in batch]
+        self._undurable = []
+        try:
+            accepted = await self._write_retrying(self._resending)
+        finally:
+            batch, self._resending = self._resending, []
+        if accepted:
+            log.warning(
+                "re-sent completions a crash lost", extra={"event": "completions_resent", "count": len(accepted)}
+            )
+        self._keep_undurable(batch, accepted)
+
+    def _keep_undurable(self, batch: _Batch, accepted: dict[int, str]) -> None:
+        kept = [item for item in batch if item[1].id in accepted]
+        if kept:
+            self._undurable.append((None, kept))
 
     def close(self, timeout: float = 10.0) -> None:
         """Ask ``run()`` to write what is left and return; gives up on a dead database after ``timeout``."""
@@ -105,46 +173,52 @@ class Completer:
 
     async def _flush(self) -> None:
         batch, self._buffer = self._buffer, []
-        self._writing = len(batch)
+        self._writing = batch
         try:
             await self._write(batch)
         finally:
-            self._writing = 0
+            self._writing = []
             if self.pending <= self._backlog_max:
                 self._room.set()
+        if self._undurable and time.monotonic() - self._checked_at > _DURABLE_CHECK:
+            await self._check_durable()
 
-    async def _write(self, batch: list[tuple[ClaimedJob, Finished]]) -> None:
-        backoff = 0.05
-        while True:
-            try:
-                accepted = await self._store.job_finish_many([f for _, f in batch])
-                break
-            except ValidationError:
-                accepted = await self._one_by_one(batch)
-                break
-            except DatabaseUnavailable as exc:
-                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
-                    log.error("results lost", extra={"event": "completer_gave_up", "count": len(batch)})
-                    return
-                log.warning("flush failed", extra={"event": "completer_retry", "error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+    async def _write(self, batch: _Batch) -> None:
+        accepted = await self._write_retrying(batch)
+        self._keep_undurable(batch, accepted)
         self._account(batch, accepted)
         self._hooks.ended(batch, accepted)
 
-    async def _one_by_one(self, batch: list[tuple[ClaimedJob, Finished]]) -> dict[int, str]:
+    async def _write_retrying(self, batch: _Batch) -> dict[int, str]:
+        backoff = 0.05
+        while True:
+            try:
+                return await self._store.job_finish_many([f for _, f in batch])
+            except ValidationError:
+                return await self._one_by_one(batch)
+            except DatabaseUnavailable as exc:
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    log.error("results lost", extra={"event": "completer_gave_up", "count": len(batch)})
+                    return {}
+                log.warning("flush failed", extra={"event": "completer_retry", "error": str(exc)})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _one_by_one(self, batch: _Batch) -> dict[int, str]:
         accepted: dict[int, str] = {}
         for index, (job, finished) in enumerate(batch):
             try:
                 accepted.update(await self._store.job_finish_many([finished]))
             except (ValidationError, InvalidStateError) as exc:
                 error = error_entry(job.attempt, f"the result could not be stored: {exc}", kind="result")
-                replacement = Finished(job.id, job.attempt, Outcome.FAILED, error=error, delay=finished.delay)
+                replacement = Finished(
+                    job.id, job.attempt, job.lease, Outcome.FAILED, error=error, delay=finished.delay
+                )
                 batch[index] = (job, replacement)
                 accepted.update(await self._store.job_finish_many([replacement]))
         return accepted
 
-    def _account(self, batch: list[tuple[ClaimedJob, Finished]], accepted: dict[int, str]) -> None:
+    def _account(self, batch: _Batch, accepted: dict[int, str]) -> None:
         counts: Counter[tuple[str, str, str]] = Counter()
         retried = False
         debug = log.isEnabledFor(logging.DEBUG)

@@ -87,7 +87,9 @@ class Executor:
         self._slots = [_Slot() for _ in range(concurrency)]
         self._running: dict[int, _Slot] = {}
         self._plans: dict[str, _Plan] = {}
-        self._released: list[tuple[int, int]] = []
+        self._released: list[tuple[int, int]] = []  # (id, lease)
+        self._held: set[tuple[int, int]] = set()  # (id, lease) of every job in hand: buffered or running
+        self._announced: set[int] = set()  # buffered jobs already published as started (they start first)
         self._threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsched-job")
         self._in_threads: set[Future[Any]] = set()
         self._meters = Meters()
@@ -104,6 +106,9 @@ class Executor:
 
     def submit(self, jobs: list[ClaimedJob]) -> None:
         for job in jobs:
+            self._held.add((job.id, job.lease))
+            if job.started:
+                self._announced.add(job.id)
             self._buffer.put_nowait(job)
         self._meters.running(min(self.in_hand, self._concurrency))
 
@@ -129,8 +134,12 @@ class Executor:
         """Back-pressure from the completer: too many finished jobs not yet written."""
         await self._completer.wait_for_room()
 
+    def held(self) -> list[tuple[int, int]]:
+        """(id, lease) of the jobs in hand, buffered or running."""
+        return list(self._held)
+
     def take_released(self) -> list[tuple[int, int]]:
-        """Claimed jobs that were not started (liveness lost, shutdown): to hand back uncharged."""
+        """Claimed jobs (id, lease) that were not started (liveness lost, shutdown): to hand back uncharged."""
         released, self._released = self._released, []
         return released
 
@@ -143,13 +152,18 @@ class Executor:
         while not self._buffer.empty():
             job = self._buffer.get_nowait()
             if job is not None:
-                self._released.append((job.id, job.attempt))
+                self._release(job)
                 count += 1
         return count
 
     # ---------------------------------------------------------------- cancellation and shutdown
     def running_ids(self) -> list[int]:
-        return list(self._running)
+        """Ids of the jobs started and not finished (or published as started and about to start):
+        what the worker publishes as started."""
+        return [*self._running, *self._announced]
+
+    def running_leases(self) -> list[tuple[int, int]]:
+        return [(job_id, slot.job.lease) for job_id, slot in self._running.items() if slot.job is not None]
 
     def cancel(self, job_id: int, reason: str = _CANCEL) -> bool:
         slot = self._running.get(job_id)
@@ -216,6 +230,11 @@ class Executor:
                 streak = 0
                 await asyncio.sleep(0)
 
+    def _release(self, job: ClaimedJob) -> None:
+        self._announced.discard(job.id)
+        self._held.discard((job.id, job.lease))
+        self._released.append((job.id, job.lease))
+
     def _plan(self, name: str) -> _Plan:
         plan = self._plans.get(name)
         if plan is None:
@@ -229,8 +248,9 @@ class Executor:
 
     async def _run(self, slot: _Slot, job: ClaimedJob) -> None:
         if not self._ready.is_set():
-            self._released.append((job.id, job.attempt))
+            self._release(job)
             return
+        self._announced.discard(job.id)
         plan = self._plan(job.task)
         meters = self._meters.of(job.queue, job.task)
         meters.started.inc()
@@ -243,12 +263,13 @@ class Executor:
         try:
             finished = await self._attempt(slot, job, plan)
         finally:
-            # The same attempt can be in hand twice: a database crash may lose a claim's commit
+            # The same job can be in hand twice: a database crash may lose a claim's commit
             # (synchronous_commit is off), and this worker then claims the job again while the first
-            # copy still runs. The fence settles which result counts; here only the slot that is still
-            # registered for the id removes it.
+            # copy still runs. The lease fence settles which result counts (the first copy's lease is
+            # gone); here only the slot that is still registered for the id removes it.
             if self._running.get(job.id) is slot:
                 del self._running[job.id]
+            self._held.discard((job.id, job.lease))
             slot.job = None
             reset_current_job(token)
             self._done.set()
@@ -293,7 +314,7 @@ class Executor:
         assert slot.task is not None
         slot.task.uncancel()
         if slot.reason == _ABORT:
-            self._released.append((job.id, job.attempt))
+            self._release(job)
             return None
         return outcome.cancelled(job)
 

@@ -63,7 +63,7 @@ def encode_result(value: Any, *, max_bytes: int) -> str | None:
 
 
 def success(job: ClaimedJob, encoded: str | None) -> Finished:
-    return Finished(job.id, job.attempt, Outcome.SUCCEEDED, result=encoded)
+    return Finished(job.id, job.attempt, job.lease, Outcome.SUCCEEDED, result=encoded)
 
 
 def failure(job: ClaimedJob, exc: BaseException, retry: RetryPolicy, *, final: bool = False) -> Finished:
@@ -71,13 +71,17 @@ def failure(job: ClaimedJob, exc: BaseException, retry: RetryPolicy, *, final: b
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     entry = error_entry(job.attempt, message, kind="exception", tb=tb)
     final = final or isinstance(exc, PermanentError)
-    return Finished(job.id, job.attempt, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt), final=final)
+    return Finished(
+        job.id, job.attempt, job.lease, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt), final=final
+    )
 
 
 def timed_out(job: ClaimedJob, seconds: float, retry: RetryPolicy) -> Finished:
     entry = error_entry(job.attempt, f"timed out after {seconds:g}s", kind="timeout")
-    return Finished(job.id, job.attempt, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt))
+    return Finished(job.id, job.attempt, job.lease, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt))
 
 
 def cancelled(job: ClaimedJob) -> Finished:
-    return Finished(job.id, job.attempt, Outcome.CANCELLED, error=error_entry(job.attempt, "cancelled", kind="cancel"))
+    return Finished(
+        job.id, job.attempt, job.lease, Outcome.CANCELLED, error=error_entry(job.attempt, "cancelled", kind="cancel")
+    )

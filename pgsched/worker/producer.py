@@ -10,19 +10,32 @@ worker waiting, claim once more to close the race with inserts that did not see 
 sleep until a NOTIFY, the earliest future ``run_at`` or the poll interval, whichever comes first).
 Without liveness (``ready`` cleared) it claims nothing; when liveness returns it first hands back
 the jobs the executor parked. A database error backs off (capped) and tries again.
+
+Each claim publishes which jobs have started (those running, plus the claimed ones that fill free
+slots at once, which the executor starts first). A claimed job charged with a worker loss last time
+(``isolate``) runs alone: the rest of its claim goes back uncharged, the running jobs finish, its
+start is published, then it runs with nothing beside it.
+
+Reconciliation: after any reconnect (of the store's links or of liveness) and every
+``reconcile_seconds``, the running rows under this worker's id that neither the executor nor the
+completer holds (by lease) go back to the queue uncharged; after a reconnect the completer first
+re-sends its completions that were not yet durable. Claims and reconciliation share this task, so
+no claim is ever in flight while the worker compares.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 
 from pgsched.errors import PgschedError
 from pgsched.liveness import Liveness
+from pgsched.worker.completer import Completer
 from pgsched.worker.executor import Executor
-from pgsched.worker_store import WorkerStore
+from pgsched.worker_store import ClaimedJob, WorkerStore
 
 __all__ = ["Producer"]
 
@@ -37,15 +50,22 @@ class Producer:
         self,
         store: WorkerStore,
         executor: Executor,
+        completer: Completer,
         liveness: Liveness,
         *,
         queues: tuple[str, ...],
         concurrency: int,
         prefetch_max: int,
         poll_seconds: float,
+        reconcile_seconds: float,
     ) -> None:
         self._store = store
         self._executor = executor
+        self._completer = completer
+        self._reconcile_every = reconcile_seconds
+        self._reconcile_at = time.monotonic() + reconcile_seconds
+        self._reconnects_seen = 0
+        self._reconnected = False
         self._liveness = liveness
         self._queues = queues
         self._concurrency = concurrency
@@ -64,8 +84,9 @@ class Producer:
         self._wake.set()
 
     def forget_marks(self) -> None:
-        """Liveness changed (maybe a new worker id): waiting marks must be written again."""
+        """Liveness changed (maybe a new worker id, maybe after a crash): write waiting marks again, reconcile."""
         self._marked = False
+        self._reconnected = True
         self._wake.set()
 
     def stop(self) -> None:
@@ -88,24 +109,23 @@ class Producer:
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
     async def _step(self) -> None:
-        released = self._executor.take_released()
-        if released:
-            try:
-                await self._store.job_release_many(released)
-            except PgschedError:
-                # Dropping them would strand them as running under a live worker the reaper trusts.
-                self._executor.keep_released(released)
-                raise
-            log.info("released unstarted jobs", extra={"event": "jobs_released", "count": len(released)})
+        await self._release(self._executor.take_released())
         await self._executor.wait_for_results_written()
         limit = await self._room()
         worker_id = self._liveness.worker_id
         if self._stopping or limit <= 0 or worker_id is None or not self._liveness.ready.is_set():
             return
+        await self._reconcile(worker_id)
         self._wake.clear()
-        jobs = await self._store.job_claim_batch(self._queues, limit, worker_id)
+        free = max(0, self._concurrency - self._executor.in_hand)
+        jobs = await self._store.job_claim_batch(
+            self._queues, limit, worker_id, running=self._executor.running_ids(), free=free
+        )
         if self._stopping or not self._liveness.ready.is_set():
             self._executor.submit(jobs)  # the executor parks them for release: never lose a claim
+            return
+        if any(job.isolate for job in jobs):
+            await self._run_alone(worker_id, jobs)
             return
         if jobs:
             self._executor.submit(jobs)
@@ -119,6 +139,48 @@ class Producer:
             self._marked = True  # then claim again: an insert that missed the mark is seen now
         elif not jobs:
             await self._idle()
+
+    async def _release(self, released: list[tuple[int, int]]) -> None:
+        """Hand (id, lease) pairs back uncharged; on failure keep them for the next try, never drop them."""
+        if not released:
+            return
+        try:
+            await self._store.job_release_leased(released)
+        except PgschedError:
+            # Dropping them would strand them as running under a live worker the reaper trusts.
+            self._executor.keep_released(released)
+            raise
+        log.info("released unstarted jobs", extra={"event": "jobs_released", "count": len(released)})
+
+    async def _reconcile(self, worker_id: int) -> None:
+        """After a reconnect, or when due: hand back the running rows under this id that nobody here holds."""
+        reconnects = self._store.reconnects
+        if reconnects != self._reconnects_seen or self._reconnected:
+            self._completer.resend_undurable()
+        elif time.monotonic() < self._reconcile_at:
+            return
+        held = self._executor.held() + self._completer.held()
+        back = await self._store.job_reconcile(worker_id, held)
+        self._reconnects_seen, self._reconnected = reconnects, False
+        self._reconcile_at = time.monotonic() + self._reconcile_every
+        if back:
+            log.warning(
+                "handed back running jobs this worker did not hold", extra={"event": "jobs_reconciled", "jobs": back}
+            )
+
+    async def _run_alone(self, worker_id: int, jobs: list[ClaimedJob]) -> None:
+        """Run the first isolated job with nothing beside it; everything else of the claim goes back uncharged."""
+        alone = next(job for job in jobs if job.isolate)
+        await self._release([(job.id, job.lease) for job in jobs if job is not alone])
+        while self._executor.in_hand > 0 and not self._stopping:
+            await self._executor.wait_for_room(0)
+        if self._stopping or not await self._store.worker_started_publish(worker_id, [alone.id]):
+            await self._release([(alone.id, alone.lease)])
+            return
+        log.info("running a job alone", extra={"event": "job_isolated", "job_id": alone.id})
+        self._executor.submit([dataclasses.replace(alone, started=True)])
+        while self._executor.in_hand > 0 and not self._stopping:
+            await self._executor.wait_for_room(0)
 
     async def _room(self) -> int:
         """Wait until a batch is worth claiming; return its size."""

@@ -33,6 +33,7 @@ __all__ = ["JOBS_CHANNEL", "CANCEL_CHANNEL", "Worker"]
 log = logging.getLogger(__name__)
 
 JOBS_CHANNEL = "pgsched_jobs"
+_RECONCILE_HEARTBEATS = 3  # the running rows under this id are compared with what it holds this often
 CANCEL_CHANNEL = "pgsched_cancel"
 
 
@@ -52,6 +53,7 @@ class Worker:
             concurrency=self.config.concurrency,
             heartbeat_seconds=settings.heartbeat_seconds,
             on_change=self._liveness_changed,
+            started=self._started_ids,
         )
         self._completer = Completer(
             self._store,
@@ -73,11 +75,13 @@ class Worker:
         self._producer = Producer(
             self._store,
             self._executor,
+            self._completer,
             self._liveness,
             queues=self.config.queues,
             concurrency=self.config.concurrency,
             prefetch_max=self.config.prefetch_max,
             poll_seconds=settings.poll_seconds,
+            reconcile_seconds=_RECONCILE_HEARTBEATS * settings.heartbeat_seconds,
         )
         self._notifier = Notifier(
             dsn,
@@ -145,6 +149,9 @@ class Worker:
     def _wake_producer(self) -> None:
         self._producer.wake()
 
+    def _started_ids(self) -> list[int]:
+        return self._executor.running_ids()
+
     def _liveness_changed(self) -> None:
         self._producer.forget_marks()
 
@@ -160,7 +167,7 @@ class Worker:
         while True:
             await asyncio.sleep(self._settings.heartbeat_seconds)
             try:
-                for job_id in await self._store.job_cancel_requested(self._executor.running_ids()):
+                for job_id in await self._store.job_cancel_requested(self._executor.running_leases()):
                     self._executor.cancel(job_id)
             except PgschedError as exc:
                 log.debug("cancel poll failed", extra={"event": "cancel_poll_failed", "error": str(exc)})
@@ -183,5 +190,5 @@ class Worker:
         released = self._executor.take_released()
         if released:
             with contextlib.suppress(PgschedError):
-                back = await self._store.job_release_many(released)
+                back = await self._store.job_release_leased(released)
                 log.info("jobs handed back", extra={"event": "jobs_released", "count": len(back)})

@@ -59,6 +59,15 @@ async def test_a_killed_workers_job_is_requeued_within_seconds_and_completes(
     assert state(conn, job_id)["attempt"] == 2
 
 
+def started(conn: psycopg.Connection[Any], job_id: int) -> bool:
+    row = conn.execute(
+        "SELECT count(*) AS n FROM pgsched.jobs j JOIN pgsched.workers w ON w.id = j.worker_id"
+        " WHERE j.id = %s AND j.state = 'running' AND j.id = ANY (w.started)",
+        [job_id],
+    ).fetchone()
+    return bool(row and row["n"])
+
+
 async def _async(value: bool) -> bool:
     return value
 
@@ -71,7 +80,8 @@ async def test_a_job_that_kills_its_worker_three_times_goes_dead(
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
         for loss in range(1, 4):
             victim = spawn_worker()
-            await asyncio.to_thread(wait_until, lambda: state(conn, job_id)["state"] == "running", timeout=20)
+            # Started, not only claimed: a loss is charged only to a job its worker had published as started.
+            await asyncio.to_thread(wait_until, lambda: started(conn, job_id), timeout=20)
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
 
