@@ -74,9 +74,10 @@ COMMENT ON FUNCTION pgsched.cancel(job_id bigint) IS 'Cancel a job: a queued job
 -- Name: claim_limited(text[], integer, bigint, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) RETURNS TABLE(id bigint, queue text, task text, args jsonb, attempt integer, timeout_seconds double precision, waited_seconds double precision, limited boolean)
+CREATE FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) RETURNS TABLE(id bigint, queue text, task text, args jsonb, attempt integer, timeout_seconds double precision, waited_seconds double precision, limited boolean, lease bigint, isolate boolean)
     LANGUAGE plpgsql
     SET enable_seqscan TO 'off'
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
     at timestamptz := coalesce(p_at, now());
@@ -92,6 +93,7 @@ DECLARE
     last_key text;
     seen integer;
     ids bigint[];
+    claim_lease bigint := pgsched.new_lease();
 BEGIN
     FOREACH q IN ARRAY p_queues LOOP
         EXIT WHEN left_n <= 0;
@@ -175,11 +177,13 @@ BEGIN
             IF ids IS NOT NULL THEN
                 RETURN QUERY
                 UPDATE pgsched.jobs j
-                   SET state = 'running', attempt = j.attempt + 1, worker_id = p_worker, started_at = at
+                   SET state = 'running', attempt = j.attempt + 1, worker_id = p_worker, started_at = at,
+                       lease = claim_lease
                  WHERE j.id = ANY (ids) AND j.state = 'queued'
                 RETURNING j.id, j.queue, j.task, j.args, j.attempt,
                           extract(epoch FROM j.timeout)::float8,
-                          extract(epoch FROM j.started_at - j.run_at)::float8, true;
+                          extract(epoch FROM j.started_at - j.run_at)::float8, true,
+                          j.lease, coalesce(j.errors -> -1 ->> 'kind' = 'worker_lost', false);
                 GET DIAGNOSTICS room = ROW_COUNT;
                 left_n := left_n - room;
             ELSE
@@ -198,7 +202,7 @@ END $$;
 -- Name: FUNCTION claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) IS 'Claim up to p_n due jobs of limited queues and of concurrency keys for worker p_worker, within every limit; called by the worker''s claim.';
+COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) IS 'Claim up to p_n due jobs of limited queues and of concurrency keys for worker p_worker, within every limit, under one new lease; called by the worker''s claim.';
 
 --
 -- Name: enqueue(text, jsonb, text, integer, timestamp with time zone, text, integer, interval, text, integer); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -308,6 +312,23 @@ CREATE FUNCTION pgsched.lock_namespace() RETURNS integer
 --
 
 COMMENT ON FUNCTION pgsched.lock_namespace() IS 'First key of every pgsched advisory lock (the bytes of "pgsc").';
+
+--
+-- Name: new_lease(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.new_lease() RETURNS bigint
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1024 + nextval('pgsched.lease_seq') % 1024
+$$;
+
+--
+-- Name: FUNCTION new_lease(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.new_lease() IS 'A new lease token: microseconds since the epoch times 1024 plus a sequence value modulo 1024; unique across crashes while the clock does not go back.';
 
 --
 -- Name: pause_queue(text); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -545,6 +566,7 @@ CREATE TABLE pgsched.workers (
     started_at timestamp with time zone DEFAULT now() NOT NULL,
     heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
     is_leader boolean DEFAULT false NOT NULL,
+    started bigint[] DEFAULT '{}'::bigint[] NOT NULL,
     CONSTRAINT workers_role_valid CHECK ((role = ANY (ARRAY['worker'::text, 'scheduler'::text])))
 );
 
@@ -613,6 +635,12 @@ COMMENT ON COLUMN pgsched.workers.heartbeat_at IS 'Last heartbeat; stale past th
 --
 
 COMMENT ON COLUMN pgsched.workers.is_leader IS 'True for the process that currently holds the leader lock.';
+
+--
+-- Name: COLUMN workers.started; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workers.started IS 'Ids of the jobs this worker has started and not finished, as of its last claim or heartbeat; the reaper charges a loss only to these.';
 
 --
 -- Name: cluster; Type: VIEW; Schema: pgsched; Owner: -
@@ -742,6 +770,8 @@ CREATE TABLE pgsched.jobs (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     concurrency_key text,
     concurrency_limit integer,
+    lease bigint,
+    returns integer DEFAULT 0 NOT NULL,
     CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
     CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
@@ -893,6 +923,18 @@ COMMENT ON COLUMN pgsched.jobs.concurrency_key IS 'Jobs sharing a key (in a queu
 COMMENT ON COLUMN pgsched.jobs.concurrency_limit IS 'Limit of concurrency_key (NULL: 1); the key''s next job decides.';
 
 --
+-- Name: COLUMN jobs.lease; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.lease IS 'Token of the claim running the job (NULL when not running); every write of the attempt is fenced on (id, lease).';
+
+--
+-- Name: COLUMN jobs.returns; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharged after its worker was lost before the job had (visibly) started.';
+
+--
 -- Name: dead_letter; Type: VIEW; Schema: pgsched; Owner: -
 --
 
@@ -995,6 +1037,24 @@ ALTER TABLE pgsched.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+--
+-- Name: lease_seq; Type: SEQUENCE; Schema: pgsched; Owner: -
+--
+
+CREATE SEQUENCE pgsched.lease_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+    CYCLE;
+
+--
+-- Name: SEQUENCE lease_seq; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON SEQUENCE pgsched.lease_seq IS 'Low bits of lease tokens (see pgsched.new_lease()).';
 
 --
 -- Name: migrations; Type: TABLE; Schema: pgsched; Owner: -
