@@ -7,7 +7,7 @@
 -- (workers.started, refreshed by claims and heartbeats): the reaper charges a worker loss only to
 -- those, and hands the others back uncharged, in their old place (jobs.returns counts such
 -- returns; past the loss limit a return is charged anyway, so an unpublished poison pill is still
--- caught).
+-- caught). A job one charged loss short of the limit runs alone (jobs.alone).
 
 CREATE SEQUENCE pgsched.lease_seq AS bigint CYCLE;
 COMMENT ON SEQUENCE pgsched.lease_seq IS 'Low bits of lease tokens (see pgsched.new_lease()).';
@@ -23,8 +23,10 @@ COMMENT ON FUNCTION pgsched.new_lease() IS
 
 ALTER TABLE pgsched.jobs
     ADD COLUMN lease bigint,
-    ADD COLUMN returns integer NOT NULL DEFAULT 0;
+    ADD COLUMN returns integer NOT NULL DEFAULT 0,
+    ADD COLUMN alone boolean NOT NULL DEFAULT false;
 COMMENT ON COLUMN pgsched.jobs.lease IS 'Token of the claim running the job (NULL when not running); every write of the attempt is fenced on (id, lease).';
+COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
 COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharged after its worker was lost before the job had (visibly) started.';
 
 ALTER TABLE pgsched.workers ADD COLUMN started bigint[] NOT NULL DEFAULT '{}';
@@ -140,7 +142,7 @@ BEGIN
                 RETURNING j.id, j.queue, j.task, j.args, j.attempt,
                           extract(epoch FROM j.timeout)::float8,
                           extract(epoch FROM j.started_at - j.run_at)::float8, true,
-                          j.lease, coalesce(j.errors -> -1 ->> 'kind' = 'worker_lost', false);
+                          j.lease, j.alone;
                 GET DIAGNOSTICS room = ROW_COUNT;
                 left_n := left_n - room;
             ELSE

@@ -49,7 +49,7 @@ class ClaimedJob:
     waited: float
     limited: bool = False  # claimed under a queue or key limit: its end frees a slot
     lease: int = 0  # the claim's token: every write of this attempt is fenced on (id, lease)
-    isolate: bool = False  # charged with a worker loss last time: runs alone, its start published first
+    isolate: bool = False  # one charged worker loss short of the limit: runs alone, its start published first
     started: bool = False  # the claim published it as started (it fills a free slot at once)
 
 

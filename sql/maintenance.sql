@@ -1,7 +1,8 @@
 -- name: job_reap_lost
 -- Hand back running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace). Fair blame: only a job the worker had
 -- published as started (workers.started), or one already handed back uncharged max_losses times, is charged a loss (errors entry
--- 'worker_lost'; dead when out of attempts or past the loss limit; it then runs alone next time); so is a job whose worker row is gone
+-- 'worker_lost'; dead when out of attempts or past the loss limit; one loss short of the limit it runs alone from then on:
+-- jobs.alone); so is a job whose worker row is gone
 -- (nothing to tell; a worker without its row claims nothing). The others go back uncharged
 -- (attempt given back, returns + 1). Either way the job keeps its run_at (rescue first: its old place in line). Cancelled when a
 -- cancel was pending. NOTIFY pgsched_done for ended jobs a result waiter waits on.
@@ -21,17 +22,18 @@ WITH lost AS (
                        AND l.objsubid = 2)))
        FOR UPDATE OF j SKIP LOCKED
 ), blamed AS (
-    SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged,
-           j.attempt >= j.max_attempts
-           OR (SELECT count(*) FROM jsonb_array_elements(j.errors) e WHERE e ->> 'kind' = 'worker_lost') + 1
-              >= %(max_losses)s::int AS out
+    SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged, n.losses,
+           j.attempt >= j.max_attempts OR n.losses + 1 >= %(max_losses)s::int AS out
       FROM lost JOIN pgsched.jobs j ON j.id = lost.id
+     CROSS JOIN LATERAL (SELECT count(*)::int AS losses FROM jsonb_array_elements(j.errors) e
+                          WHERE e ->> 'kind' = 'worker_lost') n
 ), reaped AS (
     UPDATE pgsched.jobs j
        SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
                         WHEN d.charged AND d.out THEN 'dead' ELSE 'queued' END::pgsched.job_state,
            attempt = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.attempt ELSE j.attempt - 1 END,
            returns = CASE WHEN d.charged THEN j.returns ELSE j.returns + 1 END,
+           alone = j.alone OR (d.charged AND d.losses + 1 >= %(max_losses)s::int - 1),
            lease = NULL,
            started_at = CASE WHEN d.charged THEN j.started_at END,
            finished_at = CASE WHEN (d.charged AND d.out) OR j.cancel_requested_at IS NOT NULL THEN clock_timestamp() END,

@@ -183,7 +183,7 @@ BEGIN
                 RETURNING j.id, j.queue, j.task, j.args, j.attempt,
                           extract(epoch FROM j.timeout)::float8,
                           extract(epoch FROM j.started_at - j.run_at)::float8, true,
-                          j.lease, coalesce(j.errors -> -1 ->> 'kind' = 'worker_lost', false);
+                          j.lease, j.alone;
                 GET DIAGNOSTICS room = ROW_COUNT;
                 left_n := left_n - room;
             ELSE
@@ -772,6 +772,7 @@ CREATE TABLE pgsched.jobs (
     concurrency_limit integer,
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
+    alone boolean DEFAULT false NOT NULL,
     CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
     CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
@@ -933,6 +934,12 @@ COMMENT ON COLUMN pgsched.jobs.lease IS 'Token of the claim running the job (NUL
 --
 
 COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharged after its worker was lost before the job had (visibly) started.';
+
+--
+-- Name: COLUMN jobs.alone; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
 
 --
 -- Name: dead_letter; Type: VIEW; Schema: pgsched; Owner: -

@@ -99,7 +99,7 @@ plain AS MATERIALIZED (
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
               extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
               extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,
-              false AS limited, j.lease, coalesce(j.errors -> -1 ->> 'kind' = 'worker_lost', false) AS isolate
+              false AS limited, j.lease, j.alone AS isolate
 ),
 taken AS MATERIALIZED (
     SELECT * FROM plain

@@ -12,8 +12,8 @@ Without liveness (``ready`` cleared) it claims nothing; when liveness returns it
 the jobs the executor parked. A database error backs off (capped) and tries again.
 
 Each claim publishes which jobs have started (those running, plus the claimed ones that fill free
-slots at once, which the executor starts first). A claimed job charged with a worker loss last time
-(``isolate``) runs alone: the rest of its claim goes back uncharged, the running jobs finish, its
+slots at once, which the executor starts first). A claimed job one charged worker loss short of the
+limit (``isolate``) runs alone: the rest of its claim goes back uncharged, the running jobs finish, its
 start is published, then it runs with nothing beside it.
 
 Reconciliation: after any reconnect (of the store's links or of liveness) and every

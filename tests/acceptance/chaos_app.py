@@ -9,12 +9,14 @@ outside the job row, so duplicates are visible:
 - ``tx`` is transactional: its ledger row commits in the same transaction that marks the job
   succeeded, so a fenced-out (late) completion leaves no row: exactly-once side effects.
 - ``sleeper`` records when it starts and when it ends, for the graceful-shutdown scenario.
+- ``poison`` records its start, then SIGKILLs the worker that runs it (the poison pill).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -70,3 +72,11 @@ async def sleeper(seconds: float) -> int:
     await asyncio.sleep(seconds)
     await asyncio.to_thread(_record, job.id, job.attempt, "end")
     return os.getpid()
+
+
+@app.task(max_attempts=50)
+def poison(seconds: float = 0.0) -> None:
+    """Record the start, then kill this worker process: every run of this job costs a worker."""
+    job = current_job()
+    _record(job.id, job.attempt, "poison")
+    os.kill(os.getpid(), signal.SIGKILL)
