@@ -82,7 +82,7 @@ async def test_a_cancelled_async_wait_removes_its_waiter_row(async_app: Pgsched,
 
 
 def test_the_finish_statement_notifies_only_ended_jobs_that_have_a_waiter(dsn: str, conn: Conn) -> None:
-    waited, unwaited, retried = insert_jobs(conn, 3, task="noop", state="running", attempt=1, max_attempts=3)
+    waited, unwaited, retried = insert_jobs(conn, 3, task="noop", state="running", attempt=1, max_attempts=3, lease=7)
     conn.execute("INSERT INTO pgsched.result_waiters (job_id, backend_pid) VALUES (%s, 1), (%s, 1)", [waited, retried])
     with psycopg.connect(dsn, autocommit=True) as listener:
         listener.execute("LISTEN pgsched_done")
@@ -90,7 +90,7 @@ def test_the_finish_statement_notifies_only_ended_jobs_that_have_a_waiter(dsn: s
             query("job_finish_many"),
             {
                 "ids": [waited, unwaited, retried],
-                "attempts": [1, 1, 1],
+                "leases": [7, 7, 7],
                 "outcomes": ["succeeded", "succeeded", "failed"],
                 "results": ['{"ok": 1}', '{"ok": 2}', None],
                 "errors": [None, None, '{"error": "again"}'],
