@@ -21,7 +21,10 @@ from pgsched.clock import Clock, SystemClock
 from pgsched.errors import DatabaseUnavailable
 from pgsched.queries import query
 
-__all__ = ["AdminStore", "Health", "WorkerInfo"]
+__all__ = ["QUEUE_COUNT_CAP", "AdminStore", "Health", "WorkerInfo"]
+
+# Rows per state read live per request; past it, counts come from the leader's pgsched.queue_counts.
+QUEUE_COUNT_CAP = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +105,16 @@ class AdminStore:
             listeners_waiting=int(row["listeners_waiting"]),
         )
 
-    async def metrics_snapshot(self) -> list[dict[str, Any]]:
-        """Per-queue counts by state and the oldest due age, read at scrape time."""
+    async def queue_counts_list(self) -> list[dict[str, Any]]:
+        """Per-queue counts by state, oldest due age and settings, at a bounded cost whatever the table size.
+
+        Exact while a state holds at most ``QUEUE_COUNT_CAP`` rows (read through the hot partial
+        indexes); above that the leader's ``pgsched.queue_counts`` answers and ``counts_age_seconds``
+        says how old it is.
+        """
         async with self._cursor(2.0) as cur:
-            await cur.execute(query("metrics_snapshot"))
-            row = await cur.fetchone()
-        return list(row["queues"]) if row else []
+            await cur.execute(query("queue_counts_list"), {"cap": QUEUE_COUNT_CAP, "now": self._clock.db_now()})
+            return list(await cur.fetchall())
 
     async def table_bloat_list(self) -> list[dict[str, Any]]:
         async with self._cursor() as cur:

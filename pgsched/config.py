@@ -98,7 +98,17 @@ class Settings:
     api_auth_enabled: bool = True
     api_jwt_secret: str | None = None
     api_public_health: bool = True
-    api_public_metrics: bool = True
+    api_public_metrics: bool = False
+    api_public_openapi: bool = False
+    # JWTs must carry exp, at most this far after iat (and after now).
+    api_jwt_max_lifetime_seconds: float = 86400.0
+    # Hostile clients: failed authentications per client address and window before 429, and the
+    # server's read deadlines and connection cap (see pgsched.api.serve).
+    api_auth_failure_limit: int = 10
+    api_auth_failure_window_seconds: float = 60.0
+    api_header_timeout_seconds: float = 10.0
+    api_body_timeout_seconds: float = 30.0
+    api_max_connections: int = 1000
     api_max_body_bytes: int = 1024 * 1024
     api_page_size: int = 50
     api_max_page_size: int = 1000
@@ -138,7 +148,14 @@ class Settings:
             api_auth_enabled=_bool(env, "PGSCHED_API_AUTH", True),
             api_jwt_secret=env.get("PGSCHED_API_JWT_SECRET") or None,
             api_public_health=_bool(env, "PGSCHED_API_PUBLIC_HEALTH", True),
-            api_public_metrics=_bool(env, "PGSCHED_API_PUBLIC_METRICS", True),
+            api_public_metrics=_bool(env, "PGSCHED_API_PUBLIC_METRICS", False),
+            api_public_openapi=_bool(env, "PGSCHED_API_PUBLIC_OPENAPI", False),
+            api_jwt_max_lifetime_seconds=_float(env, "PGSCHED_API_JWT_MAX_LIFETIME_SECONDS", 86400.0),
+            api_auth_failure_limit=int(_float(env, "PGSCHED_API_AUTH_FAILURE_LIMIT", 10)),
+            api_auth_failure_window_seconds=_float(env, "PGSCHED_API_AUTH_FAILURE_WINDOW_SECONDS", 60.0),
+            api_header_timeout_seconds=_float(env, "PGSCHED_API_HEADER_TIMEOUT_SECONDS", 10.0),
+            api_body_timeout_seconds=_float(env, "PGSCHED_API_BODY_TIMEOUT_SECONDS", 30.0),
+            api_max_connections=int(_float(env, "PGSCHED_API_MAX_CONNECTIONS", 1000)),
             api_max_body_bytes=int(_float(env, "PGSCHED_API_MAX_BODY_BYTES", 1024 * 1024)),
             api_page_size=int(_float(env, "PGSCHED_API_PAGE_SIZE", 50)),
             api_max_page_size=int(_float(env, "PGSCHED_API_MAX_PAGE_SIZE", 1000)),

@@ -1,5 +1,6 @@
 """Leader-only maintenance: the Reaper re-queues jobs of lost workers, the Pruner deletes old rows
-(finished jobs past their retention, result waiters whose session is gone).
+(finished jobs past their retention, result waiters whose session is gone) and then recounts
+``pgsched.queue_counts``, which the API reads when a state holds too many rows to count per request.
 
 Service layer. Both run on the leader's connection (see ``pgsched.leader``) and are idempotent
 in SQL: the reaper's updates are fenced on (id, lease, state = 'running'), and it charges a loss only to
@@ -84,7 +85,13 @@ class Pruner:
         if total:
             log.info("pruned finished jobs", extra={"event": "jobs_pruned", "deleted": total})
         await self.result_waiter_prune(conn)
+        await self.queue_counts_refresh(conn, now=now)
         return total
+
+    async def queue_counts_refresh(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> None:
+        """Recount pgsched.queue_counts: one scan per prune interval instead of one per API request."""
+        async with conn.cursor() as cur:
+            await cur.execute(query("queue_counts_refresh"), {"now": now})
 
     async def result_waiter_prune(self, conn: psycopg.AsyncConnection[Any]) -> int:
         """Delete result waiters whose session is gone (a waiting process died); returns how many."""

@@ -2,7 +2,8 @@
 
 Data layer: the only code that runs token SQL. A token reads ``pgsched_<id>_<secret>``; the id
 finds the row, the secret is hashed and compared in constant time. Tokens are never logged and
-the plain token exists only in the value ``token_create`` returns.
+the plain token exists only in the value ``token_create`` returns. A token may expire
+(``expires_at``); its ``last_used_at`` is written at most once a minute, not per request.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -27,9 +29,21 @@ from pgsched.clock import Clock, SystemClock
 from pgsched.errors import DatabaseUnavailable, PgschedError, ValidationError
 from pgsched.queries import query
 
-__all__ = ["ApiToken", "Scope", "TokenNotFound", "TokenStore", "parse_token", "validate_scope"]
+__all__ = [
+    "MAX_EXPIRES_IN",
+    "ApiToken",
+    "Scope",
+    "TokenNotFound",
+    "TokenStore",
+    "parse_token",
+    "validate_expires_in",
+    "validate_scope",
+]
 
 _TOKEN_RE = re.compile(r"^pgsched_([1-9][0-9]{0,17})_([A-Za-z0-9_-]{20,100})$")
+MAX_EXPIRES_IN = 10 * 366 * 86400.0
+# A token's last_used_at moves at most this often: a busy token costs no write per request.
+TOUCH_EVERY = timedelta(minutes=1)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$")
 
 
@@ -66,6 +80,7 @@ class ApiToken:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ApiToken:
@@ -76,6 +91,7 @@ class ApiToken:
             created_at=row["created_at"],
             last_used_at=row["last_used_at"],
             revoked_at=row["revoked_at"],
+            expires_at=row["expires_at"],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +105,7 @@ class ApiToken:
             "created_at": iso(self.created_at),
             "last_used_at": iso(self.last_used_at),
             "revoked_at": iso(self.revoked_at),
+            "expires_at": iso(self.expires_at),
         }
 
 
@@ -100,6 +117,16 @@ def parse_token(token: str) -> tuple[int, str] | None:
 
 def _hash(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
+
+
+def validate_expires_in(seconds: object) -> float | None:
+    """Seconds until a new token expires: a positive number up to ten years, or None (never)."""
+    if seconds is None:
+        return None
+    ok = isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds)
+    if not ok or not 1 <= float(seconds) <= MAX_EXPIRES_IN:  # type: ignore[arg-type]
+        raise ValidationError("expires_in_seconds", f"must be a number of seconds from 1 to {MAX_EXPIRES_IN:g}")
+    return float(seconds)  # type: ignore[arg-type]
 
 
 def validate_scope(scope: object) -> Scope:
@@ -126,16 +153,24 @@ class TokenStore:
         except (psycopg.OperationalError, psycopg.InterfaceError, pg_errors.QueryCanceled) as exc:
             raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
-    async def token_create(self, name: str, scope: Scope | str) -> tuple[ApiToken, str]:
-        """A new token and its plain value (shown once, never stored)."""
+    async def token_create(
+        self, name: str, scope: Scope | str, *, expires_in: float | None = None
+    ) -> tuple[ApiToken, str]:
+        """A new token and its plain value (shown once, never stored); ``expires_in`` seconds, None: never."""
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ValidationError("name", f"invalid token name {name!r}: letters, digits, _ . : @ - (up to 100)")
         checked = validate_scope(scope)
+        expiry = validate_expires_in(expires_in)
         secret = secrets.token_urlsafe(32)
+        params = {
+            "name": name,
+            "scope": str(checked),
+            "secret_hash": _hash(secret),
+            "expires_in": expiry,
+            "now": self._clock.db_now(),
+        }
         async with self._cursor() as cur:
-            await cur.execute(
-                query("token_insert"), {"name": name, "scope": str(checked), "secret_hash": _hash(secret)}
-            )
+            await cur.execute(query("token_insert"), params)
             row = await cur.fetchone()
         assert row is not None
         return ApiToken.from_row(row), f"pgsched_{row['id']}_{secret}"
@@ -164,7 +199,10 @@ class TokenStore:
             row = await cur.fetchone()
             if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
                 return None
-            if row["revoked_at"] is not None:
+            found = ApiToken.from_row(row)
+            now = self._clock.now()
+            if found.revoked_at is not None or (found.expires_at is not None and found.expires_at <= now):
                 return None
-            await cur.execute(query("token_touch"), {"id": token_id, "now": self._clock.db_now()})
-        return ApiToken.from_row(row)
+            if found.last_used_at is None or now - found.last_used_at >= TOUCH_EVERY:
+                await cur.execute(query("token_touch"), {"id": token_id, "now": self._clock.db_now()})
+        return found

@@ -33,3 +33,31 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*)::bigint AS purged FROM gone
+
+-- name: queue_counts_refresh
+-- Leader: recount every queue's jobs by state into pgsched.queue_counts (one scan; queues without jobs are dropped).
+WITH counted AS (
+    SELECT j.queue,
+           count(*) FILTER (WHERE j.state = 'queued' AND j.run_at <= coalesce(%(now)s::timestamptz, now())) AS due,
+           count(*) FILTER (WHERE j.state = 'queued' AND j.run_at > coalesce(%(now)s::timestamptz, now())) AS scheduled,
+           count(*) FILTER (WHERE j.state = 'running') AS running,
+           count(*) FILTER (WHERE j.state = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE j.state = 'dead') AS dead,
+           count(*) FILTER (WHERE j.state = 'cancelled') AS cancelled,
+           min(j.run_at) FILTER (WHERE j.state = 'queued' AND j.run_at <= coalesce(%(now)s::timestamptz, now()))
+               AS oldest_due_at
+      FROM pgsched.jobs j
+     GROUP BY j.queue
+),
+gone AS (
+    DELETE FROM pgsched.queue_counts c WHERE NOT EXISTS (SELECT 1 FROM counted WHERE counted.queue = c.queue)
+)
+INSERT INTO pgsched.queue_counts AS c
+       (queue, due, scheduled, running, succeeded, dead, cancelled, oldest_due_at, counted_at)
+SELECT queue, due, scheduled, running, succeeded, dead, cancelled, oldest_due_at,
+       coalesce(%(now)s::timestamptz, now())
+  FROM counted
+ON CONFLICT (queue) DO UPDATE SET
+    due = EXCLUDED.due, scheduled = EXCLUDED.scheduled, running = EXCLUDED.running,
+    succeeded = EXCLUDED.succeeded, dead = EXCLUDED.dead, cancelled = EXCLUDED.cancelled,
+    oldest_due_at = EXCLUDED.oldest_due_at, counted_at = EXCLUDED.counted_at

@@ -1,17 +1,18 @@
 -- name: token_insert
--- Create an API token from the hash of its secret; returns the new row.
-INSERT INTO pgsched.api_tokens (name, scope, secret_hash)
-VALUES (%(name)s::text, %(scope)s::text, %(secret_hash)s::bytea)
-RETURNING id, name, scope, secret_hash, created_at, last_used_at, revoked_at
+-- Create an API token from the hash of its secret, optionally expiring; returns the new row.
+INSERT INTO pgsched.api_tokens (name, scope, secret_hash, expires_at)
+VALUES (%(name)s::text, %(scope)s::text, %(secret_hash)s::bytea,
+        coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(expires_in)s::float8))
+RETURNING id, name, scope, secret_hash, created_at, last_used_at, revoked_at, expires_at
 
 -- name: token_get
 -- One API token by id, revoked or not.
-SELECT id, name, scope, secret_hash, created_at, last_used_at, revoked_at
+SELECT id, name, scope, secret_hash, created_at, last_used_at, revoked_at, expires_at
   FROM pgsched.api_tokens WHERE id = %(id)s::bigint
 
 -- name: token_list
 -- Every API token, newest first (hashes included; the caller drops them).
-SELECT id, name, scope, secret_hash, created_at, last_used_at, revoked_at
+SELECT id, name, scope, secret_hash, created_at, last_used_at, revoked_at, expires_at
   FROM pgsched.api_tokens ORDER BY id DESC
 
 -- name: token_revoke
@@ -19,7 +20,7 @@ SELECT id, name, scope, secret_hash, created_at, last_used_at, revoked_at
 UPDATE pgsched.api_tokens
    SET revoked_at = coalesce(revoked_at, coalesce(%(now)s::timestamptz, now()))
  WHERE id = %(id)s::bigint
-RETURNING id, name, scope, secret_hash, created_at, last_used_at, revoked_at
+RETURNING id, name, scope, secret_hash, created_at, last_used_at, revoked_at, expires_at
 
 -- name: token_touch
 -- Record a successful use, at most once a minute per token.

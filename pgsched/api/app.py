@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from pgsched.api import cluster, dashboard, dead, health, jobs, metrics, openapi, schedules, tokens
+from pgsched.api.deadlines import BodyDeadlineMiddleware
 from pgsched.api.errors import exception_handlers
 from pgsched.api.state import ApiState
 from pgsched.api.validation import BodyLimitMiddleware
@@ -74,7 +75,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes)],
+        middleware=[
+            Middleware(BodyDeadlineMiddleware, body_timeout=settings.api_body_timeout_seconds),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes),
+        ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )

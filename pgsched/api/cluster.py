@@ -1,10 +1,13 @@
 """Cluster endpoints: queues (depth, oldest due job), workers (heartbeats, liveness) and the leader.
 
-Interface layer over ``AsyncJobStore.queue_stats_list`` / ``queue_configure`` and ``AdminStore``.
+Interface layer over ``AdminStore.queue_counts_list`` (bounded cost: exact while small, the leader's
+recount when large, ``counts_age_seconds`` then says how old), ``queue_configure`` and ``AdminStore``.
 ``PATCH /queues/{name}`` changes flow control: pause, concurrency, rate limit (see queue_settings).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,30 +19,29 @@ from pgsched.api.validation import read_object
 from pgsched.queue_settings import QueueChanges
 from pgsched.token_store import Scope
 
-__all__ = ["routes"]
+__all__ = ["queue_item", "routes"]
+
+
+def queue_item(row: dict[str, Any]) -> dict[str, Any]:
+    """One /queues item from a ``queue_counts_list`` row."""
+    age = row["counts_age_seconds"]
+    oldest = row["oldest_due_seconds"]
+    return {
+        "queue": row["queue"],
+        **{state: int(row[state]) for state in ("due", "scheduled", "running", "succeeded", "dead", "cancelled")},
+        "oldest_due_seconds": None if oldest is None else round(max(0.0, float(oldest)), 3),
+        "paused": bool(row["paused"]),
+        "concurrency_limit": row["concurrency_limit"],
+        "rate_limit": row["rate_limit"],
+        "rate_period_seconds": row["rate_period_seconds"],
+        "running_keys": int(row["running_keys"]),
+        "counts_age_seconds": None if age is None else round(float(age), 3),
+    }
 
 
 async def list_queues(request: Request) -> Response:
-    rows = await api_state(request).jobs.queue_stats_list()
-    items = [
-        {
-            "queue": r["queue"],
-            "due": int(r["due"]),
-            "scheduled": int(r["scheduled"]),
-            "running": int(r["running"]),
-            "succeeded": int(r["succeeded"]),
-            "dead": int(r["dead"]),
-            "cancelled": int(r["cancelled"]),
-            "oldest_due_seconds": None if r["oldest_due_seconds"] is None else round(float(r["oldest_due_seconds"]), 3),
-            "paused": bool(r["paused"]),
-            "concurrency_limit": r["concurrency_limit"],
-            "rate_limit": r["rate_limit"],
-            "rate_period_seconds": r["rate_period_seconds"],
-            "running_keys": int(r["running_keys"]),
-        }
-        for r in rows
-    ]
-    return JSONResponse({"items": items})
+    rows = await api_state(request).admin.queue_counts_list()
+    return JSONResponse({"items": [queue_item(r) for r in rows]})
 
 
 async def configure_queue(request: Request) -> Response:

@@ -51,7 +51,7 @@ class DatabaseSnapshotCollector:
         for row in self._queues:
             for state in _STATES:
                 depth.add_metric([row["queue"], state], float(row[state]))
-            oldest.add_metric([row["queue"]], float(row["oldest_due_seconds"]))
+            oldest.add_metric([row["queue"]], max(0.0, float(row["oldest_due_seconds"] or 0.0)))
         dead = GaugeMetricFamily("pgsched_dead_jobs", "Jobs in the dead-letter queue.")
         dead.add_metric([], float(sum(int(r["dead"]) for r in self._queues)))
         leader = GaugeMetricFamily("pgsched_leader_present", "1 when some process holds the leader lock.")
@@ -68,7 +68,7 @@ async def metrics(request: Request) -> Response:
     queues: list[dict[str, Any]] | None
     health: Health | None
     try:
-        queues = await state.admin.metrics_snapshot()
+        queues = await state.admin.queue_counts_list()
         health = await state.admin.health_check()
     except DatabaseUnavailable:
         queues, health = None, None

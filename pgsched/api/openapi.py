@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from pgsched.api.auth import authorize
 from pgsched.api.jobs import MAX_BATCH
 from pgsched.api.schedules import MAX_PREVIEW
 from pgsched.api.state import api_state
@@ -29,6 +30,7 @@ from pgsched.job import (
     JobState,
 )
 from pgsched.queue_settings import LIMIT_MAX
+from pgsched.token_store import MAX_EXPIRES_IN, Scope
 
 __all__ = ["openapi_document", "routes"]
 
@@ -191,6 +193,9 @@ def _cluster_schemas() -> dict[str, Any]:
         "rate_limit": _nullable(_INT),
         "rate_period_seconds": _nullable({"type": "number"}),
         "running_keys": _INT,
+        "counts_age_seconds": _nullable(
+            {"type": "number", "description": "null: counts are exact; else the age of the leader's recount."}
+        ),
     }
     limit = _nullable({"type": "integer", "minimum": 1, "maximum": LIMIT_MAX})
     settings = {
@@ -228,6 +233,7 @@ def _cluster_schemas() -> dict[str, Any]:
         "created_at": _TIME,
         "last_used_at": _nullable(_TIME),
         "revoked_at": _nullable(_TIME),
+        "expires_at": _nullable(_TIME),
     }
     return {
         "QueueStats": _object(queue, list(queue)),
@@ -247,6 +253,9 @@ def _cluster_schemas() -> dict[str, Any]:
             {
                 "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$"},
                 "scope": token["scope"],
+                "expires_in_seconds": _nullable(
+                    {"type": "number", "minimum": 1, "maximum": MAX_EXPIRES_IN, "description": "null: never expires."}
+                ),
             },
             ["name"],
         ),
@@ -427,8 +436,8 @@ def _other_paths(settings: Settings) -> dict[str, Any]:
             "get": _op(
                 "This document",
                 {"200": {"description": "OpenAPI 3.1", **_json({"type": "object"})}},
-                public=True,
-                errors=(),
+                public=settings.api_public_openapi,
+                errors=() if settings.api_public_openapi else ("401", "403"),
             )
         },
         "/": {"get": _op("The dashboard", html, public=True, errors=())},
@@ -455,7 +464,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
 
 
 async def openapi_json(request: Request) -> Response:
-    document = openapi_document(api_state(request).settings)
+    settings = api_state(request).settings
+    if not settings.api_public_openapi:
+        await authorize(request, Scope.READ)
+    document = openapi_document(settings)
     document["servers"] = [{"url": request.scope.get("root_path") or "/"}]  # mounted under a prefix: paths are below it
     return JSONResponse(document)
 

@@ -1,6 +1,8 @@
 """``serve``: run the API under uvicorn until interrupted (what ``pgsched api`` runs).
 
-Interface layer. Checks the bind address first, so a misconfigured public API never starts.
+Interface layer. Checks the bind address first, so a misconfigured public API never starts. Slow or
+hostile clients are bounded here: a header read deadline, an idle keep-alive limit, a header size
+cap and a cap on open connections (beyond it uvicorn answers 503); the body deadline is middleware.
 """
 
 from __future__ import annotations
@@ -8,9 +10,14 @@ from __future__ import annotations
 import uvicorn
 
 from pgsched.api.app import check_bind, create_app
+from pgsched.api.deadlines import header_deadline_protocol
 from pgsched.config import Settings
 
-__all__ = ["serve", "uvicorn_config"]
+__all__ = ["KEEP_ALIVE_SECONDS", "MAX_HEADER_BYTES", "serve", "uvicorn_config"]
+
+# Idle keep-alive connections close after this; request line plus headers may not exceed this.
+KEEP_ALIVE_SECONDS = 5
+MAX_HEADER_BYTES = 16 * 1024
 
 
 def uvicorn_config(settings: Settings, *, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
@@ -24,6 +31,10 @@ def uvicorn_config(settings: Settings, *, host: str, port: int, log_level: str =
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        http=header_deadline_protocol(settings.api_header_timeout_seconds),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        limit_concurrency=settings.api_max_connections,
     )
 
 

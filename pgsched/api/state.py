@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from pgsched import db
 from pgsched.admin_store import AdminStore
+from pgsched.api.throttle import AuthFailureLimiter
 from pgsched.client import dedupe_cache_for
 from pgsched.clock import Clock, SystemClock
 from pgsched.config import Settings
@@ -50,6 +51,7 @@ class ApiState:
     tokens: TokenStore
     schedules: ScheduleStore
     cache: DedupeCache
+    auth_failures: AuthFailureLimiter
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> ApiState:
@@ -65,6 +67,9 @@ class ApiState:
             tokens=TokenStore(pool, clock=clock),
             schedules=ScheduleStore(pool, clock=clock),
             cache=cache,
+            auth_failures=AuthFailureLimiter(
+                limit=settings.api_auth_failure_limit, window=settings.api_auth_failure_window_seconds
+            ),
         )
 
 

@@ -1,4 +1,4 @@
-"""Token endpoints (admin scope): create (the token is in this one response only), list, revoke.
+"""Token endpoints (admin scope): create (the token is in this one response only, optionally expiring), list, revoke.
 
 Interface layer over ``TokenStore``; hashes never leave the data layer.
 """
@@ -20,12 +20,14 @@ __all__ = ["routes"]
 
 async def create_token(request: Request) -> Response:
     body = await read_object(request)
-    unknown = set(body) - {"name", "scope"}
+    unknown = set(body) - {"name", "scope", "expires_in_seconds"}
     if unknown:
-        raise ValidationError(sorted(unknown)[0], "unknown field (name, scope)")
+        raise ValidationError(sorted(unknown)[0], "unknown field (name, scope, expires_in_seconds)")
     if "name" not in body:
         raise ValidationError("name", "is required")
-    token, plain = await api_state(request).tokens.token_create(body["name"], body.get("scope", "read"))
+    token, plain = await api_state(request).tokens.token_create(
+        body["name"], body.get("scope", "read"), expires_in=body.get("expires_in_seconds")
+    )
     return JSONResponse({**token.to_dict(), "token": plain}, status_code=201)
 
 

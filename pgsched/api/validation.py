@@ -28,8 +28,10 @@ from pgsched.job import JobState, NewJob, validate_queue, validate_task_name
 __all__ = [
     "BodyLimitMiddleware",
     "MAX_DELAY_SECONDS",
+    "MAX_JSON_DEPTH",
     "MAX_TIMEOUT_SECONDS",
     "SCHEDULE_NAME_RE",
+    "check_json_tree",
     "decode_cursor",
     "decode_name_cursor",
     "encode_cursor",
@@ -49,6 +51,9 @@ MAX_DELAY_SECONDS = 10 * 366 * 86400.0
 MAX_TIMEOUT_SECONDS = 366 * 86400.0
 _CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# Documented in the README: deeper bodies get 422 (PostgreSQL and Python recursion stay far away).
+MAX_JSON_DEPTH = 64
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class BodyLimitMiddleware:
@@ -107,18 +112,48 @@ def _reject_constant(name: str) -> Any:
 
 
 async def read_json(request: Request) -> Any:
-    """The parsed JSON body; 400 when it is empty, not UTF-8 or not JSON (NaN and Infinity included)."""
+    """The parsed JSON body; 400 when it is empty, not UTF-8 or not JSON (NaN and Infinity included);
+    422 naming the field when it nests deeper than ``MAX_JSON_DEPTH`` or holds a lone surrogate.
+
+    Every endpoint that reads a body comes through here, so these rules hold everywhere.
+    """
     raw = await request.body()
     if not raw.strip():
         raise ApiError(400, "malformed_json", "the request body must be JSON")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise ApiError(400, "malformed_json", "the request body is not UTF-8") from None
     except RecursionError:
-        raise ApiError(400, "malformed_json", "the request body nests too deeply") from None
+        raise ValidationError("body", f"nests deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
+    check_json_tree(value)
+    return value
+
+
+def check_json_tree(value: Any) -> None:
+    """Refuse nesting deeper than ``MAX_JSON_DEPTH`` and strings (or keys) with lone UTF-16 surrogates,
+    which PostgreSQL cannot store; the error names the path, e.g. ``args.a.b`` or ``jobs[2].run_key``."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE_RE.search(item):
+                raise ValidationError(path or "body", "contains a lone UTF-16 surrogate (not valid Unicode)")
+            continue
+        if not isinstance(item, dict | list):
+            continue
+        if depth >= MAX_JSON_DEPTH:
+            raise ValidationError(path or "body", f"nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
+            continue
+        for key, v in item.items():
+            child = f"{path}.{key}" if path else key
+            if _SURROGATE_RE.search(key):
+                raise ValidationError(path or "body", "has a key with a lone UTF-16 surrogate (not valid Unicode)")
+            stack.append((v, child, depth + 1))
 
 
 async def read_object(request: Request, *, optional: bool = False) -> dict[str, Any]:

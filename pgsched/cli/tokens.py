@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from pgsched.cli.base import CliContext, cli, echo_json, echo_table, pass_ctx
+from pgsched.cli.jobs import parse_duration
 from pgsched.cli.stores import CliStores, with_stores
 from pgsched.token_store import ApiToken, TokenNotFound
 
@@ -19,13 +20,15 @@ def tokens() -> None:
 @tokens.command("create")
 @click.option("--name", required=True, help="Who or what the token is for.")
 @click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True)
+@click.option("--expires-in", "expires_in", default=None, help="Expire after this long: 12h, 30d (default: never).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
-def tokens_create(ctx: CliContext, name: str, scope: str, as_json: bool) -> None:
+def tokens_create(ctx: CliContext, name: str, scope: str, expires_in: str | None, as_json: bool) -> None:
     """Create a token and print it (it cannot be shown again)."""
+    seconds = None if expires_in is None else parse_duration(expires_in, "expires-in").total_seconds()
 
     async def act(s: CliStores) -> tuple[ApiToken, str]:
-        return await s.tokens.token_create(name, scope)
+        return await s.tokens.token_create(name, scope, expires_in=seconds)
 
     token, plain = with_stores(ctx.settings, act)
     if as_json:
@@ -48,7 +51,8 @@ def tokens_list(ctx: CliContext, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
-        echo_table(rows, ["id", "name", "scope", "created_at", "last_used_at", "revoked_at"], empty="(no tokens)")
+        columns = ["id", "name", "scope", "created_at", "expires_at", "last_used_at", "revoked_at"]
+        echo_table(rows, columns, empty="(no tokens)")
 
 
 @tokens.command("revoke")

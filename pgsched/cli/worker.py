@@ -96,7 +96,7 @@ def _queues(text: str) -> tuple[str, ...]:
 @click.option("--concurrency", type=int, default=10, show_default=True, help="Jobs run at once.")
 @click.option("--no-scheduler", is_flag=True, help="Do not also run the leader candidate (cron, reaper, pruner).")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
-@click.option("--metrics-host", default="0.0.0.0", show_default=True, help="Address of the metrics server.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Metrics address (0.0.0.0: all).")
 @click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds running jobs get at shutdown.")
 @click.option(
     "--allow-shell",

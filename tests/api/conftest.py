@@ -12,7 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
-from pgsched.api import create_app
+from pgsched.api.serve import uvicorn_config
 from pgsched.config import Settings
 from tests.support.waiting import wait_until
 
@@ -39,7 +39,7 @@ class LiveApi:
 def serve_api(settings: Settings, port: int | None = None) -> Iterator[LiveApi]:
     """Serve the API in a thread until the block ends."""
     port = port or free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn_config(settings, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 import psycopg
 import pytest
 
+from pgsched.api.validation import MAX_JSON_DEPTH
 from tests.api.conftest import LiveApi
 
 
@@ -21,7 +23,7 @@ def _error(r: httpx.Response, status: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{bad", b"", b"   ", b"\xff\xfe", b"[1, 2]", b'"text"', b"NaN", b'{"task": Infinity}', b"[" * 100_000],
+    [b"{bad", b"", b"   ", b"\xff\xfe", b"[1, 2]", b'"text"', b"NaN", b'{"task": Infinity}'],
 )
 def test_malformed_bodies_get_400(client: httpx.Client, raw: bytes) -> None:
     error = _error(client.post("/jobs", content=raw, headers={"content-type": "application/json"}), 400)
@@ -80,6 +82,72 @@ def test_bad_query_parameters_get_400_naming_the_parameter(
     client: httpx.Client, params: dict[str, str], field: str
 ) -> None:
     assert _error(client.get("/jobs", params=params), 400)["field"] == field
+
+
+LONE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/jobs", {"task": "t", "args": {"k": LONE}}, "args.k"),
+        ("POST", "/jobs", {"task": "t", "args": {"list": [1, "a" + LONE]}}, "args.list[1]"),
+        ("POST", "/jobs", {"task": "t", "args": {LONE: 1}}, "args"),
+        ("POST", "/jobs", {"task": "t", "run_key": LONE}, "run_key"),
+        ("POST", "/jobs", {"task": "t", "concurrency_key": "c" + LONE}, "concurrency_key"),
+        ("POST", "/jobs/batch", {"jobs": [{"task": "t"}, {"task": "t", "run_key": LONE}]}, "jobs[1].run_key"),
+        ("PATCH", "/jobs/{id}", {"args": {"k": "\udfff"}}, "args.k"),
+        ("POST", "/schedules", {"name": "n", "cron": "* * * * *", "task": "t", "args": {"a": LONE}}, "args.a"),
+        ("POST", "/schedules", {"name": "n", "cron": "* * * * *", "task": "t", "timezone": LONE}, "timezone"),
+        ("PATCH", "/schedules/nightly", {"queue": LONE}, "queue"),
+        ("POST", "/dead/retry", {"task": LONE}, "task"),
+    ],
+)
+def test_lone_surrogates_anywhere_in_a_body_get_422_naming_the_field(
+    client: httpx.Client, conn: psycopg.Connection[Any], method: str, path: str, body: Any, field: str
+) -> None:
+    job_id = client.post("/jobs", json={"task": "seed"}).json()["id"]
+    client.post("/schedules", json={"name": "nightly", "cron": "0 3 * * *", "task": "backup"})
+    raw = json.dumps(body)  # ASCII with \ud800 escapes: a lone surrogate httpx itself could not encode
+    reply = client.request(method, path.format(id=job_id), content=raw, headers={"content-type": "application/json"})
+    assert _error(reply, 422)["field"] == field
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone()["n"] == 1
+
+
+def _nested(depth: int) -> str:
+    return '{"a": ' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/jobs"),
+        ("POST", "/jobs/batch"),
+        ("PATCH", "/jobs/{id}"),
+        ("POST", "/schedules"),
+        ("PATCH", "/schedules/nightly"),
+        ("POST", "/schedules/preview"),
+        ("POST", "/dead/retry"),
+        ("POST", "/dead/purge"),
+        ("PATCH", "/queues/default"),
+        ("POST", "/tokens"),
+    ],
+)
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5000])
+def test_json_nested_deeper_than_the_limit_gets_422_on_every_endpoint_with_a_body(
+    client: httpx.Client, method: str, path: str, depth: int
+) -> None:
+    job_id = client.post("/jobs", json={"task": "seed"}).json()["id"]
+    client.post("/schedules", json={"name": "nightly", "cron": "0 3 * * *", "task": "backup"})
+    raw = '{"task": "t", "args": ' + _nested(depth - 1) + "}"  # the body itself is the first level
+    reply = client.request(method, path.format(id=job_id), content=raw, headers={"content-type": "application/json"})
+    error = _error(reply, 422)
+    assert "nests deeper than 64" in error["message"]
+
+
+def test_args_nested_within_the_limit_are_stored(client: httpx.Client) -> None:
+    raw = '{"task": "t", "args": ' + _nested(MAX_JSON_DEPTH - 1) + "}"
+    assert client.post("/jobs", content=raw, headers={"content-type": "application/json"}).status_code == 201
 
 
 def test_a_body_over_the_limit_gets_413_before_it_is_read(client: httpx.Client, conn: psycopg.Connection[Any]) -> None:
