@@ -24,7 +24,7 @@ from pgsched.queries import query
 __all__ = ["QUEUE_COUNT_CAP", "AdminStore", "Health", "WorkerInfo"]
 
 # Rows per state read live per request; past it, counts come from the leader's pgsched.queue_counts.
-QUEUE_COUNT_CAP = 2000
+QUEUE_COUNT_CAP = 1000
 
 
 @dataclass(frozen=True, slots=True)

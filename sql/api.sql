@@ -16,7 +16,7 @@ SELECT true AS database,
        (SELECT count(*) FROM pgsched.waiting_workers)::int AS listeners_waiting
 
 -- name: queue_counts_list
--- Per-queue counts for /queues and /metrics, bounded: exact from the hot indexes while a state has at most cap rows, else the leader's queue_counts.
+-- Per-queue counts for /queues and /metrics at a bounded cost: exact from the hot indexes while a state has at most cap rows, else the leader's queue_counts.
 WITH RECURSIVE queued_names(queue) AS (
     SELECT ''::text
     UNION ALL
@@ -31,29 +31,33 @@ running AS (
     SELECT j.queue, count(*) AS running, count(DISTINCT j.concurrency_key) AS running_keys
       FROM pgsched.jobs j WHERE j.state = 'running' GROUP BY j.queue
 ),
-finished_sample AS (
-    SELECT f.state, f.queue
+finished AS (
+    SELECT f.queue,
+           count(*) FILTER (WHERE f.state = 'succeeded') AS succeeded,
+           count(*) FILTER (WHERE f.state = 'dead') AS dead,
+           count(*) FILTER (WHERE f.state = 'cancelled') AS cancelled
       FROM unnest('{succeeded,dead,cancelled}'::pgsched.job_state[]) AS s(state)
      CROSS JOIN LATERAL (SELECT j.state, j.queue FROM pgsched.jobs j
                           WHERE j.state = s.state AND j.finished_at IS NOT NULL
+                          ORDER BY j.finished_at DESC
                           LIMIT %(cap)s::int + 1) f
+     GROUP BY f.queue
 ),
-finished_capped AS (
-    SELECT fs.state FROM finished_sample fs GROUP BY fs.state HAVING count(*) > %(cap)s::int
+capped AS (
+    SELECT coalesce(sum(f.succeeded), 0) > %(cap)s::int AS succeeded,
+           coalesce(sum(f.dead), 0) > %(cap)s::int AS dead,
+           coalesce(sum(f.cancelled), 0) > %(cap)s::int AS cancelled
+      FROM finished f
 ),
 names AS (
     SELECT qn.queue FROM queued_names qn WHERE qn.queue <> ''
     UNION SELECT r.queue FROM running r
-    UNION SELECT fs.queue FROM finished_sample fs
+    UNION SELECT f.queue FROM finished f
     UNION SELECT c.queue FROM pgsched.queue_counts c
     UNION SELECT s.name FROM pgsched.queues s
 ),
 live AS (
-    SELECT n.queue, h.total,
-           h.due, h.scheduled, h.oldest_due_at,
-           (SELECT count(*) FROM finished_sample fs WHERE fs.queue = n.queue AND fs.state = 'succeeded') AS succeeded,
-           (SELECT count(*) FROM finished_sample fs WHERE fs.queue = n.queue AND fs.state = 'dead') AS dead,
-           (SELECT count(*) FROM finished_sample fs WHERE fs.queue = n.queue AND fs.state = 'cancelled') AS cancelled
+    SELECT n.queue, h.total > %(cap)s::int AS queued_capped, h.due, h.scheduled, h.oldest_due_at
       FROM names n
      CROSS JOIN LATERAL (
         SELECT count(*) AS total,
@@ -68,38 +72,32 @@ live AS (
                   WHERE j.queue = n.queue AND j.state = 'queued' AND j.concurrency_key IS NOT NULL
                   LIMIT %(cap)s::int + 1)) q
      ) h
-),
-picked AS (
-    SELECT l.queue,
-           l.total > %(cap)s::int AND c.queue IS NOT NULL AS queued_estimated,
-           (SELECT array_agg(fc.state::text) FROM finished_capped fc) AS capped_states,
-           l.total, l.due, l.scheduled, l.oldest_due_at, l.succeeded, l.dead, l.cancelled,
-           c.due AS c_due, c.scheduled AS c_scheduled, c.succeeded AS c_succeeded, c.dead AS c_dead,
-           c.cancelled AS c_cancelled, c.oldest_due_at AS c_oldest_due_at, c.counted_at
-      FROM live l LEFT JOIN pgsched.queue_counts c ON c.queue = l.queue
 )
-SELECT p.queue,
-       CASE WHEN p.queued_estimated THEN p.c_due ELSE p.due END AS due,
-       CASE WHEN p.queued_estimated THEN p.c_scheduled ELSE p.scheduled END AS scheduled,
+SELECT l.queue,
+       CASE WHEN l.queued_capped THEN coalesce(c.due, l.due) ELSE l.due END AS due,
+       CASE WHEN l.queued_capped THEN coalesce(c.scheduled, l.scheduled) ELSE l.scheduled END AS scheduled,
        coalesce(r.running, 0) AS running,
-       CASE WHEN 'succeeded' = ANY(p.capped_states) THEN coalesce(p.c_succeeded, p.succeeded) ELSE p.succeeded END AS succeeded,
-       CASE WHEN 'dead' = ANY(p.capped_states) THEN coalesce(p.c_dead, p.dead) ELSE p.dead END AS dead,
-       CASE WHEN 'cancelled' = ANY(p.capped_states) THEN coalesce(p.c_cancelled, p.cancelled) ELSE p.cancelled END AS cancelled,
+       CASE WHEN k.succeeded THEN coalesce(c.succeeded, f.succeeded, 0) ELSE coalesce(f.succeeded, 0) END AS succeeded,
+       CASE WHEN k.dead THEN coalesce(c.dead, f.dead, 0) ELSE coalesce(f.dead, 0) END AS dead,
+       CASE WHEN k.cancelled THEN coalesce(c.cancelled, f.cancelled, 0) ELSE coalesce(f.cancelled, 0) END AS cancelled,
        extract(epoch FROM coalesce(%(now)s::timestamptz, now())
-               - CASE WHEN p.queued_estimated THEN p.c_oldest_due_at ELSE p.oldest_due_at END)::float8
-           AS oldest_due_seconds,
+               - CASE WHEN l.queued_capped THEN coalesce(c.oldest_due_at, l.oldest_due_at) ELSE l.oldest_due_at END
+       )::float8 AS oldest_due_seconds,
        coalesce(s.paused, false) AS paused,
        s.concurrency AS concurrency_limit,
        s.rate_limit,
        extract(epoch FROM s.rate_period)::float8 AS rate_period_seconds,
        coalesce(r.running_keys, 0) AS running_keys,
-       CASE WHEN p.queued_estimated OR (p.counted_at IS NOT NULL AND cardinality(p.capped_states) > 0)
-            THEN extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - p.counted_at)::float8
+       CASE WHEN l.queued_capped OR k.succeeded OR k.dead OR k.cancelled
+            THEN extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - c.counted_at)::float8
        END AS counts_age_seconds
-  FROM picked p
-  LEFT JOIN running r ON r.queue = p.queue
-  LEFT JOIN pgsched.queues s ON s.name = p.queue
- ORDER BY p.queue
+  FROM live l
+ CROSS JOIN capped k
+  LEFT JOIN running r ON r.queue = l.queue
+  LEFT JOIN finished f ON f.queue = l.queue
+  LEFT JOIN pgsched.queue_counts c ON c.queue = l.queue
+  LEFT JOIN pgsched.queues s ON s.name = l.queue
+ ORDER BY l.queue
 
 -- name: table_bloat_list
 -- Dead-tuple counts of pgsched's tables, for `pgsched doctor`.

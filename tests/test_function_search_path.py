@@ -18,4 +18,3 @@ def test_every_function_in_schema_pgsched_sets_its_search_path(conn: psycopg.Con
     assert rows, "no functions found in schema pgsched"
     unpinned = [r["name"] for r in rows if PINNED not in (r["config"] or [])]
     assert unpinned == []
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -37,7 +38,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_queues_report_depth_by_state_and_oldest_due_age(client: httpx.Client, conn: psycopg.Connection[Any]) -> None:
     insert_jobs(conn, 3, queue="emails")
-    insert_jobs(conn, 2, queue="emails", state="dead", attempt=5)
+    insert_jobs(conn, 2, queue="emails", state="dead", attempt=5, finished_at=datetime.now(UTC))
     insert_jobs(conn, 1, queue="reports", run_at="2999-01-01T00:00:00+00:00")
     items = {q["queue"]: q for q in client.get("/queues").json()["items"]}
     assert items["emails"]["due"] == 3 and items["emails"]["dead"] == 2
@@ -73,9 +74,9 @@ def test_health_reports_leader_and_listener(live_api: LiveApi, dsn: str) -> None
 
 def test_metrics_expose_database_gauges_and_worker_counters(live_api: LiveApi, conn: psycopg.Connection[Any]) -> None:
     insert_jobs(conn, 4, queue="emails")
-    insert_jobs(conn, 2, queue="emails", state="dead", attempt=5)
-    with live_api.client(token=None) as anon:
-        r = anon.get("/metrics")
+    insert_jobs(conn, 2, queue="emails", state="dead", attempt=5, finished_at=datetime.now(UTC))
+    with live_api.client() as reader:
+        r = reader.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     samples = _samples(r.text)
     assert samples[("pgsched_database_up", ())] == 1
