@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from pgsched.api import cluster, dashboard, dead, health, jobs, metrics, openapi, schedules, tokens
 from pgsched.api.deadlines import BodyDeadlineMiddleware
 from pgsched.api.errors import exception_handlers
+from pgsched.api.routing import merge_routes
 from pgsched.api.state import ApiState
 from pgsched.api.validation import BodyLimitMiddleware
 from pgsched.clock import Clock
@@ -74,7 +75,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         *tokens.routes,
     ]
     app = Starlette(
-        routes=routes,
+        routes=merge_routes(routes, query_parameters=openapi.query_parameters(settings)),
         middleware=[
             Middleware(BodyDeadlineMiddleware, body_timeout=settings.api_body_timeout_seconds),
             Middleware(BodyLimitMiddleware, max_bytes=settings.api_max_body_bytes),

@@ -92,8 +92,9 @@ async def _authenticate(request: Request, state: ApiState) -> Scope | None:
             f"too many failed authentications; retry in {wait} s",
             headers={"Retry-After": str(wait)},
         )
+    token = _bearer(request)  # no or malformed credentials cost no lookup, so they are not counted
     try:
-        return await _scope_of(state, _bearer(request))
+        return await _scope_of(state, token)
     except ApiError as exc:
         if exc.status == 401:
             state.auth_failures.record_failure(client)

@@ -29,11 +29,11 @@ def _filters(body: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
     if unknown:
         raise ValidationError(sorted(unknown)[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
     out: dict[str, Any] = {
-        "queue": validate_queue(body["queue"]) if body.get("queue") is not None else None,
-        "task": validate_task_name(body["task"]) if body.get("task") is not None else None,
+        "queue": validate_queue(body["queue"]) if "queue" in body else None,
+        "task": validate_task_name(body["task"]) if "task" in body else None,
     }
     if "before" in allowed:
-        out["before"] = parse_datetime(body["before"], "before") if body.get("before") is not None else None
+        out["before"] = parse_datetime(body["before"], "before") if "before" in body else None
     return out
 
 

@@ -9,14 +9,13 @@ Interface layer. ``header_deadline_protocol`` builds uvicorn's h11 protocol with
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from pgsched.api.errors import ApiError, error_body
+from pgsched.api.errors import ApiError
 
 __all__ = ["BodyDeadlineMiddleware", "header_deadline_protocol"]
 
@@ -78,7 +77,6 @@ class BodyDeadlineMiddleware:
             return
         deadline = time.monotonic() + self.body_timeout
         body_done = False
-        started = False
 
         async def timed_receive() -> Message:
             nonlocal body_done
@@ -92,27 +90,9 @@ class BodyDeadlineMiddleware:
                 body_done = True
             return message
 
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, timed_receive, tracked_send)
-        except ApiError as exc:
-            if started or exc.status != 408:
-                raise
-            await _send_error(send, exc)
+        await self.app(scope, timed_receive, send)  # the 408 is raised where the body is read
 
 
 def _too_slow(limit: float) -> ApiError:
     message = f"the request body did not arrive within {limit:g} seconds"
     return ApiError(408, "request_timeout", message, headers={"Connection": "close"})
-
-
-async def _send_error(send: Send, exc: ApiError) -> None:
-    body = json.dumps(error_body(exc.code, exc.message, exc.field)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

@@ -38,6 +38,10 @@ _PATCH_KEYS = ("run_at", "priority", "args", "queue")
 
 
 def _new_job(state: ApiState, item: object) -> NewJob:
+    if isinstance(item, Mapping):
+        for key, value in item.items():
+            if value is None:
+                raise ValidationError(key, "must not be null (leave it out for the default)")
     return new_job_from_json(item, clock=state.clock, max_payload_bytes=state.settings.max_payload_bytes)
 
 
@@ -156,9 +160,9 @@ routes = [
     Route("/jobs", protected(Scope.WRITE)(create_job), methods=["POST"]),
     Route("/jobs", protected(Scope.READ)(list_jobs), methods=["GET"]),
     Route("/jobs/batch", protected(Scope.WRITE)(create_batch), methods=["POST"]),
-    Route("/jobs/{id}", protected(Scope.READ)(get_job), methods=["GET"]),
-    Route("/jobs/{id}", protected(Scope.WRITE)(update_job), methods=["PATCH"]),
-    Route("/jobs/{id}", protected(Scope.WRITE)(delete_job), methods=["DELETE"]),
-    Route("/jobs/{id}/cancel", protected(Scope.WRITE)(cancel_job), methods=["POST"]),
-    Route("/jobs/{id}/retry", protected(Scope.WRITE)(retry_job), methods=["POST"]),
+    Route("/jobs/{id:int}", protected(Scope.READ)(get_job), methods=["GET"]),
+    Route("/jobs/{id:int}", protected(Scope.WRITE)(update_job), methods=["PATCH"]),
+    Route("/jobs/{id:int}", protected(Scope.WRITE)(delete_job), methods=["DELETE"]),
+    Route("/jobs/{id:int}/cancel", protected(Scope.WRITE)(cancel_job), methods=["POST"]),
+    Route("/jobs/{id:int}/retry", protected(Scope.WRITE)(retry_job), methods=["POST"]),
 ]

@@ -6,6 +6,8 @@ constants and Settings the handlers use, so the document cannot drift from them 
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from typing import Any
 
 from starlette.requests import Request
@@ -16,8 +18,17 @@ from pgsched.api.auth import authorize
 from pgsched.api.jobs import MAX_BATCH
 from pgsched.api.schedules import MAX_PREVIEW
 from pgsched.api.state import api_state
-from pgsched.api.validation import BIGINT_MAX, MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS
+from pgsched.api.validation import (
+    BIGINT_MAX,
+    JOB_CURSOR_RE,
+    MAX_DELAY_SECONDS,
+    MAX_TIMEOUT_SECONDS,
+    MIN_GRACE_SECONDS,
+    MIN_TIMEOUT_SECONDS,
+)
 from pgsched.config import Settings
+from pgsched.cron import validate_timezone
+from pgsched.errors import ValidationError
 from pgsched.job import (
     CONCURRENCY_KEY_MAX,
     CONCURRENCY_LIMIT_MAX,
@@ -32,7 +43,7 @@ from pgsched.job import (
 from pgsched.queue_settings import LIMIT_MAX
 from pgsched.token_store import MAX_EXPIRES_IN, Scope
 
-__all__ = ["openapi_document", "routes"]
+__all__ = ["openapi_document", "query_parameters", "routes"]
 
 _SCHEDULE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -50,6 +61,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 _STR = {"type": "string"}
 _INT = {"type": "integer"}
 _TIME = {"type": "string", "format": "date-time"}
+NO_NUL = "^[^\\u0000]*$"
 _QUEUE = {"type": "string", "pattern": QUEUE_RE.pattern}
 _TASK = {"type": "string", "pattern": TASK_RE.pattern}
 _PRIORITY = {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX}
@@ -92,14 +104,19 @@ def _job_schemas() -> dict[str, Any]:
     new_job = _object(
         {
             "task": _TASK,
-            "args": {"type": "object"},
+            "args": _ref("Args"),
             "queue": _QUEUE,
             "priority": _PRIORITY,
             "run_at": {**_TIME, "description": "ISO 8601 with an offset; or give delay_seconds."},
-            "delay_seconds": {"type": "number", "minimum": 0, "maximum": MAX_DELAY_SECONDS},
+            "delay_seconds": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_DELAY_SECONDS,
+                "description": "Or run_at.",
+            },
             "run_key": {"type": "string", "minLength": 1, "maxLength": RUN_KEY_MAX},
             "max_attempts": _ATTEMPTS,
-            "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS},
+            "timeout": {"type": "number", "minimum": MIN_TIMEOUT_SECONDS, "maximum": MAX_TIMEOUT_SECONDS},
             "concurrency_key": {
                 "type": "string",
                 "minLength": 1,
@@ -110,7 +127,24 @@ def _job_schemas() -> dict[str, Any]:
         },
         ["task"],
     )
+    new_job["not"] = {"required": ["run_at", "delay_seconds"], "description": "run_at or delay_seconds, not both"}
+    new_job["dependentRequired"] = {"concurrency_limit": ["concurrency_key"]}
+    no_nul = {"type": "string", "pattern": NO_NUL}
     return {
+        "Args": {
+            "type": "object",
+            "propertyNames": no_nul,
+            "additionalProperties": _ref("JsonValue"),
+            "description": "A JSON object; no string or key may hold NUL (PostgreSQL cannot store it).",
+        },
+        "JsonValue": {
+            "anyOf": [
+                no_nul,
+                {"type": ["number", "boolean", "null"]},
+                {"type": "array", "items": _ref("JsonValue")},
+                _ref("Args"),
+            ]
+        },
         "Job": _object(job_props, list(job_props), closed=False),
         "NewJob": new_job,
         "JobBatch": _object(
@@ -118,7 +152,7 @@ def _job_schemas() -> dict[str, Any]:
         ),
         "JobIds": _object({"ids": {"type": "array", "items": _INT}}, ["ids"]),
         "JobPatch": {
-            **_object({"run_at": _TIME, "priority": _PRIORITY, "args": {"type": "object"}, "queue": _QUEUE}),
+            **_object({"run_at": _TIME, "priority": _PRIORITY, "args": _ref("Args"), "queue": _QUEUE}),
             "minProperties": 1,
         },
         "JobPage": _object(
@@ -131,18 +165,57 @@ def _job_schemas() -> dict[str, Any]:
     }
 
 
+def _cron_field(value: str) -> str:
+    item = rf"(\*|({value})(-({value}))?)(/[1-9])?"
+    return rf"{item}(,{item})*"
+
+
+_MINUTE, _HOUR, _DAY, _MONTH, _WEEKDAY = (
+    r"[0-5]?[0-9]",
+    r"[01]?[0-9]|2[0-3]",
+    r"[1-9]|1[0-9]|2[0-8]",
+    r"[1-9]|1[0-2]",
+    "[0-6]",
+)
+# A documented subset that always fires (days 1-28): the server accepts more (names, L, days 29-31).
+CRON_PATTERN = (
+    rf"^({_cron_field(_MINUTE)} )?{_cron_field(_MINUTE)} {_cron_field(_HOUR)} "
+    rf"{_cron_field(_DAY)} {_cron_field(_MONTH)} {_cron_field(_WEEKDAY)}$"
+)
+_CRON = {
+    "type": "string",
+    "pattern": CRON_PATTERN,
+    "description": "5 fields, or 6 with seconds first; the pattern shows the numeric subset.",
+}
+
+
+@functools.cache
+def time_zones() -> list[str]:
+    """The IANA names the server accepts (the enum of the TimeZone schema)."""
+    names = []
+    for name in sorted(zoneinfo.available_timezones()):
+        try:
+            validate_timezone(name)
+        except ValidationError:
+            continue
+        names.append(name)
+    return names
+
+
 def _schedule_schemas() -> dict[str, Any]:
     writable = {
-        "cron": {"type": "string", "description": "5 fields, or 6 with seconds first."},
+        "cron": _CRON,
         "task": _TASK,
-        "args": {"type": "object"},
-        "timezone": {"type": "string", "description": "IANA time zone name."},
-        "queue": _QUEUE,
-        "priority": _PRIORITY,
+        "args": _nullable(_ref("Args")),
+        "timezone": _nullable(_ref("TimeZone")),
+        "queue": _nullable(_QUEUE),
+        "priority": _nullable(_PRIORITY),
         "max_attempts": _nullable(_ATTEMPTS),
-        "enabled": {"type": "boolean"},
-        "misfire_policy": {"type": "string", "enum": ["skip", "once", "catch_up"]},
-        "misfire_grace_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86400},
+        "enabled": _nullable({"type": "boolean"}),
+        "misfire_policy": _nullable({"type": "string", "enum": ["skip", "once", "catch_up"]}),
+        "misfire_grace_seconds": _nullable(
+            {"type": "number", "minimum": MIN_GRACE_SECONDS, "maximum": 366 * 86400, "description": "null: default"}
+        ),
     }
     schedule = {
         "name": _STR,
@@ -168,8 +241,13 @@ def _schedule_schemas() -> dict[str, Any]:
             {"items": {"type": "array", "items": _ref("Schedule")}, "next_cursor": _nullable(_STR)},
             ["items", "next_cursor"],
         ),
+        "TimeZone": {"type": "string", "enum": time_zones(), "description": "IANA time zone name."},
         "PreviewRequest": _object(
-            {"cron": _STR, "timezone": _STR, "count": {"type": "integer", "minimum": 1, "maximum": MAX_PREVIEW}},
+            {
+                "cron": _CRON,
+                "timezone": _ref("TimeZone"),
+                "count": {"type": "integer", "minimum": 1, "maximum": MAX_PREVIEW},
+            },
             ["cron"],
         ),
         "Preview": _object(
@@ -315,10 +393,11 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def _paging(settings: Settings) -> list[dict[str, Any]]:
+def _paging(settings: Settings, *, by_name: bool = False) -> list[dict[str, Any]]:
+    cursor = _SCHEDULE_NAME if by_name else JOB_CURSOR_RE.pattern
     return [
         _query("limit", {"type": "integer", "minimum": 1, "maximum": settings.api_max_page_size}, "Page size."),
-        _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
+        _query("cursor", {"type": "string", "pattern": cursor}, "next_cursor of the previous page."),
     ]
 
 
@@ -389,7 +468,7 @@ def _other_paths(settings: Settings) -> dict[str, Any]:
                 {**_ok("201", "Schedule", "Created"), **_ok("200", "Schedule", "Replaced")},
                 body="NewSchedule",
             ),
-            "get": _op("List schedules by name", _ok("200", "SchedulePage"), params=_paging(settings)),
+            "get": _op("List schedules by name", _ok("200", "SchedulePage"), params=_paging(settings, by_name=True)),
         },
         "/schedules/preview": {
             "post": _op("Next fire instants of a cron expression", _ok("200", "Preview"), body="PreviewRequest")
@@ -461,6 +540,21 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "schemas": {**_job_schemas(), **_schedule_schemas(), **_cluster_schemas()},
         },
     }
+
+
+def query_parameters(settings: Settings) -> dict[str, dict[str, frozenset[str]]]:
+    """Path -> method -> the query parameters the document lists (the dashboard page excluded)."""
+    out: dict[str, dict[str, frozenset[str]]] = {}
+    for path, item in openapi_document(settings)["paths"].items():
+        if path == "/":
+            continue
+        shared = [p for p in item.get("parameters", []) if p["in"] == "query"]
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            params = [*shared, *(p for p in op.get("parameters", []) if p["in"] == "query")]
+            out.setdefault(path, {})[method.upper()] = frozenset(p["name"] for p in params)
+    return out
 
 
 async def openapi_json(request: Request) -> Response:

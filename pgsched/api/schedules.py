@@ -16,11 +16,13 @@ from pgsched.api.auth import protected
 from pgsched.api.state import api_state
 from pgsched.api.task_policy import authorize_task
 from pgsched.api.validation import (
+    MIN_GRACE_SECONDS,
     decode_cursor,
     decode_name_cursor,
     encode_cursor,
     page_limit,
     parse_schedule_name,
+    parse_seconds,
     read_object,
 )
 from pgsched.cron import parse_cron
@@ -55,8 +57,11 @@ def _spec(body: dict[str, Any]) -> ScheduleSpec:
     for required in ("name", "cron", "task"):
         if required not in body:
             raise ValidationError(required, "is required")
-    if not isinstance(body.get("misfire_policy", "once"), str):
+    if not isinstance(body.get("misfire_policy", "once"), str | None):
         raise ValidationError("misfire_policy", "must be one of skip, once, catch_up")
+    grace = body.get("misfire_grace_seconds")
+    if grace is not None:
+        parse_seconds(grace, "misfire_grace_seconds", minimum=MIN_GRACE_SECONDS, maximum=366 * 86400)
     options = {k: v for k, v in body.items() if k not in {"name", "cron", "task", "args"} and v is not None}
     return ScheduleSpec.build(body["name"], body["cron"], body["task"], body.get("args"), **options)
 

@@ -44,5 +44,5 @@ async def revoke_token(request: Request) -> Response:
 routes = [
     Route("/tokens", protected(Scope.ADMIN)(create_token), methods=["POST"]),
     Route("/tokens", protected(Scope.ADMIN)(list_tokens), methods=["GET"]),
-    Route("/tokens/{id}", protected(Scope.ADMIN)(revoke_token), methods=["DELETE"]),
+    Route("/tokens/{id:int}", protected(Scope.ADMIN)(revoke_token), methods=["DELETE"]),
 ]

@@ -7,13 +7,11 @@ it never touches the database.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -26,10 +24,13 @@ from pgsched.errors import ValidationError
 from pgsched.job import JobState, NewJob, validate_queue, validate_task_name
 
 __all__ = [
+    "JOB_CURSOR_RE",
     "BodyLimitMiddleware",
     "MAX_DELAY_SECONDS",
     "MAX_JSON_DEPTH",
     "MAX_TIMEOUT_SECONDS",
+    "MIN_GRACE_SECONDS",
+    "MIN_TIMEOUT_SECONDS",
     "SCHEDULE_NAME_RE",
     "check_json_tree",
     "decode_cursor",
@@ -49,7 +50,10 @@ __all__ = [
 BIGINT_MAX = 2**63 - 1
 MAX_DELAY_SECONDS = 10 * 366 * 86400.0
 MAX_TIMEOUT_SECONDS = 366 * 86400.0
-_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+# Below a millisecond an interval rounds towards zero, which the tables refuse.
+MIN_TIMEOUT_SECONDS = MIN_GRACE_SECONDS = 0.001
+# Job ids up to 18 digits: every string the pattern matches is a bigint, as the document says.
+JOB_CURSOR_RE = re.compile(r"^[1-9][0-9]{0,17}$")
 SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 # Documented in the README: deeper bodies get 422 (PostgreSQL and Python recursion stay far away).
 MAX_JSON_DEPTH = 64
@@ -129,6 +133,20 @@ async def read_json(request: Request) -> Any:
     except ValueError as exc:
         raise ApiError(400, "malformed_json", f"the request body is not valid JSON: {exc}") from None
     check_json_tree(value)
+    return _integral_floats_as_ints(value)
+
+
+def _integral_floats_as_ints(value: Any, key: str | None = None) -> Any:
+    """``3.0`` where an integer is expected is an integer in JSON Schema (and to every JSON client);
+    the values of ``args`` stay as sent, since a task may tell 3.0 from 3."""
+    if key == "args":
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v, k) for k, v in value.items()}
     return value
 
 
@@ -171,8 +189,9 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def parse_id(text: str, field: str = "id") -> int:
+def parse_id(value: int | str, field: str = "id") -> int:
     """A positive bigint from a path segment; anything else is a 404 (no such resource)."""
+    text = str(value)
     if not text.isascii() or not text.isdigit() or len(text) > 19 or not 0 < int(text) <= BIGINT_MAX:
         raise ApiError(404, "not_found", f"no resource with {field} {text[:40]!r}", field=field)
     return int(text)
@@ -188,9 +207,10 @@ def parse_datetime(value: object, field: str) -> datetime:
         raise ValidationError(field, f"invalid ISO 8601 time {value!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValidationError(field, "needs a UTC offset, e.g. 2030-01-01T09:00:00+00:00")
-    if not 1970 <= parsed.year <= 9998:
-        raise ValidationError(field, "must be between the years 1970 and 9998")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(field, "is out of range (years 1 to 9999 in UTC)") from None
 
 
 def parse_seconds(value: object, field: str, *, minimum: float, maximum: float, exclusive_min: bool = False) -> float:
@@ -205,7 +225,7 @@ def parse_seconds(value: object, field: str, *, minimum: float, maximum: float, 
 
 def page_limit(request: Request, *, default: int, maximum: int) -> int:
     raw = request.query_params.get("limit")
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not 1 <= int(raw) <= maximum:
         raise ApiError(400, "invalid_parameter", f"limit must be an integer from 1 to {maximum}", field="limit")
@@ -213,49 +233,32 @@ def page_limit(request: Request, *, default: int, maximum: int) -> int:
 
 
 def encode_cursor(last: int | str) -> str:
-    """An opaque cursor for the row after which the next page starts (a job id or a schedule name)."""
-    text = f"id:{last}" if isinstance(last, int) else f"name:{last}"
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _cursor_text(request: Request) -> tuple[str, str] | None:
-    raw = request.query_params.get("cursor")
-    if raw is None or raw == "":
-        return None
-    if not _CURSOR_RE.match(raw):
-        raise _bad_cursor()
-    try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise _bad_cursor() from None
-    kind, _, value = text.partition(":")
-    return kind, value
+    """The cursor of the page after ``last``: a job id, or a schedule name (pages of schedules)."""
+    return str(last)
 
 
 def _bad_cursor() -> ApiError:
-    return ApiError(400, "invalid_parameter", "cursor is not one this API returned", field="cursor")
+    return ApiError(400, "invalid_parameter", "cursor must be a next_cursor this API returned", field="cursor")
 
 
 def decode_cursor(request: Request) -> int | None:
-    """The job id to continue before, from the opaque ``cursor`` parameter of the previous page."""
-    found = _cursor_text(request)
-    if found is None:
+    """The job id to continue before, from the ``cursor`` parameter (the previous page's next_cursor)."""
+    raw = request.query_params.get("cursor")
+    if raw is None:
         return None
-    kind, number = found
-    if kind != "id" or not number.isdigit() or len(number) > 19 or not 0 < int(number) <= BIGINT_MAX:
+    if not JOB_CURSOR_RE.match(raw):
         raise _bad_cursor()
-    return int(number)
+    return int(raw)
 
 
 def decode_name_cursor(request: Request) -> str | None:
-    """The schedule name to continue after, from the opaque ``cursor`` parameter."""
-    found = _cursor_text(request)
-    if found is None:
+    """The schedule name to continue after, from the ``cursor`` parameter."""
+    raw = request.query_params.get("cursor")
+    if raw is None:
         return None
-    kind, name = found
-    if kind != "name" or not SCHEDULE_NAME_RE.match(name):
+    if not SCHEDULE_NAME_RE.match(raw):
         raise _bad_cursor()
-    return name
+    return raw
 
 
 def parse_schedule_name(text: str) -> str:
@@ -270,14 +273,14 @@ def query_filters(request: Request, *, with_state: bool) -> dict[str, Any]:
     params = request.query_params
     out: dict[str, Any] = {"queue": None, "task": None}
     try:
-        if params.get("queue"):
+        if "queue" in params:
             out["queue"] = validate_queue(params["queue"])
-        if params.get("task"):
+        if "task" in params:
             out["task"] = validate_task_name(params["task"])
     except ValidationError as exc:
         raise ApiError(400, "invalid_parameter", exc.message, field=exc.field) from None
     if with_state:
-        state = params.get("state") or None
+        state = params.get("state")
         if state is not None and state not in {s.value for s in JobState}:
             choices = ", ".join(s.value for s in JobState)
             raise ApiError(400, "invalid_parameter", f"state must be one of {choices}", field="state")
@@ -304,7 +307,7 @@ def new_job_from_json(item: object, *, clock: Clock, max_payload_bytes: int) -> 
         )
     if data.get("timeout") is not None:
         data["timeout"] = parse_seconds(
-            data["timeout"], "timeout", minimum=0, maximum=MAX_TIMEOUT_SECONDS, exclusive_min=True
+            data["timeout"], "timeout", minimum=MIN_TIMEOUT_SECONDS, maximum=MAX_TIMEOUT_SECONDS
         )
     try:
         return new_job_from_mapping(data, clock=clock, max_payload_bytes=max_payload_bytes)

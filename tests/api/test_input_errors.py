@@ -198,3 +198,24 @@ def test_odd_paths_for_schedules_and_tokens_are_404_not_500(client: httpx.Client
     for path in ("/schedules/%00", "/schedules/" + "x" * 300, "/schedules/bad%20name/runs", "/schedules/nope"):
         assert _error(client.get(path), 404)["code"] == "not_found", path
     assert _error(client.delete("/tokens/99999999999999999999999"), 404)["code"] == "not_found"
+
+
+def test_unknown_query_parameters_get_400_naming_the_parameter(client: httpx.Client) -> None:
+    error = _error(client.get("/jobs", params={"status": "queued"}), 400)
+    assert error["field"] == "status" and "state" in error["message"]
+    assert _error(client.get("/queues", params={"x": "1"}), 400)["field"] == "x"
+    assert client.get("/jobs", params={"state": "queued"}).status_code == 200
+
+
+def test_a_wrong_method_gets_405_listing_every_method_of_the_path(client: httpx.Client) -> None:
+    job_id = client.post("/jobs", json={"task": "t"}).json()["id"]
+    for path, methods in {
+        "/jobs": {"GET", "HEAD", "POST"},
+        f"/jobs/{job_id}": {"DELETE", "GET", "HEAD", "PATCH"},
+        "/schedules": {"GET", "HEAD", "POST"},
+        "/tokens": {"GET", "HEAD", "POST"},
+    }.items():
+        reply = client.options(path)
+        _error(reply, 405)
+        assert {m.strip() for m in reply.headers["allow"].split(",")} == methods, path
+    assert _error(client.patch("/jobs/batch", json={"jobs": []}), 405)["code"] == "method_not_allowed"
