@@ -41,6 +41,7 @@ COMMENT ON TYPE pgsched.job_state IS 'Life of a job: queued (waiting, delayed or
 
 CREATE FUNCTION pgsched.cancel(job_id bigint) RETURNS pgsched.job_state
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
     current pgsched.job_state;
@@ -210,6 +211,7 @@ COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker
 
 CREATE FUNCTION pgsched.enqueue(task text, args jsonb DEFAULT '{}'::jsonb, queue text DEFAULT 'default'::text, priority integer DEFAULT 0, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, run_key text DEFAULT NULL::text, max_attempts integer DEFAULT NULL::integer, timeout interval DEFAULT NULL::interval, concurrency_key text DEFAULT NULL::text, concurrency_limit integer DEFAULT NULL::integer) RETURNS bigint
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $_$
 #variable_conflict use_column
 DECLARE
@@ -275,6 +277,7 @@ COMMENT ON FUNCTION pgsched.enqueue(task text, args jsonb, queue text, priority 
 
 CREATE FUNCTION pgsched.jobs_notify_insert() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
     q text;
@@ -305,6 +308,7 @@ COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (
 
 CREATE FUNCTION pgsched.lock_namespace() RETURNS integer
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$ SELECT 1885827939 $$;
 
 --
@@ -336,6 +340,7 @@ COMMENT ON FUNCTION pgsched.new_lease() IS 'A new lease token: microseconds sinc
 
 CREATE FUNCTION pgsched.pause_queue(queue text) RETURNS void
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
     INSERT INTO pgsched.queues (name, paused) VALUES (pause_queue.queue, true)
     ON CONFLICT (name) DO UPDATE SET paused = true, updated_at = now();
@@ -353,6 +358,7 @@ COMMENT ON FUNCTION pgsched.pause_queue(queue text) IS 'Stop starting jobs of a 
 
 CREATE FUNCTION pgsched.queues_notify_change() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 BEGIN
     PERFORM pg_notify('pgsched_jobs', NEW.name);
@@ -365,6 +371,7 @@ END $$;
 
 CREATE FUNCTION pgsched.rate_wait(p_queues text[], p_at timestamp with time zone) RETURNS double precision
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
     SELECT min((1 - least(b.burst, b.level)) * extract(epoch FROM s.rate_period) / s.rate_limit)
       FROM pgsched.queues s
@@ -393,6 +400,7 @@ COMMENT ON FUNCTION pgsched.rate_wait(p_queues text[], p_at timestamp with time 
 
 CREATE FUNCTION pgsched.resume_queue(queue text) RETURNS void
     LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
     INSERT INTO pgsched.queues (name, paused) VALUES (resume_queue.queue, false)
     ON CONFLICT (name) DO UPDATE SET paused = false, updated_at = now();
@@ -410,6 +418,7 @@ COMMENT ON FUNCTION pgsched.resume_queue(queue text) IS 'Start jobs of a paused 
 
 CREATE FUNCTION pgsched.retry(job_id bigint) RETURNS bigint
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
     current pgsched.job_state;
@@ -445,6 +454,7 @@ COMMENT ON FUNCTION pgsched.retry(job_id bigint) IS 'Queue a job to run now (dea
 
 CREATE FUNCTION pgsched.schedules_check() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = NEW.timezone) THEN
@@ -467,6 +477,7 @@ END $$;
 
 CREATE FUNCTION pgsched.schedules_notify() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 BEGIN
     PERFORM pg_notify('pgsched_schedules', '');
@@ -485,6 +496,7 @@ CREATE TABLE pgsched.api_tokens (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     last_used_at timestamp with time zone,
     revoked_at timestamp with time zone,
+    expires_at timestamp with time zone,
     CONSTRAINT api_tokens_hash_length CHECK ((octet_length(secret_hash) = 32)),
     CONSTRAINT api_tokens_name_valid CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$'::text)),
     CONSTRAINT api_tokens_scope_valid CHECK ((scope = ANY (ARRAY['read'::text, 'write'::text, 'admin'::text])))
@@ -537,6 +549,12 @@ COMMENT ON COLUMN pgsched.api_tokens.last_used_at IS 'Last successful use (updat
 --
 
 COMMENT ON COLUMN pgsched.api_tokens.revoked_at IS 'When the token was revoked; a revoked token is refused.';
+
+--
+-- Name: COLUMN api_tokens.expires_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.api_tokens.expires_at IS 'After this time the token is refused; NULL: it never expires.';
 
 --
 -- Name: api_tokens_id_seq; Type: SEQUENCE; Schema: pgsched; Owner: -
@@ -1103,6 +1121,82 @@ COMMENT ON COLUMN pgsched.migrations.checksum IS 'SHA-256 of the file as applied
 --
 
 COMMENT ON COLUMN pgsched.migrations.applied_at IS 'When it was applied.';
+
+--
+-- Name: queue_counts; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.queue_counts (
+    queue text NOT NULL,
+    due bigint NOT NULL,
+    scheduled bigint NOT NULL,
+    running bigint NOT NULL,
+    succeeded bigint NOT NULL,
+    dead bigint NOT NULL,
+    cancelled bigint NOT NULL,
+    oldest_due_at timestamp with time zone,
+    counted_at timestamp with time zone NOT NULL
+);
+
+--
+-- Name: TABLE queue_counts; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.queue_counts IS 'Per-queue job counts as of counted_at, refreshed by the leader after each prune. The API reads exact counts from the hot indexes while a state holds few rows and falls back to these when it holds many; pgsched.queue_stats stays exact (and costs a full scan).';
+
+--
+-- Name: COLUMN queue_counts.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.queue IS 'Queue name.';
+
+--
+-- Name: COLUMN queue_counts.due; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.due IS 'Queued jobs whose run_at had passed at counted_at.';
+
+--
+-- Name: COLUMN queue_counts.scheduled; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.scheduled IS 'Queued jobs with a future run_at at counted_at.';
+
+--
+-- Name: COLUMN queue_counts.running; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.running IS 'Running jobs at counted_at.';
+
+--
+-- Name: COLUMN queue_counts.succeeded; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.succeeded IS 'Succeeded jobs not yet pruned at counted_at.';
+
+--
+-- Name: COLUMN queue_counts.dead; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.dead IS 'Dead jobs at counted_at.';
+
+--
+-- Name: COLUMN queue_counts.cancelled; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.cancelled IS 'Cancelled jobs not yet pruned at counted_at.';
+
+--
+-- Name: COLUMN queue_counts.oldest_due_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.oldest_due_at IS 'run_at of the oldest due job at counted_at.';
+
+--
+-- Name: COLUMN queue_counts.counted_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.queue_counts.counted_at IS 'When the leader counted.';
 
 --
 -- Name: queues; Type: TABLE; Schema: pgsched; Owner: -
@@ -1774,6 +1868,13 @@ ALTER TABLE ONLY pgsched.jobs
 
 ALTER TABLE ONLY pgsched.migrations
     ADD CONSTRAINT migrations_pkey PRIMARY KEY (version);
+
+--
+-- Name: queue_counts queue_counts_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.queue_counts
+    ADD CONSTRAINT queue_counts_pkey PRIMARY KEY (queue);
 
 --
 -- Name: queues queues_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
