@@ -110,9 +110,11 @@ class AdminStore:
 
         Exact while a state holds at most ``QUEUE_COUNT_CAP`` rows (read through the hot partial
         indexes); above that the leader's ``pgsched.queue_counts`` answers and ``counts_age_seconds``
-        says how old it is.
+        says how old it is. JIT is off for it: compiling the plan cost seconds on a busy server, for a
+        query that runs in milliseconds (local to the transaction, so it also holds through a transaction pooler).
         """
-        async with self._cursor(2.0) as cur:
+        async with self._cursor(2.0) as cur, cur.connection.transaction():
+            await cur.execute(query("jit_off_local"))
             await cur.execute(query("queue_counts_list"), {"cap": QUEUE_COUNT_CAP, "now": self._clock.db_now()})
             return list(await cur.fetchall())
 

@@ -15,6 +15,10 @@ SELECT true AS database,
        (SELECT count(*) FROM pgsched.cluster c WHERE c.alive)::int AS workers_alive,
        (SELECT count(*) FROM pgsched.waiting_workers)::int AS listeners_waiting
 
+-- name: jit_off_local
+-- No JIT for the rest of this transaction (short queries whose compilation would cost more than they do).
+SELECT set_config('jit', 'off', true)
+
 -- name: queue_counts_list
 -- Per-queue counts for /queues and /metrics at a bounded cost: exact from the hot indexes while a state has at most cap rows, else the leader's queue_counts.
 WITH RECURSIVE queued_names(queue) AS (
