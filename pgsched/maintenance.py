@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 
 from pgsched.config import Settings
 from pgsched.job import JobState
+from pgsched.job_stats import JobStatsRollup
 from pgsched.queries import query
 
 __all__ = ["Pruner", "Reaper"]
@@ -71,6 +72,7 @@ class Pruner:
         }
 
     async def prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
+        await JobStatsRollup().rollup(conn, now=now)  # chart history first, before old rows go
         total = 0
         async with conn.cursor(row_factory=dict_row) as cur:
             for state, retention in self._retention.items():

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pgsched.api.auth import authorize
+from pgsched.api.dashboard.api import BULK_MAX, WINDOWS
 from pgsched.api.jobs import MAX_BATCH
 from pgsched.api.schedules import MAX_PREVIEW
 from pgsched.api.state import api_state
@@ -28,6 +29,7 @@ from pgsched.api.validation import (
 )
 from pgsched.config import Settings
 from pgsched.cron import validate_timezone
+from pgsched.dashboard_store import VIEWS as DASHBOARD_VIEWS
 from pgsched.errors import ValidationError
 from pgsched.job import (
     CONCURRENCY_KEY_MAX,
@@ -523,6 +525,34 @@ def _other_paths(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _dashboard_paths(settings: Settings) -> dict[str, Any]:
+    """The dashboard's own endpoints (pgsched.api.dashboard.api); answers are plain JSON objects."""
+    obj = {"200": {"description": "OK", **_json({"type": "object"})}}
+    jobs = [
+        _query("view", {"type": "string", "enum": sorted(DASHBOARD_VIEWS)}, "Which jobs."),
+        _query("queue", _QUEUE, "Only this queue."),
+        _query("task", _TASK, "Only this task."),
+        _query("args", _STR, "A JSON object the args must contain (newest ids only)."),
+        _query("worker", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "Running on this worker."),
+        *_paging(settings),
+    ]
+    stats = [_query("window", {"type": "string", "enum": list(WINDOWS)}, "Chart span."), *jobs[1:3]]
+    bulk = {"type": "object", "properties": {"action": {"type": "string", "enum": ["retry", "cancel", "delete"]},
+            "ids": {"type": "array", "items": _INT, "minItems": 1, "maxItems": BULK_MAX}}}  # fmt: skip
+    return {
+        "/dashboard/api/whoami": {"get": _op("The scope of the caller's token", obj)},
+        "/dashboard/api/jobs": {"get": _op("A keyset page of one job view", obj, params=jobs)},
+        "/dashboard/api/run-key": {
+            "get": _op("The job holding a run key", obj, params=[_query("run_key", _STR, "The run key.")])
+        },
+        "/dashboard/api/counts": {"get": _op("Queued jobs that failed before (capped)", obj)},
+        "/dashboard/api/stats": {"get": _op("Chart history per minute, queue and task", obj, params=stats)},
+        "/dashboard/api/jobs/bulk": {
+            "post": {**_op("Retry, cancel or delete many jobs", obj), "requestBody": {"required": True, **_json(bulk)}}
+        },
+    }
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -534,7 +564,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": {**_job_paths(settings), **_other_paths(settings)},
+        "paths": {**_job_paths(settings), **_other_paths(settings), **_dashboard_paths(settings)},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {**_job_schemas(), **_schedule_schemas(), **_cluster_schemas()},

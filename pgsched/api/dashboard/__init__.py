@@ -1,8 +1,10 @@
 """The dashboard: one static page and one script that read the JSON API (no build step, no templates).
 
 Interface layer. It serves files only; every number it shows comes from the REST API with the
-user's bearer token (kept in sessionStorage). A strict Content-Security-Policy forbids inline
-script, and the script renders data with textContent only, so job args can never run as code.
+user's bearer token (kept in localStorage until "Forget token"). Its own reads and bulk actions live
+in ``pgsched.api.dashboard.api`` under /dashboard/api/, routed before the static files. A strict
+Content-Security-Policy forbids inline script, and the script renders data with textContent only,
+so job args can never run as code.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from pgsched.api.dashboard import api
 
 __all__ = ["routes"]
 
@@ -31,6 +35,7 @@ async def index(request: Request) -> Response:
 
 
 routes = [
+    *api.routes,
     Route("/", index, methods=["GET"]),
     Mount("/dashboard", StaticFiles(directory=_STATIC), name="dashboard"),
 ]

@@ -1,0 +1,47 @@
+"""JobStatsRollup: the leader's pass that rolls finished jobs up into ``pgsched.job_stats_minute``.
+
+Data layer, run on the leader's connection from the Pruner. Each pass reads only the jobs finished
+since the watermark (jobs_finished_idx), so its cost follows the new rows, not the history; it adds
+nothing to the claim or finish statements. A pass is one transaction: counts and watermark move together.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgsched.queries import query
+
+__all__ = ["STATS_KEEP", "JobStatsRollup"]
+
+log = logging.getLogger(__name__)
+
+STATS_KEEP = timedelta(days=7)
+# Rows are counted once their finish is this old: a completion's finished_at is taken before its
+# transaction commits, so the newest instants may still gain rows that are not yet visible.
+SETTLE = timedelta(seconds=10)
+
+
+class JobStatsRollup:
+    """Counts jobs finished in (watermark, now - SETTLE] per minute, queue and task; drops rows past 7 days."""
+
+    async def rollup(self, conn: psycopg.AsyncConnection[Any], *, now: datetime | None = None) -> int:
+        """One pass; returns how many (minute, queue, task) rows it added to or created."""
+        params = {"now": now, "keep": STATS_KEEP.total_seconds(), "settle": SETTLE.total_seconds()}
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_stats_watermark_lock"), params)
+            window = await cur.fetchone()
+            assert window is not None, "migration 0009 inserts the watermark row"
+            if window["upto"] <= window["since"]:
+                return 0
+            await cur.execute(query("job_stats_rollup"), {"since": window["since"], "upto": window["upto"]})
+            touched = cur.rowcount
+            await cur.execute(query("job_stats_watermark_set"), {"upto": window["upto"]})
+            await cur.execute(query("job_stats_prune"), {"before": window["keep_from"]})
+        if touched:
+            log.debug("rolled up job stats", extra={"event": "job_stats_rolled_up", "rows": touched})
+        return touched

@@ -1,0 +1,147 @@
+-- Queries of the dashboard (pgsched.api.dashboard) and of the leader's chart history rollup.
+-- Lists select a short preview of args, never the whole document, and page by keyset.
+
+-- name: dashboard_jobs_by_id
+-- A page of jobs of any state, newest id first, filtered by queue and task; keyset on id.
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
+  FROM pgsched.jobs
+ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ ORDER BY id DESC
+ LIMIT %(limit)s::int
+
+-- name: dashboard_jobs_finished
+-- A page of jobs of one finished state, latest finish first (jobs_finished_idx); keyset on (finished_at, id).
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
+  FROM pgsched.jobs
+ WHERE state = %(state)s::pgsched.job_state AND finished_at IS NOT NULL
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (%(after_at)s::timestamptz IS NULL
+        OR (finished_at <= %(after_at)s::timestamptz
+            AND (finished_at < %(after_at)s::timestamptz OR id < %(after_id)s::bigint)))
+ ORDER BY finished_at DESC, id DESC
+ LIMIT %(limit)s::int
+
+-- name: dashboard_jobs_waiting
+-- A page of queued jobs (due, scheduled for later, or retrying), next to run first; keyset on (run_at, id).
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
+  FROM pgsched.jobs
+ WHERE state = 'queued'
+   AND CASE %(view)s::text
+           WHEN 'available' THEN run_at <= coalesce(%(now)s::timestamptz, now())
+           WHEN 'scheduled' THEN run_at > coalesce(%(now)s::timestamptz, now())
+           ELSE attempt > 0
+       END
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (%(after_at)s::timestamptz IS NULL OR (run_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
+ ORDER BY run_at, id
+ LIMIT %(limit)s::int
+
+-- name: dashboard_jobs_running
+-- Running jobs, longest running first, with seconds elapsed since their attempt started (jobs_running_idx).
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error,
+       extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - started_at)::float8 AS elapsed_seconds
+  FROM pgsched.jobs
+ WHERE state = 'running'
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (%(worker_id)s::bigint IS NULL OR worker_id = %(worker_id)s::bigint)
+   AND (%(after_at)s::timestamptz IS NULL OR (started_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
+ ORDER BY started_at, id
+ LIMIT %(limit)s::int
+
+-- name: dashboard_jobs_matching
+-- A page of jobs whose args contain a JSON document, newest first, among ids above a floor (a bounded scan).
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
+  FROM pgsched.jobs
+ WHERE id > %(floor_id)s::bigint
+   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+   AND args @> %(args)s::jsonb
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+ ORDER BY id DESC
+ LIMIT %(limit)s::int
+
+-- name: dashboard_job_id_max
+-- The newest job id (the top of the primary key), 0 when there are none.
+SELECT coalesce(max(id), 0)::bigint AS id FROM pgsched.jobs
+
+-- name: dashboard_job_by_run_key
+-- The id of the job holding a run key (jobs_run_key_idx), if any.
+SELECT id FROM pgsched.jobs WHERE run_key = %(run_key)s::text
+
+-- name: dashboard_retrying_count
+-- How many queued jobs have failed at least once, counted up to a cap (one more than the cap means "more").
+SELECT count(*)::int AS n
+  FROM (SELECT 1 FROM pgsched.jobs WHERE state = 'queued' AND attempt > 0 LIMIT %(cap)s::int + 1) AS capped
+
+-- name: dashboard_job_stats
+-- Chart series: finished jobs, failures and latency per bucket since an instant, optionally one queue or task.
+SELECT date_bin(make_interval(secs => %(bucket)s::int), minute, '2000-01-01 00:00:00+00'::timestamptz) AS at,
+       sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed, sum(dead)::bigint AS dead,
+       sum(cancelled)::bigint AS cancelled,
+       (sum(wait_sum) / nullif(sum(succeeded + dead), 0))::float8 AS wait_avg, max(wait_max)::float8 AS wait_max,
+       (sum(run_sum) / nullif(sum(succeeded + dead), 0))::float8 AS run_avg, max(run_max)::float8 AS run_max
+  FROM pgsched.job_stats_minute
+ WHERE minute >= %(since)s::timestamptz
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+ GROUP BY 1
+ ORDER BY 1
+
+-- name: job_stats_watermark_lock
+-- Lock the rollup watermark for this pass (overlapping leaders take turns); the window (since, upto] to count.
+SELECT coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8)) AS since,
+       coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(settle)s::float8) AS upto,
+       coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8) AS keep_from
+  FROM pgsched.job_stats_watermark
+   FOR UPDATE
+
+-- name: job_stats_rollup
+-- Add jobs finished in (since, upto] to their minute rows, reading only those rows through jobs_finished_idx.
+INSERT INTO pgsched.job_stats_minute AS s
+       (minute, queue, task, succeeded, failed, dead, cancelled, wait_sum, wait_max, run_sum, run_max)
+SELECT date_trunc('minute', j.finished_at, 'UTC'), j.queue, j.task,
+       count(*) FILTER (WHERE j.state = 'succeeded'),
+       coalesce(sum(jsonb_array_length(j.errors)), 0),
+       count(*) FILTER (WHERE j.state = 'dead'),
+       count(*) FILTER (WHERE j.state = 'cancelled'),
+       coalesce(sum(greatest(extract(epoch FROM j.started_at - j.run_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0),
+       coalesce(max(greatest(extract(epoch FROM j.started_at - j.run_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0),
+       coalesce(sum(greatest(extract(epoch FROM j.finished_at - j.started_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0),
+       coalesce(max(greatest(extract(epoch FROM j.finished_at - j.started_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0)
+  FROM pgsched.jobs j
+ WHERE j.state IN ('succeeded', 'dead', 'cancelled')
+   AND j.finished_at > %(since)s::timestamptz
+   AND j.finished_at <= %(upto)s::timestamptz
+ GROUP BY 1, 2, 3
+ON CONFLICT (minute, queue, task) DO UPDATE SET
+    succeeded = s.succeeded + EXCLUDED.succeeded,
+    failed    = s.failed + EXCLUDED.failed,
+    dead      = s.dead + EXCLUDED.dead,
+    cancelled = s.cancelled + EXCLUDED.cancelled,
+    wait_sum  = s.wait_sum + EXCLUDED.wait_sum,
+    wait_max  = greatest(s.wait_max, EXCLUDED.wait_max),
+    run_sum   = s.run_sum + EXCLUDED.run_sum,
+    run_max   = greatest(s.run_max, EXCLUDED.run_max)
+
+-- name: job_stats_watermark_set
+-- Record how far the rollup has counted.
+UPDATE pgsched.job_stats_watermark SET upto = %(upto)s::timestamptz
+
+-- name: job_stats_prune
+-- Drop chart history older than the keep window.
+DELETE FROM pgsched.job_stats_minute WHERE minute < %(before)s::timestamptz
