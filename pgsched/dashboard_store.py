@@ -22,7 +22,11 @@ __all__ = ["ARGS_SEARCH_SPAN", "VIEWS", "DashboardStore", "JobView"]
 ARGS_SEARCH_SPAN = 100_000
 
 JobView = str  # "all", "available", "scheduled", "retrying", "running", "succeeded", "dead", "cancelled"
-_WAITING = {"available", "scheduled", "retrying"}
+_WAITING = {
+    "available": "dashboard_jobs_due",
+    "scheduled": "dashboard_jobs_scheduled",
+    "retrying": "dashboard_jobs_retrying",
+}
 _FINISHED = {"succeeded", "dead", "cancelled"}
 VIEWS = frozenset({"all", "running", *_WAITING, *_FINISHED})
 
@@ -56,7 +60,7 @@ class DashboardStore:
         if view in _FINISHED:
             return await self._rows("dashboard_jobs_finished", {**params, "state": view})
         if view in _WAITING:
-            return await self._rows("dashboard_jobs_waiting", {**params, "view": view})
+            return await self._rows(_WAITING[view], params)
         return await self._rows("dashboard_jobs_running", {**params, "worker_id": worker_id})
 
     async def dashboard_jobs_matching(
@@ -77,7 +81,8 @@ class DashboardStore:
         return int(row["n"])
 
     async def dashboard_job_stats(
-        self, since: datetime, *, bucket_seconds: int, queue: str | None, task: str | None
+        self, since: datetime, until: datetime, *, hourly: bool, queue: str | None, task: str | None
     ) -> list[dict[str, Any]]:
-        params = {"since": since, "bucket": bucket_seconds, "queue": queue, "task": task}
-        return await self._rows("dashboard_job_stats", params)
+        """Chart points in [since, until), one per minute or per hour, from the leader's rollup."""
+        params = {"since": since, "until": until, "queue": queue, "task": task}
+        return await self._rows("dashboard_job_stats_hour" if hourly else "dashboard_job_stats_minute", params)

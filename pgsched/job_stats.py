@@ -8,6 +8,7 @@ nothing to the claim or finish statements. A pass is one transaction: counts and
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,24 +25,45 @@ STATS_KEEP = timedelta(days=7)
 # Rows are counted once their finish is this old: a completion's finished_at is taken before its
 # transaction commits, so the newest instants may still gain rows that are not yet visible.
 SETTLE = timedelta(seconds=10)
+MAX_SPAN = timedelta(hours=6)
+PASS_BUDGET_SECONDS = 1.0
 
 
 class JobStatsRollup:
-    """Counts jobs finished in (watermark, now - SETTLE] per minute, queue and task; drops rows past 7 days."""
+    """Counts jobs finished in (watermark, now - SETTLE] per minute and per hour, queue and task; drops rows
+    past 7 days. One pass reads at most MAX_SPAN of finish times and a call stops passing after
+    PASS_BUDGET_SECONDS, so a first run over a long history is spread over several prune intervals
+    instead of holding the leader's connection (an empty history catches up at once)."""
 
     async def rollup(self, conn: psycopg.AsyncConnection[Any], *, now: datetime | None = None) -> int:
-        """One pass; returns how many (minute, queue, task) rows it added to or created."""
-        params = {"now": now, "keep": STATS_KEEP.total_seconds(), "settle": SETTLE.total_seconds()}
+        """Passes until caught up or past PASS_BUDGET; returns how many minute rows they added to or created."""
+        started = time.monotonic()
+        total = 0
+        while True:
+            touched, behind = await self._pass(conn, now)
+            total += touched
+            if not behind or time.monotonic() - started > PASS_BUDGET_SECONDS:
+                break
+        if total:
+            log.debug("rolled up job stats", extra={"event": "job_stats_rolled_up", "rows": total})
+        return total
+
+    async def _pass(self, conn: psycopg.AsyncConnection[Any], now: datetime | None) -> tuple[int, bool]:
+        """One transaction over at most MAX_SPAN of finish times; (rows touched, still behind)."""
+        params = {
+            "now": now,
+            "keep": STATS_KEEP.total_seconds(),
+            "settle": SETTLE.total_seconds(),
+            "span": MAX_SPAN.total_seconds(),
+        }
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("job_stats_watermark_lock"), params)
             window = await cur.fetchone()
             assert window is not None, "migration 0009 inserts the watermark row"
             if window["upto"] <= window["since"]:
-                return 0
+                return 0, False
             await cur.execute(query("job_stats_rollup"), {"since": window["since"], "upto": window["upto"]})
-            touched = cur.rowcount
+            counted = await cur.fetchone()
             await cur.execute(query("job_stats_watermark_set"), {"upto": window["upto"]})
             await cur.execute(query("job_stats_prune"), {"before": window["keep_from"]})
-        if touched:
-            log.debug("rolled up job stats", extra={"event": "job_stats_rolled_up", "rows": touched})
-        return touched
+        return (int(counted["minutes"]) if counted else 0), bool(window["behind"])

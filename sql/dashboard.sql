@@ -28,18 +28,39 @@ SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, r
  ORDER BY finished_at DESC, id DESC
  LIMIT %(limit)s::int
 
--- name: dashboard_jobs_waiting
--- A page of queued jobs (due, scheduled for later, or retrying), next to run first; keyset on (run_at, id).
+-- name: dashboard_jobs_due
+-- A page of queued jobs that are due, longest waiting first (jobs_waiting_idx); keyset on (run_at, id).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
   FROM pgsched.jobs
- WHERE state = 'queued'
-   AND CASE %(view)s::text
-           WHEN 'available' THEN run_at <= coalesce(%(now)s::timestamptz, now())
-           WHEN 'scheduled' THEN run_at > coalesce(%(now)s::timestamptz, now())
-           ELSE attempt > 0
-       END
+ WHERE state = 'queued' AND run_at <= coalesce(%(now)s::timestamptz, now())
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (%(after_at)s::timestamptz IS NULL OR (run_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
+ ORDER BY run_at, id
+ LIMIT %(limit)s::int
+
+-- name: dashboard_jobs_scheduled
+-- A page of queued jobs due later, next to run first (jobs_waiting_idx); keyset on (run_at, id).
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
+  FROM pgsched.jobs
+ WHERE state = 'queued' AND run_at > coalesce(%(now)s::timestamptz, now())
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (%(after_at)s::timestamptz IS NULL OR (run_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
+ ORDER BY run_at, id
+ LIMIT %(limit)s::int
+
+-- name: dashboard_jobs_retrying
+-- A page of queued jobs that failed before and wait for another attempt, next first; keyset on (run_at, id).
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
+  FROM pgsched.jobs
+ WHERE state = 'queued' AND attempt > 0
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
    AND (%(after_at)s::timestamptz IS NULL OR (run_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
@@ -88,15 +109,27 @@ SELECT id FROM pgsched.jobs WHERE run_key = %(run_key)s::text
 SELECT count(*)::int AS n
   FROM (SELECT 1 FROM pgsched.jobs WHERE state = 'queued' AND attempt > 0 LIMIT %(cap)s::int + 1) AS capped
 
--- name: dashboard_job_stats
--- Chart series: finished jobs, failures and latency per bucket since an instant, optionally one queue or task.
-SELECT date_bin(make_interval(secs => %(bucket)s::int), minute, '2000-01-01 00:00:00+00'::timestamptz) AS at,
-       sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed, sum(dead)::bigint AS dead,
+-- name: dashboard_job_stats_minute
+-- Chart series from the minute rows in [since, until): finished jobs, failures and latency, optionally one queue or task.
+SELECT minute AS at, sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed, sum(dead)::bigint AS dead,
        sum(cancelled)::bigint AS cancelled,
        (sum(wait_sum) / nullif(sum(succeeded + dead), 0))::float8 AS wait_avg, max(wait_max)::float8 AS wait_max,
        (sum(run_sum) / nullif(sum(succeeded + dead), 0))::float8 AS run_avg, max(run_max)::float8 AS run_max
   FROM pgsched.job_stats_minute
- WHERE minute >= %(since)s::timestamptz
+ WHERE minute >= %(since)s::timestamptz AND minute < %(until)s::timestamptz
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+ GROUP BY 1
+ ORDER BY 1
+
+-- name: dashboard_job_stats_hour
+-- Chart series from the hour rows in [since, until): finished jobs, failures and latency, optionally one queue or task.
+SELECT hour AS at, sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed, sum(dead)::bigint AS dead,
+       sum(cancelled)::bigint AS cancelled,
+       (sum(wait_sum) / nullif(sum(succeeded + dead), 0))::float8 AS wait_avg, max(wait_max)::float8 AS wait_max,
+       (sum(run_sum) / nullif(sum(succeeded + dead), 0))::float8 AS run_avg, max(run_max)::float8 AS run_max
+  FROM pgsched.job_stats_hour
+ WHERE hour >= %(since)s::timestamptz AND hour < %(until)s::timestamptz
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
  GROUP BY 1
@@ -105,38 +138,57 @@ SELECT date_bin(make_interval(secs => %(bucket)s::int), minute, '2000-01-01 00:0
 -- name: job_stats_watermark_lock
 -- Lock the rollup watermark for this pass (overlapping leaders take turns); the window (since, upto] to count.
 SELECT coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8)) AS since,
-       coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(settle)s::float8) AS upto,
+       least(coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(settle)s::float8),
+             coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8))
+             + make_interval(secs => %(span)s::float8)) AS upto,
+       coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8))
+       + make_interval(secs => %(span)s::float8)
+       < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(settle)s::float8) AS behind,
        coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8) AS keep_from
   FROM pgsched.job_stats_watermark
    FOR UPDATE
 
 -- name: job_stats_rollup
--- Add jobs finished in (since, upto] to their minute rows, reading only those rows through jobs_finished_idx.
-INSERT INTO pgsched.job_stats_minute AS s
-       (minute, queue, task, succeeded, failed, dead, cancelled, wait_sum, wait_max, run_sum, run_max)
-SELECT date_trunc('minute', j.finished_at, 'UTC'), j.queue, j.task,
-       count(*) FILTER (WHERE j.state = 'succeeded'),
-       coalesce(sum(jsonb_array_length(j.errors)), 0),
-       count(*) FILTER (WHERE j.state = 'dead'),
-       count(*) FILTER (WHERE j.state = 'cancelled'),
-       coalesce(sum(greatest(extract(epoch FROM j.started_at - j.run_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0),
-       coalesce(max(greatest(extract(epoch FROM j.started_at - j.run_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0),
-       coalesce(sum(greatest(extract(epoch FROM j.finished_at - j.started_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0),
-       coalesce(max(greatest(extract(epoch FROM j.finished_at - j.started_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0)
-  FROM pgsched.jobs j
- WHERE j.state IN ('succeeded', 'dead', 'cancelled')
-   AND j.finished_at > %(since)s::timestamptz
-   AND j.finished_at <= %(upto)s::timestamptz
- GROUP BY 1, 2, 3
-ON CONFLICT (minute, queue, task) DO UPDATE SET
-    succeeded = s.succeeded + EXCLUDED.succeeded,
-    failed    = s.failed + EXCLUDED.failed,
-    dead      = s.dead + EXCLUDED.dead,
-    cancelled = s.cancelled + EXCLUDED.cancelled,
-    wait_sum  = s.wait_sum + EXCLUDED.wait_sum,
-    wait_max  = greatest(s.wait_max, EXCLUDED.wait_max),
-    run_sum   = s.run_sum + EXCLUDED.run_sum,
-    run_max   = greatest(s.run_max, EXCLUDED.run_max)
+-- Add jobs finished in (since, upto] to their minute and hour rows, reading only those jobs through jobs_finished_idx.
+WITH fresh AS (
+    SELECT date_trunc('minute', j.finished_at, 'UTC') AS minute, j.queue, j.task,
+           count(*) FILTER (WHERE j.state = 'succeeded') AS succeeded,
+           coalesce(sum(jsonb_array_length(j.errors)), 0) AS failed,
+           count(*) FILTER (WHERE j.state = 'dead') AS dead,
+           count(*) FILTER (WHERE j.state = 'cancelled') AS cancelled,
+           coalesce(sum(greatest(extract(epoch FROM j.started_at - j.run_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0) AS wait_sum,
+           coalesce(max(greatest(extract(epoch FROM j.started_at - j.run_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0) AS wait_max,
+           coalesce(sum(greatest(extract(epoch FROM j.finished_at - j.started_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0) AS run_sum,
+           coalesce(max(greatest(extract(epoch FROM j.finished_at - j.started_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0) AS run_max
+      FROM pgsched.jobs j
+     WHERE j.state IN ('succeeded', 'dead', 'cancelled')
+       AND j.finished_at > %(since)s::timestamptz
+       AND j.finished_at <= %(upto)s::timestamptz
+     GROUP BY 1, 2, 3
+), by_minute AS (
+    INSERT INTO pgsched.job_stats_minute AS s
+           (minute, queue, task, succeeded, failed, dead, cancelled, wait_sum, wait_max, run_sum, run_max)
+    SELECT * FROM fresh
+    ON CONFLICT (minute, queue, task) DO UPDATE SET
+        succeeded = s.succeeded + EXCLUDED.succeeded, failed = s.failed + EXCLUDED.failed,
+        dead = s.dead + EXCLUDED.dead, cancelled = s.cancelled + EXCLUDED.cancelled,
+        wait_sum = s.wait_sum + EXCLUDED.wait_sum, wait_max = greatest(s.wait_max, EXCLUDED.wait_max),
+        run_sum = s.run_sum + EXCLUDED.run_sum, run_max = greatest(s.run_max, EXCLUDED.run_max)
+    RETURNING 1
+), by_hour AS (
+    INSERT INTO pgsched.job_stats_hour AS s
+           (hour, queue, task, succeeded, failed, dead, cancelled, wait_sum, wait_max, run_sum, run_max)
+    SELECT date_trunc('hour', minute, 'UTC'), queue, task, sum(succeeded), sum(failed), sum(dead), sum(cancelled),
+           sum(wait_sum), max(wait_max), sum(run_sum), max(run_max)
+      FROM fresh GROUP BY 1, 2, 3
+    ON CONFLICT (hour, queue, task) DO UPDATE SET
+        succeeded = s.succeeded + EXCLUDED.succeeded, failed = s.failed + EXCLUDED.failed,
+        dead = s.dead + EXCLUDED.dead, cancelled = s.cancelled + EXCLUDED.cancelled,
+        wait_sum = s.wait_sum + EXCLUDED.wait_sum, wait_max = greatest(s.wait_max, EXCLUDED.wait_max),
+        run_sum = s.run_sum + EXCLUDED.run_sum, run_max = greatest(s.run_max, EXCLUDED.run_max)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM by_minute)::int AS minutes, (SELECT count(*) FROM by_hour)::int AS hours
 
 -- name: job_stats_watermark_set
 -- Record how far the rollup has counted.
@@ -144,4 +196,5 @@ UPDATE pgsched.job_stats_watermark SET upto = %(upto)s::timestamptz
 
 -- name: job_stats_prune
 -- Drop chart history older than the keep window.
-DELETE FROM pgsched.job_stats_minute WHERE minute < %(before)s::timestamptz
+WITH minutes AS (DELETE FROM pgsched.job_stats_minute WHERE minute < %(before)s::timestamptz)
+DELETE FROM pgsched.job_stats_hour WHERE hour < %(before)s::timestamptz

@@ -65,6 +65,14 @@ async def test_a_leader_pass_rolls_finished_jobs_up_per_minute_queue_and_task(
     assert first["wait_sum"] == 3 * 1.0 + 3.0 + 2 * 0.5 and first["wait_max"] == 3.0
     assert first["run_sum"] == 3 * 2.0 + 4.0 + 2 * 0.5 and first["run_max"] == 4.0
     assert (second["cancelled"], second["succeeded"], second["wait_sum"]) == (1, 0, 0)
+    hours = conn.execute(
+        "SELECT hour, queue, succeeded, dead, cancelled, run_max FROM pgsched.job_stats_hour ORDER BY queue"
+    ).fetchall()
+    hour = m1.replace(minute=0)
+    assert hours == [
+        {"hour": hour, "queue": "default", "succeeded": 4, "dead": 2, "cancelled": 0, "run_max": 4.0},
+        {"hour": hour, "queue": "emails", "succeeded": 0, "dead": 0, "cancelled": 1, "run_max": 0.0},
+    ]
 
 
 async def test_a_second_pass_counts_nothing_twice_and_adds_only_rows_finished_since(

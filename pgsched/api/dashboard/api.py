@@ -28,9 +28,9 @@ from pgsched.token_store import Scope
 __all__ = ["BULK_MAX", "RETRYING_CAP", "WINDOWS", "routes"]
 
 BULK_MAX = 100
-RETRYING_CAP = 10_000
-# Chart window -> (span, bucket seconds): about 60 to 170 points each.
-WINDOWS = {"1h": (timedelta(hours=1), 60), "24h": (timedelta(hours=24), 900), "7d": (timedelta(days=7), 3600)}
+RETRYING_CAP = 1000
+# Chart window -> (span, bucket seconds): minute rows for the last hour, hour rows beyond.
+WINDOWS = {"1h": (timedelta(hours=1), 60), "24h": (timedelta(hours=24), 3600), "7d": (timedelta(days=7), 3600)}
 _ACTIONS = ("retry", "cancel", "delete")
 
 
@@ -144,8 +144,11 @@ async def stats(request: Request) -> Response:
         raise _bad("window", f"window must be one of {', '.join(WINDOWS)}")
     span, bucket = WINDOWS[window]
     filters = query_filters(request, with_state=False)
-    since = (state.clock.now() - span).replace(second=0, microsecond=0)
-    rows = await _store(request).dashboard_job_stats(since, bucket_seconds=bucket, **filters)
+    now = state.clock.now()
+    start = (now - span).replace(second=0, microsecond=0)
+    since = start.replace(minute=0) if bucket == 3600 else start
+    until = now + timedelta(minutes=1)
+    rows = await _store(request).dashboard_job_stats(since, until, hourly=bucket == 3600, **filters)
     return JSONResponse({"window": window, "bucket_seconds": bucket, "since": since.isoformat(),
                          "points": [_row(r) for r in rows]})  # fmt: skip
 

@@ -401,7 +401,7 @@ function jobColumns(view) {
     { label: "task", key: "task", sort: (j) => j.task }, { label: "queue", key: "queue", cls: "opt", sort: (j) => j.queue },
     { label: "state", render: (j) => stateBadge(j.state), sort: (j) => j.state },
     { label: "attempt", cls: "opt", render: (j) => `${j.attempt}/${j.max_attempts}`, sort: (j) => j.attempt },
-    { label: t.label, render: (j) => fmtTime(t.at(j)), sort: (j) => t.at(j) || "" },
+    { label: t.label, cls: "time", render: (j) => fmtTime(t.at(j)), sort: (j) => t.at(j) || "" },
     { label: t.dur, render: (j) => fmtDur(t.len(j)), sort: (j) => t.len(j) ?? -1 },
     { label: "args", cls: "args", render: (j) => el("code", { title: fmtBytes(j.args_bytes) }, j.args_bytes > 300 ? `${j.args_preview}… (${fmtBytes(j.args_bytes)})` : j.args_preview) },
     { label: "last error", cls: "opt err", render: (j) => j.last_error || "" },
@@ -598,7 +598,7 @@ async function refreshSchedules() {
       { label: "name", key: "name", sort: (s) => s.name },
       { label: "cron", render: (s) => el("code", {}, s.cron) }, { label: "zone", key: "timezone", cls: "opt" },
       { label: "task", key: "task", sort: (s) => s.task }, { label: "enabled", render: (s) => (s.enabled ? "yes" : "paused") },
-      { label: "next fire", render: (s) => fmtTime(s.next_fire_at), sort: (s) => s.next_fire_at || "" },
+      { label: "next fire", cls: "time", render: (s) => fmtTime(s.next_fire_at), sort: (s) => s.next_fire_at || "" },
       { label: "last fired", cls: "opt", render: (s) => fmtTime(s.last_fired_at) },
       { label: "error", cls: "opt err", render: (s) => s.last_error || "" },
       { label: "", render: (s) => (can("write") ? el("span", { class: "actions" },
@@ -727,7 +727,7 @@ function enterDead() {
   const table = new KeyedTable($("dead-table"), [
     { label: "id", key: "id", sort: (j) => j.id },
     { label: "task", key: "task", sort: (j) => j.task }, { label: "queue", key: "queue", cls: "opt", sort: (j) => j.queue },
-    { label: "attempts", key: "attempt", cls: "opt" }, { label: "died", render: (j) => fmtTime(j.finished_at), sort: (j) => j.finished_at || "" },
+    { label: "attempts", key: "attempt", cls: "opt" }, { label: "died", cls: "time", render: (j) => fmtTime(j.finished_at), sort: (j) => j.finished_at || "" },
     { label: "last error", cls: "err", render: (j) => (j.errors.length ? String(j.errors[j.errors.length - 1].error).slice(0, 300) : "–") },
     { label: "", render: (j) => (can("write") ? el("span", { class: "actions" }, el("button", { class: "secondary small", onclick: async (ev) => {
       ev.stopPropagation();
