@@ -27,6 +27,7 @@ STATS_KEEP = timedelta(days=7)
 SETTLE = timedelta(seconds=10)
 MAX_SPAN = timedelta(hours=6)
 PASS_BUDGET_SECONDS = 1.0
+PRUNE_LIMIT = 10_000  # rows of each table per pass: far more than a pass adds
 
 
 class JobStatsRollup:
@@ -65,5 +66,5 @@ class JobStatsRollup:
             await cur.execute(query("job_stats_rollup"), {"since": window["since"], "upto": window["upto"]})
             counted = await cur.fetchone()
             await cur.execute(query("job_stats_watermark_set"), {"upto": window["upto"]})
-            await cur.execute(query("job_stats_prune"), {"before": window["keep_from"]})
+            await cur.execute(query("job_stats_prune"), {"before": window["keep_from"], "limit": PRUNE_LIMIT})
         return (int(counted["minutes"]) if counted else 0), bool(window["behind"])

@@ -195,6 +195,15 @@ SELECT (SELECT count(*) FROM by_minute)::int AS minutes, (SELECT count(*) FROM b
 UPDATE pgsched.job_stats_watermark SET upto = %(upto)s::timestamptz
 
 -- name: job_stats_prune
--- Drop chart history older than the keep window.
-WITH minutes AS (DELETE FROM pgsched.job_stats_minute WHERE minute < %(before)s::timestamptz)
-DELETE FROM pgsched.job_stats_hour WHERE hour < %(before)s::timestamptz
+-- Drop chart history older than the keep window, oldest first in primary-key order (a few rows per pass).
+WITH old_minutes AS (
+    SELECT minute, queue, task FROM pgsched.job_stats_minute
+     WHERE minute < %(before)s::timestamptz ORDER BY minute LIMIT %(limit)s::int
+), old_hours AS (
+    SELECT hour, queue, task FROM pgsched.job_stats_hour
+     WHERE hour < %(before)s::timestamptz ORDER BY hour LIMIT %(limit)s::int
+), minutes AS (
+    DELETE FROM pgsched.job_stats_minute m USING old_minutes o
+     WHERE (m.minute, m.queue, m.task) = (o.minute, o.queue, o.task)
+)
+DELETE FROM pgsched.job_stats_hour h USING old_hours o WHERE (h.hour, h.queue, h.task) = (o.hour, o.queue, o.task)
