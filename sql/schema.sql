@@ -1051,6 +1051,214 @@ COMMENT ON COLUMN pgsched.dead_letter.run_key IS 'Dedupe key, if any.';
 COMMENT ON COLUMN pgsched.dead_letter.schedule_name IS 'Schedule that fired the job, if any.';
 
 --
+-- Name: job_stats_hour; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.job_stats_hour (
+    hour timestamp with time zone NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    succeeded integer DEFAULT 0 NOT NULL,
+    failed integer DEFAULT 0 NOT NULL,
+    dead integer DEFAULT 0 NOT NULL,
+    cancelled integer DEFAULT 0 NOT NULL,
+    wait_sum double precision DEFAULT 0 NOT NULL,
+    wait_max double precision DEFAULT 0 NOT NULL,
+    run_sum double precision DEFAULT 0 NOT NULL,
+    run_max double precision DEFAULT 0 NOT NULL
+);
+
+--
+-- Name: TABLE job_stats_hour; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.job_stats_hour IS 'pgsched.job_stats_minute summed per hour (same columns, same pass, same 7 days): the 24 h and 7 d charts read it.';
+
+--
+-- Name: COLUMN job_stats_hour.hour; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.hour IS 'Start of the hour (UTC) in which the jobs finished.';
+
+--
+-- Name: COLUMN job_stats_hour.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.queue IS 'Queue of the jobs.';
+
+--
+-- Name: COLUMN job_stats_hour.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.task IS 'Task of the jobs.';
+
+--
+-- Name: COLUMN job_stats_hour.succeeded; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.succeeded IS 'Jobs that finished as succeeded in this hour.';
+
+--
+-- Name: COLUMN job_stats_hour.failed; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.failed IS 'Failed attempts (entries of errors) of the jobs that finished in this hour.';
+
+--
+-- Name: COLUMN job_stats_hour.dead; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.dead IS 'Jobs that finished as dead in this hour.';
+
+--
+-- Name: COLUMN job_stats_hour.cancelled; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.cancelled IS 'Jobs that finished as cancelled in this hour.';
+
+--
+-- Name: COLUMN job_stats_hour.wait_sum; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.wait_sum IS 'Sum of seconds from run_at to started_at (jobs that started).';
+
+--
+-- Name: COLUMN job_stats_hour.wait_max; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.wait_max IS 'Longest such wait, in seconds.';
+
+--
+-- Name: COLUMN job_stats_hour.run_sum; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.run_sum IS 'Sum of seconds from started_at to finished_at (jobs that started).';
+
+--
+-- Name: COLUMN job_stats_hour.run_max; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_hour.run_max IS 'Longest such run, in seconds.';
+
+--
+-- Name: job_stats_minute; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.job_stats_minute (
+    minute timestamp with time zone NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    succeeded integer DEFAULT 0 NOT NULL,
+    failed integer DEFAULT 0 NOT NULL,
+    dead integer DEFAULT 0 NOT NULL,
+    cancelled integer DEFAULT 0 NOT NULL,
+    wait_sum double precision DEFAULT 0 NOT NULL,
+    wait_max double precision DEFAULT 0 NOT NULL,
+    run_sum double precision DEFAULT 0 NOT NULL,
+    run_max double precision DEFAULT 0 NOT NULL
+);
+
+--
+-- Name: TABLE job_stats_minute; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.job_stats_minute IS 'Finished jobs per minute, queue and task, rolled up by the leader from pgsched.jobs (jobs_finished_idx) since pgsched.job_stats_watermark; kept 7 days. The dashboard''s throughput, failure and latency charts read it.';
+
+--
+-- Name: COLUMN job_stats_minute.minute; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.minute IS 'Start of the minute (UTC) in which the jobs finished.';
+
+--
+-- Name: COLUMN job_stats_minute.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.queue IS 'Queue of the jobs.';
+
+--
+-- Name: COLUMN job_stats_minute.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.task IS 'Task of the jobs.';
+
+--
+-- Name: COLUMN job_stats_minute.succeeded; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.succeeded IS 'Jobs that finished as succeeded in this minute.';
+
+--
+-- Name: COLUMN job_stats_minute.failed; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.failed IS 'Failed attempts (entries of errors) of the jobs that finished in this minute, whatever their final state.';
+
+--
+-- Name: COLUMN job_stats_minute.dead; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.dead IS 'Jobs that finished as dead (out of attempts) in this minute.';
+
+--
+-- Name: COLUMN job_stats_minute.cancelled; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.cancelled IS 'Jobs that finished as cancelled in this minute.';
+
+--
+-- Name: COLUMN job_stats_minute.wait_sum; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.wait_sum IS 'Sum over jobs that started of seconds from run_at to started_at of their last attempt.';
+
+--
+-- Name: COLUMN job_stats_minute.wait_max; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.wait_max IS 'Longest such wait, in seconds.';
+
+--
+-- Name: COLUMN job_stats_minute.run_sum; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.run_sum IS 'Sum over jobs that started of seconds from started_at to finished_at of their last attempt.';
+
+--
+-- Name: COLUMN job_stats_minute.run_max; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_minute.run_max IS 'Longest such run, in seconds.';
+
+--
+-- Name: job_stats_watermark; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.job_stats_watermark (
+    only_row boolean DEFAULT true NOT NULL,
+    upto timestamp with time zone,
+    CONSTRAINT job_stats_watermark_only_row_check CHECK (only_row)
+);
+
+--
+-- Name: TABLE job_stats_watermark; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.job_stats_watermark IS 'One row: how far (finished_at) the leader has rolled finished jobs up into pgsched.job_stats_minute. Each pass reads only rows finished after it.';
+
+--
+-- Name: COLUMN job_stats_watermark.only_row; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_watermark.only_row IS 'Always true: the table holds one row.';
+
+--
+-- Name: COLUMN job_stats_watermark.upto; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_stats_watermark.upto IS 'Jobs finished at or before this instant are counted; NULL before the first pass (which starts 7 days back).';
+
+--
 -- Name: jobs_id_seq; Type: SEQUENCE; Schema: pgsched; Owner: -
 --
 
@@ -1842,6 +2050,27 @@ ALTER TABLE ONLY pgsched.api_tokens
     ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (id);
 
 --
+-- Name: job_stats_hour job_stats_hour_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.job_stats_hour
+    ADD CONSTRAINT job_stats_hour_pkey PRIMARY KEY (hour, queue, task);
+
+--
+-- Name: job_stats_minute job_stats_minute_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.job_stats_minute
+    ADD CONSTRAINT job_stats_minute_pkey PRIMARY KEY (minute, queue, task);
+
+--
+-- Name: job_stats_watermark job_stats_watermark_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.job_stats_watermark
+    ADD CONSTRAINT job_stats_watermark_pkey PRIMARY KEY (only_row);
+
+--
 -- Name: jobs jobs_concurrency_key_length; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
 --
 
@@ -1953,6 +2182,18 @@ CREATE INDEX jobs_running_idx ON pgsched.jobs USING btree (worker_id) WHERE (sta
 --
 
 CREATE INDEX jobs_schedule_idx ON pgsched.jobs USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+
+--
+-- Name: jobs_waiting_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_waiting_idx ON pgsched.jobs USING btree (run_at, id) WHERE (state = 'queued'::pgsched.job_state);
+
+--
+-- Name: INDEX jobs_waiting_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_waiting_idx IS 'Queued jobs in run_at order: the dashboard''s available, scheduled and retrying pages read a page of it.';
 
 --
 -- Name: schedules_due_idx; Type: INDEX; Schema: pgsched; Owner: -
