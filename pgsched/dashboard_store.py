@@ -22,11 +22,8 @@ __all__ = ["ARGS_SEARCH_SPAN", "VIEWS", "DashboardStore", "JobView"]
 ARGS_SEARCH_SPAN = 100_000
 
 JobView = str  # "all", "available", "scheduled", "retrying", "running", "succeeded", "dead", "cancelled"
-_WAITING = {
-    "available": "dashboard_jobs_due",
-    "scheduled": "dashboard_jobs_scheduled",
-    "retrying": "dashboard_jobs_retrying",
-}
+# view -> (due now, due later, least attempt) for dashboard_jobs_waiting
+_WAITING = {"available": (True, False, 0), "scheduled": (False, True, 0), "retrying": (False, False, 1)}
 _FINISHED = {"succeeded", "dead", "cancelled"}
 VIEWS = frozenset({"all", "running", *_WAITING, *_FINISHED})
 
@@ -55,12 +52,17 @@ class DashboardStore:
         params: dict[str, Any] = {"queue": queue, "task": task, "limit": limit, "now": now}
         at, last_id = after if after is not None else (None, None)
         if view == "all":
-            return await self._rows("dashboard_jobs_by_id", {**params, "before_id": last_id})
+            return await self._rows(
+                "dashboard_jobs_by_id", {**params, "before_id": last_id, "args": None, "floor_id": 0}
+            )
         params.update(after_at=at, after_id=last_id)
         if view in _FINISHED:
             return await self._rows("dashboard_jobs_finished", {**params, "state": view})
         if view in _WAITING:
-            return await self._rows(_WAITING[view], params)
+            due, later, least = _WAITING[view]
+            return await self._rows(
+                "dashboard_jobs_waiting", {**params, "due": due, "later": later, "min_attempt": least}
+            )
         return await self._rows("dashboard_jobs_running", {**params, "worker_id": worker_id})
 
     async def dashboard_jobs_matching(
@@ -69,7 +71,7 @@ class DashboardStore:
         """Jobs whose args contain ``args`` (JSON text) among the newest ARGS_SEARCH_SPAN ids, newest first."""
         (top,) = await self._rows("dashboard_job_id_max", {})
         params = {"args": args, "queue": queue, "task": task, "before_id": before_id, "limit": limit}
-        return await self._rows("dashboard_jobs_matching", {**params, "floor_id": top["id"] - ARGS_SEARCH_SPAN})
+        return await self._rows("dashboard_jobs_by_id", {**params, "floor_id": top["id"] - ARGS_SEARCH_SPAN})
 
     async def dashboard_job_by_run_key(self, run_key: str) -> int | None:
         rows = await self._rows("dashboard_job_by_run_key", {"run_key": run_key})
@@ -85,4 +87,4 @@ class DashboardStore:
     ) -> list[dict[str, Any]]:
         """Chart points in [since, until), one per minute or per hour, from the leader's rollup."""
         params = {"since": since, "until": until, "queue": queue, "task": task}
-        return await self._rows("dashboard_job_stats_hour" if hourly else "dashboard_job_stats_minute", params)
+        return await self._rows("dashboard_job_stats", {**params, "hourly": hourly})

@@ -2,14 +2,16 @@
 -- Lists select a short preview of args, never the whole document, and page by keyset.
 
 -- name: dashboard_jobs_by_id
--- A page of jobs of any state, newest id first, filtered by queue and task; keyset on id.
+-- A page of jobs of any state, newest id first, by queue, task and args containment (ids above a floor); keyset on id.
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
   FROM pgsched.jobs
- WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+ WHERE id > %(floor_id)s::bigint
    AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+   AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
  ORDER BY id DESC
  LIMIT %(limit)s::int
 
@@ -28,39 +30,16 @@ SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, r
  ORDER BY finished_at DESC, id DESC
  LIMIT %(limit)s::int
 
--- name: dashboard_jobs_due
--- A page of queued jobs that are due, longest waiting first (jobs_waiting_idx); keyset on (run_at, id).
+-- name: dashboard_jobs_waiting
+-- A page of queued jobs in run_at order (jobs_waiting_idx): due now, due later, or failed before; keyset on (run_at, id).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
   FROM pgsched.jobs
- WHERE state = 'queued' AND run_at <= coalesce(%(now)s::timestamptz, now())
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (%(after_at)s::timestamptz IS NULL OR (run_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
- ORDER BY run_at, id
- LIMIT %(limit)s::int
-
--- name: dashboard_jobs_scheduled
--- A page of queued jobs due later, next to run first (jobs_waiting_idx); keyset on (run_at, id).
-SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
-       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
-       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
-  FROM pgsched.jobs
- WHERE state = 'queued' AND run_at > coalesce(%(now)s::timestamptz, now())
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (%(after_at)s::timestamptz IS NULL OR (run_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
- ORDER BY run_at, id
- LIMIT %(limit)s::int
-
--- name: dashboard_jobs_retrying
--- A page of queued jobs that failed before and wait for another attempt, next first; keyset on (run_at, id).
-SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
-       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
-       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
-  FROM pgsched.jobs
- WHERE state = 'queued' AND attempt > 0
+ WHERE state = 'queued'
+   AND run_at > CASE WHEN %(later)s::boolean THEN coalesce(%(now)s::timestamptz, now()) ELSE '-infinity' END
+   AND run_at <= CASE WHEN %(due)s::boolean THEN coalesce(%(now)s::timestamptz, now()) ELSE 'infinity' END
+   AND attempt >= %(min_attempt)s::int
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
    AND (%(after_at)s::timestamptz IS NULL OR (run_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
@@ -82,20 +61,6 @@ SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, r
  ORDER BY started_at, id
  LIMIT %(limit)s::int
 
--- name: dashboard_jobs_matching
--- A page of jobs whose args contain a JSON document, newest first, among ids above a floor (a bounded scan).
-SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
-       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
-       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
-  FROM pgsched.jobs
- WHERE id > %(floor_id)s::bigint
-   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
-   AND args @> %(args)s::jsonb
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
- ORDER BY id DESC
- LIMIT %(limit)s::int
-
 -- name: dashboard_job_id_max
 -- The newest job id (the top of the primary key), 0 when there are none.
 SELECT coalesce(max(id), 0)::bigint AS id FROM pgsched.jobs
@@ -109,28 +74,20 @@ SELECT id FROM pgsched.jobs WHERE run_key = %(run_key)s::text
 SELECT count(*)::int AS n
   FROM (SELECT 1 FROM pgsched.jobs WHERE state = 'queued' AND attempt > 0 LIMIT %(cap)s::int + 1) AS capped
 
--- name: dashboard_job_stats_minute
--- Chart series from the minute rows in [since, until): finished jobs, failures and latency, optionally one queue or task.
-SELECT minute AS at, sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed, sum(dead)::bigint AS dead,
+-- name: dashboard_job_stats
+-- Chart series in [since, until) from the minute or the hour rows: finished jobs, failures, latency; one queue or task.
+SELECT at, sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed, sum(dead)::bigint AS dead,
        sum(cancelled)::bigint AS cancelled,
        (sum(wait_sum) / nullif(sum(succeeded + dead), 0))::float8 AS wait_avg, max(wait_max)::float8 AS wait_max,
        (sum(run_sum) / nullif(sum(succeeded + dead), 0))::float8 AS run_avg, max(run_max)::float8 AS run_max
-  FROM pgsched.job_stats_minute
- WHERE minute >= %(since)s::timestamptz AND minute < %(until)s::timestamptz
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
- GROUP BY 1
- ORDER BY 1
-
--- name: dashboard_job_stats_hour
--- Chart series from the hour rows in [since, until): finished jobs, failures and latency, optionally one queue or task.
-SELECT hour AS at, sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed, sum(dead)::bigint AS dead,
-       sum(cancelled)::bigint AS cancelled,
-       (sum(wait_sum) / nullif(sum(succeeded + dead), 0))::float8 AS wait_avg, max(wait_max)::float8 AS wait_max,
-       (sum(run_sum) / nullif(sum(succeeded + dead), 0))::float8 AS run_avg, max(run_max)::float8 AS run_max
-  FROM pgsched.job_stats_hour
- WHERE hour >= %(since)s::timestamptz AND hour < %(until)s::timestamptz
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  FROM (SELECT minute AS at, queue, task, succeeded, failed, dead, cancelled, wait_sum, wait_max, run_sum, run_max
+          FROM pgsched.job_stats_minute
+         WHERE NOT %(hourly)s::boolean AND minute >= %(since)s::timestamptz AND minute < %(until)s::timestamptz
+        UNION ALL
+        SELECT hour, queue, task, succeeded, failed, dead, cancelled, wait_sum, wait_max, run_sum, run_max
+          FROM pgsched.job_stats_hour
+         WHERE %(hourly)s::boolean AND hour >= %(since)s::timestamptz AND hour < %(until)s::timestamptz) AS rows
+ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
  GROUP BY 1
  ORDER BY 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,21 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture
-def dashboard(browser: Any, settings: Settings) -> Iterator[tuple[Any, LiveApi]]:
+@contextlib.contextmanager
+def open_dashboard(browser: Any, settings: Settings, width: int, height: int) -> Iterator[tuple[Any, LiveApi]]:
+    """A live API and a page of a fresh browser context (its own storage) of the given size."""
     with serve_api(settings.with_(api_token=ADMIN_TOKEN)) as api:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = browser.new_context(viewport={"width": width, "height": height})
         page = context.new_page()
         page.set_default_timeout(15_000)
         yield page, api
         context.close()
+
+
+@pytest.fixture
+def dashboard(browser: Any, settings: Settings) -> Iterator[tuple[Any, LiveApi]]:
+    with open_dashboard(browser, settings, 1280, 900) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from psycopg.rows import dict_row
 
 from pgsched.config import Settings
 from pgsched.job_stats import JobStatsRollup
-from tests.api.conftest import ADMIN_TOKEN, LiveApi, serve_api
-from tests.dashboard.conftest import ARTIFACTS, sign_in
+from tests.api.conftest import LiveApi
+from tests.dashboard.conftest import ARTIFACTS, open_dashboard, sign_in
 from tests.support.factories import insert_jobs
 from tests.support.waiting import wait_until
 
@@ -41,12 +41,8 @@ def screen(shot: Callable[[Any, str], None]) -> Callable[[Any, str], None]:
 
 @pytest.fixture
 def narrow(browser: Any, settings: Settings) -> Iterator[tuple[Any, LiveApi]]:
-    with serve_api(settings.with_(api_token=ADMIN_TOKEN)) as api:
-        context = browser.new_context(viewport={"width": 390, "height": 844})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        yield page, api
-        context.close()
+    with open_dashboard(browser, settings, 390, 844) as opened:
+        yield opened
 
 
 def rollup_now(dsn: str) -> None:
