@@ -75,6 +75,8 @@ def test_jobs_are_found_by_args_containment_and_by_run_key(client: httpx.Client,
     assert client.get("/dashboard/api/run-key", params={"run_key": "welcome:42"}).json() == {"id": match}
     assert client.get("/dashboard/api/run-key", params={"run_key": "nope"}).status_code == 404
     assert client.get("/dashboard/api/jobs", params={"args": "[1]"}).json()["error"]["field"] == "args"
+    assert client.get("/dashboard/api/jobs", params={"args": '{"a": "\\u0000"}'}).status_code == 400
+    assert client.get("/dashboard/api/run-key", params={"run_key": "a\x00b"}).status_code == 400
 
 
 def test_bulk_retry_reports_each_job_and_refuses_the_running_one(

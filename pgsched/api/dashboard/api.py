@@ -38,6 +38,15 @@ def _bad(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_parameter", message, field=field)
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL text and jsonb hold no NUL and no lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text and "\\u0000" not in text
+
+
 def _store(request: Request) -> DashboardStore:
     return DashboardStore(api_state(request).pool)
 
@@ -98,7 +107,7 @@ async def list_jobs(request: Request) -> Response:
     args = params.get("args") or None
     if args is not None:
         try:
-            if not isinstance(json.loads(args), dict):
+            if not _storable(args) or not isinstance(json.loads(args), dict):
                 raise ValueError
         except ValueError:
             raise _bad("args", 'args must be a JSON object, e.g. {"user_id": 42}') from None
@@ -123,7 +132,7 @@ async def list_jobs(request: Request) -> Response:
 
 async def find_run_key(request: Request) -> Response:
     key = request.query_params.get("run_key") or ""
-    if not key or len(key) > 512:
+    if not key or len(key) > 512 or not _storable(key):
         raise _bad("run_key", "give a run key of 1 to 512 characters")
     found = await _store(request).dashboard_job_by_run_key(key)
     if found is None:
