@@ -60,8 +60,7 @@ class JobStatsRollup:
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("job_stats_watermark_lock"), params)
             window = await cur.fetchone()
-            assert window is not None, "migration 0009 inserts the watermark row"
-            if window["upto"] <= window["since"]:
+            if window is None or window["upto"] <= window["since"]:  # None: another leader is mid-pass
                 return 0, False
             await cur.execute(query("job_stats_rollup"), {"since": window["since"], "upto": window["upto"]})
             counted = await cur.fetchone()

@@ -93,7 +93,7 @@ SELECT at, sum(succeeded)::bigint AS succeeded, sum(failed)::bigint AS failed, s
  ORDER BY 1
 
 -- name: job_stats_watermark_lock
--- Lock the rollup watermark for this pass (overlapping leaders take turns); the window (since, upto] to count.
+-- Lock the rollup watermark for this pass, or get no row when another leader holds it (a paused old leader never blocks the new one); the window (since, upto].
 SELECT coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8)) AS since,
        least(coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(settle)s::float8),
              coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8))
@@ -103,7 +103,7 @@ SELECT coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs
        < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(settle)s::float8) AS behind,
        coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(keep)s::float8) AS keep_from
   FROM pgsched.job_stats_watermark
-   FOR UPDATE
+   FOR UPDATE SKIP LOCKED
 
 -- name: job_stats_rollup
 -- Add jobs finished in (since, upto] to their minute and hour rows, reading only those jobs through jobs_finished_idx.
