@@ -528,25 +528,22 @@ def _other_paths(settings: Settings) -> dict[str, Any]:
 def _dashboard_paths(settings: Settings) -> dict[str, Any]:
     """The dashboard's own endpoints (pgsched.api.dashboard.api); answers are plain JSON objects."""
     obj = {"200": {"description": "OK", **_json({"type": "object"})}}
-    jobs = [
-        _query("view", {"type": "string", "enum": sorted(DASHBOARD_VIEWS)}, "Which jobs."),
-        _query("queue", _QUEUE, "Only this queue."),
-        _query("task", _TASK, "Only this task."),
-        _query("args", _STR, "A JSON object the args must contain (newest ids only)."),
-        _query("worker", {"type": "string", "pattern": "^[0-9]{1,18}$"}, "Running on this worker."),
-        *_paging(settings),
-    ]
-    stats = [_query("window", {"type": "string", "enum": list(WINDOWS)}, "Chart span."), *jobs[1:3]]
-    bulk = {"type": "object", "properties": {"action": {"type": "string", "enum": ["retry", "cancel", "delete"]},
-            "ids": {"type": "array", "items": _INT, "minItems": 1, "maxItems": BULK_MAX}}}  # fmt: skip
+    filters = [_query("queue", _QUEUE, "Only this queue."), _query("task", _TASK, "Only this task.")]
+    view = _query("view", {"type": "string", "enum": sorted(DASHBOARD_VIEWS)}, "Which jobs.")
+    page = _query("limit", {"type": "integer", "minimum": 1, "maximum": settings.api_max_page_size}, "Page size.")
+    stats = [_query("window", {"type": "string", "enum": list(WINDOWS)}, "Chart span."), *filters]
+    run_key = {**_query("run_key", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,512}$"}, "A run key."),
+               "required": True}  # fmt: skip
+    ids = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}, "minItems": 1,
+           "maxItems": BULK_MAX}  # fmt: skip
+    bulk = _object({"action": {"type": "string", "enum": ["retry", "cancel", "delete"]}, "ids": ids}, ["action", "ids"])
+    jobs_summary = "A keyset page of one job view (next_cursor; args=<JSON object> searches the newest 100,000 jobs)"
     return {
         "/dashboard/api/whoami": {"get": _op("The scope of the caller's token", obj)},
-        "/dashboard/api/jobs": {"get": _op("A keyset page of one job view", obj, params=jobs)},
-        "/dashboard/api/run-key": {
-            "get": _op("The job holding a run key", obj, params=[_query("run_key", _STR, "The run key.")])
-        },
+        "/dashboard/api/jobs": {"get": _op(jobs_summary, obj, params=[view, *filters, page])},
+        "/dashboard/api/run-key": {"get": _op("The job holding a run key", obj, params=[run_key])},
         "/dashboard/api/counts": {"get": _op("Queued jobs that failed before (capped)", obj)},
-        "/dashboard/api/stats": {"get": _op("Chart history per minute, queue and task", obj, params=stats)},
+        "/dashboard/api/stats": {"get": _op("Chart history per minute or hour, queue and task", obj, params=stats)},
         "/dashboard/api/jobs/bulk": {
             "post": {**_op("Retry, cancel or delete many jobs", obj), "requestBody": {"required": True, **_json(bulk)}}
         },

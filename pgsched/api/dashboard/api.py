@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from pgsched.api.auth import authorize, protected
 from pgsched.api.errors import ApiError
@@ -200,11 +200,17 @@ async def bulk(request: Request) -> Response:
     return JSONResponse({"action": action, "done": done, "failed": failed})
 
 
+# One Mount, so a wrong method gets 405 with its Allow header here, not from the static files' mount.
 routes = [
-    Route("/dashboard/api/whoami", whoami, methods=["GET"]),
-    Route("/dashboard/api/jobs", protected(Scope.READ)(list_jobs), methods=["GET"]),
-    Route("/dashboard/api/run-key", protected(Scope.READ)(find_run_key), methods=["GET"]),
-    Route("/dashboard/api/counts", protected(Scope.READ)(counts), methods=["GET"]),
-    Route("/dashboard/api/stats", protected(Scope.READ)(stats), methods=["GET"]),
-    Route("/dashboard/api/jobs/bulk", protected(Scope.WRITE)(bulk), methods=["POST"]),
+    Mount(
+        "/dashboard/api",
+        routes=[
+            Route("/whoami", whoami, methods=["GET"]),
+            Route("/jobs", protected(Scope.READ)(list_jobs), methods=["GET"]),
+            Route("/run-key", protected(Scope.READ)(find_run_key), methods=["GET"]),
+            Route("/counts", protected(Scope.READ)(counts), methods=["GET"]),
+            Route("/stats", protected(Scope.READ)(stats), methods=["GET"]),
+            Route("/jobs/bulk", protected(Scope.WRITE)(bulk), methods=["POST"]),
+        ],
+    )
 ]
