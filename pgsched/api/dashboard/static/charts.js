@@ -35,7 +35,7 @@ function bucketLabel(at, bucket) {
 function chart(title, stats, series, unit) {
   const start = new Date(stats.since).getTime();
   const step = stats.bucket_seconds * 1000;
-  const slots = Math.max(1, Math.round((Date.now() - start) / step));
+  const slots = Math.floor((Date.now() - start) / step) + 1; // the bucket under way is the last one
   const byTime = new Map(stats.points.map((p) => [Math.round((new Date(p.at).getTime() - start) / step), p]));
   const value = (p, key) => (p && p[key] !== null && p[key] !== undefined ? Number(p[key]) : 0);
   const bars = series.filter((s) => s.kind === "bar");
