@@ -155,7 +155,8 @@ async def test_a_transactional_job_taken_back_meanwhile_rolls_its_write_back(
     await until(lambda: job(conn, job_id)["state"] == "running", timeout=10)
     # What the reaper does to a job it believes lost: back to queued, in the past, for another worker.
     conn.execute(
-        "UPDATE pgsched.jobs SET state = 'queued', lease = NULL, run_at = now() + interval '1 hour' WHERE id = %s", [job_id]
+        "UPDATE pgsched.jobs SET state = 'queued', lease = NULL, run_at = now() + interval '1 hour' WHERE id = %s",
+        [job_id],
     )
     gate.touch()
     await until(lambda: conn.execute("SELECT count(*) AS n FROM pgsched.running").fetchone() == {"n": 0}, timeout=10)
