@@ -152,7 +152,14 @@ def test_dead_jobs_are_retried_in_bulk_from_the_dead_tab(
     conn.execute("UPDATE pgsched.jobs SET finished_at = now() WHERE state = 'dead'")
     sign_in(page, api)
     page.goto(f"{api.url}/#/jobs?view=dead")
-    page.wait_for_selector(f"#jobs-table tr[data-key='{third}']")
+    # The dead view's own rows, not what a previous page left in the table: exactly these three.
+    page.wait_for_function(
+        "ids => ids.every(id => document.querySelector(`#jobs-table tr[data-key='${id}'] input[type=checkbox]`))"
+        " && document.querySelectorAll('#jobs-table tbody tr').length === ids.length",
+        arg=[first, second, third],
+        polling=200,
+        timeout=30_000,
+    )
     page.check(f"#jobs-table tr[data-key='{first}'] input[type=checkbox]")
     page.check(f"#jobs-table tr[data-key='{second}'] input[type=checkbox]")
     page.wait_for_selector("#bulk-count:has-text('2 selected')")
