@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.scheduler.conftest import leader_pid, lock_backend
 from tests.support.waiting import wait_until
@@ -73,6 +74,7 @@ def test_terminating_the_leader_lock_connection_elects_a_new_leader(
     assert len(instants) == len(set(instants))
 
 
+@pytest.mark.flaky(reruns=2)  # timing under load: three failures in a row still fail
 def test_a_paused_leader_is_replaced_within_its_idle_timeout_and_steps_down_when_resumed(
     conn: psycopg.Connection[Any], spawn_scheduler: Callable[..., Any]
 ) -> None:
