@@ -23,6 +23,7 @@ from pgsched.hooks import Hooks
 from pgsched.job import Job, NewJob
 from pgsched.result_store import ResultStore
 from pgsched.store import AsyncJobStore, Inserted, JobStore
+from pgsched.task_store import TaskStore
 from pgsched.tasks import resolve_delay
 
 __all__ = ["Client", "dedupe_cache_for", "new_job_from_mapping"]
@@ -41,6 +42,11 @@ _ITEM_KEYS = frozenset(
         "timeout",
         "concurrency_key",
         "concurrency_limit",
+        "tags",
+        "meta",
+        "expires_at",
+        "start_within",
+        "start_within_seconds",
     }
 )
 
@@ -54,9 +60,11 @@ def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_b
         raise ValidationError(sorted(unknown)[0], "unknown field")
     if "task" not in item:
         raise ValidationError("task", "is required")
-    options = {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds"}}
+    options = {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds", "start_within_seconds"}}
     if "delay_seconds" in item:
         options["delay"] = item["delay_seconds"]
+    if "start_within_seconds" in item:
+        options["start_within"] = item["start_within_seconds"]
     return build_job(item["task"], item.get("args"), options, clock=clock, max_payload_bytes=max_payload_bytes)
 
 
@@ -139,6 +147,16 @@ class Client:
 
     def get_job(self, job_id: int) -> Job | None:
         return self._store().job_get(job_id)
+
+    def require_known_tasks(
+        self, names: Sequence[str], *, field: str = "task", override: str = "--allow-unknown"
+    ) -> None:
+        """``ValidationError`` (with close names) for the first task name no live worker has registered."""
+        self._store()
+        assert self._pool is not None
+        unserved = TaskStore(self._pool).task_names_unserved(names)
+        if unserved is not None:
+            raise unserved.error(override=f"pass {override}", field_name=field)
 
     def result(self, job_id: int, *, timeout: float = 30.0, recheck: float = 1.0) -> Any:
         """Wait for the job to end and return its result (every wait of this client shares one listener)."""

@@ -37,7 +37,10 @@ __all__ = [
     "Success",
 ]
 
-_COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4"]
+_COPY_TYPES = [
+    "int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4",
+    "text[]", "jsonb", "timestamptz",
+]  # fmt: skip
 _CONSTRAINT_FIELDS = {
     "jobs_queue_name_valid": "queue",
     "jobs_task_name_valid": "task",
@@ -46,6 +49,8 @@ _CONSTRAINT_FIELDS = {
     "jobs_max_attempts_range": "max_attempts",
     "jobs_run_key_length": "run_key",
     "jobs_timeout_positive": "timeout",
+    "jobs_tags_valid": "tags",
+    "jobs_meta_is_object": "meta",
 }
 
 
@@ -141,6 +146,9 @@ def _insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:
         "timeout": job.timeout,
         "concurrency_key": job.concurrency_key,
         "concurrency_limit": job.concurrency_limit,
+        "tags": list(job.tags),
+        "meta": Jsonb(job.meta),
+        "expires_at": job.expires_at,
     }
 
 
@@ -157,6 +165,9 @@ def _keyed_params(ids: Sequence[int], jobs: Sequence[NewJob]) -> dict[str, Any]:
         "timeouts": [j.timeout for j in jobs],
         "concurrency_keys": [j.concurrency_key for j in jobs],
         "concurrency_limits": [j.concurrency_limit for j in jobs],
+        "tags": [Jsonb(list(j.tags)) for j in jobs],
+        "metas": [Jsonb(j.meta) for j in jobs],
+        "expires_ats": [j.expires_at for j in jobs],
     }
 
 
@@ -172,6 +183,9 @@ def _copy_row(job_id: int, job: NewJob, now: datetime) -> tuple[Any, ...]:
         job.timeout,
         job.concurrency_key,
         job.concurrency_limit,
+        list(job.tags),
+        Jsonb(job.meta),
+        job.expires_at,
     )
 
 
@@ -207,8 +221,21 @@ def _learned(fresh: Sequence[NewJob], ids: Sequence[int]) -> dict[str, int]:
     return {j.run_key: job_id for j, job_id in zip(fresh, ids, strict=True) if j.run_key is not None}
 
 
+def _list_query(tags: Sequence[str] | None, meta: Mapping[str, Any] | None) -> Any:
+    """The list query whose partial index serves the filters: tags first, else meta, else none."""
+    if tags:
+        return query("job_list_tagged")
+    return query("job_list_meta") if meta else query("job_list")
+
+
 def _list_params(
-    state: JobState | str | None, queue: str | None, task: str | None, before_id: int | None, limit: int
+    state: JobState | str | None,
+    queue: str | None,
+    task: str | None,
+    before_id: int | None,
+    limit: int,
+    tags: Sequence[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "state": str(state) if state else None,
@@ -216,6 +243,8 @@ def _list_params(
         "task": task,
         "before_id": before_id,
         "limit": limit,
+        "tags": list(tags or ()),
+        "meta": Jsonb(dict(meta or {})),
     }
 
 
@@ -405,9 +434,13 @@ class AsyncJobStore:
         task: str | None = None,
         before_id: int | None = None,
         limit: int = 50,
+        tags: Sequence[str] | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> list[Job]:
+        """Newest first; ``tags``: jobs holding every one; ``meta``: jobs whose meta contains it."""
+        params = _list_params(state, queue, task, before_id, limit, tags, meta)
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_list"), _list_params(state, queue, task, before_id, limit))
+            await cur.execute(_list_query(tags, meta), params)
             return [Job.from_row(r) for r in await cur.fetchall()]
 
     async def job_cancel(self, job_id: int) -> JobState:

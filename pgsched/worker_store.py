@@ -213,11 +213,11 @@ class WorkerStore:
             cur = await conn.execute(query("job_finish_many"), _finish_params(items, self._clock.db_now()))
             return {row[0]: row[1] for row in await cur.fetchall()}
 
-    async def job_release_leased(self, jobs: Sequence[tuple[int, int]]) -> set[int]:
-        """Hand (id, lease) pairs back to the queue uncharged, in their old place; fenced."""
+    async def job_release_leased(self, jobs: Sequence[tuple[int, int]], *, delay: float | None = None) -> set[int]:
+        """Hand (id, lease) pairs back to the queue uncharged, in their old place (or ``delay`` seconds on); fenced."""
         if not jobs:
             return set()
-        params = {"ids": [j[0] for j in jobs], "leases": [j[1] for j in jobs]}
+        params = {"ids": [j[0] for j in jobs], "leases": [j[1] for j in jobs], "delay": delay}
         async with self._writes.use() as conn:
             cur = await conn.execute(query("job_release_leased"), params)
             return {row[0] for row in await cur.fetchall()}

@@ -21,7 +21,7 @@ from pgsched.api.errors import ApiError, error_body
 from pgsched.client import new_job_from_mapping
 from pgsched.clock import Clock
 from pgsched.errors import ValidationError
-from pgsched.job import JobState, NewJob, validate_queue, validate_task_name
+from pgsched.job import JobState, NewJob, validate_meta, validate_queue, validate_tags, validate_task_name
 
 __all__ = [
     "JOB_CURSOR_RE",
@@ -268,6 +268,13 @@ def parse_schedule_name(text: str) -> str:
     return text
 
 
+def _json_param(text: str, field: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValidationError(field, 'must be a JSON object, e.g. {"tenant": "acme"}') from None
+
+
 def query_filters(request: Request, *, with_state: bool) -> dict[str, Any]:
     """state / queue / task filters of a list endpoint, each checked (400 naming the parameter)."""
     params = request.query_params
@@ -277,6 +284,10 @@ def query_filters(request: Request, *, with_state: bool) -> dict[str, Any]:
             out["queue"] = validate_queue(params["queue"])
         if "task" in params:
             out["task"] = validate_task_name(params["task"])
+        if "tag" in params:
+            out["tags"] = list(validate_tags(params.getlist("tag"), "tag"))
+        if "meta" in params:
+            out["meta"] = validate_meta(_json_param(params["meta"], "meta"), field_name="meta", max_bytes=8192)
     except ValidationError as exc:
         raise ApiError(400, "invalid_parameter", exc.message, field=exc.field) from None
     if with_state:
@@ -309,8 +320,20 @@ def new_job_from_json(item: object, *, clock: Clock, max_payload_bytes: int) -> 
         data["timeout"] = parse_seconds(
             data["timeout"], "timeout", minimum=MIN_TIMEOUT_SECONDS, maximum=MAX_TIMEOUT_SECONDS
         )
+    if "start_within" in data:
+        raise ValidationError("start_within", "unknown field (use start_within_seconds)")
+    if data.get("expires_at") is not None:
+        data["expires_at"] = parse_datetime(data["expires_at"], "expires_at")
+    if data.get("start_within_seconds") is not None:
+        data["start_within_seconds"] = parse_seconds(
+            data["start_within_seconds"],
+            "start_within_seconds",
+            minimum=0,
+            maximum=MAX_DELAY_SECONDS,
+            exclusive_min=True,
+        )
     try:
         return new_job_from_mapping(data, clock=clock, max_payload_bytes=max_payload_bytes)
     except ValidationError as exc:
-        field = "delay_seconds" if exc.field == "delay" else exc.field
+        field = {"delay": "delay_seconds", "start_within": "start_within_seconds"}.get(exc.field, exc.field)
         raise ValidationError(field, exc.message) from None

@@ -22,6 +22,8 @@ class WorkerConfig:
     prefetch_max: int = 500
     flush_interval: float = 0.003
     flush_size: int = 1000
+    # A claimed job of a task this worker does not serve goes back uncharged, this many seconds later in line.
+    unserved_delay: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -36,5 +38,7 @@ class WorkerConfig:
             raise ValidationError("grace", "must be zero or more seconds")
         if not 0 <= self.prefetch_max <= 100_000:
             raise ValidationError("prefetch_max", "must be from 0 to 100000")
+        if not 0 < self.unserved_delay <= 3600:
+            raise ValidationError("unserved_delay", "must be from 0 (excluded) to 3600 seconds")
         if self.flush_interval <= 0 or self.flush_size < 1:
             raise ValidationError("flush_interval", "flush interval and size must be positive")
