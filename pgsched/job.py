@@ -115,12 +115,12 @@ def validate_tags(tags: object, field_name: str = "tags") -> tuple[str, ...]:
         return ()
     if isinstance(tags, str) or not isinstance(tags, list | tuple | set | frozenset):
         raise ValidationError(field_name, "must be an array of strings")
+    for tag in tags:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= TAG_MAX or "\x00" in tag:
+            raise ValidationError(field_name, f"each tag is a string of 1 to {TAG_MAX} characters, got {tag!r}")
     out = tuple(dict.fromkeys(tags))
     if len(out) > TAGS_MAX:
         raise ValidationError(field_name, f"at most {TAGS_MAX} tags, got {len(out)}")
-    for tag in out:
-        if not isinstance(tag, str) or not 1 <= len(tag) <= TAG_MAX or "\x00" in tag:
-            raise ValidationError(field_name, f"each tag is a string of 1 to {TAG_MAX} characters, got {tag!r}")
     return out
 
 

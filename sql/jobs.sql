@@ -22,6 +22,11 @@ SELECT array_agg(nextval(pg_get_serial_sequence('pgsched.jobs', 'id'))) AS ids F
 
 -- name: job_copy
 -- Bulk insert through COPY (binary); the ids come from job_ids_reserve.
+COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit)
+FROM STDIN (FORMAT BINARY)
+
+-- name: job_copy_labelled
+-- job_copy for a batch where some job has tags, meta or a deadline (the other batches do not encode three empty columns per row).
 COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit,
                    tags, meta, expires_at)
 FROM STDIN (FORMAT BINARY)
@@ -69,22 +74,17 @@ SELECT * FROM pgsched.jobs
  ORDER BY id DESC
  LIMIT %(limit)s::int
 
--- name: job_list_tagged
--- As job_list, for jobs holding every given tag (and meta containing the given object): through jobs_tags_idx.
+-- name: job_list_labelled
+-- As job_list, for jobs holding every tag given (through jobs_tags_idx), else whose meta contains the object given (jobs_meta_idx).
+-- Only labelled jobs are in those partial indexes: the matching ids are read there, then their rows by primary key.
 SELECT * FROM pgsched.jobs
- WHERE tags <> '{}' AND tags @> %(tags)s::text[]
+ WHERE id = ANY (ARRAY(
+         SELECT t.id FROM pgsched.jobs t
+          WHERE cardinality(%(tags)s::text[]) > 0 AND t.tags <> '{}' AND t.tags @> %(tags)s::text[]
+         UNION ALL
+         SELECT m.id FROM pgsched.jobs m
+          WHERE cardinality(%(tags)s::text[]) = 0 AND m.meta <> '{}' AND m.meta @> %(meta)s::jsonb))
    AND meta @> %(meta)s::jsonb
-   AND (%(state)s::pgsched.job_state IS NULL OR state = %(state)s::pgsched.job_state)
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
- ORDER BY id DESC
- LIMIT %(limit)s::int
-
--- name: job_list_meta
--- As job_list, for jobs whose meta contains the given object (not empty): through jobs_meta_idx.
-SELECT * FROM pgsched.jobs
- WHERE meta <> '{}' AND meta @> %(meta)s::jsonb
    AND (%(state)s::pgsched.job_state IS NULL OR state = %(state)s::pgsched.job_state)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)

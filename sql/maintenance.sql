@@ -89,10 +89,12 @@ WITH gone AS (
 SELECT count(*)::int AS deleted FROM gone
 
 -- name: job_expire_due
--- Leader: end up to limit queued jobs past their deadline to start as expired (cancelled, errors entry of kind "expired") through jobs_expiring_idx; NOTIFY pgsched_done for those a result waiter waits on.
+-- Leader: end up to limit never-started jobs past their deadline to start as expired (cancelled, errors entry of kind "expired"),
+-- read through jobs_expiring_idx only (its predicate, without state, is what the query says); NOTIFY pgsched_done for waited ones.
 WITH due AS (
     SELECT j.id FROM pgsched.jobs j
-     WHERE j.state = 'queued' AND j.expires_at IS NOT NULL AND j.expires_at <= coalesce(%(now)s::timestamptz, now())
+     WHERE j.expires_at IS NOT NULL AND j.started_at IS NULL AND j.finished_at IS NULL
+       AND j.expires_at <= coalesce(%(now)s::timestamptz, now())
      ORDER BY j.expires_at
      LIMIT %(limit)s::int
        FOR UPDATE SKIP LOCKED

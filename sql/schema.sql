@@ -179,12 +179,13 @@ BEGIN
                 -- A claimed job past its deadline ends as expired instead of starting (never run late).
                 UPDATE pgsched.jobs j
                    SET state = 'cancelled', finished_at = at, errors = j.errors || pgsched.expired_entry(j.expires_at, at)
-                 WHERE j.id = ANY (ids) AND j.state = 'queued' AND j.expires_at <= at;
+                 WHERE j.id = ANY (ids) AND j.state = 'queued' AND j.expires_at <= at AND j.started_at IS NULL;
                 RETURN QUERY
                 UPDATE pgsched.jobs j
                    SET state = 'running', attempt = j.attempt + 1, worker_id = p_worker, started_at = at,
                        lease = claim_lease
-                 WHERE j.id = ANY (ids) AND j.state = 'queued' AND (j.expires_at IS NULL OR j.expires_at > at)
+                 WHERE j.id = ANY (ids) AND j.state = 'queued'
+                   AND (j.expires_at IS NULL OR j.expires_at > at OR j.started_at IS NOT NULL)
                 RETURNING j.id, j.queue, j.task, j.args, j.attempt,
                           extract(epoch FROM j.timeout)::float8,
                           extract(epoch FROM j.started_at - j.run_at)::float8, true,
@@ -312,7 +313,7 @@ CREATE FUNCTION pgsched.jobs_fill_defaults() RETURNS trigger
 DECLARE
     d record;
 BEGIN
-    SELECT * INTO d FROM pgsched.task_defaults(NEW.task);
+    d := pgsched.task_defaults(NEW.task);
     NEW.queue := coalesce(NEW.queue, d.queue);
     NEW.priority := coalesce(NEW.priority, d.priority);
     NEW.max_attempts := coalesce(NEW.max_attempts, d.max_attempts);
@@ -542,22 +543,23 @@ END $$;
 -- Name: task_defaults(text); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.task_defaults(p_task text) RETURNS TABLE(queue text, priority smallint, max_attempts integer)
-    LANGUAGE sql STABLE
+CREATE FUNCTION pgsched.task_defaults(p_task text, OUT queue text, OUT priority smallint, OUT max_attempts integer) RETURNS record
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
-    SELECT coalesce(d.queue, 'default'), coalesce(d.priority, 0::smallint), coalesce(d.max_attempts, 5)
-      FROM (SELECT 1) one
-      LEFT JOIN LATERAL (
-            SELECT t.queue, t.priority, t.max_attempts FROM pgsched.tasks t
-             WHERE t.name = p_task ORDER BY t.published_at DESC, t.worker_id DESC LIMIT 1) d ON true
-$$;
+BEGIN
+    SELECT t.queue, t.priority, t.max_attempts INTO queue, priority, max_attempts FROM pgsched.tasks t
+     WHERE t.name = p_task ORDER BY t.published_at DESC, t.worker_id DESC LIMIT 1;
+    queue := coalesce(queue, 'default');
+    priority := coalesce(priority, 0);
+    max_attempts := coalesce(max_attempts, 5);
+END $$;
 
 --
--- Name: FUNCTION task_defaults(p_task text); Type: COMMENT; Schema: pgsched; Owner: -
+-- Name: FUNCTION task_defaults(p_task text, OUT queue text, OUT priority smallint, OUT max_attempts integer); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.task_defaults(p_task text) IS 'Queue, priority and max_attempts a job of this task gets when its insert leaves them out: the newest publication in pgsched.tasks, else ''default'', 0 and 5. Resolved once, at insert, and stored in the job.';
+COMMENT ON FUNCTION pgsched.task_defaults(p_task text, OUT queue text, OUT priority smallint, OUT max_attempts integer) IS 'Queue, priority and max_attempts a job of this task gets when its insert leaves them out: the newest publication in pgsched.tasks, else ''default'', 0 and 5. Resolved once, at insert, and stored in the job.';
 
 --
 -- Name: api_tokens; Type: TABLE; Schema: pgsched; Owner: -
@@ -1055,7 +1057,7 @@ COMMENT ON COLUMN pgsched.jobs.meta IS 'Free JSON object about the job (not its 
 -- Name: COLUMN jobs.expires_at; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON COLUMN pgsched.jobs.expires_at IS 'Deadline to start: a job not started by then ends as cancelled with an errors entry of kind "expired", and never runs. NULL: no deadline.';
+COMMENT ON COLUMN pgsched.jobs.expires_at IS 'Deadline to start: a job not started (a first time) by then ends as cancelled with an errors entry of kind "expired", and never runs; once started, its retries are not bound by it. NULL: no deadline.';
 
 --
 -- Name: dead_letter; Type: VIEW; Schema: pgsched; Owner: -
@@ -2504,7 +2506,7 @@ CREATE INDEX jobs_claim_idx ON pgsched.jobs USING btree (queue, priority DESC, r
 -- Name: jobs_expiring_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_expiring_idx ON pgsched.jobs USING btree (expires_at) WHERE ((state = 'queued'::pgsched.job_state) AND (expires_at IS NOT NULL));
+CREATE INDEX jobs_expiring_idx ON pgsched.jobs USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (started_at IS NULL) AND (finished_at IS NULL));
 
 --
 -- Name: jobs_finished_idx; Type: INDEX; Schema: pgsched; Owner: -

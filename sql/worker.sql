@@ -89,22 +89,22 @@ lease AS MATERIALIZED (
     SELECT pgsched.new_lease() AS token WHERE EXISTS (SELECT 1 FROM claimed)
 ),
 plain_all AS MATERIALIZED (
-    -- A claimed job past its deadline to start (expires_at) ends as expired in the same write instead of starting.
+    -- A claimed job never started and past its deadline to start (expires_at) ends as expired in the same write instead.
     UPDATE pgsched.jobs j
-       SET state = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) THEN 'cancelled'
+       SET state = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN 'cancelled'
                         ELSE 'running' END::pgsched.job_state,
-           attempt = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) THEN j.attempt
+           attempt = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN j.attempt
                           ELSE j.attempt + 1 END,
-           worker_id = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) THEN NULL
+           worker_id = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
                             ELSE %(worker_id)s::bigint END,
-           started_at = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) THEN NULL
+           started_at = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
                              ELSE coalesce(%(now)s::timestamptz, now()) END,
-           finished_at = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now())
+           finished_at = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL
                               THEN coalesce(%(now)s::timestamptz, now()) END,
-           errors = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now())
+           errors = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL
                          THEN j.errors || pgsched.expired_entry(j.expires_at, coalesce(%(now)s::timestamptz, now()))
                          ELSE j.errors END,
-           lease = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) THEN NULL
+           lease = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
                         ELSE (SELECT lease.token FROM lease) END
      WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
