@@ -8,7 +8,6 @@ from pgsched.config import Settings
 from pgsched.errors import (
     ConfigurationError,
     DatabaseUnavailable,
-    DuplicateJob,
     InvalidStateError,
     JobCancelled,
     JobFailed,
@@ -31,7 +30,6 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "DatabaseUnavailable",
-    "DuplicateJob",
     "FixedClock",
     "InvalidStateError",
     "Job",

@@ -1,7 +1,7 @@
-"""JobStore: the only code that runs job SQL. Async for services, a small sync twin for callers.
+"""JobStore: enqueue, read and operator changes of jobs. Async for services, a small sync twin for callers.
 
-Data layer. Every transition out of ``running`` is fenced on (id, attempt, state) in SQL,
-so a late or duplicate completion changes nothing. psycopg errors stop here and become
+Data layer. The worker's transitions (claim, finish, hand back) are not here: they live in
+``worker_store``, fenced on each claim's lease. psycopg errors stop here and become
 pgsched errors. The one enqueue path of every surface lives here: ``job_insert`` (one job,
 insert-or-return in one statement) and ``job_insert_many`` (which asks the dedupe cache, and
 returns a cached id only once a primary-key read shows the job still holds that run key).
@@ -30,11 +30,9 @@ from pgsched.queue_settings import QueueChanges
 
 __all__ = [
     "AsyncJobStore",
-    "Failure",
     "Inserted",
     "JobChanges",
     "JobStore",
-    "Success",
 ]
 
 _COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4"]
@@ -63,24 +61,6 @@ class JobChanges:
     priority: int | None = None
     args: dict[str, Any] | None = None
     queue: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Success:
-    id: int
-    attempt: int
-    result: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A failed attempt: ``delay`` seconds before the retry, or ``final`` to go dead at once."""
-
-    id: int
-    attempt: int
-    error: dict[str, Any]
-    delay: float = 0.0
-    final: bool = False
 
 
 def _error_to_pgsched(exc: psycopg.Error) -> Exception:
@@ -430,82 +410,6 @@ class AsyncJobStore:
             await self._cache.forget_async(await self._cache_scope(), [row["run_key"]])
         return row is not None
 
-    async def job_claim(
-        self, queues: Sequence[str], limit: int, worker_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> list[Job]:
-        """Claim like a worker (the same statement, so pauses and limits hold) and return the full rows.
-
-        ``worker_id`` must be a registered worker (a row of ``pgsched.workers``): others claim nothing."""
-        params = {
-            "queues": list(queues),
-            "limit": limit,
-            "worker_id": worker_id,
-            "now": self._clock.db_now(),
-            "running": None,
-            "free": 0,
-        }
-        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_claim_batch"), params)
-            ids = [r["id"] for r in await cur.fetchall()]
-            if not ids:
-                return []
-            await cur.execute(query("jobs_claimed"), {"ids": ids})
-            return [Job.from_row(r) for r in await cur.fetchall()]
-
-    async def job_complete_many(
-        self, done: Sequence[Success], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> set[int]:
-        """Returns the ids whose completion was accepted (the fence held)."""
-        if not done:
-            return set()
-        params = {
-            "ids": [d.id for d in done],
-            "attempts": [d.attempt for d in done],
-            "results": [None if d.result is None else Jsonb(d.result) for d in done],
-            "now": self._clock.db_now(),
-        }
-        return await self._fenced(query("job_complete_many"), params, conn)
-
-    async def job_fail_many(
-        self, failed: Sequence[Failure], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> dict[int, JobState]:
-        """Returns the accepted ids with their new state (queued for a retry, or dead)."""
-        if not failed:
-            return {}
-        params = {
-            "ids": [f.id for f in failed],
-            "attempts": [f.attempt for f in failed],
-            "errors": [Jsonb(f.error) for f in failed],
-            "delays": [f.delay for f in failed],
-            "finals": [f.final for f in failed],
-            "now": self._clock.db_now(),
-        }
-        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_fail_many"), params)
-            return {r["id"]: JobState(r["state"]) for r in await cur.fetchall()}
-
-    async def job_cancel_many(
-        self, cancelled: Sequence[Failure], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> set[int]:
-        if not cancelled:
-            return set()
-        params = {
-            "ids": [f.id for f in cancelled],
-            "attempts": [f.attempt for f in cancelled],
-            "errors": [Jsonb(f.error) for f in cancelled],
-            "now": self._clock.db_now(),
-        }
-        return await self._fenced(query("job_cancel_many"), params, conn)
-
-    async def job_release_many(
-        self, jobs: Sequence[tuple[int, int]], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> set[int]:
-        """Hand (id, attempt) pairs back to the queue without charging the attempt."""
-        if not jobs:
-            return set()
-        params = {"ids": [j[0] for j in jobs], "attempts": [j[1] for j in jobs], "now": self._clock.db_now()}
-        return await self._fenced(query("job_release_many"), params, conn)
-
     async def queue_configure(self, queue: str, changes: QueueChanges) -> dict[str, Any]:
         """Apply flow-control changes to a queue (creating its settings row); returns its settings."""
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
@@ -554,13 +458,3 @@ class AsyncJobStore:
             await cur.execute(query("dead_purge"), {"queue": queue, "task": task, "before": before})
             row = await cur.fetchone()
             return int(row["purged"]) if row else 0
-
-    async def _fenced(self, sql: Any, params: dict[str, Any], conn: psycopg.AsyncConnection[Any] | None) -> set[int]:
-        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, params)
-            return {r["id"] for r in await cur.fetchall()}
-
-
-def error_entry(attempt: int, error: str, traceback: str | None, at: datetime) -> dict[str, Any]:
-    """One element of ``jobs.errors``."""
-    return {"at": at.isoformat(), "attempt": attempt, "error": error, "traceback": traceback}

@@ -123,21 +123,16 @@ SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 -- (tests/worker/test_plans.py counts the rows visited in every statistics state).
 WITH done AS (
     UPDATE pgsched.jobs j
-       SET state = CASE
-                     WHEN d.outcome = 'succeeded' THEN 'succeeded'
-                     WHEN d.outcome = 'cancelled' THEN 'cancelled'
-                     WHEN j.attempt >= j.max_attempts OR d.final THEN 'dead'
-                     ELSE 'queued'
-                   END::pgsched.job_state,
-           finished_at = CASE
-                           WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN NULL
-                           ELSE coalesce(%(now)s::timestamptz, now())
-                         END,
-           run_at = CASE
-                      WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final
-                      THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay)
-                      ELSE j.run_at
-                    END,
+       -- The one rule for a failed attempt, the same predicate in each column: retried after its delay while
+       -- attempts remain and it is not final, else dead. (A sub-select stating it once costs a subplan per row.)
+       SET state = CASE WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN 'queued'
+                        WHEN d.outcome = 'failed' THEN 'dead'
+                        ELSE d.outcome END::pgsched.job_state,
+           finished_at = CASE WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN NULL
+                              ELSE coalesce(%(now)s::timestamptz, now()) END,
+           run_at = CASE WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final
+                         THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay)
+                         ELSE j.run_at END,
            lease = NULL,
            result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
            errors = CASE WHEN d.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(d.error::jsonb) END
