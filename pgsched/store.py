@@ -16,14 +16,14 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from pgsched import db
 from pgsched.clock import Clock, SystemClock
 from pgsched.dedupe import DedupeCache, NullCache
-from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound, ValidationError
+from pgsched.errors import InvalidStateError, JobNotFound
 from pgsched.job import Job, JobState, NewJob, validate_queue
 from pgsched.queries import query
 from pgsched.queue_settings import QueueChanges
@@ -36,15 +36,6 @@ __all__ = [
 ]
 
 _COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4"]
-_CONSTRAINT_FIELDS = {
-    "jobs_queue_name_valid": "queue",
-    "jobs_task_name_valid": "task",
-    "jobs_args_is_object": "args",
-    "jobs_priority_range": "priority",
-    "jobs_max_attempts_range": "max_attempts",
-    "jobs_run_key_length": "run_key",
-    "jobs_timeout_positive": "timeout",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,42 +52,6 @@ class JobChanges:
     priority: int | None = None
     args: dict[str, Any] | None = None
     queue: str | None = None
-
-
-def _error_to_pgsched(exc: psycopg.Error) -> Exception:
-    diag = exc.diag
-    if isinstance(exc, pg_errors.NoDataFound):
-        return JobNotFound(_job_id_from(diag.message_primary))
-    if isinstance(exc, pg_errors.ObjectInUse | pg_errors.ObjectNotInPrerequisiteState):
-        return InvalidStateError(diag.message_primary or str(exc))
-    if isinstance(exc, pg_errors.CheckViolation):
-        field = _CONSTRAINT_FIELDS.get(diag.constraint_name or "", "job")
-        return ValidationError(field, f"rejected by the database ({diag.constraint_name})")
-    if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.UntranslatableCharacter):
-        return ValidationError("job", diag.message_primary or str(exc))
-    if isinstance(exc, pg_errors.QueryCanceled):
-        return DatabaseUnavailable(f"the database did not answer in time: {diag.message_primary or exc}")
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
-    return exc
-
-
-def _job_id_from(message: str | None) -> int:
-    for word in (message or "").split():
-        if word.isdigit():
-            return int(word)
-    return 0
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except psycopg.Error as exc:
-        translated = _error_to_pgsched(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
 
 
 def _as_is(text: str) -> str:
@@ -210,7 +165,7 @@ class JobStore:
 
     @contextlib.contextmanager
     def _conn(self, conn: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
-        with _translated():
+        with db.translated():
             if conn is not None:
                 yield conn
             else:
@@ -303,7 +258,7 @@ class AsyncJobStore:
 
     @contextlib.asynccontextmanager
     async def _conn(self, conn: psycopg.AsyncConnection[Any] | None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        with _translated():
+        with db.translated():
             if conn is not None:
                 yield conn
             else:
