@@ -14,12 +14,7 @@ WITH lost AS (
        AND (w.id IS NULL
             OR w.heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s::float8)
             OR (w.heartbeat_at < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-                AND NOT EXISTS (
-                    SELECT 1 FROM pg_locks l
-                     WHERE l.locktype = 'advisory' AND l.granted
-                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                       AND l.classid = pgsched.lock_namespace()::oid AND l.objid = j.worker_id::oid
-                       AND l.objsubid = 2)))
+                AND NOT pgsched.lock_held(j.worker_id)))
        FOR UPDATE OF j SKIP LOCKED
 ), blamed AS (
     SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged, n.losses,
@@ -37,9 +32,9 @@ WITH lost AS (
            lease = NULL,
            started_at = CASE WHEN d.charged THEN j.started_at END,
            finished_at = CASE WHEN (d.charged AND d.out) OR j.cancel_requested_at IS NOT NULL THEN clock_timestamp() END,
-           errors = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.errors || jsonb_build_array(jsonb_build_object(
-               'at', clock_timestamp(), 'attempt', j.attempt, 'error', 'worker lost', 'kind', 'worker_lost',
-               'worker_id', j.worker_id, 'traceback', NULL)) ELSE j.errors END
+           errors = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.errors || jsonb_build_array(
+               pgsched.error_entry(j.attempt, 'worker lost', 'worker_lost', jsonb_build_object('worker_id', j.worker_id)))
+               ELSE j.errors END
       FROM blamed d
      WHERE j.id = d.id AND j.lease IS NOT DISTINCT FROM d.lease AND j.state = 'running'
     RETURNING j.id, j.state::text AS state, d.charged
@@ -57,11 +52,7 @@ SELECT reaped.id, reaped.state, reaped.charged FROM reaped, told
 DELETE FROM pgsched.workers w
  WHERE w.heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s::float8)
     OR (w.heartbeat_at < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-        AND NOT EXISTS (
-            SELECT 1 FROM pg_locks l
-             WHERE l.locktype = 'advisory' AND l.granted
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = pgsched.lock_namespace()::oid AND l.objid = w.id::oid AND l.objsubid = 2))
+        AND NOT pgsched.lock_held(w.id))
 RETURNING w.id
 
 -- name: job_prune
