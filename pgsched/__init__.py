@@ -5,6 +5,8 @@ from __future__ import annotations
 from pgsched.app import Pgsched
 from pgsched.clock import Clock, FixedClock, SystemClock
 from pgsched.config import Settings
+from pgsched.context import JobContext, current_job
+from pgsched.control import Cancel, Discard, JobControl, Retry, Snooze
 from pgsched.errors import (
     ConfigurationError,
     DatabaseUnavailable,
@@ -28,14 +30,18 @@ from pgsched.tasks import Task
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cancel",
     "Clock",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "Discard",
     "DuplicateJob",
     "FixedClock",
     "InvalidStateError",
     "Job",
     "JobCancelled",
+    "JobContext",
+    "JobControl",
     "JobEvent",
     "JobFailed",
     "JobNotFound",
@@ -45,12 +51,15 @@ __all__ = [
     "Pgsched",
     "PgschedError",
     "ResultTimeout",
+    "Retry",
     "RetryPolicy",
     "ScheduleNotFound",
     "Settings",
+    "Snooze",
     "SystemClock",
     "Task",
     "TaskNotFound",
     "ValidationError",
     "__version__",
+    "current_job",
 ]
