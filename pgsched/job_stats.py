@@ -69,7 +69,8 @@ class JobStatsRollup:
             rows = {"since": window["since"], "upto": window["upto"]}
             await cur.execute(query("job_stats_rollup"), rows)
             counted = await cur.fetchone()
-            await cur.execute(query("job_totals_rollup"), {**rows, "bounds": _BOUNDS})
+            if counted and counted["minutes"]:  # no minute row touched: no job finished in the window
+                await cur.execute(query("job_totals_rollup"), {**rows, "bounds": _BOUNDS})
             await cur.execute(query("job_stats_watermark_set"), {"upto": window["upto"]})
             await cur.execute(query("job_stats_prune"), {"before": window["keep_from"], "limit": PRUNE_LIMIT})
         return (int(counted["minutes"]) if counted else 0), bool(window["behind"])
