@@ -1056,9 +1056,9 @@ CREATE TABLE pgsched.jobs (
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_queue_name_valid CHECK ((queue ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'::text)),
+    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
-    CONSTRAINT jobs_task_name_valid CHECK ((task ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$'::text)),
+    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
 WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0');
@@ -1643,6 +1643,145 @@ COMMENT ON COLUMN pgsched.job_stats_watermark.only_row IS 'Always true: the tabl
 --
 
 COMMENT ON COLUMN pgsched.job_stats_watermark.upto IS 'Jobs finished at or before this instant are counted; NULL before the first pass (which starts 7 days back).';
+
+--
+-- Name: job_total_buckets; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.job_total_buckets (
+    queue text NOT NULL,
+    task text NOT NULL,
+    metric text NOT NULL,
+    le double precision NOT NULL,
+    jobs bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT job_total_buckets_metric CHECK ((metric = ANY (ARRAY['duration'::text, 'wait'::text])))
+);
+
+--
+-- Name: TABLE job_total_buckets; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.job_total_buckets IS 'Histogram buckets (not cumulative) of the attempts summed in pgsched.job_totals.duration_sum and wait_sum; only ever added to.';
+
+--
+-- Name: COLUMN job_total_buckets.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.queue IS 'Queue of the jobs.';
+
+--
+-- Name: COLUMN job_total_buckets.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.task IS 'Task of the jobs.';
+
+--
+-- Name: COLUMN job_total_buckets.metric; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.metric IS 'duration (started_at to finished_at) or wait (run_at to started_at).';
+
+--
+-- Name: COLUMN job_total_buckets.le; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.le IS 'Upper bound in seconds: the smallest bucket bound at or above the value (Infinity past the last bound).';
+
+--
+-- Name: COLUMN job_total_buckets.jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.jobs IS 'Attempts whose value falls in this bucket.';
+
+--
+-- Name: job_totals; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.job_totals (
+    queue text NOT NULL,
+    task text NOT NULL,
+    started bigint DEFAULT 0 NOT NULL,
+    succeeded bigint DEFAULT 0 NOT NULL,
+    failed bigint DEFAULT 0 NOT NULL,
+    retried bigint DEFAULT 0 NOT NULL,
+    dead bigint DEFAULT 0 NOT NULL,
+    cancelled bigint DEFAULT 0 NOT NULL,
+    lost bigint DEFAULT 0 NOT NULL,
+    duration_sum double precision DEFAULT 0 NOT NULL,
+    wait_sum double precision DEFAULT 0 NOT NULL
+);
+
+--
+-- Name: TABLE job_totals; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.job_totals IS 'Cluster-wide job counters per queue and task since this migration, counted when a job finishes (succeeded, dead or cancelled) by the leader''s rollup pass (pgsched.job_stats_watermark); only ever added to. The API''s /metrics exports them as pgsched_cluster_*.';
+
+--
+-- Name: COLUMN job_totals.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.queue IS 'Queue of the jobs.';
+
+--
+-- Name: COLUMN job_totals.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.task IS 'Task of the jobs.';
+
+--
+-- Name: COLUMN job_totals.started; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.started IS 'Attempts started (jobs.attempt of each finished job).';
+
+--
+-- Name: COLUMN job_totals.succeeded; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.succeeded IS 'Jobs that finished as succeeded.';
+
+--
+-- Name: COLUMN job_totals.failed; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.failed IS 'Failed attempts: entries of jobs.errors of kind exception, timeout or result (not cancel, not worker_lost).';
+
+--
+-- Name: COLUMN job_totals.retried; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.retried IS 'Failed attempts that were queued again (every failure but a dead job''s last one).';
+
+--
+-- Name: COLUMN job_totals.dead; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.dead IS 'Jobs that finished as dead (out of attempts, a permanent error, or too many worker losses).';
+
+--
+-- Name: COLUMN job_totals.cancelled; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.cancelled IS 'Jobs that finished as cancelled, while waiting or while running.';
+
+--
+-- Name: COLUMN job_totals.lost; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.lost IS 'Attempts charged to a lost worker by the reaper (errors entries of kind worker_lost).';
+
+--
+-- Name: COLUMN job_totals.duration_sum; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.duration_sum IS 'Sum of seconds from started_at to finished_at of each job''s last attempt, when it ran to an end in a worker.';
+
+--
+-- Name: COLUMN job_totals.wait_sum; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.wait_sum IS 'Sum of seconds from run_at to started_at of those same attempts.';
 
 --
 -- Name: jobs_id_seq; Type: SEQUENCE; Schema: pgsched; Owner: -
@@ -2746,6 +2885,20 @@ ALTER TABLE ONLY pgsched.job_stats_minute
 
 ALTER TABLE ONLY pgsched.job_stats_watermark
     ADD CONSTRAINT job_stats_watermark_pkey PRIMARY KEY (only_row);
+
+--
+-- Name: job_total_buckets job_total_buckets_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.job_total_buckets
+    ADD CONSTRAINT job_total_buckets_pkey PRIMARY KEY (queue, task, metric, le);
+
+--
+-- Name: job_totals job_totals_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.job_totals
+    ADD CONSTRAINT job_totals_pkey PRIMARY KEY (queue, task);
 
 --
 -- Name: jobs jobs_concurrency_key_length; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
