@@ -21,11 +21,13 @@ from pgsched.errors import (
     ScheduleNotFound,
     TaskNotFound,
     ValidationError,
+    WorkflowNotFound,
 )
 from pgsched.hooks import JobEvent
 from pgsched.job import Job, JobState, NewJob
 from pgsched.retry import RetryPolicy
 from pgsched.tasks import Task
+from pgsched.workflow import Started, Step
 
 __version__ = "0.1.0"
 
@@ -56,10 +58,13 @@ __all__ = [
     "ScheduleNotFound",
     "Settings",
     "Snooze",
+    "Started",
+    "Step",
     "SystemClock",
     "Task",
     "TaskNotFound",
     "ValidationError",
+    "WorkflowNotFound",
     "__version__",
     "current_job",
 ]
