@@ -13,7 +13,7 @@ import functools
 import os
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -206,15 +206,22 @@ _CONSTRAINT_FIELDS = {
     "queues_rate_burst_range": "rate_burst",
     "api_tokens_name_valid": "name",
     "api_tokens_scope_valid": "scope",
+    "jobs_progress_range": "progress",
+    "workflows_name_length": "name",
+    "job_dependencies_policy_valid": "on_failure",
+    "job_dependencies_results_arg_valid": "results_arg",
 }
 
 
-def pgsched_error(exc: psycopg.Error, *, field: str = "job") -> Exception:
+def pgsched_error(
+    exc: psycopg.Error, *, field: str = "job", not_found: Callable[[int], Exception] = JobNotFound
+) -> Exception:
     """The one translation of a psycopg error into what pgsched's callers catch; ``field`` names the input
-    blamed for bad data no constraint names. Anything else (a bug, a task's own SQL) comes back unchanged."""
+    blamed for bad data no constraint names; ``not_found`` is raised with the id a pgsched function found
+    missing (no_data_found). Anything else (a bug, a task's own SQL) comes back unchanged."""
     message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
-    if isinstance(exc, pg_errors.NoDataFound):  # pgsched.cancel / retry of a missing job
-        return JobNotFound(_first_number(message))
+    if isinstance(exc, pg_errors.NoDataFound):  # pgsched.cancel / retry of a missing job, and the like
+        return not_found(_first_number(message))
     if isinstance(exc, pg_errors.QueryCanceled):
         return DatabaseUnavailable(f"the database did not answer in time: {message}")
     if isinstance(exc, pg_errors.ObjectInUse | pg_errors.ObjectNotInPrerequisiteState | pg_errors.ForeignKeyViolation):
@@ -234,13 +241,15 @@ def _first_number(message: str) -> int:
 
 
 @contextlib.contextmanager
-def translated(*, field: str = "job", only_connection: bool = False) -> Iterator[None]:
+def translated(
+    *, field: str = "job", not_found: Callable[[int], Exception] = JobNotFound, only_connection: bool = False
+) -> Iterator[None]:
     """Raise psycopg errors as pgsched's (``pgsched_error``). ``only_connection`` translates only a lost or
     unreachable database, and passes every other error on as it is (a transactional task's own SQL)."""
     try:
         yield
     except psycopg.Error as exc:
-        new = pgsched_error(exc, field=field)
+        new = pgsched_error(exc, field=field, not_found=not_found)
         if new is exc or (only_connection and not isinstance(new, DatabaseUnavailable)):
             raise
         raise new from exc

@@ -14,11 +14,12 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pgsched import db
-from pgsched.errors import ValidationError
+from pgsched.context import JobContext
 from pgsched.job import NewJob, validate_queue
 from pgsched.queue_settings import QueueChanges
 from pgsched.schedule_store import ScheduleSpec
 from pgsched.token_store import validate_scope, validate_token_name
+from pgsched.workflow import Step, Workflow
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -28,6 +29,8 @@ BASE = {
     "schedules": {"name": "n", "cron": "* * * * *", "task": "t"},
     "queues": {"name": "q"},
     "api_tokens": {"name": "n", "scope": "read", "secret_hash": b"x" * 32},
+    "workflows": {"kind": "dag"},
+    "job_dependencies": {"job_id": 1, "depends_on": 2},
 }
 # Constraints no input reaches (the code writes these columns itself).
 INTERNAL = {
@@ -36,6 +39,9 @@ INTERNAL = {
     "workers_role_valid",
     "api_tokens_hash_length",
     "job_stats_watermark_only_row_check",
+    "job_total_buckets_metric",
+    "job_dependencies_not_self",
+    "workflows_kind_valid",
 }
 
 NAMES = ["a", "0", "_", "-a", "a-b.c_d:e", "A", "a\n", "\na", "a b", "", "é"]
@@ -190,6 +196,31 @@ CASES: dict[str, tuple[str, str, Callable[[Any], Any], Callable[[Any], object], 
         True,
     ),
     "api_tokens_name_valid": ("api_tokens", "name", str, validate_token_name, [*NAMES, "a@b", *_long("n", 100)], True),
+    "jobs_progress_range": (
+        "jobs",
+        "progress",
+        float,
+        JobContext(1, 1, "q", "t").progress,
+        [-0.1, 0, 0.5, 1, 1.1, float("nan")],
+        True,
+    ),
+    "workflows_name_length": ("workflows", "name", str, lambda v: Workflow("dag", v), ["", *_long("w", 200)], True),
+    "job_dependencies_policy_valid": (
+        "job_dependencies",
+        "on_failure",
+        str,
+        lambda v: Step("t").if_dependency_fails(v),
+        ["cancel", "run", "failed", "skip", ""],
+        True,
+    ),
+    "job_dependencies_results_arg_valid": (
+        "job_dependencies",
+        "results_arg",
+        str,
+        lambda v: Step("t").receiving(v),
+        [*NAMES, "_r", *_long("r", 100)],
+        True,
+    ),
     "api_tokens_scope_valid": (
         "api_tokens",
         "scope",
@@ -204,7 +235,7 @@ CASES: dict[str, tuple[str, str, Callable[[Any], Any], Callable[[Any], object], 
 def python_accepts(check: Callable[[Any], object], value: Any) -> bool:
     try:
         check(value)
-    except ValidationError:
+    except ValueError:  # ValidationError is one
         return False
     return True
 
@@ -220,6 +251,8 @@ def table_accepts(conn: Conn, table: str, column: str, value: Any, constraint: s
     )
     try:
         with conn.transaction():
+            if table == "job_dependencies":  # both ends are jobs
+                conn.execute("INSERT INTO pgsched.jobs (id, task) OVERRIDING SYSTEM VALUE VALUES (1, 't'), (2, 't')")
             conn.execute(statement, list(row.values()))
             raise psycopg.Rollback()
     except psycopg.errors.CheckViolation as exc:
