@@ -796,9 +796,9 @@ CREATE TABLE pgsched.jobs (
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_queue_name_valid CHECK ((queue ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'::text)),
+    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
-    CONSTRAINT jobs_task_name_valid CHECK ((task ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$'::text)),
+    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
 WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0');

@@ -120,3 +120,32 @@ def test_retry_wakes_a_worker_waiting_on_the_queue(dsn: str, conn: psycopg.Conne
         conn.execute("SELECT pgsched.retry(%s)", [job_id])
         notes = [n.payload for n in listener.notifies(timeout=2, stop_after=1)]
     assert notes == ["q"]
+
+
+@pytest.mark.parametrize(
+    ("queue", "task", "accepted"),
+    [
+        ("q" * 63, "t" * 200, True),  # the longest names
+        ("0.a-b_c", "_A9.b:c-d_", True),
+        ("q" * 64, "t", False),
+        ("q", "t" * 201, False),
+        ("Q", "t", False),
+        ("_q", "t", False),
+        ("q", "9t", False),
+        ("q", "t/x", False),
+        ("q", "t\n", False),
+        ("q\n", "t", False),
+    ],
+)
+def test_the_table_checks_queue_and_task_names(
+    conn: psycopg.Connection[dict[str, Any]], queue: str, task: str, accepted: bool
+) -> None:
+    # Migration 0014 rewrote these checks without counted repeats (PostgreSQL re-checks them on every
+    # UPDATE); the names they accept must not change.
+    insert = "INSERT INTO pgsched.jobs (queue, task) VALUES (%s, %s)"
+    if accepted:
+        conn.execute(insert, [queue, task])
+        conn.execute("UPDATE pgsched.jobs SET attempt = 1")  # every update re-checks them
+        return
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(insert, [queue, task])
