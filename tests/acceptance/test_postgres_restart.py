@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgsched import Pgsched, Settings, db
 from pgsched.embedded import EmbeddedPostgres
 from tests.acceptance.conftest import Cluster, Server, connect, live_workers, running_cluster, scalar
 from tests.acceptance.enqueuers import Enqueuers
@@ -122,3 +123,24 @@ def _check(cluster: Cluster, procs: list[subprocess.Popen[bytes]], enqueuers: En
     assert counts["duplicated"] == 0 and counts["unexpected"] == 0, sample
     assert len(instants) == len(set(instants)) and cron_counts["duplicated"] == 0 and cron_counts["lost"] == 0
     assert all(p.poll() is None for p in procs), "a pgsched process died with the database"
+
+
+async def test_an_enqueue_just_after_a_restart_gets_a_live_connection_however_recently_the_dead_one_was_used(
+    embedded: tuple[EmbeddedPostgres, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool skips its ping for a connection used within IDLE_CHECK_SECONDS; set so long here that the ping
+    never runs by age, whatever the restart takes: only the look at the socket can see the server went away."""
+    server, dsn = Server(embedded[0], embedded[1]), embedded[1]
+    monkeypatch.setattr(db, "IDLE_CHECK_SECONDS", 3600.0)
+    app = Pgsched(settings=Settings(dsn=dsn))
+    try:
+        app.enqueue("tx", {})
+        await app.enqueue_async("tx", {})
+        server.crash_and_start()
+        assert app.enqueue("tx", {}) > 0
+        assert await app.enqueue_async("tx", {}) > 0
+        server.restart_fast()
+        assert app.enqueue("tx", {}) > 0
+        assert await app.enqueue_async("tx", {}) > 0
+    finally:
+        await app.aclose()
