@@ -19,11 +19,13 @@ from pgsched.errors import (
     ScheduleNotFound,
     TaskNotFound,
     ValidationError,
+    WorkflowNotFound,
 )
 from pgsched.hooks import JobEvent
 from pgsched.job import Job, JobState, NewJob
 from pgsched.retry import RetryPolicy
 from pgsched.tasks import Task
+from pgsched.workflow import Started, Step
 
 __version__ = "0.1.0"
 
@@ -48,9 +50,12 @@ __all__ = [
     "RetryPolicy",
     "ScheduleNotFound",
     "Settings",
+    "Started",
+    "Step",
     "SystemClock",
     "Task",
     "TaskNotFound",
     "ValidationError",
+    "WorkflowNotFound",
     "__version__",
 ]

@@ -44,6 +44,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
 class JobState(StrEnum):
+    WAITING = "waiting"  # for its dependencies (a workflow step); claims never see it
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"

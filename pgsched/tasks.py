@@ -16,6 +16,7 @@ from pgsched.errors import TaskNotFound, ValidationError
 from pgsched.hooks import Hooks
 from pgsched.job import DEFAULT_MAX_ATTEMPTS, validate_queue, validate_task_name
 from pgsched.retry import RetryPolicy
+from pgsched.workflow import Step
 
 __all__ = ["ENQUEUE_OPTIONS", "Enqueuer", "Task", "TaskRegistry", "resolve_delay"]
 
@@ -82,6 +83,14 @@ class Task:
     async def enqueue_async(self, **kwargs: Any) -> int:
         args, options = self._split(kwargs)
         return await self._require_enqueuer().enqueue_async(self.name, args, **options)
+
+    def s(self, **kwargs: Any) -> Step:
+        """A workflow step of this task (``app.chain(a.s(x=1), b.s())``): task arguments and enqueue options."""
+        args, options = self._split(dict(kwargs))
+        for name in ("conn", "run_key"):
+            if options.pop(name, None) is not None:
+                raise ValidationError(name, "a workflow step takes no " + name)
+        return Step(self.name, args, options)
 
     def _require_enqueuer(self) -> Enqueuer:
         if self.enqueuer is None:

@@ -89,3 +89,12 @@ async def tx_wait(conn: psycopg.AsyncConnection[Any], value: str, gate: str) -> 
     while not Path(gate).exists():
         await asyncio.sleep(0.02)
     return value
+
+
+@app.task(retry=FAST_RETRY)
+async def fail_first(failures: int = 1) -> int:
+    """Fail the first ``failures`` attempts, then succeed."""
+    attempt = current_job().attempt
+    if attempt <= failures:
+        raise RuntimeError(f"attempt {attempt} fails on purpose")
+    return attempt
