@@ -1049,6 +1049,12 @@ CREATE TABLE pgsched.jobs (
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
     alone boolean DEFAULT false NOT NULL,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
     workflow_id bigint,
     has_dependents boolean DEFAULT false NOT NULL,
     CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
@@ -1056,6 +1062,7 @@ CREATE TABLE pgsched.jobs (
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
     CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
     CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
@@ -1218,6 +1225,42 @@ COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharg
 --
 
 COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
+
+--
+-- Name: COLUMN jobs.snoozes; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.snoozes IS 'Times the task snoozed the job (Snooze: run again later without spending an attempt); past the task''s max_snoozes the job is dead.';
+
+--
+-- Name: COLUMN jobs.progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress IS 'Last progress the task reported (current_job().progress), a fraction from 0 to 1; NULL when it never did.';
+
+--
+-- Name: COLUMN jobs.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_message IS 'Message of the last progress report.';
+
+--
+-- Name: COLUMN jobs.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_at IS 'When the last progress report was written (reports are written at most once a second per job).';
+
+--
+-- Name: COLUMN jobs.extended_lease; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_lease IS 'Lease token (jobs.lease) of the attempt that last called heartbeat(); extended_until holds only while it equals jobs.lease.';
+
+--
+-- Name: COLUMN jobs.extended_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_until IS 'The attempt holding extended_lease promised its next heartbeat by then: the reaper leaves it alone until then, even if its worker''s heartbeat is stale, and rescues it after (kind lease_expired), even if its worker beats.';
 
 --
 -- Name: COLUMN jobs.workflow_id; Type: COMMENT; Schema: pgsched; Owner: -
@@ -2180,7 +2223,14 @@ CREATE VIEW pgsched.running AS
     j.started_at,
     (now() - j.started_at) AS running_for,
     j.timeout,
-    j.cancel_requested_at
+    j.cancel_requested_at,
+    j.progress,
+    j.progress_message,
+    j.progress_at,
+        CASE
+            WHEN (j.extended_lease = j.lease) THEN j.extended_until
+            ELSE NULL::timestamp with time zone
+        END AS lease_until
    FROM (pgsched.jobs j
      LEFT JOIN pgsched.workers w ON ((w.id = j.worker_id)))
   WHERE (j.state = 'running'::pgsched.job_state);
@@ -2262,6 +2312,30 @@ COMMENT ON COLUMN pgsched.running.timeout IS 'Per-job time limit, if set.';
 --
 
 COMMENT ON COLUMN pgsched.running.cancel_requested_at IS 'Set when a cancel was requested.';
+
+--
+-- Name: COLUMN running.progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress IS 'Last progress the task reported (0 to 1).';
+
+--
+-- Name: COLUMN running.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress_message IS 'Message of the last progress report.';
+
+--
+-- Name: COLUMN running.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress_at IS 'When the last progress report was written.';
+
+--
+-- Name: COLUMN running.lease_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.lease_until IS 'Set once the attempt called heartbeat(): it must beat again by then or the reaper rescues it.';
 
 --
 -- Name: schedules; Type: TABLE; Schema: pgsched; Owner: -
