@@ -103,3 +103,11 @@ def test_control_signals_raised_in_a_child_steer_the_job(
     row = finished(conn, job_id)[job_id]
     assert (row["state"], row["result"], row["attempt"]) == ("succeeded", "attempt 1", 1)
     assert [e["kind"] for e in row["errors"]] == ["snooze"]
+
+
+def test_progress_reported_in_a_child_reaches_the_job_row(spawn_worker: Any, settings: Settings, conn: Conn) -> None:
+    spawn_worker("--app", APP, "--processes", "1")
+    job_id = enqueue(settings, "progress_in_child", steps=3)
+    finished(conn, job_id)
+    row = conn.execute("SELECT progress, progress_message FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    assert row is not None and (row["progress"], row["progress_message"]) == (1.0, "child step 3")
