@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from pgsched import Settings
 from pgsched.client import Client
+from tests.api.conftest import free_port
 from tests.support.waiting import wait_until
 
 APP = "tests.worker.control_app:app"
@@ -67,13 +71,32 @@ def test_a_job_snoozed_past_its_tasks_limit_is_dead_with_a_clear_error(
     assert "snoozed 2 times, the limit of its task (max_snoozes)" in row["errors"][-1]["error"]
 
 
-def test_a_discarded_job_makes_one_attempt_only_and_is_dead(worker: Any, settings: Settings, conn: Conn) -> None:
+def test_a_discarded_job_makes_one_attempt_only_is_dead_and_says_so_in_jobs_show_and_the_metrics(
+    spawn_worker: Any, settings: Settings, conn: Conn
+) -> None:
+    port = free_port()
+    spawn_worker("--app", APP, "--metrics-port", str(port))
     job_id = enqueue(settings, "discard_it")
     row = ended(conn, job_id, "dead")
     assert row["attempt"] == 1 and kinds(row) == ["discard"]
     assert row["errors"][0]["error"] == "discarded: the account was deleted"
     dead = conn.execute("SELECT id FROM pgsched.dead_letter WHERE id = %s", [job_id]).fetchone()
     assert dead is not None
+    shown = subprocess.run(
+        [sys.executable, "-m", "pgsched", "--dsn", settings.require_dsn(), "jobs", "show", str(job_id)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "[discard]: discarded: the account was deleted" in shown
+    metrics = wait_until(lambda: _scrape(port, 'kind="discard"'), timeout=10, message="no discard in the metrics")
+    assert 'pgsched_job_error_entries_total{kind="discard",queue="default",task="discard_it"} 1.0' in metrics
+
+
+def _scrape(port: int, needle: str) -> str | None:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    return text if needle in text else None
 
 
 def test_a_job_the_task_cancels_makes_one_attempt_and_is_cancelled(worker: Any, settings: Settings, conn: Conn) -> None:
