@@ -111,3 +111,17 @@ def test_progress_reported_in_a_child_reaches_the_job_row(spawn_worker: Any, set
     finished(conn, job_id)
     row = conn.execute("SELECT progress, progress_message FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
     assert row is not None and (row["progress"], row["progress_message"]) == (1.0, "child step 3")
+
+
+def test_cancelling_a_running_process_job_kills_its_child(
+    spawn_worker: Any, settings: Settings, conn: Conn, tmp_path: Path
+) -> None:
+    worker = spawn_worker("--app", APP, "--processes", "1")
+    job_id = enqueue(settings, "wait_in_child", directory=str(tmp_path))
+    pid_file = tmp_path / "pid"
+    wait_until(pid_file.exists, timeout=30, message="the child did not start the job")
+    child = int(pid_file.read_text())
+    conn.execute("SELECT pgsched.cancel(%s)", [job_id])
+    assert finished(conn, job_id, timeout=20)[job_id]["state"] == "cancelled"
+    wait_until(lambda: not alive(child), timeout=10, message=f"child {child} of the cancelled job still alive")
+    assert worker.poll() is None
