@@ -135,3 +135,10 @@ def progress_in_child(steps: int) -> int:
         job.heartbeat()
         job.progress(step / steps, f"child step {step}")
     return os.getpid()
+
+
+@app.task(executor="process", max_attempts=1)
+def wait_in_child(directory: str) -> str:
+    (Path(directory) / "pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return "woke"
