@@ -80,6 +80,7 @@ class Pgsched:
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
         dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
         max_snoozes: int = DEFAULT_MAX_SNOOZES,
+        executor: str = "thread",
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -96,12 +97,14 @@ class Pgsched:
         retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
         dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
         max_snoozes: int = DEFAULT_MAX_SNOOZES,
+        executor: str = "thread",
     ) -> Task | Callable[[Callable[..., Any]], Task]:
         """Register a task; use bare (``@app.task``) or with options (``@app.task(queue="emails")``).
 
         ``retry_on`` / ``dont_retry_on``: exception types that may / may not be retried (any other
         exception, or one of these, ends the job ``dead`` at once). ``max_snoozes``: how often the task
-        may ``Snooze`` one job.
+        may ``Snooze`` one job. ``executor="process"``: a sync function runs in the worker's process pool
+        (``pgsched worker --processes N --max-tasks-per-child N --child-memory-mb M``).
         """
 
         def register(fn: Callable[..., Any]) -> Task:
@@ -118,6 +121,7 @@ class Pgsched:
                 retry_on=retry_on if isinstance(retry_on, tuple) else (retry_on,),
                 dont_retry_on=dont_retry_on if isinstance(dont_retry_on, tuple) else (dont_retry_on,),
                 max_snoozes=max_snoozes,
+                executor=executor,
             )
             return self.tasks.register(task)
 

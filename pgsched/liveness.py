@@ -8,8 +8,9 @@ or a stale heartbeat as death.
 
 States: ``alive`` (lock held: ``ready`` is set) and ``lost`` (connection broken or a beat timed
 out: ``ready`` is cleared, so the worker starts no new job). While lost it reconnects with capped
-backoff, re-takes the lock on its id, or registers a new row when its row was deleted or a
-lingering old session still holds the lock. ``close()`` deletes the row (clean shutdown).
+backoff (at most one heartbeat: after a database restart the reaper's grace is two), re-takes the
+lock on its id, or registers a new row when its row was deleted or a lingering old session still
+holds the lock. ``close()`` deletes the row (clean shutdown).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Liveness:
 
     async def run(self) -> None:
         """Beat until ``stop()``; reconnect while the connection is lost."""
-        backoff = Backoff(base=0.1, cap=_MAX_BACKOFF)
+        backoff = Backoff(base=0.1, cap=min(_MAX_BACKOFF, self._heartbeat))  # at least once a heartbeat
         while not self._stopping.is_set():
             if self.ready.is_set():
                 if await self._wait_stop(self._heartbeat):

@@ -75,7 +75,7 @@ CLUSTER_COUNTERS = {
     "retried": ("pgsched_cluster_jobs_retried_total", "Failed attempts queued again, of jobs that finished."),
     "dead": ("pgsched_cluster_jobs_dead_total", "Jobs that ran out of attempts (or failed permanently)."),
     "cancelled": ("pgsched_cluster_jobs_cancelled_total", "Jobs cancelled, waiting or running."),
-    "lost": ("pgsched_cluster_jobs_lost_total", "Attempts charged to a lost worker by the reaper."),
+    "lost": ("pgsched_cluster_jobs_lost_total", "Attempts the reaper charged: a lost worker or an expired lease."),
 }
 # metric of pgsched.job_total_buckets -> (name, help); the buckets are LATENCY_BUCKETS.
 CLUSTER_HISTOGRAMS = {

@@ -18,9 +18,10 @@ from pgsched.job import DEFAULT_MAX_ATTEMPTS, validate_queue, validate_task_name
 from pgsched.retry import RetryPolicy
 from pgsched.workflow import Step
 
-__all__ = ["DEFAULT_MAX_SNOOZES", "ENQUEUE_OPTIONS", "Enqueuer", "Task", "TaskRegistry", "resolve_delay"]
+__all__ = ["DEFAULT_MAX_SNOOZES", "ENQUEUE_OPTIONS", "EXECUTORS", "Enqueuer", "Task", "TaskRegistry", "resolve_delay"]
 
 DEFAULT_MAX_SNOOZES = 100
+EXECUTORS = ("thread", "process")  # where a sync function runs; async functions always run on the loop
 
 # Keyword names ``Task.enqueue`` keeps for itself; a task whose arguments use one of these
 # names is enqueued with ``app.enqueue(name, args)`` instead.
@@ -62,6 +63,7 @@ class Task:
     retry_on: tuple[type[BaseException], ...] = ()  # when given, other exceptions end the job (dead) at once
     dont_retry_on: tuple[type[BaseException], ...] = ()  # these end the job (dead) at once
     max_snoozes: int = DEFAULT_MAX_SNOOZES
+    executor: str = "thread"
 
     @property
     def is_async(self) -> bool:
@@ -123,6 +125,12 @@ class TaskRegistry:
             raise ValidationError("max_attempts", "must be at least 1")
         if task.max_snoozes < 0:
             raise ValidationError("max_snoozes", "must be zero or more")
+        if task.executor not in EXECUTORS:
+            raise ValidationError("executor", f"must be one of {', '.join(EXECUTORS)}, got {task.executor!r}")
+        if task.executor == "process" and (task.is_async or task.transactional):
+            raise ValidationError(
+                "executor", "the process executor runs sync functions only (not async, not transactional)"
+            )
         for option in ("retry_on", "dont_retry_on"):
             types = getattr(task, option)
             if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):

@@ -8,7 +8,14 @@
 -- (nothing to tell; a worker without its row claims nothing). The others go back uncharged
 -- (attempt given back, returns + 1). Either way the job keeps its run_at (rescue first: its old place in line). Cancelled when a
 -- cancel was pending. NOTIFY pgsched_done for ended jobs a result waiter waits on.
-WITH lost AS (
+-- After a database restart every worker's lock is free until it reconnects, so heartbeats count from the restart: the
+-- server's start, or this session's start when it opened within a lease of the server's (it waited out crash recovery).
+WITH since AS MATERIALIZED (
+    SELECT greatest(pg_postmaster_start_time(),
+                    CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => %(lease)s::float8)
+                         THEN a.backend_start END) AS at
+      FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+), lost AS (
     SELECT j.id, j.lease, w.id IS NULL OR j.id = ANY (w.started) OR e.expired AS started,  -- no row: unknown, so charged
            e.expired, j.extended_until
       FROM pgsched.jobs j
@@ -19,8 +26,9 @@ WITH lost AS (
      WHERE j.state = 'running'
        AND (w.id IS NULL
             OR e.expired
-            OR (w.heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s::float8) AND NOT e.promised)
-            OR (w.heartbeat_at < clock_timestamp() - make_interval(secs => %(grace)s::float8)
+            OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
+                AND NOT e.promised)
+            OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
                 AND NOT pgsched.lock_held(j.worker_id)))
        FOR UPDATE OF j SKIP LOCKED
 ), blamed AS (
@@ -58,10 +66,17 @@ WITH lost AS (
 SELECT reaped.id, reaped.state, reaped.charged FROM reaped, told
 
 -- name: worker_delete_dead
--- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace.
+-- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace (both counted from
+-- the last database restart when that is later, as in job_reap_lost: after a restart every worker needs time to reconnect).
+WITH since AS MATERIALIZED (
+    SELECT greatest(pg_postmaster_start_time(),
+                    CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => %(lease)s::float8)
+                         THEN a.backend_start END) AS at
+      FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+)
 DELETE FROM pgsched.workers w
- WHERE w.heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s::float8)
-    OR (w.heartbeat_at < clock_timestamp() - make_interval(secs => %(grace)s::float8)
+ WHERE greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
+    OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
         AND NOT pgsched.lock_held(w.id))
 RETURNING w.id
 

@@ -2,11 +2,13 @@
 
 Service layer, no SQL of its own. Each slot is one asyncio task that takes jobs from a buffer and
 awaits them directly (no task per job): async functions run on the loop, sync ones in a thread
-pool, transactional ones inside a database transaction that also records their success.
+pool (or, declared ``executor="process"``, in the process pool: ``pgsched.worker.processes``),
+transactional ones inside a database transaction that also records their success.
 
 A job is cancelled (``cancel``) or aborted at shutdown (``abort_running``) by cancelling its slot's
 task with a mark saying why; the slot clears the cancellation and goes on with the next job.
-A sync function cannot be interrupted: its thread runs on, and its outcome is recorded at once.
+A sync function in a thread cannot be interrupted: its thread runs on, and its outcome is recorded at
+once; one in a process child is stopped by killing the child.
 While liveness is lost (``ready`` cleared) a slot starts nothing: it parks the job for release.
 """
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgsched.config import DEFAULT_RESULT_MAX_BYTES
-from pgsched.context import JobContext, reset_current_job, set_current_job
+from pgsched.context import JobContext, current_job, reset_current_job, set_current_job
 from pgsched.control import JobControl
 from pgsched.errors import TaskNotFound
 from pgsched.hooks import Hooks
@@ -32,6 +34,7 @@ from pgsched.tasks import Task
 from pgsched.worker import outcome
 from pgsched.worker.completer import Completer
 from pgsched.worker.meters import Meters
+from pgsched.worker.processes import ProcessPool
 from pgsched.worker.progress import ProgressWriter
 from pgsched.worker_store import ClaimedJob, Finished, WorkerStore
 
@@ -77,7 +80,9 @@ class Executor:
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         hooks: Hooks | None = None,
         progress: ProgressWriter | None = None,
+        processes: ProcessPool | None = None,
     ) -> None:
+        self._processes = processes
         self._hooks = hooks or Hooks()
         self._progress = progress
         self._lookup = lookup
@@ -219,6 +224,8 @@ class Executor:
                     slot.task = group.create_task(self._slot_loop(slot))
         finally:
             self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._processes is not None:
+                await self._processes.close()
 
     def close(self) -> None:
         """Let every slot finish its current job and stop."""
@@ -349,6 +356,8 @@ class Executor:
             return self._transactional(task, job)
         if plan.is_async:
             return task.func(**job.args)
+        if task.executor == "process" and self._processes is not None:
+            return self._processes.run(task.func, job.args, current_job(), self._progress)
         future = self._threads.submit(functools.partial(contextvars.copy_context().run, task.func, **job.args))
         self._in_threads.add(future)
         future.add_done_callback(self._in_threads.discard)

@@ -73,7 +73,8 @@ def failure(job: ClaimedJob, exc: BaseException, retry: RetryPolicy, *, final: b
     with an entry of kind ``no_retry``."""
     tb = "".join(traceback.format_exception(exc))
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    entry = error_entry(job.attempt, message, kind="no_retry" if final else "exception", tb=tb)
+    kind = "no_retry" if final else getattr(exc, "pgsched_error_kind", "exception")  # crash, memory: process children
+    entry = error_entry(job.attempt, message, kind=kind, tb=tb)
     final = final or isinstance(exc, PermanentError)
     return Finished(
         job.id, job.attempt, job.lease, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt), final=final

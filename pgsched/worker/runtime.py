@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from pgsched.builtins import builtin_tasks
 from pgsched.config import Settings
@@ -26,6 +27,7 @@ from pgsched.tasks import Task, TaskRegistry
 from pgsched.worker.completer import Completer
 from pgsched.worker.config import WorkerConfig
 from pgsched.worker.executor import Executor
+from pgsched.worker.processes import ProcessPool
 from pgsched.worker.producer import Producer
 from pgsched.worker.progress import ProgressWriter
 from pgsched.worker_store import WorkerStore
@@ -75,6 +77,11 @@ class Worker:
             result_max_bytes=settings.result_max_bytes,
             hooks=tasks.hooks,
             progress=self._progress,
+            processes=ProcessPool(
+                self.config.processes or os.cpu_count() or 1,
+                max_tasks_per_child=self.config.max_tasks_per_child,
+                max_memory_mb=self.config.child_memory_mb,
+            ),
         )
         self._producer = Producer(
             self._store,

@@ -5,6 +5,7 @@ Run by real `pgsched worker` processes in tests/worker/test_control.py, test_pro
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -85,3 +86,59 @@ def beats_then_hangs(directory: str, hang: float) -> str:
         time.sleep(hang)
         return "hung run finished"
     return "second run"
+
+
+@app.task(executor="process")
+def cpu_burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+@app.task(executor="process")
+def child_pid() -> int:
+    return os.getpid()
+
+
+@app.task(executor="process", max_attempts=1)
+def hog_memory(megabytes: int, hold: float) -> str:
+    block = bytearray(megabytes * 1024 * 1024)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page: resident, not just reserved
+    time.sleep(hold)
+    return "survived"
+
+
+@app.task(executor="process", max_attempts=1, timeout=5)
+def sleep_in_child(directory: str, seconds: float) -> str:
+    (Path(directory) / "pid").write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return "woke"
+
+
+@app.task(executor="process", max_attempts=1)
+def crash_child() -> None:
+    os.kill(os.getpid(), 9)
+
+
+@app.task(executor="process", max_attempts=3, retry=FAST_RETRY)
+def snooze_in_child(directory: str) -> str:
+    if _runs(directory) == 0:
+        raise Snooze(0.1)
+    return f"attempt {current_job().attempt}"
+
+
+@app.task(executor="process")
+def progress_in_child(steps: int) -> int:
+    job = current_job()
+    for step in range(1, steps + 1):
+        job.heartbeat()
+        job.progress(step / steps, f"child step {step}")
+    return os.getpid()
+
+
+@app.task(executor="process", max_attempts=1)
+def wait_in_child(directory: str) -> str:
+    (Path(directory) / "pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return "woke"
