@@ -580,6 +580,9 @@ function renderJob(detail, job) {
        "finished", fmtTime(job.finished_at), "waited", fmtDur(between(job.run_at, job.started_at)),
        running ? "running for" : "ran for", fmtDur(elapsed), "run key", job.run_key ?? "–",
        "schedule", job.schedule_name ? link(`#/schedules/${enc(job.schedule_name)}`, job.schedule_name) : "–",
+       "progress", job.progress == null ? "–" : `${Math.round(job.progress * 100)}%${job.progress_message ? ` · ${job.progress_message}` : ""} (${fmtTime(job.progress_at)})`,
+       "snoozes", String(job.snoozes ?? 0),
+       "lease until", job.lease_until ? fmtTime(job.lease_until) : "–",
        "tags", (job.tags || []).length ? el("span", {}, ...job.tags.map((t) => link(`#/jobs?tag=${enc(t)}`, t)).flatMap((a) => [a, " "])) : "–",
        "deadline", job.expires_at ? `${fmtTime(job.expires_at)}${job.expired ? " (expired)" : ""}` : "–"].map((v) => el("div", {}, v))),
     el("h3", {}, "Meta"), el("pre", { id: "job-meta", class: "scroll" }, JSON.stringify(job.meta || {}, null, 2)),
@@ -587,7 +590,8 @@ function renderJob(detail, job) {
     el("h3", {}, "Result"), el("pre", { class: "scroll" }, JSON.stringify(job.result, null, 2)),
     el("h3", {}, `Attempts with errors (${job.errors.length})`),
     ...job.errors.map((e) => el("details", { class: "attempt" },
-      el("summary", {}, el("strong", {}, `attempt ${e.attempt}`), ` at ${fmtTime(e.at)}: `, el("span", { class: "err" }, e.error)),
+      el("summary", {}, el("strong", {}, `attempt ${e.attempt}`), ` at ${fmtTime(e.at)} `,
+        el("code", { class: "kind" }, e.kind || "exception"), ": ", el("span", { class: "err" }, e.error)),
       e.traceback ? el("pre", { class: "scroll" }, e.traceback) : el("p", { class: "muted" }, "no traceback"))));
 }
 
