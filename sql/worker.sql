@@ -141,10 +141,10 @@ WITH done AS (
            lease = NULL,
            result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
            errors = CASE WHEN d.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(d.error::jsonb) END
-      FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[], %(outcomes)s::text[], %(results)s::text[],
-                  %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[])
+      FROM unnest(%(ids)b::bigint[], %(leases)b::bigint[], %(outcomes)b::text[], %(results)b::text[],
+                  %(errors)b::text[], %(delays)b::float8[], %(finals)b::bool[])
            AS d(id, lease, outcome, result, error, delay, final)
-     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
+     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)b::bigint[])
     RETURNING j.id, j.state::text AS state
 ),
 told AS (
