@@ -5,6 +5,8 @@ from __future__ import annotations
 from pgsched.app import Pgsched
 from pgsched.clock import Clock, FixedClock, SystemClock
 from pgsched.config import Settings
+from pgsched.context import JobContext, current_job
+from pgsched.control import Cancel, Discard, JobControl, Retry, Snooze
 from pgsched.errors import (
     ConfigurationError,
     DatabaseUnavailable,
@@ -19,23 +21,29 @@ from pgsched.errors import (
     ScheduleNotFound,
     TaskNotFound,
     ValidationError,
+    WorkflowNotFound,
 )
 from pgsched.hooks import JobEvent
 from pgsched.job import Job, JobState, NewJob
 from pgsched.retry import RetryPolicy
 from pgsched.tasks import Task
+from pgsched.workflow import Started, Step
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cancel",
     "Clock",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "Discard",
     "DuplicateJob",
     "FixedClock",
     "InvalidStateError",
     "Job",
     "JobCancelled",
+    "JobContext",
+    "JobControl",
     "JobEvent",
     "JobFailed",
     "JobNotFound",
@@ -45,12 +53,18 @@ __all__ = [
     "Pgsched",
     "PgschedError",
     "ResultTimeout",
+    "Retry",
     "RetryPolicy",
     "ScheduleNotFound",
     "Settings",
+    "Snooze",
+    "Started",
+    "Step",
     "SystemClock",
     "Task",
     "TaskNotFound",
     "ValidationError",
+    "WorkflowNotFound",
     "__version__",
+    "current_job",
 ]

@@ -21,7 +21,7 @@ from pgsched.clock import Clock, SystemClock
 from pgsched.errors import DatabaseUnavailable
 from pgsched.queries import query
 
-__all__ = ["QUEUE_COUNT_CAP", "AdminStore", "Health", "WorkerInfo"]
+__all__ = ["QUEUE_COUNT_CAP", "AdminStore", "Health", "JobTotals", "WorkerInfo"]
 
 # Rows per state read live per request; past it, counts come from the leader's pgsched.queue_counts.
 QUEUE_COUNT_CAP = 1000
@@ -68,6 +68,15 @@ class Health:
     leader: bool
     workers_alive: int
     listeners_waiting: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobTotals:
+    """Rows of ``pgsched.job_totals`` and ``job_total_buckets``, and how far (finished_at) they count."""
+
+    totals: list[dict[str, Any]]
+    buckets: list[dict[str, Any]]
+    counted_until: datetime | None
 
 
 class AdminStore:
@@ -117,6 +126,17 @@ class AdminStore:
             await cur.execute(query("jit_off_local"))
             await cur.execute(query("queue_counts_list"), {"cap": QUEUE_COUNT_CAP, "now": self._clock.db_now()})
             return list(await cur.fetchall())
+
+    async def job_totals_snapshot(self) -> JobTotals:
+        """The cluster-wide job counters and histogram buckets (small tables the leader adds to), for /metrics."""
+        async with self._cursor(2.0) as cur:
+            await cur.execute(query("job_totals_list"))
+            totals = list(await cur.fetchall())
+            await cur.execute(query("job_total_buckets_list"))
+            buckets = list(await cur.fetchall())
+            await cur.execute(query("job_stats_watermark_get"))
+            mark = await cur.fetchone()
+        return JobTotals(totals, buckets, mark["upto"] if mark else None)
 
     async def table_bloat_list(self) -> list[dict[str, Any]]:
         async with self._cursor() as cur:

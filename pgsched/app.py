@@ -19,7 +19,9 @@ from pgsched.hooks import EventName, Hooks, Listener, Middleware
 from pgsched.job import DEFAULT_MAX_ATTEMPTS, Job
 from pgsched.retry import RetryPolicy
 from pgsched.schedule_store import Schedule, ScheduleSpec, ScheduleStore
-from pgsched.tasks import Task, TaskRegistry
+from pgsched.tasks import DEFAULT_MAX_SNOOZES, Task, TaskRegistry
+from pgsched.workflow import Dag, Group, Step, Workflow, batch, chain, group
+from pgsched.workflow_store import WorkflowInfo, WorkflowStep
 
 __all__ = ["Pgsched"]
 
@@ -75,6 +77,10 @@ class Pgsched:
         retry: RetryPolicy | None = None,
         priority: int = 0,
         transactional: bool = False,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        max_snoozes: int = DEFAULT_MAX_SNOOZES,
+        executor: str = "thread",
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -88,8 +94,18 @@ class Pgsched:
         retry: RetryPolicy | None = None,
         priority: int = 0,
         transactional: bool = False,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        max_snoozes: int = DEFAULT_MAX_SNOOZES,
+        executor: str = "thread",
     ) -> Task | Callable[[Callable[..., Any]], Task]:
-        """Register a task; use bare (``@app.task``) or with options (``@app.task(queue="emails")``)."""
+        """Register a task; use bare (``@app.task``) or with options (``@app.task(queue="emails")``).
+
+        ``retry_on`` / ``dont_retry_on``: exception types that may / may not be retried (any other
+        exception, or one of these, ends the job ``dead`` at once). ``max_snoozes``: how often the task
+        may ``Snooze`` one job. ``executor="process"``: a sync function runs in the worker's process pool
+        (``pgsched worker --processes N --max-tasks-per-child N --child-memory-mb M``).
+        """
 
         def register(fn: Callable[..., Any]) -> Task:
             task = Task(
@@ -102,6 +118,10 @@ class Pgsched:
                 priority=priority,
                 transactional=transactional,
                 enqueuer=self.client,
+                retry_on=retry_on if isinstance(retry_on, tuple) else (retry_on,),
+                dont_retry_on=dont_retry_on if isinstance(dont_retry_on, tuple) else (dont_retry_on,),
+                max_snoozes=max_snoozes,
+                executor=executor,
             )
             return self.tasks.register(task)
 
@@ -243,6 +263,44 @@ class Pgsched:
         finally:
             await pool.close()
         return schedule
+
+    # ---------------------------------------------------------------- workflows
+    def chain(self, *steps: Step, name: str = "") -> Workflow:
+        """a -> b -> c; ``.enqueue()`` creates it (one transaction) and returns its id and job ids."""
+        return chain(*steps, name=name, starter=self.client)
+
+    def group(self, *steps: Step, name: str = "") -> Group:
+        """Steps side by side; ``.then(callback.s())`` adds a callback that gets every result."""
+        return group(*steps, name=name, starter=self.client)
+
+    def dag(self, name: str = "") -> Dag:
+        """A graph: ``a = dag.add(x.s()); dag.add(y.s(), after=[a])``."""
+        return Dag(name, starter=self.client)
+
+    def batch(
+        self,
+        steps: list[Step],
+        *,
+        on_success: Step | None = None,
+        on_failure: Step | None = None,
+        on_complete: Step | None = None,
+        name: str = "",
+    ) -> Workflow:
+        """Independent jobs with completion callbacks; progress by id with ``app.workflow(id)``."""
+        return batch(
+            steps, on_success=on_success, on_failure=on_failure, on_complete=on_complete, name=name, starter=self.client
+        )
+
+    def workflow(self, workflow_id: int) -> WorkflowInfo | None:
+        """A workflow's progress (steps per state) and overall state."""
+        return self.client.workflow_store().workflow_get(workflow_id)
+
+    def workflow_steps(self, workflow_id: int) -> list[WorkflowStep]:
+        return self.client.workflow_store().workflow_steps_get(workflow_id)
+
+    def cancel_workflow(self, workflow_id: int) -> int:
+        """Cancel every unfinished step; returns how many were cancelled or signalled."""
+        return self.client.workflow_store().workflow_cancel(workflow_id)
 
     def close(self) -> None:
         self.client.close()

@@ -24,6 +24,8 @@ from pgsched.job import Job, NewJob
 from pgsched.result_store import ResultStore
 from pgsched.store import AsyncJobStore, Inserted, JobStore
 from pgsched.tasks import resolve_delay
+from pgsched.workflow import Started, Workflow
+from pgsched.workflow_store import AsyncWorkflowStore, WorkflowStore
 
 __all__ = ["Client", "dedupe_cache_for", "new_job_from_mapping"]
 
@@ -144,7 +146,42 @@ class Client:
         """Wait for the job to end and return its result (every wait of this client shares one listener)."""
         return self._result_store().result_wait(job_id, timeout=timeout, recheck=recheck)
 
+    def start_workflow(self, workflow: Workflow, *, conn: psycopg.Connection[Any] | None = None) -> Started:
+        """Create every step and edge of ``workflow`` in one transaction (the caller's, with ``conn``)."""
+        jobs = self._build_steps(workflow)
+        return self.workflow_store(conn).workflow_insert(workflow.name, workflow.kind, jobs, workflow.nodes, conn=conn)
+
+    def workflow_store(self, conn: psycopg.Connection[Any] | None = None) -> WorkflowStore:
+        if conn is not None:
+            return WorkflowStore(None)
+        self._store()
+        return WorkflowStore(self._pool)
+
+    def _build_steps(self, workflow: Workflow) -> list[NewJob]:
+        if not workflow.nodes:
+            raise ValidationError("steps", "a workflow needs at least one step")
+        jobs = []
+        for index, node in enumerate(workflow.nodes):
+            try:
+                jobs.append(self.build(node.step.task, node.step.args, **node.step.options))
+            except ValidationError as exc:
+                raise ValidationError(f"steps[{index}].{exc.field}", exc.message) from None
+        return jobs
+
     # ---------------------------------------------------------------- async
+    async def start_workflow_async(
+        self, workflow: Workflow, *, conn: psycopg.AsyncConnection[Any] | None = None
+    ) -> Started:
+        jobs = self._build_steps(workflow)
+        store = await self.workflow_store_async(conn)
+        return await store.workflow_insert(workflow.name, workflow.kind, jobs, workflow.nodes, conn=conn)
+
+    async def workflow_store_async(self, conn: psycopg.AsyncConnection[Any] | None = None) -> AsyncWorkflowStore:
+        if conn is not None:
+            return AsyncWorkflowStore(None)
+        await self._astore()
+        return AsyncWorkflowStore(self._apool)
+
     async def enqueue_async(
         self,
         task: str,

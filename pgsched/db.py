@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import select
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator
@@ -36,24 +37,40 @@ __all__ = [
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 # A pool with check_idle=True pings (one round trip) only connections last checked out longer ago than
-# this; one in steady use skips the ping, and a broken one is still dropped when it is returned. (Not
-# a pool ``reset`` callback: with one, psycopg_pool returns every connection through a worker task.)
+# this, or whose socket has something to read while it sat in the pool (a server that shut down or
+# crashed says so, or just hangs up: end of file); one in steady use skips the ping for a poll(2) of
+# its socket, and a broken one is still dropped when it is returned. (Not a pool ``reset`` callback:
+# with one, psycopg_pool returns every connection through a worker task.)
 IDLE_CHECK_SECONDS = 1.0
 _checked_out_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
-def _idle(conn: Any) -> bool:
-    return time.monotonic() - _checked_out_at.get(conn, float("-inf")) >= IDLE_CHECK_SECONDS
+def _needs_ping(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    if time.monotonic() - _checked_out_at.get(conn, float("-inf")) >= IDLE_CHECK_SECONDS:
+        return True
+    try:
+        fd = conn.fileno()
+    except psycopg.Error:
+        return True
+    return _readable(fd)  # an idle connection has nothing to read unless the server spoke or left
+
+
+def _readable(fd: int) -> bool:
+    if not hasattr(select, "poll"):  # Windows: select() takes any socket there
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
-    if _idle(conn):
+    if _needs_ping(conn):
         ConnectionPool.check_connection(conn)
     _checked_out_at[conn] = time.monotonic()
 
 
 async def _check_if_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    if _idle(conn):
+    if _needs_ping(conn):
         await AsyncConnectionPool.check_connection(conn)
     _checked_out_at[conn] = time.monotonic()
 

@@ -22,6 +22,7 @@ __all__ = [
     "ScheduleNotFound",
     "TaskNotFound",
     "ValidationError",
+    "WorkflowNotFound",
 ]
 
 
@@ -105,6 +106,14 @@ class TaskNotFound(PgschedError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"task {name!r} is not registered")
         self.name = name
+
+
+class WorkflowNotFound(PgschedError, LookupError):
+    """No workflow with that id."""
+
+    def __init__(self, workflow_id: int) -> None:
+        super().__init__(f"workflow {workflow_id} does not exist")
+        self.workflow_id = workflow_id
 
 
 class InvalidStateError(PgschedError):

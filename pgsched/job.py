@@ -44,6 +44,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
 class JobState(StrEnum):
+    WAITING = "waiting"  # for its dependencies (a workflow step); claims never see it
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -204,6 +205,11 @@ class Job:
     concurrency_limit: int | None = None
     # ``args`` as the JSON text validation produced; None when built by hand (the insert encodes then).
     args_json: str | None = field(default=None, compare=False, repr=False)
+    snoozes: int = 0
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
+    lease_until: datetime | None = None  # the running attempt promised its next heartbeat by then
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -229,6 +235,11 @@ class Job:
             created_at=row["created_at"],
             concurrency_key=row.get("concurrency_key"),
             concurrency_limit=row.get("concurrency_limit"),
+            snoozes=row.get("snoozes", 0),
+            progress=row.get("progress"),
+            progress_message=row.get("progress_message"),
+            progress_at=row.get("progress_at"),
+            lease_until=_lease_until(row),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,4 +270,18 @@ class Job:
             "created_at": iso(self.created_at),
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
+            "snoozes": self.snoozes,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "progress_at": iso(self.progress_at),
+            "lease_until": iso(self.lease_until),
         }
+
+
+def _lease_until(row: Mapping[str, Any]) -> datetime | None:
+    """The heartbeat promise of the running attempt: only an extension made under the current lease counts."""
+    lease = row.get("lease")
+    if lease is None or row.get("extended_lease") != lease:
+        return None
+    until: datetime | None = row.get("extended_until")
+    return until

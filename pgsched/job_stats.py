@@ -1,4 +1,5 @@
-"""JobStatsRollup: the leader's pass that rolls finished jobs up into ``pgsched.job_stats_minute``.
+"""JobStatsRollup: the leader's pass that rolls finished jobs up into ``pgsched.job_stats_minute`` (charts)
+and into the never-pruned cluster totals ``pgsched.job_totals`` and ``job_total_buckets`` (the API's /metrics).
 
 Data layer, run on the leader's connection from the Pruner. Each pass reads only the jobs finished
 since the watermark (jobs_finished_idx), so its cost follows the new rows, not the history; it adds
@@ -15,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgsched.metrics import LATENCY_BUCKETS
 from pgsched.queries import query
 
 __all__ = ["STATS_KEEP", "JobStatsRollup"]
@@ -27,11 +29,13 @@ STATS_KEEP = timedelta(days=7)
 SETTLE = timedelta(seconds=10)
 MAX_SPAN = timedelta(hours=6)
 PASS_BUDGET_SECONDS = 1.0
+_BOUNDS = [float(b) for b in LATENCY_BUCKETS]  # the cluster histograms use the workers' buckets
 PRUNE_LIMIT = 10_000  # rows of each table per pass: far more than a pass adds
 
 
 class JobStatsRollup:
-    """Counts jobs finished in (watermark, now - SETTLE] per minute and per hour, queue and task; drops rows
+    """Counts jobs finished in (watermark, now - SETTLE] per minute and per hour, queue and task, and adds them to
+    the cluster totals (same window, same transaction: each finished job is counted once); drops chart rows
     past 7 days. One pass reads at most MAX_SPAN of finish times and a call stops passing after
     PASS_BUDGET_SECONDS, so a first run over a long history is spread over several prune intervals
     instead of holding the leader's connection (an empty history catches up at once)."""
@@ -62,8 +66,11 @@ class JobStatsRollup:
             window = await cur.fetchone()
             if window is None or window["upto"] <= window["since"]:  # None: another leader is mid-pass
                 return 0, False
-            await cur.execute(query("job_stats_rollup"), {"since": window["since"], "upto": window["upto"]})
+            rows = {"since": window["since"], "upto": window["upto"]}
+            await cur.execute(query("job_stats_rollup"), rows)
             counted = await cur.fetchone()
+            if counted and counted["minutes"]:  # no minute row touched: no job finished in the window
+                await cur.execute(query("job_totals_rollup"), {**rows, "bounds": _BOUNDS})
             await cur.execute(query("job_stats_watermark_set"), {"upto": window["upto"]})
             await cur.execute(query("job_stats_prune"), {"before": window["keep_from"], "limit": PRUNE_LIMIT})
         return (int(counted["minutes"]) if counted else 0), bool(window["behind"])

@@ -8,8 +8,9 @@ or a stale heartbeat as death.
 
 States: ``alive`` (lock held: ``ready`` is set) and ``lost`` (connection broken or a beat timed
 out: ``ready`` is cleared, so the worker starts no new job). While lost it reconnects with capped
-backoff, re-takes the lock on its id, or registers a new row when its row was deleted or a
-lingering old session still holds the lock. ``close()`` deletes the row (clean shutdown).
+backoff (at most one heartbeat: after a database restart the reaper's grace is two), re-takes the
+lock on its id, or registers a new row when its row was deleted or a lingering old session still
+holds the lock. ``close()`` deletes the row (clean shutdown).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class Liveness:
                 log.warning("liveness reconnect failed", extra={"event": "liveness_retry", "error": str(exc)})
                 if await self._wait_stop(backoff):
                     return
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                backoff = min(backoff * 2, _MAX_BACKOFF, self._heartbeat)
 
     def stop(self) -> None:
         self._stopping.set()

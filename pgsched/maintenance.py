@@ -87,8 +87,16 @@ class Pruner:
         if total:
             log.info("pruned finished jobs", extra={"event": "jobs_pruned", "deleted": total})
         await self.result_waiter_prune(conn)
+        await self.workflow_prune(conn, now=now)
         await self.queue_counts_refresh(conn, now=now)
         return total
+
+    async def workflow_prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
+        """Delete workflows none of whose steps is left (each step went with its own retention)."""
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("workflow_prune"), {"now": now, "limit": _PRUNE_BATCH})
+            row = await cur.fetchone()
+        return int(row["deleted"]) if row else 0
 
     async def queue_counts_refresh(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> None:
         """Recount pgsched.queue_counts: one scan per prune interval instead of one per API request."""

@@ -1,7 +1,9 @@
 """Every Prometheus metric pgsched exports, defined once here (a leaf: no I/O, no pgsched imports).
 
 Process-local counters and histograms live in the default registry; the API adds gauges read
-from the database at scrape time (queue depth, dead count, leader present) in its own collector.
+from the database at scrape time (queue depth, dead count, leader present) in its own collector,
+and the cluster-wide job counters and histograms named here (``CLUSTER_*``), read from the totals
+the leader keeps (``pgsched.job_totals``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 __all__ = [
+    "CLUSTER_COUNTED_UNTIL",
+    "CLUSTER_COUNTERS",
+    "CLUSTER_HISTOGRAMS",
     "DEDUPE_CACHE_ERRORS",
     "DEDUPE_CACHE_HITS",
     "DEDUPE_CACHE_MISSES",
@@ -27,6 +32,7 @@ __all__ = [
     "JOBS_SUCCEEDED",
     "JOB_DURATION",
     "JOB_WAIT",
+    "LATENCY_BUCKETS",
     "LEADER_IS_LEADER",
     "LoopHistogram",
     "LISTENER_RECONNECTS",
@@ -34,7 +40,8 @@ __all__ = [
     "WORKER_RUNNING_JOBS",
 ]
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+# Also the buckets of the cluster-wide histograms (pgsched.job_total_buckets, filled by the leader).
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 JOBS_STARTED = Counter("pgsched_jobs_started_total", "Job attempts started by this worker.", ["queue", "task"])
 JOBS_SUCCEEDED = Counter("pgsched_jobs_succeeded_total", "Job attempts that succeeded.", ["queue", "task"])
@@ -42,7 +49,12 @@ JOBS_FAILED = Counter("pgsched_jobs_failed_total", "Job attempts that failed (ra
 JOBS_RETRIED = Counter("pgsched_jobs_retried_total", "Failed attempts queued again for a retry.", ["queue", "task"])
 JOBS_DEAD = Counter("pgsched_jobs_dead_total", "Jobs that ran out of attempts.", ["queue", "task"])
 JOBS_CANCELLED = Counter("pgsched_jobs_cancelled_total", "Running jobs cancelled on request.", ["queue", "task"])
-
+JOB_ERROR_ENTRIES = Counter(
+    "pgsched_job_error_entries_total",
+    "Entries this worker wrote to jobs.errors, by kind: what ended or delayed an attempt (exception, timeout,"
+    " no_retry, snooze, snooze_limit, retry, discard, cancel, result, crash, memory).",
+    ["queue", "task", "kind"],
+)
 _go_float = cast(Callable[[float], str], floatToGoString)  # the exposition's number format
 
 
@@ -111,13 +123,13 @@ class LoopHistogram:
 
 
 JOB_DURATION = LoopHistogram(
-    "pgsched_job_duration_seconds", "Run time of one attempt.", ["queue", "task"], buckets=_LATENCY_BUCKETS
+    "pgsched_job_duration_seconds", "Run time of one attempt.", ["queue", "task"], buckets=LATENCY_BUCKETS
 )
 JOB_WAIT = LoopHistogram(
     "pgsched_job_wait_seconds",
     "Time from run_at to the start of an attempt.",
     ["queue", "task"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
 WORKER_RUNNING_JOBS = Gauge("pgsched_worker_running_jobs", "Jobs running in this worker now.")
 LISTENER_RECONNECTS = Counter("pgsched_listener_reconnects_total", "Times the LISTEN connection was re-established.")
@@ -127,4 +139,28 @@ DEDUPE_CACHE_HITS = Counter("pgsched_dedupe_cache_hits_total", "Run-key lookups 
 DEDUPE_CACHE_MISSES = Counter("pgsched_dedupe_cache_misses_total", "Run-key lookups the Redis cache could not answer.")
 DEDUPE_CACHE_ERRORS = Counter(
     "pgsched_dedupe_cache_errors_total", "Redis errors or timeouts; the enqueue fell back to PostgreSQL."
+)
+
+# Cluster-wide, from the database (the API's /metrics): column of pgsched.job_totals -> (name, help).
+# Counted when a job finishes, once the leader's rollup has passed it (its settle delay plus the prune interval).
+CLUSTER_COUNTERS = {
+    "started": ("pgsched_cluster_jobs_started_total", "Attempts started, by every worker, of jobs that finished."),
+    "succeeded": ("pgsched_cluster_jobs_succeeded_total", "Jobs that succeeded, in the whole cluster."),
+    "failed": ("pgsched_cluster_jobs_failed_total", "Failed attempts (raised or timed out) of jobs that finished."),
+    "retried": ("pgsched_cluster_jobs_retried_total", "Failed attempts queued again, of jobs that finished."),
+    "dead": ("pgsched_cluster_jobs_dead_total", "Jobs that ran out of attempts (or failed permanently)."),
+    "cancelled": ("pgsched_cluster_jobs_cancelled_total", "Jobs cancelled, waiting or running."),
+    "lost": ("pgsched_cluster_jobs_lost_total", "Attempts the reaper charged: a lost worker or an expired lease."),
+}
+# metric of pgsched.job_total_buckets -> (name, help); the buckets are LATENCY_BUCKETS.
+CLUSTER_HISTOGRAMS = {
+    "duration": (
+        "pgsched_cluster_job_duration_seconds",
+        "Claim to finish of each finished job's last attempt (database clock), in the whole cluster.",
+    ),
+    "wait": ("pgsched_cluster_job_wait_seconds", "run_at to claim of each finished job's last attempt."),
+}
+CLUSTER_COUNTED_UNTIL = (
+    "pgsched_cluster_jobs_counted_until_timestamp_seconds",
+    "The cluster job metrics count the jobs finished up to this time (Unix seconds).",
 )

@@ -5,6 +5,12 @@ so a late or duplicate completion changes nothing. psycopg errors stop here and 
 pgsched errors. The one enqueue path of every surface lives here: ``job_insert`` (one job,
 insert-or-return in one statement) and ``job_insert_many`` (which asks the dedupe cache, and
 returns a cached id only once a primary-key read shows the job still holds that run key).
+
+A connection can die under a statement (a database restart the pool's check did not see yet): a
+pooled ``job_insert`` with a run key is then tried once more on a fresh connection. That is safe
+only because the key makes it idempotent (the second try returns the job if the first committed);
+without a key the insert may or may not have committed, so ``DatabaseUnavailable`` goes to the
+caller, who was never told the job exists.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from pgsched.clock import Clock, SystemClock
 from pgsched.dedupe import DedupeCache, NullCache
@@ -117,6 +123,14 @@ def _translated() -> Iterator[None]:
         if translated is exc:
             raise
         raise translated from exc
+
+
+def _died_under(exc: DatabaseUnavailable) -> bool:
+    """The connection broke during the statement; not a statement timeout, nor no connection to be had (a retry
+    would only wait those out again)."""
+    cause = exc.__cause__
+    broke = isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+    return broke and not isinstance(cause, PoolTimeout | pg_errors.QueryCanceled)
 
 
 def _as_is(text: str) -> str:
@@ -239,7 +253,18 @@ class JobStore:
 
     def job_insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
         """One job, insert-or-return in one statement. No cache here: that statement answers a taken
-        run key as fast as a verified cache hit would (a Redis GET plus a primary-key read)."""
+        run key as fast as a verified cache hit would (a Redis GET plus a primary-key read). A pooled insert
+        with a run key is tried once more when its connection dies under it (see the module docstring)."""
+        if conn is None and job.run_key is not None:
+            try:
+                return self._insert_one(job, None)
+            except DatabaseUnavailable as exc:
+                if not _died_under(exc):
+                    raise
+                return self._insert_one(job, None)
+        return self._insert_one(job, conn)
+
+    def _insert_one(self, job: NewJob, conn: psycopg.Connection[Any] | None) -> Inserted:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
                 row = cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now())).fetchone()
@@ -332,6 +357,16 @@ class AsyncJobStore:
 
     async def job_insert(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
         """The async twin of ``JobStore.job_insert``."""
+        if conn is None and job.run_key is not None:
+            try:
+                return await self._insert_one(job, None)
+            except DatabaseUnavailable as exc:
+                if not _died_under(exc):
+                    raise
+                return await self._insert_one(job, None)
+        return await self._insert_one(job, conn)
+
+    async def _insert_one(self, job: NewJob, conn: psycopg.AsyncConnection[Any] | None) -> Inserted:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
                 await cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now()))

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -31,7 +32,7 @@ from pgsched.clock import Clock, SystemClock
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
 from pgsched.queries import query
 
-__all__ = ["ClaimedJob", "Finished", "Outcome", "WorkerStore"]
+__all__ = ["ClaimedJob", "Finished", "Outcome", "Report", "WorkerStore"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SNOOZED = "snoozed"  # queued again after ``delay`` with the attempt given back (dead past ``snooze_limit``)
 
 
 class Finished(NamedTuple):
@@ -73,6 +75,19 @@ class Finished(NamedTuple):
     error: dict[str, Any] | None = None
     delay: float = 0.0
     final: bool = False
+    snooze_limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The latest progress (``fraction`` None: none since the last write) and lease extension (``extend``
+    seconds, None: no heartbeat since the last write) of one running attempt (id, lease)."""
+
+    id: int
+    lease: int
+    fraction: float | None = None
+    message: str | None = None
+    extend: float | None = None
 
 
 @contextlib.contextmanager
@@ -136,6 +151,7 @@ def _finish_params(items: Sequence[Finished], now: Any) -> dict[str, Any]:
         "errors": [None if f.error is None else json.dumps(f.error) for f in items],
         "delays": [f.delay for f in items],
         "finals": [f.final for f in items],
+        "snooze_limits": [f.snooze_limit for f in items],
         "now": now,
     }
 
@@ -222,6 +238,22 @@ class WorkerStore:
         async with self._writes.use() as conn:
             cur = await conn.execute(query("job_finish_many"), _finish_params(items, self._clock.db_now()))
             return {row[0]: row[1] for row in await cur.fetchall()}
+
+    async def job_progress_many(self, reports: Sequence[Report]) -> set[int]:
+        """Write progress and heartbeat reports of running attempts; returns the ids whose fence held."""
+        if not reports:
+            return set()
+        params = {
+            "ids": [r.id for r in reports],
+            "leases": [r.lease for r in reports],
+            "fractions": [r.fraction for r in reports],
+            "messages": [r.message for r in reports],
+            "extends": [r.extend for r in reports],
+            "now": self._clock.db_now(),
+        }
+        async with self._writes.use() as conn:
+            cur = await conn.execute(query("job_progress_many"), params)
+            return {row[0] for row in await cur.fetchall()}
 
     async def job_release_leased(self, jobs: Sequence[tuple[int, int]]) -> set[int]:
         """Hand (id, lease) pairs back to the queue uncharged, in their old place; fenced."""

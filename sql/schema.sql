@@ -22,6 +22,7 @@ COMMENT ON SCHEMA pgsched IS 'pgsched: a job queue and cron scheduler coordinate
 --
 
 CREATE TYPE pgsched.job_state AS ENUM (
+    'waiting',
     'queued',
     'running',
     'succeeded',
@@ -33,7 +34,7 @@ CREATE TYPE pgsched.job_state AS ENUM (
 -- Name: TYPE job_state; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON TYPE pgsched.job_state IS 'Life of a job: queued (waiting, delayed or waiting to retry) -> running -> succeeded | dead | cancelled.';
+COMMENT ON TYPE pgsched.job_state IS 'Life of a job: [waiting (for its dependencies) ->] queued (waiting, delayed or waiting to retry) -> running -> succeeded | dead | cancelled.';
 
 --
 -- Name: cancel(bigint); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -50,7 +51,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'pgsched.cancel: job % does not exist', job_id USING ERRCODE = 'no_data_found';
     END IF;
-    IF current = 'queued' THEN
+    IF current IN ('queued', 'waiting') THEN
         UPDATE pgsched.jobs SET state = 'cancelled', finished_at = now() WHERE id = job_id;
         IF EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = cancel.job_id) THEN
             PERFORM pg_notify('pgsched_done', job_id::text);
@@ -69,7 +70,7 @@ END $$;
 -- Name: FUNCTION cancel(job_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.cancel(job_id bigint) IS 'Cancel a job: a queued job at once (NOTIFY pgsched_done when a result waiter waits on it); a running job is signalled (NOTIFY pgsched_cancel) and its worker stops it. Returns the state after the call.';
+COMMENT ON FUNCTION pgsched.cancel(job_id bigint) IS 'Cancel a job: a queued or waiting job at once (NOTIFY pgsched_done when a result waiter waits on it); a running job is signalled (NOTIFY pgsched_cancel) and its worker stops it. Returns the state after the call.';
 
 --
 -- Name: claim_limited(text[], integer, bigint, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -270,6 +271,150 @@ END $_$;
 --
 
 COMMENT ON FUNCTION pgsched.enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer) IS 'Enqueue a job and return its id; with a run_key that exists, return the existing job''s id and create nothing. A concurrency_key limits how many jobs of the key run at once (concurrency_limit, default 1).';
+
+--
+-- Name: job_settle(bigint); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.job_settle(p_id bigint) RETURNS pgsched.job_state
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    pending integer;
+    blocker bigint;
+    blocker_state text;
+    wants_failure boolean;
+    saw_failure boolean;
+    arg text;
+    reason text;
+    settled pgsched.job_state;
+BEGIN
+    SELECT count(*) FILTER (WHERE d.state NOT IN ('succeeded', 'dead', 'cancelled')),
+           min(e.depends_on) FILTER (WHERE e.on_failure = 'cancel' AND d.state IN ('dead', 'cancelled')),
+           coalesce(bool_or(e.on_failure = 'failed'), false),
+           coalesce(bool_or(e.on_failure = 'failed' AND d.state IN ('dead', 'cancelled')), false),
+           max(e.results_arg)
+      INTO pending, blocker, wants_failure, saw_failure, arg
+      FROM pgsched.job_dependencies e
+      LEFT JOIN pgsched.jobs d ON d.id = e.depends_on
+     WHERE e.job_id = p_id;
+    IF blocker IS NOT NULL THEN
+        SELECT d.state::text INTO blocker_state FROM pgsched.jobs d WHERE d.id = blocker;
+        reason := format('dependency %s ended %s', blocker, blocker_state);
+    ELSIF pending > 0 THEN
+        RETURN 'waiting';
+    ELSIF wants_failure AND NOT saw_failure THEN
+        reason := 'no dependency failed';
+    END IF;
+    IF reason IS NOT NULL THEN
+        UPDATE pgsched.jobs j
+           SET state = 'cancelled', finished_at = now(),
+               errors = j.errors || jsonb_build_array(jsonb_build_object(
+                   'at', now(), 'attempt', j.attempt, 'error', reason, 'kind', 'dependency_failed',
+                   'dependency_id', blocker, 'traceback', NULL))
+         WHERE j.id = p_id
+        RETURNING j.state INTO settled;
+    ELSE
+        UPDATE pgsched.jobs j
+           SET state = 'queued', run_at = greatest(j.run_at, now()),
+               args = CASE WHEN arg IS NULL THEN j.args ELSE j.args || jsonb_build_object(arg, (
+                          SELECT coalesce(jsonb_agg(CASE WHEN d.state = 'succeeded' THEN d.result END
+                                                    ORDER BY e.position, e.depends_on), '[]'::jsonb)
+                            FROM pgsched.job_dependencies e
+                            LEFT JOIN pgsched.jobs d ON d.id = e.depends_on
+                           WHERE e.job_id = p_id)) END
+         WHERE j.id = p_id
+        RETURNING j.state INTO settled;
+        IF current_setting('pgsched.notify', true) IS DISTINCT FROM 'off'
+           AND EXISTS (SELECT 1 FROM pgsched.waiting_workers w
+                        WHERE w.queue = (SELECT j.queue FROM pgsched.jobs j WHERE j.id = p_id)) THEN
+            PERFORM pg_notify('pgsched_jobs', (SELECT j.queue FROM pgsched.jobs j WHERE j.id = p_id));
+        END IF;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = p_id) AND settled = 'cancelled' THEN
+        PERFORM pg_notify('pgsched_done', p_id::text);
+    END IF;
+    RETURN settled;
+END $$;
+
+--
+-- Name: FUNCTION job_settle(p_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.job_settle(p_id bigint) IS 'Decide a waiting job the caller has locked: queued when every dependency has ended and none blocks it (injecting results when asked), cancelled when a dependency with policy cancel failed (or, with "failed" edges, when none failed), else still waiting.';
+
+--
+-- Name: jobs_advance_dependents(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.jobs_advance_dependents() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    todo bigint[] := ARRAY[NEW.id];
+    next_ids bigint[];
+    d record;
+    reviving boolean := NEW.state NOT IN ('succeeded', 'dead', 'cancelled');
+BEGIN
+    -- Our own updates below fire this trigger again: the loop here handles them instead.
+    IF current_setting('pgsched.advancing', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM set_config('pgsched.advancing', 'on', true);
+    WHILE cardinality(todo) > 0 LOOP
+        next_ids := '{}';
+        IF reviving THEN
+            FOR d IN SELECT j.id, j.has_dependents FROM pgsched.jobs j
+                      WHERE j.id IN (SELECT e.job_id FROM pgsched.job_dependencies e WHERE e.depends_on = ANY (todo))
+                        AND j.state = 'cancelled' AND j.errors -> -1 ->> 'kind' = 'dependency_failed'
+                      ORDER BY j.id FOR UPDATE OF j LOOP
+                UPDATE pgsched.jobs j SET state = 'waiting', finished_at = NULL WHERE j.id = d.id;
+                IF d.has_dependents THEN
+                    next_ids := next_ids || d.id;
+                END IF;
+            END LOOP;
+        ELSE
+            FOR d IN SELECT j.id, j.has_dependents FROM pgsched.jobs j
+                      WHERE j.id IN (SELECT e.job_id FROM pgsched.job_dependencies e WHERE e.depends_on = ANY (todo))
+                        AND j.state = 'waiting'
+                      ORDER BY j.id FOR UPDATE OF j LOOP
+                IF pgsched.job_settle(d.id) = 'cancelled' AND d.has_dependents THEN
+                    next_ids := next_ids || d.id;
+                END IF;
+            END LOOP;
+        END IF;
+        todo := next_ids;
+    END LOOP;
+    PERFORM set_config('pgsched.advancing', 'off', true);
+    RETURN NULL;
+END $$;
+
+--
+-- Name: FUNCTION jobs_advance_dependents(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger: a job with dependents ended (settle each waiting dependent under its row lock, cascading cancellations) or left dead/cancelled (a retry: dependents it had cancelled wait again), in the transaction of that change.';
+
+--
+-- Name: jobs_forget_dependencies(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.jobs_forget_dependencies() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    DELETE FROM pgsched.job_dependencies e WHERE e.job_id = OLD.id;
+    RETURN NULL;
+END $$;
+
+--
+-- Name: FUNCTION jobs_forget_dependencies(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.jobs_forget_dependencies() IS 'Trigger: a deleted workflow step takes its dependency edges along.';
 
 --
 -- Name: jobs_notify_insert(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -483,6 +628,119 @@ BEGIN
     PERFORM pg_notify('pgsched_schedules', '');
     RETURN NULL;
 END $$;
+
+--
+-- Name: workflow_add(bigint, text, jsonb, bigint[], text, text, integer, integer, interval, text); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.workflow_add(workflow_id bigint, task text, args jsonb DEFAULT '{}'::jsonb, depends_on bigint[] DEFAULT '{}'::bigint[], on_failure text DEFAULT 'cancel'::text, queue text DEFAULT 'default'::text, priority integer DEFAULT 0, max_attempts integer DEFAULT NULL::integer, timeout interval DEFAULT NULL::interval, results_arg text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+#variable_conflict use_variable
+DECLARE
+    new_id bigint;
+    wf bigint := workflow_id;
+    found_deps integer;
+BEGIN
+    IF wf IS NULL THEN
+        wf := pgsched.workflow_create('', 'after');
+    ELSIF NOT EXISTS (SELECT 1 FROM pgsched.workflows w WHERE w.id = wf) THEN
+        RAISE EXCEPTION 'pgsched.workflow_add: workflow % does not exist', wf USING ERRCODE = 'no_data_found';
+    END IF;
+    IF on_failure IS NULL OR on_failure NOT IN ('cancel', 'run', 'failed') THEN
+        RAISE EXCEPTION 'pgsched.workflow_add: on_failure must be cancel, run or failed, got %', coalesce(quote_literal(on_failure), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    depends_on := ARRAY(SELECT t.u FROM unnest(coalesce(depends_on, '{}')) WITH ORDINALITY AS t(u, n)
+                         WHERE t.u IS NOT NULL GROUP BY t.u ORDER BY min(t.n));  -- first mention wins
+    new_id := pgsched.enqueue(task, args, queue => queue, priority => priority, max_attempts => max_attempts,
+                              timeout => timeout, run_at => now());
+    -- Lock the dependencies (so none ends unseen while the edges go in) and mark them.
+    UPDATE pgsched.jobs j SET has_dependents = true WHERE j.id = ANY (depends_on);
+    GET DIAGNOSTICS found_deps = ROW_COUNT;
+    IF found_deps <> cardinality(depends_on) THEN
+        RAISE EXCEPTION 'pgsched.workflow_add: dependency % does not exist',
+            (SELECT min(u) FROM unnest(depends_on) AS u WHERE NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = u))
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    INSERT INTO pgsched.job_dependencies (job_id, depends_on, position, on_failure, results_arg)
+    SELECT new_id, d.id, d.n, on_failure, results_arg FROM unnest(depends_on) WITH ORDINALITY AS d(id, n);
+    UPDATE pgsched.jobs j SET workflow_id = wf,
+                              state = CASE WHEN cardinality(depends_on) > 0 THEN 'waiting' ELSE 'queued' END::pgsched.job_state
+     WHERE j.id = new_id;
+    IF cardinality(depends_on) > 0 THEN
+        PERFORM pgsched.job_settle(new_id);  -- its dependencies may have ended already
+    END IF;
+    RETURN new_id;
+END $$;
+
+--
+-- Name: FUNCTION workflow_add(workflow_id bigint, task text, args jsonb, depends_on bigint[], on_failure text, queue text, priority integer, max_attempts integer, timeout interval, results_arg text); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.workflow_add(workflow_id bigint, task text, args jsonb, depends_on bigint[], on_failure text, queue text, priority integer, max_attempts integer, timeout interval, results_arg text) IS 'Add a step to a workflow (NULL: a new workflow of kind after) that waits for the jobs depends_on (policy on_failure: cancel, run or failed) and return its id; with no dependency it is queued at once. results_arg names the args key that receives the dependencies'' results.';
+
+--
+-- Name: workflow_cancel(bigint); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.workflow_cancel(workflow_id bigint) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+#variable_conflict use_variable
+DECLARE
+    n integer;
+    s record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgsched.workflows w WHERE w.id = workflow_id) THEN
+        RAISE EXCEPTION 'pgsched.workflow_cancel: workflow % does not exist', workflow_id USING ERRCODE = 'no_data_found';
+    END IF;
+    -- One statement for every step not started: their own triggers then find their dependents
+    -- already cancelled, so nothing cascades twice.
+    WITH stopped AS (
+        UPDATE pgsched.jobs j
+           SET state = 'cancelled', finished_at = now(),
+               errors = j.errors || jsonb_build_array(jsonb_build_object(
+                   'at', now(), 'attempt', j.attempt, 'error', 'workflow cancelled', 'kind', 'workflow_cancelled',
+                   'traceback', NULL))
+         WHERE j.workflow_id = workflow_id AND j.state IN ('waiting', 'queued')
+        RETURNING j.id
+    ), told AS (
+        SELECT count(pg_notify('pgsched_done', stopped.id::text)) AS sent FROM stopped
+         WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = stopped.id)
+    )
+    SELECT count(*) INTO n FROM stopped, told;
+    FOR s IN SELECT j.id FROM pgsched.jobs j WHERE j.workflow_id = workflow_id AND j.state = 'running' ORDER BY j.id LOOP
+        PERFORM pgsched.cancel(s.id);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+
+--
+-- Name: FUNCTION workflow_cancel(workflow_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.workflow_cancel(workflow_id bigint) IS 'Cancel every unfinished step of a workflow (running ones are signalled, see pgsched.cancel); returns how many steps it cancelled or signalled.';
+
+--
+-- Name: workflow_create(text, text); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.workflow_create(name text DEFAULT ''::text, kind text DEFAULT 'dag'::text) RETURNS bigint
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    INSERT INTO pgsched.workflows (name, kind) VALUES (coalesce(workflow_create.name, ''), workflow_create.kind) RETURNING id
+$$;
+
+--
+-- Name: FUNCTION workflow_create(name text, kind text); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.workflow_create(name text, kind text) IS 'Create an empty workflow and return its id; add steps with pgsched.workflow_add in the same or later transactions.';
 
 --
 -- Name: api_tokens; Type: TABLE; Schema: pgsched; Owner: -
@@ -791,11 +1049,20 @@ CREATE TABLE pgsched.jobs (
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
     alone boolean DEFAULT false NOT NULL,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
+    workflow_id bigint,
+    has_dependents boolean DEFAULT false NOT NULL,
     CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
     CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
     CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
     CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
@@ -849,7 +1116,7 @@ COMMENT ON COLUMN pgsched.jobs.run_at IS 'Earliest time the job may start; also 
 -- Name: COLUMN jobs.state; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON COLUMN pgsched.jobs.state IS 'queued, running, succeeded, dead (out of attempts) or cancelled.';
+COMMENT ON COLUMN pgsched.jobs.state IS 'waiting (for dependencies; never claimed), queued, running, succeeded, dead (out of attempts) or cancelled.';
 
 --
 -- Name: COLUMN jobs.attempt; Type: COMMENT; Schema: pgsched; Owner: -
@@ -960,6 +1227,54 @@ COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharg
 COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
 
 --
+-- Name: COLUMN jobs.snoozes; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.snoozes IS 'Times the task snoozed the job (Snooze: run again later without spending an attempt); past the task''s max_snoozes the job is dead.';
+
+--
+-- Name: COLUMN jobs.progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress IS 'Last progress the task reported (current_job().progress), a fraction from 0 to 1; NULL when it never did.';
+
+--
+-- Name: COLUMN jobs.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_message IS 'Message of the last progress report.';
+
+--
+-- Name: COLUMN jobs.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_at IS 'When the last progress report was written (reports are written at most once a second per job).';
+
+--
+-- Name: COLUMN jobs.extended_lease; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_lease IS 'Lease token (jobs.lease) of the attempt that last called heartbeat(); extended_until holds only while it equals jobs.lease.';
+
+--
+-- Name: COLUMN jobs.extended_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_until IS 'The attempt holding extended_lease promised its next heartbeat by then: the reaper leaves it alone until then, even if its worker''s heartbeat is stale, and rescues it after (kind lease_expired), even if its worker beats.';
+
+--
+-- Name: COLUMN jobs.workflow_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.workflow_id IS 'pgsched.workflows.id of the workflow the job is a step of; NULL for a plain job.';
+
+--
+-- Name: COLUMN jobs.has_dependents; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.has_dependents IS 'Some job waits for this one: only then does a change of state run pgsched.jobs_advance_dependents.';
+
+--
 -- Name: dead_letter; Type: VIEW; Schema: pgsched; Owner: -
 --
 
@@ -1049,6 +1364,120 @@ COMMENT ON COLUMN pgsched.dead_letter.run_key IS 'Dedupe key, if any.';
 --
 
 COMMENT ON COLUMN pgsched.dead_letter.schedule_name IS 'Schedule that fired the job, if any.';
+
+--
+-- Name: job_dependencies; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.job_dependencies (
+    job_id bigint NOT NULL,
+    depends_on bigint NOT NULL,
+    "position" integer DEFAULT 0 NOT NULL,
+    on_failure text DEFAULT 'cancel'::text NOT NULL,
+    results_arg text,
+    CONSTRAINT job_dependencies_not_self CHECK ((job_id <> depends_on)),
+    CONSTRAINT job_dependencies_policy_valid CHECK ((on_failure = ANY (ARRAY['cancel'::text, 'run'::text, 'failed'::text]))),
+    CONSTRAINT job_dependencies_results_arg_valid CHECK (((results_arg IS NULL) OR (results_arg ~ '^[A-Za-z_][A-Za-z0-9_]{0,99}$'::text)))
+);
+
+--
+-- Name: TABLE job_dependencies; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.job_dependencies IS 'Edges of workflows: job_id waits for depends_on. Deleted with their dependent job.';
+
+--
+-- Name: COLUMN job_dependencies.job_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_dependencies.job_id IS 'The waiting job (the dependent).';
+
+--
+-- Name: COLUMN job_dependencies.depends_on; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_dependencies.depends_on IS 'The job it waits for; a dependency that no longer exists (pruned) counts as succeeded.';
+
+--
+-- Name: COLUMN job_dependencies."position"; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_dependencies."position" IS 'Order of this dependency among the dependent''s (the order of injected results).';
+
+--
+-- Name: COLUMN job_dependencies.on_failure; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_dependencies.on_failure IS 'When the dependency ends dead or cancelled: cancel the dependent (default), run it anyway, or failed: the dependent runs only if at least one of its "failed" dependencies failed (an on_failure callback).';
+
+--
+-- Name: COLUMN job_dependencies.results_arg; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_dependencies.results_arg IS 'When set (the same on every edge of a job): on release, the dependent''s args get this key holding the results of its dependencies in position order (null for one that did not succeed).';
+
+--
+-- Name: dependency_results; Type: VIEW; Schema: pgsched; Owner: -
+--
+
+CREATE VIEW pgsched.dependency_results AS
+ SELECT e.job_id,
+    e.depends_on,
+    e."position",
+    e.on_failure,
+    d.state,
+    d.result,
+    ((d.errors -> '-1'::integer) ->> 'error'::text) AS last_error
+   FROM (pgsched.job_dependencies e
+     LEFT JOIN pgsched.jobs d ON ((d.id = e.depends_on)));
+
+--
+-- Name: VIEW dependency_results; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON VIEW pgsched.dependency_results IS 'What each dependent job can read of its dependencies: SELECT result FROM pgsched.dependency_results WHERE job_id = $1 ORDER BY position.';
+
+--
+-- Name: COLUMN dependency_results.job_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.dependency_results.job_id IS 'The dependent job.';
+
+--
+-- Name: COLUMN dependency_results.depends_on; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.dependency_results.depends_on IS 'One of its dependencies.';
+
+--
+-- Name: COLUMN dependency_results."position"; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.dependency_results."position" IS 'Order among the dependent''s dependencies.';
+
+--
+-- Name: COLUMN dependency_results.on_failure; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.dependency_results.on_failure IS 'Policy of the edge (cancel, run, failed).';
+
+--
+-- Name: COLUMN dependency_results.state; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.dependency_results.state IS 'State of the dependency (NULL once pruned).';
+
+--
+-- Name: COLUMN dependency_results.result; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.dependency_results.result IS 'Its result, when it succeeded.';
+
+--
+-- Name: COLUMN dependency_results.last_error; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.dependency_results.last_error IS 'Its last error, if any.';
 
 --
 -- Name: job_stats_hour; Type: TABLE; Schema: pgsched; Owner: -
@@ -1257,6 +1686,145 @@ COMMENT ON COLUMN pgsched.job_stats_watermark.only_row IS 'Always true: the tabl
 --
 
 COMMENT ON COLUMN pgsched.job_stats_watermark.upto IS 'Jobs finished at or before this instant are counted; NULL before the first pass (which starts 7 days back).';
+
+--
+-- Name: job_total_buckets; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.job_total_buckets (
+    queue text NOT NULL,
+    task text NOT NULL,
+    metric text NOT NULL,
+    le double precision NOT NULL,
+    jobs bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT job_total_buckets_metric CHECK ((metric = ANY (ARRAY['duration'::text, 'wait'::text])))
+);
+
+--
+-- Name: TABLE job_total_buckets; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.job_total_buckets IS 'Histogram buckets (not cumulative) of the attempts summed in pgsched.job_totals.duration_sum and wait_sum; only ever added to.';
+
+--
+-- Name: COLUMN job_total_buckets.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.queue IS 'Queue of the jobs.';
+
+--
+-- Name: COLUMN job_total_buckets.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.task IS 'Task of the jobs.';
+
+--
+-- Name: COLUMN job_total_buckets.metric; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.metric IS 'duration (started_at to finished_at) or wait (run_at to started_at).';
+
+--
+-- Name: COLUMN job_total_buckets.le; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.le IS 'Upper bound in seconds: the smallest bucket bound at or above the value (Infinity past the last bound).';
+
+--
+-- Name: COLUMN job_total_buckets.jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_total_buckets.jobs IS 'Attempts whose value falls in this bucket.';
+
+--
+-- Name: job_totals; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.job_totals (
+    queue text NOT NULL,
+    task text NOT NULL,
+    started bigint DEFAULT 0 NOT NULL,
+    succeeded bigint DEFAULT 0 NOT NULL,
+    failed bigint DEFAULT 0 NOT NULL,
+    retried bigint DEFAULT 0 NOT NULL,
+    dead bigint DEFAULT 0 NOT NULL,
+    cancelled bigint DEFAULT 0 NOT NULL,
+    lost bigint DEFAULT 0 NOT NULL,
+    duration_sum double precision DEFAULT 0 NOT NULL,
+    wait_sum double precision DEFAULT 0 NOT NULL
+);
+
+--
+-- Name: TABLE job_totals; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.job_totals IS 'Cluster-wide job counters per queue and task since this migration, counted when a job finishes (succeeded, dead or cancelled) by the leader''s rollup pass (pgsched.job_stats_watermark); only ever added to. The API''s /metrics exports them as pgsched_cluster_*.';
+
+--
+-- Name: COLUMN job_totals.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.queue IS 'Queue of the jobs.';
+
+--
+-- Name: COLUMN job_totals.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.task IS 'Task of the jobs.';
+
+--
+-- Name: COLUMN job_totals.started; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.started IS 'Attempts started (jobs.attempt of each finished job).';
+
+--
+-- Name: COLUMN job_totals.succeeded; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.succeeded IS 'Jobs that finished as succeeded.';
+
+--
+-- Name: COLUMN job_totals.failed; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.failed IS 'Failed attempts: entries of jobs.errors of kind exception, timeout or result (not cancel, not worker_lost).';
+
+--
+-- Name: COLUMN job_totals.retried; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.retried IS 'Failed attempts that were queued again (every failure but a dead job''s last one).';
+
+--
+-- Name: COLUMN job_totals.dead; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.dead IS 'Jobs that finished as dead (out of attempts, a permanent error, or too many worker losses).';
+
+--
+-- Name: COLUMN job_totals.cancelled; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.cancelled IS 'Jobs that finished as cancelled, while waiting or while running.';
+
+--
+-- Name: COLUMN job_totals.lost; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.lost IS 'Attempts charged to a lost worker by the reaper (errors entries of kind worker_lost).';
+
+--
+-- Name: COLUMN job_totals.duration_sum; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.duration_sum IS 'Sum of seconds from started_at to finished_at of each job''s last attempt, when it ran to an end in a worker.';
+
+--
+-- Name: COLUMN job_totals.wait_sum; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.job_totals.wait_sum IS 'Sum of seconds from run_at to started_at of those same attempts.';
 
 --
 -- Name: jobs_id_seq; Type: SEQUENCE; Schema: pgsched; Owner: -
@@ -1655,7 +2223,14 @@ CREATE VIEW pgsched.running AS
     j.started_at,
     (now() - j.started_at) AS running_for,
     j.timeout,
-    j.cancel_requested_at
+    j.cancel_requested_at,
+    j.progress,
+    j.progress_message,
+    j.progress_at,
+        CASE
+            WHEN (j.extended_lease = j.lease) THEN j.extended_until
+            ELSE NULL::timestamp with time zone
+        END AS lease_until
    FROM (pgsched.jobs j
      LEFT JOIN pgsched.workers w ON ((w.id = j.worker_id)))
   WHERE (j.state = 'running'::pgsched.job_state);
@@ -1737,6 +2312,30 @@ COMMENT ON COLUMN pgsched.running.timeout IS 'Per-job time limit, if set.';
 --
 
 COMMENT ON COLUMN pgsched.running.cancel_requested_at IS 'Set when a cancel was requested.';
+
+--
+-- Name: COLUMN running.progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress IS 'Last progress the task reported (0 to 1).';
+
+--
+-- Name: COLUMN running.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress_message IS 'Message of the last progress report.';
+
+--
+-- Name: COLUMN running.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress_at IS 'When the last progress report was written.';
+
+--
+-- Name: COLUMN running.lease_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.lease_until IS 'Set once the attempt called heartbeat(): it must beat again by then or the reaper rescues it.';
 
 --
 -- Name: schedules; Type: TABLE; Schema: pgsched; Owner: -
@@ -2043,11 +2642,302 @@ ALTER TABLE pgsched.workers ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: workflow_status; Type: VIEW; Schema: pgsched; Owner: -
+--
+
+CREATE VIEW pgsched.workflow_status AS
+SELECT
+    NULL::bigint AS id,
+    NULL::text AS name,
+    NULL::text AS kind,
+    NULL::timestamp with time zone AS created_at,
+    NULL::integer AS steps,
+    NULL::integer AS waiting,
+    NULL::integer AS queued,
+    NULL::integer AS running,
+    NULL::integer AS succeeded,
+    NULL::integer AS dead,
+    NULL::integer AS cancelled,
+    NULL::text AS state,
+    NULL::timestamp with time zone AS finished_at;
+
+--
+-- Name: VIEW workflow_status; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON VIEW pgsched.workflow_status IS 'One row per workflow: steps per state (a batch''s progress) and an overall state: running (a step has not ended), failed (a step is dead), cancelled, finished, or empty.';
+
+--
+-- Name: COLUMN workflow_status.id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.id IS 'Workflow id.';
+
+--
+-- Name: COLUMN workflow_status.name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.name IS 'Workflow name.';
+
+--
+-- Name: COLUMN workflow_status.kind; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.kind IS 'chain, group, dag, batch or after.';
+
+--
+-- Name: COLUMN workflow_status.created_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.created_at IS 'When it was created.';
+
+--
+-- Name: COLUMN workflow_status.steps; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.steps IS 'Steps that still exist.';
+
+--
+-- Name: COLUMN workflow_status.waiting; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.waiting IS 'Steps waiting for dependencies.';
+
+--
+-- Name: COLUMN workflow_status.queued; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.queued IS 'Steps queued.';
+
+--
+-- Name: COLUMN workflow_status.running; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.running IS 'Steps running.';
+
+--
+-- Name: COLUMN workflow_status.succeeded; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.succeeded IS 'Steps succeeded.';
+
+--
+-- Name: COLUMN workflow_status.dead; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.dead IS 'Steps dead.';
+
+--
+-- Name: COLUMN workflow_status.cancelled; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.cancelled IS 'Steps cancelled.';
+
+--
+-- Name: COLUMN workflow_status.state; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.state IS 'running, failed, cancelled, finished or empty.';
+
+--
+-- Name: COLUMN workflow_status.finished_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_status.finished_at IS 'Last time a step ended.';
+
+--
+-- Name: workflow_steps; Type: VIEW; Schema: pgsched; Owner: -
+--
+
+CREATE VIEW pgsched.workflow_steps AS
+ SELECT j.workflow_id,
+    j.id,
+    j.task,
+    j.queue,
+    j.priority,
+    j.state,
+    j.attempt,
+    j.max_attempts,
+    COALESCE(( SELECT array_agg(e.depends_on ORDER BY e."position", e.depends_on) AS array_agg
+           FROM pgsched.job_dependencies e
+          WHERE (e.job_id = j.id)), '{}'::bigint[]) AS depends_on,
+    j.created_at,
+    j.started_at,
+    j.finished_at,
+        CASE
+            WHEN ((j.started_at IS NOT NULL) AND (j.finished_at IS NOT NULL)) THEN (j.finished_at - j.started_at)
+            ELSE NULL::interval
+        END AS duration,
+    ((j.errors -> '-1'::integer) ->> 'error'::text) AS last_error,
+    j.result
+   FROM pgsched.jobs j
+  WHERE (j.workflow_id IS NOT NULL);
+
+--
+-- Name: VIEW workflow_steps; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON VIEW pgsched.workflow_steps IS 'Every step of every workflow with its state and its dependencies: SELECT * FROM pgsched.workflow_steps WHERE workflow_id = 1 ORDER BY id.';
+
+--
+-- Name: COLUMN workflow_steps.workflow_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.workflow_id IS 'Workflow id.';
+
+--
+-- Name: COLUMN workflow_steps.id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.id IS 'Job id of the step.';
+
+--
+-- Name: COLUMN workflow_steps.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.task IS 'Task name.';
+
+--
+-- Name: COLUMN workflow_steps.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.queue IS 'Queue name.';
+
+--
+-- Name: COLUMN workflow_steps.priority; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.priority IS 'Priority.';
+
+--
+-- Name: COLUMN workflow_steps.state; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.state IS 'State of the step (waiting until its dependencies allow it to run).';
+
+--
+-- Name: COLUMN workflow_steps.attempt; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.attempt IS 'Attempts started.';
+
+--
+-- Name: COLUMN workflow_steps.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.max_attempts IS 'Attempts allowed.';
+
+--
+-- Name: COLUMN workflow_steps.depends_on; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.depends_on IS 'Ids of the jobs this step waits for, in position order.';
+
+--
+-- Name: COLUMN workflow_steps.created_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.created_at IS 'When the step was created.';
+
+--
+-- Name: COLUMN workflow_steps.started_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.started_at IS 'Start of the current or last attempt.';
+
+--
+-- Name: COLUMN workflow_steps.finished_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.finished_at IS 'When the step ended.';
+
+--
+-- Name: COLUMN workflow_steps.duration; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.duration IS 'Run time of the last attempt, once ended.';
+
+--
+-- Name: COLUMN workflow_steps.last_error; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.last_error IS 'Error of the last failed attempt (or why it was cancelled).';
+
+--
+-- Name: COLUMN workflow_steps.result; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflow_steps.result IS 'Result, when it succeeded.';
+
+--
+-- Name: workflows; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.workflows (
+    id bigint NOT NULL,
+    name text DEFAULT ''::text NOT NULL,
+    kind text DEFAULT 'dag'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflows_kind_valid CHECK ((kind = ANY (ARRAY['chain'::text, 'group'::text, 'dag'::text, 'batch'::text, 'after'::text]))),
+    CONSTRAINT workflows_name_length CHECK ((length(name) <= 200))
+);
+
+--
+-- Name: TABLE workflows; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.workflows IS 'Groups of jobs linked by dependencies (pgsched.job_dependencies); removed by the leader once every step is gone.';
+
+--
+-- Name: COLUMN workflows.id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflows.id IS 'Workflow id; its steps carry it in jobs.workflow_id.';
+
+--
+-- Name: COLUMN workflows.name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflows.name IS 'Label chosen by the creator (may be empty).';
+
+--
+-- Name: COLUMN workflows.kind; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflows.kind IS 'Shape it was built as: chain, group, dag, batch, or after (a job enqueued after other jobs).';
+
+--
+-- Name: COLUMN workflows.created_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.workflows.created_at IS 'When the workflow was created.';
+
+--
+-- Name: workflows_id_seq; Type: SEQUENCE; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE pgsched.workflows ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME pgsched.workflows_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
 -- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
 --
 
 ALTER TABLE ONLY pgsched.api_tokens
     ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (id);
+
+--
+-- Name: job_dependencies job_dependencies_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.job_dependencies
+    ADD CONSTRAINT job_dependencies_pkey PRIMARY KEY (job_id, depends_on);
 
 --
 -- Name: job_stats_hour job_stats_hour_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
@@ -2069,6 +2959,20 @@ ALTER TABLE ONLY pgsched.job_stats_minute
 
 ALTER TABLE ONLY pgsched.job_stats_watermark
     ADD CONSTRAINT job_stats_watermark_pkey PRIMARY KEY (only_row);
+
+--
+-- Name: job_total_buckets job_total_buckets_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.job_total_buckets
+    ADD CONSTRAINT job_total_buckets_pkey PRIMARY KEY (queue, task, metric, le);
+
+--
+-- Name: job_totals job_totals_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.job_totals
+    ADD CONSTRAINT job_totals_pkey PRIMARY KEY (queue, task);
 
 --
 -- Name: jobs jobs_concurrency_key_length; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
@@ -2148,6 +3052,19 @@ ALTER TABLE ONLY pgsched.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (id);
 
 --
+-- Name: workflows workflows_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.workflows
+    ADD CONSTRAINT workflows_pkey PRIMARY KEY (id);
+
+--
+-- Name: job_dependencies_depends_on_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX job_dependencies_depends_on_idx ON pgsched.job_dependencies USING btree (depends_on);
+
+--
 -- Name: jobs_claim_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
@@ -2196,6 +3113,12 @@ CREATE INDEX jobs_waiting_idx ON pgsched.jobs USING btree (run_at, id) WHERE (st
 COMMENT ON INDEX pgsched.jobs_waiting_idx IS 'Queued jobs in run_at order: the dashboard''s available, scheduled and retrying pages read a page of it.';
 
 --
+-- Name: jobs_workflow_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_workflow_idx ON pgsched.jobs USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
+
+--
 -- Name: schedules_due_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
@@ -2206,6 +3129,46 @@ CREATE INDEX schedules_due_idx ON pgsched.schedules USING btree (next_fire_at) W
 --
 
 CREATE INDEX waiting_workers_worker_idx ON pgsched.waiting_workers USING btree (worker_id);
+
+--
+-- Name: workflow_status _RETURN; Type: RULE; Schema: pgsched; Owner: -
+--
+
+CREATE OR REPLACE VIEW pgsched.workflow_status AS
+ SELECT w.id,
+    w.name,
+    w.kind,
+    w.created_at,
+    (count(j.id))::integer AS steps,
+    (count(j.id) FILTER (WHERE ((j.state)::text = 'waiting'::text)))::integer AS waiting,
+    (count(j.id) FILTER (WHERE ((j.state)::text = 'queued'::text)))::integer AS queued,
+    (count(j.id) FILTER (WHERE ((j.state)::text = 'running'::text)))::integer AS running,
+    (count(j.id) FILTER (WHERE ((j.state)::text = 'succeeded'::text)))::integer AS succeeded,
+    (count(j.id) FILTER (WHERE ((j.state)::text = 'dead'::text)))::integer AS dead,
+    (count(j.id) FILTER (WHERE ((j.state)::text = 'cancelled'::text)))::integer AS cancelled,
+        CASE
+            WHEN (count(j.id) FILTER (WHERE ((j.state)::text = ANY (ARRAY['waiting'::text, 'queued'::text, 'running'::text]))) > 0) THEN 'running'::text
+            WHEN (count(j.id) FILTER (WHERE ((j.state)::text = 'dead'::text)) > 0) THEN 'failed'::text
+            WHEN ((count(j.id) FILTER (WHERE (((j.state)::text = 'cancelled'::text) AND (COALESCE(((j.errors -> '-1'::integer) ->> 'kind'::text), ''::text) <> 'dependency_failed'::text))) > 0) AND (count(j.id) FILTER (WHERE ((j.state)::text = 'succeeded'::text)) = 0)) THEN 'cancelled'::text
+            WHEN (count(j.id) = 0) THEN 'empty'::text
+            ELSE 'finished'::text
+        END AS state,
+    max(j.finished_at) FILTER (WHERE (NOT ((j.state)::text = ANY (ARRAY['waiting'::text, 'queued'::text, 'running'::text])))) AS finished_at
+   FROM (pgsched.workflows w
+     LEFT JOIN pgsched.jobs j ON ((j.workflow_id = w.id)))
+  GROUP BY w.id;
+
+--
+-- Name: jobs jobs_advance_dependents; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_advance_dependents AFTER UPDATE OF state ON pgsched.jobs FOR EACH ROW WHEN ((old.has_dependents AND (new.state IS DISTINCT FROM old.state) AND ((new.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])) OR (old.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state]))))) EXECUTE FUNCTION pgsched.jobs_advance_dependents();
+
+--
+-- Name: jobs jobs_forget_dependencies; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_forget_dependencies AFTER DELETE ON pgsched.jobs FOR EACH ROW WHEN ((old.workflow_id IS NOT NULL)) EXECUTE FUNCTION pgsched.jobs_forget_dependencies();
 
 --
 -- Name: jobs jobs_notify_insert; Type: TRIGGER; Schema: pgsched; Owner: -

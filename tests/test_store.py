@@ -8,12 +8,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
-from pgsched import db
+from pgsched import DatabaseUnavailable, db
 from pgsched.clock import FixedClock
 from pgsched.job import JobState, NewJob
 from pgsched.store import AsyncJobStore, Failure, Success
 from tests.support.factories import insert_jobs
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -187,3 +189,37 @@ async def test_claim_honours_pause_and_limits_like_a_worker(
     assert await store.job_claim(["default"], 10, 1) == []  # two running: the limit is full
     keyed = insert_jobs(conn, 3, queue="keyed", concurrency_key="k")
     assert [j.id for j in await store.job_claim(["keyed"], 10, 1)] == keyed[:1]
+
+
+def _kill_backend(conn: psycopg.Connection[dict[str, Any]], pid: int) -> None:
+    conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+    wait_until(
+        lambda: conn.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone() == {"n": 0}
+    )
+
+
+async def test_a_run_keyed_enqueue_whose_connection_died_unseen_is_tried_once_more_and_a_keyless_one_is_not(
+    dsn: str, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    """What a database restart does to a pooled connection the pool's check did not look at: the statement fails."""
+    pool = AsyncConnectionPool(
+        db.conninfo(dsn, "test"), min_size=1, max_size=1, kwargs={"autocommit": True}, open=False
+    )
+    await pool.open()  # no check at checkout: the dead connection is handed out
+    store = AsyncJobStore(pool)
+    try:
+        for expected_new in (True, False):  # the second time the key is taken: the same job comes back
+            async with pool.connection() as c:
+                pid = c.info.backend_pid
+            _kill_backend(conn, pid)
+            inserted = await store.job_insert(NewJob.build("t", {}, run_key="restart-safe"))
+            assert inserted.created is expected_new
+        async with pool.connection() as c:
+            pid = c.info.backend_pid
+        _kill_backend(conn, pid)
+        with pytest.raises(DatabaseUnavailable):  # it may have committed: only the caller may decide to try again
+            await store.job_insert(NewJob.build("t", {}))
+    finally:
+        await pool.close()
+    rows = conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE task = 't'").fetchone()
+    assert rows == {"n": 1}

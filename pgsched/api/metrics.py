@@ -1,5 +1,6 @@
 """``/metrics``: Prometheus text. Process-local counters from ``pgsched.metrics`` plus gauges read
-from the database at scrape time (queue depth by state, oldest due age, dead jobs, leader, workers).
+from the database at scrape time (queue depth by state, oldest due age, dead jobs, leader, workers)
+and the cluster-wide job counters and histograms the leader keeps (``pgsched.api.job_totals``).
 
 Interface layer; open without a token unless ``Settings.api_public_metrics`` is off. When the
 database is unreachable the scrape still answers, with ``pgsched_database_up 0``.
@@ -18,8 +19,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from pgsched import metrics as _worker_metrics  # noqa: F401  (registers the worker metrics in this process)
-from pgsched.admin_store import Health
+from pgsched.admin_store import Health, JobTotals
 from pgsched.api.auth import authorize
+from pgsched.api.job_totals import JobTotalsCollector
 from pgsched.api.state import api_state
 from pgsched.errors import DatabaseUnavailable
 from pgsched.token_store import Scope
@@ -67,13 +69,17 @@ async def metrics(request: Request) -> Response:
         await authorize(request, Scope.READ)
     queues: list[dict[str, Any]] | None
     health: Health | None
+    totals: JobTotals | None
     try:
         queues = await state.admin.queue_counts_list()
         health = await state.admin.health_check()
+        totals = await state.admin.job_totals_snapshot()
     except DatabaseUnavailable:
-        queues, health = None, None
+        queues, health, totals = None, None, None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseSnapshotCollector(queues, health))
+    if totals is not None:
+        registry.register(JobTotalsCollector(totals))
     body = generate_latest(REGISTRY) + generate_latest(registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

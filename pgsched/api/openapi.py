@@ -96,12 +96,25 @@ def _job_schemas() -> dict[str, Any]:
         "started_at": _nullable(_TIME),
         "finished_at": _nullable(_TIME),
         "cancel_requested_at": _nullable(_TIME),
-        "errors": {"type": "array", "items": {"type": "object"}, "description": "One entry per failed attempt."},
+        "errors": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "One entry per failed, snoozed or steered attempt: {at, attempt, error, traceback, kind};"
+            " kind says what ended or delayed it (exception, timeout, no_retry, snooze, snooze_limit, retry,"
+            " discard, cancel, worker_lost, lease_expired, crash, memory, result).",
+        },
         "result": {"description": "JSON value returned by the task, or null."},
         "timeout": _nullable({"type": "number"}),
         "created_at": _TIME,
         "concurrency_key": _nullable(_STR),
         "concurrency_limit": _nullable(_INT),
+        "snoozes": {**_INT, "description": "Times the task snoozed the job (Snooze)."},
+        "progress": _nullable({"type": "number", "minimum": 0, "maximum": 1, "description": "Last reported progress."}),
+        "progress_message": _nullable(_STR),
+        "progress_at": _nullable(_TIME),
+        "lease_until": _nullable(
+            {**_TIME, "description": "The running attempt must call heartbeat() again by then, or it is rescued."}
+        ),
     }
     new_job = _object(
         {

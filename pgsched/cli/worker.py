@@ -111,6 +111,9 @@ def _queues(text: str) -> tuple[str, ...]:
     "--http-allow", multiple=True, metavar="HOST[:PORT]", help="Target pgsched.http may call (repeat; *.domain)."
 )
 @click.option("--http-max-response-bytes", type=int, default=None, help="Cap on a kept response body [65536].")
+@click.option("--processes", type=int, default=None, help='Process pool size for executor="process" tasks [CPUs].')
+@click.option("--max-tasks-per-child", type=int, default=None, help="Replace a process child after N jobs.")
+@click.option("--child-memory-mb", type=float, default=None, help="Kill / replace a process child above this RSS.")
 @pass_ctx
 def worker(
     ctx: CliContext,
@@ -126,6 +129,9 @@ def worker(
     shell_max_output_bytes: int | None,
     http_allow: tuple[str, ...],
     http_max_response_bytes: int | None,
+    processes: int | None,
+    max_tasks_per_child: int | None,
+    child_memory_mb: float | None,
 ) -> None:
     """Run jobs of the application's tasks until SIGTERM or SIGINT."""
     app = load_app(app_ref)
@@ -143,7 +149,14 @@ def worker(
         }
     )
     require_schema(settings.require_dsn())
-    config = WorkerConfig(queues=_queues(queues), concurrency=concurrency, grace_seconds=grace)
+    config = WorkerConfig(
+        queues=_queues(queues),
+        concurrency=concurrency,
+        grace_seconds=grace,
+        processes=processes,
+        max_tasks_per_child=max_tasks_per_child,
+        child_memory_mb=child_memory_mb,
+    )
     if metrics_port is not None:
         _serve_metrics(metrics_host, metrics_port)
     job_runner = Worker(app.tasks, settings, config)
