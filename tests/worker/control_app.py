@@ -126,3 +126,19 @@ def snooze_in_child(directory: str) -> str:
     if _runs(directory) == 0:
         raise Snooze(0.1)
     return f"attempt {current_job().attempt}"
+
+
+@app.task(executor="process")
+def progress_in_child(steps: int) -> int:
+    job = current_job()
+    for step in range(1, steps + 1):
+        job.heartbeat()
+        job.progress(step / steps, f"child step {step}")
+    return os.getpid()
+
+
+@app.task(executor="process", max_attempts=1)
+def wait_in_child(directory: str) -> str:
+    (Path(directory) / "pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return "woke"

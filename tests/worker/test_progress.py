@@ -19,10 +19,9 @@ import psycopg
 import pytest
 
 from pgsched import Settings
-from pgsched.client import Client
 from pgsched.maintenance import Reaper
 from tests.api.conftest import ADMIN_TOKEN, serve_api
-from tests.worker.conftest import ROOT
+from tests.worker.conftest import ROOT, enqueue
 
 APP = "tests.worker.control_app:app"
 Conn = psycopg.Connection[Any]
@@ -51,14 +50,6 @@ async def reaper(settings: Settings) -> AsyncIterator[list[int]]:
         await task
 
 
-def enqueue(settings: Settings, task: str, **args: Any) -> int:
-    client = Client(settings)
-    try:
-        return client.enqueue(task, args, max_attempts=2)
-    finally:
-        client.close()
-
-
 def row(conn: Conn, job_id: int) -> dict[str, Any]:
     found = conn.execute("SELECT * FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
     assert found is not None
@@ -79,7 +70,7 @@ async def test_a_job_beating_its_own_lease_runs_four_leases_long_and_is_never_re
     worker: Any, reaper: list[int], settings: Settings, conn: Conn
 ) -> None:
     assert settings.lease_seconds == 3.0  # the worker process runs with the same lease
-    job_id = enqueue(settings, "long_beating", seconds=12, every=1)
+    job_id = enqueue(settings, "long_beating", max_attempts=2, seconds=12, every=1)
     running = await wait_state(conn, job_id, "running", 15)
     await asyncio.sleep(4)  # past one lease: the promise is on the row, under this attempt's lease
     mid = row(conn, job_id)
@@ -93,7 +84,7 @@ async def test_a_job_beating_its_own_lease_runs_four_leases_long_and_is_never_re
 async def test_a_job_that_stops_beating_is_rescued_while_its_worker_lives(
     worker: Any, reaper: list[int], settings: Settings, conn: Conn, tmp_path: Path
 ) -> None:
-    job_id = enqueue(settings, "beats_then_hangs", directory=str(tmp_path), hang=8)
+    job_id = enqueue(settings, "beats_then_hangs", max_attempts=2, directory=str(tmp_path), hang=8)
     done = await wait_state(conn, job_id, "succeeded", 30)
     assert job_id in reaper and worker.poll() is None
     assert done["result"] == "second run" and done["attempt"] == 2
@@ -104,7 +95,7 @@ async def test_a_job_that_stops_beating_is_rescued_while_its_worker_lives(
 async def test_a_stale_worker_heartbeat_does_not_take_a_job_whose_own_lease_holds(
     worker: Any, settings: Settings, conn: Conn
 ) -> None:
-    job_id = enqueue(settings, "long_beating", seconds=4, every=0.5)
+    job_id = enqueue(settings, "long_beating", max_attempts=2, seconds=4, every=0.5)
     running = await wait_state(conn, job_id, "running", 15)
     await asyncio.sleep(1.5)
     # The worker looks hung (heartbeat a minute old, lock still held): its beating job stays.
@@ -119,7 +110,7 @@ async def test_a_stale_worker_heartbeat_does_not_take_a_job_whose_own_lease_hold
 async def test_progress_shows_in_the_job_row_the_rest_api_and_jobs_show(
     worker: Any, settings: Settings, conn: Conn
 ) -> None:
-    job_id = enqueue(settings, "report_progress", steps=4, pause=0.7)
+    job_id = enqueue(settings, "report_progress", max_attempts=2, steps=4, pause=0.7)
     seen: set[float] = set()
     deadline = time.monotonic() + 20
     while row(conn, job_id)["state"] != "succeeded" and time.monotonic() < deadline:
