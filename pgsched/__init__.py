@@ -10,7 +10,6 @@ from pgsched.control import Cancel, Discard, JobControl, Retry, Snooze
 from pgsched.errors import (
     ConfigurationError,
     DatabaseUnavailable,
-    DuplicateJob,
     InvalidStateError,
     JobCancelled,
     JobFailed,
@@ -37,7 +36,6 @@ __all__ = [
     "ConfigurationError",
     "DatabaseUnavailable",
     "Discard",
-    "DuplicateJob",
     "FixedClock",
     "InvalidStateError",
     "Job",

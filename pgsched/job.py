@@ -56,13 +56,13 @@ FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELL
 
 
 def validate_queue(queue: object, field_name: str = "queue") -> str:
-    if not isinstance(queue, str) or not QUEUE_RE.match(queue):
+    if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
         raise ValidationError(field_name, f"invalid queue name {queue!r}: must match {QUEUE_RE.pattern}")
     return queue
 
 
 def validate_task_name(task: object, field_name: str = "task") -> str:
-    if not isinstance(task, str) or not TASK_RE.match(task):
+    if not isinstance(task, str) or not TASK_RE.fullmatch(task):
         raise ValidationError(
             field_name,
             f"invalid task name {task!r}: letters, digits, _ . : - (up to 200), starting with a letter or _",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgsched import db
 from pgsched.clock import Clock, SystemClock
-from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
+from pgsched.errors import DatabaseUnavailable
 from pgsched.queries import query
 
 __all__ = ["ClaimedJob", "Finished", "Outcome", "Report", "WorkerStore"]
@@ -87,18 +87,6 @@ class Report:
     extend: float | None = None
 
 
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise InvalidStateError(exc.diag.message_primary or str(exc)) from exc
-    except (psycopg.DataError, psycopg.IntegrityError) as exc:
-        raise ValidationError("result", exc.diag.message_primary or str(exc)) from exc
-
-
 class _Link:
     """One dedicated autocommit connection, opened on demand and dropped when it breaks."""
 
@@ -111,11 +99,9 @@ class _Link:
     @contextlib.asynccontextmanager
     async def use(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         try:
-            with _translated():
+            with db.translated(field="result"):
                 if self._conn is None or self._conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(
-                        db.conninfo(self._dsn, self._role), autocommit=True, prepare_threshold=0
-                    )
+                    conn = await db.session_async(self._dsn, self._role, prepare_threshold=0)
                     await conn.execute(query("worker_session_setup"))
                     self._conn = conn
                     self.opened += 1
@@ -275,23 +261,21 @@ class WorkerStore:
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection inside a transaction: commits on a clean exit, rolls back on an exception."""
         pool = await self._open_pool()
-        try:
+        # Other errors are the task's own (it ran SQL on this connection) and pass unchanged.
+        with db.translated(only_connection=True):
             async with pool.connection() as conn, conn.transaction():
                 yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            # Other errors are the task's own (it ran SQL on this connection) and pass unchanged.
-            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
     async def job_finish_in(self, conn: psycopg.AsyncConnection[Any], item: Finished) -> bool:
         """Finish one attempt on the caller's transaction; False when the fence did not hold."""
-        with _translated():
+        with db.translated(field="result"):
             cur = await conn.execute(query("job_finish_many"), _finish_params([item], self._clock.db_now()))
             return await cur.fetchone() is not None
 
     async def _open_pool(self) -> AsyncConnectionPool:
         if self._pool is None:
             pool = db.async_pool(self._dsn, "worker", min_size=0, max_size=self._pool_size)
-            with _translated():
+            with db.translated(field="result"):
                 await pool.open()
             self._pool = pool
         return self._pool

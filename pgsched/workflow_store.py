@@ -14,13 +14,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgsched import db
-from pgsched.errors import ValidationError, WorkflowNotFound
+from pgsched.errors import WorkflowNotFound
 from pgsched.job import NewJob
 from pgsched.queries import query
 from pgsched.workflow import Node, Started
@@ -122,28 +121,8 @@ def insert_params(
     }
 
 
-def _translate(exc: psycopg.Error) -> Exception:
-    if isinstance(exc, pg_errors.NoDataFound):
-        return WorkflowNotFound(_first_number(exc.diag.message_primary))
-    if isinstance(exc, pg_errors.CheckViolation | pg_errors.InvalidParameterValue):
-        return ValidationError("workflow", exc.diag.message_primary or str(exc))
-    return exc
-
-
-def _first_number(message: str | None) -> int:
-    return next((int(w) for w in (message or "").split() if w.isdigit()), 0)
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        with db.translate_errors():
-            yield
-    except psycopg.Error as exc:
-        translated = _translate(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+def _translated() -> contextlib.AbstractContextManager[None]:
+    return db.translated(field="workflow", not_found=WorkflowNotFound)
 
 
 class WorkflowStore:

@@ -29,12 +29,7 @@ WITH since AS MATERIALIZED (
             OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
                 AND NOT e.promised)
             OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-                AND NOT EXISTS (
-                    SELECT 1 FROM pg_locks l
-                     WHERE l.locktype = 'advisory' AND l.granted
-                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                       AND l.classid = pgsched.lock_namespace()::oid AND l.objid = j.worker_id::oid
-                       AND l.objsubid = 2)))
+                AND NOT pgsched.lock_held(j.worker_id)))
        FOR UPDATE OF j SKIP LOCKED
 ), blamed AS (
     SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged, n.losses,
@@ -53,12 +48,11 @@ WITH since AS MATERIALIZED (
            lease = NULL,
            started_at = CASE WHEN d.charged THEN j.started_at END,
            finished_at = CASE WHEN (d.charged AND d.out) OR j.cancel_requested_at IS NOT NULL THEN clock_timestamp() END,
-           errors = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.errors || jsonb_build_array(jsonb_build_object(
-               'at', clock_timestamp(), 'attempt', j.attempt,
-               'error', CASE WHEN d.expired THEN format('no heartbeat: its own lease ran out at %%s', d.extended_until)
-                             ELSE 'worker lost' END,
-               'kind', CASE WHEN d.expired THEN 'lease_expired' ELSE 'worker_lost' END,
-               'worker_id', j.worker_id, 'traceback', NULL)) ELSE j.errors END
+           errors = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.errors || jsonb_build_array(pgsched.error_entry(
+               j.attempt,
+               CASE WHEN d.expired THEN format('no heartbeat: its own lease ran out at %%s', d.extended_until) ELSE 'worker lost' END,
+               CASE WHEN d.expired THEN 'lease_expired' ELSE 'worker_lost' END,
+               jsonb_build_object('worker_id', j.worker_id))) ELSE j.errors END
       FROM blamed d
      WHERE j.id = d.id AND j.lease IS NOT DISTINCT FROM d.lease AND j.state = 'running'
     RETURNING j.id, j.state::text AS state, d.charged
@@ -83,11 +77,7 @@ WITH since AS MATERIALIZED (
 DELETE FROM pgsched.workers w
  WHERE greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
     OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-        AND NOT EXISTS (
-            SELECT 1 FROM pg_locks l
-             WHERE l.locktype = 'advisory' AND l.granted
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = pgsched.lock_namespace()::oid AND l.objid = w.id::oid AND l.objsubid = 2))
+        AND NOT pgsched.lock_held(w.id))
 RETURNING w.id
 
 -- name: job_prune

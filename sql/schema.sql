@@ -273,6 +273,24 @@ END $_$;
 COMMENT ON FUNCTION pgsched.enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer) IS 'Enqueue a job and return its id; with a run_key that exists, return the existing job''s id and create nothing. A concurrency_key limits how many jobs of the key run at once (concurrency_limit, default 1).';
 
 --
+-- Name: error_entry(integer, text, text, jsonb); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.error_entry(attempt integer, error text, kind text, details jsonb DEFAULT '{}'::jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT jsonb_build_object('at', clock_timestamp(), 'attempt', error_entry.attempt, 'error', error_entry.error,
+                              'traceback', NULL, 'kind', error_entry.kind) || coalesce(error_entry.details, '{}'::jsonb)
+$$;
+
+--
+-- Name: FUNCTION error_entry(attempt integer, error text, kind text, details jsonb); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.error_entry(attempt integer, error text, kind text, details jsonb) IS 'One entry of jobs.errors written by SQL: {at, attempt, error, traceback, kind} plus details; the same shape as the worker''s entries (pgsched.worker.outcome.error_entry).';
+
+--
 -- Name: job_settle(bigint); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -446,6 +464,28 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (payload: queue) once per statement and queue of queued jobs (due now or later), only when a worker waits on that queue (pgsched.waiting_workers) and the session has not set pgsched.notify to off.';
+
+--
+-- Name: lock_held(bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.lock_held(key bigint, holder integer DEFAULT NULL::integer) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted
+           AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+           AND l.classid = pgsched.lock_namespace()::oid AND l.objid = lock_held.key::oid AND l.objsubid = 2
+           AND (lock_held.holder IS NULL OR l.pid = lock_held.holder))
+$$;
+
+--
+-- Name: FUNCTION lock_held(key bigint, holder integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.lock_held(key bigint, holder integer) IS 'Whether the session advisory lock (pgsched.lock_namespace(), key) is held in this database (by the backend holder, when given): key 0 is the leader, a worker id its liveness.';
 
 --
 -- Name: lock_namespace(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -933,11 +973,7 @@ CREATE VIEW pgsched.cluster AS
     w.started_at,
     w.heartbeat_at,
     (now() - w.heartbeat_at) AS heartbeat_age,
-    (EXISTS ( SELECT 1
-           FROM pg_locks l
-          WHERE ((l.locktype = 'advisory'::text) AND l.granted AND (l.database = ( SELECT pg_database.oid
-                   FROM pg_database
-                  WHERE (pg_database.datname = current_database()))) AND ((l.classid)::bigint = pgsched.lock_namespace()) AND ((l.objid)::bigint = w.id) AND (l.objsubid = 2)))) AS alive,
+    pgsched.lock_held(w.id) AS alive,
     w.is_leader
    FROM pgsched.workers w;
 

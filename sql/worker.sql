@@ -123,12 +123,13 @@ SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 -- (tests/worker/test_plans.py counts the rows visited in every statistics state).
 WITH done AS (
     UPDATE pgsched.jobs j
+       -- A failed attempt is retried after its delay while attempts remain and it is not final, else dead: the one
+       -- rule, the same predicate in each column (a sub-select stating it once costs a subplan per row).
        SET state = CASE
-                     WHEN d.outcome = 'succeeded' THEN 'succeeded'
-                     WHEN d.outcome = 'cancelled' THEN 'cancelled'
+                     WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN 'queued'
+                     WHEN d.outcome = 'failed' THEN 'dead'
                      WHEN d.outcome = 'snoozed' THEN CASE WHEN j.snoozes < d.snooze_limit THEN 'queued' ELSE 'dead' END
-                     WHEN j.attempt >= j.max_attempts OR d.final THEN 'dead'
-                     ELSE 'queued'
+                     ELSE d.outcome
                    END::pgsched.job_state,
            finished_at = CASE
                            WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN NULL

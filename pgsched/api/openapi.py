@@ -43,11 +43,12 @@ from pgsched.job import (
     JobState,
 )
 from pgsched.queue_settings import LIMIT_MAX
+from pgsched.schedule_store import SCHEDULE_NAME_RE
 from pgsched.token_store import MAX_EXPIRES_IN, Scope
 
 __all__ = ["openapi_document", "query_parameters", "routes"]
 
-_SCHEDULE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_SCHEDULE_NAME = SCHEDULE_NAME_RE.pattern
 
 
 def _ref(name: str) -> dict[str, Any]:

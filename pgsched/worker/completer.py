@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
 from pgsched.hooks import Hooks
 from pgsched.job import JobState
+from pgsched.retry import Backoff
 from pgsched.worker.meters import Meters
 from pgsched.worker.outcome import error_entry
 from pgsched.worker_store import ClaimedJob, Finished, Outcome, WorkerStore
@@ -190,7 +191,7 @@ class Completer:
         self._hooks.ended(batch, accepted)
 
     async def _write_retrying(self, batch: _Batch) -> dict[int, str]:
-        backoff = 0.05
+        backoff = Backoff(cap=_MAX_BACKOFF)
         while True:
             try:
                 return await self._store.job_finish_many([f for _, f in batch])
@@ -201,8 +202,7 @@ class Completer:
                     log.error("results lost", extra={"event": "completer_gave_up", "count": len(batch)})
                     return {}
                 log.warning("flush failed", extra={"event": "completer_retry", "error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                await asyncio.sleep(backoff.next())
 
     async def _one_by_one(self, batch: _Batch) -> dict[int, str]:
         accepted: dict[int, str] = {}

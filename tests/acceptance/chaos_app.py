@@ -10,6 +10,7 @@ outside the job row, so duplicates are visible:
   succeeded, so a fenced-out (late) completion leaves no row: exactly-once side effects.
 - ``sleeper`` records when it starts and when it ends, for the graceful-shutdown scenario.
 - ``poison`` records its start, then SIGKILLs the worker that runs it (the poison pill).
+- ``failing`` records its start and fails until a wall-clock instant (a cohort failing together).
 
 With ``PGSCHED_CHAOS_RUNS_FILE`` set, ``plain`` and ``tx`` also append a ``start`` and an ``end`` line
 (JSON: job, attempt, pid, kind, event, wall-clock t) to that file: a record of executions outside
@@ -100,3 +101,12 @@ def poison(seconds: float = 0.0) -> None:
     job = current_job()
     _record(job.id, job.attempt, "poison")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(max_attempts=8)
+def failing(until: float) -> None:
+    """Record the start; fail while the wall clock is before ``until``."""
+    job = current_job()
+    _record(job.id, job.attempt, "failing")
+    if time.time() < until:
+        raise RuntimeError("still failing")
