@@ -21,8 +21,11 @@ WITH since AS MATERIALIZED (
       FROM pgsched.jobs j
       LEFT JOIN pgsched.workers w ON w.id = j.worker_id
      CROSS JOIN LATERAL (
-            SELECT coalesce(j.extended_lease = j.lease AND j.extended_until < clock_timestamp(), false) AS expired,
-                   coalesce(j.extended_lease = j.lease AND j.extended_until >= clock_timestamp(), false) AS promised) e
+            -- A promise that lapsed while the database was down (or whose commit a crash lost) gets the grace from the restart too.
+            SELECT coalesce(j.extended_lease = j.lease AND d.until < clock_timestamp(), false) AS expired,
+                   coalesce(j.extended_lease = j.lease AND d.until >= clock_timestamp(), false) AS promised
+              FROM (SELECT greatest(j.extended_until,
+                                    (SELECT at FROM since) + make_interval(secs => %(grace)s::float8)) AS until) d) e
      WHERE j.state = 'running'
        AND (w.id IS NULL
             OR e.expired
