@@ -10,7 +10,9 @@ States: ``alive`` (lock held: ``ready`` is set) and ``lost`` (connection broken 
 out: ``ready`` is cleared, so the worker starts no new job). While lost it reconnects with capped
 backoff (at most one heartbeat: after a database restart the reaper's grace is two), re-takes the
 lock on its id, or registers a new row when its row was deleted or a lingering old session still
-holds the lock. ``close()`` deletes the row (clean shutdown).
+holds the lock. ``check_now()`` (another connection of the process broke) makes it beat at once, so a
+crashed database clears ``ready`` within moments, not up to a heartbeat later. ``close()`` deletes the
+row (clean shutdown).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Liveness:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._id: int | None = None
         self._stopping = asyncio.Event()
+        self._poke = asyncio.Event()  # beat now: set by check_now() and stop()
         self.ready = asyncio.Event()
 
     @property
@@ -90,7 +93,7 @@ class Liveness:
         backoff = Backoff(base=0.1, cap=min(_MAX_BACKOFF, self._heartbeat))  # at least once a heartbeat
         while not self._stopping.is_set():
             if self.ready.is_set():
-                if await self._wait_stop(self._heartbeat):
+                if await self._wait_beat():
                     return
                 try:
                     await self._beat()
@@ -109,6 +112,12 @@ class Liveness:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._poke.set()
+
+    def check_now(self) -> None:
+        """Another connection of this process broke: beat now instead of at the next heartbeat, so that a
+        lost database clears ``ready`` (no new job starts) at once rather than up to a heartbeat later."""
+        self._poke.set()
 
     async def close(self) -> None:
         """Unregister (delete the row) and close the connection, which frees the lock. Safe twice."""
@@ -129,6 +138,14 @@ class Liveness:
                 await conn.close()
 
     # ---------------------------------------------------------------- internals
+    async def _wait_beat(self) -> bool:
+        """Wait a heartbeat, or less when ``check_now`` asks; True when stopping."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._heartbeat):
+                await self._poke.wait()
+        self._poke.clear()
+        return self._stopping.is_set()
+
     async def _wait_stop(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):

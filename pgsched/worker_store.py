@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -93,9 +93,10 @@ class Report:
 class _Link:
     """One dedicated autocommit connection, opened on demand and dropped when it breaks."""
 
-    def __init__(self, dsn: str, role: str) -> None:
+    def __init__(self, dsn: str, role: str, on_broken: Callable[[], None] | None = None) -> None:
         self._dsn = dsn
         self._role = role
+        self._on_broken = on_broken
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.opened = 0
 
@@ -112,6 +113,8 @@ class _Link:
                 yield self._conn
         except DatabaseUnavailable:
             await self.close()
+            if self._on_broken is not None:
+                self._on_broken()
             raise
 
     async def close(self) -> None:
@@ -145,11 +148,18 @@ def _finish_params(items: Sequence[Finished], now: Any) -> dict[str, Any]:
 class WorkerStore:
     """The worker's database access. ``close()`` is safe to call twice."""
 
-    def __init__(self, dsn: str, *, clock: Clock | None = None, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        clock: Clock | None = None,
+        pool_size: int = 4,
+        on_broken: Callable[[], None] | None = None,  # a link broke: the database may be gone
+    ) -> None:
         self._dsn = dsn
         self._clock = clock or SystemClock()
-        self._claims = _Link(dsn, "worker")
-        self._writes = _Link(dsn, "worker")
+        self._claims = _Link(dsn, "worker", on_broken)
+        self._writes = _Link(dsn, "worker", on_broken)
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool | None = None
 

@@ -50,7 +50,7 @@ class Worker:
         self._builtins = builtin_tasks(settings)
         dsn = settings.require_dsn()
         self._settings = settings
-        self._store = WorkerStore(dsn, pool_size=min(self.config.concurrency, 20))
+        self._store = WorkerStore(dsn, pool_size=min(self.config.concurrency, 20), on_broken=self._link_broken)
         self._liveness = Liveness(
             dsn,
             queues=self.config.queues,
@@ -161,6 +161,9 @@ class Worker:
     def _lookup(self, name: str) -> Task:
         builtin = self._builtins.get(name)
         return builtin if builtin is not None else self._tasks.get(name)
+
+    def _link_broken(self) -> None:
+        self._liveness.check_now()  # a crashed database stops new starts at once, not a heartbeat later
 
     def _wake_producer(self) -> None:
         self._producer.wake()
