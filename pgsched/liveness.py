@@ -3,7 +3,8 @@
 Data layer. On one dedicated, non-pooled connection the process registers (``worker_register``),
 takes ``pg_try_advisory_lock(pgsched.lock_namespace(), id)`` and beats ``heartbeat_at`` every
 ``heartbeat_seconds``; each beat also publishes the ids of the jobs the worker has started
-(``started``), so the reaper charges a loss only to those. The leader's reaper treats a free lock
+(``started``), so the reaper charges a loss only to those. A worker publishes the tasks it serves
+(``pgsched.tasks``) right after it registers; they go with its row. The leader's reaper treats a free lock
 or a stale heartbeat as death.
 
 States: ``alive`` (lock held: ``ready`` is set) and ``lost`` (connection broken or a beat timed
@@ -23,7 +24,7 @@ import importlib.metadata
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -62,6 +63,7 @@ class Liveness:
         heartbeat_seconds: float = 5.0,
         on_change: Callable[[], None] | None = None,
         started: Callable[[], list[int]] | None = None,
+        tasks: Mapping[str, list[Any]] | None = None,
     ) -> None:
         self._dsn = dsn
         self._role = role
@@ -71,6 +73,7 @@ class Liveness:
         self._heartbeat = heartbeat_seconds
         self._on_change = on_change
         self._started = started
+        self._tasks = tasks  # the task_publish parameters of the tasks this process serves
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._id: int | None = None
         self._stopping = asyncio.Event()
@@ -201,6 +204,8 @@ class Liveness:
         assert row is not None
         if not await self._lock(conn, row[0]):  # a fresh id: nobody else can hold it
             raise DatabaseUnavailable(f"could not take the liveness lock of new worker {row[0]}")
+        if self._tasks:  # published once per id: the rows go with the worker's row
+            await conn.execute(query("task_publish"), {**self._tasks, "worker_id": row[0]})
         self._id = int(row[0])
         self.ready.set()
         log.info("worker registered", extra={"event": "worker_registered", "worker_id": self._id})

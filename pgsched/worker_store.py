@@ -251,11 +251,11 @@ class WorkerStore:
             cur = await conn.execute(query("job_progress_many"), params)
             return {row[0] for row in await cur.fetchall()}
 
-    async def job_release_leased(self, jobs: Sequence[tuple[int, int]]) -> set[int]:
-        """Hand (id, lease) pairs back to the queue uncharged, in their old place; fenced."""
+    async def job_release_leased(self, jobs: Sequence[tuple[int, int]], *, delay: float | None = None) -> set[int]:
+        """Hand (id, lease) pairs back to the queue uncharged, in their old place (or ``delay`` seconds on); fenced."""
         if not jobs:
             return set()
-        params = {"ids": [j[0] for j in jobs], "leases": [j[1] for j in jobs]}
+        params = {"ids": [j[0] for j in jobs], "leases": [j[1] for j in jobs], "delay": delay}
         async with self._writes.use() as conn:
             cur = await conn.execute(query("job_release_leased"), params)
             return {row[0] for row in await cur.fetchall()}

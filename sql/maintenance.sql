@@ -106,3 +106,28 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*)::int AS deleted FROM gone
+
+-- name: job_expire_due
+-- Leader: end up to limit never-started jobs past their deadline to start as expired (cancelled, errors entry of kind "expired"),
+-- read through jobs_expiring_idx only (its predicate, without state, is what the query says); NOTIFY pgsched_done for waited ones.
+WITH due AS (
+    SELECT j.id FROM pgsched.jobs j
+     WHERE j.expires_at IS NOT NULL AND j.started_at IS NULL AND j.finished_at IS NULL
+       AND j.expires_at <= coalesce(%(now)s::timestamptz, now())
+     ORDER BY j.expires_at
+     LIMIT %(limit)s::int
+       FOR UPDATE SKIP LOCKED
+), gone AS (
+    UPDATE pgsched.jobs j
+       SET state = 'cancelled',
+           finished_at = coalesce(%(now)s::timestamptz, now()),
+           errors = j.errors || pgsched.expired_entry(j.expires_at, coalesce(%(now)s::timestamptz, now()))
+     WHERE j.id = ANY (ARRAY(SELECT due.id FROM due))  -- locked above; no state predicate: only the primary key finds them
+    RETURNING j.id, j.queue, j.task
+), told AS (
+    SELECT count(pg_notify('pgsched_done', gone.id::text)) AS sent
+      FROM gone
+     CROSS JOIN LATERAL (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = gone.id LIMIT 1) waited
+     WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters)
+)
+SELECT gone.id, gone.queue, gone.task FROM gone, told

@@ -23,7 +23,7 @@ from pgsched.config import Settings
 from pgsched.errors import PgschedError
 from pgsched.liveness import Liveness
 from pgsched.notifier import Notifier
-from pgsched.tasks import Task, TaskRegistry
+from pgsched.tasks import Task, TaskRegistry, publication
 from pgsched.worker.completer import Completer
 from pgsched.worker.config import WorkerConfig
 from pgsched.worker.executor import Executor
@@ -58,6 +58,7 @@ class Worker:
             heartbeat_seconds=settings.heartbeat_seconds,
             on_change=self._liveness_changed,
             started=self._started_ids,
+            tasks=publication([*self._builtins.values(), *tasks]),
         )
         self._completer = Completer(
             self._store,
@@ -93,6 +94,7 @@ class Worker:
             prefetch_max=self.config.prefetch_max,
             poll_seconds=settings.poll_seconds,
             reconcile_seconds=_RECONCILE_HEARTBEATS * settings.heartbeat_seconds,
+            unserved_delay=self.config.unserved_delay,
         )
         self._notifier = Notifier(
             dsn,
