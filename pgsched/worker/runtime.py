@@ -68,6 +68,11 @@ class Worker:
             hooks=tasks.hooks,
         )
         self._progress = ProgressWriter(self._store, lease_seconds=settings.lease_seconds, on_lost=self._attempt_lost)
+        self._processes = ProcessPool(
+            self.config.processes or os.cpu_count() or 1,
+            max_tasks_per_child=self.config.max_tasks_per_child,
+            max_memory_mb=self.config.child_memory_mb,
+        )
         self._executor = Executor(
             self._lookup,
             self._store,
@@ -78,11 +83,7 @@ class Worker:
             result_max_bytes=settings.result_max_bytes,
             hooks=tasks.hooks,
             progress=self._progress,
-            processes=ProcessPool(
-                self.config.processes or os.cpu_count() or 1,
-                max_tasks_per_child=self.config.max_tasks_per_child,
-                max_memory_mb=self.config.child_memory_mb,
-            ),
+            processes=self._processes,
         )
         self._producer = Producer(
             self._store,
@@ -95,6 +96,7 @@ class Worker:
             poll_seconds=settings.poll_seconds,
             reconcile_seconds=_RECONCILE_HEARTBEATS * settings.heartbeat_seconds,
             unserved_delay=self.config.unserved_delay,
+            hooks=tasks.hooks,
         )
         self._notifier = Notifier(
             dsn,
@@ -144,6 +146,8 @@ class Worker:
                 producer = group.create_task(self._producer.run())
                 watcher = group.create_task(self._watch_cancels())
                 progress = group.create_task(self._progress.run())
+                if any(task.executor == "process" for task in self._tasks):
+                    group.create_task(self._warm_processes())
                 await self._stop.wait()
                 await self._shutdown(producer, executor, completer)
                 watcher.cancel()
@@ -169,6 +173,12 @@ class Worker:
 
     def _started_ids(self) -> list[int]:
         return self._executor.running_ids()
+
+    async def _warm_processes(self) -> None:
+        try:
+            await self._processes.warm()
+        except Exception as exc:  # a child that cannot start fails its job later, with the reason
+            log.warning("process children not started", extra={"event": "children_start_failed", "error": str(exc)})
 
     def _attempt_lost(self, job_id: int, lease: int) -> None:
         self._executor.cancel_attempt(job_id, lease)
