@@ -29,6 +29,9 @@ MAX_BATCH = 1000
 _PATCH_KEYS = ("run_at", "priority", "args", "queue")
 
 
+_OVERRIDE = "allow_unknown_task"
+
+
 def _new_job(state: ApiState, item: object) -> NewJob:
     if isinstance(item, Mapping):
         for key, value in item.items():
@@ -37,17 +40,42 @@ def _new_job(state: ApiState, item: object) -> NewJob:
     return new_job_from_json(item, clock=state.clock, max_payload_bytes=state.settings.max_payload_bytes)
 
 
+def _allow_unknown(body: dict[str, Any]) -> bool:
+    """Pop the deploy-order override: enqueue a task no worker has registered yet."""
+    allow = body.pop(_OVERRIDE, False)
+    if not isinstance(allow, bool):
+        raise ValidationError(_OVERRIDE, "must be true or false")
+    return allow
+
+
+async def _require_served(state: ApiState, tasks: list[str], allow: bool, *, batch: bool = False) -> None:
+    """422 naming the task field (with close names) unless a live worker serves every task, or ``allow``."""
+    unserved = None if allow else await state.tasks.task_names_unserved(tasks)
+    if unserved is not None:
+        field = f"jobs[{tasks.index(unserved.missing[0])}].task" if batch else "task"
+        raise unserved.error(override=f'set "{_OVERRIDE}": true', field_name=field)
+
+
 async def create_job(request: Request) -> Response:
     state = api_state(request)
-    job = _new_job(state, await read_object(request))
+    body = await read_object(request)
+    allow = _allow_unknown(body)
+    job = _new_job(state, body)
     await authorize_task(request, job.task)
-    inserted = await state.jobs.job_insert(job)
+    await _require_served(state, [job.task], allow)
+    if state.tracer is None:
+        inserted = await state.jobs.job_insert(job)
+    else:  # the enqueue span continues the caller's trace (traceparent), and the job carries it on
+        with state.tracer.enqueue([job], parent=request.headers) as span:
+            inserted = await state.jobs.job_insert(span.jobs[0])
+            span.inserted([inserted.job.id])
     return JSONResponse(inserted.job.to_dict(), status_code=201 if inserted.created else 200)
 
 
 async def create_batch(request: Request) -> Response:
     state = api_state(request)
     body = await read_object(request)
+    allow = _allow_unknown(body)
     items = body.get("jobs")
     if set(body) - {"jobs"}:
         raise ValidationError(sorted(set(body) - {"jobs"})[0], "unknown field")
@@ -60,7 +88,13 @@ async def create_batch(request: Request) -> Response:
         except ValidationError as exc:
             raise ValidationError(f"jobs[{index}].{exc.field}", exc.message) from None
     await authorize_task(request, [job.task for job in jobs])
-    ids = await state.jobs.job_insert_many(jobs)
+    await _require_served(state, [job.task for job in jobs], allow, batch=True)
+    if state.tracer is None:
+        ids = await state.jobs.job_insert_many(jobs)
+    else:
+        with state.tracer.enqueue(jobs, parent=request.headers) as span:
+            ids = await state.jobs.job_insert_many(span.jobs)
+            span.inserted(ids)
     return JSONResponse({"ids": ids}, status_code=201)
 
 
