@@ -590,7 +590,7 @@ function renderJob(detail, job) {
     el("h3", {}, "Result"), el("pre", { class: "scroll" }, JSON.stringify(job.result, null, 2)),
     el("h3", {}, `Attempts with errors (${job.errors.length})`),
     ...job.errors.map((e) => el("details", { class: "attempt" },
-      el("summary", {}, el("strong", {}, `attempt ${e.attempt}`), ` at ${fmtTime(e.at)} `,
+      el("summary", {}, el("strong", {}, e.attempt == null ? "never started" : `attempt ${e.attempt}`), ` at ${fmtTime(e.at)} `,
         el("code", { class: "kind" }, e.kind || "exception"), ": ", el("span", { class: "err" }, e.error)),
       e.traceback ? el("pre", { class: "scroll" }, e.traceback) : el("p", { class: "muted" }, "no traceback"))));
 }
