@@ -507,7 +507,11 @@ BEGIN
     END IF;
     -- Future jobs too: a waiting worker then re-arms its timer for the earliest run_at.
     FOR q IN SELECT DISTINCT n.queue FROM new_jobs n WHERE n.state = 'queued' LOOP
-        IF EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q) THEN
+        DELETE FROM pgsched.waiting_workers w
+         USING (SELECT x.queue, x.worker_id FROM pgsched.waiting_workers x
+                 WHERE x.queue = q FOR UPDATE SKIP LOCKED) taken
+         WHERE w.queue = taken.queue AND w.worker_id = taken.worker_id;
+        IF FOUND THEN
             PERFORM pg_notify('pgsched_jobs', q);
         END IF;
     END LOOP;
@@ -518,7 +522,7 @@ END $$;
 -- Name: FUNCTION jobs_notify_insert(); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (payload: queue) once per statement and queue of queued jobs (due now or later), only when a worker waits on that queue (pgsched.waiting_workers) and the session has not set pgsched.notify to off.';
+COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (payload: queue) for a statement''s queued jobs (due now or later) when it takes (deletes) the waiting marks of workers on that queue, so one NOTIFY wakes them and later inserts send none until they mark again; marks another transaction is taking are skipped; nothing when the session set pgsched.notify to off.';
 
 --
 -- Name: lock_held(bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -2986,7 +2990,7 @@ CREATE TABLE pgsched.waiting_workers (
 -- Name: TABLE waiting_workers; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON TABLE pgsched.waiting_workers IS 'Workers idle on a queue and listening: the insert trigger sends NOTIFY pgsched_jobs only for queues listed here. A hint only: a stale row costs one needless NOTIFY, polling covers a missing one.';
+COMMENT ON TABLE pgsched.waiting_workers IS 'Workers idle on a queue and listening. The insert trigger takes (deletes) a queue''s marks when it sends NOTIFY pgsched_jobs for it; a woken worker marks again before it sleeps. A hint only: a stale row costs one needless NOTIFY, polling covers a missing one.';
 
 --
 -- Name: COLUMN waiting_workers.queue; Type: COMMENT; Schema: pgsched; Owner: -

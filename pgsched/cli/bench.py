@@ -126,7 +126,7 @@ def _print(report: dict[str, Any]) -> None:
     _table(report, f"single-row enqueue, {opts['clients']} clients, /s", [
         ("notifications off", "notify.off_per_s", "{:,.0f}", None),
         ("adaptive, nobody waiting", "notify.adaptive_per_s", "{:,.0f}", "notify.off_per_s"),
-        ("a worker waiting (NOTIFY each)", "notify.waiting_per_s", "{:,.0f}", "notify.off_per_s"),
+        ("a worker waiting", "notify.waiting_per_s", "{:,.0f}", "notify.off_per_s"),
     ], "% of off")  # fmt: skip
     _table(report, "idle listening worker, ms", [
         ("enqueue returned -> task started p50", "latency.start_p50_ms", "{:.2f}", None),
