@@ -27,6 +27,8 @@ from pgsched.api.validation import (
     MIN_GRACE_SECONDS,
     MIN_TIMEOUT_SECONDS,
 )
+from pgsched.api.workflows import KINDS, STATES
+from pgsched.api.workflows import MAX_STEPS as MAX_WORKFLOW_STEPS
 from pgsched.config import Settings
 from pgsched.cron import validate_timezone
 from pgsched.dashboard_store import VIEWS as DASHBOARD_VIEWS
@@ -164,6 +166,68 @@ def _job_schemas() -> dict[str, Any]:
         "DeadPurgeFilter": _object({"queue": _QUEUE, "task": _TASK, "before": _TIME}),
         "DeadRetried": _object({"retried": _INT, "ids": {"type": "array", "items": _INT}}, ["retried", "ids"]),
         "DeadPurged": _object({"purged": _INT}, ["purged"]),
+        **_workflow_schemas(new_job),
+    }
+
+
+def _workflow_schemas(new_job: dict[str, Any]) -> dict[str, Any]:
+    step_props = {k: v for k, v in new_job["properties"].items() if k != "run_key"}
+    ref = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "minLength": 1, "maxLength": 200}]}
+    step_props.update(
+        key={"type": "string", "minLength": 1, "maxLength": 200, "pattern": NO_NUL, "description": "Unique name."},
+        after={"type": "array", "items": ref, "description": "Earlier steps (index or key) this one waits for."},
+        on_failure={"type": "string", "enum": ["cancel", "run", "failed"], "description": "On a failed dependency."},
+        receive={"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,99}$", "description": "Args key of results."},
+    )
+    step = {**_object(step_props, ["task"]), "not": new_job["not"], "dependentRequired": new_job["dependentRequired"]}
+    info = {
+        "id": _INT,
+        "name": _STR,
+        "kind": _STR,
+        "created_at": _TIME,
+        **dict.fromkeys(("steps", "waiting", "queued", "running", "succeeded", "dead", "cancelled"), _INT),
+        "state": {"type": "string", "enum": list(STATES)},
+        "finished_at": _nullable(_TIME),
+    }
+    step_row = {
+        "id": _INT,
+        "task": _STR,
+        "queue": _STR,
+        "priority": _INT,
+        "state": {"type": "string", "enum": [s.value for s in JobState]},
+        "attempt": _INT,
+        "max_attempts": _INT,
+        "depends_on": {"type": "array", "items": _INT},
+        "created_at": _TIME,
+        "started_at": _nullable(_TIME),
+        "finished_at": _nullable(_TIME),
+        "duration_seconds": _nullable({"type": "number"}),
+        "last_error": _nullable(_STR),
+        "result": {"description": "JSON value returned by the step, or null."},
+    }
+    name = {"type": "string", "maxLength": 200, "pattern": NO_NUL}
+    return {
+        "NewWorkflow": _object(
+            {
+                "name": name,
+                "kind": {"type": "string", "enum": list(KINDS)},
+                "steps": {"type": "array", "minItems": 1, "maxItems": MAX_WORKFLOW_STEPS, "items": step},
+            },
+            ["steps"],
+        ),
+        "WorkflowCreated": _object(
+            {"id": _INT, "job_ids": {"type": "array", "items": _INT}, "keys": {"type": "object"}},
+            ["id", "job_ids", "keys"],
+        ),
+        "Workflow": _object(info, list(info)),
+        "WorkflowDetail": _object(
+            {**info, "items": {"type": "array", "items": _object(step_row, list(step_row))}}, [*info, "items"]
+        ),
+        "WorkflowCancelled": _object({**info, "cancelled_steps": _INT}, [*info, "cancelled_steps"]),
+        "WorkflowPage": _object(
+            {"items": {"type": "array", "items": _ref("Workflow")}, "next_cursor": _nullable(_STR)},
+            ["items", "next_cursor"],
+        ),
     }
 
 
@@ -438,6 +502,29 @@ def _job_paths(settings: Settings) -> dict[str, Any]:
         },
         "/jobs/{id}/cancel": {"parameters": [_JOB_ID], "post": _op("Cancel a job", _ok("200", "Job"))},
         "/jobs/{id}/retry": {"parameters": [_JOB_ID], "post": _op("Retry a job now", _ok("200", "Job"))},
+        "/workflows": {
+            "post": _op(
+                "Create a workflow: every step and edge in one transaction",
+                _ok("201", "WorkflowCreated"),
+                body="NewWorkflow",
+            ),
+            "get": _op(
+                "List workflows, newest first, with progress",
+                _ok("200", "WorkflowPage"),
+                params=[
+                    _query("state", {"type": "string", "enum": list(STATES)}, "Overall state."),
+                    *_paging(settings),
+                ],
+            ),
+        },
+        "/workflows/{id}": {
+            "parameters": [_JOB_ID],
+            "get": _op("A workflow with every step", _ok("200", "WorkflowDetail")),
+        },
+        "/workflows/{id}/cancel": {
+            "parameters": [_JOB_ID],
+            "post": _op("Cancel every unfinished step", _ok("200", "WorkflowCancelled")),
+        },
         "/dead": {"get": _op("The dead-letter queue", _ok("200", "JobPage"), params=[*filters, *_paging(settings)])},
         "/dead/retry": {
             "post": _op(

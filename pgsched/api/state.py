@@ -20,6 +20,7 @@ from pgsched.dedupe import DedupeCache
 from pgsched.schedule_store import ScheduleStore
 from pgsched.store import AsyncJobStore
 from pgsched.token_store import TokenStore
+from pgsched.workflow_store import AsyncWorkflowStore
 
 __all__ = ["ApiState", "api_pool", "api_state"]
 
@@ -50,6 +51,7 @@ class ApiState:
     admin: AdminStore
     tokens: TokenStore
     schedules: ScheduleStore
+    workflows: AsyncWorkflowStore
     cache: DedupeCache
     auth_failures: AuthFailureLimiter
 
@@ -66,6 +68,7 @@ class ApiState:
             admin=AdminStore(pool, clock=clock),
             tokens=TokenStore(pool, clock=clock),
             schedules=ScheduleStore(pool, clock=clock),
+            workflows=AsyncWorkflowStore(pool),
             cache=cache,
             auth_failures=AuthFailureLimiter(
                 limit=settings.api_auth_failure_limit, window=settings.api_auth_failure_window_seconds
