@@ -25,7 +25,7 @@ from pgsched.job import NewJob
 from pgsched.queries import query
 from pgsched.workflow import Node, Started
 
-__all__ = ["AsyncWorkflowStore", "WorkflowInfo", "WorkflowStep", "WorkflowStore", "insert_params"]
+__all__ = ["AsyncWorkflowStore", "WorkflowInfo", "WorkflowStep", "WorkflowStore", "edge_rows", "step_rows"]
 
 STEPS_SHOWN_MAX = 10_000
 
@@ -90,36 +90,37 @@ class WorkflowStep:
         return out
 
 
-def insert_params(
-    name: str, kind: str, ids: Sequence[int], jobs: Sequence[NewJob], nodes: Sequence[Node]
-) -> dict[str, Any]:
-    """Parameters of ``workflow_insert``: the steps as arrays, and one array entry per edge.
+_STEP_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4", "text",
+               "int8", "bool", "int4"]  # fmt: skip
+_EDGE_TYPES = ["int8", "int8", "int4", "text", "text"]
 
-    The workflow, its steps and edges go in with that one statement, so no transaction is opened here:
-    in the caller's transaction (``conn``) the workflow exists if and only if it commits."""
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def step_rows(
+    workflow_id: int, ids: Sequence[int], jobs: Sequence[NewJob], nodes: Sequence[Node], now: datetime
+) -> list[tuple[Any, ...]]:
+    """COPY rows of the steps: waiting (with deps_left) when a step has dependencies, else queued."""
     awaited = {edge.depends_on for node in nodes for edge in node.edges}
-    edges = [(i, k, edge) for i, node in enumerate(nodes) for k, edge in enumerate(node.edges)]
-    return {
-        "name": name,
-        "kind": kind,
-        "ids": list(ids),
-        "tasks": [j.task for j in jobs],
-        "args": [Jsonb(j.args) for j in jobs],
-        "queues": [j.queue for j in jobs],
-        "priorities": [j.priority for j in jobs],
-        "run_ats": [j.run_at for j in jobs],
-        "max_attempts": [j.max_attempts for j in jobs],
-        "timeouts": [j.timeout for j in jobs],
-        "concurrency_keys": [j.concurrency_key for j in jobs],
-        "concurrency_limits": [j.concurrency_limit for j in jobs],
-        "waits": [bool(node.edges) for node in nodes],
-        "has_dependents": [i in awaited for i in range(len(nodes))],
-        "edge_jobs": [ids[i] for i, _, _ in edges],
-        "edge_deps": [ids[edge.depends_on] for _, _, edge in edges],
-        "edge_positions": [k for _, k, _ in edges],
-        "edge_policies": [edge.on_failure for _, _, edge in edges],
-        "edge_results_args": [nodes[i].step.results_arg for i, _, _ in edges],
-    }
+    rows = []
+    for i, (job, node) in enumerate(zip(jobs, nodes, strict=True)):
+        args = Jsonb(job.args) if job.args_json is None else Jsonb(job.args_json, dumps=_as_is)
+        waits = len(node.edges)
+        rows.append((ids[i], job.task, args, job.queue, job.priority, job.run_at or now, job.max_attempts, job.timeout,
+                     job.concurrency_key, job.concurrency_limit, "waiting" if waits else "queued", workflow_id,
+                     i in awaited, waits or None))  # fmt: skip
+    return rows
+
+
+def edge_rows(ids: Sequence[int], nodes: Sequence[Node]) -> list[tuple[Any, ...]]:
+    """COPY rows of the edges: (dependent, dependency, position, policy, results_arg)."""
+    return [
+        (ids[i], ids[edge.depends_on], k, edge.on_failure, node.step.results_arg)
+        for i, node in enumerate(nodes)
+        for k, edge in enumerate(node.edges)
+    ]
 
 
 def _translate(exc: psycopg.Error) -> Exception:
@@ -132,6 +133,25 @@ def _translate(exc: psycopg.Error) -> Exception:
 
 def _first_number(message: str | None) -> int:
     return next((int(w) for w in (message or "").split() if w.isdigit()), 0)
+
+
+@contextlib.contextmanager
+def _joined(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A transaction of its own on an autocommit connection (the pool's); else the caller's transaction."""
+    if conn.autocommit:
+        with conn.transaction():
+            yield
+    else:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _joined_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    if conn.autocommit:
+        async with conn.transaction():
+            yield
+    else:
+        yield
 
 
 @contextlib.contextmanager
@@ -171,13 +191,23 @@ class WorkflowStore:
         *,
         conn: psycopg.Connection[Any] | None = None,
     ) -> Started:
-        with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(query("job_ids_reserve"), {"n": len(jobs)}).fetchone()
-            assert row is not None
-            ids: list[int] = row["ids"]
-            created = cur.execute(query("workflow_insert"), insert_params(name, kind, ids, jobs, nodes)).fetchone()
-            assert created is not None
-            return Started(int(created["id"]), tuple(ids))
+        """The workflow, its steps and edges: one INSERT, then one COPY each, in one transaction (the
+        caller's with ``conn``: the workflow then exists if and only if that transaction commits)."""
+        with self._conn(conn) as c, _joined(c), c.cursor(row_factory=dict_row) as cur:
+            begun = cur.execute(query("workflow_begin"), {"name": name, "kind": kind, "n": len(jobs)}).fetchone()
+            assert begun is not None
+            ids: list[int] = begun["ids"]
+            with cur.copy(query("workflow_steps_copy")) as copy:
+                copy.set_types(_STEP_TYPES)
+                for row in step_rows(begun["id"], ids, jobs, nodes, begun["now"]):
+                    copy.write_row(row)
+            edges = edge_rows(ids, nodes)
+            if edges:
+                with cur.copy(query("workflow_edges_copy")) as copy:
+                    copy.set_types(_EDGE_TYPES)
+                    for row in edges:
+                        copy.write_row(row)
+            return Started(int(begun["id"]), tuple(ids))
 
     def workflow_get(self, workflow_id: int) -> WorkflowInfo | None:
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
@@ -228,15 +258,23 @@ class AsyncWorkflowStore:
         *,
         conn: psycopg.AsyncConnection[Any] | None = None,
     ) -> Started:
-        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_ids_reserve"), {"n": len(jobs)})
-            row = await cur.fetchone()
-            assert row is not None
-            ids: list[int] = row["ids"]
-            await cur.execute(query("workflow_insert"), insert_params(name, kind, ids, jobs, nodes))
-            created = await cur.fetchone()
-            assert created is not None
-            return Started(int(created["id"]), tuple(ids))
+        """The async twin of ``WorkflowStore.workflow_insert``."""
+        async with self._conn(conn) as c, _joined_async(c), c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("workflow_begin"), {"name": name, "kind": kind, "n": len(jobs)})
+            begun = await cur.fetchone()
+            assert begun is not None
+            ids: list[int] = begun["ids"]
+            async with cur.copy(query("workflow_steps_copy")) as copy:
+                copy.set_types(_STEP_TYPES)
+                for row in step_rows(begun["id"], ids, jobs, nodes, begun["now"]):
+                    await copy.write_row(row)
+            edges = edge_rows(ids, nodes)
+            if edges:
+                async with cur.copy(query("workflow_edges_copy")) as copy:
+                    copy.set_types(_EDGE_TYPES)
+                    for row in edges:
+                        await copy.write_row(row)
+            return Started(int(begun["id"]), tuple(ids))
 
     async def workflow_get(self, workflow_id: int) -> WorkflowInfo | None:
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
