@@ -5,10 +5,11 @@ from __future__ import annotations
 from pgsched.app import Pgsched
 from pgsched.clock import Clock, FixedClock, SystemClock
 from pgsched.config import Settings
+from pgsched.context import JobContext, current_job
+from pgsched.control import Cancel, Discard, JobControl, Retry, Snooze
 from pgsched.errors import (
     ConfigurationError,
     DatabaseUnavailable,
-    DuplicateJob,
     InvalidStateError,
     JobCancelled,
     JobFailed,
@@ -30,14 +31,17 @@ from pgsched.workflow import Started, Step
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cancel",
     "Clock",
     "ConfigurationError",
     "DatabaseUnavailable",
-    "DuplicateJob",
+    "Discard",
     "FixedClock",
     "InvalidStateError",
     "Job",
     "JobCancelled",
+    "JobContext",
+    "JobControl",
     "JobEvent",
     "JobFailed",
     "JobNotFound",
@@ -47,9 +51,11 @@ __all__ = [
     "Pgsched",
     "PgschedError",
     "ResultTimeout",
+    "Retry",
     "RetryPolicy",
     "ScheduleNotFound",
     "Settings",
+    "Snooze",
     "Started",
     "Step",
     "SystemClock",
@@ -58,4 +64,5 @@ __all__ = [
     "ValidationError",
     "WorkflowNotFound",
     "__version__",
+    "current_job",
 ]

@@ -13,12 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from pgsched import db
 from pgsched.clock import Clock, SystemClock
-from pgsched.errors import DatabaseUnavailable
 from pgsched.queries import query
 
 __all__ = ["QUEUE_COUNT_CAP", "AdminStore", "Health", "JobTotals", "WorkerInfo"]
@@ -88,11 +87,9 @@ class AdminStore:
 
     @contextlib.asynccontextmanager
     async def _cursor(self, wait: float | None = None) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
-        try:
+        with db.translated():
             async with self._pool.connection(timeout=wait) as conn, conn.cursor(row_factory=dict_row) as cur:
                 yield cur
-        except (psycopg.OperationalError, psycopg.InterfaceError, pg_errors.QueryCanceled) as exc:
-            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
     async def cluster_list(self) -> list[WorkerInfo]:
         async with self._cursor() as cur:

@@ -19,7 +19,7 @@ from pgsched.hooks import EventName, Hooks, Listener, Middleware
 from pgsched.job import DEFAULT_MAX_ATTEMPTS, Job
 from pgsched.retry import RetryPolicy
 from pgsched.schedule_store import Schedule, ScheduleSpec, ScheduleStore
-from pgsched.tasks import Task, TaskRegistry
+from pgsched.tasks import DEFAULT_MAX_SNOOZES, Task, TaskRegistry
 from pgsched.workflow import Dag, Group, Step, Workflow, batch, chain, group
 from pgsched.workflow_store import WorkflowInfo, WorkflowStep
 
@@ -77,6 +77,10 @@ class Pgsched:
         retry: RetryPolicy | None = None,
         priority: int = 0,
         transactional: bool = False,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        max_snoozes: int = DEFAULT_MAX_SNOOZES,
+        executor: str = "thread",
     ) -> Callable[[Callable[..., Any]], Task]: ...
 
     def task(
@@ -90,8 +94,18 @@ class Pgsched:
         retry: RetryPolicy | None = None,
         priority: int = 0,
         transactional: bool = False,
+        retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        dont_retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+        max_snoozes: int = DEFAULT_MAX_SNOOZES,
+        executor: str = "thread",
     ) -> Task | Callable[[Callable[..., Any]], Task]:
-        """Register a task; use bare (``@app.task``) or with options (``@app.task(queue="emails")``)."""
+        """Register a task; use bare (``@app.task``) or with options (``@app.task(queue="emails")``).
+
+        ``retry_on`` / ``dont_retry_on``: exception types that may / may not be retried (any other
+        exception, or one of these, ends the job ``dead`` at once). ``max_snoozes``: how often the task
+        may ``Snooze`` one job. ``executor="process"``: a sync function runs in the worker's process pool
+        (``pgsched worker --processes N --max-tasks-per-child N --child-memory-mb M``).
+        """
 
         def register(fn: Callable[..., Any]) -> Task:
             task = Task(
@@ -104,6 +118,10 @@ class Pgsched:
                 priority=priority,
                 transactional=transactional,
                 enqueuer=self.client,
+                retry_on=retry_on if isinstance(retry_on, tuple) else (retry_on,),
+                dont_retry_on=dont_retry_on if isinstance(dont_retry_on, tuple) else (dont_retry_on,),
+                max_snoozes=max_snoozes,
+                executor=executor,
             )
             return self.tasks.register(task)
 

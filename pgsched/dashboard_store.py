@@ -13,7 +13,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from pgsched.db import translate_async_errors
+from pgsched.db import translated
 from pgsched.queries import query
 
 __all__ = ["ARGS_SEARCH_SPAN", "VIEWS", "DashboardStore", "JobView"]
@@ -33,9 +33,10 @@ class DashboardStore:
         self._pool = pool
 
     async def _rows(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        async with translate_async_errors(), self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query(name), params)
-            return list(await cur.fetchall())
+        with translated():
+            async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                await cur.execute(query(name), params)
+                return list(await cur.fetchall())
 
     async def dashboard_jobs(
         self,

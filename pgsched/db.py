@@ -1,4 +1,5 @@
-"""Connections to PostgreSQL: conninfo with role names and keepalives, pools, error translation.
+"""Connections to PostgreSQL: conninfo with role names and keepalives, the pool factory, dedicated
+sessions, and the one translation of psycopg errors into pgsched's.
 
 Infra layer: opens connections, runs no pgsched SQL of its own. Every connection carries
 ``application_name = pgsched:<role>:<pid>`` so ``pg_stat_activity`` shows who is who.
@@ -6,20 +7,23 @@ Infra layer: opens connections, runs no pgsched SQL of its own. Every connection
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
+import select
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgsched.errors import DatabaseUnavailable
+from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound, ValidationError
 from pgsched.queries import query
 
 __all__ = [
@@ -27,33 +31,50 @@ __all__ = [
     "connect",
     "connect_async",
     "conninfo",
+    "pgsched_error",
+    "session_async",
     "sync_pool",
-    "translate_async_errors",
-    "translate_errors",
+    "translated",
 ]
 
 # TCP keepalives detect a dead peer within ~25 s even when no query is running.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 # A pool with check_idle=True pings (one round trip) only connections last checked out longer ago than
-# this; one in steady use skips the ping, and a broken one is still dropped when it is returned. (Not
-# a pool ``reset`` callback: with one, psycopg_pool returns every connection through a worker task.)
+# this, or whose socket has something to read while it sat in the pool (a server that shut down or
+# crashed says so, or just hangs up: end of file); one in steady use skips the ping for a poll(2) of
+# its socket, and a broken one is still dropped when it is returned. (Not a pool ``reset`` callback:
+# with one, psycopg_pool returns every connection through a worker task.)
 IDLE_CHECK_SECONDS = 1.0
 _checked_out_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
-def _idle(conn: Any) -> bool:
-    return time.monotonic() - _checked_out_at.get(conn, float("-inf")) >= IDLE_CHECK_SECONDS
+def _needs_ping(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    if time.monotonic() - _checked_out_at.get(conn, float("-inf")) >= IDLE_CHECK_SECONDS:
+        return True
+    try:
+        fd = conn.fileno()
+    except psycopg.Error:
+        return True
+    return _readable(fd)  # an idle connection has nothing to read unless the server spoke or left
+
+
+def _readable(fd: int) -> bool:
+    if not hasattr(select, "poll"):  # Windows: select() takes any socket there
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def _check_if_idle(conn: psycopg.Connection[Any]) -> None:
-    if _idle(conn):
+    if _needs_ping(conn):
         ConnectionPool.check_connection(conn)
     _checked_out_at[conn] = time.monotonic()
 
 
 async def _check_if_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    if _idle(conn):
+    if _needs_ping(conn):
         await AsyncConnectionPool.check_connection(conn)
     _checked_out_at[conn] = time.monotonic()
 
@@ -99,25 +120,37 @@ async def _configure_async(conn: psycopg.AsyncConnection[Any], statement_timeout
 
 
 def connect(dsn: str, role: str, *, autocommit: bool = True, **extra: Any) -> psycopg.Connection[dict[str, Any]]:
-    try:
+    with translated():
         conn = psycopg.connect(conninfo(dsn, role, **extra), autocommit=autocommit, row_factory=dict_row)
         _configure(conn)
         if not autocommit:
             conn.rollback()  # end the transaction the check opened
         return conn
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(str(exc).strip()) from exc
 
 
 async def connect_async(dsn: str, role: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[dict[str, Any]]:
-    try:
+    with translated():
         conn = await psycopg.AsyncConnection.connect(conninfo(dsn, role), autocommit=autocommit, row_factory=dict_row)
         await _configure_async(conn)
         if not autocommit:
             await conn.rollback()
         return conn
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(str(exc).strip()) from exc
+
+
+async def session_async(
+    dsn: str, role: str, *, within: float | None = None, prepare_threshold: int | None = 5, **extra: Any
+) -> psycopg.AsyncConnection[Any]:
+    """A dedicated autocommit session of its own (LISTEN, advisory locks, the worker's prepared hot path):
+    never pooled, so it must reach PostgreSQL directly. Tuple rows; ``extra`` goes to the conninfo
+    (``options``...); ``within`` seconds bound the connect. Raises ``DatabaseUnavailable`` when it cannot connect."""
+    try:
+        with translated():
+            async with asyncio.timeout(within):
+                return await psycopg.AsyncConnection.connect(
+                    conninfo(dsn, role, **extra), autocommit=True, prepare_threshold=prepare_threshold
+                )
+    except TimeoutError as exc:
+        raise DatabaseUnavailable(f"could not connect within {within:g}s") from exc
 
 
 def async_pool(
@@ -163,18 +196,77 @@ def sync_pool(dsn: str, role: str, *, min_size: int = 1, max_size: int = 4, chec
     )
 
 
+# The CHECK constraints of pgsched's tables, by the input field each one guards.
+_CONSTRAINT_FIELDS = {
+    "jobs_queue_name_valid": "queue",
+    "jobs_task_name_valid": "task",
+    "jobs_args_is_object": "args",
+    "jobs_priority_range": "priority",
+    "jobs_max_attempts_range": "max_attempts",
+    "jobs_run_key_length": "run_key",
+    "jobs_timeout_positive": "timeout",
+    "jobs_concurrency_key_length": "concurrency_key",
+    "jobs_concurrency_limit_range": "concurrency_limit",
+    "schedules_name_valid": "name",
+    "schedules_cron_fields": "cron",
+    "schedules_task_name_valid": "task",
+    "schedules_queue_name_valid": "queue",
+    "schedules_args_is_object": "args",
+    "schedules_priority_range": "priority",
+    "schedules_max_attempts_range": "max_attempts",
+    "schedules_misfire_policy_valid": "misfire_policy",
+    "schedules_misfire_grace_positive": "misfire_grace",
+    "queues_name_valid": "queue",
+    "queues_concurrency_range": "concurrency",
+    "queues_rate_limit_range": "rate_limit",
+    "queues_rate_period_range": "rate_period",
+    "queues_rate_burst_range": "rate_burst",
+    "api_tokens_name_valid": "name",
+    "api_tokens_scope_valid": "scope",
+    "jobs_progress_range": "progress",
+    "workflows_name_length": "name",
+    "job_dependencies_policy_valid": "on_failure",
+    "job_dependencies_results_arg_valid": "results_arg",
+}
+
+
+def pgsched_error(
+    exc: psycopg.Error, *, field: str = "job", not_found: Callable[[int], Exception] = JobNotFound
+) -> Exception:
+    """The one translation of a psycopg error into what pgsched's callers catch; ``field`` names the input
+    blamed for bad data no constraint names; ``not_found`` is raised with the id a pgsched function found
+    missing (no_data_found). Anything else (a bug, a task's own SQL) comes back unchanged."""
+    message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
+    if isinstance(exc, pg_errors.NoDataFound):  # pgsched.cancel / retry of a missing job, and the like
+        return not_found(_first_number(message))
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return DatabaseUnavailable(f"the database did not answer in time: {message}")
+    if isinstance(exc, pg_errors.ObjectInUse | pg_errors.ObjectNotInPrerequisiteState | pg_errors.ForeignKeyViolation):
+        return InvalidStateError(message)
+    if isinstance(exc, pg_errors.CheckViolation):
+        constraint = exc.diag.constraint_name or ""
+        return ValidationError(_CONSTRAINT_FIELDS.get(constraint, field), f"rejected by the database ({constraint})")
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        return ValidationError(field, message)
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
+    return exc
+
+
+def _first_number(message: str) -> int:
+    return next((int(word) for word in message.split() if word.isdigit()), 0)
+
+
 @contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn connection-level psycopg errors into ``DatabaseUnavailable``."""
+def translated(
+    *, field: str = "job", not_found: Callable[[int], Exception] = JobNotFound, only_connection: bool = False
+) -> Iterator[None]:
+    """Raise psycopg errors as pgsched's (``pgsched_error``). ``only_connection`` translates only a lost or
+    unreachable database, and passes every other error on as it is (a transactional task's own SQL)."""
     try:
         yield
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
-
-
-@contextlib.asynccontextmanager
-async def translate_async_errors() -> AsyncIterator[None]:
-    try:
-        yield
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+    except psycopg.Error as exc:
+        new = pgsched_error(exc, field=field, not_found=not_found)
+        if new is exc or (only_connection and not isinstance(new, DatabaseUnavailable)):
+            raise
+        raise new from exc

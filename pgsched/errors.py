@@ -10,7 +10,6 @@ from typing import Any
 __all__ = [
     "ConfigurationError",
     "DatabaseUnavailable",
-    "DuplicateJob",
     "InvalidStateError",
     "JobCancelled",
     "JobFailed",
@@ -118,12 +117,3 @@ class WorkflowNotFound(PgschedError, LookupError):
 
 class InvalidStateError(PgschedError):
     """The job or schedule is not in a state that allows the operation."""
-
-
-class DuplicateJob(PgschedError):
-    """A run key is taken (raised only where the caller asked for strict creation)."""
-
-    def __init__(self, run_key: str, job_id: int) -> None:
-        super().__init__(f"run_key {run_key!r} already belongs to job {job_id}")
-        self.run_key = run_key
-        self.job_id = job_id

@@ -75,6 +75,7 @@ class _Enqueued(Protocol):
 
 # The state a finished attempt left its job in -> the event it means (a cancel has none).
 _END_EVENTS: dict[tuple[str, str], EventName] = {
+    ("snoozed", "dead"): "job_dead",
     ("succeeded", "succeeded"): "job_succeeded",
     ("failed", "queued"): "job_failed",
     ("failed", "dead"): "job_dead",

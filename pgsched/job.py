@@ -56,13 +56,13 @@ FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELL
 
 
 def validate_queue(queue: object, field_name: str = "queue") -> str:
-    if not isinstance(queue, str) or not QUEUE_RE.match(queue):
+    if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
         raise ValidationError(field_name, f"invalid queue name {queue!r}: must match {QUEUE_RE.pattern}")
     return queue
 
 
 def validate_task_name(task: object, field_name: str = "task") -> str:
-    if not isinstance(task, str) or not TASK_RE.match(task):
+    if not isinstance(task, str) or not TASK_RE.fullmatch(task):
         raise ValidationError(
             field_name,
             f"invalid task name {task!r}: letters, digits, _ . : - (up to 200), starting with a letter or _",
@@ -205,6 +205,11 @@ class Job:
     concurrency_limit: int | None = None
     # ``args`` as the JSON text validation produced; None when built by hand (the insert encodes then).
     args_json: str | None = field(default=None, compare=False, repr=False)
+    snoozes: int = 0
+    progress: float | None = None
+    progress_message: str | None = None
+    progress_at: datetime | None = None
+    lease_until: datetime | None = None  # the running attempt promised its next heartbeat by then
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -230,6 +235,11 @@ class Job:
             created_at=row["created_at"],
             concurrency_key=row.get("concurrency_key"),
             concurrency_limit=row.get("concurrency_limit"),
+            snoozes=row.get("snoozes", 0),
+            progress=row.get("progress"),
+            progress_message=row.get("progress_message"),
+            progress_at=row.get("progress_at"),
+            lease_until=_lease_until(row),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,4 +270,18 @@ class Job:
             "created_at": iso(self.created_at),
             "concurrency_key": self.concurrency_key,
             "concurrency_limit": self.concurrency_limit,
+            "snoozes": self.snoozes,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "progress_at": iso(self.progress_at),
+            "lease_until": iso(self.lease_until),
         }
+
+
+def _lease_until(row: Mapping[str, Any]) -> datetime | None:
+    """The heartbeat promise of the running attempt: only an extension made under the current lease counts."""
+    lease = row.get("lease")
+    if lease is None or row.get("extended_lease") != lease:
+        return None
+    until: datetime | None = row.get("extended_until")
+    return until

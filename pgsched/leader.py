@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgsched import db
+from pgsched.errors import DatabaseUnavailable
 from pgsched.metrics import LEADER_IS_LEADER
 from pgsched.queries import query
 
@@ -54,7 +55,7 @@ class LeaderElector:
         try:
             conn = await self._connection()
             row = await (await conn.execute(query("leader_try_lock"))).fetchone()
-        except psycopg.Error as exc:
+        except (psycopg.Error, DatabaseUnavailable) as exc:
             log.warning("leader campaign failed", extra={"event": "leader_campaign_error", "error": str(exc)})
             await self._drop()
             return False
@@ -105,9 +106,9 @@ class LeaderElector:
     async def _connection(self) -> psycopg.AsyncConnection[dict[str, Any]]:
         if self._conn is None or self._conn.closed:
             options = f"-c idle_session_timeout={self._idle_ms} -c idle_in_transaction_session_timeout={self._idle_ms}"
-            self._conn = await psycopg.AsyncConnection.connect(
-                db.conninfo(self._dsn, "leader", options=options), autocommit=True, row_factory=dict_row
-            )
+            session = await db.session_async(self._dsn, "leader", options=options)
+            session.row_factory = dict_row
+            self._conn = session
         return self._conn
 
     async def _drop(self) -> None:

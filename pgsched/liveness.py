@@ -8,8 +8,9 @@ or a stale heartbeat as death.
 
 States: ``alive`` (lock held: ``ready`` is set) and ``lost`` (connection broken or a beat timed
 out: ``ready`` is cleared, so the worker starts no new job). While lost it reconnects with capped
-backoff, re-takes the lock on its id, or registers a new row when its row was deleted or a
-lingering old session still holds the lock. ``close()`` deletes the row (clean shutdown).
+backoff (at most one heartbeat: after a database restart the reaper's grace is two), re-takes the
+lock on its id, or registers a new row when its row was deleted or a lingering old session still
+holds the lock. ``close()`` deletes the row (clean shutdown).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import psycopg
 from pgsched import db
 from pgsched.errors import DatabaseUnavailable
 from pgsched.queries import query
+from pgsched.retry import Backoff
 
 __all__ = ["Liveness"]
 
@@ -85,7 +87,7 @@ class Liveness:
 
     async def run(self) -> None:
         """Beat until ``stop()``; reconnect while the connection is lost."""
-        backoff = 0.1
+        backoff = Backoff(base=0.1, cap=min(_MAX_BACKOFF, self._heartbeat))  # at least once a heartbeat
         while not self._stopping.is_set():
             if self.ready.is_set():
                 if await self._wait_stop(self._heartbeat):
@@ -97,14 +99,13 @@ class Liveness:
                 continue
             try:
                 await self._connect_and_lock()
-                backoff = 0.1
+                backoff.reset()
                 log.info("liveness regained", extra={"event": "liveness_regained", "worker_id": self._id})
             except DatabaseUnavailable as exc:
                 await self._drop_conn()
                 log.warning("liveness reconnect failed", extra={"event": "liveness_retry", "error": str(exc)})
-                if await self._wait_stop(backoff):
+                if await self._wait_stop(backoff.next()):
                     return
-                backoff = min(backoff * 2, _MAX_BACKOFF)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -200,13 +201,7 @@ class Liveness:
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
-            try:
-                async with asyncio.timeout(max(self._heartbeat * 2, 10.0)):
-                    self._conn = await psycopg.AsyncConnection.connect(
-                        db.conninfo(self._dsn, self._role), autocommit=True
-                    )
-            except (psycopg.OperationalError, TimeoutError) as exc:
-                raise DatabaseUnavailable(str(exc).strip() or "connect timed out") from exc
+            self._conn = await db.session_async(self._dsn, self._role, within=max(self._heartbeat * 2, 10.0))
         return self._conn
 
     @contextlib.asynccontextmanager
@@ -216,9 +211,8 @@ class Liveness:
         if conn is None:
             raise DatabaseUnavailable("no liveness connection")
         try:
-            async with asyncio.timeout(max(self._heartbeat * 2, 5.0)):
-                yield conn
+            with db.translated(only_connection=True):
+                async with asyncio.timeout(max(self._heartbeat * 2, 5.0)):
+                    yield conn
         except TimeoutError as exc:
             raise DatabaseUnavailable("liveness statement timed out") from exc
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc

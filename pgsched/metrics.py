@@ -41,6 +41,12 @@ JOBS_FAILED = Counter("pgsched_jobs_failed_total", "Job attempts that failed (ra
 JOBS_RETRIED = Counter("pgsched_jobs_retried_total", "Failed attempts queued again for a retry.", ["queue", "task"])
 JOBS_DEAD = Counter("pgsched_jobs_dead_total", "Jobs that ran out of attempts.", ["queue", "task"])
 JOBS_CANCELLED = Counter("pgsched_jobs_cancelled_total", "Running jobs cancelled on request.", ["queue", "task"])
+JOB_ERROR_ENTRIES = Counter(
+    "pgsched_job_error_entries_total",
+    "Entries this worker wrote to jobs.errors, by kind: what ended or delayed an attempt (exception, timeout,"
+    " no_retry, snooze, snooze_limit, retry, discard, cancel, result, crash, memory).",
+    ["queue", "task", "kind"],
+)
 JOB_DURATION = Histogram(
     "pgsched_job_duration_seconds", "Run time of one attempt.", ["queue", "task"], buckets=LATENCY_BUCKETS
 )
@@ -69,7 +75,7 @@ CLUSTER_COUNTERS = {
     "retried": ("pgsched_cluster_jobs_retried_total", "Failed attempts queued again, of jobs that finished."),
     "dead": ("pgsched_cluster_jobs_dead_total", "Jobs that ran out of attempts (or failed permanently)."),
     "cancelled": ("pgsched_cluster_jobs_cancelled_total", "Jobs cancelled, waiting or running."),
-    "lost": ("pgsched_cluster_jobs_lost_total", "Attempts charged to a lost worker by the reaper."),
+    "lost": ("pgsched_cluster_jobs_lost_total", "Attempts the reaper charged: a lost worker or an expired lease."),
 }
 # metric of pgsched.job_total_buckets -> (name, help); the buckets are LATENCY_BUCKETS.
 CLUSTER_HISTOGRAMS = {

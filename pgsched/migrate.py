@@ -74,7 +74,7 @@ class Migrator:
         return available_migrations()
 
     def status(self) -> list[MigrationStatus]:
-        with db.translate_errors(), db.connect(self._dsn, "cli", **self._connect) as conn:
+        with db.translated(), db.connect(self._dsn, "cli", **self._connect) as conn:
             applied = self._applied(conn)
         return [MigrationStatus(m, applied.get(m.version, (None, ""))[0]) for m in self._migrations]
 
@@ -86,7 +86,7 @@ class Migrator:
     def migrate(self) -> list[Migration]:
         """Apply every pending migration; returns those applied by this call."""
         applied_now: list[Migration] = []
-        with db.translate_errors(), db.connect(self._dsn, "cli") as conn:
+        with db.translated(), db.connect(self._dsn, "cli") as conn:
             conn.execute(query("migration_lock"))
             try:
                 conn.execute(query("migration_bootstrap"))

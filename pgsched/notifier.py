@@ -5,7 +5,7 @@ polling is the guarantee, so nothing is lost for good when this connection is.
 
 States: ``connecting`` -> ``listening`` (``connected`` set; between notifications a ping every
 ``ping_seconds`` proves the link) -> on any error ``lost`` (``connected`` cleared, reconnect with
-capped exponential backoff) -> ``listening`` again, at which point ``on_connect`` runs so the
+capped backoff with full jitter) -> ``listening`` again, at which point ``on_connect`` runs so the
 owner can catch up on what it missed. ``stop()`` ends ``run()`` at once.
 """
 
@@ -20,8 +20,10 @@ import psycopg
 from psycopg import sql
 
 from pgsched import db
+from pgsched.errors import DatabaseUnavailable
 from pgsched.metrics import LISTENER_RECONNECTS
 from pgsched.queries import query
+from pgsched.retry import Backoff
 
 __all__ = ["Notifier"]
 
@@ -54,14 +56,14 @@ class Notifier:
 
     async def run(self) -> None:
         self._task = asyncio.current_task()
-        backoff = 0.05
+        backoff = Backoff(cap=self._max_backoff)
         first = True
         try:
             while not self._stopped:
                 try:
                     async with await self._connect() as conn:
                         self.connected.set()
-                        backoff = 0.05
+                        backoff.reset()
                         if not first:
                             LISTENER_RECONNECTS.inc()
                             log.info("listener reconnected", extra={"event": "listener_reconnected"})
@@ -69,10 +71,9 @@ class Notifier:
                         if self._on_connect is not None:
                             self._on_connect()
                         await self._listen(conn)
-                except (psycopg.Error, TimeoutError, OSError) as exc:
+                except (psycopg.Error, DatabaseUnavailable, TimeoutError, OSError) as exc:
                     self._lost(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                await asyncio.sleep(backoff.next())
         except asyncio.CancelledError:
             if not self._stopped:
                 raise
@@ -88,7 +89,7 @@ class Notifier:
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         async with asyncio.timeout(max(self._ping * 2, 10.0)):
-            conn = await psycopg.AsyncConnection.connect(db.conninfo(self._dsn, "listener"), autocommit=True)
+            conn = await db.session_async(self._dsn, "listener")
             for channel in self._channels:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
         self.backend_pid = conn.info.backend_pid

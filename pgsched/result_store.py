@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +37,7 @@ from pgsched.errors import (
     ValidationError,
 )
 from pgsched.queries import query
+from pgsched.retry import Backoff
 
 __all__ = ["DONE_CHANNEL", "MAX_WAIT_SECONDS", "ResultStore"]
 
@@ -148,13 +148,13 @@ class _DoneListener:
         self._conn, self.pid = conn, conn.info.backend_pid
 
     def _run(self) -> None:
-        failures = 0
+        backoff = Backoff(base=0.1, cap=_BACKOFF_MAX_SECONDS)
         while not self._closed.is_set():
             try:
                 if self._conn is None:
                     self._listen()
                     self._relist()
-                    failures = 0
+                    backoff.reset()
                     self._wake_all()  # notifications may have been missed while away: re-read now
                 assert self._conn is not None
                 for notify in self._conn.notifies(timeout=_POLL_SECONDS):
@@ -163,12 +163,11 @@ class _DoneListener:
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 if self._closed.is_set():
                     return
-                failures += 1
                 log.warning(
                     "result listener connection lost", extra={"event": "result_listener_lost", "error": str(exc)}
                 )
                 self._drop_connection()
-                self._closed.wait(min(_BACKOFF_MAX_SECONDS, 0.1 * 2**failures) * random.uniform(0.5, 1.0))
+                self._closed.wait(backoff.next())
 
     def _relist(self) -> None:
         """List every job still waited on under the new session (the old session's rows are pruned)."""
@@ -211,7 +210,7 @@ class ResultStore:
         ``ResultTimeout`` otherwise."""
         _check(job_id, timeout, recheck)
         clock = _Clock(job_id, float(timeout), float(recheck))
-        with db.translate_errors():
+        with db.translated():
             pid = self._listener.start()
             woken = threading.Event()
             self._listener.watch(job_id, woken.set)
@@ -248,7 +247,7 @@ class ResultStore:
         def wake() -> None:
             loop.call_soon_threadsafe(woken.set)
 
-        async with db.translate_async_errors():
+        with db.translated():
             pid = self._listener.pid or await asyncio.to_thread(self._listener.start)
             pool = await self._async_pool()
             self._listener.watch(job_id, wake)

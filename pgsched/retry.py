@@ -1,11 +1,12 @@
-"""Retry policy: exponential backoff with jitter wide enough to break cohorts. A leaf module, pure functions."""
+"""Retry policy of jobs, and the backoff of every reconnect loop: exponential, with jitter wide enough
+to break cohorts. A leaf module: pure functions and one small counter, no I/O."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
 
-__all__ = ["RetryPolicy"]
+__all__ = ["Backoff", "RetryPolicy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +36,30 @@ class RetryPolicy:
         if high <= low:
             return max(0.0, low)
         return max(0.0, rng.uniform(low, high) if rng is not None else random.uniform(low, high))
+
+
+class Backoff:
+    """Delays of a reconnect (or retry-the-statement) loop: full jitter, capped.
+
+    The n-th delay in a row is drawn uniformly from 0 to ``min(cap, base * 2**n)``, so processes that lost
+    the database together do not come back in step; ``reset()`` after a success starts again from ``base``.
+    """
+
+    def __init__(self, base: float = 0.05, cap: float = 5.0, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def ceiling(self) -> float:
+        """The largest delay the next ``next()`` may return."""
+        return min(self.cap, self.base * 2.0 ** min(self.failures, 62))
+
+    def next(self) -> float:
+        """The delay before the next try; each call widens the window until the cap."""
+        delay = self._rng.uniform(0.0, self.ceiling())
+        self.failures += 1
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -17,21 +18,30 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from pgsched import db
 from pgsched.clock import Clock, SystemClock
 from pgsched.cron import CronSpec, MisfirePolicy, due_instants, parse_cron
-from pgsched.errors import DatabaseUnavailable, ScheduleNotFound, ValidationError
+from pgsched.errors import ScheduleNotFound, ValidationError
 from pgsched.job import Job, validate_args, validate_queue, validate_task_name
 from pgsched.queries import query
 
-__all__ = ["FireReport", "Schedule", "ScheduleSpec", "ScheduleStore"]
+__all__ = ["SCHEDULE_NAME_RE", "FireReport", "Schedule", "ScheduleSpec", "ScheduleStore", "validate_schedule_name"]
 
 log = logging.getLogger(__name__)
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-")
+# The one schedule-name rule (the table's CHECK schedules_name_valid says the same; a test ties them).
+SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def validate_schedule_name(name: object, field_name: str = "name") -> str:
+    if not isinstance(name, str) or not SCHEDULE_NAME_RE.fullmatch(name):
+        raise ValidationError(
+            field_name, "a schedule name is 1-128 letters, digits, _ . : - starting with a letter or digit"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +127,7 @@ class ScheduleSpec:
         misfire_policy: object = "once",
         misfire_grace_seconds: object = 3600,
     ) -> ScheduleSpec:
-        if not isinstance(name, str) or not 1 <= len(name) <= 128 or not set(name) <= _NAME_CHARS or name[0] in "_.:-":
-            raise ValidationError(
-                "name", "a schedule name is 1-128 letters, digits, _ . : - starting with a letter or digit"
-            )
+        checked_name = validate_schedule_name(name)
         spec = parse_cron(cron, timezone)
         if misfire_policy not in {p.value for p in MisfirePolicy}:
             raise ValidationError("misfire_policy", "must be one of skip, once, catch_up")
@@ -139,7 +146,7 @@ class ScheduleSpec:
         ):
             raise ValidationError("misfire_grace_seconds", "must be a positive number of seconds (at most a year)")
         return cls(
-            name=name,
+            name=checked_name,
             cron=spec.expression,
             timezone=str(timezone),
             task=validate_task_name(task),
@@ -161,14 +168,6 @@ class FireReport:
     wake_in: float | None
 
 
-def _translated(exc: psycopg.Error) -> Exception:
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
-    if isinstance(exc, pg_errors.CheckViolation | pg_errors.InvalidParameterValue):
-        return ValidationError("schedule", exc.diag.message_primary or str(exc))
-    return exc
-
-
 class ScheduleStore:
     """Schedule reads and writes over an async pool; the leader passes its own connection to ``fire_due``."""
 
@@ -180,14 +179,9 @@ class ScheduleStore:
     async def _cursor(self) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
         if self._pool is None:
             raise RuntimeError("this ScheduleStore has no pool")
-        try:
+        with db.translated(field="schedule"):
             async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 yield cur
-        except psycopg.Error as exc:
-            translated = _translated(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
 
     async def schedule_upsert(self, spec: ScheduleSpec) -> tuple[Schedule, bool]:
         """Create or replace by name; returns the row and whether it was created."""

@@ -28,6 +28,7 @@ from pgsched.leader import LeaderElector
 from pgsched.liveness import Liveness
 from pgsched.maintenance import Pruner, Reaper
 from pgsched.metrics import SCHEDULES_FIRED
+from pgsched.retry import Backoff
 from pgsched.schedule_store import ScheduleStore
 
 __all__ = ["Scheduler"]
@@ -78,13 +79,14 @@ class Scheduler:
 
     async def _open_liveness(self) -> None:
         assert self._liveness is not None
+        backoff = Backoff(base=0.1, cap=self._settings.election_interval_seconds)
         while not self._stop.is_set():
             try:
                 await self._liveness.open()
                 return
             except DatabaseUnavailable as exc:
                 log.warning("scheduler cannot register yet", extra={"event": "scheduler_wait_db", "error": str(exc)})
-                await self._sleep(self._settings.election_interval_seconds)
+                await self._sleep(backoff.next())
 
     async def _campaign(self) -> None:
         interval = self._settings.election_interval_seconds

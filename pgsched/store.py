@@ -1,10 +1,16 @@
-"""JobStore: the only code that runs job SQL. Async for services, a small sync twin for callers.
+"""JobStore: enqueue, read and operator changes of jobs. Async for services, a small sync twin for callers.
 
-Data layer. Every transition out of ``running`` is fenced on (id, attempt, state) in SQL,
-so a late or duplicate completion changes nothing. psycopg errors stop here and become
+Data layer. The worker's transitions (claim, finish, hand back) are not here: they live in
+``worker_store``, fenced on each claim's lease. psycopg errors stop here and become
 pgsched errors. The one enqueue path of every surface lives here: ``job_insert`` (one job,
 insert-or-return in one statement) and ``job_insert_many`` (which asks the dedupe cache, and
 returns a cached id only once a primary-key read shows the job still holds that run key).
+
+A connection can die under a statement (a database restart the pool's check did not see yet): a
+pooled ``job_insert`` with a run key is then tried once more on a fresh connection. That is safe
+only because the key makes it idempotent (the second try returns the job if the first committed);
+without a key the insert may or may not have committed, so ``DatabaseUnavailable`` goes to the
+caller, who was never told the job exists.
 """
 
 from __future__ import annotations
@@ -19,34 +25,24 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from pgsched import db
 from pgsched.clock import Clock, SystemClock
 from pgsched.dedupe import DedupeCache, NullCache
-from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound, ValidationError
+from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound
 from pgsched.job import Job, JobState, NewJob, validate_queue
 from pgsched.queries import query
 from pgsched.queue_settings import QueueChanges
 
 __all__ = [
     "AsyncJobStore",
-    "Failure",
     "Inserted",
     "JobChanges",
     "JobStore",
-    "Success",
 ]
 
 _COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4"]
-_CONSTRAINT_FIELDS = {
-    "jobs_queue_name_valid": "queue",
-    "jobs_task_name_valid": "task",
-    "jobs_args_is_object": "args",
-    "jobs_priority_range": "priority",
-    "jobs_max_attempts_range": "max_attempts",
-    "jobs_run_key_length": "run_key",
-    "jobs_timeout_positive": "timeout",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,58 +61,12 @@ class JobChanges:
     queue: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
-    id: int
-    attempt: int
-    result: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """A failed attempt: ``delay`` seconds before the retry, or ``final`` to go dead at once."""
-
-    id: int
-    attempt: int
-    error: dict[str, Any]
-    delay: float = 0.0
-    final: bool = False
-
-
-def _error_to_pgsched(exc: psycopg.Error) -> Exception:
-    diag = exc.diag
-    if isinstance(exc, pg_errors.NoDataFound):
-        return JobNotFound(_job_id_from(diag.message_primary))
-    if isinstance(exc, pg_errors.ObjectInUse | pg_errors.ObjectNotInPrerequisiteState):
-        return InvalidStateError(diag.message_primary or str(exc))
-    if isinstance(exc, pg_errors.CheckViolation):
-        field = _CONSTRAINT_FIELDS.get(diag.constraint_name or "", "job")
-        return ValidationError(field, f"rejected by the database ({diag.constraint_name})")
-    if isinstance(exc, pg_errors.InvalidParameterValue | pg_errors.UntranslatableCharacter):
-        return ValidationError("job", diag.message_primary or str(exc))
-    if isinstance(exc, pg_errors.QueryCanceled):
-        return DatabaseUnavailable(f"the database did not answer in time: {diag.message_primary or exc}")
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return DatabaseUnavailable(str(exc).strip() or type(exc).__name__)
-    return exc
-
-
-def _job_id_from(message: str | None) -> int:
-    for word in (message or "").split():
-        if word.isdigit():
-            return int(word)
-    return 0
-
-
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except psycopg.Error as exc:
-        translated = _error_to_pgsched(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+def _died_under(exc: DatabaseUnavailable) -> bool:
+    """The connection broke during the statement; not a statement timeout, nor no connection to be had (a retry
+    would only wait those out again)."""
+    cause = exc.__cause__
+    broke = isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+    return broke and not isinstance(cause, PoolTimeout | pg_errors.QueryCanceled)
 
 
 def _as_is(text: str) -> str:
@@ -230,7 +180,7 @@ class JobStore:
 
     @contextlib.contextmanager
     def _conn(self, conn: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
-        with _translated():
+        with db.translated():
             if conn is not None:
                 yield conn
             else:
@@ -239,7 +189,18 @@ class JobStore:
 
     def job_insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
         """One job, insert-or-return in one statement. No cache here: that statement answers a taken
-        run key as fast as a verified cache hit would (a Redis GET plus a primary-key read)."""
+        run key as fast as a verified cache hit would (a Redis GET plus a primary-key read). A pooled insert
+        with a run key is tried once more when its connection dies under it (see the module docstring)."""
+        if conn is None and job.run_key is not None:
+            try:
+                return self._insert_one(job, None)
+            except DatabaseUnavailable as exc:
+                if not _died_under(exc):
+                    raise
+                return self._insert_one(job, None)
+        return self._insert_one(job, conn)
+
+    def _insert_one(self, job: NewJob, conn: psycopg.Connection[Any] | None) -> Inserted:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
                 row = cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now())).fetchone()
@@ -323,7 +284,7 @@ class AsyncJobStore:
 
     @contextlib.asynccontextmanager
     async def _conn(self, conn: psycopg.AsyncConnection[Any] | None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        with _translated():
+        with db.translated():
             if conn is not None:
                 yield conn
             else:
@@ -332,6 +293,16 @@ class AsyncJobStore:
 
     async def job_insert(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
         """The async twin of ``JobStore.job_insert``."""
+        if conn is None and job.run_key is not None:
+            try:
+                return await self._insert_one(job, None)
+            except DatabaseUnavailable as exc:
+                if not _died_under(exc):
+                    raise
+                return await self._insert_one(job, None)
+        return await self._insert_one(job, conn)
+
+    async def _insert_one(self, job: NewJob, conn: psycopg.AsyncConnection[Any] | None) -> Inserted:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
                 await cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now()))
@@ -430,82 +401,6 @@ class AsyncJobStore:
             await self._cache.forget_async(await self._cache_scope(), [row["run_key"]])
         return row is not None
 
-    async def job_claim(
-        self, queues: Sequence[str], limit: int, worker_id: int, *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> list[Job]:
-        """Claim like a worker (the same statement, so pauses and limits hold) and return the full rows.
-
-        ``worker_id`` must be a registered worker (a row of ``pgsched.workers``): others claim nothing."""
-        params = {
-            "queues": list(queues),
-            "limit": limit,
-            "worker_id": worker_id,
-            "now": self._clock.db_now(),
-            "running": None,
-            "free": 0,
-        }
-        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_claim_batch"), params)
-            ids = [r["id"] for r in await cur.fetchall()]
-            if not ids:
-                return []
-            await cur.execute(query("jobs_claimed"), {"ids": ids})
-            return [Job.from_row(r) for r in await cur.fetchall()]
-
-    async def job_complete_many(
-        self, done: Sequence[Success], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> set[int]:
-        """Returns the ids whose completion was accepted (the fence held)."""
-        if not done:
-            return set()
-        params = {
-            "ids": [d.id for d in done],
-            "attempts": [d.attempt for d in done],
-            "results": [None if d.result is None else Jsonb(d.result) for d in done],
-            "now": self._clock.db_now(),
-        }
-        return await self._fenced(query("job_complete_many"), params, conn)
-
-    async def job_fail_many(
-        self, failed: Sequence[Failure], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> dict[int, JobState]:
-        """Returns the accepted ids with their new state (queued for a retry, or dead)."""
-        if not failed:
-            return {}
-        params = {
-            "ids": [f.id for f in failed],
-            "attempts": [f.attempt for f in failed],
-            "errors": [Jsonb(f.error) for f in failed],
-            "delays": [f.delay for f in failed],
-            "finals": [f.final for f in failed],
-            "now": self._clock.db_now(),
-        }
-        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_fail_many"), params)
-            return {r["id"]: JobState(r["state"]) for r in await cur.fetchall()}
-
-    async def job_cancel_many(
-        self, cancelled: Sequence[Failure], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> set[int]:
-        if not cancelled:
-            return set()
-        params = {
-            "ids": [f.id for f in cancelled],
-            "attempts": [f.attempt for f in cancelled],
-            "errors": [Jsonb(f.error) for f in cancelled],
-            "now": self._clock.db_now(),
-        }
-        return await self._fenced(query("job_cancel_many"), params, conn)
-
-    async def job_release_many(
-        self, jobs: Sequence[tuple[int, int]], *, conn: psycopg.AsyncConnection[Any] | None = None
-    ) -> set[int]:
-        """Hand (id, attempt) pairs back to the queue without charging the attempt."""
-        if not jobs:
-            return set()
-        params = {"ids": [j[0] for j in jobs], "attempts": [j[1] for j in jobs], "now": self._clock.db_now()}
-        return await self._fenced(query("job_release_many"), params, conn)
-
     async def queue_configure(self, queue: str, changes: QueueChanges) -> dict[str, Any]:
         """Apply flow-control changes to a queue (creating its settings row); returns its settings."""
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
@@ -554,13 +449,3 @@ class AsyncJobStore:
             await cur.execute(query("dead_purge"), {"queue": queue, "task": task, "before": before})
             row = await cur.fetchone()
             return int(row["purged"]) if row else 0
-
-    async def _fenced(self, sql: Any, params: dict[str, Any], conn: psycopg.AsyncConnection[Any] | None) -> set[int]:
-        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, params)
-            return {r["id"] for r in await cur.fetchall()}
-
-
-def error_entry(attempt: int, error: str, traceback: str | None, at: datetime) -> dict[str, Any]:
-    """One element of ``jobs.errors``."""
-    return {"at": at.isoformat(), "attempt": attempt, "error": error, "traceback": traceback}

@@ -18,7 +18,10 @@ from pgsched.job import DEFAULT_MAX_ATTEMPTS, validate_queue, validate_task_name
 from pgsched.retry import RetryPolicy
 from pgsched.workflow import Step
 
-__all__ = ["ENQUEUE_OPTIONS", "Enqueuer", "Task", "TaskRegistry", "resolve_delay"]
+__all__ = ["DEFAULT_MAX_SNOOZES", "ENQUEUE_OPTIONS", "EXECUTORS", "Enqueuer", "Task", "TaskRegistry", "resolve_delay"]
+
+DEFAULT_MAX_SNOOZES = 100
+EXECUTORS = ("thread", "process")  # where a sync function runs; async functions always run on the loop
 
 # Keyword names ``Task.enqueue`` keeps for itself; a task whose arguments use one of these
 # names is enqueued with ``app.enqueue(name, args)`` instead.
@@ -57,10 +60,20 @@ class Task:
     transactional: bool = False
     priority: int = 0
     enqueuer: Enqueuer | None = None
+    retry_on: tuple[type[BaseException], ...] = ()  # when given, other exceptions end the job (dead) at once
+    dont_retry_on: tuple[type[BaseException], ...] = ()  # these end the job (dead) at once
+    max_snoozes: int = DEFAULT_MAX_SNOOZES
+    executor: str = "thread"
 
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.func)
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether a failed attempt that raised ``exc`` may be retried (attempts allowing)."""
+        if self.dont_retry_on and isinstance(exc, self.dont_retry_on):
+            return False
+        return not self.retry_on or isinstance(exc, self.retry_on)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function directly, in process, without a job."""
@@ -110,6 +123,18 @@ class TaskRegistry:
         validate_queue(task.queue)
         if task.max_attempts < 1:
             raise ValidationError("max_attempts", "must be at least 1")
+        if task.max_snoozes < 0:
+            raise ValidationError("max_snoozes", "must be zero or more")
+        if task.executor not in EXECUTORS:
+            raise ValidationError("executor", f"must be one of {', '.join(EXECUTORS)}, got {task.executor!r}")
+        if task.executor == "process" and (task.is_async or task.transactional):
+            raise ValidationError(
+                "executor", "the process executor runs sync functions only (not async, not transactional)"
+            )
+        for option in ("retry_on", "dont_retry_on"):
+            types = getattr(task, option)
+            if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+                raise ValidationError(option, "must be a tuple of exception classes")
         existing = self._tasks.get(task.name)
         if existing is not None and existing.func is not task.func:
             raise ValidationError("name", f"a different function is already registered as task {task.name!r}")

@@ -21,12 +21,12 @@ from enum import StrEnum
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from pgsched import db
 from pgsched.clock import Clock, SystemClock
-from pgsched.errors import DatabaseUnavailable, PgschedError, ValidationError
+from pgsched.errors import PgschedError, ValidationError
 from pgsched.queries import query
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "parse_token",
     "validate_expires_in",
     "validate_scope",
+    "validate_token_name",
 ]
 
 _TOKEN_RE = re.compile(r"^pgsched_([1-9][0-9]{0,17})_([A-Za-z0-9_-]{20,100})$")
@@ -129,6 +130,12 @@ def validate_expires_in(seconds: object) -> float | None:
     return float(seconds)  # type: ignore[arg-type]
 
 
+def validate_token_name(name: object) -> str:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ValidationError("name", f"invalid token name {name!r}: letters, digits, _ . : @ - (up to 100)")
+    return name
+
+
 def validate_scope(scope: object) -> Scope:
     try:
         return Scope(str(scope))
@@ -145,20 +152,15 @@ class TokenStore:
 
     @contextlib.asynccontextmanager
     async def _cursor(self) -> AsyncIterator[psycopg.AsyncCursor[dict[str, Any]]]:
-        try:
+        with db.translated(field="name"):
             async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                 yield cur
-        except pg_errors.CheckViolation as exc:
-            raise ValidationError("name", f"rejected by the database ({exc.diag.constraint_name})") from None
-        except (psycopg.OperationalError, psycopg.InterfaceError, pg_errors.QueryCanceled) as exc:
-            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
     async def token_create(
         self, name: str, scope: Scope | str, *, expires_in: float | None = None
     ) -> tuple[ApiToken, str]:
         """A new token and its plain value (shown once, never stored); ``expires_in`` seconds, None: never."""
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ValidationError("name", f"invalid token name {name!r}: letters, digits, _ . : @ - (up to 100)")
+        validate_token_name(name)
         checked = validate_scope(scope)
         expiry = validate_expires_in(expires_in)
         secret = secrets.token_urlsafe(32)

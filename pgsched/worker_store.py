@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -28,10 +28,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgsched import db
 from pgsched.clock import Clock, SystemClock
-from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
+from pgsched.errors import DatabaseUnavailable
 from pgsched.queries import query
 
-__all__ = ["ClaimedJob", "Finished", "Outcome", "WorkerStore"]
+__all__ = ["ClaimedJob", "Finished", "Outcome", "Report", "WorkerStore"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SNOOZED = "snoozed"  # queued again after ``delay`` with the attempt given back (dead past ``snooze_limit``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +72,19 @@ class Finished:
     error: dict[str, Any] | None = None
     delay: float = 0.0
     final: bool = False
+    snooze_limit: int = 0
 
 
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        yield
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise InvalidStateError(exc.diag.message_primary or str(exc)) from exc
-    except (psycopg.DataError, psycopg.IntegrityError) as exc:
-        raise ValidationError("result", exc.diag.message_primary or str(exc)) from exc
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The latest progress (``fraction`` None: none since the last write) and lease extension (``extend``
+    seconds, None: no heartbeat since the last write) of one running attempt (id, lease)."""
+
+    id: int
+    lease: int
+    fraction: float | None = None
+    message: str | None = None
+    extend: float | None = None
 
 
 class _Link:
@@ -97,11 +99,9 @@ class _Link:
     @contextlib.asynccontextmanager
     async def use(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         try:
-            with _translated():
+            with db.translated(field="result"):
                 if self._conn is None or self._conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(
-                        db.conninfo(self._dsn, self._role), autocommit=True, prepare_threshold=0
-                    )
+                    conn = await db.session_async(self._dsn, self._role, prepare_threshold=0)
                     await conn.execute(query("worker_session_setup"))
                     self._conn = conn
                     self.opened += 1
@@ -126,6 +126,7 @@ def _finish_params(items: Sequence[Finished], now: Any) -> dict[str, Any]:
         "errors": [None if f.error is None else json.dumps(f.error) for f in items],
         "delays": [f.delay for f in items],
         "finals": [f.final for f in items],
+        "snooze_limits": [f.snooze_limit for f in items],
         "now": now,
     }
 
@@ -213,6 +214,22 @@ class WorkerStore:
             cur = await conn.execute(query("job_finish_many"), _finish_params(items, self._clock.db_now()))
             return {row[0]: row[1] for row in await cur.fetchall()}
 
+    async def job_progress_many(self, reports: Sequence[Report]) -> set[int]:
+        """Write progress and heartbeat reports of running attempts; returns the ids whose fence held."""
+        if not reports:
+            return set()
+        params = {
+            "ids": [r.id for r in reports],
+            "leases": [r.lease for r in reports],
+            "fractions": [r.fraction for r in reports],
+            "messages": [r.message for r in reports],
+            "extends": [r.extend for r in reports],
+            "now": self._clock.db_now(),
+        }
+        async with self._writes.use() as conn:
+            cur = await conn.execute(query("job_progress_many"), params)
+            return {row[0] for row in await cur.fetchall()}
+
     async def job_release_leased(self, jobs: Sequence[tuple[int, int]]) -> set[int]:
         """Hand (id, lease) pairs back to the queue uncharged, in their old place; fenced."""
         if not jobs:
@@ -244,23 +261,21 @@ class WorkerStore:
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection inside a transaction: commits on a clean exit, rolls back on an exception."""
         pool = await self._open_pool()
-        try:
+        # Other errors are the task's own (it ran SQL on this connection) and pass unchanged.
+        with db.translated(only_connection=True):
             async with pool.connection() as conn, conn.transaction():
                 yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            # Other errors are the task's own (it ran SQL on this connection) and pass unchanged.
-            raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
 
     async def job_finish_in(self, conn: psycopg.AsyncConnection[Any], item: Finished) -> bool:
         """Finish one attempt on the caller's transaction; False when the fence did not hold."""
-        with _translated():
+        with db.translated(field="result"):
             cur = await conn.execute(query("job_finish_many"), _finish_params([item], self._clock.db_now()))
             return await cur.fetchone() is not None
 
     async def _open_pool(self) -> AsyncConnectionPool:
         if self._pool is None:
             pool = db.async_pool(self._dsn, "worker", min_size=0, max_size=self._pool_size)
-            with _translated():
+            with db.translated(field="result"):
                 await pool.open()
             self._pool = pool
         return self._pool

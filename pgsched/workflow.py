@@ -54,7 +54,7 @@ class Step:
 
     def receiving(self, arg: str = "results") -> Step:
         """On release, pass the results of the step's dependencies (a list, in order) as keyword ``arg``."""
-        if not isinstance(arg, str) or not _ARG_RE.match(arg):
+        if not isinstance(arg, str) or not _ARG_RE.fullmatch(arg):
             raise ValidationError("receive", f"must be an identifier (the keyword that gets the results), got {arg!r}")
         return replace(self, results_arg=arg)
 

@@ -14,13 +14,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgsched import db
-from pgsched.errors import ValidationError, WorkflowNotFound
+from pgsched.errors import WorkflowNotFound
 from pgsched.job import NewJob
 from pgsched.queries import query
 from pgsched.workflow import Node, Started
@@ -123,18 +122,6 @@ def edge_rows(ids: Sequence[int], nodes: Sequence[Node]) -> list[tuple[Any, ...]
     ]
 
 
-def _translate(exc: psycopg.Error) -> Exception:
-    if isinstance(exc, pg_errors.NoDataFound):
-        return WorkflowNotFound(_first_number(exc.diag.message_primary))
-    if isinstance(exc, pg_errors.CheckViolation | pg_errors.InvalidParameterValue):
-        return ValidationError("workflow", exc.diag.message_primary or str(exc))
-    return exc
-
-
-def _first_number(message: str | None) -> int:
-    return next((int(w) for w in (message or "").split() if w.isdigit()), 0)
-
-
 @contextlib.contextmanager
 def _joined(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """A transaction of its own on an autocommit connection (the pool's); else the caller's transaction."""
@@ -154,16 +141,8 @@ async def _joined_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[Non
         yield
 
 
-@contextlib.contextmanager
-def _translated() -> Iterator[None]:
-    try:
-        with db.translate_errors():
-            yield
-    except psycopg.Error as exc:
-        translated = _translate(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+def _translated() -> contextlib.AbstractContextManager[None]:
+    return db.translated(field="workflow", not_found=WorkflowNotFound)
 
 
 class WorkflowStore:

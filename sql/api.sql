@@ -8,10 +8,7 @@ SELECT id, role, host, pid, queues, concurrency, version, started_at, heartbeat_
 -- name: health_check
 -- Database round trip plus leader presence and live workers, for /health.
 SELECT true AS database,
-       EXISTS (SELECT 1 FROM pg_locks l
-                WHERE l.locktype = 'advisory' AND l.granted
-                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                  AND l.classid = pgsched.lock_namespace()::oid AND l.objid = 0 AND l.objsubid = 2) AS leader,
+       pgsched.lock_held(0) AS leader,
        (SELECT count(*) FROM pgsched.cluster c WHERE c.alive)::int AS workers_alive,
        (SELECT count(*) FROM pgsched.waiting_workers)::int AS listeners_waiting
 

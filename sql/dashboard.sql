@@ -110,7 +110,8 @@ SELECT coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs
 WITH fresh AS (
     SELECT date_trunc('minute', j.finished_at, 'UTC') AS minute, j.queue, j.task,
            count(*) FILTER (WHERE j.state = 'succeeded') AS succeeded,
-           coalesce(sum(jsonb_array_length(j.errors)), 0) AS failed,
+           coalesce(sum((SELECT count(*) FROM jsonb_array_elements(j.errors) AS x  -- a snooze or cancel is no failure
+                          WHERE coalesce(x ->> 'kind', 'exception') NOT IN ('snooze', 'cancel'))), 0) AS failed,
            count(*) FILTER (WHERE j.state = 'dead') AS dead,
            count(*) FILTER (WHERE j.state = 'cancelled') AS cancelled,
            coalesce(sum(greatest(extract(epoch FROM j.started_at - j.run_at), 0)) FILTER (WHERE j.state <> 'cancelled'), 0) AS wait_sum,

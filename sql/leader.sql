@@ -4,11 +4,7 @@ SELECT pg_try_advisory_lock(pgsched.lock_namespace(), 0) AS locked
 
 -- name: leader_holds_lock
 -- Whether this session still holds the leader lock.
-SELECT EXISTS (
-    SELECT 1 FROM pg_locks
-     WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
-       AND classid = pgsched.lock_namespace()::oid AND objid = 0 AND objsubid = 2
-) AS held
+SELECT pgsched.lock_held(0, pg_backend_pid()) AS held
 
 -- name: leader_unlock
 -- Step down: release the leader lock.

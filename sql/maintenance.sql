@@ -1,29 +1,40 @@
 -- name: job_reap_lost
--- Hand back running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace). Fair blame: only a job the worker had
+-- Hand back running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace), and jobs whose own lease ran out
+-- (heartbeat(): extended_until passed under the current lease, even while the worker beats: charged, kind 'lease_expired'). A job whose own
+-- lease still holds is not taken for a stale worker heartbeat alone (its attempt is demonstrably alive). Fair blame: only a job the worker had
 -- published as started (workers.started), or one already handed back uncharged max_losses times, is charged a loss (errors entry
 -- 'worker_lost'; dead when out of attempts or past the loss limit; one loss short of the limit it runs alone from then on:
 -- jobs.alone); so is a job whose worker row is gone
 -- (nothing to tell; a worker without its row claims nothing). The others go back uncharged
 -- (attempt given back, returns + 1). Either way the job keeps its run_at (rescue first: its old place in line). Cancelled when a
 -- cancel was pending. NOTIFY pgsched_done for ended jobs a result waiter waits on.
-WITH lost AS (
-    SELECT j.id, j.lease, w.id IS NULL OR j.id = ANY (w.started) AS started  -- no row: unknown, so charged
+-- After a database restart every worker's lock is free until it reconnects, so heartbeats count from the restart: the
+-- server's start, or this session's start when it opened within a lease of the server's (it waited out crash recovery).
+WITH since AS MATERIALIZED (
+    SELECT greatest(pg_postmaster_start_time(),
+                    CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => %(lease)s::float8)
+                         THEN a.backend_start END) AS at
+      FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+), lost AS (
+    SELECT j.id, j.lease, w.id IS NULL OR j.id = ANY (w.started) OR e.expired AS started,  -- no row: unknown, so charged
+           e.expired, j.extended_until
       FROM pgsched.jobs j
       LEFT JOIN pgsched.workers w ON w.id = j.worker_id
+     CROSS JOIN LATERAL (
+            SELECT coalesce(j.extended_lease = j.lease AND j.extended_until < clock_timestamp(), false) AS expired,
+                   coalesce(j.extended_lease = j.lease AND j.extended_until >= clock_timestamp(), false) AS promised) e
      WHERE j.state = 'running'
        AND (w.id IS NULL
-            OR w.heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s::float8)
-            OR (w.heartbeat_at < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-                AND NOT EXISTS (
-                    SELECT 1 FROM pg_locks l
-                     WHERE l.locktype = 'advisory' AND l.granted
-                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                       AND l.classid = pgsched.lock_namespace()::oid AND l.objid = j.worker_id::oid
-                       AND l.objsubid = 2)))
+            OR e.expired
+            OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
+                AND NOT e.promised)
+            OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
+                AND NOT pgsched.lock_held(j.worker_id)))
        FOR UPDATE OF j SKIP LOCKED
 ), blamed AS (
     SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged, n.losses,
-           j.attempt >= j.max_attempts OR n.losses + 1 >= %(max_losses)s::int AS out
+           lost.expired, lost.extended_until,
+           j.attempt >= j.max_attempts OR (NOT lost.expired AND n.losses + 1 >= %(max_losses)s::int) AS out
       FROM lost JOIN pgsched.jobs j ON j.id = lost.id
      CROSS JOIN LATERAL (SELECT count(*)::int AS losses FROM jsonb_array_elements(j.errors) e
                           WHERE e ->> 'kind' = 'worker_lost') n
@@ -33,13 +44,15 @@ WITH lost AS (
                         WHEN d.charged AND d.out THEN 'dead' ELSE 'queued' END::pgsched.job_state,
            attempt = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.attempt ELSE j.attempt - 1 END,
            returns = CASE WHEN d.charged THEN j.returns ELSE j.returns + 1 END,
-           alone = j.alone OR (d.charged AND d.losses + 1 >= %(max_losses)s::int - 1),
+           alone = j.alone OR (d.charged AND NOT d.expired AND d.losses + 1 >= %(max_losses)s::int - 1),
            lease = NULL,
            started_at = CASE WHEN d.charged THEN j.started_at END,
            finished_at = CASE WHEN (d.charged AND d.out) OR j.cancel_requested_at IS NOT NULL THEN clock_timestamp() END,
-           errors = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.errors || jsonb_build_array(jsonb_build_object(
-               'at', clock_timestamp(), 'attempt', j.attempt, 'error', 'worker lost', 'kind', 'worker_lost',
-               'worker_id', j.worker_id, 'traceback', NULL)) ELSE j.errors END
+           errors = CASE WHEN d.charged OR j.cancel_requested_at IS NOT NULL THEN j.errors || jsonb_build_array(pgsched.error_entry(
+               j.attempt,
+               CASE WHEN d.expired THEN format('no heartbeat: its own lease ran out at %%s', d.extended_until) ELSE 'worker lost' END,
+               CASE WHEN d.expired THEN 'lease_expired' ELSE 'worker_lost' END,
+               jsonb_build_object('worker_id', j.worker_id))) ELSE j.errors END
       FROM blamed d
      WHERE j.id = d.id AND j.lease IS NOT DISTINCT FROM d.lease AND j.state = 'running'
     RETURNING j.id, j.state::text AS state, d.charged
@@ -53,15 +66,18 @@ WITH lost AS (
 SELECT reaped.id, reaped.state, reaped.charged FROM reaped, told
 
 -- name: worker_delete_dead
--- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace.
+-- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace (both counted from
+-- the last database restart when that is later, as in job_reap_lost: after a restart every worker needs time to reconnect).
+WITH since AS MATERIALIZED (
+    SELECT greatest(pg_postmaster_start_time(),
+                    CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => %(lease)s::float8)
+                         THEN a.backend_start END) AS at
+      FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+)
 DELETE FROM pgsched.workers w
- WHERE w.heartbeat_at < clock_timestamp() - make_interval(secs => %(lease)s::float8)
-    OR (w.heartbeat_at < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-        AND NOT EXISTS (
-            SELECT 1 FROM pg_locks l
-             WHERE l.locktype = 'advisory' AND l.granted
-               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-               AND l.classid = pgsched.lock_namespace()::oid AND l.objid = w.id::oid AND l.objsubid = 2))
+ WHERE greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
+    OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
+        AND NOT pgsched.lock_held(w.id))
 RETURNING w.id
 
 -- name: job_prune

@@ -1,25 +1,31 @@
 -- name: job_totals_rollup
 -- Add jobs finished in (since, upto] to the cluster totals and histogram buckets (only ever added to), reading only those jobs through jobs_finished_idx.
--- An attempt's bucket is the smallest bound at or above its value: width_bucket over the negated bounds counts the bounds >= value.
+-- Entries of jobs.errors that are not a failed attempt: cancel, snooze (the attempt was given back), expired, and the reaper's
+-- worker_lost / lease_expired (counted as lost); every other kind (exception, timeout, no_retry, retry, discard, result,
+-- snooze_limit, ...) is one. An attempt's bucket is the smallest bound at or above its value: width_bucket over the negated
+-- bounds counts the bounds >= value.
 WITH bounds AS (
     SELECT %(bounds)s::float8[] AS le,
            (SELECT array_agg(-b ORDER BY b DESC) FROM unnest(%(bounds)s::float8[]) AS b) AS negated
 ), fresh AS (
-    SELECT j.queue, j.task, j.state, j.attempt, e.failed, e.lost, k.died_failing,
+    SELECT j.queue, j.task, j.state, j.attempt + e.snoozed AS started, e.failed, e.lost, k.died_failing,
            CASE WHEN k.timed THEN greatest(extract(epoch FROM j.finished_at - j.started_at), 0)::float8 END AS duration,
            CASE WHEN k.timed THEN greatest(extract(epoch FROM j.started_at - j.run_at), 0)::float8 END AS wait
       FROM pgsched.jobs j
      CROSS JOIN LATERAL (
-           SELECT count(*) FILTER (WHERE coalesce(x ->> 'kind', 'exception') NOT IN ('cancel', 'worker_lost')) AS failed,
-                  count(*) FILTER (WHERE x ->> 'kind' = 'worker_lost') AS lost,
+           SELECT count(*) FILTER (WHERE coalesce(x ->> 'kind', 'exception')
+                                   NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired')) AS failed,
+                  count(*) FILTER (WHERE x ->> 'kind' IN ('worker_lost', 'lease_expired')) AS lost,
+                  count(*) FILTER (WHERE x ->> 'kind' = 'snooze') AS snoozed,
                   coalesce(j.errors -> -1 ->> 'kind', 'exception') AS last_kind
              FROM jsonb_array_elements(j.errors) AS x) AS e
      CROSS JOIN LATERAL (
            -- died_failing: the last failure was not queued again; timed: the last attempt ran to an end in a worker
-           SELECT j.state = 'dead' AND e.failed > 0 AND e.last_kind NOT IN ('cancel', 'worker_lost') AS died_failing,
+           SELECT j.state = 'dead' AND e.failed > 0
+                  AND e.last_kind NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired') AS died_failing,
                   j.started_at IS NOT NULL
                   AND (j.state = 'succeeded'
-                       OR (j.state = 'dead' AND e.last_kind NOT IN ('cancel', 'worker_lost'))
+                       OR (j.state = 'dead' AND e.last_kind NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired'))
                        OR (j.state = 'cancelled' AND e.last_kind = 'cancel')) AS timed) AS k
      WHERE j.state IN ('succeeded', 'dead', 'cancelled')
        AND j.finished_at > %(since)s::timestamptz
@@ -27,7 +33,7 @@ WITH bounds AS (
 ), totals AS (
     INSERT INTO pgsched.job_totals AS t
            (queue, task, started, succeeded, failed, retried, dead, cancelled, lost, duration_sum, wait_sum)
-    SELECT f.queue, f.task, sum(f.attempt), count(*) FILTER (WHERE f.state = 'succeeded'), sum(f.failed),
+    SELECT f.queue, f.task, sum(f.started), count(*) FILTER (WHERE f.state = 'succeeded'), sum(f.failed),
            sum(f.failed - f.died_failing::int), count(*) FILTER (WHERE f.state = 'dead'),
            count(*) FILTER (WHERE f.state = 'cancelled'), sum(f.lost),
            coalesce(sum(f.duration), 0), coalesce(sum(f.wait), 0)

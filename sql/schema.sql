@@ -273,6 +273,24 @@ END $_$;
 COMMENT ON FUNCTION pgsched.enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer) IS 'Enqueue a job and return its id; with a run_key that exists, return the existing job''s id and create nothing. A concurrency_key limits how many jobs of the key run at once (concurrency_limit, default 1).';
 
 --
+-- Name: error_entry(integer, text, text, jsonb); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.error_entry(attempt integer, error text, kind text, details jsonb DEFAULT '{}'::jsonb) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT jsonb_build_object('at', clock_timestamp(), 'attempt', error_entry.attempt, 'error', error_entry.error,
+                              'traceback', NULL, 'kind', error_entry.kind) || coalesce(error_entry.details, '{}'::jsonb)
+$$;
+
+--
+-- Name: FUNCTION error_entry(attempt integer, error text, kind text, details jsonb); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.error_entry(attempt integer, error text, kind text, details jsonb) IS 'One entry of jobs.errors written by SQL: {at, attempt, error, traceback, kind} plus details; the same shape as the worker''s entries (pgsched.worker.outcome.error_entry).';
+
+--
 -- Name: job_release(bigint[]); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -487,6 +505,28 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (payload: queue) once per statement and queue of queued jobs (due now or later), only when a worker waits on that queue (pgsched.waiting_workers) and the session has not set pgsched.notify to off.';
+
+--
+-- Name: lock_held(bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.lock_held(key bigint, holder integer DEFAULT NULL::integer) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND l.granted
+           AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+           AND l.classid = pgsched.lock_namespace()::oid AND l.objid = lock_held.key::oid AND l.objsubid = 2
+           AND (lock_held.holder IS NULL OR l.pid = lock_held.holder))
+$$;
+
+--
+-- Name: FUNCTION lock_held(key bigint, holder integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.lock_held(key bigint, holder integer) IS 'Whether the session advisory lock (pgsched.lock_namespace(), key) is held in this database (by the backend holder, when given): key 0 is the leader, a worker id its liveness.';
 
 --
 -- Name: lock_namespace(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -991,11 +1031,7 @@ CREATE VIEW pgsched.cluster AS
     w.started_at,
     w.heartbeat_at,
     (now() - w.heartbeat_at) AS heartbeat_age,
-    (EXISTS ( SELECT 1
-           FROM pg_locks l
-          WHERE ((l.locktype = 'advisory'::text) AND l.granted AND (l.database = ( SELECT pg_database.oid
-                   FROM pg_database
-                  WHERE (pg_database.datname = current_database()))) AND ((l.classid)::bigint = pgsched.lock_namespace()) AND ((l.objid)::bigint = w.id) AND (l.objsubid = 2)))) AS alive,
+    pgsched.lock_held(w.id) AS alive,
     w.is_leader
    FROM pgsched.workers w;
 
@@ -1107,6 +1143,12 @@ CREATE TABLE pgsched.jobs (
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
     alone boolean DEFAULT false NOT NULL,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
     workflow_id bigint,
     has_dependents boolean DEFAULT false NOT NULL,
     deps_left integer,
@@ -1115,6 +1157,7 @@ CREATE TABLE pgsched.jobs (
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
     CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
     CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
@@ -1277,6 +1320,42 @@ COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharg
 --
 
 COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
+
+--
+-- Name: COLUMN jobs.snoozes; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.snoozes IS 'Times the task snoozed the job (Snooze: run again later without spending an attempt); past the task''s max_snoozes the job is dead.';
+
+--
+-- Name: COLUMN jobs.progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress IS 'Last progress the task reported (current_job().progress), a fraction from 0 to 1; NULL when it never did.';
+
+--
+-- Name: COLUMN jobs.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_message IS 'Message of the last progress report.';
+
+--
+-- Name: COLUMN jobs.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_at IS 'When the last progress report was written (reports are written at most once a second per job).';
+
+--
+-- Name: COLUMN jobs.extended_lease; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_lease IS 'Lease token (jobs.lease) of the attempt that last called heartbeat(); extended_until holds only while it equals jobs.lease.';
+
+--
+-- Name: COLUMN jobs.extended_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_until IS 'The attempt holding extended_lease promised its next heartbeat by then: the reaper leaves it alone until then, even if its worker''s heartbeat is stale, and rescues it after (kind lease_expired), even if its worker beats.';
 
 --
 -- Name: COLUMN jobs.workflow_id; Type: COMMENT; Schema: pgsched; Owner: -
@@ -2245,7 +2324,14 @@ CREATE VIEW pgsched.running AS
     j.started_at,
     (now() - j.started_at) AS running_for,
     j.timeout,
-    j.cancel_requested_at
+    j.cancel_requested_at,
+    j.progress,
+    j.progress_message,
+    j.progress_at,
+        CASE
+            WHEN (j.extended_lease = j.lease) THEN j.extended_until
+            ELSE NULL::timestamp with time zone
+        END AS lease_until
    FROM (pgsched.jobs j
      LEFT JOIN pgsched.workers w ON ((w.id = j.worker_id)))
   WHERE (j.state = 'running'::pgsched.job_state);
@@ -2327,6 +2413,30 @@ COMMENT ON COLUMN pgsched.running.timeout IS 'Per-job time limit, if set.';
 --
 
 COMMENT ON COLUMN pgsched.running.cancel_requested_at IS 'Set when a cancel was requested.';
+
+--
+-- Name: COLUMN running.progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress IS 'Last progress the task reported (0 to 1).';
+
+--
+-- Name: COLUMN running.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress_message IS 'Message of the last progress report.';
+
+--
+-- Name: COLUMN running.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.progress_at IS 'When the last progress report was written.';
+
+--
+-- Name: COLUMN running.lease_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.running.lease_until IS 'Set once the attempt called heartbeat(): it must beat again by then or the reaper rescues it.';
 
 --
 -- Name: schedules; Type: TABLE; Schema: pgsched; Owner: -

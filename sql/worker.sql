@@ -117,33 +117,46 @@ published AS (
 SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 
 -- name: job_finish_many
--- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead) or cancelled; fenced on (id, lease), which also clears the lease; NOTIFY pgsched_done for ended jobs a result waiter waits on.
+-- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead), snoozed (queued again after delay with its attempt given back; dead past the snooze limit) or cancelled; fenced on (id, lease), which also clears the lease; NOTIFY pgsched_done for ended jobs a result waiter waits on.
 -- Plan-proof by shape: no state predicate (a partial index on state is unusable, so only the primary key can
 -- find a row) and "j.id = ANY(ids)" bounds every way of reading jobs to the batch, whatever the statistics
 -- (tests/worker/test_plans.py counts the rows visited in every statistics state).
 WITH done AS (
     UPDATE pgsched.jobs j
+       -- A failed attempt is retried after its delay while attempts remain and it is not final, else dead: the one
+       -- rule, the same predicate in each column (a sub-select stating it once costs a subplan per row).
        SET state = CASE
-                     WHEN d.outcome = 'succeeded' THEN 'succeeded'
-                     WHEN d.outcome = 'cancelled' THEN 'cancelled'
-                     WHEN j.attempt >= j.max_attempts OR d.final THEN 'dead'
-                     ELSE 'queued'
+                     WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN 'queued'
+                     WHEN d.outcome = 'failed' THEN 'dead'
+                     WHEN d.outcome = 'snoozed' THEN CASE WHEN j.snoozes < d.snooze_limit THEN 'queued' ELSE 'dead' END
+                     ELSE d.outcome
                    END::pgsched.job_state,
            finished_at = CASE
                            WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN NULL
+                           WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN NULL
                            ELSE coalesce(%(now)s::timestamptz, now())
                          END,
            run_at = CASE
-                      WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final
+                      WHEN (d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final)
+                        OR (d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit)
                       THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay)
                       ELSE j.run_at
                     END,
+           attempt = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.attempt - 1 ELSE j.attempt END,
+           snoozes = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.snoozes + 1 ELSE j.snoozes END,
            lease = NULL,
            result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
-           errors = CASE WHEN d.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(d.error::jsonb) END
+           errors = CASE
+                      WHEN d.error IS NULL THEN j.errors
+                      WHEN d.outcome = 'snoozed' AND j.snoozes >= d.snooze_limit
+                      THEN j.errors || jsonb_build_array(d.error::jsonb || jsonb_build_object(
+                               'kind', 'snooze_limit',
+                               'error', format('snoozed %%s times, the limit of its task (max_snoozes): dead', j.snoozes)))
+                      ELSE j.errors || jsonb_build_array(d.error::jsonb)
+                    END
       FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[], %(outcomes)s::text[], %(results)s::text[],
-                  %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[])
-           AS d(id, lease, outcome, result, error, delay, final)
+                  %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[], %(snooze_limits)s::int[])
+           AS d(id, lease, outcome, result, error, delay, final, snooze_limit)
      WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
     RETURNING j.id, j.state::text AS state
 ),
@@ -160,6 +173,21 @@ told AS (
 )
 -- told is one row: joining it only makes it run.
 SELECT done.id, done.state FROM done, told
+
+-- name: job_progress_many
+-- Write the progress and heartbeat reports of running attempts (id, lease), one statement per flush of the worker's progress writer (at most one a second): a fraction NULL keeps the progress, an extension NULL keeps the lease promise; fenced on the lease, so a report of an attempt the reaper took back or that ended is dropped (its id is not returned).
+-- Plan-proof by shape as job_finish_many: only the primary key finds the rows.
+UPDATE pgsched.jobs j
+   SET progress = coalesce(d.fraction::real, j.progress),
+       progress_message = CASE WHEN d.fraction IS NULL THEN j.progress_message ELSE d.message END,
+       progress_at = CASE WHEN d.fraction IS NULL THEN j.progress_at ELSE coalesce(%(now)s::timestamptz, now()) END,
+       extended_lease = CASE WHEN d.extend IS NULL THEN j.extended_lease ELSE d.lease END,
+       extended_until = CASE WHEN d.extend IS NULL THEN j.extended_until
+                             ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.extend) END
+  FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[], %(fractions)s::float8[], %(messages)s::text[], %(extends)s::float8[])
+       AS d(id, lease, fraction, message, extend)
+ WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
+RETURNING j.id
 
 -- name: job_next_due_in
 -- Seconds until the earliest queued job of these queues that is not due yet, or until a rate-limited queue with due jobs earns a token (NULL when neither).

@@ -96,6 +96,7 @@ def test_the_finish_statement_notifies_only_ended_jobs_that_have_a_waiter(dsn: s
                 "errors": [None, None, '{"error": "again"}'],
                 "delays": [0.0, 0.0, 10.0],
                 "finals": [False, False, False],
+                "snooze_limits": [0, 0, 0],
                 "now": None,
             },
         ).fetchall()

@@ -45,11 +45,12 @@ from pgsched.job import (
     JobState,
 )
 from pgsched.queue_settings import LIMIT_MAX
+from pgsched.schedule_store import SCHEDULE_NAME_RE
 from pgsched.token_store import MAX_EXPIRES_IN, Scope
 
 __all__ = ["openapi_document", "query_parameters", "routes"]
 
-_SCHEDULE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+_SCHEDULE_NAME = SCHEDULE_NAME_RE.pattern
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -98,12 +99,25 @@ def _job_schemas() -> dict[str, Any]:
         "started_at": _nullable(_TIME),
         "finished_at": _nullable(_TIME),
         "cancel_requested_at": _nullable(_TIME),
-        "errors": {"type": "array", "items": {"type": "object"}, "description": "One entry per failed attempt."},
+        "errors": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "One entry per failed, snoozed or steered attempt: {at, attempt, error, traceback, kind};"
+            " kind says what ended or delayed it (exception, timeout, no_retry, snooze, snooze_limit, retry,"
+            " discard, cancel, worker_lost, lease_expired, crash, memory, result).",
+        },
         "result": {"description": "JSON value returned by the task, or null."},
         "timeout": _nullable({"type": "number"}),
         "created_at": _TIME,
         "concurrency_key": _nullable(_STR),
         "concurrency_limit": _nullable(_INT),
+        "snoozes": {**_INT, "description": "Times the task snoozed the job (Snooze)."},
+        "progress": _nullable({"type": "number", "minimum": 0, "maximum": 1, "description": "Last reported progress."}),
+        "progress_message": _nullable(_STR),
+        "progress_at": _nullable(_TIME),
+        "lease_until": _nullable(
+            {**_TIME, "description": "The running attempt must call heartbeat() again by then, or it is rescued."}
+        ),
     }
     new_job = _object(
         {

@@ -22,6 +22,7 @@ from pgsched.client import new_job_from_mapping
 from pgsched.clock import Clock
 from pgsched.errors import ValidationError
 from pgsched.job import JobState, NewJob, validate_queue, validate_task_name
+from pgsched.schedule_store import SCHEDULE_NAME_RE
 
 __all__ = [
     "JOB_CURSOR_RE",
@@ -31,7 +32,6 @@ __all__ = [
     "MAX_TIMEOUT_SECONDS",
     "MIN_GRACE_SECONDS",
     "MIN_TIMEOUT_SECONDS",
-    "SCHEDULE_NAME_RE",
     "check_json_tree",
     "decode_cursor",
     "decode_name_cursor",
@@ -54,7 +54,6 @@ MAX_TIMEOUT_SECONDS = 366 * 86400.0
 MIN_TIMEOUT_SECONDS = MIN_GRACE_SECONDS = 0.001
 # Job ids up to 18 digits: every string the pattern matches is a bigint, as the document says.
 JOB_CURSOR_RE = re.compile(r"^[1-9][0-9]{0,17}$")
-SCHEDULE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 # Documented in the README: deeper bodies get 422 (PostgreSQL and Python recursion stay far away).
 MAX_JSON_DEPTH = 64
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
@@ -256,14 +255,14 @@ def decode_name_cursor(request: Request) -> str | None:
     raw = request.query_params.get("cursor")
     if raw is None:
         return None
-    if not SCHEDULE_NAME_RE.match(raw):
+    if not SCHEDULE_NAME_RE.fullmatch(raw):
         raise _bad_cursor()
     return raw
 
 
 def parse_schedule_name(text: str) -> str:
     """A schedule name from a path segment; anything that cannot be a name is a 404."""
-    if not SCHEDULE_NAME_RE.match(text):
+    if not SCHEDULE_NAME_RE.fullmatch(text):
         raise ApiError(404, "not_found", f"no schedule named {text[:40]!r}", field="name")
     return text
 

@@ -1,4 +1,5 @@
-"""The bench's application: a no-op task and a probe that returns when it started (for latency)."""
+"""The bench's application: a no-op task, a probe that returns when it started (for latency), and
+``cpu_work``, a pure-Python CPU-bound function that ``bin/process-bench`` registers on threads and on processes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 
 from pgsched.app import Pgsched
 
-__all__ = ["app", "noop", "stamp"]
+__all__ = ["app", "cpu_work", "noop", "stamp"]
 
 app = Pgsched.from_env()
 
@@ -20,3 +21,11 @@ async def noop() -> None:
 async def stamp() -> float:
     """Wall-clock time when the task started, on this machine's clock."""
     return time.time()
+
+
+def cpu_work(n: int) -> int:
+    """Pure-Python arithmetic that holds the GIL throughout (module level: a process child imports it)."""
+    total = 0
+    for i in range(n):
+        total = (total + i * i) % 1_000_003
+    return total

@@ -105,7 +105,8 @@ def jobs_show(ctx: CliContext, job_id: int, as_json: bool) -> None:
         if key != "errors":
             click.echo(f"{key:>20}: {_shown(value)}")
     for entry in job.errors:
-        click.echo(f"  attempt {entry.get('attempt')} at {entry.get('at')}: {entry.get('error')}")
+        kind = entry.get("kind") or "exception"
+        click.echo(f"  attempt {entry.get('attempt')} at {entry.get('at')} [{kind}]: {entry.get('error')}")
 
 
 @jobs.command("cancel")

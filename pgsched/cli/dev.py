@@ -24,12 +24,13 @@ from pgsched.api.serve import uvicorn_config
 from pgsched.app import Pgsched
 from pgsched.cli.base import CliContext, cli, pass_ctx
 from pgsched.cli.preflight import check_port_free
-from pgsched.cli.worker import Service, load_app, run_services
+from pgsched.cli.worker import load_app
 from pgsched.config import Settings
 from pgsched.embedded import EmbeddedPostgres
 from pgsched.migrate import Migrator
 from pgsched.schedule_store import ScheduleSpec, ScheduleStore
 from pgsched.scheduler import Scheduler
+from pgsched.service import Service, run_services
 from pgsched.worker import Worker, WorkerConfig
 
 __all__ = ["dev"]

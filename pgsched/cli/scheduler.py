@@ -12,11 +12,11 @@ import click
 
 from pgsched import db
 from pgsched.cli.base import CliContext, cli, echo_json, echo_table, pass_ctx
-from pgsched.cli.worker import run_services
 from pgsched.cron import parse_cron
 from pgsched.errors import ValidationError
 from pgsched.schedule_store import Schedule, ScheduleSpec, ScheduleStore
 from pgsched.scheduler import Scheduler
+from pgsched.service import run_services
 
 __all__ = ["scheduler", "schedules"]
 

@@ -1,7 +1,7 @@
 """``pgsched worker``: run jobs until SIGTERM/SIGINT (a second signal ends the grace period).
 
 Interface layer. Builds the services of one process and runs them concurrently in one asyncio
-TaskGroup with shared signal handling (``run_services``): a signal calls ``stop()`` on each.
+TaskGroup with shared signal handling (``pgsched.service.run_services``): a signal calls ``stop()`` on each.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ import asyncio
 import importlib
 import logging
 import os
-import signal
 import sys
-from collections.abc import Sequence
-from typing import Protocol
 
 import click
 
@@ -22,19 +19,12 @@ from pgsched.cli.base import CliContext, cli, pass_ctx
 from pgsched.cli.preflight import require_schema
 from pgsched.errors import ValidationError
 from pgsched.scheduler import Scheduler
+from pgsched.service import Service, run_services
 from pgsched.worker import Worker, WorkerConfig
 
-__all__ = ["Service", "load_app", "run_services", "worker"]
+__all__ = ["load_app", "worker"]
 
 log = logging.getLogger(__name__)
-
-
-class Service(Protocol):
-    """A long-running part of a process: ``run()`` until ``stop()``; a second ``stop()`` hurries it."""
-
-    async def run(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 def load_app(ref: str) -> Pgsched:
@@ -52,38 +42,6 @@ def load_app(ref: str) -> Pgsched:
     if not isinstance(app, Pgsched):
         raise ValidationError("app", f"{ref!r} is not a Pgsched application (got {type(app).__name__})")
     return app
-
-
-async def run_services(services: Sequence[Service], *, grace: float | None = None) -> None:
-    """Run every service until all have stopped; SIGTERM/SIGINT call ``stop()`` on each.
-
-    With ``grace``, the first signal also tells the person at the terminal what shutdown waits for.
-    """
-    loop = asyncio.get_running_loop()
-    signals_seen = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        log.info("signal received", extra={"event": "signal", "signal": signal.Signals(signum).name})
-        # Log lines, not bare echoes: with --log-format json every stderr line must stay one JSON object.
-        if grace is not None and signals_seen == 1:
-            message = f"stopping: running jobs get up to {grace:g} s to finish (Ctrl-C again stops them now)"
-            log.warning(message, extra={"event": "shutdown_grace", "grace": grace})
-        elif grace is not None and signals_seen == 2:
-            log.warning("stopping now: unfinished jobs go back to their queue", extra={"event": "shutdown_now"})
-        for service in services:
-            service.stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    try:
-        async with asyncio.TaskGroup() as group:
-            for service in services:
-                group.create_task(service.run())
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
 
 
 def _queues(text: str) -> tuple[str, ...]:
@@ -111,6 +69,9 @@ def _queues(text: str) -> tuple[str, ...]:
     "--http-allow", multiple=True, metavar="HOST[:PORT]", help="Target pgsched.http may call (repeat; *.domain)."
 )
 @click.option("--http-max-response-bytes", type=int, default=None, help="Cap on a kept response body [65536].")
+@click.option("--processes", type=int, default=None, help='Process pool size for executor="process" tasks [CPUs].')
+@click.option("--max-tasks-per-child", type=int, default=None, help="Replace a process child after N jobs.")
+@click.option("--child-memory-mb", type=float, default=None, help="Kill / replace a process child above this RSS.")
 @pass_ctx
 def worker(
     ctx: CliContext,
@@ -126,6 +87,9 @@ def worker(
     shell_max_output_bytes: int | None,
     http_allow: tuple[str, ...],
     http_max_response_bytes: int | None,
+    processes: int | None,
+    max_tasks_per_child: int | None,
+    child_memory_mb: float | None,
 ) -> None:
     """Run jobs of the application's tasks until SIGTERM or SIGINT."""
     app = load_app(app_ref)
@@ -143,7 +107,14 @@ def worker(
         }
     )
     require_schema(settings.require_dsn())
-    config = WorkerConfig(queues=_queues(queues), concurrency=concurrency, grace_seconds=grace)
+    config = WorkerConfig(
+        queues=_queues(queues),
+        concurrency=concurrency,
+        grace_seconds=grace,
+        processes=processes,
+        max_tasks_per_child=max_tasks_per_child,
+        child_memory_mb=child_memory_mb,
+    )
     if metrics_port is not None:
         _serve_metrics(metrics_host, metrics_port)
     job_runner = Worker(app.tasks, settings, config)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import psycopg
 
+from pgsched import db
 from pgsched.app import Pgsched
 from pgsched.hooks import JobEvent
 from pgsched.queries import query
@@ -54,7 +55,7 @@ async def drain_async(
     worker = Worker(app.tasks, app.settings, WorkerConfig(queues=names, concurrency=concurrency))
     dsn = app.settings.require_dsn()
     try:
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        async with await db.session_async(dsn, "cli") as conn:
             gave_up: TimeoutError | None = None
             async with asyncio.TaskGroup() as group:
                 running = group.create_task(worker.run())

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
 from pgsched.hooks import Hooks
 from pgsched.job import JobState
+from pgsched.retry import Backoff
 from pgsched.worker.meters import Meters
 from pgsched.worker.outcome import error_entry
 from pgsched.worker_store import ClaimedJob, Finished, Outcome, WorkerStore
@@ -190,7 +191,7 @@ class Completer:
         self._hooks.ended(batch, accepted)
 
     async def _write_retrying(self, batch: _Batch) -> dict[int, str]:
-        backoff = 0.05
+        backoff = Backoff(cap=_MAX_BACKOFF)
         while True:
             try:
                 return await self._store.job_finish_many([f for _, f in batch])
@@ -201,8 +202,7 @@ class Completer:
                     log.error("results lost", extra={"event": "completer_gave_up", "count": len(batch)})
                     return {}
                 log.warning("flush failed", extra={"event": "completer_retry", "error": str(exc)})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                await asyncio.sleep(backoff.next())
 
     async def _one_by_one(self, batch: _Batch) -> dict[int, str]:
         accepted: dict[int, str] = {}
@@ -220,6 +220,7 @@ class Completer:
 
     def _account(self, batch: _Batch, accepted: dict[int, str]) -> None:
         counts: Counter[tuple[str, str, str]] = Counter()
+        kinds: Counter[tuple[str, str, str]] = Counter()
         retried = False
         debug = log.isEnabledFor(logging.DEBUG)
         for job, finished in batch:
@@ -227,22 +228,28 @@ class Completer:
             if state is None:
                 log.info("result not accepted", extra={"event": "job_fenced_out", "job_id": job.id})
                 continue
-            counts[(job.queue, job.task, state)] += 1
+            snoozed = finished.outcome is Outcome.SNOOZED
+            counts[(job.queue, job.task, "snoozed" if snoozed and state == JobState.QUEUED else state)] += 1
+            if finished.error is not None:
+                kind = "snooze_limit" if snoozed and state == JobState.DEAD else str(finished.error.get("kind"))
+                kinds[(job.queue, job.task, kind)] += 1
             retried = retried or job.limited  # a slot of a limited queue or key is free: claim again
             if debug and finished.outcome is not Outcome.FAILED:
                 log.debug("job %s", state, extra={"event": f"job_{state}", "job_id": job.id, "task": job.task})
-            if finished.outcome is Outcome.FAILED:
+            if finished.outcome is Outcome.FAILED or (snoozed and state == JobState.DEAD):
                 self._log_failure(job, finished, state)
-                retried = retried or state == JobState.QUEUED
+            retried = retried or state == JobState.QUEUED
         for (queue, task, state), n in counts.items():
             meters = self._meters.of(queue, task)
             if state == JobState.SUCCEEDED:
                 meters.succeeded.inc(n)
             elif state == JobState.CANCELLED:
                 meters.cancelled.inc(n)
-            else:
+            elif state != "snoozed":
                 meters.failed.inc(n)
                 (meters.retried if state == JobState.QUEUED else meters.dead).inc(n)
+        for (queue, task, kind), n in kinds.items():
+            self._meters.error_entries(queue, task, kind, n)
         if retried and self._on_retry is not None:
             self._on_retry()
 

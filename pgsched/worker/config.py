@@ -22,6 +22,9 @@ class WorkerConfig:
     prefetch_max: int = 500
     flush_interval: float = 0.003
     flush_size: int = 1000
+    processes: int | None = None  # children of the process pool (executor="process"); None: the CPU count
+    max_tasks_per_child: int | None = None  # a child is replaced after this many jobs (None: never)
+    child_memory_mb: float | None = None  # a child above this resident memory is killed mid-job, or retired after one
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -36,5 +39,11 @@ class WorkerConfig:
             raise ValidationError("grace", "must be zero or more seconds")
         if not 0 <= self.prefetch_max <= 100_000:
             raise ValidationError("prefetch_max", "must be from 0 to 100000")
+        if self.processes is not None and not 1 <= self.processes <= 1024:
+            raise ValidationError("processes", "must be from 1 to 1024")
+        if self.max_tasks_per_child is not None and self.max_tasks_per_child < 1:
+            raise ValidationError("max_tasks_per_child", "must be at least 1")
+        if self.child_memory_mb is not None and not self.child_memory_mb > 0:
+            raise ValidationError("child_memory_mb", "must be a positive number of MiB")
         if self.flush_interval <= 0 or self.flush_size < 1:
             raise ValidationError("flush_interval", "flush interval and size must be positive")

@@ -2,11 +2,13 @@
 
 Service layer, no SQL of its own. Each slot is one asyncio task that takes jobs from a buffer and
 awaits them directly (no task per job): async functions run on the loop, sync ones in a thread
-pool, transactional ones inside a database transaction that also records their success.
+pool (or, declared ``executor="process"``, in the process pool: ``pgsched.worker.processes``),
+transactional ones inside a database transaction that also records their success.
 
 A job is cancelled (``cancel``) or aborted at shutdown (``abort_running``) by cancelling its slot's
 task with a mark saying why; the slot clears the cancellation and goes on with the next job.
-A sync function cannot be interrupted: its thread runs on, and its outcome is recorded at once.
+A sync function in a thread cannot be interrupted: its thread runs on, and its outcome is recorded at
+once; one in a process child is stopped by killing the child.
 While liveness is lost (``ready`` cleared) a slot starts nothing: it parks the job for release.
 """
 
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgsched.config import DEFAULT_RESULT_MAX_BYTES
-from pgsched.context import JobContext, reset_current_job, set_current_job
+from pgsched.context import JobContext, current_job, reset_current_job, set_current_job
+from pgsched.control import JobControl
 from pgsched.errors import TaskNotFound
 from pgsched.hooks import Hooks
 from pgsched.retry import RetryPolicy
@@ -31,6 +34,8 @@ from pgsched.tasks import Task
 from pgsched.worker import outcome
 from pgsched.worker.completer import Completer
 from pgsched.worker.meters import Meters
+from pgsched.worker.processes import ProcessPool
+from pgsched.worker.progress import ProgressWriter
 from pgsched.worker_store import ClaimedJob, Finished, WorkerStore
 
 __all__ = ["Executor"]
@@ -74,8 +79,12 @@ class Executor:
         worker_id: Callable[[], int | None],
         result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
         hooks: Hooks | None = None,
+        progress: ProgressWriter | None = None,
+        processes: ProcessPool | None = None,
     ) -> None:
+        self._processes = processes
         self._hooks = hooks or Hooks()
+        self._progress = progress
         self._lookup = lookup
         self._result_max_bytes = result_max_bytes
         self._store = store
@@ -174,6 +183,14 @@ class Executor:
         log.info("cancelling job", extra={"event": "job_cancelling", "job_id": job_id, "reason": reason})
         return True
 
+    def cancel_attempt(self, job_id: int, lease: int) -> bool:
+        """Stop this attempt (id, lease) if it still runs here: the reaper took it back (its own lease ran out)."""
+        slot = self._running.get(job_id)
+        if slot is None or slot.job is None or slot.job.lease != lease:
+            return False
+        log.warning("attempt taken back by the reaper", extra={"event": "job_lease_lost", "job_id": job_id})
+        return self.cancel(job_id)
+
     def abort_running(self) -> int:
         return sum(self.cancel(job_id, _ABORT) for job_id in list(self._running))
 
@@ -207,6 +224,8 @@ class Executor:
                     slot.task = group.create_task(self._slot_loop(slot))
         finally:
             self._threads.shutdown(wait=False, cancel_futures=True)
+            if self._processes is not None:
+                await self._processes.close()
 
     def close(self) -> None:
         """Let every slot finish its current job and stop."""
@@ -257,7 +276,8 @@ class Executor:
         meters.wait.observe(job.waited if job.waited > 0 else 0.0)
         slot.job, slot.reason = job, None
         self._running[job.id] = slot
-        token = set_current_job(JobContext(job.id, job.attempt, job.queue, job.task, self._worker_id()))
+        context = JobContext(job.id, job.attempt, job.queue, job.task, self._worker_id(), job.lease, self._progress)
+        token = set_current_job(context)
         self._hooks.started(job)
         started = time.perf_counter()
         try:
@@ -274,6 +294,8 @@ class Executor:
             reset_current_job(token)
             self._done.set()
         meters.duration.observe(time.perf_counter() - started)
+        if self._progress is not None:
+            await self._progress.settle(job.id, job.lease)
         if finished is not None:
             self._completer.add(job, finished)
 
@@ -295,12 +317,16 @@ class Executor:
         except _FencedOut:
             log.info("job no longer ours", extra={"event": "job_fenced_out", "job_id": job.id})
             return None
+        except JobControl as signal:
+            return outcome.controlled(job, signal, plan.retry, max_snoozes=plan.task.max_snoozes)
         except Exception as exc:
             if deadline is not None and deadline.expired() and isinstance(exc, TimeoutError):
                 return outcome.timed_out(job, float(seconds or 0), plan.retry)
-            return outcome.failure(job, exc, plan.retry)
+            return outcome.failure(job, exc, plan.retry, final=not plan.task.retries(exc))
         if slot.reason is not None and slot.task is not None:
             slot.task.uncancel()  # the function swallowed the cancellation and returned
+        if isinstance(result, JobControl):  # returned rather than raised: the same signal
+            return outcome.controlled(job, result, plan.retry, max_snoozes=plan.task.max_snoozes)
         if result is _COMMITTED:
             self._completer.count_committed(job)
             self._hooks.committed(job)
@@ -330,6 +356,8 @@ class Executor:
             return self._transactional(task, job)
         if plan.is_async:
             return task.func(**job.args)
+        if task.executor == "process" and self._processes is not None:
+            return self._processes.run(task.func, job.args, current_job(), self._progress)
         future = self._threads.submit(functools.partial(contextvars.copy_context().run, task.func, **job.args))
         self._in_threads.add(future)
         future.add_done_callback(self._in_threads.discard)

@@ -38,5 +38,9 @@ class Meters:
         return found
 
     @staticmethod
+    def error_entries(queue: str, task: str, kind: str, n: int) -> None:
+        metrics.JOB_ERROR_ENTRIES.labels(queue, task, kind).inc(n)
+
+    @staticmethod
     def running(n: int) -> None:
         metrics.WORKER_RUNNING_JOBS.set(n)

@@ -1,4 +1,5 @@
-"""How an attempt ended, as the ``Finished`` record the completer writes: success, failure, timeout, cancel.
+"""How an attempt ended, as the ``Finished`` record the completer writes: success, failure, timeout, cancel,
+or a control signal the task raised or returned (``pgsched.control``: snooze, retry, discard, cancel).
 
 Pure functions: results are encoded to JSON here (a value PostgreSQL cannot store is a failure with a
 clear error), and error entries are made safe for ``jsonb`` (no NUL, no lone surrogates, capped).
@@ -11,11 +12,12 @@ import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from pgsched.control import Cancel, Discard, JobControl, Retry, Snooze
 from pgsched.errors import PermanentError
 from pgsched.retry import RetryPolicy
 from pgsched.worker_store import ClaimedJob, Finished, Outcome
 
-__all__ = ["cancelled", "encode_result", "error_entry", "failure", "success", "timed_out"]
+__all__ = ["cancelled", "controlled", "encode_result", "error_entry", "failure", "success", "timed_out"]
 
 _MAX_ERROR = 2_000
 _MAX_TRACEBACK = 16_000
@@ -67,9 +69,12 @@ def success(job: ClaimedJob, encoded: str | None) -> Finished:
 
 
 def failure(job: ClaimedJob, exc: BaseException, retry: RetryPolicy, *, final: bool = False) -> Finished:
+    """A failed attempt; ``final`` (the task's ``retry_on`` / ``dont_retry_on`` said so) makes it dead now,
+    with an entry of kind ``no_retry``."""
     tb = "".join(traceback.format_exception(exc))
     message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    entry = error_entry(job.attempt, message, kind="exception", tb=tb)
+    kind = "no_retry" if final else getattr(exc, "pgsched_error_kind", "exception")  # crash, memory: process children
+    entry = error_entry(job.attempt, message, kind=kind, tb=tb)
     final = final or isinstance(exc, PermanentError)
     return Finished(
         job.id, job.attempt, job.lease, Outcome.FAILED, error=entry, delay=retry.delay(job.attempt), final=final
@@ -85,3 +90,19 @@ def cancelled(job: ClaimedJob) -> Finished:
     return Finished(
         job.id, job.attempt, job.lease, Outcome.CANCELLED, error=error_entry(job.attempt, "cancelled", kind="cancel")
     )
+
+
+def controlled(job: ClaimedJob, signal: JobControl, retry: RetryPolicy, *, max_snoozes: int) -> Finished:
+    """The task raised or returned a control signal; its entry in ``jobs.errors`` has the signal's kind."""
+    entry = error_entry(job.attempt, signal.describe(), kind=signal.kind)
+    base = (job.id, job.attempt, job.lease)
+    if isinstance(signal, Snooze):
+        return Finished(*base, Outcome.SNOOZED, error=entry, delay=signal.seconds, snooze_limit=max_snoozes)
+    if isinstance(signal, Retry):
+        delay = retry.delay(job.attempt) if signal.after is None else signal.after
+        return Finished(*base, Outcome.FAILED, error=entry, delay=delay)
+    if isinstance(signal, Cancel):
+        return Finished(*base, Outcome.CANCELLED, error=entry)
+    if isinstance(signal, Discard):
+        return Finished(*base, Outcome.FAILED, error=entry, final=True)
+    return failure(job, signal, retry)  # a bare JobControl: an ordinary failure

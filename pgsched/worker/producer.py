@@ -33,6 +33,7 @@ import time
 
 from pgsched.errors import PgschedError
 from pgsched.liveness import Liveness
+from pgsched.retry import Backoff
 from pgsched.worker.completer import Completer
 from pgsched.worker.executor import Executor
 from pgsched.worker_store import ClaimedJob, WorkerStore
@@ -95,18 +96,17 @@ class Producer:
         self._executor.wake_space_waiter()
 
     async def run(self) -> None:
-        backoff = 0.05
+        backoff = Backoff(cap=_MAX_BACKOFF)
         while not self._stopping:
             if not self._liveness.ready.is_set():
                 await self._wait_ready()
                 continue
             try:
                 await self._step()
-                backoff = 0.05
+                backoff.reset()
             except PgschedError as exc:
                 log.warning("claim failed", extra={"event": "claim_failed", "error": str(exc)})
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                await self._sleep(backoff.next())
 
     async def _step(self) -> None:
         await self._release(self._executor.take_released())

@@ -2,7 +2,8 @@
 
 Service layer. Parts, each a child task of one TaskGroup: ``Liveness`` (row, advisory lock,
 heartbeat), ``Notifier`` (LISTEN pgsched_jobs and pgsched_cancel), ``Producer`` (claims),
-``Executor`` (slots), ``Completer`` (batched writes) and a cancel watcher (the poll behind NOTIFY).
+``Executor`` (slots), ``Completer`` (batched writes), ``ProgressWriter`` (the tasks' progress and
+heartbeat reports, batched) and a cancel watcher (the poll behind NOTIFY).
 
 Shutdown (``stop()``): stop claiming; hand buffered jobs back at once; let running jobs finish
 within ``grace_seconds`` (a second ``stop()`` ends the grace now); then cancel what still runs and
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from pgsched.builtins import builtin_tasks
 from pgsched.config import Settings
@@ -25,7 +27,9 @@ from pgsched.tasks import Task, TaskRegistry
 from pgsched.worker.completer import Completer
 from pgsched.worker.config import WorkerConfig
 from pgsched.worker.executor import Executor
+from pgsched.worker.processes import ProcessPool
 from pgsched.worker.producer import Producer
+from pgsched.worker.progress import ProgressWriter
 from pgsched.worker_store import WorkerStore
 
 __all__ = ["JOBS_CHANNEL", "CANCEL_CHANNEL", "Worker"]
@@ -62,6 +66,7 @@ class Worker:
             on_retry_queued=self._wake_producer,
             hooks=tasks.hooks,
         )
+        self._progress = ProgressWriter(self._store, lease_seconds=settings.lease_seconds, on_lost=self._attempt_lost)
         self._executor = Executor(
             self._lookup,
             self._store,
@@ -71,6 +76,12 @@ class Worker:
             worker_id=lambda: self._liveness.worker_id,
             result_max_bytes=settings.result_max_bytes,
             hooks=tasks.hooks,
+            progress=self._progress,
+            processes=ProcessPool(
+                self.config.processes or os.cpu_count() or 1,
+                max_tasks_per_child=self.config.max_tasks_per_child,
+                max_memory_mb=self.config.child_memory_mb,
+            ),
         )
         self._producer = Producer(
             self._store,
@@ -130,9 +141,11 @@ class Worker:
                 executor = group.create_task(self._executor.run())
                 producer = group.create_task(self._producer.run())
                 watcher = group.create_task(self._watch_cancels())
+                progress = group.create_task(self._progress.run())
                 await self._stop.wait()
                 await self._shutdown(producer, executor, completer)
                 watcher.cancel()
+                progress.cancel()
                 self._notifier.stop()
                 listener.cancel()
                 self._liveness.stop()
@@ -151,6 +164,9 @@ class Worker:
 
     def _started_ids(self) -> list[int]:
         return self._executor.running_ids()
+
+    def _attempt_lost(self, job_id: int, lease: int) -> None:
+        self._executor.cancel_attempt(job_id, lease)
 
     def _liveness_changed(self) -> None:
         self._producer.forget_marks()

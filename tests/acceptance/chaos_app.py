@@ -10,11 +10,17 @@ outside the job row, so duplicates are visible:
   succeeded, so a fenced-out (late) completion leaves no row: exactly-once side effects.
 - ``sleeper`` records when it starts and when it ends, for the graceful-shutdown scenario.
 - ``poison`` records its start, then SIGKILLs the worker that runs it (the poison pill).
+- ``failing`` records its start and fails until a wall-clock instant (a cohort failing together).
+
+With ``PGSCHED_CHAOS_RUNS_FILE`` set, ``plain`` and ``tx`` also append a ``start`` and an ``end`` line
+(JSON: job, attempt, pid, kind, event, wall-clock t) to that file: a record of executions outside
+PostgreSQL, which a database crash cannot take back (the PostgreSQL crash scenario reads it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -30,6 +36,17 @@ app = Pgsched.from_env()
 
 _INSERT = "INSERT INTO ledger (job_id, attempt, worker_pid, kind) VALUES (%s, %s, %s, %s)"
 _local = threading.local()
+_RUNS_FILE = os.environ.get("PGSCHED_CHAOS_RUNS_FILE")
+_runs_fd = os.open(_RUNS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if _RUNS_FILE else None
+
+
+def _run_line(kind: str, event: str) -> None:
+    """One line per write with O_APPEND: lines of concurrent writers never interleave."""
+    if _runs_fd is None:
+        return
+    job = current_job()
+    line = {"job": job.id, "attempt": job.attempt, "pid": os.getpid(), "kind": kind, "event": event, "t": time.time()}
+    os.write(_runs_fd, (json.dumps(line) + "\n").encode())
 
 
 def _record(job_id: int, attempt: int, kind: str) -> None:
@@ -48,9 +65,11 @@ def _record(job_id: int, attempt: int, kind: str) -> None:
 def plain(seconds: float = 0.0) -> int:
     """Record this execution on a separate connection (committed at once), then sleep."""
     job = current_job()
+    _run_line("plain", "start")
     _record(job.id, job.attempt, "plain")
     if seconds:
         time.sleep(seconds)
+    _run_line("plain", "end")
     return os.getpid()
 
 
@@ -58,9 +77,11 @@ def plain(seconds: float = 0.0) -> int:
 async def tx(conn: psycopg.AsyncConnection[Any], seconds: float = 0.0) -> int:
     """Record this execution in the transaction that also marks the job succeeded, then sleep."""
     job = current_job()
+    _run_line("tx", "start")
     await conn.execute(_INSERT, [job.id, job.attempt, os.getpid(), "tx"])
     if seconds:
         await asyncio.sleep(seconds)
+    _run_line("tx", "end")
     return os.getpid()
 
 
@@ -80,3 +101,12 @@ def poison(seconds: float = 0.0) -> None:
     job = current_job()
     _record(job.id, job.attempt, "poison")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(max_attempts=8)
+def failing(until: float) -> None:
+    """Record the start; fail while the wall clock is before ``until``."""
+    job = current_job()
+    _record(job.id, job.attempt, "failing")
+    if time.time() < until:
+        raise RuntimeError("still failing")

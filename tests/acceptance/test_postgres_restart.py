@@ -9,7 +9,6 @@ and no cron instant fired or ran twice.
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,47 +16,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgsched import DatabaseUnavailable, Pgsched, Settings
+from pgsched import Pgsched, Settings, db
 from pgsched.embedded import EmbeddedPostgres
 from tests.acceptance.conftest import Cluster, Server, connect, live_workers, running_cluster, scalar
+from tests.acceptance.enqueuers import Enqueuers
 from tests.acceptance.ledger import emit, executions, unexpected_sample
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.acceptance
 
 RUN_SECONDS = 3.0  # of enqueueing between outages
-
-
-class Enqueuers:
-    """Threads enqueuing ``tx`` jobs through the Python client; an id counts once enqueue returned it."""
-
-    def __init__(self, dsn: str, n: int) -> None:
-        self.app = Pgsched(settings=Settings(dsn=dsn))
-        self.acked: list[int] = []
-        self.failures = 0
-        self.surprises: list[BaseException] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(n)]
-        for t in self._threads:
-            t.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.acked.append(self.app.enqueue("tx", {}))
-            except DatabaseUnavailable:
-                self.failures += 1
-                self._stop.wait(0.05)
-            except BaseException as exc:  # anything else is a product bug: keep it for the assertion
-                self.surprises.append(exc)
-                self._stop.wait(0.05)
-            self._stop.wait(0.01)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
-        self.app.close()
 
 
 def test_restarting_and_crashing_postgres_mid_run_loses_no_acknowledged_job_and_everyone_reconnects(
@@ -155,3 +123,24 @@ def _check(cluster: Cluster, procs: list[subprocess.Popen[bytes]], enqueuers: En
     assert counts["duplicated"] == 0 and counts["unexpected"] == 0, sample
     assert len(instants) == len(set(instants)) and cron_counts["duplicated"] == 0 and cron_counts["lost"] == 0
     assert all(p.poll() is None for p in procs), "a pgsched process died with the database"
+
+
+async def test_an_enqueue_just_after_a_restart_gets_a_live_connection_however_recently_the_dead_one_was_used(
+    embedded: tuple[EmbeddedPostgres, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool skips its ping for a connection used within IDLE_CHECK_SECONDS; set so long here that the ping
+    never runs by age, whatever the restart takes: only the look at the socket can see the server went away."""
+    server, dsn = Server(embedded[0], embedded[1]), embedded[1]
+    monkeypatch.setattr(db, "IDLE_CHECK_SECONDS", 3600.0)
+    app = Pgsched(settings=Settings(dsn=dsn))
+    try:
+        app.enqueue("tx", {})
+        await app.enqueue_async("tx", {})
+        server.crash_and_start()
+        assert app.enqueue("tx", {}) > 0
+        assert await app.enqueue_async("tx", {}) > 0
+        server.restart_fast()
+        assert app.enqueue("tx", {}) > 0
+        assert await app.enqueue_async("tx", {}) > 0
+    finally:
+        await app.aclose()

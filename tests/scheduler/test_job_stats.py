@@ -155,3 +155,21 @@ async def test_the_leaders_prune_pass_rolls_history_up_before_it_deletes(
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
         assert await pruner.prune(leader) == 4
     assert [r["succeeded"] for r in minutes(conn)] == [4]
+
+
+async def test_snoozes_and_a_tasks_own_cancel_are_not_counted_as_failures(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    at = NOW.replace(second=0) - timedelta(minutes=3)
+    finish(conn, 1, "succeeded", at)
+    conn.execute(
+        """UPDATE pgsched.jobs SET errors = '[{"kind": "snooze", "error": "snoozed for 5s"},
+                                             {"kind": "retry", "error": "retry after 2s"},
+                                             {"error": "an entry from before kinds"}]'::jsonb"""
+    )
+    finish(conn, 1, "cancelled", at)
+    conn.execute("""UPDATE pgsched.jobs SET errors = '[{"kind": "cancel", "error": "cancelled by the task"}]'::jsonb
+                     WHERE state = 'cancelled'""")
+    await rollup(dsn, NOW)
+    (row,) = minutes(conn)
+    assert (row["succeeded"], row["cancelled"], row["failed"]) == (1, 1, 2)  # the retry and the kind-less entry

@@ -53,22 +53,25 @@ async def test_each_outcome_adds_to_the_counters_a_worker_would_count(dsn: str, 
     finish(conn, "cancelled", kinds=("exception",), attempt=1)  # failed once, cancelled while waiting to retry
     finish(conn, "cancelled", attempt=0, run=None)  # cancelled before it ever ran
     finish(conn, "dead", kinds=("exception", "worker_lost"), attempt=2)  # buried by the reaper
+    finish(conn, "succeeded", kinds=("snooze", "snooze", "lease_expired"), attempt=2)  # 2 snoozed attempts given back
+    finish(conn, "dead", kinds=("retry", "snooze_limit"), attempt=2)  # a Retry, then one snooze too many
+    finish(conn, "dead", kinds=("discard",), attempt=1)  # Discard: dead at once
     await rollup(dsn, NOW)
     row = totals(conn)[("default", "t")]
     assert {k: row[k] for k in ("started", "succeeded", "failed", "retried", "dead", "cancelled", "lost")} == {
-        "started": 1 + 3 + 3 + 1 + 1 + 0 + 2,
-        "succeeded": 2,
-        "failed": 2 + 3 + 1 + 1,
-        "retried": 2 + 2 + 1 + 1,
-        "dead": 2,
+        "started": 1 + 3 + 3 + 1 + 1 + 0 + 2 + (2 + 2) + 2 + 1,
+        "succeeded": 3,
+        "failed": 2 + 3 + 1 + 1 + 2 + 1,
+        "retried": 2 + 2 + 1 + 1 + 1,
+        "dead": 4,
         "cancelled": 3,
-        "lost": 1,
+        "lost": 2,
     }
-    # Timed: the jobs whose last attempt ran to an end in a worker (two succeeded, the failed dead one, the
-    # one cancelled while running): not the one cancelled while waiting, nor the never-run one, nor the reaped one.
-    assert sum(buckets(conn, "duration").values()) == 4
-    assert abs(row["duration_sum"] - 4 * 0.3) < 1e-6
-    assert abs(row["wait_sum"] - 4 * 0.02) < 1e-6
+    # Timed: the jobs whose last attempt ran to an end in a worker (three succeeded, the three dead that failed,
+    # the one cancelled while running); not the one cancelled while waiting, the never-run one, the reaped one.
+    assert sum(buckets(conn, "duration").values()) == 7
+    assert abs(row["duration_sum"] - 7 * 0.3) < 1e-6
+    assert abs(row["wait_sum"] - 7 * 0.02) < 1e-6
 
 
 async def test_a_value_lands_in_the_smallest_bucket_at_or_above_it(dsn: str, conn: psycopg.Connection[Any]) -> None:

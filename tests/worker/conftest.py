@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pgsched import Settings
+from pgsched.client import Client
 from pgsched.worker import Worker, WorkerConfig
 from tests.support.waiting import await_until
 from tests.worker.tasks_app import app as tasks_app
@@ -87,3 +88,12 @@ async def until(predicate: Callable[[], Any], *, timeout: float = 10.0, message:
         return predicate()
 
     return await await_until(check, timeout=timeout, interval=0.02, message=message)
+
+
+def enqueue(settings: Settings, task: str, *, max_attempts: int, **args: Any) -> int:
+    """Enqueue one job through the Python client (the task's own defaults are not looked up: give max_attempts)."""
+    client = Client(settings)
+    try:
+        return client.enqueue(task, args, max_attempts=max_attempts)
+    finally:
+        client.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from pgsched import Pgsched, RetryPolicy
+from pgsched import Pgsched, RetryPolicy, Snooze
 from pgsched.context import current_job
 
 app = Pgsched.from_env()
@@ -98,3 +98,11 @@ async def fail_first(failures: int = 1) -> int:
     if attempt <= failures:
         raise RuntimeError(f"attempt {attempt} fails on purpose")
     return attempt
+
+
+@app.task
+async def snooze_once(marker: str) -> None:
+    """Snooze the first run (the attempt is given back), succeed the next."""
+    if not Path(marker).exists():
+        Path(marker).write_text("snoozed")
+        raise Snooze(0.05)

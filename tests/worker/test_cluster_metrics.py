@@ -72,6 +72,8 @@ def test_cluster_counters_on_the_api_equal_the_sum_of_the_workers_counters(
     insert_jobs(conn, 20, task="noop")
     insert_jobs(conn, 6, task="fail_first", args={"failures": 2})
     insert_jobs(conn, 4, task="fail_always")  # 3 attempts, then dead
+    for i in range(3):  # each snoozes once (the attempt is given back), then succeeds
+        insert_jobs(conn, 1, task="snooze_once", args={"marker": str(tmp_path / f"snoozed-{i}")})
     [running] = insert_jobs(conn, 1, task="wait_for_cancel", args={"marker": str(tmp_path / "cancelled")})
     [waiting] = insert_jobs(conn, 1, task="noop", run_at="2999-01-01T00:00:00+00:00")
     wait_until(lambda: count(conn, f"id = {running} AND state = 'running'") == 1, timeout=60)
@@ -83,7 +85,7 @@ def test_cluster_counters_on_the_api_equal_the_sum_of_the_workers_counters(
         workers = summed([scrape(f"http://127.0.0.1:{port}/metrics") for port in ports])
         ended = sum(v for (name, *_), v in workers.items() if name.endswith(("succeeded_total", "dead_total")))
         ended += sum(v for (name, *_), v in workers.items() if name == "pgsched_jobs_cancelled_total")
-        return workers if ended == 30 + 20 + 6 + 4 + 1 else None
+        return workers if ended == 30 + 20 + 6 + 4 + 3 + 1 else None
 
     workers = wait_until(workers_done, timeout=10)
     db_now = conn.execute("SELECT now() AS now").fetchone()
@@ -97,7 +99,7 @@ def test_cluster_counters_on_the_api_equal_the_sum_of_the_workers_counters(
     with serve_api(settings.with_(api_token=ADMIN_TOKEN)) as api:
         cluster = samples(scrape(f"{api.url}/metrics", ADMIN_TOKEN))
 
-    tasks = ("sleepy", "noop", "fail_first", "fail_always", "wait_for_cancel")
+    tasks = ("sleepy", "noop", "fail_first", "fail_always", "snooze_once", "wait_for_cancel")
     for task in tasks:
         for counter in COUNTERS:
             mine, theirs = f"pgsched_cluster_jobs_{counter}_total", f"pgsched_jobs_{counter}_total"
@@ -105,6 +107,7 @@ def test_cluster_counters_on_the_api_equal_the_sum_of_the_workers_counters(
             assert value(cluster, mine, task) == expected, (task, counter)  # the waiting job: cluster only
     assert value(cluster, "pgsched_cluster_jobs_failed_total", "fail_first") == 12
     assert value(cluster, "pgsched_cluster_jobs_dead_total", "fail_always") == 4
+    assert value(cluster, "pgsched_cluster_jobs_started_total", "snooze_once") == 6  # the snoozed runs too
     # Single-attempt tasks: one wait per job, measured the same way (run_at to claim) on both sides.
     for task in ("sleepy", "noop"):
         assert value(workers, "pgsched_job_wait_seconds_bucket", task, "+Inf") == (30 if task == "sleepy" else 20)

@@ -34,6 +34,7 @@ _COUNTED = ("jobs", "result_waiters")  # tables whose rows a plan visits (their 
 HOT = {
     "job_claim_batch": 4 * BATCH,
     "job_finish_many": 4 * BATCH,
+    "job_progress_many": 4 * BATCH,
     "job_release_leased": 4 * BATCH,
     "job_cancel_requested": 4 * BATCH,
     "job_reconcile": 4 * BATCH,
@@ -147,6 +148,10 @@ def _params(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "errors": [None] * len(ids),
         "delays": [0.0] * len(ids),
         "finals": [False] * len(ids),
+        "snooze_limits": [0] * len(ids),
+        "fractions": [0.5] * len(ids),
+        "messages": ["halfway"] * len(ids),
+        "extends": [30.0] * len(ids),
         "lease": 30.0,
         "grace": 30.0,  # the usual pass: no worker lost, the running set read once
         "max_losses": 3,

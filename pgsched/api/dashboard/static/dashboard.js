@@ -574,12 +574,16 @@ function renderJob(detail, job) {
        "created", fmtTime(job.created_at), "run at", fmtTime(job.run_at), "started", fmtTime(job.started_at),
        "finished", fmtTime(job.finished_at), "waited", fmtDur(between(job.run_at, job.started_at)),
        running ? "running for" : "ran for", fmtDur(elapsed), "run key", job.run_key ?? "–",
-       "schedule", job.schedule_name ? link(`#/schedules/${enc(job.schedule_name)}`, job.schedule_name) : "–"].map((v) => el("div", {}, v))),
+       "schedule", job.schedule_name ? link(`#/schedules/${enc(job.schedule_name)}`, job.schedule_name) : "–",
+       "progress", job.progress == null ? "–" : `${Math.round(job.progress * 100)}%${job.progress_message ? ` · ${job.progress_message}` : ""} (${fmtTime(job.progress_at)})`,
+       "snoozes", String(job.snoozes ?? 0),
+       "lease until", job.lease_until ? fmtTime(job.lease_until) : "–"].map((v) => el("div", {}, v))),
     el("h3", {}, "Args"), argsPre,
     el("h3", {}, "Result"), el("pre", { class: "scroll" }, JSON.stringify(job.result, null, 2)),
     el("h3", {}, `Attempts with errors (${job.errors.length})`),
     ...job.errors.map((e) => el("details", { class: "attempt" },
-      el("summary", {}, el("strong", {}, `attempt ${e.attempt}`), ` at ${fmtTime(e.at)}: `, el("span", { class: "err" }, e.error)),
+      el("summary", {}, el("strong", {}, `attempt ${e.attempt}`), ` at ${fmtTime(e.at)} `,
+        el("code", { class: "kind" }, e.kind || "exception"), ": ", el("span", { class: "err" }, e.error)),
       e.traceback ? el("pre", { class: "scroll" }, e.traceback) : el("p", { class: "muted" }, "no traceback"))));
 }
 

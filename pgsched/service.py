@@ -1,0 +1,57 @@
+"""The one lifecycle of every long-running part (worker, scheduler, API server): ``run()`` until ``stop()``,
+and ``run_services``, which runs several in one process with shared signal handling.
+
+A leaf module: asyncio and signals only; it knows no service by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Protocol
+
+__all__ = ["Service", "run_services"]
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    """A long-running part of a process: ``run()`` until ``stop()``; a second ``stop()`` hurries it."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def run_services(services: Sequence[Service], *, grace: float | None = None) -> None:
+    """Run every service until all have stopped; SIGTERM/SIGINT call ``stop()`` on each.
+
+    With ``grace``, the first signal also tells the person at the terminal what shutdown waits for.
+    """
+    loop = asyncio.get_running_loop()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        log.info("signal received", extra={"event": "signal", "signal": signal.Signals(signum).name})
+        # Log lines, not bare echoes: with --log-format json every stderr line must stay one JSON object.
+        if grace is not None and signals_seen == 1:
+            message = f"stopping: running jobs get up to {grace:g} s to finish (Ctrl-C again stops them now)"
+            log.warning(message, extra={"event": "shutdown_grace", "grace": grace})
+        elif grace is not None and signals_seen == 2:
+            log.warning("stopping now: unfinished jobs go back to their queue", extra={"event": "shutdown_now"})
+        for service in services:
+            service.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with asyncio.TaskGroup() as group:
+            for service in services:
+                group.create_task(service.run())
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
