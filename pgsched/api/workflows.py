@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from pgsched.api.auth import protected
+from pgsched.api.errors import ApiError
 from pgsched.api.state import ApiState, api_state
 from pgsched.api.task_policy import authorize_task
 from pgsched.api.validation import decode_cursor, encode_cursor, new_job_from_json, page_limit, parse_id, read_object
@@ -47,8 +48,11 @@ def _after(item: Mapping[str, Any], index: int, keys: Mapping[str, int]) -> list
     nodes = []
     for ref in after:
         node = keys.get(ref) if isinstance(ref, str) else ref
-        if isinstance(node, bool) or not isinstance(node, int) or not 0 <= node < index:
-            raise ValidationError("after", f"{ref!r} is not an earlier step (an index below {index} or a key)")
+        if isinstance(node, bool) or not isinstance(ref, int | str):
+            raise ValidationError("after", f"{ref!r} is not a step index or key")
+        if not isinstance(node, int) or not 0 <= node < index:  # well-formed, but the graph does not hold it
+            message = f"{str(ref)[:60]!r} is not an earlier step (an index below {index} or a key)"
+            raise ApiError(409, "conflict", message, field="after")
         nodes.append(node)
     return nodes
 
@@ -71,8 +75,10 @@ def _step(state: ApiState, item: object, index: int, keys: dict[str, int]) -> tu
     edges = tuple(Edge(node, step.on_failure) for node in dict.fromkeys(_after(item, index, keys)))
     if "key" in item:
         key = item["key"]
-        if not isinstance(key, str) or not 1 <= len(key) <= 200 or key in keys or "\x00" in key:
-            raise ValidationError("key", "must be a unique string of 1 to 200 characters")
+        if not isinstance(key, str) or not 1 <= len(key) <= 200 or "\x00" in key:
+            raise ValidationError("key", "must be a string of 1 to 200 characters")
+        if key in keys:
+            raise ApiError(409, "conflict", f"key {key[:60]!r} is taken by step {keys[key]}", field="key")
         keys[key] = index
     return job, Node(step, edges)
 
@@ -92,6 +98,8 @@ def _parse(state: ApiState, body: Mapping[str, Any]) -> tuple[str, str, list[New
             job, node = _step(state, item, index, keys)
         except ValidationError as exc:
             raise ValidationError(f"steps[{index}].{exc.field}", exc.message) from None
+        except ApiError as exc:
+            raise ApiError(exc.status, exc.code, exc.message, field=f"steps[{index}].{exc.field}") from None
         jobs.append(job)
         nodes.append(node)
     return name, kind, jobs, nodes, keys

@@ -68,25 +68,28 @@ def test_cancel_over_rest_cancels_the_unfinished_steps(client: httpx.Client) -> 
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "status", "field"),
     [
-        ({"steps": []}, "steps"),
-        ({"steps": [{"task": "a", "after": [0]}]}, "steps[0].after"),
-        ({"steps": [{"task": "a"}, {"task": "b", "after": ["nope"]}]}, "steps[1].after"),
-        ({"steps": [{"task": "a", "on_failure": "maybe"}]}, "steps[0].on_failure"),
-        ({"steps": [{"task": "a", "receive": "1x"}]}, "steps[0].receive"),
-        ({"steps": [{"task": "a", "run_key": "k"}]}, "steps[0].run_key"),
-        ({"steps": [{"task": "a", "key": "x"}, {"task": "b", "key": "x"}]}, "steps[1].key"),
-        ({"steps": [{"task": "a", "bogus": 1}]}, "steps[0].bogus"),
-        ({"steps": [{"task": "a"}], "kind": "tree"}, "kind"),
-        ({"steps": [{"task": "a"}], "extra": 1}, "extra"),
+        ({"steps": []}, 422, "steps"),
+        ({"steps": [{"task": "a", "after": [0]}]}, 409, "steps[0].after"),
+        ({"steps": [{"task": "a"}, {"task": "b", "after": ["nope"]}]}, 409, "steps[1].after"),
+        ({"steps": [{"task": "a", "after": [True]}]}, 422, "steps[0].after"),
+        ({"steps": [{"task": "a", "on_failure": "maybe"}]}, 422, "steps[0].on_failure"),
+        ({"steps": [{"task": "a", "on_failure": {}}]}, 422, "steps[0].on_failure"),
+        ({"steps": [{"task": "a", "receive": "1x"}]}, 422, "steps[0].receive"),
+        ({"steps": [{"task": "a", "receive": "r\n"}]}, 422, "steps[0].receive"),
+        ({"steps": [{"task": "a", "run_key": "k"}]}, 422, "steps[0].run_key"),
+        ({"steps": [{"task": "a", "key": "x"}, {"task": "b", "key": "x"}]}, 409, "steps[1].key"),
+        ({"steps": [{"task": "a", "bogus": 1}]}, 422, "steps[0].bogus"),
+        ({"steps": [{"task": "a"}], "kind": "tree"}, 422, "kind"),
+        ({"steps": [{"task": "a"}], "extra": 1}, 422, "extra"),
     ],
 )
 def test_bad_workflows_are_refused_naming_the_field_and_nothing_is_stored(
-    client: httpx.Client, conn: psycopg.Connection[Any], body: dict[str, Any], field: str
+    client: httpx.Client, conn: psycopg.Connection[Any], body: dict[str, Any], status: int, field: str
 ) -> None:
     response = client.post("/workflows", json=body)
-    assert response.status_code == 422, response.text
+    assert response.status_code == status, response.text
     assert response.json()["error"]["field"] == field
     row = conn.execute("SELECT count(*) AS n FROM pgsched.workflows").fetchone()
     assert row is not None and row["n"] == 0
