@@ -365,12 +365,45 @@ DECLARE
     ready bigint[];
     next_ids bigint[];
     revived bigint[];
+    queues text[];
 BEGIN
     -- Our own updates below fire this trigger again: the loops here handle them instead.
     IF current_setting('pgsched.advancing', true) = 'on' THEN
         RETURN NULL;
     END IF;
-    PERFORM set_config('pgsched.advancing', 'on', true);
+    IF NEW.state = 'succeeded' AND OLD.state NOT IN ('succeeded', 'dead', 'cancelled') THEN
+        -- The hot path (a step succeeded): one statement counts down its waiting dependents, each
+        -- under its row lock, and releases those at zero; nothing it does fires this trigger again.
+        WITH hit AS (
+            UPDATE pgsched.jobs j
+               SET deps_left = j.deps_left - 1,
+                   state = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
+                                THEN 'queued' ELSE 'waiting' END::pgsched.job_state,
+                   run_at = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
+                                 THEN greatest(j.run_at, now()) ELSE j.run_at END
+              FROM pgsched.job_dependencies e
+             WHERE e.depends_on = NEW.id AND j.id = e.job_id AND j.state = 'waiting'
+            RETURNING j.id, j.state, j.deps_left, j.queue
+        )
+        SELECT array_agg(h.id ORDER BY h.id) FILTER (WHERE h.state = 'waiting' AND h.deps_left = 0),
+               array_agg(DISTINCT h.queue) FILTER (WHERE h.state = 'queued')
+          INTO ready, queues
+          FROM hit h;
+        IF queues IS NOT NULL AND current_setting('pgsched.notify', true) IS DISTINCT FROM 'off' THEN
+            PERFORM pg_notify('pgsched_jobs', q.name) FROM unnest(queues) AS q(name)
+              WHERE EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.name);
+        END IF;
+        IF ready IS NULL THEN
+            RETURN NULL;
+        END IF;
+        -- Some want results or have "failed" edges: settled apart, which may cancel (and cascade).
+        PERFORM set_config('pgsched.advancing', 'on', true);
+        todo := pgsched.job_release(ready);
+        failed := true;
+        cause := 'cancelled';
+    ELSE
+        PERFORM set_config('pgsched.advancing', 'on', true);
+    END IF;
     IF NEW.state IN ('succeeded', 'dead', 'cancelled') AND OLD.state IN ('succeeded', 'dead', 'cancelled') THEN
         NULL;  -- from one end to another (a hand-made UPDATE): its dependents counted it already
     ELSIF NEW.state IN ('succeeded', 'dead', 'cancelled') THEN
