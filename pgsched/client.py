@@ -21,52 +21,13 @@ from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import ValidationError
 from pgsched.hooks import Hooks
 from pgsched.job import Job, NewJob
+from pgsched.job_input import build_job, new_job_from_mapping
 from pgsched.result_store import ResultStore
 from pgsched.store import AsyncJobStore, Inserted, JobStore
-from pgsched.tasks import resolve_delay
 from pgsched.workflow import Started, Workflow
 from pgsched.workflow_store import AsyncWorkflowStore, WorkflowStore
 
-__all__ = ["Client", "dedupe_cache_for", "new_job_from_mapping"]
-
-_ITEM_KEYS = frozenset(
-    {
-        "task",
-        "args",
-        "queue",
-        "priority",
-        "run_at",
-        "delay_seconds",
-        "delay",
-        "run_key",
-        "max_attempts",
-        "timeout",
-        "concurrency_key",
-        "concurrency_limit",
-    }
-)
-
-
-def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_bytes: int) -> NewJob:
-    """Build a NewJob from a dict with the ``POST /jobs`` keys (used by enqueue_many, REST and the CLI)."""
-    if not isinstance(item, Mapping):
-        raise ValidationError("item", f"must be an object, got {type(item).__name__}")
-    unknown = set(item) - _ITEM_KEYS
-    if unknown:
-        raise ValidationError(sorted(unknown)[0], "unknown field")
-    if "task" not in item:
-        raise ValidationError("task", "is required")
-    options = {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds"}}
-    if "delay_seconds" in item:
-        options["delay"] = item["delay_seconds"]
-    return build_job(item["task"], item.get("args"), options, clock=clock, max_payload_bytes=max_payload_bytes)
-
-
-def build_job(
-    task: str, args: Mapping[str, Any] | None, options: dict[str, Any], *, clock: Clock, max_payload_bytes: int
-) -> NewJob:
-    options = resolve_delay(dict(options), clock.now())
-    return NewJob.build(task, args, max_payload_bytes=max_payload_bytes, **options)
+__all__ = ["Client", "dedupe_cache_for"]
 
 
 class Client:

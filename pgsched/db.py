@@ -153,6 +153,18 @@ async def session_async(
         raise DatabaseUnavailable(f"could not connect within {within:g}s") from exc
 
 
+def _pool_options(dsn: str, role: str, min_size: int, max_size: int) -> dict[str, Any]:
+    """What every pgsched pool shares: unopened, autocommit, dict rows, named after its role."""
+    return {
+        "conninfo": conninfo(dsn, role),
+        "min_size": min_size,
+        "max_size": max_size,
+        "kwargs": {"autocommit": True, "row_factory": dict_row},
+        "open": False,
+        "name": f"pgsched-{role}",
+    }
+
+
 def async_pool(
     dsn: str,
     role: str,
@@ -170,29 +182,19 @@ def async_pool(
     the wait for a connection.
     """
     return AsyncConnectionPool(
-        conninfo(dsn, role),
-        min_size=min_size,
-        max_size=max_size,
-        kwargs={"autocommit": True, "row_factory": dict_row},
-        open=False,
+        **_pool_options(dsn, role, min_size, max_size),
         check=_check_if_idle_async if check_idle else AsyncConnectionPool.check_connection,
         configure=functools.partial(_configure_async, statement_timeout=statement_timeout),
         timeout=wait_timeout,
-        name=f"pgsched-{role}",
     )
 
 
 def sync_pool(dsn: str, role: str, *, min_size: int = 1, max_size: int = 4, check_idle: bool = False) -> ConnectionPool:
     """An unopened sync pool; open it with ``pool.open()``. ``check_idle`` as in ``async_pool``."""
     return ConnectionPool(
-        conninfo(dsn, role),
-        min_size=min_size,
-        max_size=max_size,
-        kwargs={"autocommit": True, "row_factory": dict_row},
-        open=False,
+        **_pool_options(dsn, role, min_size, max_size),
         check=_check_if_idle if check_idle else ConnectionPool.check_connection,
         configure=_configure,
-        name=f"pgsched-{role}",
     )
 
 

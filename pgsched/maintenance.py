@@ -9,6 +9,8 @@ jobs the lost worker had published as started (see the README, "Fair blame").
 A worker counts as lost when its registry row is gone, its heartbeat is older than the lease
 (hung or cut off), or its liveness lock is free and its heartbeat is older than two heartbeat
 intervals (process or connection died; the grace lets a worker ride out a momentary reconnect).
+Heartbeat ages count from the last database restart when that is later: right after a restart every
+worker's lock is free until it reconnects (within a heartbeat), and none of them is dead for that.
 """
 
 from __future__ import annotations

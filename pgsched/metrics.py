@@ -8,7 +8,14 @@ the leader keeps (``pgsched.job_totals``).
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
+from typing import cast
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 __all__ = [
     "CLUSTER_COUNTED_UNTIL",
@@ -27,6 +34,7 @@ __all__ = [
     "JOB_WAIT",
     "LATENCY_BUCKETS",
     "LEADER_IS_LEADER",
+    "LoopHistogram",
     "LISTENER_RECONNECTS",
     "SCHEDULES_FIRED",
     "WORKER_RUNNING_JOBS",
@@ -47,10 +55,77 @@ JOB_ERROR_ENTRIES = Counter(
     " no_retry, snooze, snooze_limit, retry, discard, cancel, result, crash, memory).",
     ["queue", "task", "kind"],
 )
-JOB_DURATION = Histogram(
+_go_float = cast(Callable[[float], str], floatToGoString)  # the exposition's number format
+
+
+class _Tally:
+    """One label set of a ``LoopHistogram``: counts per bucket (the last one is +Inf) and the sum."""
+
+    __slots__ = ("_bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self._bounds, value)] += 1  # the first bucket with value <= le
+        self.sum += value
+
+
+class LoopHistogram:
+    """A labelled histogram observed from one thread only (the worker's event loop), exported as a
+    prometheus_client ``Histogram`` is (cumulative ``_bucket`` with ``le``, ``_count``, ``_sum``).
+
+    prometheus_client's ``observe`` takes a lock per bucket, about 2.6 µs, twice per job: a tenth
+    of the worker's CPU per no-op job. Here an observation is a bisect and two additions; a scrape
+    from another thread may see one observation in the buckets and not yet in the sum.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        *,
+        buckets: Sequence[float],
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = list(labelnames)
+        self._bounds = tuple(sorted(float(b) for b in buckets))
+        self._les = [_go_float(b) for b in (*self._bounds, float("inf"))]  # "0.001", "1.0", "+Inf"
+        self._children: dict[tuple[str, ...], _Tally] = {}
+        self._lock = threading.Lock()  # guards the children dict, not the counts
+        registry.register(self)
+
+    def labels(self, *values: str) -> _Tally:
+        key = tuple(values)
+        with self._lock:
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = _Tally(self._bounds)
+        return child
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        with self._lock:
+            children = list(self._children.items())
+        for key, tally in children:
+            running = 0
+            buckets = []
+            for le, count in zip(self._les, list(tally.counts), strict=True):
+                running += count
+                buckets.append((le, float(running)))
+            family.add_metric(list(key), buckets, tally.sum)
+        yield family
+
+
+JOB_DURATION = LoopHistogram(
     "pgsched_job_duration_seconds", "Run time of one attempt.", ["queue", "task"], buckets=LATENCY_BUCKETS
 )
-JOB_WAIT = Histogram(
+JOB_WAIT = LoopHistogram(
     "pgsched_job_wait_seconds",
     "Time from run_at to the start of an attempt.",
     ["queue", "task"],

@@ -21,9 +21,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
 from pgsched import db
@@ -36,9 +37,12 @@ __all__ = ["ClaimedJob", "Finished", "Outcome", "Report", "WorkerStore"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimedJob:
-    """A claimed attempt: the columns the worker needs, in ``job_claim_batch``'s RETURNING order."""
+class ClaimedJob(NamedTuple):
+    """A claimed attempt: the columns the worker needs, in ``job_claim_batch``'s RETURNING order.
+
+    Immutable records built once per job are NamedTuples: a frozen dataclass costs about 1.5 µs more
+    to build (one ``object.__setattr__`` per field), a tenth of the worker's CPU per no-op job.
+    """
 
     id: int
     queue: str
@@ -60,8 +64,7 @@ class Outcome(StrEnum):
     SNOOZED = "snoozed"  # queued again after ``delay`` with the attempt given back (dead past ``snooze_limit``)
 
 
-@dataclass(frozen=True, slots=True)
-class Finished:
+class Finished(NamedTuple):
     """The end of one attempt. ``result`` is JSON text; ``error`` an entry of ``jobs.errors``."""
 
     id: int
@@ -103,6 +106,7 @@ class _Link:
                 if self._conn is None or self._conn.closed:
                     conn = await db.session_async(self._dsn, self._role, prepare_threshold=0)
                     await conn.execute(query("worker_session_setup"))
+                    set_json_loads(_json_loads, conn)
                     self._conn = conn
                     self.opened += 1
                 yield self._conn
@@ -115,6 +119,13 @@ class _Link:
         if conn is not None and not conn.closed:
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
+
+
+def _json_loads(data: str | bytes) -> Any:
+    """jsonb from the worker's links (claimed args): decoded to str first (``json.loads`` on bytes
+    guesses the encoding, twice the cost), and the empty object of argument-less jobs without parsing."""
+    text = data.decode() if isinstance(data, bytes) else data
+    return {} if text == "{}" else json.loads(text)
 
 
 def _finish_params(items: Sequence[Finished], now: Any) -> dict[str, Any]:
@@ -170,7 +181,7 @@ class WorkerStore:
             "free": free,
         }
         async with self._claims.use() as conn:
-            cur = await conn.execute(query("job_claim_batch"), params)
+            cur = await conn.execute(query("job_claim_batch"), params, binary=True)  # no text parsing of numbers
             jobs = [ClaimedJob(*row) for row in await cur.fetchall()]
         jobs.sort(key=lambda job: not job.started)
         return jobs

@@ -154,10 +154,10 @@ WITH done AS (
                                'error', format('snoozed %%s times, the limit of its task (max_snoozes): dead', j.snoozes)))
                       ELSE j.errors || jsonb_build_array(d.error::jsonb)
                     END
-      FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[], %(outcomes)s::text[], %(results)s::text[],
-                  %(errors)s::text[], %(delays)s::float8[], %(finals)s::bool[], %(snooze_limits)s::int[])
+      FROM unnest(%(ids)b::bigint[], %(leases)b::bigint[], %(outcomes)b::text[], %(results)b::text[],
+                  %(errors)b::text[], %(delays)b::float8[], %(finals)b::bool[], %(snooze_limits)b::int[])
            AS d(id, lease, outcome, result, error, delay, final, snooze_limit)
-     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
+     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)b::bigint[])
     RETURNING j.id, j.state::text AS state
 ),
 told AS (

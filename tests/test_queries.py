@@ -7,7 +7,7 @@ import pytest
 
 from pgsched.queries import all_queries, query
 
-_PARAM_RE = re.compile(r"%\((\w+)\)s")
+_PARAM_RE = re.compile(r"%\((\w+)\)[sb]")  # %(name)b: sent in binary
 
 
 def test_every_named_query_prepares_against_the_migrated_schema(dsn: str) -> None:
@@ -25,7 +25,7 @@ def test_every_named_query_prepares_against_the_migrated_schema(dsn: str) -> Non
 
 def test_every_parameter_is_cast() -> None:
     for q in all_queries().values():
-        for match in re.finditer(r"%\(\w+\)s(?!::)", q.text):
+        for match in re.finditer(r"%\(\w+\)[sb](?!::)", q.text):
             pytest.fail(f"{q.name}: parameter {match.group(0)} has no ::type cast")
 
 

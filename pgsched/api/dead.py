@@ -16,9 +16,10 @@ from pgsched.api.auth import protected
 from pgsched.api.jobs import job_page
 from pgsched.api.state import api_state
 from pgsched.api.task_policy import authorize_dead_retry
-from pgsched.api.validation import parse_datetime, read_object
+from pgsched.api.validation import read_object
 from pgsched.errors import ValidationError
 from pgsched.job import validate_queue, validate_task_name
+from pgsched.job_input import parse_datetime
 from pgsched.token_store import Scope
 
 __all__ = ["routes"]

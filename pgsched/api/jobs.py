@@ -16,18 +16,10 @@ from starlette.routing import Route
 from pgsched.api.auth import protected
 from pgsched.api.state import ApiState, api_state
 from pgsched.api.task_policy import authorize_task
-from pgsched.api.validation import (
-    decode_cursor,
-    encode_cursor,
-    new_job_from_json,
-    page_limit,
-    parse_datetime,
-    parse_id,
-    query_filters,
-    read_object,
-)
+from pgsched.api.validation import decode_cursor, encode_cursor, page_limit, parse_id, query_filters, read_object
 from pgsched.errors import InvalidStateError, JobNotFound, ValidationError
 from pgsched.job import PRIORITY_MAX, PRIORITY_MIN, Job, NewJob, validate_args, validate_queue
+from pgsched.job_input import new_job_from_json, parse_datetime
 from pgsched.store import JobChanges
 from pgsched.token_store import Scope
 

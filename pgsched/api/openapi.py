@@ -19,14 +19,7 @@ from pgsched.api.dashboard.api import BULK_MAX, WINDOWS
 from pgsched.api.jobs import MAX_BATCH
 from pgsched.api.schedules import MAX_PREVIEW
 from pgsched.api.state import api_state
-from pgsched.api.validation import (
-    BIGINT_MAX,
-    JOB_CURSOR_RE,
-    MAX_DELAY_SECONDS,
-    MAX_TIMEOUT_SECONDS,
-    MIN_GRACE_SECONDS,
-    MIN_TIMEOUT_SECONDS,
-)
+from pgsched.api.validation import BIGINT_MAX, JOB_CURSOR_RE
 from pgsched.api.workflows import KINDS, STATES
 from pgsched.api.workflows import MAX_STEPS as MAX_WORKFLOW_STEPS
 from pgsched.config import Settings
@@ -44,6 +37,7 @@ from pgsched.job import (
     TASK_RE,
     JobState,
 )
+from pgsched.job_input import MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS, MIN_GRACE_SECONDS, MIN_TIMEOUT_SECONDS
 from pgsched.queue_settings import LIMIT_MAX
 from pgsched.schedule_store import SCHEDULE_NAME_RE
 from pgsched.token_store import MAX_EXPIRES_IN, Scope

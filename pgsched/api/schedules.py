@@ -16,17 +16,16 @@ from pgsched.api.auth import protected
 from pgsched.api.state import api_state
 from pgsched.api.task_policy import authorize_task
 from pgsched.api.validation import (
-    MIN_GRACE_SECONDS,
     decode_cursor,
     decode_name_cursor,
     encode_cursor,
     page_limit,
     parse_schedule_name,
-    parse_seconds,
     read_object,
 )
 from pgsched.cron import parse_cron
 from pgsched.errors import ValidationError
+from pgsched.job_input import MIN_GRACE_SECONDS, parse_seconds
 from pgsched.schedule_store import Schedule, ScheduleSpec
 from pgsched.token_store import Scope
 

@@ -8,50 +8,34 @@ it never touches the database.
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgsched.api.errors import ApiError, error_body
-from pgsched.client import new_job_from_mapping
-from pgsched.clock import Clock
 from pgsched.errors import ValidationError
-from pgsched.job import JobState, NewJob, validate_queue, validate_task_name
+from pgsched.job import JobState, validate_queue, validate_task_name
 from pgsched.schedule_store import SCHEDULE_NAME_RE
 
 __all__ = [
     "JOB_CURSOR_RE",
     "BodyLimitMiddleware",
-    "MAX_DELAY_SECONDS",
     "MAX_JSON_DEPTH",
-    "MAX_TIMEOUT_SECONDS",
-    "MIN_GRACE_SECONDS",
-    "MIN_TIMEOUT_SECONDS",
     "check_json_tree",
     "decode_cursor",
     "decode_name_cursor",
     "encode_cursor",
-    "new_job_from_json",
     "page_limit",
-    "parse_datetime",
     "parse_id",
     "parse_schedule_name",
-    "parse_seconds",
     "query_filters",
     "read_json",
     "read_object",
 ]
 
 BIGINT_MAX = 2**63 - 1
-MAX_DELAY_SECONDS = 10 * 366 * 86400.0
-MAX_TIMEOUT_SECONDS = 366 * 86400.0
-# Below a millisecond an interval rounds towards zero, which the tables refuse.
-MIN_TIMEOUT_SECONDS = MIN_GRACE_SECONDS = 0.001
 # Job ids up to 18 digits: every string the pattern matches is a bigint, as the document says.
 JOB_CURSOR_RE = re.compile(r"^[1-9][0-9]{0,17}$")
 # Documented in the README: deeper bodies get 422 (PostgreSQL and Python recursion stay far away).
@@ -196,32 +180,6 @@ def parse_id(value: int | str, field: str = "id") -> int:
     return int(text)
 
 
-def parse_datetime(value: object, field: str) -> datetime:
-    """An ISO 8601 time with a UTC offset."""
-    if not isinstance(value, str) or len(value) > 64:
-        raise ValidationError(field, "must be an ISO 8601 time string with an offset")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(field, f"invalid ISO 8601 time {value!r}") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValidationError(field, "needs a UTC offset, e.g. 2030-01-01T09:00:00+00:00")
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError(field, "is out of range (years 1 to 9999 in UTC)") from None
-
-
-def parse_seconds(value: object, field: str, *, minimum: float, maximum: float, exclusive_min: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        number = float(value)  # type: ignore[arg-type]
-        ok = (number > minimum if exclusive_min else number >= minimum) and number <= maximum
-    if not ok:
-        raise ValidationError(field, f"must be a number of seconds from {minimum:g} to {maximum:g}")
-    return float(value)  # type: ignore[arg-type]
-
-
 def page_limit(request: Request, *, default: int, maximum: int) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
@@ -285,31 +243,3 @@ def query_filters(request: Request, *, with_state: bool) -> dict[str, Any]:
             raise ApiError(400, "invalid_parameter", f"state must be one of {choices}", field="state")
         out["state"] = state
     return out
-
-
-def new_job_from_json(item: object, *, clock: Clock, max_payload_bytes: int) -> NewJob:
-    """A NewJob from a decoded JSON object with the POST /jobs keys (REST body, a line of a .jsonl file).
-
-    JSON has no datetimes and unbounded numbers, so run_at, delay_seconds and timeout are
-    checked here before the shared rules of ``new_job_from_mapping``.
-    """
-    if not isinstance(item, Mapping):
-        raise ValidationError("job", "must be a JSON object")
-    data = dict(item)
-    if "delay" in data:
-        raise ValidationError("delay", "unknown field (use delay_seconds)")
-    if data.get("run_at") is not None:
-        data["run_at"] = parse_datetime(data["run_at"], "run_at")
-    if data.get("delay_seconds") is not None:
-        data["delay_seconds"] = parse_seconds(
-            data["delay_seconds"], "delay_seconds", minimum=0, maximum=MAX_DELAY_SECONDS
-        )
-    if data.get("timeout") is not None:
-        data["timeout"] = parse_seconds(
-            data["timeout"], "timeout", minimum=MIN_TIMEOUT_SECONDS, maximum=MAX_TIMEOUT_SECONDS
-        )
-    try:
-        return new_job_from_mapping(data, clock=clock, max_payload_bytes=max_payload_bytes)
-    except ValidationError as exc:
-        field = "delay_seconds" if exc.field == "delay" else exc.field
-        raise ValidationError(field, exc.message) from None

@@ -11,13 +11,13 @@ from typing import Any, TextIO
 
 import click
 
-from pgsched.api.validation import new_job_from_json
 from pgsched.cli.base import CliContext, cli, echo_json, pass_ctx
 from pgsched.client import Client
 from pgsched.clock import SystemClock
 from pgsched.config import Settings
 from pgsched.errors import ValidationError
 from pgsched.job import NewJob
+from pgsched.job_input import new_job_from_json
 
 __all__ = ["BULK_CHUNK", "enqueue", "parse_duration", "read_jobs_file"]
 

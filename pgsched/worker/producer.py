@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 
@@ -178,7 +177,7 @@ class Producer:
             await self._release([(alone.id, alone.lease)])
             return
         log.info("running a job alone", extra={"event": "job_isolated", "job_id": alone.id})
-        self._executor.submit([dataclasses.replace(alone, started=True)])
+        self._executor.submit([alone._replace(started=True)])
         while self._executor.in_hand > 0 and not self._stopping:
             await self._executor.wait_for_room(0)
 

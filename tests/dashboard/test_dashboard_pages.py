@@ -298,3 +298,37 @@ def test_every_page_fits_390_px_without_sideways_scroll(
         assert page.evaluate(FITS), hash_url
         if hash_url in {"#/overview", "#/jobs"}:
             screen(page, f"narrow-{hash_url.strip('#/')}")
+
+
+def test_a_job_page_shows_each_attempts_kind_and_the_tasks_progress(
+    dashboard: Any, conn: psycopg.Connection[Any]
+) -> None:
+    page, api = dashboard
+    errors = [
+        {
+            "attempt": 1,
+            "at": "2026-01-01T00:00:00+00:00",
+            "error": "snoozed for 30s",
+            "traceback": None,
+            "kind": "snooze",
+        },
+        {
+            "attempt": 1,
+            "at": "2026-01-01T00:01:00+00:00",
+            "error": "retry after 5s",
+            "traceback": None,
+            "kind": "retry",
+        },
+    ]
+    (job_id,) = insert_jobs(conn, 1, task="sync_account", state="running", attempt=1, lease=9, errors=errors, snoozes=1)
+    conn.execute(
+        "UPDATE pgsched.jobs SET started_at = now(), progress = 0.4, progress_message = 'chunk 4 of 10',"
+        " progress_at = now(), extended_lease = 9, extended_until = now() + interval '30 seconds' WHERE id = %s",
+        [job_id],
+    )
+    sign_in(page, api)
+    page.goto(f"{api.url}/#/jobs/{job_id}")
+    page.wait_for_selector("#job-detail code.kind")
+    assert page.locator("#job-detail code.kind").all_inner_texts() == ["snooze", "retry"]
+    text = page.inner_text("#job-detail")
+    assert "40% · chunk 4 of 10" in text and "lease until" in text

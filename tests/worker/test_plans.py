@@ -26,7 +26,7 @@ RUNNING = 2_000  # of WORKERS workers: worker 1 holds one batch of them
 WORKERS = 20
 FINISHED = 3_000
 BATCH = 100
-_PARAM = re.compile(r"%\((\w+)\)s")
+_PARAM = re.compile(r"%\((\w+)\)[sb]")  # %(name)b: sent in binary
 _COUNTED = ("jobs", "result_waiters")  # tables whose rows a plan visits (their indexes are named <table>_...)
 
 # The hot statements, each with the bound on the rows it may visit: a small multiple of its batch.

@@ -20,9 +20,10 @@ from starlette.routing import Mount, Route
 from pgsched.api.auth import authorize, protected
 from pgsched.api.errors import ApiError
 from pgsched.api.state import api_state
-from pgsched.api.validation import BIGINT_MAX, page_limit, parse_datetime, query_filters, read_object
+from pgsched.api.validation import BIGINT_MAX, page_limit, query_filters, read_object
 from pgsched.dashboard_store import ARGS_SEARCH_SPAN, VIEWS, DashboardStore
 from pgsched.errors import PgschedError
+from pgsched.job_input import parse_datetime
 from pgsched.token_store import Scope
 
 __all__ = ["BULK_MAX", "RETRYING_CAP", "WINDOWS", "routes"]

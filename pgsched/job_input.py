@@ -1,0 +1,128 @@
+"""Jobs from plain data: a mapping with the ``POST /jobs`` keys (``enqueue_many``, REST, a line of a
+``.jsonl`` file) becomes a validated ``NewJob``, with the JSON-only checks (ISO times, bounded seconds)
+for input that came as JSON. The one home of these rules for the API, the CLI and the client.
+
+No I/O: it parses and validates, and builds on ``NewJob.build`` for the rules of a job itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pgsched.clock import Clock
+from pgsched.errors import ValidationError
+from pgsched.job import NewJob
+from pgsched.tasks import resolve_delay
+
+__all__ = [
+    "MAX_DELAY_SECONDS",
+    "MAX_TIMEOUT_SECONDS",
+    "MIN_GRACE_SECONDS",
+    "MIN_TIMEOUT_SECONDS",
+    "build_job",
+    "new_job_from_json",
+    "new_job_from_mapping",
+    "parse_datetime",
+    "parse_seconds",
+]
+
+MAX_DELAY_SECONDS = 10 * 366 * 86400.0
+MAX_TIMEOUT_SECONDS = 366 * 86400.0
+# Below a millisecond an interval rounds towards zero, which the tables refuse.
+MIN_TIMEOUT_SECONDS = MIN_GRACE_SECONDS = 0.001
+
+_ITEM_KEYS = frozenset(
+    {
+        "task",
+        "args",
+        "queue",
+        "priority",
+        "run_at",
+        "delay_seconds",
+        "delay",
+        "run_key",
+        "max_attempts",
+        "timeout",
+        "concurrency_key",
+        "concurrency_limit",
+    }
+)
+
+
+def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_bytes: int) -> NewJob:
+    """Build a NewJob from a dict with the ``POST /jobs`` keys (used by enqueue_many, REST and the CLI)."""
+    if not isinstance(item, Mapping):
+        raise ValidationError("item", f"must be an object, got {type(item).__name__}")
+    unknown = set(item) - _ITEM_KEYS
+    if unknown:
+        raise ValidationError(sorted(unknown)[0], "unknown field")
+    if "task" not in item:
+        raise ValidationError("task", "is required")
+    options = {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds"}}
+    if "delay_seconds" in item:
+        options["delay"] = item["delay_seconds"]
+    return build_job(item["task"], item.get("args"), options, clock=clock, max_payload_bytes=max_payload_bytes)
+
+
+def build_job(
+    task: str, args: Mapping[str, Any] | None, options: dict[str, Any], *, clock: Clock, max_payload_bytes: int
+) -> NewJob:
+    options = resolve_delay(dict(options), clock.now())
+    return NewJob.build(task, args, max_payload_bytes=max_payload_bytes, **options)
+
+
+def parse_datetime(value: object, field: str) -> datetime:
+    """An ISO 8601 time with a UTC offset."""
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValidationError(field, "must be an ISO 8601 time string with an offset")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(field, f"invalid ISO 8601 time {value!r}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValidationError(field, "needs a UTC offset, e.g. 2030-01-01T09:00:00+00:00")
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(field, "is out of range (years 1 to 9999 in UTC)") from None
+
+
+def parse_seconds(value: object, field: str, *, minimum: float, maximum: float, exclusive_min: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        number = float(value)  # type: ignore[arg-type]
+        ok = (number > minimum if exclusive_min else number >= minimum) and number <= maximum
+    if not ok:
+        raise ValidationError(field, f"must be a number of seconds from {minimum:g} to {maximum:g}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def new_job_from_json(item: object, *, clock: Clock, max_payload_bytes: int) -> NewJob:
+    """A NewJob from a decoded JSON object with the POST /jobs keys (REST body, a line of a .jsonl file).
+
+    JSON has no datetimes and unbounded numbers, so run_at, delay_seconds and timeout are
+    checked here before the shared rules of ``new_job_from_mapping``.
+    """
+    if not isinstance(item, Mapping):
+        raise ValidationError("job", "must be a JSON object")
+    data = dict(item)
+    if "delay" in data:
+        raise ValidationError("delay", "unknown field (use delay_seconds)")
+    if data.get("run_at") is not None:
+        data["run_at"] = parse_datetime(data["run_at"], "run_at")
+    if data.get("delay_seconds") is not None:
+        data["delay_seconds"] = parse_seconds(
+            data["delay_seconds"], "delay_seconds", minimum=0, maximum=MAX_DELAY_SECONDS
+        )
+    if data.get("timeout") is not None:
+        data["timeout"] = parse_seconds(
+            data["timeout"], "timeout", minimum=MIN_TIMEOUT_SECONDS, maximum=MAX_TIMEOUT_SECONDS
+        )
+    try:
+        return new_job_from_mapping(data, clock=clock, max_payload_bytes=max_payload_bytes)
+    except ValidationError as exc:
+        field = "delay_seconds" if exc.field == "delay" else exc.field
+        raise ValidationError(field, exc.message) from None
