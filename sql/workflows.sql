@@ -6,7 +6,8 @@ WITH wf AS (
     INSERT INTO pgsched.workflows (name, kind) VALUES (%(name)s::text, %(kind)s::text) RETURNING id
 )
 SELECT wf.id, now() AS now,
-       (SELECT array_agg(nextval(pg_get_serial_sequence('pgsched.jobs', 'id'))) FROM generate_series(1, %(n)s::int)) AS ids
+       (SELECT array_agg(nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass)))
+          FROM generate_series(1, %(n)s::int)) AS ids  -- the sequence looked up once, as in job_ids_reserve
   FROM wf
 
 -- name: workflow_steps_copy

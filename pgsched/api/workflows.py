@@ -17,9 +17,10 @@ from pgsched.api.auth import protected
 from pgsched.api.errors import ApiError
 from pgsched.api.state import ApiState, api_state
 from pgsched.api.task_policy import authorize_task
-from pgsched.api.validation import decode_cursor, encode_cursor, new_job_from_json, page_limit, parse_id, read_object
+from pgsched.api.validation import decode_cursor, encode_cursor, page_limit, parse_id, read_object
 from pgsched.errors import ValidationError, WorkflowNotFound
 from pgsched.job import NewJob
+from pgsched.job_input import new_job_from_json
 from pgsched.token_store import Scope
 from pgsched.workflow import Edge, Node, Step
 
