@@ -188,6 +188,33 @@ class WorkflowStore:
                         copy.write_row(row)
             return Started(int(begun["id"]), tuple(ids))
 
+    def workflow_add(
+        self,
+        job: NewJob,
+        depends_on: Sequence[int],
+        *,
+        on_failure: str = "cancel",
+        results_arg: str | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> int:
+        """One job that waits for existing jobs (``pgsched.workflow_add``); with ``conn``, in that transaction."""
+        params = {
+            "workflow_id": None,
+            "task": job.task,
+            "args": Jsonb(job.args),
+            "depends_on": list(depends_on),
+            "on_failure": on_failure,
+            "queue": job.queue,
+            "priority": job.priority,
+            "max_attempts": job.max_attempts,
+            "timeout": job.timeout,
+            "results_arg": results_arg,
+        }
+        with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(query("workflow_add"), params).fetchone()
+            assert row is not None
+            return int(row["id"])
+
     def workflow_get(self, workflow_id: int) -> WorkflowInfo | None:
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
             row = cur.execute(query("workflow_get"), {"id": workflow_id}).fetchone()

@@ -61,3 +61,10 @@ WITH doomed AS (
     DELETE FROM pgsched.workflows w USING doomed WHERE w.id = doomed.id RETURNING 1
 )
 SELECT count(*)::int AS deleted FROM gone
+
+-- name: workflow_add
+-- Enqueue one job that waits for existing jobs (pgsched.workflow_add; NULL workflow: a new one of kind after); returns its id.
+SELECT pgsched.workflow_add(%(workflow_id)s::bigint, %(task)s::text, %(args)s::jsonb, %(depends_on)s::bigint[],
+                            on_failure => %(on_failure)s::text, queue => %(queue)s::text, priority => %(priority)s::int,
+                            max_attempts => %(max_attempts)s::int, timeout => %(timeout)s::interval,
+                            results_arg => %(results_arg)s::text) AS id
