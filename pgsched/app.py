@@ -149,7 +149,7 @@ class Pgsched:
         conn: psycopg.Connection[Any] | None = None,
         **options: Any,
     ) -> int:
-        return self.client.enqueue(task, args, conn=conn, **options)
+        return self.client.enqueue(task, args, conn=conn, **self._declared(task, options))
 
     async def enqueue_async(
         self,
@@ -159,17 +159,30 @@ class Pgsched:
         conn: psycopg.AsyncConnection[Any] | None = None,
         **options: Any,
     ) -> int:
-        return await self.client.enqueue_async(task, args, conn=conn, **options)
+        return await self.client.enqueue_async(task, args, conn=conn, **self._declared(task, options))
 
     def enqueue_many(
         self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.Connection[Any] | None = None
     ) -> list[int]:
-        return self.client.enqueue_many(items, conn=conn)
+        return self.client.enqueue_many(self._declared_many(items), conn=conn)
 
     async def enqueue_many_async(
         self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[int]:
-        return await self.client.enqueue_many_async(items, conn=conn)
+        return await self.client.enqueue_many_async(self._declared_many(items), conn=conn)
+
+    def _declared(self, task: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Options with this app's declaration of ``task`` where the caller set nothing (a task this
+        app does not know gets the registry's defaults from the database instead)."""
+        return self.tasks.get(task).with_defaults(options) if task in self.tasks else options
+
+    def _declared_many(self, items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        return [
+            self._declared(item["task"], dict(item))
+            if isinstance(item, Mapping) and isinstance(item.get("task"), str)
+            else item
+            for item in items
+        ]
 
     def get_job(self, job_id: int) -> Job | None:
         return self.client.get_job(job_id)
@@ -202,8 +215,8 @@ class Pgsched:
         args: Mapping[str, Any] | None = None,
         *,
         timezone: str = "UTC",
-        queue: str = "default",
-        priority: int = 0,
+        queue: str | None = None,
+        priority: int | None = None,
         max_attempts: int | None = None,
         misfire_policy: str = "once",
         misfire_grace_seconds: float = 3600,
@@ -236,8 +249,8 @@ class Pgsched:
         args: Mapping[str, Any] | None = None,
         *,
         timezone: str = "UTC",
-        queue: str = "default",
-        priority: int = 0,
+        queue: str | None = None,
+        priority: int | None = None,
         max_attempts: int | None = None,
         misfire_policy: str = "once",
         misfire_grace_seconds: float = 3600,

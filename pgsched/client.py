@@ -24,6 +24,7 @@ from pgsched.job import Job, NewJob
 from pgsched.job_input import build_job, new_job_from_mapping
 from pgsched.result_store import ResultStore
 from pgsched.store import AsyncJobStore, Inserted, JobStore
+from pgsched.task_store import TaskStore
 from pgsched.workflow import Started, Workflow
 from pgsched.workflow_store import AsyncWorkflowStore, WorkflowStore
 
@@ -102,6 +103,16 @@ class Client:
 
     def get_job(self, job_id: int) -> Job | None:
         return self._store().job_get(job_id)
+
+    def require_known_tasks(
+        self, names: Sequence[str], *, field: str = "task", override: str = "--allow-unknown"
+    ) -> None:
+        """``ValidationError`` (with close names) for the first task name no live worker has registered."""
+        self._store()
+        assert self._pool is not None
+        unserved = TaskStore(self._pool).task_names_unserved(names)
+        if unserved is not None:
+            raise unserved.error(override=f"pass {override}", field_name=field)
 
     def result(self, job_id: int, *, timeout: float = 30.0, recheck: float = 1.0) -> Any:
         """Wait for the job to end and return its result (every wait of this client shares one listener)."""

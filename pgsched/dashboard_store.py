@@ -7,10 +7,12 @@ psycopg errors stop here: a broken connection becomes ``DatabaseUnavailable``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from pgsched.db import translated
@@ -73,6 +75,22 @@ class DashboardStore:
         (top,) = await self._rows("dashboard_job_id_max", {})
         params = {"args": args, "queue": queue, "task": task, "before_id": before_id, "limit": limit}
         return await self._rows("dashboard_jobs_by_id", {**params, "floor_id": top["id"] - ARGS_SEARCH_SPAN})
+
+    async def dashboard_jobs_labelled(
+        self,
+        *,
+        queue: str | None,
+        task: str | None,
+        before_id: int | None,
+        limit: int,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Jobs holding every tag (else whose meta contains ``meta``), newest first, through the label indexes."""
+        params = {"queue": queue, "task": task, "before_id": before_id, "limit": limit}
+        return await self._rows(
+            "dashboard_jobs_labelled", {**params, "tags": list(tags), "meta": Jsonb(dict(meta or {}))}
+        )
 
     async def dashboard_job_by_run_key(self, run_key: str) -> int | None:
         rows = await self._rows("dashboard_job_by_run_key", {"run_key": run_key})

@@ -209,6 +209,8 @@ _CONSTRAINT_FIELDS = {
     "jobs_timeout_positive": "timeout",
     "jobs_concurrency_key_length": "concurrency_key",
     "jobs_concurrency_limit_range": "concurrency_limit",
+    "jobs_tags_valid": "tags",
+    "jobs_meta_is_object": "meta",
     "schedules_name_valid": "name",
     "schedules_cron_fields": "cron",
     "schedules_task_name_valid": "task",

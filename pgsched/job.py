@@ -27,7 +27,9 @@ __all__ = [
     "PRIORITY_MIN",
     "encode_args",
     "validate_args",
+    "validate_meta",
     "validate_queue",
+    "validate_tags",
     "validate_task_name",
 ]
 
@@ -40,6 +42,8 @@ RUN_KEY_MAX = 512
 CONCURRENCY_KEY_MAX = 200
 CONCURRENCY_LIMIT_MAX = 10_000
 DEFAULT_MAX_ATTEMPTS = 5
+TAGS_MAX = 32
+TAG_MAX = 100
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 
@@ -97,6 +101,37 @@ def encode_args(
     return dict(args), encoded
 
 
+def _check_instant(field_name: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, datetime):
+        raise ValidationError(field_name, f"must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError(field_name, "must be timezone-aware (naive datetimes are ambiguous)")
+
+
+def validate_tags(tags: object, field_name: str = "tags") -> tuple[str, ...]:
+    """Up to ``TAGS_MAX`` distinct non-empty strings of up to ``TAG_MAX`` characters, order kept."""
+    if tags is None:
+        return ()
+    if isinstance(tags, str) or not isinstance(tags, list | tuple | set | frozenset):
+        raise ValidationError(field_name, "must be an array of strings")
+    for tag in tags:
+        if not isinstance(tag, str) or not 1 <= len(tag) <= TAG_MAX or "\x00" in tag:
+            raise ValidationError(field_name, f"each tag is a string of 1 to {TAG_MAX} characters, got {tag!r}")
+    out = tuple(dict.fromkeys(tags))
+    if len(out) > TAGS_MAX:
+        raise ValidationError(field_name, f"at most {TAGS_MAX} tags, got {len(out)}")
+    return out
+
+
+def validate_meta(
+    meta: object, *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, field_name: str = "meta"
+) -> dict[str, Any]:
+    """A JSON object, checked like ``args``."""
+    return encode_args(meta, max_bytes=max_bytes, field_name=field_name)[0]
+
+
 def _check_range(field_name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValidationError(field_name, f"must be an integer from {low} to {high}, got {value!r}")
@@ -109,14 +144,18 @@ class NewJob:
 
     task: str
     args: dict[str, Any] = field(default_factory=dict)
-    queue: str = "default"
-    priority: int = 0
+    # None: the task's declared value, filled by the database at insert (pgsched.task_defaults).
+    queue: str | None = None
+    priority: int | None = None
     run_at: datetime | None = None
     run_key: str | None = None
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_attempts: int | None = None
     timeout: timedelta | None = None
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    tags: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None
     # ``args`` as the JSON text validation produced; None when built by hand (the insert encodes then).
     args_json: str | None = field(default=None, compare=False, repr=False)
 
@@ -126,21 +165,21 @@ class NewJob:
         task: object,
         args: object = None,
         *,
-        queue: object = "default",
-        priority: object = 0,
+        queue: object = None,
+        priority: object = None,
         run_at: object = None,
         run_key: object = None,
         max_attempts: object = None,
         timeout: object = None,
         concurrency_key: object = None,
         concurrency_limit: object = None,
+        tags: object = None,
+        meta: object = None,
+        expires_at: object = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> NewJob:
-        if run_at is not None:
-            if not isinstance(run_at, datetime):
-                raise ValidationError("run_at", f"must be a datetime, got {type(run_at).__name__}")
-            if run_at.tzinfo is None or run_at.utcoffset() is None:
-                raise ValidationError("run_at", "must be timezone-aware (naive datetimes are ambiguous)")
+        _check_instant("run_at", run_at)
+        _check_instant("expires_at", expires_at)
         if run_key is not None and (not isinstance(run_key, str) or not 1 <= len(run_key) <= RUN_KEY_MAX):
             raise ValidationError("run_key", f"must be a string of 1 to {RUN_KEY_MAX} characters")
         if isinstance(run_key, str) and "\x00" in run_key:
@@ -164,16 +203,19 @@ class NewJob:
         return cls(
             task=validate_task_name(task),
             args=checked_args,
-            queue=validate_queue(queue),
-            priority=_check_range("priority", priority, PRIORITY_MIN, PRIORITY_MAX),
-            run_at=run_at,
+            queue=None if queue is None else validate_queue(queue),
+            priority=None if priority is None else _check_range("priority", priority, PRIORITY_MIN, PRIORITY_MAX),
+            run_at=run_at,  # type: ignore[arg-type]
             run_key=run_key,
-            max_attempts=_check_range(
-                "max_attempts", DEFAULT_MAX_ATTEMPTS if max_attempts is None else max_attempts, 1, MAX_ATTEMPTS_MAX
-            ),
+            max_attempts=None
+            if max_attempts is None
+            else _check_range("max_attempts", max_attempts, 1, MAX_ATTEMPTS_MAX),
             timeout=timeout,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,  # type: ignore[arg-type]
+            tags=validate_tags(tags),
+            meta=validate_meta(meta, max_bytes=max_payload_bytes),
+            expires_at=expires_at,  # type: ignore[arg-type]
             args_json=args_json,
         )
 
@@ -203,6 +245,9 @@ class Job:
     created_at: datetime
     concurrency_key: str | None = None
     concurrency_limit: int | None = None
+    tags: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None
     # ``args`` as the JSON text validation produced; None when built by hand (the insert encodes then).
     args_json: str | None = field(default=None, compare=False, repr=False)
     snoozes: int = 0
@@ -210,6 +255,11 @@ class Job:
     progress_message: str | None = None
     progress_at: datetime | None = None
     lease_until: datetime | None = None  # the running attempt promised its next heartbeat by then
+
+    @property
+    def expired(self) -> bool:
+        """Ended because it was not started by ``expires_at`` (cancelled with an errors entry of kind "expired")."""
+        return self.state is JobState.CANCELLED and any(e.get("kind") == "expired" for e in self.errors[-1:])
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -240,6 +290,9 @@ class Job:
             progress_message=row.get("progress_message"),
             progress_at=row.get("progress_at"),
             lease_until=_lease_until(row),
+            tags=tuple(row.get("tags") or ()),
+            meta=row.get("meta") or {},
+            expires_at=row.get("expires_at"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -275,6 +328,10 @@ class Job:
             "progress_message": self.progress_message,
             "progress_at": iso(self.progress_at),
             "lease_until": iso(self.lease_until),
+            "tags": list(self.tags),
+            "meta": self.meta,
+            "expires_at": iso(self.expires_at),
+            "expired": self.expired,
         }
 
 

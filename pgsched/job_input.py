@@ -48,6 +48,11 @@ _ITEM_KEYS = frozenset(
         "timeout",
         "concurrency_key",
         "concurrency_limit",
+        "tags",
+        "meta",
+        "expires_at",
+        "start_within",
+        "start_within_seconds",
     }
 )
 
@@ -61,9 +66,11 @@ def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_b
         raise ValidationError(sorted(unknown)[0], "unknown field")
     if "task" not in item:
         raise ValidationError("task", "is required")
-    options = {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds"}}
+    options = {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds", "start_within_seconds"}}
     if "delay_seconds" in item:
         options["delay"] = item["delay_seconds"]
+    if "start_within_seconds" in item:
+        options["start_within"] = item["start_within_seconds"]
     return build_job(item["task"], item.get("args"), options, clock=clock, max_payload_bytes=max_payload_bytes)
 
 
@@ -121,8 +128,20 @@ def new_job_from_json(item: object, *, clock: Clock, max_payload_bytes: int) -> 
         data["timeout"] = parse_seconds(
             data["timeout"], "timeout", minimum=MIN_TIMEOUT_SECONDS, maximum=MAX_TIMEOUT_SECONDS
         )
+    if "start_within" in data:
+        raise ValidationError("start_within", "unknown field (use start_within_seconds)")
+    if data.get("expires_at") is not None:
+        data["expires_at"] = parse_datetime(data["expires_at"], "expires_at")
+    if data.get("start_within_seconds") is not None:
+        data["start_within_seconds"] = parse_seconds(
+            data["start_within_seconds"],
+            "start_within_seconds",
+            minimum=0,
+            maximum=MAX_DELAY_SECONDS,
+            exclusive_min=True,
+        )
     try:
         return new_job_from_mapping(data, clock=clock, max_payload_bytes=max_payload_bytes)
     except ValidationError as exc:
-        field = "delay_seconds" if exc.field == "delay" else exc.field
+        field = {"delay": "delay_seconds", "start_within": "start_within_seconds"}.get(exc.field, exc.field)
         raise ValidationError(field, exc.message) from None

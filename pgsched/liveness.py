@@ -3,14 +3,17 @@
 Data layer. On one dedicated, non-pooled connection the process registers (``worker_register``),
 takes ``pg_try_advisory_lock(pgsched.lock_namespace(), id)`` and beats ``heartbeat_at`` every
 ``heartbeat_seconds``; each beat also publishes the ids of the jobs the worker has started
-(``started``), so the reaper charges a loss only to those. The leader's reaper treats a free lock
+(``started``), so the reaper charges a loss only to those. A worker publishes the tasks it serves
+(``pgsched.tasks``) right after it registers; they go with its row. The leader's reaper treats a free lock
 or a stale heartbeat as death.
 
 States: ``alive`` (lock held: ``ready`` is set) and ``lost`` (connection broken or a beat timed
 out: ``ready`` is cleared, so the worker starts no new job). While lost it reconnects with capped
 backoff (at most one heartbeat: after a database restart the reaper's grace is two), re-takes the
 lock on its id, or registers a new row when its row was deleted or a lingering old session still
-holds the lock. ``close()`` deletes the row (clean shutdown).
+holds the lock. ``check_now()`` (another connection of the process broke) makes it beat at once, so a
+crashed database clears ``ready`` within moments, not up to a heartbeat later. ``close()`` deletes the
+row (clean shutdown).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import importlib.metadata
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -60,6 +63,7 @@ class Liveness:
         heartbeat_seconds: float = 5.0,
         on_change: Callable[[], None] | None = None,
         started: Callable[[], list[int]] | None = None,
+        tasks: Mapping[str, list[Any]] | None = None,
     ) -> None:
         self._dsn = dsn
         self._role = role
@@ -69,9 +73,11 @@ class Liveness:
         self._heartbeat = heartbeat_seconds
         self._on_change = on_change
         self._started = started
+        self._tasks = tasks  # the task_publish parameters of the tasks this process serves
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._id: int | None = None
         self._stopping = asyncio.Event()
+        self._poke = asyncio.Event()  # beat now: set by check_now() and stop()
         self.ready = asyncio.Event()
 
     @property
@@ -90,7 +96,7 @@ class Liveness:
         backoff = Backoff(base=0.1, cap=min(_MAX_BACKOFF, self._heartbeat))  # at least once a heartbeat
         while not self._stopping.is_set():
             if self.ready.is_set():
-                if await self._wait_stop(self._heartbeat):
+                if await self._wait_beat():
                     return
                 try:
                     await self._beat()
@@ -109,6 +115,12 @@ class Liveness:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._poke.set()
+
+    def check_now(self) -> None:
+        """Another connection of this process broke: beat now instead of at the next heartbeat, so that a
+        lost database clears ``ready`` (no new job starts) at once rather than up to a heartbeat later."""
+        self._poke.set()
 
     async def close(self) -> None:
         """Unregister (delete the row) and close the connection, which frees the lock. Safe twice."""
@@ -129,6 +141,14 @@ class Liveness:
                 await conn.close()
 
     # ---------------------------------------------------------------- internals
+    async def _wait_beat(self) -> bool:
+        """Wait a heartbeat, or less when ``check_now`` asks; True when stopping."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._heartbeat):
+                await self._poke.wait()
+        self._poke.clear()
+        return self._stopping.is_set()
+
     async def _wait_stop(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
@@ -184,6 +204,8 @@ class Liveness:
         assert row is not None
         if not await self._lock(conn, row[0]):  # a fresh id: nobody else can hold it
             raise DatabaseUnavailable(f"could not take the liveness lock of new worker {row[0]}")
+        if self._tasks:  # published once per id: the rows go with the worker's row
+            await conn.execute(query("task_publish"), {**self._tasks, "worker_id": row[0]})
         self._id = int(row[0])
         self.ready.set()
         log.info("worker registered", extra={"event": "worker_registered", "worker_id": self._id})

@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from pgsched.config import Settings
 from pgsched.job import JobState
 from pgsched.job_stats import JobStatsRollup
+from pgsched.metrics import JOBS_EXPIRED
 from pgsched.queries import query
 
 __all__ = ["Pruner", "Reaper"]
@@ -49,6 +50,7 @@ class Reaper:
             reaped = {r["id"]: JobState(r["state"]) for r in await cur.fetchall()}
             await cur.execute(query("worker_delete_dead"), {"lease": self._lease, "grace": self._grace})
             gone = [r["id"] for r in await cur.fetchall()]
+        await self.expire(conn)
         if reaped:
             log.warning(
                 "re-queued jobs of lost workers",
@@ -61,6 +63,23 @@ class Reaper:
         if gone:
             log.info("removed dead workers", extra={"event": "workers_removed", "workers": gone})
         return reaped
+
+    async def expire(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
+        """End queued jobs past their ``expires_at`` (cancelled, errors entry of kind "expired"); returns how many."""
+        total = 0
+        async with conn.cursor(row_factory=dict_row) as cur:
+            for _ in range(_PRUNE_MAX_BATCHES):
+                # Unprepared: a plan kept from a table with no queued job read them all through another index.
+                await cur.execute(query("job_expire_due"), {"now": now, "limit": _PRUNE_BATCH}, prepare=False)
+                rows = await cur.fetchall()
+                for row in rows:
+                    JOBS_EXPIRED.labels(row["queue"], row["task"]).inc()
+                total += len(rows)
+                if len(rows) < _PRUNE_BATCH:
+                    break
+        if total:
+            log.info("expired jobs not started in time", extra={"event": "jobs_expired", "expired": total})
+        return total
 
 
 class Pruner:

@@ -49,6 +49,9 @@ JOBS_FAILED = Counter("pgsched_jobs_failed_total", "Job attempts that failed (ra
 JOBS_RETRIED = Counter("pgsched_jobs_retried_total", "Failed attempts queued again for a retry.", ["queue", "task"])
 JOBS_DEAD = Counter("pgsched_jobs_dead_total", "Jobs that ran out of attempts.", ["queue", "task"])
 JOBS_CANCELLED = Counter("pgsched_jobs_cancelled_total", "Running jobs cancelled on request.", ["queue", "task"])
+JOBS_EXPIRED = Counter(
+    "pgsched_jobs_expired_total", "Queued jobs this leader ended unstarted past their expires_at.", ["queue", "task"]
+)
 JOB_ERROR_ENTRIES = Counter(
     "pgsched_job_error_entries_total",
     "Entries this worker wrote to jobs.errors, by kind: what ended or delayed an attempt (exception, timeout,"

@@ -54,8 +54,8 @@ class Schedule:
     timezone: str
     task: str
     args: dict[str, Any]
-    queue: str
-    priority: int
+    queue: str | None
+    priority: int | None
     max_attempts: int | None
     enabled: bool
     misfire_policy: str
@@ -104,8 +104,8 @@ class ScheduleSpec:
     timezone: str
     task: str
     args: dict[str, Any]
-    queue: str
-    priority: int
+    queue: str | None  # None: the task's declared queue (and so on) at each fire
+    priority: int | None
     max_attempts: int | None
     enabled: bool
     misfire_policy: MisfirePolicy
@@ -120,8 +120,8 @@ class ScheduleSpec:
         args: object = None,
         *,
         timezone: object = "UTC",
-        queue: object = "default",
-        priority: object = 0,
+        queue: object = None,
+        priority: object = None,
         max_attempts: object = None,
         enabled: object = True,
         misfire_policy: object = "once",
@@ -131,7 +131,9 @@ class ScheduleSpec:
         spec = parse_cron(cron, timezone)
         if misfire_policy not in {p.value for p in MisfirePolicy}:
             raise ValidationError("misfire_policy", "must be one of skip, once, catch_up")
-        if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
+        if priority is not None and (
+            isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000
+        ):
             raise ValidationError("priority", "must be an integer from -1000 to 1000")
         if max_attempts is not None and (
             isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or not 1 <= max_attempts <= 1000
@@ -151,7 +153,7 @@ class ScheduleSpec:
             timezone=str(timezone),
             task=validate_task_name(task),
             args=validate_args(args),
-            queue=validate_queue(queue),
+            queue=None if queue is None else validate_queue(queue),
             priority=priority,
             max_attempts=max_attempts,
             enabled=enabled,

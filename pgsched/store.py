@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 _COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4"]
+_LABEL_TYPES = ["text[]", "jsonb", "timestamptz"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,38 +92,79 @@ def _insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:
         "timeout": job.timeout,
         "concurrency_key": job.concurrency_key,
         "concurrency_limit": job.concurrency_limit,
+        "tags": list(job.tags),
+        "meta": Jsonb(job.meta),
+        "expires_at": job.expires_at,
     }
 
 
-def _keyed_params(ids: Sequence[int], jobs: Sequence[NewJob]) -> dict[str, Any]:
+# A task's (queue, priority, max_attempts) as pgsched.task_defaults resolves them, by task name.
+_Defaults = Mapping[str, tuple[str, int, int]]
+
+
+def _unresolved(jobs: Sequence[NewJob]) -> list[str]:
+    """Task names of jobs that leave a default out: a bulk insert resolves them in one query first,
+    so the insert trigger (one registry look-up per row) never fires for it."""
+    return sorted({j.task for j in jobs if j.queue is None or j.priority is None or j.max_attempts is None})
+
+
+def _resolved(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, int, int]]:
+    return {r["name"]: (r["queue"], r["priority"], r["max_attempts"]) for r in rows}
+
+
+def _filled(job: NewJob, defaults: _Defaults) -> tuple[str | None, int | None, int | None]:
+    if job.queue is not None and job.priority is not None and job.max_attempts is not None:
+        return job.queue, job.priority, job.max_attempts
+    queue, priority, attempts = defaults[job.task]
+    return (
+        queue if job.queue is None else job.queue,
+        priority if job.priority is None else job.priority,
+        attempts if job.max_attempts is None else job.max_attempts,
+    )
+
+
+def _keyed_params(ids: Sequence[int], jobs: Sequence[NewJob], defaults: _Defaults) -> dict[str, Any]:
+    filled = [_filled(j, defaults) for j in jobs]
     return {
         "ids": list(ids),
         "tasks": [j.task for j in jobs],
         "args": [_args(j) for j in jobs],
-        "queues": [j.queue for j in jobs],
-        "priorities": [j.priority for j in jobs],
+        "queues": [f[0] for f in filled],
+        "priorities": [f[1] for f in filled],
         "run_ats": [j.run_at for j in jobs],
         "run_keys": [j.run_key for j in jobs],
-        "max_attempts": [j.max_attempts for j in jobs],
+        "max_attempts": [f[2] for f in filled],
         "timeouts": [j.timeout for j in jobs],
         "concurrency_keys": [j.concurrency_key for j in jobs],
         "concurrency_limits": [j.concurrency_limit for j in jobs],
+        "tags": [Jsonb(list(j.tags)) for j in jobs],
+        "metas": [Jsonb(j.meta) for j in jobs],
+        "expires_ats": [j.expires_at for j in jobs],
     }
 
 
-def _copy_row(job_id: int, job: NewJob, now: datetime) -> tuple[Any, ...]:
-    return (
+def _copy_shape(jobs: Sequence[NewJob]) -> tuple[Any, list[str], bool]:
+    """The COPY statement, its column types, and whether rows carry the label columns."""
+    if any(j.tags or j.meta or j.expires_at for j in jobs):
+        return query("job_copy_labelled"), _COPY_TYPES + _LABEL_TYPES, True
+    return query("job_copy"), _COPY_TYPES, False
+
+
+def _copy_row(job_id: int, job: NewJob, now: datetime, defaults: _Defaults, labelled: bool) -> tuple[Any, ...]:
+    queue, priority, attempts = _filled(job, defaults)
+    row = (
         job_id,
         job.task,
         _args(job),
-        job.queue,
-        job.priority,
+        queue,
+        priority,
         job.run_at or now,
-        job.max_attempts,
+        attempts,
         job.timeout,
         job.concurrency_key,
         job.concurrency_limit,
     )
+    return (*row, list(job.tags), Jsonb(job.meta), job.expires_at) if labelled else row
 
 
 def _ids_in_order(ids: Sequence[int], jobs: Sequence[NewJob], inserted: set[int], by_key: dict[str, int]) -> list[int]:
@@ -157,8 +199,19 @@ def _learned(fresh: Sequence[NewJob], ids: Sequence[int]) -> dict[str, int]:
     return {j.run_key: job_id for j, job_id in zip(fresh, ids, strict=True) if j.run_key is not None}
 
 
+def _list_query(tags: Sequence[str] | None, meta: Mapping[str, Any] | None) -> Any:
+    """With a tag or meta filter, the list read through the partial index of labelled jobs."""
+    return query("job_list_labelled") if tags or meta else query("job_list")
+
+
 def _list_params(
-    state: JobState | str | None, queue: str | None, task: str | None, before_id: int | None, limit: int
+    state: JobState | str | None,
+    queue: str | None,
+    task: str | None,
+    before_id: int | None,
+    limit: int,
+    tags: Sequence[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "state": str(state) if state else None,
@@ -166,6 +219,8 @@ def _list_params(
         "task": task,
         "before_id": before_id,
         "limit": limit,
+        "tags": list(tags or ()),
+        "meta": Jsonb(dict(meta or {})),
     }
 
 
@@ -243,16 +298,20 @@ class JobStore:
             row = cur.execute(query("job_ids_reserve"), {"n": len(jobs)}).fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
+            names = _unresolved(jobs)
+            defaults = _resolved(cur.execute(query("task_defaults_many"), {"names": names}).fetchall()) if names else {}
             if any(j.run_key is not None for j in jobs):
-                inserted = {r["id"] for r in cur.execute(query("job_insert_many_keyed"), _keyed_params(ids, jobs))}
+                keyed = _keyed_params(ids, jobs, defaults)
+                inserted = {r["id"] for r in cur.execute(query("job_insert_many_keyed"), keyed)}
                 keys = [j.run_key for j in jobs if j.run_key is not None]
                 rows = cur.execute(query("job_ids_by_run_key"), {"run_keys": keys}).fetchall()
                 return _ids_in_order(ids, jobs, inserted, {r["run_key"]: r["id"] for r in rows})
             now = self._clock.now()
-            with cur.copy(query("job_copy")) as copy:
-                copy.set_types(_COPY_TYPES)
+            statement, types, labelled = _copy_shape(jobs)
+            with cur.copy(statement) as copy:
+                copy.set_types(types)
                 for job_id, job in zip(ids, jobs, strict=True):
-                    copy.write_row(_copy_row(job_id, job, now))
+                    copy.write_row(_copy_row(job_id, job, now, defaults, labelled))
             return ids
 
     def job_get(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Job | None:
@@ -349,17 +408,22 @@ class AsyncJobStore:
             row = await cur.fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
+            defaults: dict[str, tuple[str, int, int]] = {}
+            if names := _unresolved(jobs):
+                await cur.execute(query("task_defaults_many"), {"names": names})
+                defaults = _resolved(await cur.fetchall())
             if any(j.run_key is not None for j in jobs):
-                await cur.execute(query("job_insert_many_keyed"), _keyed_params(ids, jobs))
+                await cur.execute(query("job_insert_many_keyed"), _keyed_params(ids, jobs, defaults))
                 inserted = {r["id"] for r in await cur.fetchall()}
                 keys = [j.run_key for j in jobs if j.run_key is not None]
                 await cur.execute(query("job_ids_by_run_key"), {"run_keys": keys})
                 return _ids_in_order(ids, jobs, inserted, {r["run_key"]: r["id"] for r in await cur.fetchall()})
             now = self._clock.now()
-            async with cur.copy(query("job_copy")) as copy:
-                copy.set_types(_COPY_TYPES)
+            statement, types, labelled = _copy_shape(jobs)
+            async with cur.copy(statement) as copy:
+                copy.set_types(types)
                 for job_id, job in zip(ids, jobs, strict=True):
-                    await copy.write_row(_copy_row(job_id, job, now))
+                    await copy.write_row(_copy_row(job_id, job, now, defaults, labelled))
             return ids
 
     async def job_get(self, job_id: int) -> Job | None:
@@ -376,9 +440,13 @@ class AsyncJobStore:
         task: str | None = None,
         before_id: int | None = None,
         limit: int = 50,
+        tags: Sequence[str] | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> list[Job]:
+        """Newest first; ``tags``: jobs holding every one; ``meta``: jobs whose meta contains it."""
+        params = _list_params(state, queue, task, before_id, limit, tags, meta)
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_list"), _list_params(state, queue, task, before_id, limit))
+            await cur.execute(_list_query(tags, meta), params)
             return [Job.from_row(r) for r in await cur.fetchall()]
 
     async def job_cancel(self, job_id: int) -> JobState:

@@ -6,8 +6,9 @@ protocol that the app hands in.
 
 from __future__ import annotations
 
+import difflib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -18,7 +19,17 @@ from pgsched.job import DEFAULT_MAX_ATTEMPTS, validate_queue, validate_task_name
 from pgsched.retry import RetryPolicy
 from pgsched.workflow import Step
 
-__all__ = ["DEFAULT_MAX_SNOOZES", "ENQUEUE_OPTIONS", "EXECUTORS", "Enqueuer", "Task", "TaskRegistry", "resolve_delay"]
+__all__ = [
+    "DEFAULT_MAX_SNOOZES",
+    "ENQUEUE_OPTIONS",
+    "EXECUTORS",
+    "Enqueuer",
+    "Task",
+    "TaskRegistry",
+    "publication",
+    "resolve_delay",
+    "unknown_task_error",
+]
 
 DEFAULT_MAX_SNOOZES = 100
 EXECUTORS = ("thread", "process")  # where a sync function runs; async functions always run on the loop
@@ -37,6 +48,10 @@ ENQUEUE_OPTIONS = frozenset(
         "conn",
         "concurrency_key",
         "concurrency_limit",
+        "tags",
+        "meta",
+        "expires_at",
+        "start_within",
     }
 )
 
@@ -79,11 +94,23 @@ class Task:
         """Call the function directly, in process, without a job."""
         return self.func(*args, **kwargs)
 
+    @property
+    def description(self) -> str | None:
+        """The first line of the function's docstring (published to the task registry)."""
+        doc = inspect.getdoc(self.func)
+        return doc.strip().splitlines()[0] if doc and doc.strip() else None
+
+    def with_defaults(self, options: dict[str, Any]) -> dict[str, Any]:
+        """``options`` with this task's declared queue, attempts and priority where the caller gave none
+        (the database applies the same declaration, from the registry, to jobs enqueued elsewhere)."""
+        filled = dict(options)
+        for key, value in (("queue", self.queue), ("max_attempts", self.max_attempts), ("priority", self.priority)):
+            if filled.get(key) is None:
+                filled[key] = value
+        return filled
+
     def _split(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in ENQUEUE_OPTIONS}
-        options.setdefault("queue", self.queue)
-        options.setdefault("max_attempts", self.max_attempts)
-        options.setdefault("priority", self.priority)
+        options = self.with_defaults({k: kwargs.pop(k) for k in list(kwargs) if k in ENQUEUE_OPTIONS})
         if self.timeout is not None:
             options.setdefault("timeout", self.timeout)
         return kwargs, options
@@ -160,15 +187,57 @@ class TaskRegistry:
         return sorted(self._tasks)
 
 
+def publication(served: Iterable[Task]) -> dict[str, list[Any]]:
+    """What a worker publishes to ``pgsched.tasks``: one array per column (the ``task_publish`` parameters);
+    the first task of a name wins, as the worker's own look-up does."""
+    by_name: dict[str, Task] = {}
+    for task in served:
+        by_name.setdefault(task.name, task)
+    tasks = [by_name[name] for name in sorted(by_name)]
+    return {
+        "names": [t.name for t in tasks],
+        "queues": [t.queue for t in tasks],
+        "priorities": [t.priority for t in tasks],
+        "max_attempts": [t.max_attempts for t in tasks],
+        "timeouts": [None if t.timeout is None else timedelta(seconds=t.timeout) for t in tasks],
+        "retries": [_retry_words(t.retry) for t in tasks],
+        "descriptions": [t.description for t in tasks],
+    }
+
+
+def _retry_words(policy: RetryPolicy) -> str:
+    return f"exponential from {policy.base_seconds:g}s, capped at {policy.max_seconds:g}s, jitter {policy.jitter:g}"
+
+
+def unknown_task_error(name: str, known: Iterable[str], *, override: str, field_name: str = "task") -> ValidationError:
+    """The error for a task name no worker serves, with close names from ``known`` and how to override."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    return ValidationError(field_name, f"no worker serves task {name!r}{hint}; {override} to enqueue it anyway")
+
+
 def resolve_delay(options: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """Turn an enqueue option ``delay`` (seconds or timedelta) into ``run_at``."""
-    delay = options.pop("delay", None)
+    """Turn the enqueue options ``delay`` into ``run_at`` and ``start_within`` into ``expires_at``
+    (counted from ``run_at``, else now); each a number of seconds or a timedelta."""
+    delay = _seconds(options.pop("delay", None), "delay")
     if delay is not None:
-        if isinstance(delay, int | float) and not isinstance(delay, bool):
-            delay = timedelta(seconds=delay)
-        if not isinstance(delay, timedelta):
-            raise ValidationError("delay", "must be a number of seconds or a timedelta")
         if options.get("run_at") is not None:
             raise ValidationError("delay", "give run_at or delay, not both")
         options["run_at"] = now + delay
+    within = _seconds(options.pop("start_within", None), "start_within")
+    if within is not None:
+        if options.get("expires_at") is not None:
+            raise ValidationError("start_within", "give expires_at or start_within, not both")
+        if within <= timedelta(0):
+            raise ValidationError("start_within", "must be positive")
+        start = options.get("run_at")
+        options["expires_at"] = (start if isinstance(start, datetime) else now) + within
     return options
+
+
+def _seconds(value: object, field_name: str) -> timedelta | None:
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    raise ValidationError(field_name, "must be a number of seconds or a timedelta")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -93,9 +93,10 @@ class Report:
 class _Link:
     """One dedicated autocommit connection, opened on demand and dropped when it breaks."""
 
-    def __init__(self, dsn: str, role: str) -> None:
+    def __init__(self, dsn: str, role: str, on_broken: Callable[[], None] | None = None) -> None:
         self._dsn = dsn
         self._role = role
+        self._on_broken = on_broken
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self.opened = 0
 
@@ -112,6 +113,8 @@ class _Link:
                 yield self._conn
         except DatabaseUnavailable:
             await self.close()
+            if self._on_broken is not None:
+                self._on_broken()
             raise
 
     async def close(self) -> None:
@@ -145,11 +148,18 @@ def _finish_params(items: Sequence[Finished], now: Any) -> dict[str, Any]:
 class WorkerStore:
     """The worker's database access. ``close()`` is safe to call twice."""
 
-    def __init__(self, dsn: str, *, clock: Clock | None = None, pool_size: int = 4) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        clock: Clock | None = None,
+        pool_size: int = 4,
+        on_broken: Callable[[], None] | None = None,  # a link broke: the database may be gone
+    ) -> None:
         self._dsn = dsn
         self._clock = clock or SystemClock()
-        self._claims = _Link(dsn, "worker")
-        self._writes = _Link(dsn, "worker")
+        self._claims = _Link(dsn, "worker", on_broken)
+        self._writes = _Link(dsn, "worker", on_broken)
         self._pool_size = pool_size
         self._pool: AsyncConnectionPool | None = None
 
@@ -241,11 +251,11 @@ class WorkerStore:
             cur = await conn.execute(query("job_progress_many"), params)
             return {row[0] for row in await cur.fetchall()}
 
-    async def job_release_leased(self, jobs: Sequence[tuple[int, int]]) -> set[int]:
-        """Hand (id, lease) pairs back to the queue uncharged, in their old place; fenced."""
+    async def job_release_leased(self, jobs: Sequence[tuple[int, int]], *, delay: float | None = None) -> set[int]:
+        """Hand (id, lease) pairs back to the queue uncharged, in their old place (or ``delay`` seconds on); fenced."""
         if not jobs:
             return set()
-        params = {"ids": [j[0] for j in jobs], "leases": [j[1] for j in jobs]}
+        params = {"ids": [j[0] for j in jobs], "leases": [j[1] for j in jobs], "delay": delay}
         async with self._writes.use() as conn:
             cur = await conn.execute(query("job_release_leased"), params)
             return {row[0] for row in await cur.fetchall()}

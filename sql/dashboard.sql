@@ -165,3 +165,22 @@ WITH old_minutes AS (
      WHERE (m.minute, m.queue, m.task) = (o.minute, o.queue, o.task)
 )
 DELETE FROM pgsched.job_stats_hour h USING old_hours o WHERE (h.hour, h.queue, h.task) = (o.hour, o.queue, o.task)
+
+-- name: dashboard_jobs_labelled
+-- A page of jobs holding every tag given (jobs_tags_idx), else whose meta contains the object given (jobs_meta_idx), newest id first; keyset on id.
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error, tags
+  FROM pgsched.jobs
+ WHERE id = ANY (ARRAY(
+         SELECT t.id FROM pgsched.jobs t
+          WHERE cardinality(%(tags)s::text[]) > 0 AND t.tags <> '{}' AND t.tags @> %(tags)s::text[]
+         UNION ALL
+         SELECT m.id FROM pgsched.jobs m
+          WHERE cardinality(%(tags)s::text[]) = 0 AND m.meta <> '{}' AND m.meta @> %(meta)s::jsonb))
+   AND meta @> %(meta)s::jsonb
+   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+ ORDER BY id DESC
+ LIMIT %(limit)s::int

@@ -1,11 +1,13 @@
 -- name: job_insert
 -- Insert one job; with a run key that exists, return the existing job instead (created = false).
+-- Queue, priority and max_attempts left NULL are filled from the task registry by the jobs_fill_defaults trigger.
 WITH ins AS (
     INSERT INTO pgsched.jobs (task, args, queue, priority, run_at, run_key, max_attempts, timeout,
-                              concurrency_key, concurrency_limit)
+                              concurrency_key, concurrency_limit, tags, meta, expires_at)
     VALUES (%(task)s::text, %(args)s::jsonb, %(queue)s::text, %(priority)s::smallint,
             coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()), %(run_key)s::text,
-            %(max_attempts)s::int, %(timeout)s::interval, %(concurrency_key)s::text, %(concurrency_limit)s::int)
+            %(max_attempts)s::int, %(timeout)s::interval, %(concurrency_key)s::text, %(concurrency_limit)s::int,
+            %(tags)s::text[], %(meta)s::jsonb, %(expires_at)s::timestamptz)
     ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
     RETURNING *
 )
@@ -25,17 +27,25 @@ SELECT array_agg(nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::r
 COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit)
 FROM STDIN (FORMAT BINARY)
 
+-- name: job_copy_labelled
+-- job_copy for a batch where some job has tags, meta or a deadline (the other batches do not encode three empty columns per row).
+COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit,
+                   tags, meta, expires_at)
+FROM STDIN (FORMAT BINARY)
+
 -- name: job_insert_many_keyed
 -- Bulk insert with reserved ids where some jobs carry run keys; rows whose key exists are skipped (not returned).
 -- Rows go in run-key order, so two batches sharing keys wait on each other instead of deadlocking.
 INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
-                          concurrency_key, concurrency_limit)
+                          concurrency_key, concurrency_limit, tags, meta, expires_at)
 SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, now()), t.run_key, t.max_attempts, t.timeout,
-       t.concurrency_key, t.concurrency_limit
+       t.concurrency_key, t.concurrency_limit, ARRAY(SELECT jsonb_array_elements_text(t.tags)), t.meta, t.expires_at
   FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(args)s::jsonb[], %(queues)s::text[], %(priorities)s::smallint[],
               %(run_ats)s::timestamptz[], %(run_keys)s::text[], %(max_attempts)s::int[], %(timeouts)s::interval[],
-              %(concurrency_keys)s::text[], %(concurrency_limits)s::int[])
-       AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout, concurrency_key, concurrency_limit)
+              %(concurrency_keys)s::text[], %(concurrency_limits)s::int[], %(tags)s::jsonb[], %(metas)s::jsonb[],
+              %(expires_ats)s::timestamptz[])
+       AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout, concurrency_key, concurrency_limit,
+            tags, meta, expires_at)
  ORDER BY t.run_key
 ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
 RETURNING id
@@ -60,6 +70,24 @@ SELECT * FROM pgsched.jobs WHERE id = %(id)s::bigint
 -- A page of jobs, newest first, filtered; keyset cursor on id.
 SELECT * FROM pgsched.jobs
  WHERE (%(state)s::pgsched.job_state IS NULL OR state = %(state)s::pgsched.job_state)
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ ORDER BY id DESC
+ LIMIT %(limit)s::int
+
+-- name: job_list_labelled
+-- As job_list, for jobs holding every tag given (through jobs_tags_idx), else whose meta contains the object given (jobs_meta_idx).
+-- Only labelled jobs are in those partial indexes: the matching ids are read there, then their rows by primary key.
+SELECT * FROM pgsched.jobs
+ WHERE id = ANY (ARRAY(
+         SELECT t.id FROM pgsched.jobs t
+          WHERE cardinality(%(tags)s::text[]) > 0 AND t.tags <> '{}' AND t.tags @> %(tags)s::text[]
+         UNION ALL
+         SELECT m.id FROM pgsched.jobs m
+          WHERE cardinality(%(tags)s::text[]) = 0 AND m.meta <> '{}' AND m.meta @> %(meta)s::jsonb))
+   AND meta @> %(meta)s::jsonb
+   AND (%(state)s::pgsched.job_state IS NULL OR state = %(state)s::pgsched.job_state)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
    AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)

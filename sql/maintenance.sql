@@ -21,8 +21,11 @@ WITH since AS MATERIALIZED (
       FROM pgsched.jobs j
       LEFT JOIN pgsched.workers w ON w.id = j.worker_id
      CROSS JOIN LATERAL (
-            SELECT coalesce(j.extended_lease = j.lease AND j.extended_until < clock_timestamp(), false) AS expired,
-                   coalesce(j.extended_lease = j.lease AND j.extended_until >= clock_timestamp(), false) AS promised) e
+            -- A promise that lapsed while the database was down (or whose commit a crash lost) gets the grace from the restart too.
+            SELECT coalesce(j.extended_lease = j.lease AND d.until < clock_timestamp(), false) AS expired,
+                   coalesce(j.extended_lease = j.lease AND d.until >= clock_timestamp(), false) AS promised
+              FROM (SELECT greatest(j.extended_until,
+                                    (SELECT at FROM since) + make_interval(secs => %(grace)s::float8)) AS until) d) e
      WHERE j.state = 'running'
        AND (w.id IS NULL
             OR e.expired
@@ -103,3 +106,28 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*)::int AS deleted FROM gone
+
+-- name: job_expire_due
+-- Leader: end up to limit never-started jobs past their deadline to start as expired (cancelled, errors entry of kind "expired"),
+-- read through jobs_expiring_idx only (its predicate, without state, is what the query says); NOTIFY pgsched_done for waited ones.
+WITH due AS (
+    SELECT j.id FROM pgsched.jobs j
+     WHERE j.expires_at IS NOT NULL AND j.started_at IS NULL AND j.finished_at IS NULL
+       AND j.expires_at <= coalesce(%(now)s::timestamptz, now())
+     ORDER BY j.expires_at
+     LIMIT %(limit)s::int
+       FOR UPDATE SKIP LOCKED
+), gone AS (
+    UPDATE pgsched.jobs j
+       SET state = 'cancelled',
+           finished_at = coalesce(%(now)s::timestamptz, now()),
+           errors = j.errors || pgsched.expired_entry(j.expires_at, coalesce(%(now)s::timestamptz, now()))
+     WHERE j.id = ANY (ARRAY(SELECT due.id FROM due))  -- locked above; no state predicate: only the primary key finds them
+    RETURNING j.id, j.queue, j.task
+), told AS (
+    SELECT count(pg_notify('pgsched_done', gone.id::text)) AS sent
+      FROM gone
+     CROSS JOIN LATERAL (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = gone.id LIMIT 1) waited
+     WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters)
+)
+SELECT gone.id, gone.queue, gone.task FROM gone, told

@@ -53,7 +53,7 @@ DELETE FROM pgsched.schedules WHERE name = %(name)s::text RETURNING id
 -- name: schedule_trigger
 -- Fire a schedule now, outside its cron instants: a job with its own manual run key.
 INSERT INTO pgsched.jobs (task, args, queue, priority, max_attempts, run_at, run_key, schedule_id, schedule_name)
-SELECT s.task, s.args, s.queue, s.priority, coalesce(s.max_attempts, 5), coalesce(%(now)s::timestamptz, now()),
+SELECT s.task, s.args, s.queue, s.priority, s.max_attempts, coalesce(%(now)s::timestamptz, now()),
        'manual:' || s.id || ':' || %(token)s::text, s.id, s.name
   FROM pgsched.schedules s
  WHERE s.name = %(name)s::text
@@ -82,7 +82,7 @@ SELECT s.*, coalesce(%(now)s::timestamptz, clock_timestamp()) AS now
 -- name: schedule_fire_jobs
 -- Leader: insert one job per fire instant; run_key cron:<schedule id>:<UTC instant> makes a second insert a no-op.
 INSERT INTO pgsched.jobs (task, args, queue, priority, max_attempts, run_at, run_key, schedule_id, schedule_name)
-SELECT s.task, s.args, s.queue, s.priority, coalesce(s.max_attempts, 5), i.instant,
+SELECT s.task, s.args, s.queue, s.priority, s.max_attempts, i.instant,
        'cron:' || s.id || ':' || to_char(i.instant AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
        s.id, s.name
   FROM pgsched.schedules s, unnest(%(instants)s::timestamptz[]) AS i(instant)

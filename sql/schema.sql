@@ -177,11 +177,16 @@ BEGIN
                 ON CONFLICT (name) DO UPDATE SET key_cursor = EXCLUDED.key_cursor;
             END IF;
             IF ids IS NOT NULL THEN
+                -- A claimed job past its deadline ends as expired instead of starting (never run late).
+                UPDATE pgsched.jobs j
+                   SET state = 'cancelled', finished_at = at, errors = j.errors || pgsched.expired_entry(j.expires_at, at)
+                 WHERE j.id = ANY (ids) AND j.state = 'queued' AND j.expires_at <= at AND j.started_at IS NULL;
                 RETURN QUERY
                 UPDATE pgsched.jobs j
                    SET state = 'running', attempt = j.attempt + 1, worker_id = p_worker, started_at = at,
                        lease = claim_lease
                  WHERE j.id = ANY (ids) AND j.state = 'queued'
+                   AND (j.expires_at IS NULL OR j.expires_at > at OR j.started_at IS NOT NULL)
                 RETURNING j.id, j.queue, j.task, j.args, j.attempt,
                           extract(epoch FROM j.timeout)::float8,
                           extract(epoch FROM j.started_at - j.run_at)::float8, true,
@@ -204,13 +209,13 @@ END $$;
 -- Name: FUNCTION claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) IS 'Claim up to p_n due jobs of limited queues and of concurrency keys for worker p_worker, within every limit, under one new lease; called by the worker''s claim.';
+COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) IS 'Claim up to p_n due jobs of limited queues and of concurrency keys for worker p_worker, within every limit, under one new lease; a claimed job past its expires_at ends as expired instead; called by the worker''s claim.';
 
 --
--- Name: enqueue(text, jsonb, text, integer, timestamp with time zone, text, integer, interval, text, integer); Type: FUNCTION; Schema: pgsched; Owner: -
+-- Name: enqueue(text, jsonb, text, integer, timestamp with time zone, text, integer, interval, text, integer, text[], jsonb, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.enqueue(task text, args jsonb DEFAULT '{}'::jsonb, queue text DEFAULT 'default'::text, priority integer DEFAULT 0, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, run_key text DEFAULT NULL::text, max_attempts integer DEFAULT NULL::integer, timeout interval DEFAULT NULL::interval, concurrency_key text DEFAULT NULL::text, concurrency_limit integer DEFAULT NULL::integer) RETURNS bigint
+CREATE FUNCTION pgsched.enqueue(task text, args jsonb DEFAULT '{}'::jsonb, queue text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, run_key text DEFAULT NULL::text, max_attempts integer DEFAULT NULL::integer, timeout interval DEFAULT NULL::interval, concurrency_key text DEFAULT NULL::text, concurrency_limit integer DEFAULT NULL::integer, tags text[] DEFAULT '{}'::text[], meta jsonb DEFAULT '{}'::jsonb, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $_$
@@ -222,15 +227,15 @@ BEGIN
         RAISE EXCEPTION 'pgsched.enqueue: invalid task name %', coalesce(quote_literal(task), 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'A task name is letters, digits, _ . : - and starts with a letter or _.';
     END IF;
-    IF queue IS NULL OR queue !~ '^[a-z0-9][a-z0-9_.-]{0,62}$' THEN
-        RAISE EXCEPTION 'pgsched.enqueue: invalid queue name %', coalesce(quote_literal(queue), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'A queue name matches ^[a-z0-9][a-z0-9_.-]{0,62}$.';
+    IF queue IS NOT NULL AND queue !~ '^[a-z0-9][a-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'pgsched.enqueue: invalid queue name %', quote_literal(queue)
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'A queue name matches ^[a-z0-9][a-z0-9_.-]{0,62}$; leave it out for the task''s queue.';
     END IF;
     IF args IS NULL OR jsonb_typeof(args) <> 'object' THEN
         RAISE EXCEPTION 'pgsched.enqueue: args must be a JSON object, got %', coalesce(jsonb_typeof(args), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF priority IS NULL OR priority NOT BETWEEN -1000 AND 1000 THEN
+    IF priority IS NOT NULL AND priority NOT BETWEEN -1000 AND 1000 THEN
         RAISE EXCEPTION 'pgsched.enqueue: priority must be between -1000 and 1000, got %', priority
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -246,13 +251,20 @@ BEGIN
         RAISE EXCEPTION 'pgsched.enqueue: concurrency_limit needs a concurrency_key and must be between 1 and 10000, got %',
             concurrency_limit USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF tags IS NULL OR cardinality(tags) > 32 OR array_position(tags, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'pgsched.enqueue: tags must be an array of up to 32 non-null texts'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF meta IS NULL OR jsonb_typeof(meta) <> 'object' THEN
+        RAISE EXCEPTION 'pgsched.enqueue: meta must be a JSON object, got %', coalesce(jsonb_typeof(meta), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     LOOP
         INSERT INTO pgsched.jobs AS j (task, args, queue, priority, run_at, run_key, max_attempts, timeout,
-                                       concurrency_key, concurrency_limit)
+                                       concurrency_key, concurrency_limit, tags, meta, expires_at)
         VALUES (enqueue.task, enqueue.args, enqueue.queue, enqueue.priority::smallint,
-                coalesce(enqueue.run_at, now()), enqueue.run_key,
-                coalesce(enqueue.max_attempts, 5), enqueue.timeout,
-                enqueue.concurrency_key, enqueue.concurrency_limit)
+                coalesce(enqueue.run_at, now()), enqueue.run_key, enqueue.max_attempts, enqueue.timeout,
+                enqueue.concurrency_key, enqueue.concurrency_limit, enqueue.tags, enqueue.meta, enqueue.expires_at)
         ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
         RETURNING j.id INTO new_id;
         IF new_id IS NOT NULL THEN
@@ -267,10 +279,10 @@ BEGIN
 END $_$;
 
 --
--- Name: FUNCTION enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer); Type: COMMENT; Schema: pgsched; Owner: -
+-- Name: FUNCTION enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer, tags text[], meta jsonb, expires_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer) IS 'Enqueue a job and return its id; with a run_key that exists, return the existing job''s id and create nothing. A concurrency_key limits how many jobs of the key run at once (concurrency_limit, default 1).';
+COMMENT ON FUNCTION pgsched.enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer, tags text[], meta jsonb, expires_at timestamp with time zone) IS 'Enqueue a job and return its id; with a run_key that exists, return the existing job''s id and create nothing. Queue, priority and max_attempts left NULL come from the task''s declaration (pgsched.task_defaults). A concurrency_key limits how many jobs of the key run at once (concurrency_limit, default 1); tags and meta label the job; a job not started by expires_at ends as expired.';
 
 --
 -- Name: error_entry(integer, text, text, jsonb); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -289,6 +301,25 @@ $$;
 --
 
 COMMENT ON FUNCTION pgsched.error_entry(attempt integer, error text, kind text, details jsonb) IS 'One entry of jobs.errors written by SQL: {at, attempt, error, traceback, kind} plus details; the same shape as the worker''s entries (pgsched.worker.outcome.error_entry).';
+
+--
+-- Name: expired_entry(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.expired_entry(p_expires_at timestamp with time zone, p_at timestamp with time zone) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT jsonb_build_array(jsonb_build_object(
+        'kind', 'expired', 'at', p_at, 'expires_at', p_expires_at,
+        'error', 'expired: not started by ' || p_expires_at::text))
+$$;
+
+--
+-- Name: FUNCTION expired_entry(p_expires_at timestamp with time zone, p_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.expired_entry(p_expires_at timestamp with time zone, p_at timestamp with time zone) IS 'The errors entry (as a one-element array) of a job that ended because it was not started by its expires_at: {"kind": "expired", ...}.';
 
 --
 -- Name: job_release(bigint[]); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -488,6 +519,30 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger: a job with dependents ended (count down its waiting dependents in one UPDATE under their row locks: release at zero, cancel on a failed "cancel" edge, cascading level by level) or left dead/cancelled/succeeded (a retry: its dependents wait for it again, and those it cancelled are revived), in the transaction of that change.';
+
+--
+-- Name: jobs_fill_defaults(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.jobs_fill_defaults() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    d record;
+BEGIN
+    d := pgsched.task_defaults(NEW.task);
+    NEW.queue := coalesce(NEW.queue, d.queue);
+    NEW.priority := coalesce(NEW.priority, d.priority);
+    NEW.max_attempts := coalesce(NEW.max_attempts, d.max_attempts);
+    RETURN NEW;
+END $$;
+
+--
+-- Name: FUNCTION jobs_fill_defaults(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.jobs_fill_defaults() IS 'BEFORE INSERT on jobs, only for rows missing queue, priority or max_attempts: fills them from pgsched.task_defaults (NOT NULL is checked after it).';
 
 --
 -- Name: jobs_forget_dependencies(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -742,6 +797,28 @@ BEGIN
     PERFORM pg_notify('pgsched_schedules', '');
     RETURN NULL;
 END $$;
+
+--
+-- Name: task_defaults(text); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.task_defaults(p_task text, OUT queue text, OUT priority smallint, OUT max_attempts integer) RETURNS record
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    SELECT t.queue, t.priority, t.max_attempts INTO queue, priority, max_attempts FROM pgsched.tasks t
+     WHERE t.name = p_task ORDER BY t.published_at DESC, t.worker_id DESC LIMIT 1;
+    queue := coalesce(queue, 'default');
+    priority := coalesce(priority, 0);
+    max_attempts := coalesce(max_attempts, 5);
+END $$;
+
+--
+-- Name: FUNCTION task_defaults(p_task text, OUT queue text, OUT priority smallint, OUT max_attempts integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.task_defaults(p_task text, OUT queue text, OUT priority smallint, OUT max_attempts integer) IS 'Queue, priority and max_attempts a job of this task gets when its insert leaves them out: the newest publication in pgsched.tasks, else ''default'', 0 and 5. Resolved once, at insert, and stored in the job.';
 
 --
 -- Name: workflow_add(bigint, text, jsonb, bigint[], text, text, integer, integer, interval, text); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -1152,14 +1229,14 @@ COMMENT ON COLUMN pgsched.cluster.is_leader IS 'True for the leader.';
 
 CREATE TABLE pgsched.jobs (
     id bigint NOT NULL,
-    queue text DEFAULT 'default'::text NOT NULL,
+    queue text NOT NULL,
     task text NOT NULL,
     args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority smallint DEFAULT 0 NOT NULL,
+    priority smallint NOT NULL,
     run_at timestamp with time zone DEFAULT now() NOT NULL,
     state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
     attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer DEFAULT 5 NOT NULL,
+    max_attempts integer NOT NULL,
     run_key text,
     schedule_name text,
     schedule_id bigint,
@@ -1176,6 +1253,9 @@ CREATE TABLE pgsched.jobs (
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
     alone boolean DEFAULT false NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
+    expires_at timestamp with time zone,
     snoozes integer DEFAULT 0 NOT NULL,
     progress real,
     progress_message text,
@@ -1189,10 +1269,12 @@ CREATE TABLE pgsched.jobs (
     CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
     CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
     CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
     CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
     CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
@@ -1214,7 +1296,7 @@ COMMENT ON COLUMN pgsched.jobs.id IS 'Job id, assigned by the database.';
 -- Name: COLUMN jobs.queue; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON COLUMN pgsched.jobs.queue IS 'Queue name (^[a-z0-9][a-z0-9_.-]{0,62}$); workers subscribe to queues.';
+COMMENT ON COLUMN pgsched.jobs.queue IS 'Queue name (^[a-z0-9][a-z0-9_.-]{0,62}$); workers subscribe to queues. Left out of an insert: the task''s declared queue (pgsched.registered_tasks), else ''default''.';
 
 --
 -- Name: COLUMN jobs.task; Type: COMMENT; Schema: pgsched; Owner: -
@@ -1232,7 +1314,7 @@ COMMENT ON COLUMN pgsched.jobs.args IS 'Keyword arguments for the task, a JSON o
 -- Name: COLUMN jobs.priority; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON COLUMN pgsched.jobs.priority IS 'Higher runs first (-1000..1000); ties run by run_at then id.';
+COMMENT ON COLUMN pgsched.jobs.priority IS 'Higher runs first (-1000..1000). Left out of an insert: the task''s declared priority, else 0.';
 
 --
 -- Name: COLUMN jobs.run_at; Type: COMMENT; Schema: pgsched; Owner: -
@@ -1256,7 +1338,7 @@ COMMENT ON COLUMN pgsched.jobs.attempt IS 'Number of attempts started so far; a 
 -- Name: COLUMN jobs.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON COLUMN pgsched.jobs.max_attempts IS 'Attempts allowed before the job goes dead.';
+COMMENT ON COLUMN pgsched.jobs.max_attempts IS 'Attempts before the job is dead (1..1000). Left out of an insert: the task''s declared max_attempts, else 5.';
 
 --
 -- Name: COLUMN jobs.run_key; Type: COMMENT; Schema: pgsched; Owner: -
@@ -1353,6 +1435,24 @@ COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharg
 --
 
 COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
+
+--
+-- Name: COLUMN jobs.tags; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.tags IS 'Labels for finding jobs (up to 32); filter with tags @> ARRAY[...] AND tags <> ''{}'' (jobs_tags_idx).';
+
+--
+-- Name: COLUMN jobs.meta; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.meta IS 'Free JSON object about the job (not its arguments); filter with meta @> ''{...}'' AND meta <> ''{}'' (jobs_meta_idx).';
+
+--
+-- Name: COLUMN jobs.expires_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.expires_at IS 'Deadline to start: a job not started (a first time) by then ends as cancelled with an errors entry of kind "expired", and never runs; once started, its retries are not bound by it. NULL: no deadline.';
 
 --
 -- Name: COLUMN jobs.snoozes; Type: COMMENT; Schema: pgsched; Owner: -
@@ -2308,6 +2408,183 @@ COMMENT ON COLUMN pgsched.queue_stats.rate_period IS 'Period of rate_limit.';
 COMMENT ON COLUMN pgsched.queue_stats.running_keys IS 'Distinct concurrency keys with a job running now.';
 
 --
+-- Name: tasks; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.tasks (
+    name text NOT NULL,
+    worker_id bigint NOT NULL,
+    queue text NOT NULL,
+    priority smallint NOT NULL,
+    max_attempts integer NOT NULL,
+    timeout interval,
+    retry text,
+    description text,
+    published_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tasks_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT tasks_name_valid CHECK ((name ~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$'::text)),
+    CONSTRAINT tasks_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT tasks_queue_name_valid CHECK ((queue ~ '^[a-z0-9][a-z0-9_.-]{0,62}$'::text))
+);
+
+--
+-- Name: TABLE tasks; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.tasks IS 'The task registry: one row per task and live worker that serves it, published when the worker registers; a row goes with its worker''s row in pgsched.workers (clean shutdown, or the leader''s removal of dead workers). Read pgsched.registered_tasks.';
+
+--
+-- Name: COLUMN tasks.name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.name IS 'Task name, as jobs.task.';
+
+--
+-- Name: COLUMN tasks.worker_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.worker_id IS 'The worker (pgsched.workers.id) that serves this task.';
+
+--
+-- Name: COLUMN tasks.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.queue IS 'Queue the task declares: jobs inserted without a queue go there.';
+
+--
+-- Name: COLUMN tasks.priority; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.priority IS 'Priority the task declares: jobs inserted without a priority get it.';
+
+--
+-- Name: COLUMN tasks.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.max_attempts IS 'Attempts the task declares: jobs inserted without max_attempts get it.';
+
+--
+-- Name: COLUMN tasks.timeout; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.timeout IS 'Timeout of one attempt the task declares (applied by the worker to jobs without their own timeout); NULL: none.';
+
+--
+-- Name: COLUMN tasks.retry; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.retry IS 'The task''s retry policy in words (backoff base, cap, jitter).';
+
+--
+-- Name: COLUMN tasks.description; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.description IS 'First line of the task function''s docstring.';
+
+--
+-- Name: COLUMN tasks.published_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.tasks.published_at IS 'When the worker published this row; when workers disagree, the newest row gives the defaults.';
+
+--
+-- Name: registered_tasks; Type: VIEW; Schema: pgsched; Owner: -
+--
+
+CREATE VIEW pgsched.registered_tasks AS
+ SELECT DISTINCT ON (t.name) t.name,
+    t.queue,
+    t.priority,
+    t.max_attempts,
+    t.timeout,
+    t.retry,
+    t.description,
+    w.workers,
+    w.hosts,
+    w.disagree,
+    t.published_at
+   FROM (pgsched.tasks t
+     JOIN LATERAL ( SELECT array_agg(o.worker_id ORDER BY o.worker_id) AS workers,
+            array_agg(DISTINCT k.host) AS hosts,
+            (count(DISTINCT ROW(o.queue, o.priority, o.max_attempts, o.timeout)) > 1) AS disagree
+           FROM (pgsched.tasks o
+             JOIN pgsched.workers k ON ((k.id = o.worker_id)))
+          WHERE (o.name = t.name)) w ON (true))
+  ORDER BY t.name, t.published_at DESC, t.worker_id DESC;
+
+--
+-- Name: VIEW registered_tasks; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON VIEW pgsched.registered_tasks IS 'One row per task some live worker serves: the defaults jobs get (from the newest publication when workers disagree), and which workers serve it.';
+
+--
+-- Name: COLUMN registered_tasks.name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.name IS 'Task name.';
+
+--
+-- Name: COLUMN registered_tasks.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.queue IS 'Default queue of the task''s jobs.';
+
+--
+-- Name: COLUMN registered_tasks.priority; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.priority IS 'Default priority of the task''s jobs.';
+
+--
+-- Name: COLUMN registered_tasks.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.max_attempts IS 'Default max_attempts of the task''s jobs.';
+
+--
+-- Name: COLUMN registered_tasks.timeout; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.timeout IS 'Timeout of one attempt (NULL: none).';
+
+--
+-- Name: COLUMN registered_tasks.retry; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.retry IS 'Retry policy in words.';
+
+--
+-- Name: COLUMN registered_tasks.description; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.description IS 'First line of the docstring.';
+
+--
+-- Name: COLUMN registered_tasks.workers; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.workers IS 'Ids of the live workers that serve the task.';
+
+--
+-- Name: COLUMN registered_tasks.hosts; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.hosts IS 'Hosts of those workers.';
+
+--
+-- Name: COLUMN registered_tasks.disagree; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.disagree IS 'True when the serving workers declare different defaults (a deploy under way): the newest wins.';
+
+--
+-- Name: COLUMN registered_tasks.published_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.registered_tasks.published_at IS 'When the row giving the defaults was published.';
+
+--
 -- Name: result_waiters; Type: TABLE; Schema: pgsched; Owner: -
 --
 
@@ -2482,8 +2759,8 @@ CREATE TABLE pgsched.schedules (
     timezone text DEFAULT 'UTC'::text NOT NULL,
     task text NOT NULL,
     args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    queue text DEFAULT 'default'::text NOT NULL,
-    priority smallint DEFAULT 0 NOT NULL,
+    queue text,
+    priority smallint,
     max_attempts integer,
     enabled boolean DEFAULT true NOT NULL,
     misfire_policy text DEFAULT 'once'::text NOT NULL,
@@ -2550,13 +2827,13 @@ COMMENT ON COLUMN pgsched.schedules.args IS 'Arguments of the jobs this schedule
 -- Name: COLUMN schedules.queue; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON COLUMN pgsched.schedules.queue IS 'Queue of the jobs this schedule fires.';
+COMMENT ON COLUMN pgsched.schedules.queue IS 'Queue of the fired jobs; NULL: the task''s declared queue at each fire.';
 
 --
 -- Name: COLUMN schedules.priority; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON COLUMN pgsched.schedules.priority IS 'Priority of the jobs this schedule fires.';
+COMMENT ON COLUMN pgsched.schedules.priority IS 'Priority of the fired jobs; NULL: the task''s declared priority at each fire.';
 
 --
 -- Name: COLUMN schedules.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
@@ -2727,6 +3004,71 @@ ALTER TABLE pgsched.schedules ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+--
+-- Name: unserved_jobs; Type: VIEW; Schema: pgsched; Owner: -
+--
+
+CREATE VIEW pgsched.unserved_jobs AS
+ SELECT j.id,
+    j.queue,
+    j.task,
+    j.run_at,
+    j.expires_at,
+    j.created_at,
+    'no worker serves this task'::text AS reason
+   FROM pgsched.jobs j
+  WHERE ((j.state = 'queued'::pgsched.job_state) AND (NOT (EXISTS ( SELECT 1
+           FROM pgsched.tasks t
+          WHERE (t.name = j.task)))));
+
+--
+-- Name: VIEW unserved_jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON VIEW pgsched.unserved_jobs IS 'Queued jobs whose task no live worker serves: they wait, spending no attempt, until a worker that knows the task registers or their expires_at passes.';
+
+--
+-- Name: COLUMN unserved_jobs.id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.unserved_jobs.id IS 'Job id.';
+
+--
+-- Name: COLUMN unserved_jobs.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.unserved_jobs.queue IS 'Queue of the job.';
+
+--
+-- Name: COLUMN unserved_jobs.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.unserved_jobs.task IS 'The task nobody serves.';
+
+--
+-- Name: COLUMN unserved_jobs.run_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.unserved_jobs.run_at IS 'When the job is due.';
+
+--
+-- Name: COLUMN unserved_jobs.expires_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.unserved_jobs.expires_at IS 'Its deadline to start, if any.';
+
+--
+-- Name: COLUMN unserved_jobs.created_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.unserved_jobs.created_at IS 'When it was enqueued.';
+
+--
+-- Name: COLUMN unserved_jobs.reason; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.unserved_jobs.reason IS 'Why it waits.';
 
 --
 -- Name: waiting_workers; Type: TABLE; Schema: pgsched; Owner: -
@@ -3172,6 +3514,13 @@ ALTER TABLE ONLY pgsched.schedules
     ADD CONSTRAINT schedules_pkey PRIMARY KEY (name);
 
 --
+-- Name: tasks tasks_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.tasks
+    ADD CONSTRAINT tasks_pkey PRIMARY KEY (name, worker_id);
+
+--
 -- Name: waiting_workers waiting_workers_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
 --
 
@@ -3205,6 +3554,12 @@ CREATE INDEX job_dependencies_depends_on_idx ON pgsched.job_dependencies USING b
 CREATE INDEX jobs_claim_idx ON pgsched.jobs USING btree (queue, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NULL));
 
 --
+-- Name: jobs_expiring_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_expiring_idx ON pgsched.jobs USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (started_at IS NULL) AND (finished_at IS NULL));
+
+--
 -- Name: jobs_finished_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
@@ -3215,6 +3570,12 @@ CREATE INDEX jobs_finished_idx ON pgsched.jobs USING btree (state, finished_at) 
 --
 
 CREATE INDEX jobs_keyed_claim_idx ON pgsched.jobs USING btree (queue, concurrency_key, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NOT NULL));
+
+--
+-- Name: jobs_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_meta_idx ON pgsched.jobs USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
 
 --
 -- Name: jobs_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
@@ -3233,6 +3594,12 @@ CREATE INDEX jobs_running_idx ON pgsched.jobs USING btree (worker_id) WHERE (sta
 --
 
 CREATE INDEX jobs_schedule_idx ON pgsched.jobs USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+
+--
+-- Name: jobs_tags_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_tags_idx ON pgsched.jobs USING gin (tags) WHERE (tags <> '{}'::text[]);
 
 --
 -- Name: jobs_waiting_idx; Type: INDEX; Schema: pgsched; Owner: -
@@ -3257,6 +3624,12 @@ CREATE INDEX jobs_workflow_idx ON pgsched.jobs USING btree (workflow_id, id) WHE
 --
 
 CREATE INDEX schedules_due_idx ON pgsched.schedules USING btree (next_fire_at) WHERE enabled;
+
+--
+-- Name: tasks_worker_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX tasks_worker_idx ON pgsched.tasks USING btree (worker_id);
 
 --
 -- Name: waiting_workers_worker_idx; Type: INDEX; Schema: pgsched; Owner: -
@@ -3299,6 +3672,18 @@ CREATE OR REPLACE VIEW pgsched.workflow_status AS
 CREATE TRIGGER jobs_advance_dependents AFTER UPDATE OF state ON pgsched.jobs FOR EACH ROW WHEN ((old.has_dependents AND (new.state IS DISTINCT FROM old.state) AND ((new.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])) OR (old.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state]))))) EXECUTE FUNCTION pgsched.jobs_advance_dependents();
 
 --
+-- Name: jobs jobs_fill_defaults; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_fill_defaults BEFORE INSERT ON pgsched.jobs FOR EACH ROW WHEN (((new.queue IS NULL) OR (new.priority IS NULL) OR (new.max_attempts IS NULL))) EXECUTE FUNCTION pgsched.jobs_fill_defaults();
+
+--
+-- Name: TRIGGER jobs_fill_defaults ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TRIGGER jobs_fill_defaults ON pgsched.jobs IS 'Fills queue, priority and max_attempts left out of an insert from the task registry (pgsched.task_defaults).';
+
+--
 -- Name: jobs jobs_forget_dependencies; Type: TRIGGER; Schema: pgsched; Owner: -
 --
 
@@ -3327,6 +3712,13 @@ CREATE TRIGGER schedules_check BEFORE INSERT OR UPDATE ON pgsched.schedules FOR 
 --
 
 CREATE TRIGGER schedules_notify AFTER INSERT OR DELETE OR UPDATE ON pgsched.schedules FOR EACH STATEMENT EXECUTE FUNCTION pgsched.schedules_notify();
+
+--
+-- Name: tasks tasks_worker_id_fkey; Type: FK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.tasks
+    ADD CONSTRAINT tasks_worker_id_fkey FOREIGN KEY (worker_id) REFERENCES pgsched.workers(id) ON DELETE CASCADE;
 
 --
 -- Name: waiting_workers waiting_workers_worker_id_fkey; Type: FK CONSTRAINT; Schema: pgsched; Owner: -

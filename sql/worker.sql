@@ -88,18 +88,33 @@ claimed AS MATERIALIZED (
 lease AS MATERIALIZED (
     SELECT pgsched.new_lease() AS token WHERE EXISTS (SELECT 1 FROM claimed)
 ),
-plain AS MATERIALIZED (
+plain_all AS MATERIALIZED (
+    -- A claimed job never started and past its deadline to start (expires_at) ends as expired in the same write instead.
     UPDATE pgsched.jobs j
-       SET state = 'running',
-           attempt = j.attempt + 1,
-           worker_id = %(worker_id)s::bigint,
-           started_at = coalesce(%(now)s::timestamptz, now()),
-           lease = (SELECT lease.token FROM lease)
+       SET state = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN 'cancelled'
+                        ELSE 'running' END::pgsched.job_state,
+           attempt = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN j.attempt
+                          ELSE j.attempt + 1 END,
+           worker_id = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
+                            ELSE %(worker_id)s::bigint END,
+           started_at = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
+                             ELSE coalesce(%(now)s::timestamptz, now()) END,
+           finished_at = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL
+                              THEN coalesce(%(now)s::timestamptz, now()) END,
+           errors = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL
+                         THEN j.errors || pgsched.expired_entry(j.expires_at, coalesce(%(now)s::timestamptz, now()))
+                         ELSE j.errors END,
+           lease = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
+                        ELSE (SELECT lease.token FROM lease) END
      WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed))
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
               extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
               extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,
-              false AS limited, j.lease, j.alone AS isolate
+              false AS limited, j.lease, j.alone AS isolate, j.state
+),
+plain AS MATERIALIZED (
+    SELECT p.id, p.queue, p.task, p.args, p.attempt, p.timeout_seconds, p.waited_seconds, p.limited, p.lease, p.isolate
+      FROM plain_all p WHERE p.state = 'running'
 ),
 taken AS MATERIALIZED (
     SELECT * FROM plain
@@ -214,12 +229,15 @@ SELECT j.id FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS r(id, lease)
 
 -- name: job_release_leased
 -- Hand claimed attempts (id, lease) back uncharged, in their old place (run_at kept): unstarted prefetched jobs, graceful shutdown.
+-- With a delay, run_at moves on by that many seconds instead: jobs of a task this worker does not serve, so it does not claim them again at once.
 UPDATE pgsched.jobs j
    SET state = 'queued',
        attempt = j.attempt - 1,
        worker_id = NULL,
        started_at = NULL,
-       lease = NULL
+       lease = NULL,
+       run_at = CASE WHEN %(delay)s::float8 IS NULL THEN j.run_at
+                     ELSE greatest(j.run_at, now() + make_interval(secs => %(delay)s::float8)) END
   FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS d(id, lease)
  WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
 RETURNING j.id

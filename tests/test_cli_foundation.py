@@ -11,6 +11,7 @@ import psycopg
 
 from pgsched.cli import cli
 from pgsched.cli.base import run_cli
+from tests.support.factories import register_tasks
 
 
 def test_migrate_then_plain_insert_shows_in_queue_stats(empty_dsn: str) -> None:
@@ -28,6 +29,7 @@ def test_migrate_then_plain_insert_shows_in_queue_stats(empty_dsn: str) -> None:
 def test_enqueue_prints_the_id_and_bad_input_exits_2_with_one_line(
     dsn: str, conn: psycopg.Connection[dict[str, Any]], capsys: Any
 ) -> None:
+    register_tasks(dsn, "hello")
     assert run_cli(cli, ["--dsn", dsn, "enqueue", "hello", "--args", '{"a": 1}', "--in", "5m"]) == 0
     job_id = int(capsys.readouterr().out.strip())
     row = conn.execute(

@@ -7,6 +7,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgsched.worker.outcome import error_entry
+
 
 def test_a_plain_insert_with_only_task_makes_a_queued_job(conn: psycopg.Connection[dict[str, Any]]) -> None:
     conn.execute("INSERT INTO pgsched.jobs (task) VALUES ('x')")
@@ -149,3 +151,30 @@ def test_the_table_checks_queue_and_task_names(
         return
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute(insert, [queue, task])
+
+
+def test_lock_held_sees_a_session_lock_of_this_database_and_its_holder(
+    dsn: str, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    def held(key: int, holder: int | None = None) -> bool:
+        row = conn.execute("SELECT pgsched.lock_held(%s, %s) AS held", [key, holder]).fetchone()
+        return bool(row and row["held"])
+
+    assert not held(42)
+    with psycopg.connect(dsn, autocommit=True) as other:
+        other.execute("SELECT pg_try_advisory_lock(pgsched.lock_namespace(), 42)")
+        pid = other.info.backend_pid
+        assert held(42) and held(42, pid)
+        assert not held(42, conn.info.backend_pid) and not held(43)
+        other.execute("SELECT pg_advisory_unlock(pgsched.lock_namespace(), 42)")
+        assert not held(42)
+
+
+def test_error_entry_has_the_shape_of_the_workers_entries(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    row = conn.execute("SELECT pgsched.error_entry(2, 'boom', 'worker_lost', '{\"worker_id\": 7}') AS e").fetchone()
+    assert row is not None
+    python = error_entry(2, "boom", kind="worker_lost")
+    assert set(row["e"]) == set(python) | {"worker_id"}
+    assert {k: row["e"][k] for k in ("attempt", "error", "kind", "traceback")} == {
+        k: python[k] for k in ("attempt", "error", "kind", "traceback")
+    }

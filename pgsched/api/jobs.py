@@ -29,6 +29,9 @@ MAX_BATCH = 1000
 _PATCH_KEYS = ("run_at", "priority", "args", "queue")
 
 
+_OVERRIDE = "allow_unknown_task"
+
+
 def _new_job(state: ApiState, item: object) -> NewJob:
     if isinstance(item, Mapping):
         for key, value in item.items():
@@ -37,10 +40,29 @@ def _new_job(state: ApiState, item: object) -> NewJob:
     return new_job_from_json(item, clock=state.clock, max_payload_bytes=state.settings.max_payload_bytes)
 
 
+def _allow_unknown(body: dict[str, Any]) -> bool:
+    """Pop the deploy-order override: enqueue a task no worker has registered yet."""
+    allow = body.pop(_OVERRIDE, False)
+    if not isinstance(allow, bool):
+        raise ValidationError(_OVERRIDE, "must be true or false")
+    return allow
+
+
+async def _require_served(state: ApiState, tasks: list[str], allow: bool, *, batch: bool = False) -> None:
+    """422 naming the task field (with close names) unless a live worker serves every task, or ``allow``."""
+    unserved = None if allow else await state.tasks.task_names_unserved(tasks)
+    if unserved is not None:
+        field = f"jobs[{tasks.index(unserved.missing[0])}].task" if batch else "task"
+        raise unserved.error(override=f'set "{_OVERRIDE}": true', field_name=field)
+
+
 async def create_job(request: Request) -> Response:
     state = api_state(request)
-    job = _new_job(state, await read_object(request))
+    body = await read_object(request)
+    allow = _allow_unknown(body)
+    job = _new_job(state, body)
     await authorize_task(request, job.task)
+    await _require_served(state, [job.task], allow)
     inserted = await state.jobs.job_insert(job)
     return JSONResponse(inserted.job.to_dict(), status_code=201 if inserted.created else 200)
 
@@ -48,6 +70,7 @@ async def create_job(request: Request) -> Response:
 async def create_batch(request: Request) -> Response:
     state = api_state(request)
     body = await read_object(request)
+    allow = _allow_unknown(body)
     items = body.get("jobs")
     if set(body) - {"jobs"}:
         raise ValidationError(sorted(set(body) - {"jobs"})[0], "unknown field")
@@ -60,6 +83,7 @@ async def create_batch(request: Request) -> Response:
         except ValidationError as exc:
             raise ValidationError(f"jobs[{index}].{exc.field}", exc.message) from None
     await authorize_task(request, [job.task for job in jobs])
+    await _require_served(state, [job.task for job in jobs], allow, batch=True)
     ids = await state.jobs.job_insert_many(jobs)
     return JSONResponse({"ids": ids}, status_code=201)
 

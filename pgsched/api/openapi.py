@@ -34,6 +34,8 @@ from pgsched.job import (
     PRIORITY_MIN,
     QUEUE_RE,
     RUN_KEY_MAX,
+    TAG_MAX,
+    TAGS_MAX,
     TASK_RE,
     JobState,
 )
@@ -65,6 +67,12 @@ _QUEUE = {"type": "string", "pattern": QUEUE_RE.pattern}
 _TASK = {"type": "string", "pattern": TASK_RE.pattern}
 _PRIORITY = {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX}
 _ATTEMPTS = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_MAX}
+_TAGS = {
+    "type": "array",
+    "maxItems": TAGS_MAX,
+    "items": {"type": "string", "minLength": 1, "maxLength": TAG_MAX, "pattern": NO_NUL},
+    "description": "Labels to find the job by (GET /jobs?tag=).",
+}
 
 
 def _object(props: dict[str, Any], required: list[str] | None = None, *, closed: bool = True) -> dict[str, Any]:
@@ -105,6 +113,13 @@ def _job_schemas() -> dict[str, Any]:
         "created_at": _TIME,
         "concurrency_key": _nullable(_STR),
         "concurrency_limit": _nullable(_INT),
+        "tags": {"type": "array", "items": _STR},
+        "meta": {"type": "object"},
+        "expires_at": _nullable(_TIME),
+        "expired": {
+            "type": "boolean",
+            "description": "Ended unstarted past expires_at (cancelled, errors kind expired).",
+        },
         "snoozes": {**_INT, "description": "Times the task snoozed the job (Snooze)."},
         "progress": _nullable({"type": "number", "minimum": 0, "maximum": 1, "description": "Last reported progress."}),
         "progress_message": _nullable(_STR),
@@ -136,6 +151,19 @@ def _job_schemas() -> dict[str, Any]:
                 "description": "Jobs sharing a key run at most concurrency_limit at once (default 1).",
             },
             "concurrency_limit": {"type": "integer", "minimum": 1, "maximum": CONCURRENCY_LIMIT_MAX},
+            "tags": _TAGS,
+            "meta": {**_ref("Args"), "description": "A JSON object about the job (not its arguments)."},
+            "expires_at": {**_TIME, "description": "Deadline to start; or give start_within_seconds."},
+            "start_within_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_DELAY_SECONDS,
+                "description": "Deadline to start, counted from run_at. Not started by then: the job ends as expired.",
+            },
+            "allow_unknown_task": {
+                "type": "boolean",
+                "description": "Enqueue even when no live worker has registered the task (deploy order).",
+            },
         },
         ["task"],
     )
@@ -160,7 +188,14 @@ def _job_schemas() -> dict[str, Any]:
         "Job": _object(job_props, list(job_props), closed=False),
         "NewJob": new_job,
         "JobBatch": _object(
-            {"jobs": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("NewJob")}}, ["jobs"]
+            {
+                "jobs": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _ref("NewJob")},
+                "allow_unknown_task": {
+                    "type": "boolean",
+                    "description": "Enqueue tasks no live worker has registered.",
+                },
+            },
+            ["jobs"],
         ),
         "JobIds": _object({"ids": {"type": "array", "items": _INT}}, ["ids"]),
         "JobPatch": {
@@ -485,10 +520,29 @@ _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "str
 _QUEUE_NAME = {"name": "name", "in": "path", "required": True, "schema": _QUEUE}
 
 
+def _label_filters() -> list[dict[str, Any]]:
+    tags = {"type": "array", "items": _TAGS["items"], "maxItems": TAGS_MAX}
+    return [
+        {
+            **_query("tag", tags, "Only jobs with every tag given (repeat the parameter)."),
+            "style": "form",
+            "explode": True,
+        },
+        {
+            "name": "meta",
+            "in": "query",
+            "required": False,
+            "content": {"application/json": {"schema": _ref("Args")}},
+            "description": 'Only jobs whose meta contains this JSON object, e.g. {"tenant": "acme"}.',
+        },
+    ]
+
+
 def _job_paths(settings: Settings) -> dict[str, Any]:
     filters = [
         _query("queue", _QUEUE, "Only this queue."),
         _query("task", _TASK, "Only this task."),
+        *_label_filters(),
     ]
     state = _query("state", {"type": "string", "enum": [s.value for s in JobState]}, "Only this state.")
     no_content = {"204": {"description": "Deleted."}}
@@ -635,7 +689,7 @@ def _dashboard_paths(settings: Settings) -> dict[str, Any]:
     jobs_summary = "A keyset page of one job view (next_cursor; args=<JSON object> searches the newest 100,000 jobs)"
     return {
         "/dashboard/api/whoami": {"get": _op("The scope of the caller's token", obj)},
-        "/dashboard/api/jobs": {"get": _op(jobs_summary, obj, params=[view, *filters, page])},
+        "/dashboard/api/jobs": {"get": _op(jobs_summary, obj, params=[view, *filters, *_label_filters(), page])},
         "/dashboard/api/run-key": {"get": _op("The job holding a run key", obj, params=[run_key])},
         "/dashboard/api/counts": {"get": _op("Queued jobs that failed before (capped)", obj)},
         "/dashboard/api/stats": {"get": _op("Chart history per minute or hour, queue and task", obj, params=stats)},

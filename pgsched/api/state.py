@@ -19,6 +19,7 @@ from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache
 from pgsched.schedule_store import ScheduleStore
 from pgsched.store import AsyncJobStore
+from pgsched.task_store import AsyncTaskStore
 from pgsched.token_store import TokenStore
 from pgsched.workflow_store import AsyncWorkflowStore
 
@@ -52,6 +53,7 @@ class ApiState:
     tokens: TokenStore
     schedules: ScheduleStore
     workflows: AsyncWorkflowStore
+    tasks: AsyncTaskStore
     cache: DedupeCache
     auth_failures: AuthFailureLimiter
 
@@ -69,6 +71,7 @@ class ApiState:
             tokens=TokenStore(pool, clock=clock),
             schedules=ScheduleStore(pool, clock=clock),
             workflows=AsyncWorkflowStore(pool),
+            tasks=AsyncTaskStore(pool),
             cache=cache,
             auth_failures=AuthFailureLimiter(
                 limit=settings.api_auth_failure_limit, window=settings.api_auth_failure_window_seconds

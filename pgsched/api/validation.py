@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgsched.api.errors import ApiError, error_body
 from pgsched.errors import ValidationError
-from pgsched.job import JobState, validate_queue, validate_task_name
+from pgsched.job import JobState, validate_meta, validate_queue, validate_tags, validate_task_name
 from pgsched.schedule_store import SCHEDULE_NAME_RE
 
 __all__ = [
@@ -225,6 +225,13 @@ def parse_schedule_name(text: str) -> str:
     return text
 
 
+def _json_param(text: str, field: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ValidationError(field, 'must be a JSON object, e.g. {"tenant": "acme"}') from None
+
+
 def query_filters(request: Request, *, with_state: bool) -> dict[str, Any]:
     """state / queue / task filters of a list endpoint, each checked (400 naming the parameter)."""
     params = request.query_params
@@ -234,6 +241,10 @@ def query_filters(request: Request, *, with_state: bool) -> dict[str, Any]:
             out["queue"] = validate_queue(params["queue"])
         if "task" in params:
             out["task"] = validate_task_name(params["task"])
+        if "tag" in params:
+            out["tags"] = list(validate_tags(params.getlist("tag"), "tag"))
+        if "meta" in params:
+            out["meta"] = validate_meta(_json_param(params["meta"], "meta"), field_name="meta", max_bytes=8192)
     except ValidationError as exc:
         raise ApiError(400, "invalid_parameter", exc.message, field=exc.field) from None
     if with_state:

@@ -12,10 +12,10 @@ from typing import Any
 import click
 
 from pgsched.cli.base import CliContext, cli, echo_json, echo_table, pass_ctx
-from pgsched.cli.jobs import parse_duration
+from pgsched.cli.jobs import parse_args_json, parse_duration
 from pgsched.cli.stores import CliStores, with_stores
 from pgsched.errors import JobNotFound, ValidationError
-from pgsched.job import Job, JobState, validate_queue, validate_task_name
+from pgsched.job import Job, JobState, validate_meta, validate_queue, validate_tags, validate_task_name
 from pgsched.queue_settings import QueueChanges
 
 __all__ = ["dead", "jobs", "queues", "workers"]
@@ -67,6 +67,8 @@ def jobs() -> None:
 @click.option("--state", type=_STATES)
 @click.option("--queue")
 @click.option("--task")
+@click.option("--tag", "tags", multiple=True, help="Only jobs with this tag (repeat: all of them).")
+@click.option("--meta", "meta_json", help='Only jobs whose meta contains this JSON object, e.g. {"tenant": "acme"}.')
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--before", type=JOB_ID, help="Only jobs with a smaller id (the next page).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -76,12 +78,15 @@ def jobs_list(
     state: str | None,
     queue: str | None,
     task: str | None,
+    tags: tuple[str, ...],
+    meta_json: str | None,
     limit: int,
     before: int | None,
     as_json: bool,
 ) -> None:
     """List jobs, newest first."""
-    _list(ctx, limit, before, as_json, state=state, **_filters(queue, task))
+    labels = {"tags": list(validate_tags(tags, "tag")), "meta": validate_meta(parse_args_json(meta_json, "meta"))}
+    _list(ctx, limit, before, as_json, state=state, **_filters(queue, task), **labels)
 
 
 @jobs.command("show")

@@ -35,15 +35,15 @@ def parse_duration(text: str, field: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def parse_args_json(text: str | None) -> dict[str, Any]:
+def parse_args_json(text: str | None, field: str = "args") -> dict[str, Any]:
     if text is None:
         return {}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValidationError("args", f"is not valid JSON: {exc.msg} at position {exc.pos}") from None
+        raise ValidationError(field, f"is not valid JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(value, dict):
-        raise ValidationError("args", "must be a JSON object")
+        raise ValidationError(field, "must be a JSON object")
     return value
 
 
@@ -60,14 +60,18 @@ def parse_at(text: str) -> datetime:
 @cli.command()
 @click.argument("task", required=False)
 @click.option("--args", "args_json", help="Task arguments as a JSON object.")
-@click.option("--queue", default="default", show_default=True)
-@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first (-1000..1000).")
+@click.option("--queue", default=None, help="Default: the task's declared queue (pgsched.registered_tasks).")
+@click.option("--priority", type=int, default=None, help="Higher runs first (-1000..1000). Default: the task's.")
 @click.option("--in", "delay", help="Run after a delay: 30s, 5m, 2h, 1d.")
 @click.option("--at", "at", help="Run at an ISO 8601 time with offset.")
 @click.option("--key", "run_key", help="Run key: enqueue at most one job per key.")
 @click.option("--max-attempts", type=int, default=None)
 @click.option("--concurrency-key", help="Run at most --concurrency-limit jobs with this key at once.")
 @click.option("--concurrency-limit", type=int, default=None, help="Limit of --concurrency-key (default 1).")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeat for more).")
+@click.option("--meta", "meta_json", help="Metadata as a JSON object.")
+@click.option("--start-within", help="Deadline to start, from the run time: 30s, 5m, 2h, 1d; else it expires.")
+@click.option("--allow-unknown", is_flag=True, help="Enqueue even if no worker has registered TASK (deploy order).")
 @click.option(
     "--from-file",
     "from_file",
@@ -80,14 +84,18 @@ def enqueue(
     ctx: CliContext,
     task: str | None,
     args_json: str | None,
-    queue: str,
-    priority: int,
+    queue: str | None,
+    priority: int | None,
     delay: str | None,
     at: str | None,
     run_key: str | None,
     max_attempts: int | None,
     concurrency_key: str | None,
     concurrency_limit: int | None,
+    tags: tuple[str, ...],
+    meta_json: str | None,
+    start_within: str | None,
+    allow_unknown: bool,
     from_file: TextIO | None,
     as_json: bool,
 ) -> None:
@@ -95,7 +103,7 @@ def enqueue(
     if from_file is not None:
         if task is not None:
             raise ValidationError("task", "give TASK or --from-file, not both")
-        _enqueue_file(ctx, from_file, as_json)
+        _enqueue_file(ctx, from_file, as_json, allow_unknown)
         return
     if task is None:
         raise ValidationError("task", "missing TASK (or give --from-file jobs.jsonl)")
@@ -108,7 +116,11 @@ def enqueue(
         "max_attempts": max_attempts,
         "concurrency_key": concurrency_key,
         "concurrency_limit": concurrency_limit,
+        "tags": list(tags),
+        "meta": parse_args_json(meta_json, "meta"),
     }
+    if start_within:
+        options["start_within"] = parse_duration(start_within, "start-within")
     if delay:
         options["delay"] = parse_duration(delay, "in")
     if at:
@@ -116,7 +128,10 @@ def enqueue(
     ctx.database()
     client = Client(ctx.settings)
     try:
-        inserted = client.insert(client.build(task, parse_args_json(args_json), **options))
+        job = client.build(task, parse_args_json(args_json), **options)
+        if not allow_unknown:
+            client.require_known_tasks([job.task], field="task")
+        inserted = client.insert(job)
     finally:
         client.close()
     if as_json:
@@ -144,12 +159,14 @@ def read_jobs_file(lines: Iterable[str], *, settings: Settings) -> list[NewJob]:
     return jobs
 
 
-def _enqueue_file(ctx: CliContext, source: TextIO, as_json: bool) -> None:
+def _enqueue_file(ctx: CliContext, source: TextIO, as_json: bool, allow_unknown: bool) -> None:
     jobs = read_jobs_file(source, settings=ctx.settings)
     ctx.database()
     client = Client(ctx.settings)
     ids: list[int] = []
     try:
+        if not allow_unknown and jobs:
+            client.require_known_tasks([j.task for j in jobs])
         with click.progressbar(length=len(jobs), label="enqueueing", file=sys.stderr) as bar:
             for start in range(0, len(jobs), BULK_CHUNK):
                 chunk = jobs[start : start + BULK_CHUNK]

@@ -69,8 +69,8 @@ def schedules() -> None:
 @click.argument("task")
 @click.option("--args", "args_json", help="Task arguments as a JSON object.")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA time zone of the cron expression.")
-@click.option("--queue", default="default", show_default=True)
-@click.option("--priority", type=int, default=0, show_default=True)
+@click.option("--queue", default=None, help="Default: the task's declared queue.")
+@click.option("--priority", type=int, default=None, help="Default: the task's declared priority.")
 @click.option("--max-attempts", type=int, default=None)
 @click.option("--misfire", type=click.Choice(["skip", "once", "catch_up"]), default="once", show_default=True)
 @click.option("--misfire-grace", type=float, default=3600.0, show_default=True, help="Seconds.")
@@ -85,7 +85,7 @@ def schedules_add(
     args_json: str | None,
     timezone: str,
     queue: str,
-    priority: int,
+    priority: int | None,
     max_attempts: int | None,
     misfire: str,
     misfire_grace: float,

@@ -57,6 +57,13 @@ def _queues(text: str) -> tuple[str, ...]:
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Metrics address (0.0.0.0: all).")
 @click.option("--grace", type=float, default=30.0, show_default=True, help="Seconds running jobs get at shutdown.")
 @click.option(
+    "--unserved-delay",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds later in line a claimed job of a task this worker lacks goes back (uncharged).",
+)
+@click.option(
     "--allow-shell",
     "shell_allow",
     multiple=True,
@@ -82,6 +89,7 @@ def worker(
     metrics_port: int | None,
     metrics_host: str,
     grace: float,
+    unserved_delay: float,
     shell_allow: tuple[str, ...],
     shell_user: str | None,
     shell_max_output_bytes: int | None,
@@ -114,6 +122,7 @@ def worker(
         processes=processes,
         max_tasks_per_child=max_tasks_per_child,
         child_memory_mb=child_memory_mb,
+        unserved_delay=unserved_delay,
     )
     if metrics_port is not None:
         _serve_metrics(metrics_host, metrics_port)

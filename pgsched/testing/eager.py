@@ -93,7 +93,8 @@ class EagerClient(Client):
         if registered.transactional:
             raise ConfigurationError(f"task {task!r} is transactional: it needs a database, use pgsched.testing.drain")
         decoded: dict[str, Any] = json.loads(json.dumps(job.args))  # what a worker would receive
-        return registered.func, decoded, JobContext(next(self._ids), 1, job.queue, job.task)
+        queue = job.queue if job.queue is not None else registered.queue  # the declaration, as the database fills it
+        return registered.func, decoded, JobContext(next(self._ids), 1, queue, job.task)
 
     def _record(self, context: JobContext, result: Any = None, *, exc: Exception | None = None) -> int:
         if exc is None:

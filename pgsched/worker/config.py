@@ -22,6 +22,8 @@ class WorkerConfig:
     prefetch_max: int = 500
     flush_interval: float = 0.003
     flush_size: int = 1000
+    # A claimed job of a task this worker does not serve goes back uncharged, this many seconds later in line.
+    unserved_delay: float = 30.0
     processes: int | None = None  # children of the process pool (executor="process"); None: the CPU count
     max_tasks_per_child: int | None = None  # a child is replaced after this many jobs (None: never)
     child_memory_mb: float | None = None  # a child above this resident memory is killed mid-job, or retired after one
@@ -39,6 +41,8 @@ class WorkerConfig:
             raise ValidationError("grace", "must be zero or more seconds")
         if not 0 <= self.prefetch_max <= 100_000:
             raise ValidationError("prefetch_max", "must be from 0 to 100000")
+        if not 0 < self.unserved_delay <= 3600:
+            raise ValidationError("unserved_delay", "must be from 0 (excluded) to 3600 seconds")
         if self.processes is not None and not 1 <= self.processes <= 1024:
             raise ValidationError("processes", "must be from 1 to 1024")
         if self.max_tasks_per_child is not None and self.max_tasks_per_child < 1:

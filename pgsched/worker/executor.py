@@ -97,6 +97,7 @@ class Executor:
         self._running: dict[int, _Slot] = {}
         self._plans: dict[str, _Plan] = {}
         self._released: list[tuple[int, int]] = []  # (id, lease)
+        self._unserved: list[tuple[int, int]] = []  # (id, lease) of claimed jobs whose task this worker lacks
         self._held: set[tuple[int, int]] = set()  # (id, lease) of every job in hand: buffered or running
         self._announced: set[int] = set()  # buffered jobs already published as started (they start first)
         self._threads = ThreadPoolExecutor(max_workers=concurrency + 4, thread_name_prefix="pgsched-job")
@@ -155,6 +156,14 @@ class Executor:
     def keep_released(self, released: list[tuple[int, int]]) -> None:
         """Their hand-back failed (database away): keep them for the next try, never drop them."""
         self._released = released + self._released
+
+    def take_unserved(self) -> list[tuple[int, int]]:
+        """Claimed jobs (id, lease) of tasks this worker does not serve: to hand back uncharged, later in line."""
+        unserved, self._unserved = self._unserved, []
+        return unserved
+
+    def keep_unserved(self, unserved: list[tuple[int, int]]) -> None:
+        self._unserved = unserved + self._unserved
 
     def release_buffered(self) -> int:
         count = 0
@@ -271,6 +280,15 @@ class Executor:
             return
         self._announced.discard(job.id)
         plan = self._plan(job.task)
+        if plan.task is None:
+            # A mixed deployment: another worker may serve this task. Never charge an attempt for it.
+            self._held.discard((job.id, job.lease))
+            self._unserved.append((job.id, job.lease))
+            log.warning(
+                "claimed a job of a task this worker does not serve",
+                extra={"event": "job_unserved", "job_id": job.id, "task": job.task},
+            )
+            return
         meters = self._meters.of(job.queue, job.task)
         meters.started.inc()
         meters.wait.observe(job.waited if job.waited > 0 else 0.0)

@@ -4,7 +4,8 @@ Service layer, no SQL. Not ``concurrent.futures.ProcessPoolExecutor``: a child t
 pool and fails every pending future, and a running call cannot be killed. Here each child has its own pipe,
 so a child that dies (SIGKILL, segfault, ``os._exit``) or is killed for its memory fails only the attempt it
 was running (kind ``crash`` / ``memory``), and a timeout or a cancel kills just that child. Children are
-started lazily with the ``spawn`` method (safe in a threaded process) and replaced on demand; a child is
+started with the ``spawn`` method (safe in a threaded process) when the worker starts (``warm``) or on
+demand, and replaced on demand; a child is
 retired after ``max_tasks_per_child`` jobs, or after a job that left it above ``max_memory_mb`` of resident
 memory (checked every ``_WATCH`` seconds while a job runs: above the ceiling the child is killed at once).
 
@@ -96,6 +97,8 @@ class ProcessPool:
         self._idle: list[_Child] = []
         self._slots = asyncio.Semaphore(size)
         self._all: set[_Child] = set()
+        self._count = 0  # children started or starting, not yet retired
+        self._closed = False
         self._reaping: set[asyncio.Task[None]] = set()
 
     @property
@@ -124,8 +127,22 @@ class ProcessPool:
             value.add_note(f"in process child {child.pid}:\n{tb}")
         raise value
 
+    async def warm(self) -> None:
+        """Start the children now (the worker serves a process task), so a first job's timeout does not pay
+        for a child's start (about a second: a new interpreter imports the app)."""
+        while self._count < self._size and not self._closed:
+            async with self._slots:
+                if self._count >= self._size or self._closed:
+                    return
+                child = await self._start()
+                if self._closed:
+                    self._retire(child)
+                    return
+                self._idle.append(child)
+
     async def close(self) -> None:
         """Stop every child (running ones are killed) and wait for them."""
+        self._closed = True
         for child in list(self._all):
             self._retire(child, kill=child not in self._idle)
         self._idle.clear()
@@ -135,7 +152,12 @@ class ProcessPool:
     async def _start(self) -> _Child:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(target=_child_main, args=(theirs,), daemon=True, name="pgsched-child")
-        await asyncio.to_thread(process.start)
+        self._count += 1
+        try:
+            await asyncio.to_thread(process.start)
+        except BaseException:
+            self._count -= 1
+            raise
         theirs.close()
         child = _Child(process, ours)
         self._all.add(child)
@@ -150,6 +172,8 @@ class ProcessPool:
 
     def _retire(self, child: _Child, *, kill: bool = True) -> None:
         """Take the child out of the pool: killed (it may be mid-call), or asked to stop when idle."""
+        if child in self._all:
+            self._count -= 1
         self._all.discard(child)
         if kill:
             child.kill()

@@ -58,8 +58,10 @@ class Producer:
         prefetch_max: int,
         poll_seconds: float,
         reconcile_seconds: float,
+        unserved_delay: float = 30.0,
     ) -> None:
         self._store = store
+        self._unserved_delay = unserved_delay
         self._executor = executor
         self._completer = completer
         self._reconcile_every = reconcile_seconds
@@ -109,6 +111,7 @@ class Producer:
 
     async def _step(self) -> None:
         await self._release(self._executor.take_released())
+        await self._hand_back_unserved(self._executor.take_unserved())
         await self._executor.wait_for_results_written()
         limit = await self._room()
         worker_id = self._liveness.worker_id
@@ -150,6 +153,16 @@ class Producer:
             self._executor.keep_released(released)
             raise
         log.info("released unstarted jobs", extra={"event": "jobs_released", "count": len(released)})
+
+    async def _hand_back_unserved(self, unserved: list[tuple[int, int]]) -> None:
+        """Jobs of tasks this worker lacks go back uncharged, ``unserved_delay`` seconds later in line."""
+        if not unserved:
+            return
+        try:
+            await self._store.job_release_leased(unserved, delay=self._unserved_delay)
+        except PgschedError:
+            self._executor.keep_unserved(unserved)
+            raise
 
     async def _reconcile(self, worker_id: int) -> None:
         """After a reconnect, or when due: hand back the running rows under this id that nobody here holds."""

@@ -23,7 +23,7 @@ from pgsched.config import Settings
 from pgsched.errors import PgschedError
 from pgsched.liveness import Liveness
 from pgsched.notifier import Notifier
-from pgsched.tasks import Task, TaskRegistry
+from pgsched.tasks import Task, TaskRegistry, publication
 from pgsched.worker.completer import Completer
 from pgsched.worker.config import WorkerConfig
 from pgsched.worker.executor import Executor
@@ -50,7 +50,7 @@ class Worker:
         self._builtins = builtin_tasks(settings)
         dsn = settings.require_dsn()
         self._settings = settings
-        self._store = WorkerStore(dsn, pool_size=min(self.config.concurrency, 20))
+        self._store = WorkerStore(dsn, pool_size=min(self.config.concurrency, 20), on_broken=self._link_broken)
         self._liveness = Liveness(
             dsn,
             queues=self.config.queues,
@@ -58,6 +58,7 @@ class Worker:
             heartbeat_seconds=settings.heartbeat_seconds,
             on_change=self._liveness_changed,
             started=self._started_ids,
+            tasks=publication([*self._builtins.values(), *tasks]),
         )
         self._completer = Completer(
             self._store,
@@ -67,6 +68,11 @@ class Worker:
             hooks=tasks.hooks,
         )
         self._progress = ProgressWriter(self._store, lease_seconds=settings.lease_seconds, on_lost=self._attempt_lost)
+        self._processes = ProcessPool(
+            self.config.processes or os.cpu_count() or 1,
+            max_tasks_per_child=self.config.max_tasks_per_child,
+            max_memory_mb=self.config.child_memory_mb,
+        )
         self._executor = Executor(
             self._lookup,
             self._store,
@@ -77,11 +83,7 @@ class Worker:
             result_max_bytes=settings.result_max_bytes,
             hooks=tasks.hooks,
             progress=self._progress,
-            processes=ProcessPool(
-                self.config.processes or os.cpu_count() or 1,
-                max_tasks_per_child=self.config.max_tasks_per_child,
-                max_memory_mb=self.config.child_memory_mb,
-            ),
+            processes=self._processes,
         )
         self._producer = Producer(
             self._store,
@@ -93,6 +95,7 @@ class Worker:
             prefetch_max=self.config.prefetch_max,
             poll_seconds=settings.poll_seconds,
             reconcile_seconds=_RECONCILE_HEARTBEATS * settings.heartbeat_seconds,
+            unserved_delay=self.config.unserved_delay,
         )
         self._notifier = Notifier(
             dsn,
@@ -142,6 +145,8 @@ class Worker:
                 producer = group.create_task(self._producer.run())
                 watcher = group.create_task(self._watch_cancels())
                 progress = group.create_task(self._progress.run())
+                if any(task.executor == "process" for task in self._tasks):
+                    group.create_task(self._warm_processes())
                 await self._stop.wait()
                 await self._shutdown(producer, executor, completer)
                 watcher.cancel()
@@ -159,11 +164,20 @@ class Worker:
         builtin = self._builtins.get(name)
         return builtin if builtin is not None else self._tasks.get(name)
 
+    def _link_broken(self) -> None:
+        self._liveness.check_now()  # a crashed database stops new starts at once, not a heartbeat later
+
     def _wake_producer(self) -> None:
         self._producer.wake()
 
     def _started_ids(self) -> list[int]:
         return self._executor.running_ids()
+
+    async def _warm_processes(self) -> None:
+        try:
+            await self._processes.warm()
+        except Exception as exc:  # a child that cannot start fails its job later, with the reason
+            log.warning("process children not started", extra={"event": "children_start_failed", "error": str(exc)})
 
     def _attempt_lost(self, job_id: int, lease: int) -> None:
         self._executor.cancel_attempt(job_id, lease)

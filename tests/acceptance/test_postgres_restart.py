@@ -15,13 +15,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from pgsched import Pgsched, Settings, db
 from pgsched.embedded import EmbeddedPostgres
+from pgsched.maintenance import Reaper
 from tests.acceptance.conftest import Cluster, Server, connect, live_workers, running_cluster, scalar
 from tests.acceptance.enqueuers import Enqueuers
 from tests.acceptance.ledger import emit, executions, unexpected_sample
-from tests.support.waiting import wait_until
+from tests.support.waiting import await_until, wait_until
 
 pytestmark = pytest.mark.acceptance
 
@@ -144,3 +146,36 @@ async def test_an_enqueue_just_after_a_restart_gets_a_live_connection_however_re
         assert await app.enqueue_async("tx", {}) > 0
     finally:
         await app.aclose()
+
+
+async def test_right_after_a_restart_the_reaper_gives_workers_and_job_promises_their_grace_then_reaps(
+    embedded: tuple[EmbeddedPostgres, str],
+) -> None:
+    """Every worker's lock is free until it reconnects, and a job's own lease may have lapsed in the outage
+    (or its extension was a commit the crash lost): none of that is a death until a grace after the restart."""
+    server, dsn = Server(embedded[0], embedded[1]), embedded[1]
+    settings = Settings(dsn=dsn, heartbeat_seconds=0.5, lease_seconds=5.0)  # grace: two heartbeats, 1 s
+    with connect(dsn) as db:
+        worker = scalar(db, "INSERT INTO pgsched.workers (host, pid) VALUES ('gone', 1) RETURNING id AS v")
+        plain, promised = (
+            scalar(
+                db,
+                "INSERT INTO pgsched.jobs (task, state, attempt, worker_id, lease, extended_lease, extended_until)"
+                " VALUES ('t', 'running', 1, %s, 7, %s, now() + interval '0.2 s') RETURNING id AS v",
+                [worker, extension],
+            )
+            for extension in (None, 7)
+        )
+    server.crash_and_start()
+    with connect(dsn) as db:
+        wait_until(lambda: scalar(db, "SELECT bool_and(extended_until < now()) AS v FROM pgsched.jobs"))
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+        assert await Reaper(settings).reap(leader) == {}, "a worker still reconnecting was taken for dead"
+        reaped: dict[int, Any] = {}
+
+        async def taken() -> bool:
+            reaped.update(await Reaper(settings).reap(leader))
+            return len(reaped) == 2
+
+        await await_until(taken, timeout=30, interval=0.2, message="nobody came back, yet the jobs stayed")
+    assert set(reaped) == {plain, promised}

@@ -14,6 +14,7 @@ import uvicorn
 
 from pgsched.api.serve import uvicorn_config
 from pgsched.config import Settings
+from tests.support.factories import TEST_TASKS, register_tasks
 from tests.support.waiting import wait_until
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -36,8 +37,10 @@ class LiveApi:
 
 
 @contextlib.contextmanager
-def serve_api(settings: Settings, port: int | None = None) -> Iterator[LiveApi]:
-    """Serve the API in a thread until the block ends."""
+def serve_api(settings: Settings, port: int | None = None, *, tasks: tuple[str, ...] = TEST_TASKS) -> Iterator[LiveApi]:
+    """Serve the API in a thread until the block ends; ``tasks`` are published as served (POST /jobs refuses others)."""
+    if tasks:
+        register_tasks(settings.require_dsn(), *tasks)
     port = port or free_port()
     config = uvicorn_config(settings, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)

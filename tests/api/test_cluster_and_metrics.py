@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import LiveApi
+from pgsched.config import Settings
+from tests.api.conftest import LiveApi, serve_api
 from tests.support.factories import insert_jobs
+
+
+@pytest.fixture
+def live_api(api_settings: Settings) -> Iterator[LiveApi]:
+    """No task registry rows here: they would show a worker in /workers and /health."""
+    with serve_api(api_settings, tasks=()) as api:
+        yield api
 
 
 def _register_worker(conn: psycopg.Connection[Any], *, leader: bool) -> int:

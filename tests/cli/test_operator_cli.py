@@ -18,7 +18,7 @@ from pgsched.cli.base import run_cli
 from pgsched.config import Settings
 from pgsched.migrate import Migrator
 from tests.api.conftest import serve_api
-from tests.support.factories import insert_jobs
+from tests.support.factories import insert_jobs, register_tasks
 
 
 def _run(dsn: str, capsys: Any, *argv: str) -> tuple[int, str, str]:
@@ -113,6 +113,7 @@ def test_a_token_from_the_cli_works_against_the_api_until_revoked(dsn: str, caps
 def test_enqueue_from_file_inserts_every_line_or_nothing(
     dsn: str, conn: psycopg.Connection[Any], capsys: Any, tmp_path: Path
 ) -> None:
+    register_tasks(dsn, "bulk", "ok")
     good = tmp_path / "jobs.jsonl"
     good.write_text("\n".join(json.dumps({"task": "bulk", "args": {"i": i}}) for i in range(2500)) + "\n")
     code, out, _ = _run(dsn, capsys, "enqueue", "--from-file", str(good))
@@ -125,6 +126,7 @@ def test_enqueue_from_file_inserts_every_line_or_nothing(
 
 
 def test_subprocesses_enqueue_from_stdin_list_as_json_and_run_doctor(dsn: str) -> None:
+    register_tasks(dsn, "piped")
     lines = "\n".join(json.dumps({"task": "piped", "run_key": f"k{i}"}) for i in range(3))
     out = _pgsched(dsn, "enqueue", "--from-file", "-", "--json", stdin=lines)
     assert out.returncode == 0, out.stderr

@@ -10,6 +10,7 @@ import psycopg
 
 from tests.dashboard.conftest import sign_in
 from tests.support.factories import insert_jobs
+from tests.support.waiting import wait_until
 
 
 def test_a_token_is_required_and_a_wrong_one_is_refused(dashboard: Any, shot: Callable[..., None]) -> None:
@@ -25,11 +26,18 @@ def test_a_token_is_required_and_a_wrong_one_is_refused(dashboard: Any, shot: Ca
     assert not page.is_visible("#login")
 
 
+def _serves(dsn: str, task: str) -> bool:
+    """POST /jobs refuses a task no live worker has registered: the form's job needs the worker up first."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT 1 FROM pgsched.tasks WHERE name = %s", [task]).fetchone() is not None
+
+
 def test_a_job_created_from_the_form_runs_and_shows_its_result(
     dashboard: Any, spawn_worker: Callable[..., Any], shot: Callable[..., None]
 ) -> None:
     page, api = dashboard
     spawn_worker()
+    wait_until(lambda: _serves(api.settings.require_dsn(), "echo"), timeout=30, message="worker did not register echo")
     sign_in(page, api)
     page.click("#nav a[data-view=new]")
     page.fill("#j-task", "echo")

@@ -30,3 +30,23 @@ def result_waiters(conn: psycopg.Connection[Any], job_id: int | None = None) -> 
     ).fetchone()
     assert row is not None
     return int(next(iter(row.values())) if isinstance(row, dict) else row[0])
+
+
+# Task names the API, CLI and dashboard tests enqueue: published as if a worker serving them were deployed.
+TEST_TASKS = (
+    *("t", "noop", "backup", "seed", "ok", "a", "b", "c", "send_email", "piped", "bulk", "before", "hello"),
+    *("pgsched.http", "pgsched.shell"),
+)
+
+
+def register_tasks(dsn: str, *names: str, queue: str = "default", priority: int = 0, max_attempts: int = 5) -> int:
+    """Publish ``names`` in the task registry under a new worker row (as a worker's liveness does); its id."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("INSERT INTO pgsched.workers (host, pid) VALUES ('test', 0) RETURNING id").fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO pgsched.tasks (name, worker_id, queue, priority, max_attempts)"
+            " SELECT n, %s, %s, %s, %s FROM unnest(%s::text[]) AS n",
+            (row[0], queue, priority, max_attempts, list(names)),
+        )
+        return int(row[0])

@@ -88,8 +88,8 @@ def test_eager_runs_the_task_inline_with_a_job_context_and_writes_no_row(app: Pg
     with eager(app) as run:
         assert app.enqueue("remember", {"values": (1, 2)}) == 1
         assert remember.enqueue(values="x") == 2
-    # arguments arrive JSON round-tripped, as from a worker; app.enqueue takes no task defaults (queue)
-    assert seen == [([1, 2], "default", 1), ("x", "q", 1)]
+    # arguments arrive JSON round-tripped, as from a worker; app.enqueue takes the task's declared queue too
+    assert seen == [([1, 2], "q", 1), ("x", "q", 1)]
     assert [o.result for o in run.outcomes] == ["done", "done"]
     assert _count(conn) == 0
     assert isinstance(remember.enqueue(values=1), int) and _count(conn) == 1  # outside the block: a real job

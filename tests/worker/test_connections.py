@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
@@ -65,3 +66,19 @@ async def test_a_worker_whose_row_was_deleted_registers_again(start_worker: Star
     await until(lambda: succeeded(conn, job_id), timeout=15)
     row = conn.execute("SELECT worker_id FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
     assert row == {"worker_id": worker.worker_id}
+
+
+async def test_a_broken_worker_link_makes_liveness_look_at_once_not_a_heartbeat_later(
+    start_worker: StartWorker, settings: Settings, conn: Conn
+) -> None:
+    """As after a database crash: every worker session is gone. The first claim that fails tells liveness,
+    which finds its own connection dead and takes its lock again long before the next (60 s) heartbeat."""
+    worker = await start_worker(settings.with_(heartbeat_seconds=60.0, lease_seconds=300.0))
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        [f"pgsched:worker:{os.getpid()}"],
+    )
+    await until(lambda: not alive(conn, worker.worker_id), timeout=15, message="the lock outlived its session")
+    (job_id,) = insert_jobs(conn, 1, task="noop")  # the NOTIFY wakes the producer: its claim finds the link dead
+    await until(lambda: alive(conn, worker.worker_id), timeout=15, message="liveness waited for its heartbeat")
+    await until(lambda: succeeded(conn, job_id), timeout=15)

@@ -34,6 +34,14 @@ def finished(conn: Conn, *ids: int, timeout: float = 60) -> dict[int, dict[str, 
     return wait_until(rows, timeout=timeout, message=f"jobs {ids} not finished")
 
 
+def pool_child(pid: int) -> bool:
+    """A child of the process pool (not multiprocessing's resource tracker, which spawn starts beside them)."""
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+
+
 def alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
@@ -119,3 +127,15 @@ def test_cancelling_a_running_process_job_kills_its_child(
     assert finished(conn, job_id, timeout=20)[job_id]["state"] == "cancelled"
     wait_until(lambda: not alive(child), timeout=10, message=f"child {child} of the cancelled job still alive")
     assert worker.poll() is None
+
+
+def test_a_worker_serving_a_process_task_starts_its_children_before_the_first_job(spawn_worker: Any) -> None:
+    worker = spawn_worker("--app", APP, "--processes", "2")
+
+    def children() -> list[int] | None:
+        tasks = Path(f"/proc/{worker.pid}/task").iterdir()  # a child is listed under the thread that started it
+        found = [pid for task in tasks for pid in (task / "children").read_text().split()]
+        pids = [int(pid) for pid in found if alive(int(pid)) and pool_child(int(pid))]
+        return pids if len(pids) >= 2 else None
+
+    assert len(wait_until(children, timeout=30, message="the process children were not started")) == 2

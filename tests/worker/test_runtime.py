@@ -69,11 +69,15 @@ async def test_a_failing_job_backs_off_then_goes_dead_with_every_error(start_wor
     assert all(gap >= timedelta(seconds=0.04) for gap in gaps), gaps  # FAST_RETRY: 0.05 s, then 0.1 s
 
 
-async def test_an_unregistered_task_fails_the_attempt_and_keeps_the_job(start_worker: StartWorker, conn: Conn) -> None:
-    await start_worker()
+async def test_a_job_of_a_task_this_worker_lacks_goes_back_uncharged_later_in_line(
+    start_worker: StartWorker, conn: Conn
+) -> None:
+    await start_worker(unserved_delay=60.0)
     (job_id,) = insert_jobs(conn, 1, task="nobody_knows_me", max_attempts=1)
-    await until(lambda: finished(conn, job_id, "dead"), timeout=10)
-    assert job(conn, job_id)["errors"][0]["error"] == "TaskNotFound: task 'nobody_knows_me' is not registered"
+    created = job(conn, job_id)["run_at"]
+    await until(lambda: job(conn, job_id)["run_at"] > created, timeout=10)
+    row = job(conn, job_id)
+    assert (row["state"], row["attempt"], row["errors"], row["worker_id"]) == ("queued", 0, [], None)
 
 
 async def test_a_result_that_is_not_json_fails_with_a_clear_error(start_worker: StartWorker, conn: Conn) -> None:

@@ -106,7 +106,12 @@ async def list_jobs(request: Request) -> Response:
     filters = query_filters(request, with_state=False)
     after = _decode(params.get("cursor"))
     args = params.get("args") or None
-    if args is not None:
+    labels = {key: filters.pop(key) for key in ("tags", "meta") if key in filters}
+    if labels and args is None:
+        before_id = after[1] if after else None
+        rows = await _store(request).dashboard_jobs_labelled(before_id=before_id, limit=limit + 1, **filters, **labels)
+        view = "search"
+    elif args is not None:
         try:
             if not _storable(args) or not isinstance(json.loads(args), dict):
                 raise ValueError

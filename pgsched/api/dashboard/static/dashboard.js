@@ -412,7 +412,7 @@ function jobColumns(view) {
 
 function jobFilters() {
   const p = S.route.params;
-  return { view: JOB_VIEWS.includes(p.get("view")) ? p.get("view") : "all", queue: p.get("queue") || "", task: p.get("task") || "", args: p.get("args") || "" };
+  return { view: JOB_VIEWS.includes(p.get("view")) ? p.get("view") : "all", queue: p.get("queue") || "", task: p.get("task") || "", args: p.get("args") || "", tag: p.get("tag") || "", meta: p.get("meta") || "" };
 }
 
 function enterJobs() {
@@ -421,6 +421,8 @@ function enterJobs() {
   $("f-queue").value = f.queue;
   $("f-task").value = f.task;
   $("f-search").value = f.args;
+  $("f-tag").value = f.tag;
+  $("f-meta").value = f.meta;
   if (S.jobs && S.jobs.key === key) return; // coming back to the same list keeps its rows and page
   const table = new KeyedTable($("jobs-table"), jobColumns(f.view), { onOpen: (j) => (location.hash = `#/jobs/${j.id}`), selectable: can("write") });
   table.onSelect = () => {
@@ -436,7 +438,9 @@ function enterJobs() {
 
 function jobsUrl(f, limit, cursor) {
   const params = new URLSearchParams({ limit: String(limit) });
-  if (f.args) params.set("args", f.args); else params.set("view", f.view);
+  if (f.args) params.set("args", f.args); else if (!f.tag && !f.meta) params.set("view", f.view);
+  if (f.tag) params.set("tag", f.tag);
+  if (f.meta) params.set("meta", f.meta);
   if (f.queue) params.set("queue", f.queue);
   if (f.task) params.set("task", f.task);
   if (cursor) params.set("cursor", cursor);
@@ -446,14 +450,14 @@ function jobsUrl(f, limit, cursor) {
 function listHash(changes) {
   const f = { ...jobFilters(), ...changes };
   const params = new URLSearchParams();
-  for (const k of ["view", "queue", "task", "args"]) if (f[k] && !(k === "view" && f[k] === "all")) params.set(k, f[k]);
+  for (const k of ["view", "queue", "task", "args", "tag", "meta"]) if (f[k] && !(k === "view" && f[k] === "all")) params.set(k, f[k]);
   return `#/jobs${params.toString() ? `?${params}` : ""}`;
 }
 
 function renderTabs(counts) {
   const f = S.jobs.filters;
   $("job-tabs").replaceChildren(...JOB_VIEWS.map((v) =>
-    el("a", { href: listHash({ view: v, args: "" }), role: "tab", "data-view": v, class: !f.args && f.view === v ? "tab active" : "tab", "aria-selected": String(!f.args && f.view === v) },
+    el("a", { href: listHash({ view: v, args: "", tag: "", meta: "" }), role: "tab", "data-view": v, class: !f.args && !f.tag && !f.meta && f.view === v ? "tab active" : "tab", "aria-selected": String(!f.args && !f.tag && !f.meta && f.view === v) },
       v, counts && counts[v] !== undefined ? el("span", { class: "count" }, counts[v]) : null)));
 }
 
@@ -495,7 +499,10 @@ async function moreJobs() {
 async function applyJobFilters(event) {
   event.preventDefault();
   const search = $("f-search").value.trim();
-  const changes = { queue: $("f-queue").value.trim(), task: $("f-task").value.trim(), args: "" };
+  const changes = { queue: $("f-queue").value.trim(), task: $("f-task").value.trim(), args: "", tag: $("f-tag").value.trim(), meta: $("f-meta").value.trim() };
+  if (changes.meta) {
+    try { JSON.parse(changes.meta); } catch (error) { flash(`Meta: not valid JSON (${error.message})`); return; }
+  }
   if (/^\d+$/.test(search)) { location.hash = `#/jobs/${search}`; return; }
   if (search.startsWith("{")) {
     try { JSON.parse(search); } catch (error) { flash(`Search: not valid JSON (${error.message})`); return; }
@@ -577,7 +584,10 @@ function renderJob(detail, job) {
        "schedule", job.schedule_name ? link(`#/schedules/${enc(job.schedule_name)}`, job.schedule_name) : "–",
        "progress", job.progress == null ? "–" : `${Math.round(job.progress * 100)}%${job.progress_message ? ` · ${job.progress_message}` : ""} (${fmtTime(job.progress_at)})`,
        "snoozes", String(job.snoozes ?? 0),
-       "lease until", job.lease_until ? fmtTime(job.lease_until) : "–"].map((v) => el("div", {}, v))),
+       "lease until", job.lease_until ? fmtTime(job.lease_until) : "–",
+       "tags", (job.tags || []).length ? el("span", {}, ...job.tags.map((t) => link(`#/jobs?tag=${enc(t)}`, t)).flatMap((a) => [a, " "])) : "–",
+       "deadline", job.expires_at ? `${fmtTime(job.expires_at)}${job.expired ? " (expired)" : ""}` : "–"].map((v) => el("div", {}, v))),
+    el("h3", {}, "Meta"), el("pre", { id: "job-meta", class: "scroll" }, JSON.stringify(job.meta || {}, null, 2)),
     el("h3", {}, "Args"), argsPre,
     el("h3", {}, "Result"), el("pre", { class: "scroll" }, JSON.stringify(job.result, null, 2)),
     el("h3", {}, `Attempts with errors (${job.errors.length})`),
@@ -821,7 +831,8 @@ async function createJob(event) {
   $("job-error").textContent = "";
   $("job-created").textContent = "";
   try {
-    const body = { task: $("j-task").value.trim(), queue: $("j-queue").value.trim() || "default", args: readArgs("j-args") };
+    const body = { task: $("j-task").value.trim(), args: readArgs("j-args") };
+    if ($("j-queue").value.trim()) body.queue = $("j-queue").value.trim(); // else the task's declared queue
     if ($("j-delay").value) body.delay_seconds = Number($("j-delay").value);
     if ($("j-key").value.trim()) body.run_key = $("j-key").value.trim();
     const job = await api("POST", "/jobs", body);
