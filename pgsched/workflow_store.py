@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgsched import db
+from pgsched import db, enqueue_rows
 from pgsched.errors import WorkflowNotFound
 from pgsched.job import NewJob
 from pgsched.queries import query
@@ -89,27 +89,27 @@ class WorkflowStep:
         return out
 
 
-_STEP_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4", "text",
-               "int8", "bool", "int4"]  # fmt: skip
+_STEP_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4",
+               "text[]", "jsonb", "timestamptz", "text", "int8", "bool", "int4"]  # fmt: skip
 _EDGE_TYPES = ["int8", "int8", "int4", "text", "text"]
 
 
-def _as_is(text: str) -> str:
-    return text
-
-
 def step_rows(
-    workflow_id: int, ids: Sequence[int], jobs: Sequence[NewJob], nodes: Sequence[Node], now: datetime
+    workflow_id: int,
+    ids: Sequence[int],
+    jobs: Sequence[NewJob],
+    nodes: Sequence[Node],
+    now: datetime,
+    defaults: enqueue_rows.Defaults,
 ) -> list[tuple[Any, ...]]:
-    """COPY rows of the steps: waiting (with deps_left) when a step has dependencies, else queued."""
+    """COPY rows of the steps (a job's row as enqueue_many writes it, labels included), then: waiting
+    (with deps_left) when a step has dependencies, else queued; its workflow; whether others wait for it."""
     awaited = {edge.depends_on for node in nodes for edge in node.edges}
     rows = []
     for i, (job, node) in enumerate(zip(jobs, nodes, strict=True)):
-        args = Jsonb(job.args) if job.args_json is None else Jsonb(job.args_json, dumps=_as_is)
         waits = len(node.edges)
-        rows.append((ids[i], job.task, args, job.queue, job.priority, job.run_at or now, job.max_attempts, job.timeout,
-                     job.concurrency_key, job.concurrency_limit, "waiting" if waits else "queued", workflow_id,
-                     i in awaited, waits or None))  # fmt: skip
+        row = enqueue_rows.copy_row(ids[i], job, now, defaults, True)
+        rows.append((*row, "waiting" if waits else "queued", workflow_id, i in awaited, waits or None))
     return rows
 
 
@@ -176,9 +176,12 @@ class WorkflowStore:
             begun = cur.execute(query("workflow_begin"), {"name": name, "kind": kind, "n": len(jobs)}).fetchone()
             assert begun is not None
             ids: list[int] = begun["ids"]
+            names = enqueue_rows.unresolved(jobs)
+            found = cur.execute(query("task_defaults_many"), {"names": names}).fetchall() if names else []
+            rows = step_rows(begun["id"], ids, jobs, nodes, begun["now"], enqueue_rows.resolved(found))
             with cur.copy(query("workflow_steps_copy")) as copy:
                 copy.set_types(_STEP_TYPES)
-                for row in step_rows(begun["id"], ids, jobs, nodes, begun["now"]):
+                for row in rows:
                     copy.write_row(row)
             edges = edge_rows(ids, nodes)
             if edges:
@@ -270,9 +273,14 @@ class AsyncWorkflowStore:
             begun = await cur.fetchone()
             assert begun is not None
             ids: list[int] = begun["ids"]
+            found: list[dict[str, Any]] = []
+            if names := enqueue_rows.unresolved(jobs):
+                await cur.execute(query("task_defaults_many"), {"names": names})
+                found = await cur.fetchall()
+            rows = step_rows(begun["id"], ids, jobs, nodes, begun["now"], enqueue_rows.resolved(found))
             async with cur.copy(query("workflow_steps_copy")) as copy:
                 copy.set_types(_STEP_TYPES)
-                for row in step_rows(begun["id"], ids, jobs, nodes, begun["now"]):
+                for row in rows:
                     await copy.write_row(row)
             edges = edge_rows(ids, nodes)
             if edges:

@@ -13,7 +13,7 @@ SELECT wf.id, now() AS now,
 -- name: workflow_steps_copy
 -- Bulk insert of a workflow's steps through COPY (binary): waiting with deps_left when they have dependencies, else queued.
 COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit,
-                   state, workflow_id, has_dependents, deps_left)
+                   tags, meta, expires_at, state, workflow_id, has_dependents, deps_left)
 FROM STDIN (FORMAT BINARY)
 
 -- name: workflow_edges_copy

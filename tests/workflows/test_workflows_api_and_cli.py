@@ -26,7 +26,13 @@ def _diamond() -> dict[str, Any]:
     return {
         "name": "etl",
         "steps": [
-            {"key": "extract", "task": "extract", "args": {"day": "2026-11-29"}},
+            {
+                "key": "extract",
+                "task": "extract",
+                "args": {"day": "2026-11-29"},
+                "tags": ["etl"],
+                "meta": {"by": "cron"},
+            },
             {"key": "left", "task": "transform", "after": ["extract"], "queue": "cpu"},
             {"key": "right", "task": "transform", "after": [0], "priority": 5},
             {"key": "load", "task": "load", "after": ["left", "right"], "receive": "parts", "on_failure": "run"},
@@ -50,6 +56,8 @@ def test_one_post_creates_every_step_and_get_shows_them(client: httpx.Client, co
         "SELECT on_failure, results_arg FROM pgsched.job_dependencies WHERE job_id = %(id)s", {"id": ids[3]}
     ).fetchall()
     assert {(e["on_failure"], e["results_arg"]) for e in edges} == {("run", "parts")}
+    labels = conn.execute("SELECT tags, meta FROM pgsched.jobs WHERE id = %(id)s", {"id": ids[0]}).fetchone()
+    assert labels is not None and (list(labels["tags"]), labels["meta"]) == (["etl"], {"by": "cron"})
     listed = client.get("/workflows", params={"state": "running"}).json()
     assert [w["id"] for w in listed["items"]] == [body["id"]]
 
