@@ -15,7 +15,8 @@ from pgsched import db
 from pgsched.client import Client
 from pgsched.clock import Clock
 from pgsched.config import Settings
-from pgsched.hooks import EventName, Hooks, Listener, Middleware
+from pgsched.errors import ConfigurationError
+from pgsched.hooks import EventName, Hooks, Listener, Middleware, Tracer
 from pgsched.job import DEFAULT_MAX_ATTEMPTS, Job
 from pgsched.retry import RetryPolicy
 from pgsched.schedule_store import Schedule, ScheduleSpec, ScheduleStore
@@ -24,6 +25,17 @@ from pgsched.workflow import Dag, Group, Step, Workflow, batch, chain, group
 from pgsched.workflow_store import WorkflowInfo, WorkflowStep
 
 __all__ = ["Pgsched"]
+
+
+def otel_tracer() -> Tracer:
+    """The OpenTelemetry tracer (PGSCHED_OTEL=1); a clear error when the extra is not installed."""
+    try:
+        from pgsched.contrib.otel import OtelTracer
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"PGSCHED_OTEL is on but OpenTelemetry is missing ({exc}): pip install 'pgsched[otel]'"
+        ) from None
+    return OtelTracer()
 
 
 class Pgsched:
@@ -50,6 +62,8 @@ class Pgsched:
         self.settings = base.with_(**changes) if changes else base
         self.tasks = TaskRegistry(hooks)
         self.client = Client(self.settings, clock=clock, hooks=self.tasks.hooks)
+        if self.settings.otel and self.tasks.hooks.tracer is None:
+            self.tasks.hooks.set_tracer(otel_tracer())
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Pgsched:

@@ -85,7 +85,14 @@ class Client:
         conn: psycopg.Connection[Any] | None = None,
         **options: Any,
     ) -> int:
-        return self._hooks.enqueued(self.insert(self.build(task, args, **options), conn=conn))
+        job = self.build(task, args, **options)
+        tracer = self._hooks.tracer
+        if tracer is None:
+            return self._hooks.enqueued(self.insert(job, conn=conn))
+        with tracer.enqueue([job]) as span:
+            inserted = self.insert(span.jobs[0], conn=conn)
+            span.inserted([inserted.job.id])
+        return self._hooks.enqueued(inserted)
 
     def insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
         store = self._unpooled_store() if conn is not None else self._store()
@@ -99,7 +106,13 @@ class Client:
     def insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.Connection[Any] | None = None) -> list[int]:
         """Already validated jobs (the CLI's --from-file); ids in order."""
         store = self._unpooled_store() if conn is not None else self._store()
-        return store.job_insert_many(jobs, conn=conn)
+        tracer = self._hooks.tracer
+        if tracer is None:
+            return store.job_insert_many(jobs, conn=conn)
+        with tracer.enqueue(jobs) as span:
+            ids = store.job_insert_many(span.jobs, conn=conn)
+            span.inserted(ids)
+        return ids
 
     def get_job(self, job_id: int) -> Job | None:
         return self._store().job_get(job_id)
@@ -162,7 +175,14 @@ class Client:
         conn: psycopg.AsyncConnection[Any] | None = None,
         **options: Any,
     ) -> int:
-        return self._hooks.enqueued(await self.insert_async(self.build(task, args, **options), conn=conn))
+        job = self.build(task, args, **options)
+        tracer = self._hooks.tracer
+        if tracer is None:
+            return self._hooks.enqueued(await self.insert_async(job, conn=conn))
+        with tracer.enqueue([job]) as span:
+            inserted = await self.insert_async(span.jobs[0], conn=conn)
+            span.inserted([inserted.job.id])
+        return self._hooks.enqueued(inserted)
 
     async def insert_async(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
         store = self._unpooled_astore() if conn is not None else await self._astore()
@@ -177,7 +197,13 @@ class Client:
     ) -> list[int]:
         jobs = self._build_many(items)
         store = self._unpooled_astore() if conn is not None else await self._astore()
-        return await store.job_insert_many(jobs, conn=conn)
+        tracer = self._hooks.tracer
+        if tracer is None:
+            return await store.job_insert_many(jobs, conn=conn)
+        with tracer.enqueue(jobs) as span:
+            ids = await store.job_insert_many(span.jobs, conn=conn)
+            span.inserted(ids)
+        return ids
 
     async def get_job_async(self, job_id: int) -> Job | None:
         return await (await self._astore()).job_get(job_id)

@@ -121,6 +121,8 @@ class Settings:
     shell_max_output_bytes: int = BUILTIN_CAP_DEFAULT_BYTES
     http_allow: tuple[str, ...] = ()
     http_max_response_bytes: int = BUILTIN_CAP_DEFAULT_BYTES
+    # OpenTelemetry spans for enqueue and each attempt (needs pgsched[otel]; the SDK is the application's).
+    otel: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -171,6 +173,7 @@ class Settings:
                 "PGSCHED_HTTP_MAX_RESPONSE_BYTES",
                 int(_float(env, "PGSCHED_HTTP_MAX_RESPONSE_BYTES", BUILTIN_CAP_DEFAULT_BYTES)),
             ),
+            otel=_bool(env, "PGSCHED_OTEL", False),
         )
         return settings.with_(**{k: v for k, v in overrides.items() if v is not None})
 

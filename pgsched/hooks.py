@@ -4,22 +4,36 @@ A leaf module: no I/O of its own. Event listeners are plain synchronous callable
 an exception in one is logged and never fails, loses or delays the job's own outcome. Middleware
 wraps each attempt's execution (a Sentry scope, a DB session) and is part of it: an exception that
 escapes a middleware is the attempt's failure. With nothing registered each hook point costs one
-attribute test.
+attribute test. A ``Tracer`` (``pgsched.contrib.otel``) wraps enqueues and attempts in spans; the
+trace context travels inside the job.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
 from pgsched.context import JobContext, current_job
 from pgsched.errors import ValidationError
+from pgsched.job import NewJob
 
-__all__ = ["EVENTS", "EventName", "Hooks", "JobEvent", "Listener", "Middleware", "Next"]
+__all__ = [
+    "Attempt",
+    "EVENTS",
+    "EnqueueSpan",
+    "EventName",
+    "Hooks",
+    "JobEvent",
+    "Listener",
+    "Middleware",
+    "Next",
+    "Tracer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +62,7 @@ class JobEvent:
 Listener = Callable[[JobEvent], object]
 
 
-class _Attempt(Protocol):
+class Attempt(Protocol):
     @property
     def id(self) -> int: ...
     @property
@@ -73,6 +87,32 @@ class _Enqueued(Protocol):
     def job(self) -> Any: ...
 
 
+class EnqueueSpan(Protocol):
+    """An enqueue in progress: ``jobs`` carry the span's trace context; ``inserted`` names the ids they got."""
+
+    @property
+    def jobs(self) -> Sequence[NewJob]: ...
+    def inserted(self, ids: Sequence[int]) -> None: ...
+
+
+class Tracer(Protocol):
+    """Spans around enqueues and attempts (``pgsched.contrib.otel.OtelTracer``)."""
+
+    def enqueue(
+        self, jobs: Sequence[NewJob], *, parent: Mapping[str, str] | None = None
+    ) -> AbstractContextManager[EnqueueSpan]:
+        """A span around inserting ``jobs``: a child of ``parent`` (incoming headers) or of the current span."""
+        ...
+
+    def claimed(self, ids: Sequence[int], traces: Mapping[int, Mapping[str, str]], claimed_at: float) -> None:
+        """A worker claimed these jobs at ``claimed_at`` (wall clock); ``traces``: the contexts they carry."""
+        ...
+
+    def run(self, job: Attempt, call: Next) -> Awaitable[Any]:
+        """Run an attempt (``call``, not yet started) inside its spans, continuing the trace its job carries."""
+        ...
+
+
 # The state a finished attempt left its job in -> the event it means (a cancel has none).
 _END_EVENTS: dict[tuple[str, str], EventName] = {
     ("snoozed", "dead"): "job_dead",
@@ -90,7 +130,8 @@ class Hooks:
         self._starts = self._listeners["job_started"]  # read once per job: one attribute, no lookup
         self._middleware: list[tuple[Middleware, bool]] = []
         self.ends = False  # any job_succeeded/job_failed/job_dead listener
-        self.wraps = False  # any middleware
+        self.wraps = False  # any middleware or a tracer
+        self.tracer: Tracer | None = None
 
     # ---------------------------------------------------------------- registration
     def on(self, event: EventName, listener: Listener) -> Listener:
@@ -119,18 +160,23 @@ class Hooks:
         self._refresh()
         return middleware
 
+    def set_tracer(self, tracer: Tracer | None) -> None:
+        """Trace enqueues and attempts with ``tracer`` (None: stop tracing)."""
+        self.tracer = tracer
+        self._refresh()
+
     def _refresh(self) -> None:
         self.ends = any(self._listeners[name] for name in ("job_succeeded", "job_failed", "job_dead"))
-        self.wraps = bool(self._middleware)
+        self.wraps = bool(self._middleware) or self.tracer is not None
 
     # ---------------------------------------------------------------- hook points
-    def started(self, job: _Attempt) -> None:
+    def started(self, job: Attempt) -> None:
         """The executor is about to run an attempt (the job context is set)."""
         if self._starts:
             worker_id = current_job().worker_id
             self._emit(JobEvent("job_started", job.id, job.task, job.queue, job.attempt, worker_id=worker_id))
 
-    def ended(self, batch: Iterable[tuple[_Attempt, _Ended]], states: Mapping[int, str]) -> None:
+    def ended(self, batch: Iterable[tuple[Attempt, _Ended]], states: Mapping[int, str]) -> None:
         """A batch of attempts was written; ``states`` holds the accepted ones (id -> the job's new state)."""
         if not self.ends:
             return
@@ -140,7 +186,7 @@ class Hooks:
                 error = (finished.error or {}).get("error")
                 self._emit(JobEvent(event, job.id, job.task, job.queue, job.attempt, error=error))
 
-    def committed(self, job: _Attempt) -> None:
+    def committed(self, job: Attempt) -> None:
         """A transactional attempt committed its own success."""
         if self.ends:
             self._emit(JobEvent("job_succeeded", job.id, job.task, job.queue, job.attempt))
@@ -152,8 +198,11 @@ class Hooks:
             self._emit(JobEvent("enqueued", job.id, job.task, job.queue, job.attempt))
         return int(job.id)
 
-    def around(self, call: Next) -> Awaitable[Any]:
-        """Run ``call`` (an attempt's execution, not yet started) inside every middleware."""
+    def around(self, call: Next, attempt: Attempt) -> Awaitable[Any]:
+        """Run ``call`` (an attempt's execution, not yet started) inside the tracer's spans and every middleware."""
+        if self.tracer is not None:
+            inner = call if not self._middleware else functools.partial(self._chain, current_job(), call, 0)
+            return self.tracer.run(attempt, inner)
         if not self._middleware:
             return call()
         return self._chain(current_job(), call, 0)

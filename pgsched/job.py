@@ -25,6 +25,7 @@ __all__ = [
     "NewJob",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
+    "check_range",
     "encode_args",
     "validate_args",
     "validate_meta",
@@ -132,7 +133,7 @@ def validate_meta(
     return encode_args(meta, max_bytes=max_bytes, field_name=field_name)[0]
 
 
-def _check_range(field_name: str, value: object, low: int, high: int) -> int:
+def check_range(field_name: str, value: object, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValidationError(field_name, f"must be an integer from {low} to {high}, got {value!r}")
     return value
@@ -193,7 +194,7 @@ class NewJob:
         if concurrency_limit is not None:
             if concurrency_key is None:
                 raise ValidationError("concurrency_limit", "needs a concurrency_key")
-            _check_range("concurrency_limit", concurrency_limit, 1, CONCURRENCY_LIMIT_MAX)
+            check_range("concurrency_limit", concurrency_limit, 1, CONCURRENCY_LIMIT_MAX)
         if timeout is not None:
             if isinstance(timeout, int | float) and not isinstance(timeout, bool):
                 timeout = timedelta(seconds=timeout)
@@ -204,12 +205,12 @@ class NewJob:
             task=validate_task_name(task),
             args=checked_args,
             queue=None if queue is None else validate_queue(queue),
-            priority=None if priority is None else _check_range("priority", priority, PRIORITY_MIN, PRIORITY_MAX),
+            priority=None if priority is None else check_range("priority", priority, PRIORITY_MIN, PRIORITY_MAX),
             run_at=run_at,  # type: ignore[arg-type]
             run_key=run_key,
             max_attempts=None
             if max_attempts is None
-            else _check_range("max_attempts", max_attempts, 1, MAX_ATTEMPTS_MAX),
+            else check_range("max_attempts", max_attempts, 1, MAX_ATTEMPTS_MAX),
             timeout=timeout,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,  # type: ignore[arg-type]

@@ -4,7 +4,8 @@ Data layer. The worker's transitions (claim, finish, hand back) are not here: th
 ``worker_store``, fenced on each claim's lease. psycopg errors stop here and become
 pgsched errors. The one enqueue path of every surface lives here: ``job_insert`` (one job,
 insert-or-return in one statement) and ``job_insert_many`` (which asks the dedupe cache, and
-returns a cached id only once a primary-key read shows the job still holds that run key).
+returns a cached id only once a primary-key read shows the job still holds that run key); the rows and
+parameters they send are built in ``enqueue_rows``.
 
 A connection can die under a statement (a database restart the pool's check did not see yet): a
 pooled ``job_insert`` with a run key is then tried once more on a fresh connection. That is safe
@@ -27,7 +28,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from pgsched import db
+from pgsched import db, enqueue_rows
 from pgsched.clock import Clock, SystemClock
 from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound
@@ -41,9 +42,6 @@ __all__ = [
     "JobChanges",
     "JobStore",
 ]
-
-_COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4"]
-_LABEL_TYPES = ["text[]", "jsonb", "timestamptz"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,160 +66,6 @@ def _died_under(exc: DatabaseUnavailable) -> bool:
     cause = exc.__cause__
     broke = isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
     return broke and not isinstance(cause, PoolTimeout | pg_errors.QueryCanceled)
-
-
-def _as_is(text: str) -> str:
-    return text
-
-
-def _args(job: NewJob) -> Jsonb:
-    """The job's args for psycopg, reusing the JSON text validation already produced."""
-    return Jsonb(job.args) if job.args_json is None else Jsonb(job.args_json, dumps=_as_is)
-
-
-def _insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:
-    return {
-        "task": job.task,
-        "args": _args(job),
-        "queue": job.queue,
-        "priority": job.priority,
-        "run_at": job.run_at,
-        "now": now,
-        "run_key": job.run_key,
-        "max_attempts": job.max_attempts,
-        "timeout": job.timeout,
-        "concurrency_key": job.concurrency_key,
-        "concurrency_limit": job.concurrency_limit,
-        "tags": list(job.tags),
-        "meta": Jsonb(job.meta),
-        "expires_at": job.expires_at,
-    }
-
-
-# A task's (queue, priority, max_attempts) as pgsched.task_defaults resolves them, by task name.
-_Defaults = Mapping[str, tuple[str, int, int]]
-
-
-def _unresolved(jobs: Sequence[NewJob]) -> list[str]:
-    """Task names of jobs that leave a default out: a bulk insert resolves them in one query first,
-    so the insert trigger (one registry look-up per row) never fires for it."""
-    return sorted({j.task for j in jobs if j.queue is None or j.priority is None or j.max_attempts is None})
-
-
-def _resolved(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, int, int]]:
-    return {r["name"]: (r["queue"], r["priority"], r["max_attempts"]) for r in rows}
-
-
-def _filled(job: NewJob, defaults: _Defaults) -> tuple[str | None, int | None, int | None]:
-    if job.queue is not None and job.priority is not None and job.max_attempts is not None:
-        return job.queue, job.priority, job.max_attempts
-    queue, priority, attempts = defaults[job.task]
-    return (
-        queue if job.queue is None else job.queue,
-        priority if job.priority is None else job.priority,
-        attempts if job.max_attempts is None else job.max_attempts,
-    )
-
-
-def _keyed_params(ids: Sequence[int], jobs: Sequence[NewJob], defaults: _Defaults) -> dict[str, Any]:
-    filled = [_filled(j, defaults) for j in jobs]
-    return {
-        "ids": list(ids),
-        "tasks": [j.task for j in jobs],
-        "args": [_args(j) for j in jobs],
-        "queues": [f[0] for f in filled],
-        "priorities": [f[1] for f in filled],
-        "run_ats": [j.run_at for j in jobs],
-        "run_keys": [j.run_key for j in jobs],
-        "max_attempts": [f[2] for f in filled],
-        "timeouts": [j.timeout for j in jobs],
-        "concurrency_keys": [j.concurrency_key for j in jobs],
-        "concurrency_limits": [j.concurrency_limit for j in jobs],
-        "tags": [Jsonb(list(j.tags)) for j in jobs],
-        "metas": [Jsonb(j.meta) for j in jobs],
-        "expires_ats": [j.expires_at for j in jobs],
-    }
-
-
-def _copy_shape(jobs: Sequence[NewJob]) -> tuple[Any, list[str], bool]:
-    """The COPY statement, its column types, and whether rows carry the label columns."""
-    if any(j.tags or j.meta or j.expires_at for j in jobs):
-        return query("job_copy_labelled"), _COPY_TYPES + _LABEL_TYPES, True
-    return query("job_copy"), _COPY_TYPES, False
-
-
-def _copy_row(job_id: int, job: NewJob, now: datetime, defaults: _Defaults, labelled: bool) -> tuple[Any, ...]:
-    queue, priority, attempts = _filled(job, defaults)
-    row = (
-        job_id,
-        job.task,
-        _args(job),
-        queue,
-        priority,
-        job.run_at or now,
-        attempts,
-        job.timeout,
-        job.concurrency_key,
-        job.concurrency_limit,
-    )
-    return (*row, list(job.tags), Jsonb(job.meta), job.expires_at) if labelled else row
-
-
-def _ids_in_order(ids: Sequence[int], jobs: Sequence[NewJob], inserted: set[int], by_key: dict[str, int]) -> list[int]:
-    out = []
-    for job_id, job in zip(ids, jobs, strict=True):
-        if job_id in inserted:
-            out.append(job_id)
-        elif job.run_key is not None and job.run_key in by_key:
-            out.append(by_key[job.run_key])
-        else:  # the row holding the key vanished between insert and lookup
-            raise InvalidStateError(f"run_key {job.run_key!r} conflicted but no job holds it; retry the enqueue")
-    return out
-
-
-def _run_keys(jobs: Sequence[NewJob]) -> list[str]:
-    return list(dict.fromkeys(j.run_key for j in jobs if j.run_key is not None))
-
-
-def _still_held(hints: Mapping[str, int], rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """The cache's hints that PostgreSQL confirms: the job with that id exists and holds that run key."""
-    held = {(r["id"], r["run_key"]) for r in rows}
-    return {key: job_id for key, job_id in hints.items() if (job_id, key) in held}
-
-
-def _merged(jobs: Sequence[NewJob], known: Mapping[str, int], fresh_ids: Sequence[int]) -> list[int]:
-    """Ids in the order of ``jobs``: a verified cache hit's id, else the next id of the fresh insert."""
-    fresh = iter(fresh_ids)
-    return [known[j.run_key] if j.run_key is not None and j.run_key in known else next(fresh) for j in jobs]
-
-
-def _learned(fresh: Sequence[NewJob], ids: Sequence[int]) -> dict[str, int]:
-    return {j.run_key: job_id for j, job_id in zip(fresh, ids, strict=True) if j.run_key is not None}
-
-
-def _list_query(tags: Sequence[str] | None, meta: Mapping[str, Any] | None) -> Any:
-    """With a tag or meta filter, the list read through the partial index of labelled jobs."""
-    return query("job_list_labelled") if tags or meta else query("job_list")
-
-
-def _list_params(
-    state: JobState | str | None,
-    queue: str | None,
-    task: str | None,
-    before_id: int | None,
-    limit: int,
-    tags: Sequence[str] | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "state": str(state) if state else None,
-        "queue": queue,
-        "task": task,
-        "before_id": before_id,
-        "limit": limit,
-        "tags": list(tags or ()),
-        "meta": Jsonb(dict(meta or {})),
-    }
 
 
 class JobStore:
@@ -258,7 +102,7 @@ class JobStore:
     def _insert_one(self, job: NewJob, conn: psycopg.Connection[Any] | None) -> Inserted:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
-                row = cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now())).fetchone()
+                row = cur.execute(query("job_insert"), enqueue_rows.insert_params(job, self._clock.db_now())).fetchone()
                 if row is not None:
                     return Inserted(Job.from_row(row), bool(row["created"]))
             raise InvalidStateError(f"run_key {job.run_key!r} is contended; retry the enqueue")
@@ -266,22 +110,22 @@ class JobStore:
     def job_insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.Connection[Any] | None = None) -> list[int]:
         """Insert jobs in one COPY (or one keyed INSERT); ids in order. Run keys that the cache
         names, and PostgreSQL confirms, are answered without inserting (not in a caller's transaction)."""
-        keys = _run_keys(jobs)
+        keys = enqueue_rows.run_keys(jobs)
         if conn is not None or not keys or not self._cache.enabled:
             return self._insert_many(jobs, conn) if jobs else []
         scope = self._cache_scope()
         known = self._verified(scope, self._cache.get_many(scope, keys))
         fresh = [j for j in jobs if j.run_key not in known]
         ids = self._insert_many(fresh, None) if fresh else []
-        self._cache.put_many(scope, _learned(fresh, ids))
-        return _merged(jobs, known, ids)
+        self._cache.put_many(scope, enqueue_rows.learned(fresh, ids))
+        return enqueue_rows.merged(jobs, known, ids)
 
     def _verified(self, scope: str, hints: Mapping[str, int]) -> dict[str, int]:
         if not hints:
             return {}
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(query("job_run_keys_by_id"), {"ids": list(hints.values())}).fetchall()
-        known = _still_held(hints, rows)
+        known = enqueue_rows.still_held(hints, rows)
         self._cache.forget(scope, [k for k in hints if k not in known])
         return known
 
@@ -298,20 +142,24 @@ class JobStore:
             row = cur.execute(query("job_ids_reserve"), {"n": len(jobs)}).fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
-            names = _unresolved(jobs)
-            defaults = _resolved(cur.execute(query("task_defaults_many"), {"names": names}).fetchall()) if names else {}
+            names = enqueue_rows.unresolved(jobs)
+            defaults = (
+                enqueue_rows.resolved(cur.execute(query("task_defaults_many"), {"names": names}).fetchall())
+                if names
+                else {}
+            )
             if any(j.run_key is not None for j in jobs):
-                keyed = _keyed_params(ids, jobs, defaults)
+                keyed = enqueue_rows.keyed_params(ids, jobs, defaults)
                 inserted = {r["id"] for r in cur.execute(query("job_insert_many_keyed"), keyed)}
                 keys = [j.run_key for j in jobs if j.run_key is not None]
                 rows = cur.execute(query("job_ids_by_run_key"), {"run_keys": keys}).fetchall()
-                return _ids_in_order(ids, jobs, inserted, {r["run_key"]: r["id"] for r in rows})
+                return enqueue_rows.ids_in_order(ids, jobs, inserted, {r["run_key"]: r["id"] for r in rows})
             now = self._clock.now()
-            statement, types, labelled = _copy_shape(jobs)
+            statement, types, labelled = enqueue_rows.copy_shape(jobs)
             with cur.copy(statement) as copy:
                 copy.set_types(types)
                 for job_id, job in zip(ids, jobs, strict=True):
-                    copy.write_row(_copy_row(job_id, job, now, defaults, labelled))
+                    copy.write_row(enqueue_rows.copy_row(job_id, job, now, defaults, labelled))
             return ids
 
     def job_get(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Job | None:
@@ -364,7 +212,7 @@ class AsyncJobStore:
     async def _insert_one(self, job: NewJob, conn: psycopg.AsyncConnection[Any] | None) -> Inserted:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
-                await cur.execute(query("job_insert"), _insert_params(job, self._clock.db_now()))
+                await cur.execute(query("job_insert"), enqueue_rows.insert_params(job, self._clock.db_now()))
                 row = await cur.fetchone()
                 if row is not None:
                     return Inserted(Job.from_row(row), bool(row["created"]))
@@ -374,22 +222,22 @@ class AsyncJobStore:
         self, jobs: Sequence[NewJob], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[int]:
         """The async twin of ``JobStore.job_insert_many``."""
-        keys = _run_keys(jobs)
+        keys = enqueue_rows.run_keys(jobs)
         if conn is not None or not keys or not self._cache.enabled:
             return await self._insert_many(jobs, conn) if jobs else []
         scope = await self._cache_scope()
         known = await self._verified(scope, await self._cache.get_many_async(scope, keys))
         fresh = [j for j in jobs if j.run_key not in known]
         ids = await self._insert_many(fresh, None) if fresh else []
-        await self._cache.put_many_async(scope, _learned(fresh, ids))
-        return _merged(jobs, known, ids)
+        await self._cache.put_many_async(scope, enqueue_rows.learned(fresh, ids))
+        return enqueue_rows.merged(jobs, known, ids)
 
     async def _verified(self, scope: str, hints: Mapping[str, int]) -> dict[str, int]:
         if not hints:
             return {}
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("job_run_keys_by_id"), {"ids": list(hints.values())})
-            known = _still_held(hints, await cur.fetchall())
+            known = enqueue_rows.still_held(hints, await cur.fetchall())
         await self._cache.forget_async(scope, [k for k in hints if k not in known])
         return known
 
@@ -409,21 +257,23 @@ class AsyncJobStore:
             assert row is not None
             ids: list[int] = row["ids"]
             defaults: dict[str, tuple[str, int, int]] = {}
-            if names := _unresolved(jobs):
+            if names := enqueue_rows.unresolved(jobs):
                 await cur.execute(query("task_defaults_many"), {"names": names})
-                defaults = _resolved(await cur.fetchall())
+                defaults = enqueue_rows.resolved(await cur.fetchall())
             if any(j.run_key is not None for j in jobs):
-                await cur.execute(query("job_insert_many_keyed"), _keyed_params(ids, jobs, defaults))
+                await cur.execute(query("job_insert_many_keyed"), enqueue_rows.keyed_params(ids, jobs, defaults))
                 inserted = {r["id"] for r in await cur.fetchall()}
                 keys = [j.run_key for j in jobs if j.run_key is not None]
                 await cur.execute(query("job_ids_by_run_key"), {"run_keys": keys})
-                return _ids_in_order(ids, jobs, inserted, {r["run_key"]: r["id"] for r in await cur.fetchall()})
+                return enqueue_rows.ids_in_order(
+                    ids, jobs, inserted, {r["run_key"]: r["id"] for r in await cur.fetchall()}
+                )
             now = self._clock.now()
-            statement, types, labelled = _copy_shape(jobs)
+            statement, types, labelled = enqueue_rows.copy_shape(jobs)
             async with cur.copy(statement) as copy:
                 copy.set_types(types)
                 for job_id, job in zip(ids, jobs, strict=True):
-                    await copy.write_row(_copy_row(job_id, job, now, defaults, labelled))
+                    await copy.write_row(enqueue_rows.copy_row(job_id, job, now, defaults, labelled))
             return ids
 
     async def job_get(self, job_id: int) -> Job | None:
@@ -444,9 +294,9 @@ class AsyncJobStore:
         meta: Mapping[str, Any] | None = None,
     ) -> list[Job]:
         """Newest first; ``tags``: jobs holding every one; ``meta``: jobs whose meta contains it."""
-        params = _list_params(state, queue, task, before_id, limit, tags, meta)
+        params = enqueue_rows.list_params(state, queue, task, before_id, limit, tags, meta)
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(_list_query(tags, meta), params)
+            await cur.execute(enqueue_rows.list_query(tags, meta), params)
             return [Job.from_row(r) for r in await cur.fetchall()]
 
     async def job_cancel(self, job_id: int) -> JobState:

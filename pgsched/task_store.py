@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -66,9 +65,3 @@ class AsyncTaskStore:
                 return None
             await cur.execute(query("task_names_all"))
             return Unserved(missing, [r["name"] for r in await cur.fetchall()])
-
-    async def task_registry_list(self) -> list[dict[str, Any]]:
-        """Every served task with its defaults and workers (``pgsched.registered_tasks``)."""
-        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("task_registry_list"))
-            return [dict(r) for r in await cur.fetchall()]

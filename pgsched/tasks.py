@@ -15,7 +15,15 @@ from typing import Any, Protocol
 
 from pgsched.errors import TaskNotFound, ValidationError
 from pgsched.hooks import Hooks
-from pgsched.job import DEFAULT_MAX_ATTEMPTS, validate_queue, validate_task_name
+from pgsched.job import (
+    DEFAULT_MAX_ATTEMPTS,
+    MAX_ATTEMPTS_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    check_range,
+    validate_queue,
+    validate_task_name,
+)
 from pgsched.retry import RetryPolicy
 from pgsched.workflow import Step
 
@@ -148,8 +156,8 @@ class TaskRegistry:
     def register(self, task: Task) -> Task:
         validate_task_name(task.name, "name")
         validate_queue(task.queue)
-        if task.max_attempts < 1:
-            raise ValidationError("max_attempts", "must be at least 1")
+        check_range("max_attempts", task.max_attempts, 1, MAX_ATTEMPTS_MAX)  # the rules of the tasks table
+        check_range("priority", task.priority, PRIORITY_MIN, PRIORITY_MAX)
         if task.max_snoozes < 0:
             raise ValidationError("max_snoozes", "must be zero or more")
         if task.executor not in EXECUTORS:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -195,6 +195,12 @@ class WorkerStore:
             jobs = [ClaimedJob(*row) for row in await cur.fetchall()]
         jobs.sort(key=lambda job: not job.started)
         return jobs
+
+    async def job_trace_list(self, ids: Sequence[int]) -> dict[int, Mapping[str, str]]:
+        """The trace context each of these jobs carries (only those that carry one): read while tracing is on."""
+        async with self._claims.use() as conn:
+            cur = await conn.execute(query("job_trace_list"), {"ids": list(ids)})
+            return {row[0]: row[1] for row in await cur.fetchall() if isinstance(row[1], dict)}
 
     async def worker_started_publish(self, worker_id: int, started: Sequence[int]) -> bool:
         """Publish the started jobs now (acknowledged before the caller starts one); False when the row is gone."""

@@ -9,12 +9,6 @@ SELECT p.name, %(worker_id)s::bigint, p.queue, p.priority, p.max_attempts, p.tim
        AS p(name, queue, priority, max_attempts, timeout, retry, description)
 ON CONFLICT (name, worker_id) DO NOTHING
 
--- name: task_registry_list
--- Every task some live worker serves, with its defaults and its workers (the registered_tasks view).
-SELECT name, queue, priority, max_attempts, extract(epoch FROM timeout)::float8 AS timeout_seconds, retry,
-       description, workers, hosts, disagree, published_at
-  FROM pgsched.registered_tasks ORDER BY name
-
 -- name: task_names_known
 -- Which of these task names some live worker serves.
 SELECT DISTINCT t.name FROM pgsched.tasks t WHERE t.name = ANY(%(names)s::text[])

@@ -267,3 +267,7 @@ SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint AS inserted,
 SELECT set_config('synchronous_commit', 'off', false) AS synchronous_commit,
        set_config('plan_cache_mode', 'force_generic_plan', false) AS plan_cache_mode,
        set_config('enable_seqscan', 'off', false) AS enable_seqscan
+
+-- name: job_trace_list
+-- The OpenTelemetry trace context (meta -> 'trace') of just-claimed jobs that carry one (primary-key reads); run only while tracing is on.
+SELECT id, meta -> 'trace' AS trace FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[]) AND meta ? 'trace'

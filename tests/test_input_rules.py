@@ -15,9 +15,10 @@ from psycopg.types.json import Jsonb
 
 from pgsched import db
 from pgsched.context import JobContext
-from pgsched.job import NewJob, validate_queue
+from pgsched.job import NewJob, validate_meta, validate_queue, validate_tags
 from pgsched.queue_settings import QueueChanges
 from pgsched.schedule_store import ScheduleSpec
+from pgsched.tasks import Task, TaskRegistry
 from pgsched.token_store import validate_scope, validate_token_name
 from pgsched.workflow import Step, Workflow
 
@@ -31,6 +32,7 @@ BASE = {
     "api_tokens": {"name": "n", "scope": "read", "secret_hash": b"x" * 32},
     "workflows": {"kind": "dag"},
     "job_dependencies": {"job_id": 1, "depends_on": 2},
+    "tasks": {"name": "t", "worker_id": 1, "queue": "default", "priority": 0, "max_attempts": 5},
 }
 # Constraints no input reaches (the code writes these columns itself).
 INTERNAL = {
@@ -45,6 +47,10 @@ INTERNAL = {
 }
 
 NAMES = ["a", "0", "_", "-a", "a-b.c_d:e", "A", "a\n", "\na", "a b", "", "é"]
+
+
+def _noop() -> None:
+    pass
 
 
 def _long(prefix: str, n: int) -> list[str]:
@@ -204,6 +210,47 @@ CASES: dict[str, tuple[str, str, Callable[[Any], Any], Callable[[Any], object], 
         [-0.1, 0, 0.5, 1, 1.1, float("nan")],
         True,
     ),
+    "jobs_tags_valid": (  # the table checks the count and NULLs; Python also each tag's length
+        "jobs",
+        "tags",
+        list,
+        validate_tags,
+        [[], ["a"], [f"t{i}" for i in range(32)], [f"t{i}" for i in range(33)], [None]],
+        False,
+    ),
+    "jobs_meta_is_object": ("jobs", "meta", Jsonb, validate_meta, [{}, {"a": 1}, [], 1], True),
+    "tasks_name_valid": (
+        "tasks",
+        "name",
+        str,
+        lambda v: TaskRegistry().register(Task(v, _noop)),
+        [*NAMES, *_long("t", 200)],
+        True,
+    ),
+    "tasks_queue_name_valid": (
+        "tasks",
+        "queue",
+        str,
+        lambda v: TaskRegistry().register(Task("t", _noop, queue=v)),
+        [*NAMES, *_long("q", 63)],
+        True,
+    ),
+    "tasks_priority_range": (
+        "tasks",
+        "priority",
+        int,
+        lambda v: TaskRegistry().register(Task("t", _noop, priority=v)),
+        [-1001, -1000, 1000, 1001],
+        True,
+    ),
+    "tasks_max_attempts_range": (
+        "tasks",
+        "max_attempts",
+        int,
+        lambda v: TaskRegistry().register(Task("t", _noop, max_attempts=v)),
+        [0, 1, 1000, 1001],
+        True,
+    ),
     "workflows_name_length": ("workflows", "name", str, lambda v: Workflow("dag", v), ["", *_long("w", 200)], True),
     "job_dependencies_policy_valid": (
         "job_dependencies",
@@ -251,6 +298,8 @@ def table_accepts(conn: Conn, table: str, column: str, value: Any, constraint: s
     )
     try:
         with conn.transaction():
+            if table == "tasks":  # published by a registered worker
+                conn.execute("INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (1, 'h', 1)")
             if table == "job_dependencies":  # both ends are jobs
                 conn.execute("INSERT INTO pgsched.jobs (id, task) OVERRIDING SYSTEM VALUE VALUES (1, 't'), (2, 't')")
             conn.execute(statement, list(row.values()))

@@ -63,7 +63,12 @@ async def create_job(request: Request) -> Response:
     job = _new_job(state, body)
     await authorize_task(request, job.task)
     await _require_served(state, [job.task], allow)
-    inserted = await state.jobs.job_insert(job)
+    if state.tracer is None:
+        inserted = await state.jobs.job_insert(job)
+    else:  # the enqueue span continues the caller's trace (traceparent), and the job carries it on
+        with state.tracer.enqueue([job], parent=request.headers) as span:
+            inserted = await state.jobs.job_insert(span.jobs[0])
+            span.inserted([inserted.job.id])
     return JSONResponse(inserted.job.to_dict(), status_code=201 if inserted.created else 200)
 
 
@@ -84,7 +89,12 @@ async def create_batch(request: Request) -> Response:
             raise ValidationError(f"jobs[{index}].{exc.field}", exc.message) from None
     await authorize_task(request, [job.task for job in jobs])
     await _require_served(state, [job.task for job in jobs], allow, batch=True)
-    ids = await state.jobs.job_insert_many(jobs)
+    if state.tracer is None:
+        ids = await state.jobs.job_insert_many(jobs)
+    else:
+        with state.tracer.enqueue(jobs, parent=request.headers) as span:
+            ids = await state.jobs.job_insert_many(span.jobs)
+            span.inserted(ids)
     return JSONResponse({"ids": ids}, status_code=201)
 
 

@@ -13,10 +13,12 @@ from starlette.requests import Request
 from pgsched import db
 from pgsched.admin_store import AdminStore
 from pgsched.api.throttle import AuthFailureLimiter
+from pgsched.app import otel_tracer
 from pgsched.client import dedupe_cache_for
 from pgsched.clock import Clock, SystemClock
 from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache
+from pgsched.hooks import Tracer
 from pgsched.schedule_store import ScheduleStore
 from pgsched.store import AsyncJobStore
 from pgsched.task_store import AsyncTaskStore
@@ -54,6 +56,7 @@ class ApiState:
     tasks: AsyncTaskStore
     cache: DedupeCache
     auth_failures: AuthFailureLimiter
+    tracer: Tracer | None = None  # OpenTelemetry spans for REST enqueues (PGSCHED_OTEL=1)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> ApiState:
@@ -73,6 +76,7 @@ class ApiState:
             auth_failures=AuthFailureLimiter(
                 limit=settings.api_auth_failure_limit, window=settings.api_auth_failure_window_seconds
             ),
+            tracer=otel_tracer() if settings.otel else None,
         )
 
 

@@ -111,7 +111,8 @@ def jobs_show(ctx: CliContext, job_id: int, as_json: bool) -> None:
             click.echo(f"{key:>20}: {_shown(value)}")
     for entry in job.errors:
         kind = entry.get("kind") or "exception"
-        click.echo(f"  attempt {entry.get('attempt')} at {entry.get('at')} [{kind}]: {entry.get('error')}")
+        which = "never started" if entry.get("attempt") is None else f"attempt {entry.get('attempt')}"  # expired
+        click.echo(f"  {which} at {entry.get('at')} [{kind}]: {entry.get('error')}")
 
 
 @jobs.command("cancel")

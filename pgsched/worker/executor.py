@@ -364,7 +364,9 @@ class Executor:
 
     def _invoke(self, plan: _Plan, job: ClaimedJob) -> Any:
         return (
-            self._hooks.around(functools.partial(self._call, plan, job)) if self._hooks.wraps else self._call(plan, job)
+            self._hooks.around(functools.partial(self._call, plan, job), job)
+            if self._hooks.wraps
+            else self._call(plan, job)
         )
 
     def _call(self, plan: _Plan, job: ClaimedJob) -> Any:

@@ -31,6 +31,7 @@ import logging
 import time
 
 from pgsched.errors import PgschedError
+from pgsched.hooks import Hooks, Tracer
 from pgsched.liveness import Liveness
 from pgsched.retry import Backoff
 from pgsched.worker.completer import Completer
@@ -59,7 +60,9 @@ class Producer:
         poll_seconds: float,
         reconcile_seconds: float,
         unserved_delay: float = 30.0,
+        hooks: Hooks | None = None,
     ) -> None:
+        self._hooks = hooks or Hooks()
         self._store = store
         self._unserved_delay = unserved_delay
         self._executor = executor
@@ -123,6 +126,8 @@ class Producer:
         jobs = await self._store.job_claim_batch(
             self._queues, limit, worker_id, running=self._executor.running_ids(), free=free
         )
+        if jobs and self._hooks.tracer is not None:
+            await self._read_traces(self._hooks.tracer, jobs)
         if self._stopping or not self._liveness.ready.is_set():
             self._executor.submit(jobs)  # the executor parks them for release: never lose a claim
             return
@@ -141,6 +146,17 @@ class Producer:
             self._marked = True  # then claim again: an insert that missed the mark is seen now
         elif not jobs:
             await self._idle()
+
+    async def _read_traces(self, tracer: Tracer, jobs: list[ClaimedJob]) -> None:
+        """While tracing: tell the tracer the claim time and the trace context each job carries (one read per batch)."""
+        claimed_at = time.time()
+        ids = [job.id for job in jobs]
+        try:
+            traces = await self._store.job_trace_list(ids)
+        except PgschedError as exc:  # the jobs are claimed: run them untraced rather than drop them
+            log.warning("trace context read failed", extra={"event": "trace_read_failed", "error": str(exc)})
+            traces = {}
+        tracer.claimed(ids, traces, claimed_at)
 
     async def _release(self, released: list[tuple[int, int]]) -> None:
         """Hand (id, lease) pairs back uncharged; on failure keep them for the next try, never drop them."""

@@ -96,6 +96,7 @@ class Worker:
             poll_seconds=settings.poll_seconds,
             reconcile_seconds=_RECONCILE_HEARTBEATS * settings.heartbeat_seconds,
             unserved_delay=self.config.unserved_delay,
+            hooks=tasks.hooks,
         )
         self._notifier = Notifier(
             dsn,

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Crash", "Run", "duplicates", "read_runs"]
+__all__ = ["Crash", "Run", "duplicates", "read_runs", "started_in_outages"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,8 @@ def duplicates(
         "ran_to_the_end_twice": completed_twice,
         "extra_runs": sum(len(rs) - 1 for rs in duplicated.values()),
     }
+
+
+def started_in_outages(runs: list[Run], crashes: list[Crash]) -> int:
+    """Runs that started while the server was down (between a stop and the restarted server's first answer)."""
+    return sum(1 for r in runs if any(c.began <= r.start <= c.ready for c in crashes))

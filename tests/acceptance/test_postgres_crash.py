@@ -24,7 +24,7 @@ from pgsched.embedded import EmbeddedPostgres
 from tests.acceptance.conftest import Server, connect, env_int, live_workers, running_cluster, scalar
 from tests.acceptance.enqueuers import Enqueuers, read_acks
 from tests.acceptance.ledger import emit
-from tests.acceptance.runs import Crash, duplicates, read_runs
+from tests.acceptance.runs import Crash, duplicates, read_runs, started_in_outages
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.acceptance
@@ -100,6 +100,7 @@ def test_short_postgres_crashes_under_load_leave_nothing_running_lose_nothing_an
             results_written_twice=written_twice,
             charged_worker_lost=blamed,
             **dups,
+            runs_started_in_outages=started_in_outages(read_runs(runs_file), crashes),
             processes_alive=sum(p.poll() is None for p in procs),
         )
         alive = all(p.poll() is None for p in procs)

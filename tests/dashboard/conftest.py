@@ -45,7 +45,8 @@ def browser() -> Iterator[Any]:
 @contextlib.contextmanager
 def open_dashboard(browser: Any, settings: Settings, width: int, height: int) -> Iterator[tuple[Any, LiveApi]]:
     """A live API and a page of a fresh browser context (its own storage) of the given size."""
-    with serve_api(settings.with_(api_token=ADMIN_TOKEN)) as api:
+    # No stand-in registry rows: their worker would show on the workers pages. Jobs come from real workers' tasks.
+    with serve_api(settings.with_(api_token=ADMIN_TOKEN), tasks=()) as api:
         context = browser.new_context(viewport={"width": width, "height": height})
         page = context.new_page()
         page.set_default_timeout(15_000)

@@ -154,3 +154,26 @@ def test_a_queue_is_paused_and_resumed_from_the_overview_and_shows_its_limits(
     page.wait_for_selector("#queues button[data-queue=emails]:text-is('pause')")
     row = conn.execute("SELECT paused FROM pgsched.queues WHERE name = 'emails'").fetchone()
     assert row is not None and row["paused"] is False
+
+
+def test_the_jobs_list_filters_by_tag_and_meta_and_a_job_shows_its_labels(
+    dashboard: Any, conn: psycopg.Connection[Any], shot: Callable[..., None]
+) -> None:
+    page, api = dashboard
+    tagged = conn.execute(
+        "SELECT pgsched.enqueue('t', tags => '{billing}', meta => '{\"tenant\": \"acme\"}') AS id"
+    ).fetchone()["id"]
+    (plain,) = insert_jobs(conn, 1, task="t")
+    sign_in(page, api)
+    page.click("#nav a[data-view=jobs]")
+    page.wait_for_selector(f"#jobs-table tr:has(td:text-is('{plain}'))")
+    page.fill("#f-tag", "billing")
+    page.fill("#f-meta", '{"tenant": "acme"}')
+    page.press("#f-meta", "Enter")
+    page.wait_for_selector(f"#jobs-table tr:has(td:text-is('{tagged}'))")
+    wait_until(lambda: not page.is_visible(f"#jobs-table tr:has(td:text-is('{plain}'))"), timeout=10)
+    assert "tag=billing" in page.url
+    shot(page, "jobs-by-tag")
+    page.click(f"#jobs-table tr:has(td:text-is('{tagged}'))")
+    page.wait_for_selector("#job-meta:has-text('acme')")
+    assert "billing" in page.inner_text("#job-detail")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +12,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgsched import Pgsched, Settings
+from pgsched.cli import cli
+from pgsched.cli.base import run_cli
 from pgsched.maintenance import Reaper
 from pgsched.metrics import JOBS_EXPIRED
 from tests.api.conftest import ADMIN_TOKEN, serve_api
@@ -27,7 +30,7 @@ def _job(conn: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
 
 
 async def test_a_claim_ends_a_job_past_its_deadline_instead_of_running_it(
-    settings: Settings, app: Pgsched, start_worker: Callable[..., Any], tmp_path: Path
+    settings: Settings, app: Pgsched, start_worker: Callable[..., Any], tmp_path: Path, capsys: Any
 ) -> None:
     past = datetime.now(UTC) - timedelta(seconds=1)
     late = app.enqueue("record", {"directory": str(tmp_path)}, expires_at=past)
@@ -43,6 +46,8 @@ async def test_a_claim_ends_a_job_past_its_deadline_instead_of_running_it(
     assert ran == [str(in_time)]
     job = app.get_job(late)
     assert job is not None and job.expired and job.to_dict()["expired"] is True
+    assert await asyncio.to_thread(run_cli, cli, ["--dsn", settings.require_dsn(), "jobs", "show", str(late)]) == 0
+    assert "never started at" in capsys.readouterr().out
 
 
 async def _done(conn: psycopg.Connection[Any], *job_ids: int) -> bool:

@@ -56,6 +56,7 @@ async def test_each_outcome_adds_to_the_counters_a_worker_would_count(dsn: str, 
     finish(conn, "succeeded", kinds=("snooze", "snooze", "lease_expired"), attempt=2)  # 2 snoozed attempts given back
     finish(conn, "dead", kinds=("retry", "snooze_limit"), attempt=2)  # a Retry, then one snooze too many
     finish(conn, "dead", kinds=("discard",), attempt=1)  # Discard: dead at once
+    finish(conn, "cancelled", kinds=("expired",), attempt=0, run=None)  # not started by its expires_at
     await rollup(dsn, NOW)
     row = totals(conn)[("default", "t")]
     assert {k: row[k] for k in ("started", "succeeded", "failed", "retried", "dead", "cancelled", "lost")} == {
@@ -64,7 +65,7 @@ async def test_each_outcome_adds_to_the_counters_a_worker_would_count(dsn: str, 
         "failed": 2 + 3 + 1 + 1 + 2 + 1,
         "retried": 2 + 2 + 1 + 1 + 1,
         "dead": 4,
-        "cancelled": 3,
+        "cancelled": 4,
         "lost": 2,
     }
     # Timed: the jobs whose last attempt ran to an end in a worker (three succeeded, the three dead that failed,

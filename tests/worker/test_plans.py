@@ -37,6 +37,7 @@ HOT = {
     "job_progress_many": 4 * BATCH,
     "job_release_leased": 4 * BATCH,
     "job_cancel_requested": 4 * BATCH,
+    "job_trace_list": 4 * BATCH,
     "job_reconcile": 4 * BATCH,
     "job_next_due_in": 4 * BATCH,
     "job_insert": 4 * BATCH,

@@ -590,7 +590,7 @@ function renderJob(detail, job) {
     el("h3", {}, "Result"), el("pre", { class: "scroll" }, JSON.stringify(job.result, null, 2)),
     el("h3", {}, `Attempts with errors (${job.errors.length})`),
     ...job.errors.map((e) => el("details", { class: "attempt" },
-      el("summary", {}, el("strong", {}, `attempt ${e.attempt}`), ` at ${fmtTime(e.at)} `,
+      el("summary", {}, el("strong", {}, e.attempt == null ? "never started" : `attempt ${e.attempt}`), ` at ${fmtTime(e.at)} `,
         el("code", { class: "kind" }, e.kind || "exception"), ": ", el("span", { class: "err" }, e.error)),
       e.traceback ? el("pre", { class: "scroll" }, e.traceback) : el("p", { class: "muted" }, "no traceback"))));
 }
@@ -668,10 +668,9 @@ function renderScheduleEdit(s) {
     ev.preventDefault();
     error.textContent = "";
     try {
-      await api("PATCH", `/schedules/${enc(s.name)}`, {
-        cron: $("e-cron").value, timezone: $("e-tz").value.trim(), task: $("e-task").value.trim(),
-        queue: $("e-queue").value.trim() || "default", args: readArgs("e-args"),
-      });
+      const changes = { cron: $("e-cron").value, timezone: $("e-tz").value.trim(), task: $("e-task").value.trim(), args: readArgs("e-args") };
+      if ($("e-queue").value.trim()) changes.queue = $("e-queue").value.trim(); // empty: keep it (none: the task's queue)
+      await api("PATCH", `/schedules/${enc(s.name)}`, changes);
       error.textContent = "";
       $("edit-saved").textContent = `Saved at ${new Date().toLocaleTimeString()}.`;
       refresh();
@@ -680,7 +679,7 @@ function renderScheduleEdit(s) {
     }
   } },
     field("Cron", "e-cron", s.cron), field("Time zone", "e-tz", s.timezone), field("Task", "e-task", s.task),
-    field("Queue", "e-queue", s.queue ?? "default"), field("Args (JSON object)", "e-args", JSON.stringify(s.args ?? {}, null, 2), "textarea"),
+    field("Queue", "e-queue", s.queue ?? ""), field("Args (JSON object)", "e-args", JSON.stringify(s.args ?? {}, null, 2), "textarea"),
     el("div", { class: "row" }, el("button", { type: "submit" }, "Save"),
       el("button", { type: "button", id: "schedule-delete", class: "danger", onclick: async (ev) => {
         if (!confirmed(ev.target, "Click again to delete")) return;
