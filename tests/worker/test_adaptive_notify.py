@@ -1,5 +1,5 @@
 """The insert trigger sends NOTIFY only while some worker waits on the queue (migration 0002), once per
-wake-up: it takes the marks it answers, and the woken worker marks again (migration 0017)."""
+wake-up: it takes the marks it answers, and the woken worker marks again (migration 0018)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,12 @@ def test_marks_another_transaction_is_taking_are_skipped_not_waited_for(dsn: str
         assert notified(listener) == ["mail"]
 
 
+def succeeded(conn: Conn, job_id: int) -> bool:
+    return conn.execute("SELECT state::text AS s FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone() == {
+        "s": "succeeded"
+    }
+
+
 async def test_a_worker_marks_again_after_each_wake_up_so_no_job_waits_for_a_poll(
     start_worker: StartWorker, settings: Settings, conn: Conn
 ) -> None:
@@ -106,8 +112,7 @@ async def test_a_worker_marks_again_after_each_wake_up_so_no_job_waits_for_a_pol
         await until(lambda: marks(conn) == 1, timeout=20, message="the worker did not mark itself waiting")
         (job_id,) = insert_jobs(conn, 1, task="noop")
         await until(
-            lambda: conn.execute("SELECT state::text AS s FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
-            == {"s": "succeeded"},
+            lambda job_id=job_id: succeeded(conn, job_id),
             timeout=20,
             message="a job waited for the poll: the worker was not woken",
         )

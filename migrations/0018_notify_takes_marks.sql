@@ -1,4 +1,4 @@
--- 0017: one NOTIFY per wake-up, not one per insert. A transaction that sends NOTIFY holds one
+-- 0018: one NOTIFY per wake-up, not one per insert. A transaction that sends NOTIFY holds one
 -- database-wide lock from its pre-commit to the end of its commit (WAL flush included), so while a
 -- worker waited on a queue, every enqueue into it notified and concurrent enqueuers committed one at
 -- a time (16 clients: 22-65 % of the rate with notifications off). Now the insert trigger takes the
