@@ -318,6 +318,26 @@ class Pgsched:
             steps, on_success=on_success, on_failure=on_failure, on_complete=on_complete, name=name, starter=self.client
         )
 
+    def enqueue_after(
+        self,
+        depends_on: list[int],
+        task: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        on_failure: str = "cancel",
+        receive: str | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+        **options: Any,
+    ) -> int:
+        """Enqueue a job that waits for existing jobs (``depends_on``): queued once they have all ended
+        (``on_failure``: cancel, run or failed), with their results as keyword ``receive`` if given."""
+        step = Step(task, dict(args or {}), options).if_dependency_fails(on_failure)  # type: ignore[arg-type]
+        if receive is not None:
+            step = step.receiving(receive)
+        job = self.client.build(task, args, **options)
+        store = self.client.workflow_store(conn)
+        return store.workflow_add(job, depends_on, on_failure=step.on_failure, results_arg=step.results_arg, conn=conn)
+
     def workflow(self, workflow_id: int) -> WorkflowInfo | None:
         """A workflow's progress (steps per state) and overall state."""
         return self.client.workflow_store().workflow_get(workflow_id)

@@ -23,6 +23,7 @@ from pgsched.errors import ValidationError
 from pgsched.job import NewJob
 
 __all__ = [
+    "Attempt",
     "EVENTS",
     "EnqueueSpan",
     "EventName",
@@ -61,7 +62,7 @@ class JobEvent:
 Listener = Callable[[JobEvent], object]
 
 
-class _Attempt(Protocol):
+class Attempt(Protocol):
     @property
     def id(self) -> int: ...
     @property
@@ -107,7 +108,7 @@ class Tracer(Protocol):
         """A worker claimed these jobs at ``claimed_at`` (wall clock); ``traces``: the contexts they carry."""
         ...
 
-    def run(self, job: _Attempt, call: Next) -> Awaitable[Any]:
+    def run(self, job: Attempt, call: Next) -> Awaitable[Any]:
         """Run an attempt (``call``, not yet started) inside its spans, continuing the trace its job carries."""
         ...
 
@@ -169,13 +170,13 @@ class Hooks:
         self.wraps = bool(self._middleware) or self.tracer is not None
 
     # ---------------------------------------------------------------- hook points
-    def started(self, job: _Attempt) -> None:
+    def started(self, job: Attempt) -> None:
         """The executor is about to run an attempt (the job context is set)."""
         if self._starts:
             worker_id = current_job().worker_id
             self._emit(JobEvent("job_started", job.id, job.task, job.queue, job.attempt, worker_id=worker_id))
 
-    def ended(self, batch: Iterable[tuple[_Attempt, _Ended]], states: Mapping[int, str]) -> None:
+    def ended(self, batch: Iterable[tuple[Attempt, _Ended]], states: Mapping[int, str]) -> None:
         """A batch of attempts was written; ``states`` holds the accepted ones (id -> the job's new state)."""
         if not self.ends:
             return
@@ -185,7 +186,7 @@ class Hooks:
                 error = (finished.error or {}).get("error")
                 self._emit(JobEvent(event, job.id, job.task, job.queue, job.attempt, error=error))
 
-    def committed(self, job: _Attempt) -> None:
+    def committed(self, job: Attempt) -> None:
         """A transactional attempt committed its own success."""
         if self.ends:
             self._emit(JobEvent("job_succeeded", job.id, job.task, job.queue, job.attempt))
@@ -197,7 +198,7 @@ class Hooks:
             self._emit(JobEvent("enqueued", job.id, job.task, job.queue, job.attempt))
         return int(job.id)
 
-    def around(self, call: Next, attempt: _Attempt) -> Awaitable[Any]:
+    def around(self, call: Next, attempt: Attempt) -> Awaitable[Any]:
         """Run ``call`` (an attempt's execution, not yet started) inside the tracer's spans and every middleware."""
         if self.tracer is not None:
             inner = call if not self._middleware else functools.partial(self._chain, current_job(), call, 0)

@@ -15,7 +15,7 @@ from typing import Any
 from pgsched.clock import Clock
 from pgsched.errors import ValidationError
 from pgsched.job import NewJob
-from pgsched.tasks import resolve_delay
+from pgsched.tasks import ENQUEUE_OPTIONS, resolve_delay
 
 __all__ = [
     "MAX_DELAY_SECONDS",
@@ -34,27 +34,8 @@ MAX_TIMEOUT_SECONDS = 366 * 86400.0
 # Below a millisecond an interval rounds towards zero, which the tables refuse.
 MIN_TIMEOUT_SECONDS = MIN_GRACE_SECONDS = 0.001
 
-_ITEM_KEYS = frozenset(
-    {
-        "task",
-        "args",
-        "queue",
-        "priority",
-        "run_at",
-        "delay_seconds",
-        "delay",
-        "run_key",
-        "max_attempts",
-        "timeout",
-        "concurrency_key",
-        "concurrency_limit",
-        "tags",
-        "meta",
-        "expires_at",
-        "start_within",
-        "start_within_seconds",
-    }
-)
+# The POST /jobs keys: the task, its args, every enqueue option but a connection, and the JSON spellings in seconds.
+_ITEM_KEYS = (ENQUEUE_OPTIONS - {"conn"}) | {"task", "args", "delay_seconds", "start_within_seconds"}
 
 
 def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_bytes: int) -> NewJob:

@@ -55,7 +55,7 @@ class Step:
     def receiving(self, arg: str = "results") -> Step:
         """On release, pass the results of the step's dependencies (a list, in order) as keyword ``arg``."""
         if not isinstance(arg, str) or not _ARG_RE.fullmatch(arg):
-            raise ValidationError("results_arg", f"must be an identifier, got {arg!r}")
+            raise ValidationError("receive", f"must be an identifier (the keyword that gets the results), got {arg!r}")
         return replace(self, results_arg=arg)
 
     def if_dependency_fails(self, policy: Policy) -> Step:
@@ -93,7 +93,7 @@ class WorkflowStarter(Protocol):
 
 
 def _policy(value: object) -> Policy:
-    if value not in POLICIES:
+    if not isinstance(value, str) or value not in POLICIES:
         raise ValidationError("on_failure", f"must be one of cancel, run, failed; got {value!r}")
     return value  # type: ignore[return-value]
 
@@ -121,6 +121,9 @@ class Workflow:
             if isinstance(node, bool) or not isinstance(node, int) or not 0 <= node < len(self.nodes):
                 raise ValidationError("after", f"node {node!r} is not an earlier step of this workflow")
             edges[node] = Edge(node, _policy(policy))
+        policies = {edge.on_failure for edge in edges.values()}
+        if "failed" in policies and len(policies) > 1:
+            raise ValidationError("after", "policy failed applies to every dependency of a step, or to none")
         self.nodes.append(Node(step, tuple(edges.values())))
         return len(self.nodes) - 1
 

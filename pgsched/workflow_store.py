@@ -18,13 +18,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from pgsched import db
+from pgsched import db, enqueue_rows
 from pgsched.errors import WorkflowNotFound
 from pgsched.job import NewJob
 from pgsched.queries import query
 from pgsched.workflow import Node, Started
 
-__all__ = ["AsyncWorkflowStore", "WorkflowInfo", "WorkflowStep", "WorkflowStore", "insert_params"]
+__all__ = ["AsyncWorkflowStore", "WorkflowInfo", "WorkflowStep", "WorkflowStore", "edge_rows", "step_rows"]
 
 STEPS_SHOWN_MAX = 10_000
 
@@ -89,36 +89,56 @@ class WorkflowStep:
         return out
 
 
-def insert_params(
-    name: str, kind: str, ids: Sequence[int], jobs: Sequence[NewJob], nodes: Sequence[Node]
-) -> dict[str, Any]:
-    """Parameters of ``workflow_insert``: the steps as arrays, and one array entry per edge.
+_STEP_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4",
+               "text[]", "jsonb", "timestamptz", "text", "int8", "bool", "int4"]  # fmt: skip
+_EDGE_TYPES = ["int8", "int8", "int4", "text", "text"]
 
-    The workflow, its steps and edges go in with that one statement, so no transaction is opened here:
-    in the caller's transaction (``conn``) the workflow exists if and only if it commits."""
+
+def step_rows(
+    workflow_id: int,
+    ids: Sequence[int],
+    jobs: Sequence[NewJob],
+    nodes: Sequence[Node],
+    now: datetime,
+    defaults: enqueue_rows.Defaults,
+) -> list[tuple[Any, ...]]:
+    """COPY rows of the steps (a job's row as enqueue_many writes it, labels included), then: waiting
+    (with deps_left) when a step has dependencies, else queued; its workflow; whether others wait for it."""
     awaited = {edge.depends_on for node in nodes for edge in node.edges}
-    edges = [(i, k, edge) for i, node in enumerate(nodes) for k, edge in enumerate(node.edges)]
-    return {
-        "name": name,
-        "kind": kind,
-        "ids": list(ids),
-        "tasks": [j.task for j in jobs],
-        "args": [Jsonb(j.args) for j in jobs],
-        "queues": [j.queue for j in jobs],
-        "priorities": [j.priority for j in jobs],
-        "run_ats": [j.run_at for j in jobs],
-        "max_attempts": [j.max_attempts for j in jobs],
-        "timeouts": [j.timeout for j in jobs],
-        "concurrency_keys": [j.concurrency_key for j in jobs],
-        "concurrency_limits": [j.concurrency_limit for j in jobs],
-        "waits": [bool(node.edges) for node in nodes],
-        "has_dependents": [i in awaited for i in range(len(nodes))],
-        "edge_jobs": [ids[i] for i, _, _ in edges],
-        "edge_deps": [ids[edge.depends_on] for _, _, edge in edges],
-        "edge_positions": [k for _, k, _ in edges],
-        "edge_policies": [edge.on_failure for _, _, edge in edges],
-        "edge_results_args": [nodes[i].step.results_arg for i, _, _ in edges],
-    }
+    rows = []
+    for i, (job, node) in enumerate(zip(jobs, nodes, strict=True)):
+        waits = len(node.edges)
+        row = enqueue_rows.copy_row(ids[i], job, now, defaults, True)
+        rows.append((*row, "waiting" if waits else "queued", workflow_id, i in awaited, waits or None))
+    return rows
+
+
+def edge_rows(ids: Sequence[int], nodes: Sequence[Node]) -> list[tuple[Any, ...]]:
+    """COPY rows of the edges: (dependent, dependency, position, policy, results_arg)."""
+    return [
+        (ids[i], ids[edge.depends_on], k, edge.on_failure, node.step.results_arg)
+        for i, node in enumerate(nodes)
+        for k, edge in enumerate(node.edges)
+    ]
+
+
+@contextlib.contextmanager
+def _joined(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A transaction of its own on an autocommit connection (the pool's); else the caller's transaction."""
+    if conn.autocommit:
+        with conn.transaction():
+            yield
+    else:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _joined_async(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    if conn.autocommit:
+        async with conn.transaction():
+            yield
+    else:
+        yield
 
 
 def _translated() -> contextlib.AbstractContextManager[None]:
@@ -150,13 +170,53 @@ class WorkflowStore:
         *,
         conn: psycopg.Connection[Any] | None = None,
     ) -> Started:
+        """The workflow, its steps and edges: one INSERT, then one COPY each, in one transaction (the
+        caller's with ``conn``: the workflow then exists if and only if that transaction commits)."""
+        with self._conn(conn) as c, _joined(c), c.cursor(row_factory=dict_row) as cur:
+            begun = cur.execute(query("workflow_begin"), {"name": name, "kind": kind, "n": len(jobs)}).fetchone()
+            assert begun is not None
+            ids: list[int] = begun["ids"]
+            names = enqueue_rows.unresolved(jobs)
+            found = cur.execute(query("task_defaults_many"), {"names": names}).fetchall() if names else []
+            rows = step_rows(begun["id"], ids, jobs, nodes, begun["now"], enqueue_rows.resolved(found))
+            with cur.copy(query("workflow_steps_copy")) as copy:
+                copy.set_types(_STEP_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+            edges = edge_rows(ids, nodes)
+            if edges:
+                with cur.copy(query("workflow_edges_copy")) as copy:
+                    copy.set_types(_EDGE_TYPES)
+                    for row in edges:
+                        copy.write_row(row)
+            return Started(int(begun["id"]), tuple(ids))
+
+    def workflow_add(
+        self,
+        job: NewJob,
+        depends_on: Sequence[int],
+        *,
+        on_failure: str = "cancel",
+        results_arg: str | None = None,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> int:
+        """One job that waits for existing jobs (``pgsched.workflow_add``); with ``conn``, in that transaction."""
+        params = {
+            "workflow_id": None,
+            "task": job.task,
+            "args": Jsonb(job.args),
+            "depends_on": list(depends_on),
+            "on_failure": on_failure,
+            "queue": job.queue,
+            "priority": job.priority,
+            "max_attempts": job.max_attempts,
+            "timeout": job.timeout,
+            "results_arg": results_arg,
+        }
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(query("job_ids_reserve"), {"n": len(jobs)}).fetchone()
+            row = cur.execute(query("workflow_add"), params).fetchone()
             assert row is not None
-            ids: list[int] = row["ids"]
-            created = cur.execute(query("workflow_insert"), insert_params(name, kind, ids, jobs, nodes)).fetchone()
-            assert created is not None
-            return Started(int(created["id"]), tuple(ids))
+            return int(row["id"])
 
     def workflow_get(self, workflow_id: int) -> WorkflowInfo | None:
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
@@ -207,15 +267,28 @@ class AsyncWorkflowStore:
         *,
         conn: psycopg.AsyncConnection[Any] | None = None,
     ) -> Started:
-        async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_ids_reserve"), {"n": len(jobs)})
-            row = await cur.fetchone()
-            assert row is not None
-            ids: list[int] = row["ids"]
-            await cur.execute(query("workflow_insert"), insert_params(name, kind, ids, jobs, nodes))
-            created = await cur.fetchone()
-            assert created is not None
-            return Started(int(created["id"]), tuple(ids))
+        """The async twin of ``WorkflowStore.workflow_insert``."""
+        async with self._conn(conn) as c, _joined_async(c), c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("workflow_begin"), {"name": name, "kind": kind, "n": len(jobs)})
+            begun = await cur.fetchone()
+            assert begun is not None
+            ids: list[int] = begun["ids"]
+            found: list[dict[str, Any]] = []
+            if names := enqueue_rows.unresolved(jobs):
+                await cur.execute(query("task_defaults_many"), {"names": names})
+                found = await cur.fetchall()
+            rows = step_rows(begun["id"], ids, jobs, nodes, begun["now"], enqueue_rows.resolved(found))
+            async with cur.copy(query("workflow_steps_copy")) as copy:
+                copy.set_types(_STEP_TYPES)
+                for row in rows:
+                    await copy.write_row(row)
+            edges = edge_rows(ids, nodes)
+            if edges:
+                async with cur.copy(query("workflow_edges_copy")) as copy:
+                    copy.set_types(_EDGE_TYPES)
+                    for row in edges:
+                        await copy.write_row(row)
+            return Started(int(begun["id"]), tuple(ids))
 
     async def workflow_get(self, workflow_id: int) -> WorkflowInfo | None:
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:

@@ -90,3 +90,7 @@ COPY (
        AND position('pg_stat_statements' IN s.query) = 0 AND position('percentile_cont' IN s.query) = 0
        AND position('pg_stat_user_tables' IN s.query) = 0
 ) TO STDOUT
+
+-- name: bench_workflows_delete
+-- Remove every workflow (their steps went with bench_delete_queue), so the next creation starts from empty tables.
+DELETE FROM pgsched.workflows

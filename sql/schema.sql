@@ -322,76 +322,64 @@ $$;
 COMMENT ON FUNCTION pgsched.expired_entry(p_expires_at timestamp with time zone, p_at timestamp with time zone) IS 'The errors entry (as a one-element array) of a job that ended because it was not started by its expires_at: {"kind": "expired", ...}.';
 
 --
--- Name: job_settle(bigint); Type: FUNCTION; Schema: pgsched; Owner: -
+-- Name: job_release(bigint[]); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.job_settle(p_id bigint) RETURNS pgsched.job_state
+CREATE FUNCTION pgsched.job_release(p_ids bigint[]) RETURNS bigint[]
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
-    pending integer;
-    blocker bigint;
-    blocker_state text;
-    wants_failure boolean;
-    saw_failure boolean;
-    arg text;
-    reason text;
-    settled pgsched.job_state;
+    cascade bigint[];
 BEGIN
-    SELECT count(*) FILTER (WHERE d.state NOT IN ('succeeded', 'dead', 'cancelled')),
-           min(e.depends_on) FILTER (WHERE e.on_failure = 'cancel' AND d.state IN ('dead', 'cancelled')),
-           coalesce(bool_or(e.on_failure = 'failed'), false),
-           coalesce(bool_or(e.on_failure = 'failed' AND d.state IN ('dead', 'cancelled')), false),
-           max(e.results_arg)
-      INTO pending, blocker, wants_failure, saw_failure, arg
-      FROM pgsched.job_dependencies e
-      LEFT JOIN pgsched.jobs d ON d.id = e.depends_on
-     WHERE e.job_id = p_id;
-    IF blocker IS NOT NULL THEN
-        SELECT d.state::text INTO blocker_state FROM pgsched.jobs d WHERE d.id = blocker;
-        reason := format('dependency %s ended %s', blocker, blocker_state);
-    ELSIF pending > 0 THEN
-        RETURN 'waiting';
-    ELSIF wants_failure AND NOT saw_failure THEN
-        reason := 'no dependency failed';
-    END IF;
-    IF reason IS NOT NULL THEN
+    WITH decided AS (
+        SELECT t.id, x.arg,
+               CASE WHEN x.wants_failure AND NOT x.saw_failure THEN 'no dependency failed' END AS reason
+          FROM unnest(p_ids) AS t(id)
+         CROSS JOIN LATERAL (
+                SELECT max(e.results_arg) AS arg, bool_or(e.on_failure = 'failed') AS wants_failure,
+                       coalesce(bool_or(e.on_failure = 'failed' AND d.state IN ('dead', 'cancelled')), false) AS saw_failure
+                  FROM pgsched.job_dependencies e
+                  LEFT JOIN pgsched.jobs d ON d.id = e.depends_on
+                 WHERE e.job_id = t.id) x
+    ), settled AS (
         UPDATE pgsched.jobs j
-           SET state = 'cancelled', finished_at = now(),
-               errors = j.errors || jsonb_build_array(jsonb_build_object(
-                   'at', now(), 'attempt', j.attempt, 'error', reason, 'kind', 'dependency_failed',
-                   'dependency_id', blocker, 'traceback', NULL))
-         WHERE j.id = p_id
-        RETURNING j.state INTO settled;
-    ELSE
-        UPDATE pgsched.jobs j
-           SET state = 'queued', run_at = greatest(j.run_at, now()),
-               args = CASE WHEN arg IS NULL THEN j.args ELSE j.args || jsonb_build_object(arg, (
-                          SELECT coalesce(jsonb_agg(CASE WHEN d.state = 'succeeded' THEN d.result END
+           SET state = CASE WHEN d.reason IS NULL THEN 'queued' ELSE 'cancelled' END::pgsched.job_state,
+               finished_at = CASE WHEN d.reason IS NULL THEN NULL ELSE now() END,
+               run_at = CASE WHEN d.reason IS NULL THEN greatest(j.run_at, now()) ELSE j.run_at END,
+               args = CASE WHEN d.reason IS NULL AND d.arg IS NOT NULL THEN j.args || jsonb_build_object(d.arg, (
+                          SELECT coalesce(jsonb_agg(CASE WHEN r.state = 'succeeded' THEN r.result END
                                                     ORDER BY e.position, e.depends_on), '[]'::jsonb)
                             FROM pgsched.job_dependencies e
-                            LEFT JOIN pgsched.jobs d ON d.id = e.depends_on
-                           WHERE e.job_id = p_id)) END
-         WHERE j.id = p_id
-        RETURNING j.state INTO settled;
-        IF current_setting('pgsched.notify', true) IS DISTINCT FROM 'off'
-           AND EXISTS (SELECT 1 FROM pgsched.waiting_workers w
-                        WHERE w.queue = (SELECT j.queue FROM pgsched.jobs j WHERE j.id = p_id)) THEN
-            PERFORM pg_notify('pgsched_jobs', (SELECT j.queue FROM pgsched.jobs j WHERE j.id = p_id));
-        END IF;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = p_id) AND settled = 'cancelled' THEN
-        PERFORM pg_notify('pgsched_done', p_id::text);
-    END IF;
-    RETURN settled;
+                            LEFT JOIN pgsched.jobs r ON r.id = e.depends_on
+                           WHERE e.job_id = j.id)) ELSE j.args END,
+               errors = CASE WHEN d.reason IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(jsonb_build_object(
+                   'at', now(), 'attempt', j.attempt, 'error', d.reason, 'kind', 'dependency_failed',
+                   'dependency_id', NULL, 'traceback', NULL)) END
+          FROM decided d
+         WHERE j.id = d.id AND j.state = 'waiting' AND j.deps_left = 0
+        RETURNING j.id, j.state, j.queue, j.has_dependents
+    ), woken AS (
+        SELECT count(pg_notify('pgsched_jobs', q.queue)) AS sent
+          FROM (SELECT DISTINCT s.queue FROM settled s WHERE s.state = 'queued') q
+         WHERE current_setting('pgsched.notify', true) IS DISTINCT FROM 'off'
+           AND EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.queue)
+    ), told AS (
+        SELECT count(pg_notify('pgsched_done', s.id::text)) AS sent
+          FROM settled s
+         WHERE s.state = 'cancelled' AND EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = s.id)
+    )
+    SELECT coalesce(array_agg(s.id ORDER BY s.id) FILTER (WHERE s.state = 'cancelled' AND s.has_dependents), '{}')
+      INTO cascade
+      FROM woken, told LEFT JOIN settled s ON true;
+    RETURN cascade;
 END $$;
 
 --
--- Name: FUNCTION job_settle(p_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
+-- Name: FUNCTION job_release(p_ids bigint[]); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.job_settle(p_id bigint) IS 'Decide a waiting job the caller has locked: queued when every dependency has ended and none blocks it (injecting results when asked), cancelled when a dependency with policy cancel failed (or, with "failed" edges, when none failed), else still waiting.';
+COMMENT ON FUNCTION pgsched.job_release(p_ids bigint[]) IS 'Settle waiting jobs whose dependencies have all ended (deps_left = 0), locked by the caller, in one statement with a fresh snapshot: queued (with the dependencies'' results injected when asked; NOTIFY pgsched_jobs once per queue), or cancelled when it has "failed" edges and none of those failed. Returns the cancelled ones that have dependents.';
 
 --
 -- Name: jobs_advance_dependents(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -403,39 +391,125 @@ CREATE FUNCTION pgsched.jobs_advance_dependents() RETURNS trigger
     AS $$
 DECLARE
     todo bigint[] := ARRAY[NEW.id];
+    cause text := NEW.state::text;
+    failed boolean := NEW.state IN ('dead', 'cancelled');
+    ready bigint[];
     next_ids bigint[];
-    d record;
-    reviving boolean := NEW.state NOT IN ('succeeded', 'dead', 'cancelled');
+    revived bigint[];
+    queues text[];
 BEGIN
-    -- Our own updates below fire this trigger again: the loop here handles them instead.
+    -- Our own updates below fire this trigger again: the loops here handle them instead.
     IF current_setting('pgsched.advancing', true) = 'on' THEN
         RETURN NULL;
     END IF;
-    PERFORM set_config('pgsched.advancing', 'on', true);
-    WHILE cardinality(todo) > 0 LOOP
-        next_ids := '{}';
-        IF reviving THEN
-            FOR d IN SELECT j.id, j.has_dependents FROM pgsched.jobs j
-                      WHERE j.id IN (SELECT e.job_id FROM pgsched.job_dependencies e WHERE e.depends_on = ANY (todo))
-                        AND j.state = 'cancelled' AND j.errors -> -1 ->> 'kind' = 'dependency_failed'
-                      ORDER BY j.id FOR UPDATE OF j LOOP
-                UPDATE pgsched.jobs j SET state = 'waiting', finished_at = NULL WHERE j.id = d.id;
-                IF d.has_dependents THEN
-                    next_ids := next_ids || d.id;
-                END IF;
-            END LOOP;
-        ELSE
-            FOR d IN SELECT j.id, j.has_dependents FROM pgsched.jobs j
-                      WHERE j.id IN (SELECT e.job_id FROM pgsched.job_dependencies e WHERE e.depends_on = ANY (todo))
-                        AND j.state = 'waiting'
-                      ORDER BY j.id FOR UPDATE OF j LOOP
-                IF pgsched.job_settle(d.id) = 'cancelled' AND d.has_dependents THEN
-                    next_ids := next_ids || d.id;
-                END IF;
-            END LOOP;
+    IF NEW.state = 'succeeded' AND OLD.state NOT IN ('succeeded', 'dead', 'cancelled') THEN
+        -- The hot path (a step succeeded): one statement counts down its waiting dependents, each
+        -- under its row lock, and releases those at zero; nothing it does fires this trigger again.
+        WITH hit AS (
+            UPDATE pgsched.jobs j
+               SET deps_left = j.deps_left - 1,
+                   state = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
+                                THEN 'queued' ELSE 'waiting' END::pgsched.job_state,
+                   run_at = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
+                                 THEN greatest(j.run_at, now()) ELSE j.run_at END
+              FROM pgsched.job_dependencies e
+             WHERE e.depends_on = NEW.id AND j.id = e.job_id AND j.state = 'waiting'
+            RETURNING j.id, j.state, j.deps_left, j.queue
+        )
+        SELECT array_agg(h.id ORDER BY h.id) FILTER (WHERE h.state = 'waiting' AND h.deps_left = 0),
+               array_agg(DISTINCT h.queue) FILTER (WHERE h.state = 'queued')
+          INTO ready, queues
+          FROM hit h;
+        IF queues IS NOT NULL AND current_setting('pgsched.notify', true) IS DISTINCT FROM 'off' THEN
+            PERFORM pg_notify('pgsched_jobs', q.name) FROM unnest(queues) AS q(name)
+              WHERE EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.name);
         END IF;
-        todo := next_ids;
-    END LOOP;
+        IF ready IS NULL THEN
+            RETURN NULL;
+        END IF;
+        -- Some want results or have "failed" edges: settled apart, which may cancel (and cascade).
+        PERFORM set_config('pgsched.advancing', 'on', true);
+        todo := pgsched.job_release(ready);
+        failed := true;
+        cause := 'cancelled';
+    ELSE
+        PERFORM set_config('pgsched.advancing', 'on', true);
+    END IF;
+    IF NEW.state IN ('succeeded', 'dead', 'cancelled') AND OLD.state IN ('succeeded', 'dead', 'cancelled') THEN
+        NULL;  -- from one end to another (a hand-made UPDATE): its dependents counted it already
+    ELSIF NEW.state IN ('succeeded', 'dead', 'cancelled') THEN
+        -- One level of the graph per pass: the jobs ended in todo count down their waiting dependents.
+        WHILE cardinality(todo) > 0 LOOP
+            WITH edge AS (
+                SELECT e.job_id, count(*)::integer AS n, min(e.depends_on) FILTER (WHERE e.on_failure = 'cancel') AS blocker,
+                       bool_or(e.on_failure = 'failed') OR max(e.results_arg) IS NOT NULL AS settle_apart
+                  FROM pgsched.job_dependencies e
+                 WHERE e.depends_on = ANY (todo)
+                 GROUP BY e.job_id
+            ), hit AS (
+                UPDATE pgsched.jobs j
+                   SET deps_left = j.deps_left - e.n,
+                       state = CASE WHEN failed AND e.blocker IS NOT NULL THEN 'cancelled'
+                                    WHEN j.deps_left = e.n AND NOT e.settle_apart THEN 'queued'
+                                    ELSE 'waiting' END::pgsched.job_state,
+                       finished_at = CASE WHEN failed AND e.blocker IS NOT NULL THEN now() END,
+                       run_at = CASE WHEN NOT (failed AND e.blocker IS NOT NULL) AND j.deps_left = e.n AND NOT e.settle_apart
+                                     THEN greatest(j.run_at, now()) ELSE j.run_at END,
+                       errors = CASE WHEN failed AND e.blocker IS NOT NULL
+                                     THEN j.errors || jsonb_build_array(jsonb_build_object(
+                                          'at', now(), 'attempt', j.attempt,
+                                          'error', format('dependency %s ended %s', e.blocker, cause),
+                                          'kind', 'dependency_failed', 'dependency_id', e.blocker, 'traceback', NULL))
+                                     ELSE j.errors END
+                  FROM edge e
+                 WHERE j.id = e.job_id AND j.state = 'waiting'
+                RETURNING j.id, j.state, j.deps_left, j.queue, j.has_dependents
+            ), woken AS (
+                SELECT count(pg_notify('pgsched_jobs', q.queue)) AS sent
+                  FROM (SELECT DISTINCT h.queue FROM hit h WHERE h.state = 'queued') q
+                 WHERE current_setting('pgsched.notify', true) IS DISTINCT FROM 'off'
+                   AND EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.queue)
+            ), told AS (
+                SELECT count(pg_notify('pgsched_done', h.id::text)) AS sent
+                  FROM hit h
+                 WHERE h.state = 'cancelled' AND EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = h.id)
+            )
+            SELECT array_agg(h.id ORDER BY h.id) FILTER (WHERE h.state = 'waiting' AND h.deps_left = 0),
+                   coalesce(array_agg(h.id) FILTER (WHERE h.state = 'cancelled' AND h.has_dependents), '{}')
+              INTO ready, next_ids
+              FROM woken, told LEFT JOIN hit h ON true;
+            IF ready IS NOT NULL THEN
+                next_ids := next_ids || pgsched.job_release(ready);
+            END IF;
+            todo := next_ids;
+            failed := true;  -- what cascades from here was cancelled
+            cause := 'cancelled';
+        END LOOP;
+    ELSE
+        -- NEW is back in play (a retry): its waiting dependents wait for it again, and the dependents
+        -- it had cancelled wait again (recounted, in a statement of their own), level by level.
+        WHILE cardinality(todo) > 0 LOOP
+            UPDATE pgsched.jobs j SET deps_left = j.deps_left + e.n
+              FROM (SELECT e.job_id, count(*)::integer AS n FROM pgsched.job_dependencies e
+                     WHERE e.depends_on = ANY (todo) GROUP BY e.job_id) e
+             WHERE j.id = e.job_id AND j.state = 'waiting';
+            WITH back AS (
+                UPDATE pgsched.jobs j SET state = 'waiting', finished_at = NULL
+                  FROM pgsched.job_dependencies e
+                 WHERE e.depends_on = ANY (todo) AND j.id = e.job_id AND j.state = 'cancelled'
+                   AND j.errors -> -1 ->> 'kind' = 'dependency_failed'
+                   AND (j.errors -> -1 ->> 'dependency_id')::bigint = e.depends_on
+                RETURNING j.id, j.has_dependents
+            )
+            SELECT coalesce(array_agg(b.id), '{}'), coalesce(array_agg(b.id) FILTER (WHERE b.has_dependents), '{}')
+              INTO revived, next_ids FROM back b;
+            UPDATE pgsched.jobs j
+               SET deps_left = (SELECT count(*) FROM pgsched.job_dependencies e LEFT JOIN pgsched.jobs d ON d.id = e.depends_on
+                                 WHERE e.job_id = j.id AND d.state NOT IN ('succeeded', 'dead', 'cancelled'))
+             WHERE j.id = ANY (revived);
+            todo := next_ids;
+        END LOOP;
+    END IF;
     PERFORM set_config('pgsched.advancing', 'off', true);
     RETURN NULL;
 END $$;
@@ -444,7 +518,7 @@ END $$;
 -- Name: FUNCTION jobs_advance_dependents(); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger: a job with dependents ended (settle each waiting dependent under its row lock, cascading cancellations) or left dead/cancelled (a retry: dependents it had cancelled wait again), in the transaction of that change.';
+COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger: a job with dependents ended (count down its waiting dependents in one UPDATE under their row locks: release at zero, cancel on a failed "cancel" edge, cascading level by level) or left dead/cancelled/succeeded (a retry: its dependents wait for it again, and those it cancelled are revived), in the transaction of that change.';
 
 --
 -- Name: jobs_fill_defaults(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -507,7 +581,11 @@ BEGIN
     END IF;
     -- Future jobs too: a waiting worker then re-arms its timer for the earliest run_at.
     FOR q IN SELECT DISTINCT n.queue FROM new_jobs n WHERE n.state = 'queued' LOOP
-        IF EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q) THEN
+        DELETE FROM pgsched.waiting_workers w
+         USING (SELECT x.queue, x.worker_id FROM pgsched.waiting_workers x
+                 WHERE x.queue = q FOR UPDATE SKIP LOCKED) taken
+         WHERE w.queue = taken.queue AND w.worker_id = taken.worker_id;
+        IF FOUND THEN
             PERFORM pg_notify('pgsched_jobs', q);
         END IF;
     END LOOP;
@@ -518,7 +596,7 @@ END $$;
 -- Name: FUNCTION jobs_notify_insert(); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (payload: queue) once per statement and queue of queued jobs (due now or later), only when a worker waits on that queue (pgsched.waiting_workers) and the session has not set pgsched.notify to off.';
+COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (payload: queue) for a statement''s queued jobs (due now or later) when it takes (deletes) the waiting marks of workers on that queue, so one NOTIFY wakes them and later inserts send none until they mark again; marks another transaction is taking are skipped; nothing when the session set pgsched.notify to off.';
 
 --
 -- Name: lock_held(bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -759,6 +837,9 @@ DECLARE
     new_id bigint;
     wf bigint := workflow_id;
     found_deps integer;
+    open_deps integer;
+    blocker bigint;
+    blocker_state text;
 BEGIN
     IF wf IS NULL THEN
         wf := pgsched.workflow_create('', 'after');
@@ -773,9 +854,13 @@ BEGIN
                          WHERE t.u IS NOT NULL GROUP BY t.u ORDER BY min(t.n));  -- first mention wins
     new_id := pgsched.enqueue(task, args, queue => queue, priority => priority, max_attempts => max_attempts,
                               timeout => timeout, run_at => now());
-    -- Lock the dependencies (so none ends unseen while the edges go in) and mark them.
-    UPDATE pgsched.jobs j SET has_dependents = true WHERE j.id = ANY (depends_on);
-    GET DIAGNOSTICS found_deps = ROW_COUNT;
+    -- Lock the dependencies (none can end unseen while the edges go in), mark them, read their states.
+    WITH marked AS (
+        UPDATE pgsched.jobs j SET has_dependents = true WHERE j.id = ANY (depends_on) RETURNING j.id, j.state
+    )
+    SELECT count(*), count(*) FILTER (WHERE m.state NOT IN ('succeeded', 'dead', 'cancelled')),
+           min(m.id) FILTER (WHERE m.state IN ('dead', 'cancelled'))
+      INTO found_deps, open_deps, blocker FROM marked m;
     IF found_deps <> cardinality(depends_on) THEN
         RAISE EXCEPTION 'pgsched.workflow_add: dependency % does not exist',
             (SELECT min(u) FROM unnest(depends_on) AS u WHERE NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = u))
@@ -783,11 +868,21 @@ BEGIN
     END IF;
     INSERT INTO pgsched.job_dependencies (job_id, depends_on, position, on_failure, results_arg)
     SELECT new_id, d.id, d.n, on_failure, results_arg FROM unnest(depends_on) WITH ORDINALITY AS d(id, n);
-    UPDATE pgsched.jobs j SET workflow_id = wf,
-                              state = CASE WHEN cardinality(depends_on) > 0 THEN 'waiting' ELSE 'queued' END::pgsched.job_state
-     WHERE j.id = new_id;
-    IF cardinality(depends_on) > 0 THEN
-        PERFORM pgsched.job_settle(new_id);  -- its dependencies may have ended already
+    IF cardinality(depends_on) = 0 THEN
+        UPDATE pgsched.jobs j SET workflow_id = wf WHERE j.id = new_id;
+    ELSIF blocker IS NOT NULL AND on_failure = 'cancel' THEN  -- a dependency already failed
+        SELECT d.state::text INTO blocker_state FROM pgsched.jobs d WHERE d.id = blocker;
+        UPDATE pgsched.jobs j
+           SET workflow_id = wf, state = 'cancelled', finished_at = now(), deps_left = open_deps,
+               errors = jsonb_build_array(jsonb_build_object(
+                   'at', now(), 'attempt', 0, 'error', format('dependency %s ended %s', blocker, blocker_state),
+                   'kind', 'dependency_failed', 'dependency_id', blocker, 'traceback', NULL))
+         WHERE j.id = new_id;
+    ELSE
+        UPDATE pgsched.jobs j SET workflow_id = wf, state = 'waiting', deps_left = open_deps WHERE j.id = new_id;
+        IF open_deps = 0 THEN
+            PERFORM pgsched.job_release(ARRAY[new_id]);  -- every dependency had ended already
+        END IF;
     END IF;
     RETURN new_id;
 END $$;
@@ -1173,6 +1268,7 @@ CREATE TABLE pgsched.jobs (
     extended_until timestamp with time zone,
     workflow_id bigint,
     has_dependents boolean DEFAULT false NOT NULL,
+    deps_left integer,
     CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
     CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
@@ -1409,6 +1505,12 @@ COMMENT ON COLUMN pgsched.jobs.workflow_id IS 'pgsched.workflows.id of the workf
 --
 
 COMMENT ON COLUMN pgsched.jobs.has_dependents IS 'Some job waits for this one: only then does a change of state run pgsched.jobs_advance_dependents.';
+
+--
+-- Name: COLUMN jobs.deps_left; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.deps_left IS 'A waiting job: how many of its dependencies have not ended yet (released at zero); NULL for a job without dependencies.';
 
 --
 -- Name: dead_letter; Type: VIEW; Schema: pgsched; Owner: -
@@ -2986,7 +3088,7 @@ CREATE TABLE pgsched.waiting_workers (
 -- Name: TABLE waiting_workers; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON TABLE pgsched.waiting_workers IS 'Workers idle on a queue and listening: the insert trigger sends NOTIFY pgsched_jobs only for queues listed here. A hint only: a stale row costs one needless NOTIFY, polling covers a missing one.';
+COMMENT ON TABLE pgsched.waiting_workers IS 'Workers idle on a queue and listening. The insert trigger takes (deletes) a queue''s marks when it sends NOTIFY pgsched_jobs for it; a woken worker marks again before it sleeps. A hint only: a stale row costs one needless NOTIFY, polling covers a missing one.';
 
 --
 -- Name: COLUMN waiting_workers.queue; Type: COMMENT; Schema: pgsched; Owner: -

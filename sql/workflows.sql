@@ -1,30 +1,24 @@
 -- Queries of workflows: create one whole (steps and edges in one statement), read, cancel, prune.
 
--- name: workflow_insert
--- Create a workflow, its steps (waiting when they have dependencies, else queued) and its edges in one statement; the ids come from job_ids_reserve. Marks every step that others wait for (has_dependents).
+-- name: workflow_begin
+-- Create a workflow and reserve ids for its n steps (the COPY of the steps carries them); also the database's now.
 WITH wf AS (
     INSERT INTO pgsched.workflows (name, kind) VALUES (%(name)s::text, %(kind)s::text) RETURNING id
-), steps AS (
-    INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key,
-                              concurrency_limit, state, workflow_id, has_dependents)
-    SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, now()), t.max_attempts, t.timeout,
-           t.concurrency_key, t.concurrency_limit,
-           CASE WHEN t.waits THEN 'waiting' ELSE 'queued' END::pgsched.job_state, (SELECT wf.id FROM wf), t.has_dependents
-      FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(args)s::jsonb[], %(queues)s::text[], %(priorities)s::smallint[],
-                  %(run_ats)s::timestamptz[], %(max_attempts)s::int[], %(timeouts)s::interval[],
-                  %(concurrency_keys)s::text[], %(concurrency_limits)s::int[], %(waits)s::bool[], %(has_dependents)s::bool[])
-           AS t(id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit,
-                waits, has_dependents)
-    RETURNING 1
-), edges AS (
-    INSERT INTO pgsched.job_dependencies (job_id, depends_on, position, on_failure, results_arg)
-    SELECT e.job_id, e.depends_on, e.position, e.on_failure, e.results_arg
-      FROM unnest(%(edge_jobs)s::bigint[], %(edge_deps)s::bigint[], %(edge_positions)s::int[],
-                  %(edge_policies)s::text[], %(edge_results_args)s::text[])
-           AS e(job_id, depends_on, position, on_failure, results_arg)
-    RETURNING 1
 )
-SELECT (SELECT wf.id FROM wf) AS id, (SELECT count(*) FROM steps)::int AS steps, (SELECT count(*) FROM edges)::int AS edges
+SELECT wf.id, now() AS now,
+       (SELECT array_agg(nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass)))
+          FROM generate_series(1, %(n)s::int)) AS ids  -- the sequence looked up once, as in job_ids_reserve
+  FROM wf
+
+-- name: workflow_steps_copy
+-- Bulk insert of a workflow's steps through COPY (binary): waiting with deps_left when they have dependencies, else queued.
+COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit,
+                   tags, meta, expires_at, state, workflow_id, has_dependents, deps_left)
+FROM STDIN (FORMAT BINARY)
+
+-- name: workflow_edges_copy
+-- Bulk insert of a workflow's edges through COPY (binary).
+COPY pgsched.job_dependencies (job_id, depends_on, position, on_failure, results_arg) FROM STDIN (FORMAT BINARY)
 
 -- name: workflow_get
 -- One workflow with its progress (steps per state) and overall state.
@@ -67,3 +61,10 @@ WITH doomed AS (
     DELETE FROM pgsched.workflows w USING doomed WHERE w.id = doomed.id RETURNING 1
 )
 SELECT count(*)::int AS deleted FROM gone
+
+-- name: workflow_add
+-- Enqueue one job that waits for existing jobs (pgsched.workflow_add; NULL workflow: a new one of kind after); returns its id.
+SELECT pgsched.workflow_add(%(workflow_id)s::bigint, %(task)s::text, %(args)s::jsonb, %(depends_on)s::bigint[],
+                            on_failure => %(on_failure)s::text, queue => %(queue)s::text, priority => %(priority)s::int,
+                            max_attempts => %(max_attempts)s::int, timeout => %(timeout)s::interval,
+                            results_arg => %(results_arg)s::text) AS id

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from pgsched.api import cluster, dashboard, dead, health, jobs, metrics, openapi, schedules, tokens
+from pgsched.api import cluster, dashboard, dead, health, jobs, metrics, openapi, schedules, tokens, workflows
 from pgsched.api.deadlines import BodyDeadlineMiddleware
 from pgsched.api.errors import exception_handlers
 from pgsched.api.routing import merge_routes
@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         *schedules.routes,
         *cluster.routes,
         *tokens.routes,
+        *workflows.routes,
     ]
     app = Starlette(
         routes=merge_routes(routes, query_parameters=openapi.query_parameters(settings)),

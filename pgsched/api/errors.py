@@ -21,6 +21,7 @@ from pgsched.errors import (
     ScheduleNotFound,
     TaskNotFound,
     ValidationError,
+    WorkflowNotFound,
 )
 from pgsched.token_store import TokenNotFound
 
@@ -125,6 +126,7 @@ def exception_handlers() -> dict[Any, Any]:
         ScheduleNotFound: _not_found,
         TaskNotFound: _not_found,
         TokenNotFound: _not_found,
+        WorkflowNotFound: _not_found,
         InvalidStateError: _conflict,
         DatabaseUnavailable: _unavailable,
         ConfigurationError: _config,

@@ -27,8 +27,10 @@ from pgsched.api.openapi_schemas import (
     ref,
     schedule_schemas,
 )
+from pgsched.api.openapi_workflows import workflow_schemas
 from pgsched.api.state import api_state
 from pgsched.api.validation import BIGINT_MAX, JOB_CURSOR_RE
+from pgsched.api.workflows import STATES as WORKFLOW_STATES
 from pgsched.config import Settings
 from pgsched.dashboard_store import VIEWS as DASHBOARD_VIEWS
 from pgsched.job import (
@@ -262,7 +264,32 @@ def _dashboard_paths(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _workflow_paths(settings: Settings) -> dict[str, Any]:
+    state = _query("state", {"type": "string", "enum": list(WORKFLOW_STATES)}, "Overall state.")
+    created = _op("Create a workflow: every step and edge in one transaction", _ok("201", "WorkflowCreated"),
+                  body="NewWorkflow")  # fmt: skip
+    return {
+        "/workflows": {
+            "post": created,
+            "get": _op(
+                "List workflows, newest first, with progress",
+                _ok("200", "WorkflowPage"),
+                params=[state, *_paging(settings)],
+            ),
+        },
+        "/workflows/{id}": {
+            "parameters": [_JOB_ID],
+            "get": _op("A workflow with every step", _ok("200", "WorkflowDetail")),
+        },
+        "/workflows/{id}/cancel": {
+            "parameters": [_JOB_ID],
+            "post": _op("Cancel every unfinished step", _ok("200", "WorkflowCancelled")),
+        },
+    }
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
+    jobs = job_schemas()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -273,10 +300,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": {**_job_paths(settings), **_other_paths(settings), **_dashboard_paths(settings)},
+        "paths": {
+            **_job_paths(settings),
+            **_workflow_paths(settings),
+            **_other_paths(settings),
+            **_dashboard_paths(settings),
+        },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**job_schemas(), **schedule_schemas(), **cluster_schemas()},
+            "schemas": {**jobs, **workflow_schemas(jobs["NewJob"]), **schedule_schemas(), **cluster_schemas()},
         },
     }
 

@@ -23,6 +23,7 @@ from pgsched.schedule_store import ScheduleStore
 from pgsched.store import AsyncJobStore
 from pgsched.task_store import AsyncTaskStore
 from pgsched.token_store import TokenStore
+from pgsched.workflow_store import AsyncWorkflowStore
 
 __all__ = ["ApiState", "api_pool", "api_state"]
 
@@ -53,6 +54,7 @@ class ApiState:
     admin: AdminStore
     tokens: TokenStore
     schedules: ScheduleStore
+    workflows: AsyncWorkflowStore
     tasks: AsyncTaskStore
     cache: DedupeCache
     auth_failures: AuthFailureLimiter
@@ -71,6 +73,7 @@ class ApiState:
             admin=AdminStore(pool, clock=clock),
             tokens=TokenStore(pool, clock=clock),
             schedules=ScheduleStore(pool, clock=clock),
+            workflows=AsyncWorkflowStore(pool),
             tasks=AsyncTaskStore(pool),
             cache=cache,
             auth_failures=AuthFailureLimiter(

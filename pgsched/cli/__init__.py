@@ -17,6 +17,7 @@ from pgsched.cli import migrate as _migrate  # noqa: F401  (registers commands)
 from pgsched.cli import scheduler as _scheduler  # noqa: F401  (registers commands)
 from pgsched.cli import tokens as _tokens  # noqa: F401  (registers commands)
 from pgsched.cli import worker as _worker  # noqa: F401  (registers commands)
+from pgsched.cli import workflows as _workflows  # noqa: F401  (registers commands)
 from pgsched.cli.base import cli, run_cli
 
 __all__ = ["cli", "main"]

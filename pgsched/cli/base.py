@@ -25,12 +25,21 @@ from pgsched.errors import (
     ScheduleNotFound,
     TaskNotFound,
     ValidationError,
+    WorkflowNotFound,
 )
 from pgsched.logs import LOG_FORMATS, configure_logging
 
 __all__ = ["CliContext", "cli", "echo_json", "echo_table", "pass_ctx", "run_cli"]
 
-_BAD_INPUT = (ValidationError, JobNotFound, ScheduleNotFound, TaskNotFound, InvalidStateError, ConfigurationError)
+_BAD_INPUT = (
+    ValidationError,
+    JobNotFound,
+    ScheduleNotFound,
+    TaskNotFound,
+    WorkflowNotFound,
+    InvalidStateError,
+    ConfigurationError,
+)
 
 
 @dataclass

@@ -8,6 +8,7 @@ PGSCHED_DSN are ignored on purpose: a benchmark must say which server it ran on)
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -17,6 +18,7 @@ import click
 from pgsched.bench import STATS_STATES, BenchOptions, bench_server, run_bench
 from pgsched.bench.scratch import DEFAULT_PREFIX, Databases, admin_dsn
 from pgsched.bench.soak import Sample, SoakOptions, soak
+from pgsched.bench.workflows import DRAIN_KINDS, creation_cost, drain_rate
 from pgsched.cli.base import cli, echo_json
 from pgsched.errors import ValidationError
 
@@ -126,7 +128,7 @@ def _print(report: dict[str, Any]) -> None:
     _table(report, f"single-row enqueue, {opts['clients']} clients, /s", [
         ("notifications off", "notify.off_per_s", "{:,.0f}", None),
         ("adaptive, nobody waiting", "notify.adaptive_per_s", "{:,.0f}", "notify.off_per_s"),
-        ("a worker waiting (NOTIFY each)", "notify.waiting_per_s", "{:,.0f}", "notify.off_per_s"),
+        ("a worker waiting", "notify.waiting_per_s", "{:,.0f}", "notify.off_per_s"),
     ], "% of off")  # fmt: skip
     _table(report, "idle listening worker, ms", [
         ("enqueue returned -> task started p50", "latency.start_p50_ms", "{:.2f}", None),
@@ -258,3 +260,65 @@ def _print_summary(result: dict[str, Any]) -> None:
         click.echo("statement mean times (pg_stat_statements), first window -> last window, ms:")
         for s in summary["statements"][:15]:
             click.echo(f"  {s['first_mean_ms']:>8.3f} -> {s['last_mean_ms']:>8.3f}  {s['query']}")
+
+
+@bench.command("workflows")
+@_dsn_option
+@_prefix_option
+@_option("--runs", 5, "Runs; each drain kind once per run, in rotating order.")
+@_option("--fan-out", 1_000, "Jobs of the fan-out whose creation is timed (plus its callback).")
+@_option("--rounds", 15, "Creations timed per path (median).")
+@_option("--chains", 10_000, "Two-step chains of the chain drain (the plain drains use as many jobs).")
+@_option("--processes", 1, "Worker processes of each drain.")
+@_option("--concurrency", 10, "Concurrency of each worker.")
+@_json_option
+def workflows_command(dsn: str | None, db_prefix: str, runs: int, fan_out: int, rounds: int, chains: int,
+                      processes: int, concurrency: int, as_json: bool) -> None:  # fmt: skip
+    """Workflow creation against enqueue_many; chain drain and plain drain with and without migration 0012."""
+    limits = (("runs", runs, 1), ("fan-out", fan_out, 1), ("rounds", rounds, 1), ("chains", chains, 1),
+              ("processes", processes, 1), ("concurrency", concurrency, 1))  # fmt: skip
+    for name, value, low in limits:
+        _at_least(name, value, low)
+    _quiet()
+    jobs = int(chains) * 2
+    per_run: list[dict[str, float]] = []
+    with bench_server(dsn) as server:
+        databases = Databases(admin_dsn(server.dsn), db_prefix)
+        try:
+            for index in range(int(runs)):
+                figures = creation_cost(databases.clone(f"create{index}"), n=int(fan_out), rounds=int(rounds))
+                order = DRAIN_KINDS[index % 3 :] + DRAIN_KINDS[: index % 3]  # no kind always first
+                for kind in order:
+                    figures[f"drain.{kind}.jobs_per_s"] = drain_rate(
+                        databases, kind, jobs=jobs, processes=int(processes), concurrency=int(concurrency)
+                    )
+                figures["drain.chains_vs_plain"] = (
+                    figures["drain.chains.jobs_per_s"] / figures["drain.plain.jobs_per_s"]
+                )
+                figures["drain.plain_vs_without_0012"] = (
+                    figures["drain.plain.jobs_per_s"] / figures["drain.plain-without-0012.jobs_per_s"]
+                )
+                per_run.append(figures)
+                if not as_json:
+                    click.echo(f"run {index + 1}/{runs} done", err=True)
+        finally:
+            databases.drop_all()
+    medians = {k: statistics.median(r[k] for r in per_run) for k in per_run[0]}
+    if as_json:
+        echo_json({"medians": medians, "runs": per_run, "server": server.settings.values,
+                   "warnings": server.settings.warnings})  # fmt: skip
+        return
+    _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
+    rows = [
+        ("create: group of --fan-out + callback (ms)", "create.fan_out_ms", "{:.1f}"),
+        ("create: enqueue_many of --fan-out (ms)", "create.enqueue_many_ms", "{:.1f}"),
+        ("create: fan-out / enqueue_many (target <= 2)", "create.ratio", "{:.2f}"),
+        ("drain: two-step chains (jobs/s)", "drain.chains.jobs_per_s", "{:,.0f}"),
+        ("drain: plain (jobs/s)", "drain.plain.jobs_per_s", "{:,.0f}"),
+        ("drain: plain without 0012 (jobs/s)", "drain.plain-without-0012.jobs_per_s", "{:,.0f}"),
+        ("drain: chains / plain (target >= 0.5)", "drain.chains_vs_plain", "{:.2f}"),
+        ("drain: plain / without 0012 (target 0.97-1.03)", "drain.plain_vs_without_0012", "{:.3f}"),
+    ]
+    for label, key, fmt in rows:
+        each = " ".join(fmt.format(r[key]) for r in per_run)
+        click.echo(f"{label:<48} {fmt.format(medians[key]):>10}   runs: {each}")

@@ -13,6 +13,7 @@ from pgsched.cli.preflight import require_schema
 from pgsched.config import Settings
 from pgsched.store import AsyncJobStore
 from pgsched.token_store import TokenStore
+from pgsched.workflow_store import AsyncWorkflowStore
 
 __all__ = ["CliStores", "with_stores"]
 
@@ -24,6 +25,7 @@ class CliStores:
     jobs: AsyncJobStore
     admin: AdminStore
     tokens: TokenStore
+    workflows: AsyncWorkflowStore
 
 
 def with_stores(settings: Settings, action: Callable[[CliStores], Awaitable[T]]) -> T:
@@ -36,7 +38,9 @@ def with_stores(settings: Settings, action: Callable[[CliStores], Awaitable[T]])
         pool = db.async_pool(dsn, "cli", min_size=1, max_size=2)
         await pool.open()
         try:
-            return await action(CliStores(AsyncJobStore(pool), AdminStore(pool), TokenStore(pool)))
+            return await action(
+                CliStores(AsyncJobStore(pool), AdminStore(pool), TokenStore(pool), AsyncWorkflowStore(pool))
+            )
         finally:
             await pool.close()
 

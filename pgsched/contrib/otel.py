@@ -15,13 +15,13 @@ import dataclasses
 import importlib.metadata
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from pgsched.hooks import Hooks, Next
+from pgsched.hooks import Attempt, Hooks, Next
 from pgsched.job import NewJob
 
 if TYPE_CHECKING:
@@ -33,17 +33,6 @@ TRACE_KEY = "trace"  # jobs.meta -> 'trace': {"traceparent": ..., "tracestate": 
 _W3C = TraceContextTextMapPropagator()
 _CLAIMS_MAX = 100_000
 _SYSTEM = "pgsched"
-
-
-class Attempt(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def task(self) -> str: ...
-    @property
-    def queue(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
 
 
 class _Enqueue:

@@ -88,6 +88,11 @@ class Producer:
         """Something may be due now (a NOTIFY, a reconnect, a retry written): claim soon."""
         self._wake.set()
 
+    def notified(self) -> None:
+        """A NOTIFY for one of our queues: the inserter took our waiting marks, so mark again before sleeping."""
+        self._marked = False
+        self._wake.set()
+
     def forget_marks(self) -> None:
         """Liveness changed (maybe a new worker id, maybe after a crash): write waiting marks again, reconcile."""
         self._marked = False

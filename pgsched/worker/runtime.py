@@ -189,7 +189,7 @@ class Worker:
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == JOBS_CHANNEL:
             if payload in self._queues:
-                self._producer.wake()
+                self._producer.notified()
         elif channel == CANCEL_CHANNEL and payload.isdigit():
             self._executor.cancel(int(payload))
 

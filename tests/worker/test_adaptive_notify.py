@@ -1,4 +1,5 @@
-"""The insert trigger sends NOTIFY only while some worker waits on the queue (migration 0002)."""
+"""The insert trigger sends NOTIFY only while some worker waits on the queue (migration 0002), once per
+wake-up: it takes the marks it answers, and the woken worker marks again (migration 0018)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Any
 
 import psycopg
 
+from pgsched import Settings
 from tests.support.factories import insert_jobs
+from tests.worker.conftest import StartWorker, until
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -57,3 +60,59 @@ def test_a_session_can_opt_out_of_notify_for_a_bulk_load(dsn: str, conn: Conn) -
         conn.execute("SELECT set_config('pgsched.notify', 'on', false)")
         insert_jobs(conn, 2)
         assert notified(listener) == ["default"]
+
+
+def marks(conn: Conn) -> int:
+    row = conn.execute("SELECT count(*) AS n FROM pgsched.waiting_workers").fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+def test_the_notifying_insert_takes_the_marks_so_later_inserts_send_none(dsn: str, conn: Conn) -> None:
+    worker_id = waiting_worker(conn, "mail")
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute("LISTEN pgsched_jobs")
+        insert_jobs(conn, 1, queue="mail")
+        assert notified(listener) == ["mail"]
+        assert marks(conn) == 0
+        insert_jobs(conn, 1, queue="mail")
+        assert notified(listener) == []
+        conn.execute("INSERT INTO pgsched.waiting_workers (queue, worker_id) VALUES ('mail', %s)", [worker_id])
+        insert_jobs(conn, 1, queue="mail")
+        assert notified(listener) == ["mail"]
+
+
+def test_marks_another_transaction_is_taking_are_skipped_not_waited_for(dsn: str, conn: Conn) -> None:
+    waiting_worker(conn, "mail")
+    with (
+        psycopg.connect(dsn, autocommit=True) as listener,
+        psycopg.connect(dsn) as first,
+        psycopg.connect(dsn, autocommit=True) as second,
+    ):
+        listener.execute("LISTEN pgsched_jobs")
+        first.execute("INSERT INTO pgsched.jobs (task, queue) VALUES ('noop', 'mail')")  # takes the mark, open
+        second.execute("SET lock_timeout = '2s'")  # a wait on the first transaction's lock would fail here
+        second.execute("INSERT INTO pgsched.jobs (task, queue) VALUES ('noop', 'mail')")
+        assert notified(listener) == []
+        first.commit()
+        assert notified(listener) == ["mail"]
+
+
+def succeeded(conn: Conn, job_id: int) -> bool:
+    return conn.execute("SELECT state::text AS s FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone() == {
+        "s": "succeeded"
+    }
+
+
+async def test_a_worker_marks_again_after_each_wake_up_so_no_job_waits_for_a_poll(
+    start_worker: StartWorker, settings: Settings, conn: Conn
+) -> None:
+    await start_worker(settings.with_(poll_seconds=120.0))
+    for _ in range(4):  # each job is enqueued while the worker sleeps: only a NOTIFY can wake it in time
+        await until(lambda: marks(conn) == 1, timeout=20, message="the worker did not mark itself waiting")
+        (job_id,) = insert_jobs(conn, 1, task="noop")
+        await until(
+            lambda job_id=job_id: succeeded(conn, job_id),
+            timeout=20,
+            message="a job waited for the poll: the worker was not woken",
+        )

@@ -234,3 +234,16 @@ def test_only_jobs_with_dependents_run_the_trigger_function(dsn: str, conn: Conn
         c.execute("UPDATE pgsched.jobs SET state = 'succeeded' WHERE id = %(id)s", {"id": awaited})
         row = c.execute(calls).fetchone()
         assert row is not None and row["n"] == 1
+
+
+def test_a_retried_dependency_is_waited_for_again(conn: Conn) -> None:
+    wf = _workflow(conn)
+    a, b = _add(conn, wf, "a"), _add(conn, wf, "b")
+    c = _add(conn, wf, "c", [a, b], on_failure="run")
+    _end(conn, a, "dead")
+    conn.execute("SELECT pgsched.retry(%(id)s)", {"id": a})
+    _end(conn, b, "succeeded", 2)
+    assert _state(conn, c) == "waiting"  # a runs again: c waits for it
+    _end(conn, a, "succeeded", 1)
+    assert _job(conn, c)["state"] == "queued"
+    assert _job(conn, c)["deps_left"] == 0

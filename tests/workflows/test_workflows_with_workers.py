@@ -177,3 +177,22 @@ def test_a_workflow_joins_the_callers_transaction(app: Pgsched, dsn: str, tmp_pa
         started = app.chain(step.s(directory=d), step.s(directory=d)).enqueue(conn=c)
     info = app.workflow(started.id)
     assert info is not None and (info.queued, info.waiting) == (1, 1)
+
+
+def test_a_job_enqueued_after_existing_jobs_runs_once_they_end_with_their_results(
+    app: Pgsched, conn: psycopg.Connection[dict[str, Any]], spawn_worker: SpawnWorker, tmp_path: Path
+) -> None:
+    d = str(tmp_path)
+    first = app.enqueue("step", {"directory": d, "value": 1})
+    second = app.enqueue("step", {"directory": d, "value": 2})
+    after = app.enqueue_after([first, second], "step", {"directory": d, "value": 3}, receive="results")
+    assert _states_of(conn, [after]) == ["waiting"]
+    spawn_worker("--concurrency", "2")
+    wait_until(lambda: _states_of(conn, [after]) == ["succeeded"], timeout=60, message="the dependent did not run")
+    assert _results(conn, (after,)) == [{"value": 3, "received": [1, 2]}]
+    assert executions(tmp_path) == {first: 1, second: 1, after: 1}
+
+
+def _states_of(conn: psycopg.Connection[dict[str, Any]], ids: list[int]) -> list[str]:
+    rows = conn.execute("SELECT state::text AS s FROM pgsched.jobs WHERE id = ANY(%(ids)s) ORDER BY id", {"ids": ids})
+    return [r["s"] for r in rows]

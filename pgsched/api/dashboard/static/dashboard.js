@@ -246,9 +246,9 @@ function parseRoute() {
   const [head, ...rest] = path.split("/");
   const id = rest.length ? decodeURIComponent(rest.join("/")) : null;
   const params = new URLSearchParams(query || "");
-  const detail = { jobs: "job", queues: "queue", schedules: "schedule", workers: "worker" };
+  const detail = { jobs: "job", queues: "queue", schedules: "schedule", workers: "worker", workflows: "workflow" };
   if (id && detail[head]) return { view: detail[head], id, params };
-  const known = ["overview", "jobs", "schedules", "dead", "workers", "new"];
+  const known = ["overview", "jobs", "workflows", "schedules", "dead", "workers", "new"];
   return { view: known.includes(head) ? head : "overview", id: null, params };
 }
 
@@ -258,12 +258,13 @@ function route() {
   $("login").hidden = true;
   $("nav").hidden = false;
   $("logout").hidden = false;
-  const nav = { job: "jobs", queue: "overview", schedule: "schedules", worker: "workers" }[view] || view;
+  const nav = { job: "jobs", queue: "overview", schedule: "schedules", worker: "workers", workflow: "workflows" }[view] || view;
   document.querySelectorAll(".view").forEach((v) => (v.hidden = v.id !== `view-${view}`));
   document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("active", a.dataset.view === nav));
   if (view === "jobs") enterJobs();
   if (view === "dead") enterDead();
   if (view === "job") S.jobSig = "";
+  if (view === "workflow") workflowSig = "";  // workflows.js
   if (view === "schedule" && S.scheduleName !== S.route.id) { S.scheduleName = null; }
   if (view === "overview") S.lastStats = 0;
   refresh();
@@ -272,6 +273,7 @@ function route() {
 const REFRESH = {
   overview: refreshOverview, jobs: refreshJobs, job: refreshJob, queue: refreshQueue, schedules: refreshSchedules,
   schedule: refreshSchedule, dead: refreshDead, workers: refreshWorkers, worker: refreshWorker, new: async () => {},
+  workflows: () => refreshWorkflows(), workflow: () => refreshWorkflow(),  // workflows.js
 };
 let refreshing = false;
 
