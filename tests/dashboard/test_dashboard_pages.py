@@ -89,13 +89,19 @@ def test_every_job_queue_schedule_and_worker_has_a_url_that_opens_in_a_new_tab(
 ) -> None:
     page, api = dashboard
     spawn_worker()
-    (job_id,) = insert_jobs(conn, 1, task="sleepy", args={"seconds": 30})
+    # Runs until the test ends (the worker is killed at teardown): on a loaded machine the pages below can
+    # take longer than a short job, which would leave the worker page with nothing to show.
+    (job_id,) = insert_jobs(conn, 1, task="sleepy", args={"seconds": 600})
     with api.client() as client:
         client.post(
             "/schedules", json={"name": "nightly", "cron": "0 3 * * *", "task": "noop", "timezone": "Asia/Tokyo"}
         )
-    worker = wait_until(lambda: conn.execute("SELECT id FROM pgsched.workers LIMIT 1").fetchone(), timeout=15)
-    wait_until(lambda: conn.execute("SELECT 1 FROM pgsched.jobs WHERE state = 'running'").fetchone(), timeout=15)
+    worker = wait_until(  # the worker running it (a worker that re-registered has a new id)
+        lambda: conn.execute(
+            "SELECT worker_id AS id FROM pgsched.jobs WHERE id = %s AND state = 'running'", [job_id]
+        ).fetchone(),
+        timeout=15,
+    )
     sign_in(page, api)
     page.wait_for_selector("#nav a.active:has-text('Overview')")
     tab = page.context.new_page()  # a new tab of the same browser: the token is kept, no sign-in
