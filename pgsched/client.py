@@ -8,6 +8,7 @@ in ``close``/``aclose``.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -41,6 +42,7 @@ class Client:
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
         self._apool_lock = asyncio.Lock()
+        self._pool_lock = threading.Lock()  # threads sharing one client open one pool, not one each
         self._cache = dedupe_cache_for(settings)
         self._results: ResultStore | None = None
         self._sync_store: JobStore | None = None
@@ -49,10 +51,13 @@ class Client:
     # ---------------------------------------------------------------- plumbing
     def _store(self) -> JobStore:
         if self._sync_store is None:
-            pool = db.sync_pool(self._settings.require_dsn(), "client", min_size=0, max_size=4, check_idle=True)
-            pool.open()
-            self._pool = pool
-            self._sync_store = JobStore(pool, clock=self._clock, cache=self._cache)
+            with self._pool_lock:
+                if self._sync_store is None:
+                    dsn = self._settings.require_dsn()
+                    pool = db.sync_pool(dsn, "client", min_size=0, max_size=4, check_idle=True)
+                    pool.open()
+                    self._pool = pool
+                    self._sync_store = JobStore(pool, clock=self._clock, cache=self._cache)
         return self._sync_store
 
     def _unpooled_store(self) -> JobStore:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.pq import Trace
 
-from pgsched import Pgsched, Settings, ValidationError
+from pgsched import Pgsched, Settings, ValidationError, db
 
 
 def test_task_decorator_registers_and_enqueues_with_task_defaults(
@@ -84,6 +84,35 @@ def test_twenty_concurrent_enqueuers_of_one_run_key_make_one_job(
     assert errors == []
     assert len(ids) == 20 and len(set(ids)) == 1
     assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone() == {"n": 1}
+
+
+def test_threads_sharing_one_app_open_one_pool(settings: Settings) -> None:
+    """The client's pool is opened on first use: threads racing to that first use must share one pool
+    (a pool opened per thread and dropped leaks its connections and worker threads)."""
+    app = Pgsched(settings=settings)
+    opened: list[int] = []
+    barrier = threading.Barrier(8)
+    real = db.sync_pool
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened.append(1)
+        return real(*args, **kwargs)
+
+    def enqueue(k: int) -> None:
+        barrier.wait()
+        app.enqueue("noop", {"k": k})
+
+    try:
+        db.sync_pool = counting  # type: ignore[assignment]
+        threads = [threading.Thread(target=enqueue, args=[k]) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        db.sync_pool = real  # type: ignore[assignment]
+        app.close()
+    assert len(opened) == 1
 
 
 def test_enqueue_many_takes_post_jobs_items(app: Pgsched, conn: psycopg.Connection[dict[str, Any]]) -> None:
