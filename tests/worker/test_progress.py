@@ -66,13 +66,25 @@ async def wait_state(conn: Conn, job_id: int, state: str, timeout: float) -> dic
     raise AssertionError(f"job {job_id} not {state} within {timeout}s: {row(conn, job_id)}")
 
 
+async def wait_for(conn: Conn, job_id: int, condition: str, timeout: float) -> None:
+    """Poll until the job's row meets a SQL condition (test-written text, never input)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = conn.execute(f"SELECT {condition} AS ok FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+        if found is not None and found["ok"]:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id}: not ({condition}) within {timeout}s: {row(conn, job_id)}")
+
+
 async def test_a_job_beating_its_own_lease_runs_four_leases_long_and_is_never_rescued(
     worker: Any, reaper: list[int], settings: Settings, conn: Conn
 ) -> None:
     assert settings.lease_seconds == 3.0  # the worker process runs with the same lease
     job_id = enqueue(settings, "long_beating", max_attempts=2, seconds=12, every=1)
     running = await wait_state(conn, job_id, "running", 15)
-    await asyncio.sleep(4)  # past one lease: the promise is on the row, under this attempt's lease
+    # Past one lease by the database's clock, with the promise on the row under this attempt's lease.
+    await wait_for(conn, job_id, "now() - started_at > interval '4 seconds' AND extended_lease = lease", 15)
     mid = row(conn, job_id)
     assert mid["state"] == "running" and mid["extended_lease"] == mid["lease"] == running["lease"]
     done = await wait_state(conn, job_id, "succeeded", 30)
@@ -97,7 +109,7 @@ async def test_a_stale_worker_heartbeat_does_not_take_a_job_whose_own_lease_hold
 ) -> None:
     job_id = enqueue(settings, "long_beating", max_attempts=2, seconds=4, every=0.5)
     running = await wait_state(conn, job_id, "running", 15)
-    await asyncio.sleep(1.5)
+    await wait_for(conn, job_id, "extended_lease = lease", 15)  # its own beats are on the row
     # The worker looks hung (heartbeat a minute old, lock still held): its beating job stays.
     conn.execute(
         "UPDATE pgsched.workers SET heartbeat_at = now() - interval '1 minute' WHERE id = %s", [running["worker_id"]]
