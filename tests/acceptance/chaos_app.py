@@ -8,13 +8,14 @@ outside the job row, so duplicates are visible:
   stays in the ledger (an honest duplicate).
 - ``tx`` is transactional: its ledger row commits in the same transaction that marks the job
   succeeded, so a fenced-out (late) completion leaves no row: exactly-once side effects.
+- ``tick`` is ``tx`` for cron, with the run key (the instant) in the execution record.
 - ``sleeper`` records when it starts and when it ends, for the graceful-shutdown scenario.
 - ``poison`` records its start, then SIGKILLs the worker that runs it (the poison pill).
 - ``failing`` records its start and fails until a wall-clock instant (a cohort failing together).
 
-With ``PGSCHED_CHAOS_RUNS_FILE`` set, ``plain`` and ``tx`` also append a ``start`` and an ``end`` line
-(JSON: job, attempt, pid, kind, event, wall-clock t) to that file: a record of executions outside
-PostgreSQL, which a database crash cannot take back (the PostgreSQL crash scenario reads it).
+With ``PGSCHED_CHAOS_RUNS_FILE`` set, ``plain``, ``tx`` and ``tick`` also append a ``start`` and an ``end``
+line (JSON: job, attempt, pid, kind, event, wall-clock t; ``tick`` adds its run key) to that file: a record of
+executions outside PostgreSQL, which a database crash cannot take back (the PostgreSQL crash scenario reads it).
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ _RUNS_FILE = os.environ.get("PGSCHED_CHAOS_RUNS_FILE")
 _runs_fd = os.open(_RUNS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if _RUNS_FILE else None
 
 
-def _run_line(kind: str, event: str) -> None:
+def _run_line(kind: str, event: str, key: str | None = None) -> None:
     """One line per write with O_APPEND: lines of concurrent writers never interleave."""
     if _runs_fd is None:
         return
     job = current_job()
     line = {"job": job.id, "attempt": job.attempt, "pid": os.getpid(), "kind": kind, "event": event, "t": time.time()}
+    if key is not None:
+        line["key"] = key
     os.write(_runs_fd, (json.dumps(line) + "\n").encode())
 
 
@@ -83,6 +86,18 @@ async def tx(conn: psycopg.AsyncConnection[Any], seconds: float = 0.0) -> int:
         await asyncio.sleep(seconds)
     _run_line("tx", "end")
     return os.getpid()
+
+
+@app.task(transactional=True, max_attempts=50)
+async def tick(conn: psycopg.AsyncConnection[Any]) -> None:
+    """A cron run: ``tx`` with the job's run key (its cron instant) in the execution record, so an instant
+    fired under two job ids shows even when one of them was lost with a database."""
+    job = current_job()
+    row = await (await conn.execute("SELECT run_key FROM pgsched.jobs WHERE id = %s", [job.id])).fetchone()
+    key = str(row["run_key"] if isinstance(row, dict) else row[0]) if row else None
+    _run_line("tick", "start", key)
+    await conn.execute(_INSERT, [job.id, job.attempt, os.getpid(), "tick"])
+    _run_line("tick", "end", key)
 
 
 @app.task(max_attempts=50)

@@ -1,0 +1,161 @@
+"""A private primary and streaming standby (``initdb``, ``pg_basebackup -R``) for the failover scenario.
+
+Never touches the machine's shared server: both data directories live under a fresh /tmp folder,
+both servers listen on 127.0.0.1 on a private port pair (``PGSCHED_FAILOVER_PORTS``, default
+55460-55499) and run as the ``postgres`` system user when we are root. ``dsn`` lists both hosts
+with ``target_session_attrs=read-write``, the multi-host DSN an application would be given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from tests.support.waiting import wait_until
+
+__all__ = ["Node", "ReplicatedPair", "pg_bindir", "replicated_pair"]
+
+_USER = "postgres"
+
+
+def pg_bindir() -> Path | None:
+    """The newest installed PostgreSQL server binaries (Debian layout), or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
+    return Path(found[-1]).parent if found else None
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", _USER, "--", *argv] if os.geteuid() == 0 else argv
+
+
+def _run(argv: list[str], timeout: float = 120) -> None:
+    done = subprocess.run(_as_postgres(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _port_pair() -> tuple[int, int]:
+    low, high = (int(p) for p in os.environ.get("PGSCHED_FAILOVER_PORTS", "55460-55499").split("-"))
+    for first in range(low, high, 2):
+        if _free(first) and _free(first + 1):
+            return first, first + 1
+    raise RuntimeError(f"no free port pair in {low}-{high}")
+
+
+@dataclass
+class Node:
+    """One server: its data directory, port and pg_ctl."""
+
+    bindir: Path
+    data: Path
+    port: int
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} user={_USER} dbname=postgres"
+
+    def pg_ctl(self, *args: str) -> None:
+        _run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"), *args])
+
+    def start(self) -> None:
+        self.pg_ctl("-w", "-t", "90", "start")
+
+    def kill(self) -> None:
+        """``stop -m immediate``: every backend is gone at once, nothing is flushed (a crash of the host)."""
+        self.pg_ctl("-m", "immediate", "-w", "stop")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError):
+            self.pg_ctl("-m", "fast", "-w", "stop")
+
+    def promote(self) -> None:
+        self.pg_ctl("-w", "-t", "90", "promote")
+
+    def configure(self, **settings: Any) -> None:
+        lines = "".join(f"{k} = '{v}'\n" for k, v in settings.items())
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(lines)
+
+    def connect(self) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row, connect_timeout=5)
+
+    def one(self, sql: str, params: Any = None) -> Any:
+        with self.connect() as conn:
+            row = conn.execute(sql, params).fetchone()
+        assert row is not None
+        return next(iter(row.values()))
+
+
+@dataclass
+class ReplicatedPair:
+    primary: Node
+    standby: Node
+    sync: bool
+
+    @property
+    def dsn(self) -> str:
+        """Both hosts, the primary first (as an application lists them), read-write sessions only."""
+        ports = f"{self.primary.port},{self.standby.port}"
+        return f"host=127.0.0.1,127.0.0.1 port={ports} user={_USER} dbname=postgres target_session_attrs=read-write"
+
+    def streaming(self) -> bool:
+        want = "sync" if self.sync else "async"
+        sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND sync_state = %s"
+        return bool(self.primary.one(sql, [want]))
+
+
+@contextlib.contextmanager
+def replicated_pair(*, sync: bool) -> Iterator[ReplicatedPair]:
+    """A running primary with one streaming standby (synchronous when ``sync``); both stopped and removed on exit."""
+    bindir = pg_bindir()
+    assert bindir is not None, "no PostgreSQL server binaries under /usr/lib/postgresql"
+    folder = Path(tempfile.mkdtemp(prefix="pgsched-failover-"))
+    os.chmod(folder, 0o755)
+    if os.geteuid() == 0:
+        shutil.chown(folder, _USER, _USER)
+    first, second = _port_pair()
+    primary = Node(bindir, folder / "primary", first)
+    standby = Node(bindir, folder / "standby", second)
+    pair = ReplicatedPair(primary, standby, sync)
+    try:
+        _run([str(bindir / "initdb"), "-D", str(primary.data), "-A", "trust", "-U", _USER, "--no-sync"])
+        primary.configure(
+            port=first,
+            listen_addresses="127.0.0.1",
+            unix_socket_directories=str(folder),
+            wal_level="replica",
+            max_wal_senders=5,
+            max_connections=200,
+            recovery_init_sync_method="syncfs",
+            # Sync: a commit returns once the standby has flushed it ('*': any standby). Async: at once.
+            synchronous_standby_names="*" if sync else "",
+        )
+        primary.start()
+        backup = ["-D", str(standby.data), "-R", "-X", "stream", "-c", "fast", "-h", "127.0.0.1", "-p", str(first)]
+        _run([str(bindir / "pg_basebackup"), *backup, "-U", _USER, "--no-sync"])
+        # Once promoted, the standby stands alone: with the primary's '*' it would wait for a standby forever.
+        standby.configure(port=second, synchronous_standby_names="")
+        standby.start()
+        wait_until(pair.streaming, timeout=60, interval=0.1, message="the standby did not stream")
+        yield pair
+    finally:
+        standby.stop()
+        primary.stop()
+        shutil.rmtree(folder, ignore_errors=True)
