@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 from pgsched.errors import ConfigurationError
 from pgsched.job import DEFAULT_MAX_PAYLOAD_BYTES
 
@@ -18,6 +21,7 @@ __all__ = [
     "BUILTIN_CAP_HARD_MAX_BYTES",
     "DEFAULT_RESULT_MAX_BYTES",
     "Settings",
+    "check_write_dsn",
     "output_cap",
 ]
 
@@ -64,6 +68,31 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigurationError(f"{name} must be on or off, got {raw!r}")
+
+
+# What target_session_attrs may say in PGSCHED_DSN: pgsched writes, so only the primary will do.
+_WRITABLE_SESSION_ATTRS = frozenset({"read-write", "primary"})
+
+
+def check_write_dsn(dsn: str | None, env: Mapping[str, str]) -> None:
+    """ConfigurationError when ``dsn`` could land on a standby: several hosts with no
+    ``target_session_attrs=read-write`` (libpq would take the first that answers, a standby included,
+    and every write there fails), or a session attribute that prefers a standby. A DSN that does not
+    parse is left to the command's own check, which names the syntax error."""
+    if not dsn:
+        return
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return
+    hosts = str(params.get("host") or params.get("hostaddr") or env.get("PGHOST") or "").split(",")
+    attrs = str(params.get("target_session_attrs") or env.get("PGTARGETSESSIONATTRS") or "any")
+    if attrs in _WRITABLE_SESSION_ATTRS or (len(hosts) < 2 and attrs == "any"):
+        return
+    why = f"lists {len(hosts)} hosts" if attrs == "any" else f"has target_session_attrs={attrs}"
+    raise ConfigurationError(
+        f"PGSCHED_DSN {why}: add target_session_attrs=read-write so that pgsched only ever writes to the primary"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +204,9 @@ class Settings:
             ),
             otel=_bool(env, "PGSCHED_OTEL", False),
         )
-        return settings.with_(**{k: v for k, v in overrides.items() if v is not None})
+        settings = settings.with_(**{k: v for k, v in overrides.items() if v is not None})
+        check_write_dsn(settings.dsn, env)
+        return settings
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
