@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -80,9 +80,12 @@ async def _check_if_idle_async(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 def conninfo(dsn: str, role: str, **extra: Any) -> str:
-    """The DSN with pgsched's application_name, keepalives and a connect timeout added."""
-    params: dict[str, Any] = {"application_name": f"pgsched:{role}:{os.getpid()}", "connect_timeout": 10}
-    params.update(_KEEPALIVES)
+    """The DSN with pgsched's application_name, and keepalives and a connect timeout unless the DSN sets its
+    own (libpq applies ``connect_timeout`` per host: with several hosts, a shorter one reaches the next host
+    sooner when one blackholes packets). ``extra`` wins over both."""
+    given = conninfo_to_dict(dsn)
+    params: dict[str, Any] = {k: v for k, v in {"connect_timeout": 10, **_KEEPALIVES}.items() if k not in given}
+    params["application_name"] = f"pgsched:{role}:{os.getpid()}"
     params.update(extra)
     return make_conninfo(dsn, **params)
 

@@ -79,3 +79,12 @@ def test_the_client_enqueues_through_the_second_host_when_the_first_refuses(dsn:
 def test_a_direct_server_behind_a_dead_first_host_is_not_taken_for_a_pooler(dsn: str) -> None:
     """The pooler check compares the port of the host libpq chose, not the first one listed."""
     assert db.pooler_seen(_two_hosts(dsn, target_session_attrs="read-write")) is None
+
+
+def test_the_dsn_keeps_its_own_connect_timeout_and_keepalives_and_pgsched_names_the_session() -> None:
+    given = "host=a,b port=5432,5433 dbname=x target_session_attrs=read-write connect_timeout=3 keepalives_idle=4"
+    params = conninfo_to_dict(db.conninfo(given, "worker"))
+    assert params["connect_timeout"] == "3" and params["keepalives_idle"] == "4"
+    assert params["keepalives_interval"] == "5" and params["host"] == "a,b" and params["port"] == "5432,5433"
+    assert str(params["application_name"]).startswith("pgsched:worker:")
+    assert conninfo_to_dict(db.conninfo("host=a dbname=x", "cli"))["connect_timeout"] == "10"
