@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -23,7 +23,15 @@ from pgsched.bench.facts import process_cpu_seconds
 from pgsched.errors import ConfigurationError
 from pgsched.queries import query
 
-__all__ = ["QUEUE", "cpu_seconds", "wait_until_drained", "wait_until_started", "wait_until_waiting", "worker_processes"]
+__all__ = [
+    "QUEUE",
+    "Placement",
+    "cpu_seconds",
+    "wait_until_drained",
+    "wait_until_started",
+    "wait_until_waiting",
+    "worker_processes",
+]
 
 QUEUE = "bench"
 APP = "pgsched.bench.tasks:app"
@@ -35,22 +43,34 @@ def _argv(dsn: str, concurrency: int, scheduler: bool) -> list[str]:
     return argv if scheduler else [*argv, "--no-scheduler"]
 
 
+# Where worker i runs: a command prefix that execs the worker (e.g. ``ip netns exec ...``), and its DSN.
+Placement = Callable[[int], tuple[Sequence[str], str]]
+
+
 @contextlib.contextmanager
 def worker_processes(
-    dsn: str, count: int, *, concurrency: int = 10, scheduler: bool = False, env: Mapping[str, str] | None = None
+    dsn: str,
+    count: int,
+    *,
+    concurrency: int = 10,
+    scheduler: bool = False,
+    env: Mapping[str, str] | None = None,
+    placement: Placement | None = None,
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``count`` worker processes now; SIGTERM (then SIGKILL) them on exit.
 
     Their stderr goes to temporary files, echoed only for a worker that failed: a clean stop's
-    "stopping: ..." line is not news in a benchmark's output.
+    "stopping: ..." line is not news in a benchmark's output. ``placement`` puts worker i elsewhere
+    (its prefix must exec the worker, so that the process id stays the worker's).
     """
     environment = {**os.environ, **(env or {})}
     procs: list[subprocess.Popen[bytes]] = []
     with contextlib.ExitStack() as stack:
         logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(count)]
         try:
-            for log in logs:
-                argv = _argv(dsn, concurrency, scheduler)
+            for i, log in enumerate(logs):
+                prefix, target = placement(i) if placement is not None else ((), dsn)
+                argv = [*prefix, *_argv(target, concurrency, scheduler)]
                 procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=log, env=environment))
             yield procs
         finally:

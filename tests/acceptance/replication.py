@@ -2,7 +2,7 @@
 
 Never touches the machine's shared server: both data directories live under a fresh /tmp folder,
 both servers listen on 127.0.0.1 on a private port pair (``PGSCHED_FAILOVER_PORTS``, default
-55460-55499) and run as the ``postgres`` system user when we are root. ``dsn`` lists both hosts
+55460-55479) and run as the ``postgres`` system user when we are root. ``dsn`` lists both hosts
 with ``target_session_attrs=read-write``, the multi-host DSN an application would be given.
 """
 
@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 
 from tests.support.waiting import wait_until
 
-__all__ = ["Node", "ReplicatedPair", "pg_bindir", "replicated_pair"]
+__all__ = ["Node", "ReplicatedPair", "free_ports", "initialized", "pg_bindir", "private_folder", "replicated_pair"]
 
 _USER = "postgres"
 
@@ -51,12 +51,14 @@ def _free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _port_pair() -> tuple[int, int]:
-    low, high = (int(p) for p in os.environ.get("PGSCHED_FAILOVER_PORTS", "55460-55499").split("-"))
-    for first in range(low, high, 2):
-        if _free(first) and _free(first + 1):
-            return first, first + 1
-    raise RuntimeError(f"no free port pair in {low}-{high}")
+def free_ports(count: int, span: str | None = None) -> list[int]:
+    """``count`` consecutive free ports of ``span`` (default ``PGSCHED_FAILOVER_PORTS``, else 55460-55479)."""
+    span = span or os.environ.get("PGSCHED_FAILOVER_PORTS") or "55460-55479"
+    low, high = (int(p) for p in span.split("-"))
+    for first in range(low, high - count + 2, count):
+        if all(_free(p) for p in range(first, first + count)):
+            return list(range(first, first + count))
+    raise RuntimeError(f"no {count} free ports in {low}-{high}")
 
 
 @dataclass
@@ -121,25 +123,39 @@ class ReplicatedPair:
         return bool(self.primary.one(sql, [want]))
 
 
+def private_folder(prefix: str) -> Path:
+    """A fresh folder under /tmp that the server's system user can use."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(folder, 0o755)
+    if os.geteuid() == 0:
+        shutil.chown(folder, _USER, _USER)
+    return folder
+
+
+def initialized(bindir: Path, data: Path, port: int, **settings: Any) -> Node:
+    """A new cluster in ``data`` (trust authentication, stock settings but ``settings``), not started."""
+    node = Node(bindir, data, port)
+    _run([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", _USER, "--no-sync"])
+    node.configure(port=port, unix_socket_directories=str(data.parent), **settings)
+    return node
+
+
 @contextlib.contextmanager
 def replicated_pair(*, sync: bool) -> Iterator[ReplicatedPair]:
     """A running primary with one streaming standby (synchronous when ``sync``); both stopped and removed on exit."""
     bindir = pg_bindir()
     assert bindir is not None, "no PostgreSQL server binaries under /usr/lib/postgresql"
-    folder = Path(tempfile.mkdtemp(prefix="pgsched-failover-"))
-    os.chmod(folder, 0o755)
-    if os.geteuid() == 0:
-        shutil.chown(folder, _USER, _USER)
-    first, second = _port_pair()
-    primary = Node(bindir, folder / "primary", first)
+    folder = private_folder("pgsched-failover-")
+    first, second = free_ports(2)
     standby = Node(bindir, folder / "standby", second)
+    primary = Node(bindir, folder / "primary", first)
     pair = ReplicatedPair(primary, standby, sync)
     try:
-        _run([str(bindir / "initdb"), "-D", str(primary.data), "-A", "trust", "-U", _USER, "--no-sync"])
-        primary.configure(
-            port=first,
+        initialized(
+            bindir,
+            primary.data,
+            first,
             listen_addresses="127.0.0.1",
-            unix_socket_directories=str(folder),
             wal_level="replica",
             max_wal_senders=5,
             max_connections=200,

@@ -8,8 +8,9 @@ the standby promoted, and nobody is restarted. Counted on the new primary:
 
 - acknowledged jobs lost: 0 with synchronous replication (``synchronous_standby_names``, commits
   on); with asynchronous replication the count is reported (the replication lag at the kill);
-- cron instants fired twice (two jobs for one instant in the external record) and instants whose
-  transactional effect committed twice: 0;
+- cron instants fired twice (two jobs for one instant in the external record: 0 with synchronous
+  replication; asynchronous replication may lose a fire whose job already ran, which the new leader
+  fires again) and instants whose transactional effect committed twice (0);
 - the timeline: kill -> promoted -> first enqueue, first claim, first cron fire on the new primary;
 - processes that died (needed a restart): 0.
 
@@ -53,7 +54,8 @@ SELECT count(*) FILTER (WHERE j.id IS NULL) AS missing, count(*) FILTER (WHERE j
   FROM unnest(%s::bigint[]) AS a(id) LEFT JOIN pgsched.jobs j ON j.id = a.id
 """
 _FIRST_AFTER = """
-SELECT extract(epoch FROM min(created_at) FILTER (WHERE created_at > after))::float8 AS enqueue,
+SELECT extract(epoch FROM min(created_at) FILTER (WHERE schedule_name IS NULL AND created_at > after))::float8
+           AS enqueue,
        extract(epoch FROM min(started_at) FILTER (WHERE started_at > after))::float8 AS claim,
        extract(epoch FROM min(created_at) FILTER (WHERE schedule_name = 'tick' AND created_at > after))::float8 AS cron
   FROM pgsched.jobs, to_timestamp(%(t)s) AS after
@@ -138,10 +140,11 @@ def test_promoting_the_standby_after_the_primary_dies_loses_no_acknowledged_job_
         unfenced_old_primary_chosen_by_libpq=unfenced_chosen,
     )
     assert [repr(s) for e in enqueuers for s in e.surprises] == []
-    if mode == "sync":
+    if mode == "sync":  # asynchronous: what the standby had not received at the kill is gone (reported)
         assert missing == 0, "an acknowledged job was lost with synchronous replication"
+        assert fired_twice == 0, "a cron instant fired twice across the failover"
     assert settled and stuck == 0, "acknowledged jobs did not all run on the new primary"
-    assert fired_twice == 0 and cron_tx_twice == 0, "a cron instant fired twice across the failover"
+    assert cron_tx_twice == 0, "a cron instant's transactional effect committed twice"
     assert alive == spawned, "a pgsched process died with the primary"
     assert registered == spawned, "a process did not re-register on the new primary"
     assert fenced["old_lsn_moved"] is False and fenced["old_jobs_added"] == 0, "the fenced old primary was written"
