@@ -209,6 +209,8 @@ _CONSTRAINT_FIELDS = {
     "jobs_priority_range": "priority",
     "jobs_max_attempts_range": "max_attempts",
     "jobs_run_key_length": "run_key",
+    "jobs_run_key_scope_valid": "run_key_scope",
+    "jobs_run_key_period_valid": "run_key_period",
     "jobs_timeout_positive": "timeout",
     "jobs_concurrency_key_length": "concurrency_key",
     "jobs_concurrency_limit_range": "concurrency_limit",

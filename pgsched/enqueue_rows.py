@@ -13,15 +13,16 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from pgsched.errors import InvalidStateError
 from pgsched.job import JobState, NewJob
 from pgsched.queries import query
 
 __all__ = [
     "Defaults",
     "args",
+    "cacheable",
     "copy_row",
     "copy_shape",
+    "holders_params",
     "ids_in_order",
     "insert_params",
     "keyed_params",
@@ -64,6 +65,9 @@ def insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:
         "tags": list(job.tags),
         "meta": Jsonb(job.meta),
         "expires_at": job.expires_at,
+        "run_key_scope": job.run_key_scope,
+        "run_key_period": job.run_key_period,
+        "on_conflict": job.on_conflict,
     }
 
 
@@ -92,9 +96,15 @@ def _filled(job: NewJob, defaults: Defaults) -> tuple[str | None, int | None, in
     )
 
 
-def keyed_params(ids: Sequence[int], jobs: Sequence[NewJob], defaults: Defaults) -> dict[str, Any]:
+def keyed_params(
+    ids: Sequence[int], jobs: Sequence[NewJob], defaults: Defaults, now: datetime | None
+) -> dict[str, Any]:
     filled = [_filled(j, defaults) for j in jobs]
     return {
+        "now": now,
+        "run_key_scopes": [j.run_key_scope for j in jobs],
+        "run_key_periods": [j.run_key_period for j in jobs],
+        "on_conflicts": [j.on_conflict for j in jobs],
         "ids": list(ids),
         "tasks": [j.task for j in jobs],
         "args": [args(j) for j in jobs],
@@ -136,24 +146,26 @@ def copy_row(job_id: int, job: NewJob, now: datetime, defaults: Defaults, labell
     return (*row, list(job.tags), Jsonb(job.meta), job.expires_at) if labelled else row
 
 
-def ids_in_order(ids: Sequence[int], jobs: Sequence[NewJob], inserted: set[int], by_key: dict[str, int]) -> list[int]:
-    out = []
-    for job_id, job in zip(ids, jobs, strict=True):
-        if job_id in inserted:
-            out.append(job_id)
-        elif job.run_key is not None and job.run_key in by_key:
-            out.append(by_key[job.run_key])
-        else:  # the row holding the key vanished between insert and lookup
-            raise InvalidStateError(f"run_key {job.run_key!r} conflicted but no job holds it; retry the enqueue")
-    return out
+def ids_in_order(ids: Sequence[int], jobs: Sequence[NewJob], by_key: Mapping[str, int]) -> list[int]:
+    """Each job's id: its own reserved id without a run key, else the id of the job holding its key."""
+    return [job_id if job.run_key is None else by_key[job.run_key] for job_id, job in zip(ids, jobs, strict=True)]
+
+
+def cacheable(jobs: Sequence[NewJob]) -> list[str]:
+    """The run keys a cache may answer: not those of a replacing enqueue (the holder must take the new args)."""
+    return list(dict.fromkeys(j.run_key for j in jobs if j.run_key is not None and j.on_conflict == "existing"))
 
 
 def run_keys(jobs: Sequence[NewJob]) -> list[str]:
     return list(dict.fromkeys(j.run_key for j in jobs if j.run_key is not None))
 
 
+def holders_params(hints: Mapping[str, int], now: datetime | None) -> dict[str, Any]:
+    return {"run_keys": list(hints), "now": now}
+
+
 def still_held(hints: Mapping[str, int], rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """The cache's hints that PostgreSQL confirms: the job with that id exists and holds that run key."""
+    """The cache's hints that PostgreSQL confirms: the job with that id holds that run key over its scope now."""
     held = {(r["id"], r["run_key"]) for r in rows}
     return {key: job_id for key, job_id in hints.items() if (job_id, key) in held}
 

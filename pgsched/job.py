@@ -23,8 +23,10 @@ __all__ = [
     "Job",
     "JobState",
     "NewJob",
+    "ON_CONFLICT_POLICIES",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
+    "RUN_KEY_SCOPES",
     "check_range",
     "encode_args",
     "validate_args",
@@ -40,6 +42,10 @@ PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
 MAX_ATTEMPTS_MAX = 1000
 RUN_KEY_MAX = 512
+# What a run key is unique over (pgsched.run_keys): the default keeps a key while its job's row exists.
+RUN_KEY_SCOPES = ("retention", "active", "period")
+# What an enqueue does when another job holds its run key: return that job, or debounce into it.
+ON_CONFLICT_POLICIES = ("existing", "replace")
 CONCURRENCY_KEY_MAX = 200
 CONCURRENCY_LIMIT_MAX = 10_000
 DEFAULT_MAX_ATTEMPTS = 5
@@ -157,6 +163,10 @@ class NewJob:
     tags: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
+    # None: retention (or period, when run_key_period is given); see RUN_KEY_SCOPES.
+    run_key_scope: str | None = None
+    run_key_period: timedelta | None = None
+    on_conflict: str = "existing"
     # ``args`` as the JSON text validation produced; None when built by hand (the insert encodes then).
     args_json: str | None = field(default=None, compare=False, repr=False)
 
@@ -177,6 +187,9 @@ class NewJob:
         tags: object = None,
         meta: object = None,
         expires_at: object = None,
+        run_key_scope: object = None,
+        run_key_period: object = None,
+        on_conflict: object = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> NewJob:
         _check_instant("run_at", run_at)
@@ -185,6 +198,7 @@ class NewJob:
             raise ValidationError("run_key", f"must be a string of 1 to {RUN_KEY_MAX} characters")
         if isinstance(run_key, str) and "\x00" in run_key:
             raise ValidationError("run_key", "must not contain the NUL character")
+        scope, period, policy = _run_key_options(run_key, run_key_scope, run_key_period, on_conflict)
         if concurrency_key is not None and (
             not isinstance(concurrency_key, str)
             or not 1 <= len(concurrency_key) <= CONCURRENCY_KEY_MAX
@@ -217,8 +231,36 @@ class NewJob:
             tags=validate_tags(tags),
             meta=validate_meta(meta, max_bytes=max_payload_bytes),
             expires_at=expires_at,  # type: ignore[arg-type]
+            run_key_scope=scope,
+            run_key_period=period,
+            on_conflict=policy,
             args_json=args_json,
         )
+
+
+def _run_key_options(
+    run_key: object, scope: object, period: object, policy: object
+) -> tuple[str | None, timedelta | None, str]:
+    """The run key's scope, period and conflict policy, checked; a period alone implies scope period."""
+    if period is not None:
+        if isinstance(period, int | float) and not isinstance(period, bool):
+            period = timedelta(seconds=period)
+        if not isinstance(period, timedelta) or period <= timedelta(0):
+            raise ValidationError("run_key_period", "must be a positive number of seconds")
+    if scope is not None and scope not in RUN_KEY_SCOPES:
+        raise ValidationError("run_key_scope", f"must be one of {', '.join(RUN_KEY_SCOPES)}, got {scope!r}")
+    if period is not None and scope not in (None, "period"):
+        raise ValidationError("run_key_period", "is given only with run_key_scope period")
+    if scope == "period" and period is None:
+        raise ValidationError("run_key_period", "is required with run_key_scope period")
+    if policy is not None and policy not in ON_CONFLICT_POLICIES:
+        raise ValidationError("on_conflict", f"must be one of {', '.join(ON_CONFLICT_POLICIES)}, got {policy!r}")
+    if run_key is None:
+        for name, value in (("run_key_scope", scope), ("run_key_period", period), ("on_conflict", policy)):
+            if value is not None:
+                raise ValidationError(name, "needs a run_key")
+        return None, None, "existing"
+    return ("period" if period is not None else str(scope or "retention")), period, str(policy or "existing")
 
 
 @dataclass(frozen=True, slots=True)

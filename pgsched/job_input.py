@@ -35,7 +35,13 @@ MAX_TIMEOUT_SECONDS = 366 * 86400.0
 MIN_TIMEOUT_SECONDS = MIN_GRACE_SECONDS = 0.001
 
 # The POST /jobs keys: the task, its args, every enqueue option but a connection, and the JSON spellings in seconds.
-_ITEM_KEYS = (ENQUEUE_OPTIONS - {"conn"}) | {"task", "args", "delay_seconds", "start_within_seconds"}
+# The JSON spellings in seconds, by the option each one gives.
+_SECONDS_KEYS = {
+    "delay_seconds": "delay",
+    "start_within_seconds": "start_within",
+    "run_key_period_seconds": "run_key_period",
+}
+_ITEM_KEYS = (ENQUEUE_OPTIONS - {"conn"}) | {"task", "args"} | set(_SECONDS_KEYS)
 
 
 def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_bytes: int) -> NewJob:
@@ -47,11 +53,10 @@ def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_b
         raise ValidationError(sorted(unknown)[0], "unknown field")
     if "task" not in item:
         raise ValidationError("task", "is required")
-    options = {k: v for k, v in item.items() if k not in {"task", "args", "delay_seconds", "start_within_seconds"}}
-    if "delay_seconds" in item:
-        options["delay"] = item["delay_seconds"]
-    if "start_within_seconds" in item:
-        options["start_within"] = item["start_within_seconds"]
+    options = {k: v for k, v in item.items() if k not in {"task", "args"} and k not in _SECONDS_KEYS}
+    for key, option in _SECONDS_KEYS.items():
+        if key in item:
+            options[option] = item[key]
     return build_job(item["task"], item.get("args"), options, clock=clock, max_payload_bytes=max_payload_bytes)
 
 
@@ -121,8 +126,18 @@ def new_job_from_json(item: object, *, clock: Clock, max_payload_bytes: int) -> 
             maximum=MAX_DELAY_SECONDS,
             exclusive_min=True,
         )
+    if "run_key_period" in data:
+        raise ValidationError("run_key_period", "unknown field (use run_key_period_seconds)")
+    if data.get("run_key_period_seconds") is not None:
+        data["run_key_period_seconds"] = parse_seconds(
+            data["run_key_period_seconds"],
+            "run_key_period_seconds",
+            minimum=0,
+            maximum=MAX_DELAY_SECONDS,
+            exclusive_min=True,
+        )
     try:
         return new_job_from_mapping(data, clock=clock, max_payload_bytes=max_payload_bytes)
     except ValidationError as exc:
-        field = {"delay": "delay_seconds", "start_within": "start_within_seconds"}.get(exc.field, exc.field)
+        field = {option: key for key, option in _SECONDS_KEYS.items()}.get(exc.field, exc.field)
         raise ValidationError(field, exc.message) from None

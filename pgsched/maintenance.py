@@ -107,9 +107,24 @@ class Pruner:
                         break
         if total:
             log.info("pruned finished jobs", extra={"event": "jobs_pruned", "deleted": total})
+        await self.run_key_prune(conn, now=now)
         await self.result_waiter_prune(conn)
         await self.workflow_prune(conn, now=now)
         await self.queue_counts_refresh(conn, now=now)
+        return total
+
+    async def run_key_prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
+        """Delete run_keys rows whose holder no longer holds the key (its scope ended), in bounded batches.
+        Only the pruner's bookkeeping: a conflicting enqueue takes a stale key over anyway."""
+        total = 0
+        async with conn.cursor(row_factory=dict_row) as cur:
+            for _ in range(_PRUNE_MAX_BATCHES):
+                await cur.execute(query("run_key_prune"), {"now": now, "limit": _PRUNE_BATCH})
+                row = await cur.fetchone()
+                deleted = int(row["deleted"]) if row else 0
+                total += deleted
+                if deleted < _PRUNE_BATCH:
+                    break
         return total
 
     async def workflow_prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:

@@ -103,14 +103,19 @@ class JobStore:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
                 row = cur.execute(query("job_insert"), enqueue_rows.insert_params(job, self._clock.db_now())).fetchone()
-                if row is not None:
-                    return Inserted(Job.from_row(row), bool(row["created"]))
+                assert row is not None
+                if row["holder"] is None:
+                    return Inserted(Job.from_row(row), True)
+                # Read in a statement of its own: the insert's snapshot predates a holder it waited for or replaced.
+                held = cur.execute(query("job_get"), {"id": row["holder"]}).fetchone()
+                if held is not None:
+                    return Inserted(Job.from_row(held), False)
             raise InvalidStateError(f"run_key {job.run_key!r} is contended; retry the enqueue")
 
     def job_insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.Connection[Any] | None = None) -> list[int]:
         """Insert jobs in one COPY (or one keyed INSERT); ids in order. Run keys that the cache
         names, and PostgreSQL confirms, are answered without inserting (not in a caller's transaction)."""
-        keys = enqueue_rows.run_keys(jobs)
+        keys = enqueue_rows.cacheable(jobs)
         if conn is not None or not keys or not self._cache.enabled:
             return self._insert_many(jobs, conn) if jobs else []
         scope = self._cache_scope()
@@ -124,7 +129,9 @@ class JobStore:
         if not hints:
             return {}
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(query("job_run_keys_by_id"), {"ids": list(hints.values())}).fetchall()
+            rows = cur.execute(
+                query("run_key_holders"), enqueue_rows.holders_params(hints, self._clock.db_now())
+            ).fetchall()
         known = enqueue_rows.still_held(hints, rows)
         self._cache.forget(scope, [k for k in hints if k not in known])
         return known
@@ -149,11 +156,9 @@ class JobStore:
                 else {}
             )
             if any(j.run_key is not None for j in jobs):
-                keyed = enqueue_rows.keyed_params(ids, jobs, defaults)
-                inserted = {r["id"] for r in cur.execute(query("job_insert_many_keyed"), keyed)}
-                keys = [j.run_key for j in jobs if j.run_key is not None]
-                rows = cur.execute(query("job_ids_by_run_key"), {"run_keys": keys}).fetchall()
-                return enqueue_rows.ids_in_order(ids, jobs, inserted, {r["run_key"]: r["id"] for r in rows})
+                keyed = enqueue_rows.keyed_params(ids, jobs, defaults, self._clock.db_now())
+                rows = cur.execute(query("job_insert_many_keyed"), keyed).fetchall()
+                return enqueue_rows.ids_in_order(ids, jobs, {r["run_key"]: r["id"] for r in rows})
             now = self._clock.now()
             statement, types, labelled = enqueue_rows.copy_shape(jobs)
             with cur.copy(statement) as copy:
@@ -214,15 +219,20 @@ class AsyncJobStore:
             for _ in range(5):
                 await cur.execute(query("job_insert"), enqueue_rows.insert_params(job, self._clock.db_now()))
                 row = await cur.fetchone()
-                if row is not None:
-                    return Inserted(Job.from_row(row), bool(row["created"]))
+                assert row is not None
+                if row["holder"] is None:
+                    return Inserted(Job.from_row(row), True)
+                await cur.execute(query("job_get"), {"id": row["holder"]})
+                held = await cur.fetchone()
+                if held is not None:
+                    return Inserted(Job.from_row(held), False)
             raise InvalidStateError(f"run_key {job.run_key!r} is contended; retry the enqueue")
 
     async def job_insert_many(
         self, jobs: Sequence[NewJob], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[int]:
         """The async twin of ``JobStore.job_insert_many``."""
-        keys = enqueue_rows.run_keys(jobs)
+        keys = enqueue_rows.cacheable(jobs)
         if conn is not None or not keys or not self._cache.enabled:
             return await self._insert_many(jobs, conn) if jobs else []
         scope = await self._cache_scope()
@@ -236,7 +246,7 @@ class AsyncJobStore:
         if not hints:
             return {}
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_run_keys_by_id"), {"ids": list(hints.values())})
+            await cur.execute(query("run_key_holders"), enqueue_rows.holders_params(hints, self._clock.db_now()))
             known = enqueue_rows.still_held(hints, await cur.fetchall())
         await self._cache.forget_async(scope, [k for k in hints if k not in known])
         return known
@@ -261,13 +271,10 @@ class AsyncJobStore:
                 await cur.execute(query("task_defaults_many"), {"names": names})
                 defaults = enqueue_rows.resolved(await cur.fetchall())
             if any(j.run_key is not None for j in jobs):
-                await cur.execute(query("job_insert_many_keyed"), enqueue_rows.keyed_params(ids, jobs, defaults))
-                inserted = {r["id"] for r in await cur.fetchall()}
-                keys = [j.run_key for j in jobs if j.run_key is not None]
-                await cur.execute(query("job_ids_by_run_key"), {"run_keys": keys})
-                return enqueue_rows.ids_in_order(
-                    ids, jobs, inserted, {r["run_key"]: r["id"] for r in await cur.fetchall()}
-                )
+                keyed = enqueue_rows.keyed_params(ids, jobs, defaults, self._clock.db_now())
+                await cur.execute(query("job_insert_many_keyed"), keyed)
+                by_key = {r["run_key"]: r["id"] for r in await cur.fetchall()}
+                return enqueue_rows.ids_in_order(ids, jobs, by_key)
             now = self._clock.now()
             statement, types, labelled = enqueue_rows.copy_shape(jobs)
             async with cur.copy(statement) as copy:

@@ -66,8 +66,13 @@ SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, r
 SELECT coalesce(max(id), 0)::bigint AS id FROM pgsched.jobs
 
 -- name: dashboard_job_by_run_key
--- The id of the job holding a run key (jobs_run_key_idx), if any.
-SELECT id FROM pgsched.jobs WHERE run_key = %(run_key)s::text
+-- The job a run key names: the one holding it (pgsched.run_keys), else the newest job with that key (jobs_run_key_idx).
+SELECT id FROM (
+    SELECT k.job_id AS id, 0 AS rank FROM pgsched.run_keys k
+     WHERE k.run_key = %(run_key)s::text AND EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = k.job_id)
+    UNION ALL
+    (SELECT j.id, 1 AS rank FROM pgsched.jobs j WHERE j.run_key = %(run_key)s::text ORDER BY j.id DESC LIMIT 1)
+) found ORDER BY rank LIMIT 1
 
 -- name: dashboard_retrying_count
 -- How many queued jobs have failed at least once, counted up to a cap (one more than the cap means "more").

@@ -1,20 +1,29 @@
 -- name: job_insert
--- Insert one job; with a run key that exists, return the existing job instead (created = false).
+-- Insert one job; when another job holds its run key (over that job's scope), insert nothing and return the holder's id.
+-- The key is taken first (pgsched.run_keys_take, which also applies on_conflict replace); the insert trigger then finds it held.
 -- Queue, priority and max_attempts left NULL are filled from the task registry by the jobs_fill_defaults trigger.
-WITH ins AS (
-    INSERT INTO pgsched.jobs (task, args, queue, priority, run_at, run_key, max_attempts, timeout,
-                              concurrency_key, concurrency_limit, tags, meta, expires_at)
-    VALUES (%(task)s::text, %(args)s::jsonb, %(queue)s::text, %(priority)s::smallint,
-            coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()), %(run_key)s::text,
-            %(max_attempts)s::int, %(timeout)s::interval, %(concurrency_key)s::text, %(concurrency_limit)s::int,
-            %(tags)s::text[], %(meta)s::jsonb, %(expires_at)s::timestamptz)
-    ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
+WITH new AS MATERIALIZED (
+    SELECT nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass)) AS id
+), taken AS MATERIALIZED (
+    SELECT k.holder
+      FROM new, pgsched.run_keys_take(ARRAY[%(run_key)s::text], ARRAY[new.id], ARRAY[%(run_key_scope)s::text],
+                                      ARRAY[%(run_key_period)s::interval], ARRAY[%(on_conflict)s::text],
+                                      ARRAY[%(args)s::jsonb], ARRAY[%(run_at)s::timestamptz], ARRAY[%(priority)s::int],
+                                      %(now)s::timestamptz) AS k
+     WHERE %(run_key)s::text IS NOT NULL
+), ins AS (
+    INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
+                              concurrency_key, concurrency_limit, tags, meta, expires_at, run_key_scope, run_key_period)
+    SELECT new.id, %(task)s::text, %(args)s::jsonb, %(queue)s::text, %(priority)s::smallint,
+           coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()), %(run_key)s::text,
+           %(max_attempts)s::int, %(timeout)s::interval, %(concurrency_key)s::text, %(concurrency_limit)s::int,
+           %(tags)s::text[], %(meta)s::jsonb, %(expires_at)s::timestamptz, %(run_key_scope)s::text,
+           %(run_key_period)s::interval
+      FROM new
+     WHERE NOT EXISTS (SELECT 1 FROM taken WHERE taken.holder IS NOT NULL)
     RETURNING *
 )
-SELECT ins.*, true AS created FROM ins
-UNION ALL
-SELECT j.*, false AS created FROM pgsched.jobs j
- WHERE %(run_key)s::text IS NOT NULL AND j.run_key = %(run_key)s::text AND NOT EXISTS (SELECT 1 FROM ins)
+SELECT ins.*, (SELECT taken.holder FROM taken) AS holder FROM (VALUES (1)) AS one(n) LEFT JOIN ins ON true
 
 -- name: job_ids_reserve
 -- Reserve n job ids from the identity sequence, so a COPY can carry them (one array: cheap to decode).
@@ -34,29 +43,38 @@ COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeou
 FROM STDIN (FORMAT BINARY)
 
 -- name: job_insert_many_keyed
--- Bulk insert with reserved ids where some jobs carry run keys; rows whose key exists are skipped (not returned).
--- Rows go in run-key order, so two batches sharing keys wait on each other instead of deadlocking.
-INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
-                          concurrency_key, concurrency_limit, tags, meta, expires_at)
-SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, now()), t.run_key, t.max_attempts, t.timeout,
-       t.concurrency_key, t.concurrency_limit, ARRAY(SELECT jsonb_array_elements_text(t.tags)), t.meta, t.expires_at
-  FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(args)s::jsonb[], %(queues)s::text[], %(priorities)s::smallint[],
-              %(run_ats)s::timestamptz[], %(run_keys)s::text[], %(max_attempts)s::int[], %(timeouts)s::interval[],
-              %(concurrency_keys)s::text[], %(concurrency_limits)s::int[], %(tags)s::jsonb[], %(metas)s::jsonb[],
-              %(expires_ats)s::timestamptz[])
-       AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout, concurrency_key, concurrency_limit,
-            tags, meta, expires_at)
- ORDER BY t.run_key
-ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
-RETURNING id
+-- Bulk insert with reserved ids where some jobs carry run keys: each key is taken first, in key order (pgsched.run_keys_take),
+-- and a job whose key another job holds is not inserted. One row per distinct key: the id of the job holding it now.
+WITH t AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(args)s::jsonb[], %(queues)s::text[],
+                         %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(run_keys)s::text[],
+                         %(max_attempts)s::int[], %(timeouts)s::interval[], %(concurrency_keys)s::text[],
+                         %(concurrency_limits)s::int[], %(tags)s::jsonb[], %(metas)s::jsonb[], %(expires_ats)s::timestamptz[],
+                         %(run_key_scopes)s::text[], %(run_key_periods)s::interval[])
+           AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout, concurrency_key,
+                concurrency_limit, tags, meta, expires_at, run_key_scope, run_key_period)
+), taken AS MATERIALIZED (
+    SELECT * FROM pgsched.run_keys_take(%(run_keys)s::text[], %(ids)s::bigint[], %(run_key_scopes)s::text[],
+                                        %(run_key_periods)s::interval[], %(on_conflicts)s::text[], %(args)s::jsonb[],
+                                        %(run_ats)s::timestamptz[], %(priorities)s::int[], %(now)s::timestamptz)
+), ins AS (
+    INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
+                              concurrency_key, concurrency_limit, tags, meta, expires_at, run_key_scope, run_key_period)
+    SELECT t.id, t.task, t.args, t.queue, t.priority, coalesce(t.run_at, %(now)s::timestamptz, now()), t.run_key,
+           t.max_attempts, t.timeout, t.concurrency_key, t.concurrency_limit, ARRAY(SELECT jsonb_array_elements_text(t.tags)),
+           t.meta, t.expires_at, t.run_key_scope, t.run_key_period
+      FROM t
+     WHERE t.run_key IS NULL OR EXISTS (SELECT 1 FROM taken k WHERE k.job_id = t.id AND k.holder IS NULL)
+    RETURNING 1
+)
+SELECT k.run_key, coalesce(k.holder, k.job_id) AS id FROM taken k
 
--- name: job_ids_by_run_key
--- Ids of the jobs holding these run keys.
-SELECT id, run_key FROM pgsched.jobs WHERE run_key = ANY(%(run_keys)s::text[])
-
--- name: job_run_keys_by_id
--- The run keys the jobs with these ids hold (primary-key reads): checks what a dedupe cache says.
-SELECT id, run_key FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[])
+-- name: run_key_holders
+-- The jobs still holding these run keys over their scope (a dedupe cache's hints are checked against this).
+SELECT k.run_key, k.job_id AS id
+  FROM pgsched.run_keys k
+ WHERE k.run_key = ANY(%(run_keys)s::text[])
+   AND NOT pgsched.run_key_stale(k.scope, k.held_until, k.job_id, coalesce(%(now)s::timestamptz, now()))
 
 -- name: dedupe_scope_get
 -- This database's scope in a shared dedupe cache: the cluster's system identifier and the database name.

@@ -98,6 +98,27 @@ WITH doomed AS (
 )
 SELECT count(*)::int AS deleted FROM gone
 
+-- name: run_key_prune
+-- Delete up to n run_keys rows whose holder no longer holds the key over its scope (oldest first). Candidates are
+-- locked, then judged again by pgsched.run_key_stale, which sees what was committed by then: a holder brought
+-- back meanwhile (a redrive takes the same row lock) keeps its key, and a row taken over meanwhile is not deleted.
+WITH candidates AS MATERIALIZED (
+    SELECT k.run_key, k.job_id
+      FROM pgsched.run_keys k LEFT JOIN pgsched.jobs j ON j.id = k.job_id
+     WHERE CASE k.scope WHEN 'period' THEN k.held_until <= coalesce(%(now)s::timestamptz, now())
+                        WHEN 'active' THEN j.id IS NULL OR j.state NOT IN ('waiting', 'queued', 'running')
+                        ELSE j.id IS NULL END
+     ORDER BY k.created_at
+     LIMIT %(limit)s::int
+       FOR UPDATE OF k SKIP LOCKED
+), gone AS (
+    DELETE FROM pgsched.run_keys k USING candidates c
+     WHERE k.run_key = c.run_key AND k.job_id = c.job_id
+       AND pgsched.run_key_stale(k.scope, k.held_until, k.job_id, coalesce(%(now)s::timestamptz, now()))
+    RETURNING 1
+)
+SELECT count(*)::int AS deleted FROM gone
+
 -- name: result_waiter_prune
 -- Delete result waiters whose session is gone (a waiting process that died before removing its row).
 WITH gone AS (

@@ -80,14 +80,25 @@ SELECT s.*, coalesce(%(now)s::timestamptz, clock_timestamp()) AS now
    FOR UPDATE SKIP LOCKED
 
 -- name: schedule_fire_jobs
--- Leader: insert one job per fire instant; run_key cron:<schedule id>:<UTC instant> makes a second insert a no-op.
-INSERT INTO pgsched.jobs (task, args, queue, priority, max_attempts, run_at, run_key, schedule_id, schedule_name)
-SELECT s.task, s.args, s.queue, s.priority, s.max_attempts, i.instant,
-       'cron:' || s.id || ':' || to_char(i.instant AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-       s.id, s.name
-  FROM pgsched.schedules s, unnest(%(instants)s::timestamptz[]) AS i(instant)
- WHERE s.id = %(schedule_id)s::bigint
-ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
+-- Leader: insert one job per fire instant; run_key cron:<schedule id>:<UTC instant> (scope retention: held while
+-- the job's row exists) makes a second insert a no-op: the key is taken first, and only a job that took it goes in.
+WITH fire AS MATERIALIZED (
+    SELECT nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass)) AS id, s.task, s.args, s.queue,
+           s.priority, s.max_attempts, i.instant, s.id AS schedule_id, s.name AS schedule_name,
+           'cron:' || s.id || ':' || to_char(i.instant AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS run_key
+      FROM pgsched.schedules s, unnest(%(instants)s::timestamptz[]) AS i(instant)
+     WHERE s.id = %(schedule_id)s::bigint
+), taken AS MATERIALIZED (
+    SELECT k.job_id FROM pgsched.run_keys_take(ARRAY(SELECT f.run_key FROM fire f), ARRAY(SELECT f.id FROM fire f),
+                                               '{}', '{}', '{}', '{}', '{}', '{}', NULL) AS k
+     WHERE k.holder IS NULL
+)
+INSERT INTO pgsched.jobs (id, task, args, queue, priority, max_attempts, run_at, run_key, run_key_scope,
+                          schedule_id, schedule_name)
+SELECT f.id, f.task, f.args, f.queue, f.priority, f.max_attempts, f.instant, f.run_key, 'retention',
+       f.schedule_id, f.schedule_name
+  FROM fire f
+ WHERE f.id IN (SELECT taken.job_id FROM taken)
 RETURNING id, run_at
 
 -- name: schedule_advance

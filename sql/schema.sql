@@ -212,16 +212,17 @@ END $$;
 COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) IS 'Claim up to p_n due jobs of limited queues and of concurrency keys for worker p_worker, within every limit, under one new lease; a claimed job past its expires_at ends as expired instead; called by the worker''s claim.';
 
 --
--- Name: enqueue(text, jsonb, text, integer, timestamp with time zone, text, integer, interval, text, integer, text[], jsonb, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+-- Name: enqueue(text, jsonb, text, integer, timestamp with time zone, text, integer, interval, text, integer, text[], jsonb, timestamp with time zone, text, interval, text); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.enqueue(task text, args jsonb DEFAULT '{}'::jsonb, queue text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, run_key text DEFAULT NULL::text, max_attempts integer DEFAULT NULL::integer, timeout interval DEFAULT NULL::interval, concurrency_key text DEFAULT NULL::text, concurrency_limit integer DEFAULT NULL::integer, tags text[] DEFAULT '{}'::text[], meta jsonb DEFAULT '{}'::jsonb, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
+CREATE FUNCTION pgsched.enqueue(task text, args jsonb DEFAULT '{}'::jsonb, queue text DEFAULT NULL::text, priority integer DEFAULT NULL::integer, run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, run_key text DEFAULT NULL::text, max_attempts integer DEFAULT NULL::integer, timeout interval DEFAULT NULL::interval, concurrency_key text DEFAULT NULL::text, concurrency_limit integer DEFAULT NULL::integer, tags text[] DEFAULT '{}'::text[], meta jsonb DEFAULT '{}'::jsonb, expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, run_key_scope text DEFAULT NULL::text, run_key_period interval DEFAULT NULL::interval, on_conflict text DEFAULT 'existing'::text) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $_$
 #variable_conflict use_column
 DECLARE
     new_id bigint;
+    holder bigint;
 BEGIN
     IF task IS NULL OR task !~ '^[A-Za-z_][A-Za-z0-9_.:-]{0,199}$' THEN
         RAISE EXCEPTION 'pgsched.enqueue: invalid task name %', coalesce(quote_literal(task), 'NULL')
@@ -259,30 +260,33 @@ BEGIN
         RAISE EXCEPTION 'pgsched.enqueue: meta must be a JSON object, got %', coalesce(jsonb_typeof(meta), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    LOOP
-        INSERT INTO pgsched.jobs AS j (task, args, queue, priority, run_at, run_key, max_attempts, timeout,
-                                       concurrency_key, concurrency_limit, tags, meta, expires_at)
-        VALUES (enqueue.task, enqueue.args, enqueue.queue, enqueue.priority::smallint,
-                coalesce(enqueue.run_at, now()), enqueue.run_key, enqueue.max_attempts, enqueue.timeout,
-                enqueue.concurrency_key, enqueue.concurrency_limit, enqueue.tags, enqueue.meta, enqueue.expires_at)
-        ON CONFLICT (run_key) WHERE run_key IS NOT NULL DO NOTHING
-        RETURNING j.id INTO new_id;
-        IF new_id IS NOT NULL THEN
-            RETURN new_id;
+    IF run_key IS NULL AND (run_key_scope IS NOT NULL OR run_key_period IS NOT NULL OR on_conflict IS DISTINCT FROM 'existing') THEN
+        RAISE EXCEPTION 'pgsched.enqueue: run_key_scope, run_key_period and on_conflict need a run_key'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    new_id := nextval(pg_get_serial_sequence('pgsched.jobs', 'id')::regclass);
+    IF run_key IS NOT NULL THEN
+        run_key_scope := coalesce(run_key_scope, CASE WHEN run_key_period IS NULL THEN 'retention' ELSE 'period' END);
+        holder := pgsched.run_key_take(run_key, new_id, run_key_scope, run_key_period, on_conflict,
+                                       args, run_at, priority, NULL);
+        IF holder IS NOT NULL THEN
+            RETURN holder;
         END IF;
-        SELECT j.id INTO new_id FROM pgsched.jobs j WHERE j.run_key = enqueue.run_key;
-        IF new_id IS NOT NULL THEN
-            RETURN new_id;
-        END IF;
-        -- the conflicting row was deleted in between: try again
-    END LOOP;
+    END IF;
+    INSERT INTO pgsched.jobs AS j (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
+                                   concurrency_key, concurrency_limit, tags, meta, expires_at, run_key_scope, run_key_period)
+    VALUES (new_id, enqueue.task, enqueue.args, enqueue.queue, enqueue.priority::smallint,
+            coalesce(enqueue.run_at, now()), enqueue.run_key, enqueue.max_attempts, enqueue.timeout,
+            enqueue.concurrency_key, enqueue.concurrency_limit, enqueue.tags, enqueue.meta, enqueue.expires_at,
+            enqueue.run_key_scope, enqueue.run_key_period);
+    RETURN new_id;
 END $_$;
 
 --
--- Name: FUNCTION enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer, tags text[], meta jsonb, expires_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+-- Name: FUNCTION enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer, tags text[], meta jsonb, expires_at timestamp with time zone, run_key_scope text, run_key_period interval, on_conflict text); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer, tags text[], meta jsonb, expires_at timestamp with time zone) IS 'Enqueue a job and return its id; with a run_key that exists, return the existing job''s id and create nothing. Queue, priority and max_attempts left NULL come from the task''s declaration (pgsched.task_defaults). A concurrency_key limits how many jobs of the key run at once (concurrency_limit, default 1); tags and meta label the job; a job not started by expires_at ends as expired.';
+COMMENT ON FUNCTION pgsched.enqueue(task text, args jsonb, queue text, priority integer, run_at timestamp with time zone, run_key text, max_attempts integer, timeout interval, concurrency_key text, concurrency_limit integer, tags text[], meta jsonb, expires_at timestamp with time zone, run_key_scope text, run_key_period interval, on_conflict text) IS 'Enqueue a job and return its id. With a run_key another job holds over its scope, return that job''s id and create nothing (on_conflict existing, the default); on_conflict replace gives a holder that has not started the new args and run_at (and priority) and returns it, and lets a new job take the key from a running holder. run_key_scope: retention (default: while the holder''s row exists), active (while it is waiting, queued or running) or period (run_key_period from the first enqueue). Queue, priority and max_attempts left NULL come from the task''s declaration (pgsched.task_defaults). A concurrency_key limits how many jobs of the key run at once (concurrency_limit, default 1); tags and meta label the job; a job not started by expires_at ends as expired.';
 
 --
 -- Name: error_entry(integer, text, text, jsonb); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -599,6 +603,48 @@ END $$;
 COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (payload: queue) for a statement''s queued jobs (due now or later) when it takes (deletes) the waiting marks of workers on that queue, so one NOTIFY wakes them and later inserts send none until they mark again; marks another transaction is taking are skipped; nothing when the session set pgsched.notify to off.';
 
 --
+-- Name: jobs_run_key_hold(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.jobs_run_key_hold() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    holder bigint;
+BEGIN
+    IF NEW.run_key_scope IS NULL THEN
+        NEW.run_key_scope := CASE WHEN NEW.run_key_period IS NULL THEN 'retention' ELSE 'period' END;
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.run_key IS DISTINCT FROM NEW.run_key THEN
+        DELETE FROM pgsched.run_keys k WHERE k.run_key = OLD.run_key AND k.job_id = OLD.id;
+    END IF;
+    -- A finished row arriving (a row moving to a partition of finished jobs) takes nothing.
+    IF NEW.state NOT IN ('waiting', 'queued', 'running') THEN
+        RETURN NEW;
+    END IF;
+    -- Taken already: by the enqueue that inserts it (pgsched.enqueue, the client) or kept by this job.
+    PERFORM FROM pgsched.run_keys k WHERE k.run_key = NEW.run_key AND k.job_id = NEW.id FOR UPDATE;
+    IF FOUND THEN
+        RETURN NEW;
+    END IF;
+    holder := pgsched.run_key_take(NEW.run_key, NEW.id, NEW.run_key_scope, NEW.run_key_period);
+    IF holder IS NOT NULL THEN
+        RAISE EXCEPTION 'duplicate run_key %: job % holds it', quote_literal(NEW.run_key), holder
+            USING ERRCODE = 'unique_violation', SCHEMA = 'pgsched', TABLE = 'jobs', COLUMN = 'run_key',
+                  CONSTRAINT = 'run_keys_pkey', DETAIL = format('Key (run_key)=(%s) already exists.', NEW.run_key),
+                  HINT = 'pgsched.enqueue(..., run_key => ...) returns the holder''s id instead of failing.';
+    END IF;
+    RETURN NEW;
+END $$;
+
+--
+-- Name: FUNCTION jobs_run_key_hold(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.jobs_run_key_hold() IS 'BEFORE INSERT (and a return from a finished state, or a new key) of a live job with a run key: the job takes the key (pgsched.run_key_take) or the statement fails with unique_violation naming the holder.';
+
+--
 -- Name: lock_held(bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -765,6 +811,144 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.retry(job_id bigint) IS 'Queue a job to run now (dead, cancelled, succeeded or waiting); grants one more attempt if it was out of attempts; wakes a worker waiting on its queue.';
+
+--
+-- Name: run_key_stale(text, timestamp with time zone, bigint, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.run_key_stale(p_scope text, p_held_until timestamp with time zone, p_job_id bigint, p_at timestamp with time zone) RETURNS boolean
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT CASE p_scope
+               WHEN 'period' THEN p_held_until <= p_at
+               WHEN 'active' THEN NOT EXISTS (SELECT 1 FROM pgsched.jobs j
+                                               WHERE j.id = p_job_id AND j.state IN ('waiting', 'queued', 'running'))
+               ELSE NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = p_job_id)
+           END
+$$;
+
+--
+-- Name: FUNCTION run_key_stale(p_scope text, p_held_until timestamp with time zone, p_job_id bigint, p_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.run_key_stale(p_scope text, p_held_until timestamp with time zone, p_job_id bigint, p_at timestamp with time zone) IS 'Whether a run_keys row no longer holds its key at "at". Volatile on purpose: called after the row is locked, it reads the jobs as committed then, not as the calling statement first saw them.';
+
+--
+-- Name: run_key_take(text, bigint, text, interval, text, jsonb, timestamp with time zone, integer, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.run_key_take(p_run_key text, p_job_id bigint, p_scope text DEFAULT 'retention'::text, p_period interval DEFAULT NULL::interval, p_on_conflict text DEFAULT 'existing'::text, p_args jsonb DEFAULT NULL::jsonb, p_run_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_priority integer DEFAULT NULL::integer, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    v_at timestamptz := coalesce(p_now, now());
+    v_scope text := coalesce(p_scope, CASE WHEN p_period IS NULL THEN 'retention' ELSE 'period' END);
+    v_until timestamptz;
+    holder bigint;
+    holder_scope text;
+    holder_until timestamptz;
+    holder_state pgsched.job_state;
+BEGIN
+    IF p_run_key IS NULL OR p_job_id IS NULL THEN
+        RAISE EXCEPTION 'pgsched.run_key_take: run_key and job_id are required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v_scope NOT IN ('active', 'period', 'retention') THEN
+        RAISE EXCEPTION 'pgsched: run_key_scope must be active, period or retention, got %', quote_literal(v_scope)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (v_scope = 'period') <> (p_period IS NOT NULL) OR p_period <= interval '0' THEN
+        RAISE EXCEPTION 'pgsched: run_key_period must be a positive interval, given with (and only with) run_key_scope period'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_on_conflict IS NULL OR p_on_conflict NOT IN ('existing', 'replace') THEN
+        RAISE EXCEPTION 'pgsched: on_conflict must be existing or replace, got %', coalesce(quote_literal(p_on_conflict), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v_scope = 'period' THEN
+        v_until := v_at + p_period;
+    END IF;
+    LOOP
+        INSERT INTO pgsched.run_keys AS k (run_key, job_id, scope, held_until, created_at)
+        VALUES (p_run_key, p_job_id, v_scope, v_until, v_at)
+        ON CONFLICT (run_key) DO NOTHING;
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+        -- Held (or being taken) by another transaction's job: wait for its row lock, then judge the holder
+        -- in statements that see what was committed by then.
+        SELECT k.job_id, k.scope, k.held_until INTO holder, holder_scope, holder_until
+          FROM pgsched.run_keys k WHERE k.run_key = p_run_key FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;  -- pruned in between: insert again
+        IF holder = p_job_id THEN
+            RETURN NULL;
+        END IF;
+        IF NOT pgsched.run_key_stale(holder_scope, holder_until, holder, v_at) THEN
+            IF p_on_conflict = 'existing' THEN
+                RETURN holder;
+            END IF;
+            SELECT j.state INTO holder_state FROM pgsched.jobs j WHERE j.id = holder;
+            IF holder_state IN ('waiting', 'queued') THEN
+                -- Debounce: the holder has not started, so it takes the new args and run_at (and priority).
+                UPDATE pgsched.jobs j
+                   SET args = coalesce(p_args, j.args), run_at = coalesce(p_run_at, v_at),
+                       priority = coalesce(p_priority::smallint, j.priority)
+                 WHERE j.id = holder AND j.state IN ('waiting', 'queued');
+                IF FOUND THEN
+                    RETURN holder;
+                END IF;
+                CONTINUE;  -- a worker claimed it in between: judge it again
+            ELSIF holder_state IS DISTINCT FROM 'running' THEN
+                RETURN holder;  -- finished but still holding (retention or period): nothing to replace
+            END IF;
+            -- running: a new job takes the key
+        END IF;
+        UPDATE pgsched.run_keys k
+           SET job_id = p_job_id, scope = v_scope, held_until = v_until, created_at = v_at
+         WHERE k.run_key = p_run_key;
+        RETURN NULL;
+    END LOOP;
+END $$;
+
+--
+-- Name: FUNCTION run_key_take(p_run_key text, p_job_id bigint, p_scope text, p_period interval, p_on_conflict text, p_args jsonb, p_run_at timestamp with time zone, p_priority integer, p_now timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.run_key_take(p_run_key text, p_job_id bigint, p_scope text, p_period interval, p_on_conflict text, p_args jsonb, p_run_at timestamp with time zone, p_priority integer, p_now timestamp with time zone) IS 'Give run_key to job_id (about to be inserted, or a job coming back to life) unless another job holds it over its scope: returns NULL when job_id holds it now, else the holder''s id. A stale holder is taken over. on_conflict replace: a holder that has not started takes args, run_at and priority (its id is returned); a running holder gives the key to job_id.';
+
+--
+-- Name: run_keys_take(text[], bigint[], text[], interval[], text[], jsonb[], timestamp with time zone[], integer[], timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.run_keys_take(p_run_keys text[], p_job_ids bigint[], p_scopes text[], p_periods interval[], p_on_conflicts text[], p_args jsonb[], p_run_ats timestamp with time zone[], p_priorities integer[], p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(run_key text, job_id bigint, holder bigint)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    t record;
+BEGIN
+    -- Keys in order, so two batches sharing keys wait on each other instead of deadlocking; the first
+    -- job of a key repeated in the batch is the one that takes it.
+    FOR t IN SELECT DISTINCT ON (u.k) u.k, u.id, u.scope, u.period, u.policy, u.args, u.run_at, u.priority
+               FROM unnest(p_run_keys, p_job_ids, p_scopes, p_periods, p_on_conflicts, p_args, p_run_ats, p_priorities)
+                    WITH ORDINALITY AS u(k, id, scope, period, policy, args, run_at, priority, n)
+              WHERE u.k IS NOT NULL
+              ORDER BY u.k, u.n
+    LOOP
+        run_key := t.k;
+        job_id := t.id;
+        holder := pgsched.run_key_take(t.k, t.id, t.scope, t.period, coalesce(t.policy, 'existing'),
+                                       t.args, t.run_at, t.priority, p_now);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+--
+-- Name: FUNCTION run_keys_take(p_run_keys text[], p_job_ids bigint[], p_scopes text[], p_periods interval[], p_on_conflicts text[], p_args jsonb[], p_run_ats timestamp with time zone[], p_priorities integer[], p_now timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.run_keys_take(p_run_keys text[], p_job_ids bigint[], p_scopes text[], p_periods interval[], p_on_conflicts text[], p_args jsonb[], p_run_ats timestamp with time zone[], p_priorities integer[], p_now timestamp with time zone) IS 'pgsched.run_key_take for a batch (parallel arrays), in key order; one row per distinct key: the job that would take it and the holder (NULL when that job took it).';
 
 --
 -- Name: schedules_check(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -1269,6 +1453,8 @@ CREATE TABLE pgsched.jobs (
     workflow_id bigint,
     has_dependents boolean DEFAULT false NOT NULL,
     deps_left integer,
+    run_key_scope text,
+    run_key_period interval,
     CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
     CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
@@ -1278,6 +1464,12 @@ CREATE TABLE pgsched.jobs (
     CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
     CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
+    CONSTRAINT jobs_run_key_period_valid CHECK (
+CASE
+    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
+    ELSE (run_key_period IS NULL)
+END),
+    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
     CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
     CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
@@ -1348,7 +1540,7 @@ COMMENT ON COLUMN pgsched.jobs.max_attempts IS 'Attempts before the job is dead 
 -- Name: COLUMN jobs.run_key; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON COLUMN pgsched.jobs.run_key IS 'Optional dedupe key: unique while the row exists (enqueue with an existing key returns that job).';
+COMMENT ON COLUMN pgsched.jobs.run_key IS 'Optional dedupe key, unique over its run_key_scope (pgsched.run_keys holds it): enqueue with a held key returns the holder (or replaces a waiting one).';
 
 --
 -- Name: COLUMN jobs.schedule_name; Type: COMMENT; Schema: pgsched; Owner: -
@@ -1511,6 +1703,18 @@ COMMENT ON COLUMN pgsched.jobs.has_dependents IS 'Some job waits for this one: o
 --
 
 COMMENT ON COLUMN pgsched.jobs.deps_left IS 'A waiting job: how many of its dependencies have not ended yet (released at zero); NULL for a job without dependencies.';
+
+--
+-- Name: COLUMN jobs.run_key_scope; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_key_scope IS 'What the run key is unique over: retention (while this row exists; NULL means retention), active (while waiting, queued or running) or period (for run_key_period from the enqueue).';
+
+--
+-- Name: COLUMN jobs.run_key_period; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_key_period IS 'For run_key_scope period: how long the key is held from the enqueue.';
 
 --
 -- Name: dead_letter; Type: VIEW; Schema: pgsched; Owner: -
@@ -2623,6 +2827,56 @@ COMMENT ON COLUMN pgsched.result_waiters.backend_pid IS 'Server process id of th
 COMMENT ON COLUMN pgsched.result_waiters.since IS 'When the session started waiting.';
 
 --
+-- Name: run_keys; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.run_keys (
+    run_key text NOT NULL,
+    job_id bigint NOT NULL,
+    scope text NOT NULL,
+    held_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT run_keys_held_until_valid CHECK (((scope = 'period'::text) = (held_until IS NOT NULL))),
+    CONSTRAINT run_keys_scope_valid CHECK ((scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text])))
+);
+
+--
+-- Name: TABLE run_keys; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.run_keys IS 'Who holds each run key: one row per key, taken over at conflict time once its holder is stale, deleted by the leader''s pruner once stale.';
+
+--
+-- Name: COLUMN run_keys.run_key; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.run_keys.run_key IS 'The key (jobs.run_key).';
+
+--
+-- Name: COLUMN run_keys.job_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.run_keys.job_id IS 'The job holding the key (no foreign key: a stale row may outlive its job until it is taken over or pruned).';
+
+--
+-- Name: COLUMN run_keys.scope; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.run_keys.scope IS 'retention: held while the job''s row exists; active: while it is waiting, queued or running; period: until held_until.';
+
+--
+-- Name: COLUMN run_keys.held_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.run_keys.held_until IS 'For scope period: the end of the hold.';
+
+--
+-- Name: COLUMN run_keys.created_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.run_keys.created_at IS 'When the holder took the key.';
+
+--
 -- Name: running; Type: VIEW; Schema: pgsched; Owner: -
 --
 
@@ -3504,6 +3758,13 @@ ALTER TABLE ONLY pgsched.result_waiters
     ADD CONSTRAINT result_waiters_pkey PRIMARY KEY (job_id, backend_pid);
 
 --
+-- Name: run_keys run_keys_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.run_keys
+    ADD CONSTRAINT run_keys_pkey PRIMARY KEY (run_key);
+
+--
 -- Name: schedules schedules_id_key; Type: CONSTRAINT; Schema: pgsched; Owner: -
 --
 
@@ -3585,7 +3846,13 @@ CREATE INDEX jobs_meta_idx ON pgsched.jobs USING gin (meta jsonb_path_ops) WHERE
 -- Name: jobs_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE UNIQUE INDEX jobs_run_key_idx ON pgsched.jobs USING btree (run_key) WHERE (run_key IS NOT NULL);
+CREATE INDEX jobs_run_key_idx ON pgsched.jobs USING btree (run_key) WHERE (run_key IS NOT NULL);
+
+--
+-- Name: INDEX jobs_run_key_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_run_key_idx IS 'Jobs by run key (not unique: pgsched.run_keys holds uniqueness).';
 
 --
 -- Name: jobs_running_idx; Type: INDEX; Schema: pgsched; Owner: -
@@ -3698,6 +3965,30 @@ CREATE TRIGGER jobs_forget_dependencies AFTER DELETE ON pgsched.jobs FOR EACH RO
 --
 
 CREATE TRIGGER jobs_notify_insert AFTER INSERT ON pgsched.jobs REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION pgsched.jobs_notify_insert();
+
+--
+-- Name: jobs jobs_run_key_hold; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_run_key_hold BEFORE INSERT ON pgsched.jobs FOR EACH ROW WHEN ((new.run_key IS NOT NULL)) EXECUTE FUNCTION pgsched.jobs_run_key_hold();
+
+--
+-- Name: TRIGGER jobs_run_key_hold ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TRIGGER jobs_run_key_hold ON pgsched.jobs IS 'A live job inserted with a run key takes the key, or the insert fails (unique_violation) while another job holds it.';
+
+--
+-- Name: jobs jobs_run_key_rehold; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_run_key_rehold BEFORE UPDATE OF state, run_key ON pgsched.jobs FOR EACH ROW WHEN (((new.run_key IS NOT NULL) AND (new.state = ANY (ARRAY['waiting'::pgsched.job_state, 'queued'::pgsched.job_state, 'running'::pgsched.job_state])) AND ((old.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])) OR (old.run_key IS DISTINCT FROM new.run_key)))) EXECUTE FUNCTION pgsched.jobs_run_key_hold();
+
+--
+-- Name: TRIGGER jobs_run_key_rehold ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TRIGGER jobs_run_key_rehold ON pgsched.jobs IS 'A finished job coming back (retry, redrive) or a live job given a new key takes its key again, or fails while another job holds it.';
 
 --
 -- Name: queues queues_notify_change; Type: TRIGGER; Schema: pgsched; Owner: -

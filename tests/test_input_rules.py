@@ -44,6 +44,8 @@ INTERNAL = {
     "job_total_buckets_metric",
     "job_dependencies_not_self",
     "workflows_kind_valid",
+    "run_keys_scope_valid",
+    "run_keys_held_until_valid",
 }
 
 NAMES = ["a", "0", "_", "-a", "a-b.c_d:e", "A", "a\n", "\na", "a b", "", "é"]
@@ -105,6 +107,22 @@ CASES: dict[str, tuple[str, str, Callable[[Any], Any], Callable[[Any], object], 
         str,
         lambda v: NewJob.build("t", run_key=v),
         ["", *_long("k", 512)],
+        True,
+    ),
+    "jobs_run_key_scope_valid": (  # a scope needs a key: the base row has none, so both refuse every scope
+        "jobs",
+        "run_key_scope",
+        str,
+        lambda v: NewJob.build("t", run_key_scope=v),
+        ["retention", "active", "forever", ""],
+        True,
+    ),
+    "jobs_run_key_period_valid": (
+        "jobs",
+        "run_key_period",
+        _seconds,
+        lambda v: NewJob.build("t", run_key_period=v),
+        [-1, 0, 0.001, 3600],
         True,
     ),
     "jobs_timeout_positive": (

@@ -18,10 +18,12 @@ from pgsched.job import (
     CONCURRENCY_KEY_MAX,
     CONCURRENCY_LIMIT_MAX,
     MAX_ATTEMPTS_MAX,
+    ON_CONFLICT_POLICIES,
     PRIORITY_MAX,
     PRIORITY_MIN,
     QUEUE_RE,
     RUN_KEY_MAX,
+    RUN_KEY_SCOPES,
     TAG_MAX,
     TAGS_MAX,
     TASK_RE,
@@ -143,7 +145,30 @@ def job_schemas() -> dict[str, Any]:
                 "maximum": MAX_DELAY_SECONDS,
                 "description": "Or run_at.",
             },
-            "run_key": {"type": "string", "minLength": 1, "maxLength": RUN_KEY_MAX},
+            "run_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": RUN_KEY_MAX,
+                "description": "While another job holds this key (over its scope), that job is returned (200).",
+            },
+            "run_key_scope": {
+                "type": "string",
+                "enum": list(RUN_KEY_SCOPES),
+                "description": "What the key is unique over: retention (default: while the job's row exists), "
+                "active (while waiting, queued or running) or period (run_key_period_seconds from the enqueue).",
+            },
+            "run_key_period_seconds": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_DELAY_SECONDS,
+                "description": "How long a period key is held; implies run_key_scope period.",
+            },
+            "on_conflict": {
+                "type": "string",
+                "enum": list(ON_CONFLICT_POLICIES),
+                "description": "existing (default): return the holder. replace: a holder that has not started "
+                "takes these args and run_at (and priority) and is returned; a running one gives the key to a new job.",
+            },
             "max_attempts": _ATTEMPTS,
             "timeout": {"type": "number", "minimum": MIN_TIMEOUT_SECONDS, "maximum": MAX_TIMEOUT_SECONDS},
             "concurrency_key": {
@@ -170,7 +195,12 @@ def job_schemas() -> dict[str, Any]:
         ["task"],
     )
     new_job["not"] = {"required": ["run_at", "delay_seconds"], "description": "run_at or delay_seconds, not both"}
-    new_job["dependentRequired"] = {"concurrency_limit": ["concurrency_key"]}
+    new_job["dependentRequired"] = {
+        "concurrency_limit": ["concurrency_key"],
+        "run_key_scope": ["run_key"],
+        "run_key_period_seconds": ["run_key"],
+        "on_conflict": ["run_key"],
+    }
     no_nul = {"type": "string", "pattern": NO_NUL}
     return {
         "Args": {

@@ -64,7 +64,20 @@ def parse_at(text: str) -> datetime:
 @click.option("--priority", type=int, default=None, help="Higher runs first (-1000..1000). Default: the task's.")
 @click.option("--in", "delay", help="Run after a delay: 30s, 5m, 2h, 1d.")
 @click.option("--at", "at", help="Run at an ISO 8601 time with offset.")
-@click.option("--key", "run_key", help="Run key: enqueue at most one job per key.")
+@click.option("--key", "run_key", help="Run key: at most one job per key over its scope (--key-scope).")
+@click.option(
+    "--key-scope",
+    "run_key_scope",
+    help="What the key is unique over: retention (default: while the job's row exists), active (while it is "
+    "waiting, queued or running) or period (--key-period from the first enqueue).",
+)
+@click.option("--key-period", "run_key_period", help="Hold the key for this long: 30s, 5m, 2h, 1d (scope period).")
+@click.option(
+    "--on-conflict",
+    "on_conflict",
+    help="existing (default): print the job holding the key. replace: a holder not started yet takes these "
+    "args and run time; a running one gives the key to a new job.",
+)
 @click.option("--max-attempts", type=int, default=None)
 @click.option("--concurrency-key", help="Run at most --concurrency-limit jobs with this key at once.")
 @click.option("--concurrency-limit", type=int, default=None, help="Limit of --concurrency-key (default 1).")
@@ -89,6 +102,9 @@ def enqueue(
     delay: str | None,
     at: str | None,
     run_key: str | None,
+    run_key_scope: str | None,
+    run_key_period: str | None,
+    on_conflict: str | None,
     max_attempts: int | None,
     concurrency_key: str | None,
     concurrency_limit: int | None,
@@ -113,12 +129,16 @@ def enqueue(
         "queue": queue,
         "priority": priority,
         "run_key": run_key,
+        "run_key_scope": run_key_scope,
+        "on_conflict": on_conflict,
         "max_attempts": max_attempts,
         "concurrency_key": concurrency_key,
         "concurrency_limit": concurrency_limit,
         "tags": list(tags),
         "meta": parse_args_json(meta_json, "meta"),
     }
+    if run_key_period:
+        options["run_key_period"] = parse_duration(run_key_period, "key-period")
     if start_within:
         options["start_within"] = parse_duration(start_within, "start-within")
     if delay:
@@ -137,7 +157,7 @@ def enqueue(
     if as_json:
         echo_json({**inserted.job.to_dict(), "created": inserted.created})
     else:
-        note = "" if inserted.created else " (run key already taken: existing job)"
+        note = "" if inserted.created else " (run key held: existing job)"
         click.echo(f"{inserted.job.id}{note}")
 
 

@@ -44,7 +44,10 @@ HOT = {
     "result_get": 4 * BATCH,
     "job_prune": 4 * BATCH,
     "job_expire_due": 4 * BATCH,
-    "job_reap_lost": 3 * RUNNING,  # the running set, read through its index, then once more to write
+    # The running set, read through its index (with the entries the rolled-back statements above left), then once
+    # more to write; a nested loop on workers counts it once more as rows removed by its join filter, where a hash
+    # join's filter is not counted (the plan flips on width estimates alone: 0019's two run-key columns did it).
+    "job_reap_lost": 3 * RUNNING + BATCH,
 }
 # Run unprepared (planned at each call with its parameters, once per reaper pass): custom plans only.
 UNPREPARED = {"job_expire_due"}
@@ -168,6 +171,9 @@ def _params(conn: psycopg.Connection[Any]) -> dict[str, Any]:
         "priority": 0,
         "run_at": None,
         "run_key": None,
+        "run_key_scope": None,
+        "run_key_period": None,
+        "on_conflict": "existing",
         "max_attempts": 5,
         "timeout": None,
         "concurrency_key": None,
