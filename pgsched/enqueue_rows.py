@@ -31,7 +31,6 @@ __all__ = [
     "list_query",
     "merged",
     "resolved",
-    "run_keys",
     "still_held",
     "unresolved",
 ]
@@ -154,10 +153,6 @@ def ids_in_order(ids: Sequence[int], jobs: Sequence[NewJob], by_key: Mapping[str
 def cacheable(jobs: Sequence[NewJob]) -> list[str]:
     """The run keys a cache may answer: not those of a replacing enqueue (the holder must take the new args)."""
     return list(dict.fromkeys(j.run_key for j in jobs if j.run_key is not None and j.on_conflict == "existing"))
-
-
-def run_keys(jobs: Sequence[NewJob]) -> list[str]:
-    return list(dict.fromkeys(j.run_key for j in jobs if j.run_key is not None))
 
 
 def holders_params(hints: Mapping[str, int], now: datetime | None) -> dict[str, Any]:
