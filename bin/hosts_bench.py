@@ -65,6 +65,13 @@ SELECT (SELECT count(DISTINCT host) FROM pgsched.workers) AS hosts,
        (SELECT count(DISTINCT client_addr) FROM pg_stat_activity WHERE application_name LIKE 'pgsched:%') AS addrs,
        (SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pgsched:%') AS connections
 """
+# The claim statements (plain and limited queues) of the drain's database since the reset.
+_CLAIMS = """
+SELECT coalesce(sum(calls), 0)::bigint AS calls, coalesce(sum(rows), 0)::bigint AS rows,
+       coalesce(sum(total_exec_time), 0)::float8 AS ms
+  FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+ WHERE d.datname = current_database() AND s.query ILIKE '%%skip locked%%'
+"""
 _LOST = """SELECT count(*) FROM pgsched.jobs WHERE errors @> '[{"kind": "worker_lost"}]'"""
 
 
@@ -103,10 +110,15 @@ def private_server() -> Iterator[tuple[str, int]]:
         sys.exit("no PostgreSQL server binaries under /usr/lib/postgresql")
     folder = private_folder("pgsched-hosts-")
     port = free_ports(1, "55480-55499")[0]  # apart from the failover scenario's ports
-    node = initialized(bindir, folder / "data", port, listen_addresses="*", max_connections=200)
+    node = initialized(
+        bindir, folder / "data", port, listen_addresses="*", max_connections=200,
+        shared_preload_libraries="pg_stat_statements",  # claim statistics; the bench soak loads it too
+    )  # fmt: skip
     with (node.data / "pg_hba.conf").open("a") as hba:
         hba.write(f"host all all {NET}.0.0/16 trust\n")
     node.start()
+    with psycopg.connect(make_conninfo(node.dsn, dbname="template1"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")  # in every database made from now on
     try:
         yield node.dsn, port
     finally:
@@ -174,6 +186,7 @@ def drain(databases: Databases, namespaces: Sequence[str], processes: int, args:
                 wait_until_waiting(conn, procs)
                 leaders = _leaders(conn)
                 sampler = Sampler(dsn, processes)
+                conn.execute("SELECT pg_stat_statements_reset()")
                 cpu0, busy0 = cpu_seconds(conn, procs), machine_busy_ticks()
                 conn.execute(query("bench_insert_series"), {"queue": QUEUE, "n": args.backlog})
                 if kill_one:
@@ -185,6 +198,7 @@ def drain(databases: Databases, namespaces: Sequence[str], processes: int, args:
                 sampler.stop()
             done, seconds = conn.execute(query("bench_drain_window"), {"queue": QUEUE}).fetchone() or (0, 0.0)
             lost = conn.execute(_LOST).fetchone()
+            claims = conn.execute(_CLAIMS).fetchone() or (0, 0, 0.0)
     finally:
         databases.drop(dsn)
     busy = (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) if busy0 and busy1 else 0.0
@@ -200,6 +214,10 @@ def drain(databases: Databases, namespaces: Sequence[str], processes: int, args:
         "postgres_cpu_ms_per_job": round((cpu1[1] - cpu0[1]) * 1000 / args.backlog, 4),
         "machine_busy": round(busy, 3) if busy is not None else None,
         "waits": {k: round(v / total, 3) for k, v in sampler.events.most_common(6)},
+        "claims": int(claims[0]),
+        "claim_rows_per_call": round(claims[1] / max(1, claims[0]), 2),
+        "claim_ms_per_call": round(claims[2] / max(1, claims[0]), 3),
+        "claim_ms_per_job": round(claims[2] / args.backlog, 4),
         "connections_per_process": round(sampler.spread.get("connections", 0) / processes, 2),
         **{k: v for k, v in sampler.spread.items() if k not in ("connections", "leaders")},
         "leaders_max_seen": sampler.spread.get("leaders", 0),

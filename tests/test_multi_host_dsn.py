@@ -88,3 +88,10 @@ def test_the_dsn_keeps_its_own_connect_timeout_and_keepalives_and_pgsched_names_
     assert params["keepalives_interval"] == "5" and params["host"] == "a,b" and params["port"] == "5432,5433"
     assert str(params["application_name"]).startswith("pgsched:worker:")
     assert conninfo_to_dict(db.conninfo("host=a dbname=x", "cli"))["connect_timeout"] == "10"
+
+
+def test_the_testing_plugin_says_its_server_dsn_must_name_one_server() -> None:
+    from pgsched.testing.plugin import _janitor
+
+    with pytest.raises(pytest.UsageError, match="must name one server"):
+        _janitor("host=a,b port=5432,5433 user=postgres", "x")

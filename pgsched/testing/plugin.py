@@ -42,6 +42,8 @@ def _janitor(server: str, name: str, *, template: str | None = None) -> Database
     from pytest_postgresql.janitor import DatabaseJanitor  # the testing extra: pgsched[testing]
 
     params = conninfo_to_dict(server)
+    if "," in str(params.get("host", "")) + str(params.get("port", "")):
+        raise pytest.UsageError("the pgsched test server DSN must name one server, not several hosts")
     password = params.get("password")
     return DatabaseJanitor(
         user=str(params.get("user", "postgres")),
