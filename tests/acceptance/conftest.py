@@ -85,6 +85,9 @@ class Cluster:
     def scheduler(self, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         return self._spawn("scheduler", ["scheduler"], env)
 
+    def api(self, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        return self._spawn("api", ["api", "--host", "127.0.0.1", "--port", str(port)], env)
+
     def alive(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.procs if p.poll() is None]
 

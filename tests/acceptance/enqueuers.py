@@ -1,6 +1,7 @@
 """Enqueuer threads for the PostgreSQL outage scenarios: the Python client under a server that goes away.
 
-An id counts as acknowledged once ``enqueue`` returned it; with ``acks`` each one is also appended
+``ApiEnqueuers`` do the same through ``POST /jobs`` of a running API. An id counts as acknowledged once
+``enqueue`` (or the API's 201) returned it; with ``acks`` each one is also appended
 to that file, a ledger outside PostgreSQL (a crash of the server cannot take it back).
 """
 
@@ -11,11 +12,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from pgsched import DatabaseUnavailable, Pgsched, Settings
 
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # every failed reconnect during an outage warns
 
-__all__ = ["Enqueuers", "read_acks"]
+__all__ = ["ApiEnqueuers", "Enqueuers", "read_acks"]
 
 
 class Enqueuers:
@@ -43,10 +46,13 @@ class Enqueuers:
         for t in self._threads:
             t.start()
 
+    def _submit(self) -> int:
+        return self.app.enqueue(self._task, self._args)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self._ack(self.app.enqueue(self._task, self._args))
+                self._ack(self._submit())
             except DatabaseUnavailable:
                 self.failures += 1
                 self._stop.wait(0.05)
@@ -68,6 +74,27 @@ class Enqueuers:
         self.app.close()
         if self._acks is not None:
             self._acks.close()
+
+
+class ApiEnqueuers(Enqueuers):
+    """The same through a running ``pgsched api`` at ``url`` (``POST /jobs`` with ``token``); jobs are tagged
+    ``api``. A 503 is the database unavailable; any other answer but 201 is a surprise."""
+
+    def __init__(self, url: str, token: str, n: int, **options: Any) -> None:
+        self._http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        super().__init__("", n, **options)
+
+    def _submit(self) -> int:
+        answer = self._http.post("/jobs", json={"task": self._task, "args": self._args, "tags": ["api"]})
+        if answer.status_code == 503:
+            raise DatabaseUnavailable(answer.text)
+        if answer.status_code != 201:
+            raise AssertionError(f"POST /jobs answered {answer.status_code}: {answer.text}")
+        return int(answer.json()["id"])
+
+    def stop(self) -> None:
+        super().stop()
+        self._http.close()
 
 
 def read_acks(path: Path) -> list[int]:
