@@ -103,9 +103,10 @@ class JobStore:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
                 row = cur.execute(query("job_insert"), enqueue_rows.insert_params(job, self._clock.db_now())).fetchone()
-                assert row is not None
-                if row["holder"] is None:
-                    return Inserted(Job.from_row(row), True)
+                if row is not None and row["id"] is not None:
+                    return Inserted(Job.from_row(row), row["holder"] is None)
+                if row is None:
+                    continue
                 # Read in a statement of its own: the insert's snapshot predates a holder it waited for or replaced.
                 held = cur.execute(query("job_get"), {"id": row["holder"]}).fetchone()
                 if held is not None:
@@ -219,9 +220,10 @@ class AsyncJobStore:
             for _ in range(5):
                 await cur.execute(query("job_insert"), enqueue_rows.insert_params(job, self._clock.db_now()))
                 row = await cur.fetchone()
-                assert row is not None
-                if row["holder"] is None:
-                    return Inserted(Job.from_row(row), True)
+                if row is not None and row["id"] is not None:
+                    return Inserted(Job.from_row(row), row["holder"] is None)
+                if row is None:
+                    continue
                 await cur.execute(query("job_get"), {"id": row["holder"]})
                 held = await cur.fetchone()
                 if held is not None:

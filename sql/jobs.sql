@@ -1,9 +1,21 @@
 -- name: job_insert
--- Insert one job; when another job holds its run key (over that job's scope), insert nothing and return the holder's id.
--- The key is taken first (pgsched.run_keys_take, which also applies on_conflict replace); the insert trigger then finds it held.
--- Queue, priority and max_attempts left NULL are filled from the task registry by the jobs_fill_defaults trigger.
-WITH new AS MATERIALIZED (
+-- Insert one job; when another job holds its run key (over that job's scope), insert nothing and return the holder.
+-- A key held in this statement's snapshot (the rule of pgsched.run_key_stale, inlined: that function is not inlinable and
+-- costs a plan per call) is answered at once: no lock, no transaction id, no commit flush, and the answer was true
+-- at the snapshot. Otherwise the key is taken first (pgsched.run_keys_take, which also applies
+-- on_conflict replace) and the insert trigger then finds it held. The holder's row comes back when this statement
+-- sees it (else holder alone: read it in a statement of its own). Queue, priority and max_attempts left NULL are
+-- filled from the task registry by the jobs_fill_defaults trigger.
+WITH held AS MATERIALIZED (
+    SELECT k.job_id AS holder
+      FROM pgsched.run_keys k LEFT JOIN pgsched.jobs j ON j.id = k.job_id
+     WHERE %(run_key)s::text IS NOT NULL AND %(on_conflict)s::text = 'existing' AND k.run_key = %(run_key)s::text
+       AND CASE k.scope WHEN 'period' THEN k.held_until > coalesce(%(now)s::timestamptz, now())
+                        WHEN 'active' THEN coalesce(j.state IN ('waiting', 'queued', 'running'), false)
+                        ELSE j.id IS NOT NULL END  -- NOT pgsched.run_key_stale(...), inlined: one snapshot suffices here
+), new AS MATERIALIZED (
     SELECT nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass)) AS id
+     WHERE NOT EXISTS (SELECT 1 FROM held)
 ), taken AS MATERIALIZED (
     SELECT k.holder
       FROM new, pgsched.run_keys_take(ARRAY[%(run_key)s::text], ARRAY[new.id], ARRAY[%(run_key_scope)s::text],
@@ -11,6 +23,8 @@ WITH new AS MATERIALIZED (
                                       ARRAY[%(args)s::jsonb], ARRAY[%(run_at)s::timestamptz], ARRAY[%(priority)s::int],
                                       %(now)s::timestamptz) AS k
      WHERE %(run_key)s::text IS NOT NULL
+     UNION ALL
+    SELECT held.holder FROM held
 ), ins AS (
     INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
                               concurrency_key, concurrency_limit, tags, meta, expires_at, run_key_scope, run_key_period)
@@ -23,7 +37,12 @@ WITH new AS MATERIALIZED (
      WHERE NOT EXISTS (SELECT 1 FROM taken WHERE taken.holder IS NOT NULL)
     RETURNING *
 )
-SELECT ins.*, (SELECT taken.holder FROM taken) AS holder FROM (VALUES (1)) AS one(n) LEFT JOIN ins ON true
+SELECT ins.*, NULL::bigint AS holder FROM ins
+UNION ALL
+SELECT h.*, h.id AS holder FROM pgsched.jobs h, held WHERE h.id = held.holder
+UNION ALL
+SELECT (NULL::pgsched.jobs).*, taken.holder FROM taken
+ WHERE taken.holder IS NOT NULL AND NOT EXISTS (SELECT 1 FROM held)
 
 -- name: job_ids_reserve
 -- Reserve n job ids from the identity sequence, so a COPY can carry them (one array: cheap to decode).
@@ -43,20 +62,33 @@ COPY pgsched.jobs (id, task, args, queue, priority, run_at, max_attempts, timeou
 FROM STDIN (FORMAT BINARY)
 
 -- name: job_insert_many_keyed
--- Bulk insert with reserved ids where some jobs carry run keys: each key is taken first, in key order (pgsched.run_keys_take),
--- and a job whose key another job holds is not inserted. One row per distinct key: the id of the job holding it now.
+-- Bulk insert with reserved ids where some jobs carry run keys. Keys seen held (read without a lock, as in job_insert)
+-- are answered at once; the others are taken first, in key order (pgsched.run_keys_take), and a job whose key another
+-- job holds is not inserted. One row per distinct key: the id of the job holding it now.
 WITH t AS (
     SELECT * FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(args)s::jsonb[], %(queues)s::text[],
                          %(priorities)s::smallint[], %(run_ats)s::timestamptz[], %(run_keys)s::text[],
                          %(max_attempts)s::int[], %(timeouts)s::interval[], %(concurrency_keys)s::text[],
                          %(concurrency_limits)s::int[], %(tags)s::jsonb[], %(metas)s::jsonb[], %(expires_ats)s::timestamptz[],
-                         %(run_key_scopes)s::text[], %(run_key_periods)s::interval[])
-           AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout, concurrency_key,
-                concurrency_limit, tags, meta, expires_at, run_key_scope, run_key_period)
+                         %(run_key_scopes)s::text[], %(run_key_periods)s::interval[], %(on_conflicts)s::text[])
+           WITH ORDINALITY AS t(id, task, args, queue, priority, run_at, run_key, max_attempts, timeout, concurrency_key,
+                                concurrency_limit, tags, meta, expires_at, run_key_scope, run_key_period, on_conflict, n)
+), held AS MATERIALIZED (
+    SELECT k.run_key, k.job_id
+      FROM pgsched.run_keys k LEFT JOIN pgsched.jobs j ON j.id = k.job_id
+     WHERE k.run_key IN (SELECT t.run_key FROM t WHERE t.on_conflict = 'existing')
+       AND CASE k.scope WHEN 'period' THEN k.held_until > coalesce(%(now)s::timestamptz, now())
+                        WHEN 'active' THEN coalesce(j.state IN ('waiting', 'queued', 'running'), false)
+                        ELSE j.id IS NOT NULL END
+), rest AS MATERIALIZED (
+    SELECT t.* FROM t WHERE t.run_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM held WHERE held.run_key = t.run_key)
 ), taken AS MATERIALIZED (
-    SELECT * FROM pgsched.run_keys_take(%(run_keys)s::text[], %(ids)s::bigint[], %(run_key_scopes)s::text[],
-                                        %(run_key_periods)s::interval[], %(on_conflicts)s::text[], %(args)s::jsonb[],
-                                        %(run_ats)s::timestamptz[], %(priorities)s::int[], %(now)s::timestamptz)
+    SELECT * FROM pgsched.run_keys_take(
+        ARRAY(SELECT r.run_key FROM rest r ORDER BY r.n), ARRAY(SELECT r.id FROM rest r ORDER BY r.n),
+        ARRAY(SELECT r.run_key_scope FROM rest r ORDER BY r.n), ARRAY(SELECT r.run_key_period FROM rest r ORDER BY r.n),
+        ARRAY(SELECT r.on_conflict FROM rest r ORDER BY r.n), ARRAY(SELECT r.args FROM rest r ORDER BY r.n),
+        ARRAY(SELECT r.run_at FROM rest r ORDER BY r.n), ARRAY(SELECT r.priority::int FROM rest r ORDER BY r.n),
+        %(now)s::timestamptz)
 ), ins AS (
     INSERT INTO pgsched.jobs (id, task, args, queue, priority, run_at, run_key, max_attempts, timeout,
                               concurrency_key, concurrency_limit, tags, meta, expires_at, run_key_scope, run_key_period)
@@ -68,13 +100,18 @@ WITH t AS (
     RETURNING 1
 )
 SELECT k.run_key, coalesce(k.holder, k.job_id) AS id FROM taken k
+UNION ALL
+SELECT held.run_key, held.job_id FROM held
 
 -- name: run_key_holders
--- The jobs still holding these run keys over their scope (a dedupe cache's hints are checked against this).
+-- The jobs still holding these run keys over their scope (a dedupe cache's hints are checked against this; the rule of
+-- pgsched.run_key_stale, inlined as in job_insert).
 SELECT k.run_key, k.job_id AS id
-  FROM pgsched.run_keys k
+  FROM pgsched.run_keys k LEFT JOIN pgsched.jobs j ON j.id = k.job_id
  WHERE k.run_key = ANY(%(run_keys)s::text[])
-   AND NOT pgsched.run_key_stale(k.scope, k.held_until, k.job_id, coalesce(%(now)s::timestamptz, now()))
+   AND CASE k.scope WHEN 'period' THEN k.held_until > coalesce(%(now)s::timestamptz, now())
+                    WHEN 'active' THEN coalesce(j.state IN ('waiting', 'queued', 'running'), false)
+                    ELSE j.id IS NOT NULL END
 
 -- name: dedupe_scope_get
 -- This database's scope in a shared dedupe cache: the cluster's system identifier and the database name.

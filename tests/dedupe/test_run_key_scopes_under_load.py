@@ -27,33 +27,40 @@ LIVE_DUPLICATES = """SELECT run_key, count(*) AS n FROM pgsched.jobs
  WHERE state IN ('waiting', 'queued', 'running') AND run_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1"""
 
 
-def hammer(settings: Settings, options: dict[str, Any], stop_when_done: threading.Event) -> dict[str, set[int]]:
+def hammer(
+    settings: Settings,
+    options: dict[str, Any],
+    stop_when_done: threading.Event,
+    *,
+    clients: int = CLIENTS,
+    keys: int = KEYS,
+) -> dict[str, set[int]]:
     """CLIENTS threads enqueue the same KEYS run keys, each from its own offset, half one by one and half in
     batches; returns the ids each key got."""
     seen: dict[str, set[int]] = {}
     errors: list[BaseException] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(CLIENTS)
+    barrier = threading.Barrier(clients)
 
     def client_loop(offset: int) -> None:
         client = Client(settings)
         try:
             barrier.wait()
-            for start in range(0, KEYS, BATCH):
-                keys = [f"k{(i + offset * 37) % KEYS}" for i in range(start, start + BATCH)]
+            for start in range(0, keys, BATCH):
+                batch = [f"k{(i + offset * 37) % keys}" for i in range(start, start + BATCH)]
                 if offset % 2:
-                    ids = client.enqueue_many([{"task": "t", "run_key": k, **options} for k in keys])
+                    ids = client.enqueue_many([{"task": "t", "run_key": k, **options} for k in batch])
                 else:
-                    ids = [client.enqueue("t", run_key=k, **options) for k in keys]
+                    ids = [client.enqueue("t", run_key=k, **options) for k in batch]
                 with lock:
-                    for key, job_id in zip(keys, ids, strict=True):
+                    for key, job_id in zip(batch, ids, strict=True):
                         seen.setdefault(key, set()).add(job_id)
         except BaseException as exc:
             errors.append(exc)
         finally:
             client.close()
 
-    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(CLIENTS)]
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -74,7 +81,7 @@ def in_background(dsn: str, stop: threading.Event, step: Callable[[psycopg.Conne
     return thread
 
 
-def _finish_some(conn: psycopg.Connection[Any]) -> None:
+def finish_some(conn: psycopg.Connection[Any]) -> None:
     """A stand-in for workers: start some queued jobs, finish some running ones (the claim and finish states)."""
     conn.execute(
         "UPDATE pgsched.jobs SET state = 'running', started_at = now() WHERE id IN ("
@@ -117,7 +124,7 @@ def test_active_keys_never_have_two_live_jobs_while_jobs_finish_meanwhile(
         violations.extend(c.execute(LIVE_DUPLICATES).fetchall())
         samples[0] += 1
 
-    finisher = in_background(dsn, stop, _finish_some)
+    finisher = in_background(dsn, stop, finish_some)
     sampler = in_background(dsn, stop, sample)
     seen = hammer(settings, SCOPES["active"], stop)
     finisher.join(30)
