@@ -13,13 +13,21 @@ RETURNING *
 SELECT state::text AS state FROM pgsched.jobs WHERE id = %(id)s::bigint
 
 -- name: dead_retry_many
--- Queue dead jobs to run now (optionally of one queue / task); grants one more attempt each.
+-- Queue dead jobs to run now (optionally of one queue / task); grants one more attempt each. A dead job whose run key
+-- a newer job holds is left dead (its redrive would fail the whole statement with unique_violation); the rule of
+-- pgsched.run_key_stale, inlined as in job_insert.
 UPDATE pgsched.jobs j
    SET state = 'queued', run_at = coalesce(%(now)s::timestamptz, now()), finished_at = NULL,
        cancel_requested_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
  WHERE j.state = 'dead'
    AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR j.task = %(task)s::text)
+   AND NOT EXISTS (
+        SELECT 1 FROM pgsched.run_keys k LEFT JOIN pgsched.jobs h ON h.id = k.job_id
+         WHERE j.run_key IS NOT NULL AND k.run_key = j.run_key AND k.job_id <> j.id
+           AND CASE k.scope WHEN 'period' THEN k.held_until > coalesce(%(now)s::timestamptz, now())
+                            WHEN 'active' THEN coalesce(h.state IN ('waiting', 'queued', 'running'), false)
+                            ELSE h.id IS NOT NULL END)
 RETURNING j.id
 
 -- name: dead_purge

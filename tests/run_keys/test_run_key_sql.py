@@ -8,7 +8,9 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
+from pgsched import db
 from pgsched.maintenance import Pruner
+from pgsched.store import AsyncJobStore
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -160,6 +162,23 @@ def test_a_dead_job_whose_key_a_newer_job_holds_cannot_be_redriven(conn: Conn) -
     finish(conn, second)
     conn.execute("SELECT pgsched.retry(%s)", [first])
     assert holder(conn, "x") == {"job_id": first, "scope": "active", "until": False}
+
+
+async def test_retrying_every_dead_job_leaves_dead_the_ones_whose_key_a_newer_job_holds(dsn: str, conn: Conn) -> None:
+    taken = enqueue(conn, "x", ", run_key_scope => 'active'")
+    finish(conn, taken, "dead")
+    newer = enqueue(conn, "x", ", run_key_scope => 'active'")
+    free = enqueue(conn, "y", ", run_key_scope => 'active'")
+    finish(conn, free, "dead")
+    pool = db.async_pool(dsn, "test", min_size=1, max_size=2)
+    await pool.open()
+    try:
+        retried = await AsyncJobStore(pool).dead_retry_many()
+    finally:
+        await pool.close()
+    assert retried == [free]
+    states = conn.execute("SELECT id, state::text FROM pgsched.jobs ORDER BY id").fetchall()
+    assert states == [{"id": taken, "state": "dead"}, {"id": newer, "state": "queued"}, {"id": free, "state": "queued"}]
 
 
 def test_changing_a_live_jobs_key_moves_its_hold(conn: Conn) -> None:
