@@ -1,7 +1,7 @@
 """TaskStore: reads the task registry (``pgsched.tasks``, which workers publish through liveness).
 
 Data layer. Answers which task names no live worker serves, so the REST API and the CLI can
-refuse them; it never writes the registry.
+refuse them; it never writes the registry. A lost or unreachable database is ``DatabaseUnavailable``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from pgsched.db import translated
 from pgsched.errors import ValidationError
 from pgsched.queries import query
 from pgsched.tasks import unknown_task_error
@@ -42,7 +43,7 @@ class TaskStore:
 
     def task_names_unserved(self, names: Sequence[str]) -> Unserved | None:
         """None when a live worker serves every name."""
-        with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        with translated(), self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             known = {r["name"] for r in cur.execute(query("task_names_known"), {"names": list(names)})}
             missing = _missing(names, known)
             if not missing:
@@ -58,6 +59,10 @@ class AsyncTaskStore:
 
     async def task_names_unserved(self, names: Sequence[str]) -> Unserved | None:
         """As ``TaskStore.task_names_unserved``."""
+        with translated():
+            return await self._unserved(names)
+
+    async def _unserved(self, names: Sequence[str]) -> Unserved | None:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("task_names_known"), {"names": list(names)})
             missing = _missing(names, {r["name"] for r in await cur.fetchall()})

@@ -51,6 +51,8 @@ def test_health_is_503_while_the_database_is_down_and_recovers_by_itself(embedde
         jobs = client.get("/jobs")
         assert jobs.status_code == 503 and jobs.json()["error"]["code"] == "database_unavailable"
         assert "retry-after" in jobs.headers
+        created = client.post("/jobs", json={"task": "during"})  # the task-registry check meets the outage first
+        assert created.status_code == 503 and created.json()["error"]["code"] == "database_unavailable"
         metrics = client.get("/metrics")
         assert metrics.status_code == 200 and "pgsched_database_up 0.0" in metrics.text
 
