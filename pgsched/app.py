@@ -60,6 +60,7 @@ class Pgsched:
         if redis_url is not None:
             changes["redis_url"] = redis_url
         self.settings = base.with_(**changes) if changes else base
+        db.set_prepared_statements(self.settings.prepared_statements)
         self.tasks = TaskRegistry(hooks)
         self.client = Client(self.settings, clock=clock, hooks=self.tasks.hooks)
         if self.settings.otel and self.tasks.hooks.tracer is None:

@@ -95,11 +95,24 @@ def check_write_dsn(dsn: str | None, env: Mapping[str, str]) -> None:
     )
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every knob pgsched has. Defaults are production values; tests set them low."""
 
     dsn: str | None = None
+    # Behind a transaction-mode pooler: a direct (or session-mode) DSN for what needs a session (LISTEN,
+    # the leader and liveness locks, migrate's lock); a replica's DSN for lists, the dashboard and metrics;
+    # server-side prepared statements through a pooler: auto (off when a pooler is seen), on, off.
+    session_dsn: str | None = None
+    read_dsn: str | None = None
+    prepared_statements: str = "auto"
     redis_url: str | None = None
     api_token: str | None = None
     lease_seconds: float = 30.0
@@ -158,6 +171,9 @@ class Settings:
         env = os.environ if env is None else env
         settings = cls(
             dsn=env.get("PGSCHED_DSN") or None,
+            session_dsn=env.get("PGSCHED_SESSION_DSN") or None,
+            read_dsn=env.get("PGSCHED_READ_DSN") or None,
+            prepared_statements=_choice(env, "PGSCHED_PREPARED_STATEMENTS", ("auto", "on", "off")),
             redis_url=env.get("PGSCHED_REDIS_URL") or None,
             api_token=env.get("PGSCHED_API_TOKEN") or None,
             lease_seconds=_float(env, "PGSCHED_LEASE_SECONDS", 30.0),

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound, ValidationError
@@ -28,11 +28,14 @@ from pgsched.queries import query
 
 __all__ = [
     "async_pool",
+    "behind_pooler",
     "connect",
     "connect_async",
     "conninfo",
     "pgsched_error",
+    "pool_mode",
     "session_async",
+    "set_prepared_statements",
     "sync_pool",
     "translated",
 ]
@@ -95,6 +98,42 @@ def _pooled(dialled: int, server_port: int | None) -> bool:
     return server_port is not None and server_port != dialled
 
 
+# Server-side prepared statements: "auto" uses them on direct connections only, "on" also behind a pooler
+# (PgBouncer >= 1.21 with max_prepared_statements > 0 carries them), "off" never. Set once at start-up.
+_policy = {"prepared": "auto"}
+_behind: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def set_prepared_statements(mode: str) -> None:
+    """The process's prepared-statement policy (``Settings.prepared_statements``): auto, on or off."""
+    _policy["prepared"] = mode
+
+
+def behind_pooler(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether this connection (opened by this module) reaches PostgreSQL through a pooler or proxy."""
+    return _behind.get(conn, False)
+
+
+def _note_route(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], server_port: int | None) -> bool:
+    pooled = _behind[conn] = _pooled(conn.info.port, server_port)
+    if _policy["prepared"] == "off" or (pooled and _policy["prepared"] != "on"):
+        conn.prepare_threshold = None
+    return pooled
+
+
+def pool_mode(dsn: str) -> str:
+    """How a pooler in front of ``dsn`` pools, as far as a client can tell: "transaction" when a second client
+    gets the server session the first one just used while that first one stays connected (impossible in
+    session mode), else "session or unknown" (a busy transaction pool may also hand out another session)."""
+    with connect(dsn, "cli", connect_timeout=2) as first, connect(dsn, "cli", connect_timeout=2) as second:
+        for _ in range(3):
+            mine = first.execute(query("backend_pid_get")).fetchone()
+            theirs = second.execute(query("backend_pid_get")).fetchone()
+            if mine and theirs and mine["pid"] == theirs["pid"]:
+                return "transaction"
+    return "session or unknown"
+
+
 def pooler_seen(dsn: str) -> tuple[int, int | None] | None:
     """(dialled port, server port) when a pooler or proxy sits between this client and PostgreSQL, else None."""
     with connect(dsn, "cli", connect_timeout=2) as conn:
@@ -107,8 +146,7 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     """Behind a pooler, each transaction may land on another server session: no server-side prepared statements
     (PgBouncer before 1.21 does not carry them; psycopg would prepare a statement after its fifth use)."""
     row = conn.execute(query("server_port_get")).fetchone()
-    if _pooled(conn.info.port, row["port"] if row else None):
-        conn.prepare_threshold = None
+    _note_route(conn, row["port"] if row else None)
 
 
 async def _configure_async(conn: psycopg.AsyncConnection[Any], statement_timeout: float | None = None) -> None:
@@ -116,9 +154,7 @@ async def _configure_async(conn: psycopg.AsyncConnection[Any], statement_timeout
     is ours alone (behind a pooler a session setting would leak to other clients: the pooler's own
     ``query_timeout`` or ``ALTER ROLE ... SET statement_timeout`` bounds statements there)."""
     row = await (await conn.execute(query("server_port_get"))).fetchone()
-    if _pooled(conn.info.port, row["port"] if row else None):
-        conn.prepare_threshold = None
-    elif statement_timeout is not None:
+    if not _note_route(conn, row["port"] if row else None) and statement_timeout is not None:
         await conn.execute(query("session_statement_timeout_set"), {"ms": max(1, int(statement_timeout * 1000))})
 
 
@@ -143,15 +179,26 @@ async def connect_async(dsn: str, role: str, *, autocommit: bool = True) -> psyc
 async def session_async(
     dsn: str, role: str, *, within: float | None = None, prepare_threshold: int | None = 5, **extra: Any
 ) -> psycopg.AsyncConnection[Any]:
-    """A dedicated autocommit session of its own (LISTEN, advisory locks, the worker's prepared hot path):
-    never pooled, so it must reach PostgreSQL directly. Tuple rows; ``extra`` goes to the conninfo
-    (``options``...); ``within`` seconds bound the connect. Raises ``DatabaseUnavailable`` when it cannot connect."""
+    """A dedicated autocommit connection of its own (LISTEN, advisory locks, the worker's prepared hot path).
+    Tuple rows; ``extra`` goes to the conninfo (``options``...); ``within`` seconds bound the connect. It checks
+    whether a pooler sits between (``behind_pooler``): the caller decides whether that is good enough
+    (LISTEN and session locks are not); prepared statements then follow the process's policy.
+    Raises ``DatabaseUnavailable`` when it cannot connect."""
     try:
         with translated():
             async with asyncio.timeout(within):
-                return await psycopg.AsyncConnection.connect(
-                    conninfo(dsn, role, **extra), autocommit=True, prepare_threshold=prepare_threshold
+                conn = await psycopg.AsyncConnection.connect(
+                    conninfo(dsn, role, **extra), autocommit=True, prepare_threshold=None
                 )
+                try:  # unprepared: a pooler may hand the next statement another server session
+                    async with conn.cursor(row_factory=tuple_row) as cur:
+                        row = await (await cur.execute(query("server_port_get"))).fetchone()
+                except BaseException:
+                    await conn.close()
+                    raise
+                conn.prepare_threshold = prepare_threshold
+                _note_route(conn, row[0] if row else None)
+                return conn
     except TimeoutError as exc:
         raise DatabaseUnavailable(f"could not connect within {within:g}s") from exc
 

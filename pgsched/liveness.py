@@ -3,7 +3,9 @@
 Data layer. On one dedicated, non-pooled connection the process registers (``worker_register``),
 takes ``pg_try_advisory_lock(pgsched.lock_namespace(), id)`` and beats ``heartbeat_at`` every
 ``heartbeat_seconds``; each beat also publishes the ids of the jobs the worker has started
-(``started``), so the reaper charges a loss only to those. A worker publishes the tasks it serves
+(``started``), so the reaper charges a loss only to those. Without a session (behind a transaction-mode
+pooler, see ``pgsched.session_route``) it takes no lock: its row carries ``heartbeat_lease_seconds`` and the
+reaper judges it by heartbeat age alone. A worker publishes the tasks it serves
 (``pgsched.tasks``) right after it registers; they go with its row. The leader's reaper treats a free lock
 or a stale heartbeat as death.
 
@@ -74,6 +76,7 @@ class Liveness:
         self._on_change = on_change
         self._started = started
         self._tasks = tasks  # the task_publish parameters of the tasks this process serves
+        self._heartbeat_lease: float | None = None  # set: no session, so no lock; alive by heartbeat age
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._id: int | None = None
         self._stopping = asyncio.Event()
@@ -84,6 +87,11 @@ class Liveness:
     def worker_id(self) -> int | None:
         """The current row id (it changes when the process had to register again)."""
         return self._id
+
+    def reroute(self, dsn: str, *, heartbeat_lease: float | None) -> None:
+        """Before ``open()``: connect to ``dsn``; with ``heartbeat_lease`` (seconds) take no lock (no session)."""
+        self._dsn = dsn
+        self._heartbeat_lease = heartbeat_lease
 
     async def open(self) -> int:
         """Connect, register and lock; raises ``DatabaseUnavailable`` when the database is unreachable."""
@@ -198,6 +206,7 @@ class Liveness:
             "queues": self._queues,
             "concurrency": self._concurrency,
             "version": self._version,
+            "heartbeat_lease": self._heartbeat_lease,
         }
         cur = await conn.execute(query("worker_register"), params)
         row = await cur.fetchone()
@@ -211,8 +220,9 @@ class Liveness:
         log.info("worker registered", extra={"event": "worker_registered", "worker_id": self._id})
         self._changed()
 
-    @staticmethod
-    async def _lock(conn: psycopg.AsyncConnection[Any], worker_id: int) -> bool:
+    async def _lock(self, conn: psycopg.AsyncConnection[Any], worker_id: int) -> bool:
+        if self._heartbeat_lease is not None:
+            return True
         cur = await conn.execute(query("worker_lock"), {"id": worker_id})
         row = await cur.fetchone()
         return bool(row and row[0])

@@ -85,26 +85,38 @@ class Migrator:
 
     def migrate(self) -> list[Migration]:
         """Apply every pending migration; returns those applied by this call."""
-        applied_now: list[Migration] = []
         with db.translated(), db.connect(self._dsn, "cli") as conn:
+            if db.behind_pooler(conn):
+                # Through a transaction-mode pooler a session lock would stay on a shared server session:
+                # each migration in a transaction of its own under a transaction-level lock instead.
+                return [m for m in self._migrations if self._apply_locked(conn, m)]
             conn.execute(query("migration_lock"))
             try:
                 conn.execute(query("migration_bootstrap"))
                 applied = self._applied(conn)
-                for migration in self._migrations:
-                    known = applied.get(migration.version)
-                    if known is not None:
-                        if known[1] != migration.checksum:
-                            raise MigrationError(
-                                f"migration {migration.path.name} was edited after it was applied; "
-                                "add a new migration instead"
-                            )
-                        continue
-                    self._apply(conn, migration)
-                    applied_now.append(migration)
+                return [m for m in self._migrations if self._apply_new(conn, m, applied)]
             finally:
                 conn.execute(query("migration_unlock"))
-        return applied_now
+
+    def _apply_locked(self, conn: psycopg.Connection[Any], migration: Migration) -> bool:
+        with conn.transaction():
+            conn.execute(query("migration_xact_lock"))
+            conn.execute(query("migration_bootstrap"))
+            return self._apply_new(conn, migration, self._applied(conn))
+
+    def _apply_new(
+        self, conn: psycopg.Connection[Any], migration: Migration, applied: dict[int, tuple[datetime, str]]
+    ) -> bool:
+        """Apply ``migration`` unless it is applied already (then it must be unchanged); True when applied now."""
+        known = applied.get(migration.version)
+        if known is None:
+            self._apply(conn, migration)
+            return True
+        if known[1] != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.path.name} was edited after it was applied; add a new migration instead"
+            )
+        return False
 
     def _applied(self, conn: psycopg.Connection[Any]) -> dict[int, tuple[datetime, str]]:
         exists = conn.execute(query("migration_table_exists")).fetchone()

@@ -7,6 +7,11 @@ reap lost workers' jobs and prune on their intervals, then wait on that same con
 (so a paused process is noticed by the server's idle timeout, not by us). Any error: step down
 first (drop the connection, freeing the lock), then campaign again.
 
+Where the lock lives is decided at start (``pgsched.session_route``): on PGSCHED_DSN when it reaches
+PostgreSQL directly, on PGSCHED_SESSION_DSN when set; behind a transaction-mode pooler without one, the
+lease row (``LeaseElector``): each piece of leader work then runs in a fenced transaction, and the leader
+waits on a timer instead of LISTEN.
+
 Without ``worker_id`` the service registers its own ``pgsched.workers`` row (role scheduler) so
 it shows in ``pgsched.cluster``; inside ``pgsched worker`` it reuses the worker's row.
 """
@@ -24,12 +29,13 @@ import psycopg
 from pgsched.clock import Clock
 from pgsched.config import Settings
 from pgsched.errors import DatabaseUnavailable
-from pgsched.leader import LeaderElector
+from pgsched.leader import LeaderElector, LeadershipLost, LeaseElector
 from pgsched.liveness import Liveness
 from pgsched.maintenance import Pruner, Reaper
 from pgsched.metrics import SCHEDULES_FIRED
 from pgsched.retry import Backoff
 from pgsched.schedule_store import ScheduleStore
+from pgsched.session_route import session_route
 
 __all__ = ["Scheduler"]
 
@@ -48,7 +54,7 @@ class Scheduler:
     ) -> None:
         self._settings = settings
         dsn = settings.require_dsn()
-        self.elector = LeaderElector(dsn, idle_timeout_seconds=settings.leader_idle_timeout_seconds)
+        self.elector: LeaderElector = LeaderElector(dsn, idle_timeout_seconds=settings.leader_idle_timeout_seconds)
         self._schedules = ScheduleStore(None, clock=clock)
         self._reaper = Reaper(settings)
         self._pruner = Pruner(settings)
@@ -66,8 +72,8 @@ class Scheduler:
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as group:
+                await self._open()
                 if self._liveness is not None:
-                    await self._open_liveness()
                     group.create_task(self._liveness.run())
                 await self._campaign()
                 if self._liveness is not None:
@@ -77,16 +83,31 @@ class Scheduler:
             if self._liveness is not None:
                 await self._liveness.close()
 
-    async def _open_liveness(self) -> None:
-        assert self._liveness is not None
+    async def _open(self) -> None:
+        """Choose where the lock lives (once), then register (without a worker to share a row with)."""
         backoff = Backoff(base=0.1, cap=self._settings.election_interval_seconds)
+        route = None
         while not self._stop.is_set():
             try:
-                await self._liveness.open()
+                if route is None:
+                    route = await session_route(self._settings, "leader")
+                    self._use(route.session_dsn)
+                if self._liveness is not None:
+                    await self._liveness.open()
                 return
             except DatabaseUnavailable as exc:
                 log.warning("scheduler cannot register yet", extra={"event": "scheduler_wait_db", "error": str(exc)})
                 await self._sleep(backoff.next())
+
+    def _use(self, session_dsn: str | None) -> None:
+        settings = self._settings
+        if session_dsn is None:
+            self.elector = LeaseElector(settings.require_dsn(), ttl_seconds=settings.leader_idle_timeout_seconds)
+        else:
+            self.elector = LeaderElector(session_dsn, idle_timeout_seconds=settings.leader_idle_timeout_seconds)
+        if self._liveness is not None:
+            lease = None if session_dsn is not None else settings.lease_seconds
+            self._liveness.reroute(session_dsn or settings.require_dsn(), heartbeat_lease=lease)
 
     async def _campaign(self) -> None:
         interval = self._settings.election_interval_seconds
@@ -95,7 +116,7 @@ class Scheduler:
                 await self.elector.mark(self._worker_id())
                 try:
                     await self._lead()
-                except (psycopg.Error, DatabaseUnavailable, OSError) as exc:
+                except (psycopg.Error, DatabaseUnavailable, OSError, LeadershipLost) as exc:
                     await self.elector.step_down(f"error while leading: {exc}")
                 continue
             await self._sleep(interval)
@@ -103,24 +124,31 @@ class Scheduler:
     async def _lead(self) -> None:
         interval = self._settings.election_interval_seconds
         next_reap = next_prune = 0.0
-        conn = self.elector.conn
-        await conn.execute("LISTEN pgsched_schedules")
+        elector = self.elector
+        if elector.listens:
+            await elector.conn.execute("LISTEN pgsched_schedules")
         while not self._stop.is_set():
-            if not await self.elector.confirm():
+            if not await elector.confirm():
                 return
-            await self.elector.mark(self._worker_id())  # the worker's row may appear after the election
-            report = await self._schedules.schedule_fire_due(conn)
+            await elector.mark(self._worker_id())  # the worker's row may appear after the election
+            async with elector.fenced() as conn:
+                report = await self._schedules.schedule_fire_due(conn)
             if report.fired:
                 SCHEDULES_FIRED.labels(schedule="*").inc(report.fired)
             now = time.monotonic()
             if now >= next_reap:
-                await self._reaper.reap(conn)
+                async with elector.fenced() as conn:
+                    await self._reaper.reap(conn)
                 next_reap = now + self._settings.reaper_interval_seconds
             if now >= next_prune:
-                await self._pruner.prune(conn)
+                async with elector.fenced() as conn:
+                    await self._pruner.prune(conn)
                 next_prune = now + self._settings.prune_interval_seconds
             wait = interval if report.wake_in is None else min(interval, report.wake_in)
-            await self._wait_on(conn, wait)
+            if elector.listens:
+                await self._wait_on(elector.conn, wait)
+            else:
+                await self._sleep(wait)
 
     async def _wait_on(self, conn: psycopg.AsyncConnection[object], seconds: float) -> None:
         """Wait on the leader connection for a schedule change or the next instant (at most one interval).

@@ -1,6 +1,6 @@
 """WorkerStore: the worker's hot-path SQL (claim, finish, release, waiting marks, cancel polls).
 
-Data layer. Runs on two dedicated, non-pooled connections with server-side prepared statements:
+Data layer. Runs on two dedicated connections with server-side prepared statements:
 one for the producer's claims, one for the completer's writes and control queries, so a claim
 and a flush overlap. Both commit with ``synchronous_commit = off``: a database crash may lose the
 last moments of claims and completions; the worker repairs both (it keeps completions until the
@@ -8,7 +8,9 @@ WAL flush passes them and re-sends them after a reconnect, and hands back runnin
 hold: ``job_reconcile``), and every write is fenced on the claim's lease. ``reconnects`` counts the
 connections opened after the first ones. Enqueues and transactional tasks keep full durability. They also keep one
 generic plan per prepared statement (planning the claim costs more than running it).
-A broken connection raises ``DatabaseUnavailable`` and is reopened on the next call.
+A broken connection raises ``DatabaseUnavailable`` and is reopened on the next call. Through a transaction-mode
+pooler the links prepare nothing (unless ``PGSCHED_PREPARED_STATEMENTS=on``) and keep the server's session
+defaults (full durability, custom plans): a session setting would stay on a server session other clients share.
 psycopg errors never leave this module. Transactional tasks borrow connections from a small pool
 (``transaction()``) and finish their job inside it (``job_finish_in``).
 """
@@ -106,7 +108,8 @@ class _Link:
             with db.translated(field="result"):
                 if self._conn is None or self._conn.closed:
                     conn = await db.session_async(self._dsn, self._role, prepare_threshold=0)
-                    await conn.execute(query("worker_session_setup"))
+                    if not db.behind_pooler(conn):  # through a pooler, session settings would leak to other clients
+                        await conn.execute(query("worker_session_setup"))
                     set_json_loads(_json_loads, conn)
                     self._conn = conn
                     self.opened += 1

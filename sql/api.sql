@@ -8,7 +8,7 @@ SELECT id, role, host, pid, queues, concurrency, version, started_at, heartbeat_
 -- name: health_check
 -- Database round trip plus leader presence and live workers, for /health.
 SELECT true AS database,
-       pgsched.lock_held(0) AS leader,
+       pgsched.leader_present() AS leader,
        (SELECT count(*) FROM pgsched.cluster c WHERE c.alive)::int AS workers_alive,
        (SELECT count(*) FROM pgsched.waiting_workers)::int AS listeners_waiting
 

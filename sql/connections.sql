@@ -7,3 +7,7 @@ SELECT inet_server_port() AS port
 -- name: session_statement_timeout_set
 -- Bound every statement of this (unpooled) session, e.g. the API's, in milliseconds.
 SELECT set_config('statement_timeout', %(ms)s::text, false) AS statement_timeout
+
+-- name: backend_pid_get
+-- The server session answering this transaction (through a transaction-mode pooler it changes hands between clients).
+SELECT pg_backend_pid() AS pid

@@ -1,5 +1,5 @@
 -- name: job_reap_lost
--- Hand back running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace), and jobs whose own lease ran out
+-- Hand back running jobs whose worker is gone (no row, stale heartbeat, or lock free past a grace; a worker without a session for its lock (heartbeat_lease_seconds set) only by heartbeat age), and jobs whose own lease ran out
 -- (heartbeat(): extended_until passed under the current lease, even while the worker beats: charged, kind 'lease_expired'). A job whose own
 -- lease still holds is not taken for a stale worker heartbeat alone (its attempt is demonstrably alive). Fair blame: only a job the worker had
 -- published as started (workers.started), or one already handed back uncharged max_losses times, is charged a loss (errors entry
@@ -32,7 +32,7 @@ WITH since AS MATERIALIZED (
             OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
                 AND NOT e.promised)
             OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-                AND NOT pgsched.lock_held(j.worker_id)))
+                AND w.heartbeat_lease_seconds IS NULL AND NOT pgsched.lock_held(j.worker_id)))
        FOR UPDATE OF j SKIP LOCKED
 ), blamed AS (
     SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged, n.losses,
@@ -69,7 +69,7 @@ WITH since AS MATERIALIZED (
 SELECT reaped.id, reaped.state, reaped.charged FROM reaped, told
 
 -- name: worker_delete_dead
--- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace (both counted from
+-- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace (for those that hold one) (both counted from
 -- the last database restart when that is later, as in job_reap_lost: after a restart every worker needs time to reconnect).
 WITH since AS MATERIALIZED (
     SELECT greatest(pg_postmaster_start_time(),
@@ -80,7 +80,7 @@ WITH since AS MATERIALIZED (
 DELETE FROM pgsched.workers w
  WHERE greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
     OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-        AND NOT pgsched.lock_held(w.id))
+        AND w.heartbeat_lease_seconds IS NULL AND NOT pgsched.lock_held(w.id))
 RETURNING w.id
 
 -- name: job_prune

@@ -6,6 +6,10 @@ SELECT pg_advisory_lock(1885827939, -1)
 -- Release the migrators' lock.
 SELECT pg_advisory_unlock(1885827939, -1)
 
+-- name: migration_xact_lock
+-- Serialise concurrent migrators for one migration's transaction (through a transaction-mode pooler, which keeps no session lock).
+SELECT pg_advisory_xact_lock(1885827939, -1)
+
 -- name: migration_bootstrap
 -- Create the schema and the version table if this database has never been migrated.
 CREATE SCHEMA IF NOT EXISTS pgsched;

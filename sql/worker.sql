@@ -1,9 +1,10 @@
 -- Queries of the worker runtime: liveness, the hot path (claim, finish), waiting marks, cancels.
 
 -- name: worker_register
--- Register a live process in pgsched.workers and return its id (its liveness lock key).
-INSERT INTO pgsched.workers (role, host, pid, queues, concurrency, version)
-VALUES (%(role)s::text, %(host)s::text, %(pid)s::int, %(queues)s::text[], %(concurrency)s::int, %(version)s::text)
+-- Register a live process in pgsched.workers and return its id (its liveness lock key); heartbeat_lease NULL: it holds the lock, else it has no session and lives by heartbeat age.
+INSERT INTO pgsched.workers (role, host, pid, queues, concurrency, version, heartbeat_lease_seconds)
+VALUES (%(role)s::text, %(host)s::text, %(pid)s::int, %(queues)s::text[], %(concurrency)s::int, %(version)s::text,
+        %(heartbeat_lease)s::float8)
 RETURNING id
 
 -- name: worker_lock

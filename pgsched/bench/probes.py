@@ -70,7 +70,15 @@ async def _notify_rates(dsn: str, clients: int, seconds: float) -> dict[str, flo
     out["notify.adaptive_per_s"] = await _insert_loop(dsn, clients, seconds, notify_off=False)
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         # A waiting worker (its row and mark; nothing claims) makes every insert NOTIFY.
-        params = {"role": "worker", "host": "bench", "pid": 0, "queues": [QUEUE], "concurrency": 0, "version": None}
+        params = {
+            "role": "worker",
+            "host": "bench",
+            "pid": 0,
+            "queues": [QUEUE],
+            "concurrency": 0,
+            "version": None,
+            "heartbeat_lease": None,
+        }
         row = await (await conn.execute(query("worker_register"), params)).fetchone()
         if row is None:
             raise ConfigurationError("could not register the waiting worker")

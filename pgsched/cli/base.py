@@ -15,6 +15,7 @@ from typing import Any
 import click
 import psycopg
 
+from pgsched import db
 from pgsched.cli.preflight import check_dsn_syntax, require_schema
 from pgsched.config import Settings
 from pgsched.errors import (
@@ -80,6 +81,7 @@ def cli(ctx: click.Context, dsn: str | None, log_level: str, log_format: str) ->
     if dsn:
         check_dsn_syntax(dsn)
     ctx.obj = CliContext(Settings.from_env(dsn=dsn))
+    db.set_prepared_statements(ctx.obj.settings.prepared_statements)
 
 
 def run_cli(group: click.Group, argv: Sequence[str]) -> int:

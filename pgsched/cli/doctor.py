@@ -17,6 +17,7 @@ from pgsched import db
 from pgsched.cli.base import CliContext, cli, echo_json, echo_table, pass_ctx
 from pgsched.cli.preflight import PREFLIGHT_CONNECT_TIMEOUT
 from pgsched.cli.stores import CliStores, with_stores
+from pgsched.config import Settings
 from pgsched.errors import DatabaseUnavailable, MigrationError
 from pgsched.migrate import Migrator
 
@@ -69,18 +70,43 @@ async def _cluster(s: CliStores) -> list[Check]:
     return checks
 
 
-def _pooler(dsn: str) -> Check:
+def _pooler(dsn: str, settings: Settings) -> Check:
+    """Pooler or not, its mode as far as a client can tell, prepared statements, and what falls back."""
     try:
         seen = db.pooler_seen(dsn)
+        mode = db.pool_mode(dsn) if seen else ""
     except DatabaseUnavailable as exc:
         return Check("pooler", "fail", str(exc).splitlines()[0])
+    prepared = "off" if settings.prepared_statements == "off" else "on"
     if seen is None:
-        return Check("pooler", "ok", "direct connection to PostgreSQL")
+        return Check("pooler", "ok", f"direct connection to PostgreSQL; prepared statements {prepared}")
+    prepared = "on" if settings.prepared_statements == "on" else "off"
+    found = (
+        f"a pooler or proxy answers on port {seen[0]}, PostgreSQL listens on {seen[1]}; pool mode: {mode}; "
+        f"prepared statements are {prepared} (PGSCHED_PREPARED_STATEMENTS={settings.prepared_statements})"
+    )
+    if settings.session_dsn:
+        return Check("pooler", "ok", f"{found}; LISTEN and the session locks use PGSCHED_SESSION_DSN")
     return Check(
         "pooler",
         "warn",
-        f"a pooler or proxy answers on port {seen[0]}, PostgreSQL listens on {seen[1]}: prepared statements are off; "
-        "enqueue, the API and the CLI work in transaction mode, workers and schedulers need a session connection",
+        f"{found}; PGSCHED_SESSION_DSN is not set, so workers and schedulers fall back: no LISTEN (polling every "
+        f"{settings.poll_seconds:g}s), the leader lease row instead of the advisory lock, worker liveness by "
+        "heartbeat age; migrate runs in one transaction",
+    )
+
+
+def _session(dsn: str) -> Check:
+    try:
+        seen = db.pooler_seen(dsn)
+    except DatabaseUnavailable as exc:
+        return Check("session dsn", "fail", f"PGSCHED_SESSION_DSN unreachable: {str(exc).splitlines()[0]}")
+    if seen is None:
+        return Check("session dsn", "ok", "PGSCHED_SESSION_DSN reaches PostgreSQL directly")
+    return Check(
+        "session dsn",
+        "warn",
+        f"PGSCHED_SESSION_DSN goes through a pooler or proxy (port {seen[0]}): it must pool in session mode",
     )
 
 
@@ -111,10 +137,23 @@ def run_checks(ctx: CliContext) -> list[Check]:
         except DatabaseUnavailable as exc:
             checks = [Check("database", "fail", str(exc).splitlines()[0]), migrations]
     if migrations.name != "database":
-        checks.append(_pooler(dsn))
+        checks.append(_pooler(dsn, ctx.settings))
+    if ctx.settings.session_dsn:
+        checks.append(_session(ctx.settings.session_dsn))
     if ctx.settings.redis_url:
         checks.append(_redis(ctx.settings.redis_url))
-    order = ["database", "migrations", "pooler", "listener", "leader", "redis", "dead tuples", "long transactions"]
+    order = [
+        "database",
+        "migrations",
+        "pooler",
+        "session dsn",
+        "read dsn",
+        "listener",
+        "leader",
+        "redis",
+        "dead tuples",
+        "long transactions",
+    ]
     return sorted(checks, key=lambda c: order.index(c.name))
 
 

@@ -17,7 +17,7 @@ __all__ = ["migrate"]
 @pass_ctx
 def migrate(ctx: CliContext, status: bool, show_sql: bool, as_json: bool) -> None:
     """Apply pending migrations (safe to run concurrently; a second run is a no-op)."""
-    migrator = Migrator(ctx.dsn())
+    migrator = Migrator(ctx.settings.session_dsn or ctx.dsn())
     if status:
         rows = [
             {"version": s.migration.version, "name": s.migration.name, "applied_at": s.applied_at}

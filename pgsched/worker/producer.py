@@ -80,6 +80,7 @@ class Producer:
         self._wake = asyncio.Event()
         self._stopping = False
         self._marked = False
+        self._listening = True  # False: nobody LISTENs for this worker, so it never marks itself waiting
         self._rate = 0.0
         self._rate_at = time.monotonic()
         self._rate_count = 0
@@ -98,6 +99,10 @@ class Producer:
         self._marked = False
         self._reconnected = True
         self._wake.set()
+
+    def poll_only(self) -> None:
+        """No LISTEN (no session behind a pooler): never mark queues waiting; the poll finds new jobs."""
+        self._listening = False
 
     def stop(self) -> None:
         self._stopping = True
@@ -146,7 +151,7 @@ class Producer:
             if self._marked:
                 self._marked = False
                 await self._store.worker_wait_clear(worker_id)
-        elif not self._marked:
+        elif not self._marked and self._listening:
             await self._store.worker_wait_mark(worker_id, self._queues)
             self._marked = True  # then claim again: an insert that missed the mark is seen now
         elif not jobs:

@@ -9,6 +9,10 @@ Shutdown (``stop()``): stop claiming; hand buffered jobs back at once; let runni
 within ``grace_seconds`` (a second ``stop()`` ends the grace now); then cancel what still runs and
 hand it back without charging an attempt; flush the completer; unregister. Losing the database
 pauses the worker (no new jobs start) until liveness is back; it never exits for that.
+
+Where the sessions go is decided at start (``pgsched.session_route``): behind a transaction-mode pooler
+without ``PGSCHED_SESSION_DSN`` there is no Notifier (the producer polls every ``poll_seconds`` and marks
+no queue as waiting, so enqueues send no NOTIFY for it) and liveness takes no lock (heartbeat age).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pgsched.config import Settings
 from pgsched.errors import PgschedError
 from pgsched.liveness import Liveness
 from pgsched.notifier import Notifier
+from pgsched.session_route import session_route
 from pgsched.tasks import Task, TaskRegistry, publication
 from pgsched.worker.completer import Completer
 from pgsched.worker.config import WorkerConfig
@@ -98,13 +103,7 @@ class Worker:
             unserved_delay=self.config.unserved_delay,
             hooks=tasks.hooks,
         )
-        self._notifier = Notifier(
-            dsn,
-            [JOBS_CHANNEL, CANCEL_CHANNEL],
-            self._on_notify,
-            on_connect=self._wake_producer,
-            ping_seconds=settings.heartbeat_seconds,
-        )
+        self._notifier: Notifier | None = None  # built by run() when a session can be had
         self._queues = frozenset(self.config.queues)
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -116,8 +115,8 @@ class Worker:
 
     @property
     def listener_pid(self) -> int | None:
-        """Backend pid of the LISTEN connection (for operators and tests)."""
-        return self._notifier.backend_pid
+        """Backend pid of the LISTEN connection (for operators and tests); None without one."""
+        return None if self._notifier is None else self._notifier.backend_pid
 
     @property
     def threads_busy(self) -> bool:
@@ -132,6 +131,19 @@ class Worker:
 
     async def run(self) -> None:
         """Register, run until ``stop()``, shut down gracefully. Raises if the database is unreachable at start."""
+        route = await session_route(self._settings, "worker")
+        if route.session_dsn is None:
+            self._liveness.reroute(self._settings.require_dsn(), heartbeat_lease=self._settings.lease_seconds)
+            self._producer.poll_only()
+        else:
+            self._liveness.reroute(route.session_dsn, heartbeat_lease=None)
+            self._notifier = Notifier(
+                route.session_dsn,
+                [JOBS_CHANNEL, CANCEL_CHANNEL],
+                self._on_notify,
+                on_connect=self._wake_producer,
+                ping_seconds=self._settings.heartbeat_seconds,
+            )
         worker_id = await self._liveness.open()
         log.info(
             "worker started",
@@ -140,7 +152,7 @@ class Worker:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._liveness.run())
-                listener = group.create_task(self._notifier.run())
+                listener = None if self._notifier is None else group.create_task(self._notifier.run())
                 completer = group.create_task(self._completer.run())
                 executor = group.create_task(self._executor.run())
                 producer = group.create_task(self._producer.run())
@@ -152,8 +164,9 @@ class Worker:
                 await self._shutdown(producer, executor, completer)
                 watcher.cancel()
                 progress.cancel()
-                self._notifier.stop()
-                listener.cancel()
+                if self._notifier is not None and listener is not None:
+                    self._notifier.stop()
+                    listener.cancel()
                 self._liveness.stop()
         finally:
             await self._store.close()

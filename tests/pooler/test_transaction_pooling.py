@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from pgsched import Pgsched, Settings
+from pgsched.migrate import Migrator, available_migrations
 from tests.api.conftest import ADMIN_TOKEN, serve_api
 from tests.support.pgbouncer import PGBOUNCER, pgbouncer_in_front_of
 
@@ -78,14 +79,32 @@ def test_rest_api_and_cli_through_a_transaction_pooler(pooled_dsn: str, conn: ps
     assert _count(conn, "pooled_rest") == 30
 
 
-def test_doctor_says_whether_a_pooler_sits_between(dsn: str, pooled_dsn: str) -> None:
-    def pooler_check(target: str) -> dict[str, str]:
-        env = {**os.environ, "PGSCHED_DSN": target}
+def test_doctor_says_whether_a_pooler_sits_between_its_mode_and_what_falls_back(dsn: str, pooled_dsn: str) -> None:
+    def checks(target: str, **env: str) -> dict[str, dict[str, str]]:
         out = subprocess.run(
-            [sys.executable, "-m", "pgsched", "doctor", "--json"], env=env, capture_output=True, text=True
+            [sys.executable, "-m", "pgsched", "doctor", "--json"],
+            env={**os.environ, "PGSCHED_DSN": target, **env},
+            capture_output=True,
+            text=True,
         )
-        return next(c for c in json.loads(out.stdout) if c["name"] == "pooler")
+        return {c["name"]: c for c in json.loads(out.stdout)}
 
-    assert pooler_check(dsn)["status"] == "ok"
-    through = pooler_check(pooled_dsn)
-    assert through["status"] == "warn" and "prepared statements are off" in through["detail"]
+    direct = checks(dsn)["pooler"]
+    assert direct["status"] == "ok" and "prepared statements on" in direct["detail"]
+    through = checks(pooled_dsn)["pooler"]
+    assert through["status"] == "warn"
+    for said in ("pool mode: transaction", "prepared statements are off", "no LISTEN", "lease row"):
+        assert said in through["detail"]
+    with_session = checks(pooled_dsn, PGSCHED_SESSION_DSN=dsn)
+    assert with_session["pooler"]["status"] == "ok" and "PGSCHED_SESSION_DSN" in with_session["pooler"]["detail"]
+    assert with_session["session dsn"]["status"] == "ok"
+    unreachable = checks(pooled_dsn, PGSCHED_SESSION_DSN="host=127.0.0.1 port=1 dbname=x connect_timeout=2")
+    assert unreachable["session dsn"]["status"] == "fail"
+
+
+def test_two_concurrent_migrators_through_a_transaction_pooler_both_succeed(empty_dsn: str) -> None:
+    with pgbouncer_in_front_of(empty_dsn, pool_size=2) as pooled:
+        with ThreadPoolExecutor(2) as pool:
+            results = [f.result() for f in [pool.submit(Migrator(pooled).migrate) for _ in range(2)]]
+        assert sorted(len(r) for r in results) == [0, len(available_migrations())]
+        assert Migrator(pooled).migrate() == []
