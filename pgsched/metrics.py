@@ -18,6 +18,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
 __all__ = [
+    "API_REPLICA_FALLBACKS",
     "CLUSTER_COUNTED_UNTIL",
     "CLUSTER_COUNTERS",
     "CLUSTER_HISTOGRAMS",
@@ -43,6 +44,9 @@ __all__ = [
 # Also the buckets of the cluster-wide histograms (pgsched.job_total_buckets, filled by the leader).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
+API_REPLICA_FALLBACKS = Counter(
+    "pgsched_api_replica_fallbacks_total", "API reads meant for PGSCHED_READ_DSN answered by the primary instead."
+)
 JOBS_STARTED = Counter("pgsched_jobs_started_total", "Job attempts started by this worker.", ["queue", "task"])
 JOBS_SUCCEEDED = Counter("pgsched_jobs_succeeded_total", "Job attempts that succeeded.", ["queue", "task"])
 JOBS_FAILED = Counter("pgsched_jobs_failed_total", "Job attempts that failed (raised or timed out).", ["queue", "task"])

@@ -11,3 +11,8 @@ SELECT set_config('statement_timeout', %(ms)s::text, false) AS statement_timeout
 -- name: backend_pid_get
 -- The server session answering this transaction (through a transaction-mode pooler it changes hands between clients).
 SELECT pg_backend_pid() AS pid
+
+-- name: replica_status_get
+-- Whether this server is a standby, and how old the last transaction it replayed is (seconds; NULL when none yet).
+SELECT pg_is_in_recovery() AS standby,
+       extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 AS replay_age_seconds

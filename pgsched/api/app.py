@@ -55,11 +55,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await state.pool.open(wait=False)
+        if state.read_pool is not None:
+            await state.read_pool.open(wait=False)
         log.info("api started", extra={"event": "api_started", "auth": settings.api_auth_enabled})
         try:
             yield
         finally:
             await state.pool.close()
+            if state.read_pool is not None:
+                await state.read_pool.close()
             await state.cache.aclose()
             log.info("api stopped", extra={"event": "api_stopped"})
 

@@ -40,7 +40,7 @@ def queue_item(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def list_queues(request: Request) -> Response:
-    rows = await api_state(request).admin.queue_counts_list()
+    rows = await api_state(request).reads.read(lambda s: s.admin.queue_counts_list())
     return JSONResponse({"items": [queue_item(r) for r in rows]})
 
 

@@ -104,7 +104,8 @@ async def job_page(request: Request, **fixed: Any) -> Response:
     settings = state.settings
     limit = page_limit(request, default=settings.api_page_size, maximum=settings.api_max_page_size)
     filters = {**query_filters(request, with_state="state" not in fixed), **fixed}
-    rows = await state.jobs.job_list(before_id=decode_cursor(request), limit=limit + 1, **filters)
+    before_id = decode_cursor(request)
+    rows = await state.reads.read(lambda s: s.jobs.job_list(before_id=before_id, limit=limit + 1, **filters))
     page = rows[:limit]
     cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return JSONResponse({"items": [j.to_dict() for j in page], "next_cursor": cursor})

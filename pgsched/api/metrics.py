@@ -71,9 +71,9 @@ async def metrics(request: Request) -> Response:
     health: Health | None
     totals: JobTotals | None
     try:
-        queues = await state.admin.queue_counts_list()
-        health = await state.admin.health_check()
-        totals = await state.admin.job_totals_snapshot()
+        queues = await state.reads.read(lambda s: s.admin.queue_counts_list())
+        health = await state.admin.health_check()  # the primary: leader and liveness are its session locks
+        totals = await state.reads.read(lambda s: s.admin.job_totals_snapshot())
     except DatabaseUnavailable:
         queues, health, totals = None, None, None
     registry = CollectorRegistry(auto_describe=False)

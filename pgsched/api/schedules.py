@@ -81,7 +81,8 @@ async def list_schedules(request: Request) -> Response:
     state = api_state(request)
     settings = state.settings
     limit = page_limit(request, default=settings.api_page_size, maximum=settings.api_max_page_size)
-    rows = await state.schedules.schedule_list(after=decode_name_cursor(request), limit=limit + 1)
+    after = decode_name_cursor(request)
+    rows = await state.reads.read(lambda s: s.schedules.schedule_list(after=after, limit=limit + 1))
     page = rows[:limit]
     cursor = encode_cursor(page[-1].name) if len(rows) > limit else None
     return JSONResponse({"items": [s.to_dict() for s in page], "next_cursor": cursor})
@@ -124,7 +125,8 @@ async def schedule_runs(request: Request) -> Response:
     name = parse_schedule_name(request.path_params["name"])
     settings = state.settings
     limit = page_limit(request, default=settings.api_page_size, maximum=settings.api_max_page_size)
-    rows = await state.schedules.schedule_runs(name, before_id=decode_cursor(request), limit=limit + 1)
+    before_id = decode_cursor(request)
+    rows = await state.reads.read(lambda s: s.schedules.schedule_runs(name, before_id=before_id, limit=limit + 1))
     page = rows[:limit]
     cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return JSONResponse({"items": [j.to_dict() for j in page], "next_cursor": cursor})

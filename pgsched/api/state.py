@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from pgsched import db
 from pgsched.admin_store import AdminStore
+from pgsched.api.replica import ReadRouter, ReadStores, replica_pool
 from pgsched.api.throttle import AuthFailureLimiter
 from pgsched.app import otel_tracer
 from pgsched.client import dedupe_cache_for
@@ -58,12 +59,15 @@ class ApiState:
     tasks: AsyncTaskStore
     cache: DedupeCache
     auth_failures: AuthFailureLimiter
+    reads: ReadRouter  # lists, dashboard reads, metrics: from PGSCHED_READ_DSN when set
+    read_pool: AsyncConnectionPool | None = None
     tracer: Tracer | None = None  # OpenTelemetry spans for REST enqueues (PGSCHED_OTEL=1)
 
     @classmethod
     def build(cls, settings: Settings, *, clock: Clock | None = None) -> ApiState:
         clock = clock or SystemClock()
         pool = api_pool(settings)
+        read_pool = replica_pool(settings)
         cache = dedupe_cache_for(settings)
         return cls(
             settings=settings,
@@ -79,6 +83,10 @@ class ApiState:
             auth_failures=AuthFailureLimiter(
                 limit=settings.api_auth_failure_limit, window=settings.api_auth_failure_window_seconds
             ),
+            reads=ReadRouter(
+                ReadStores.over(pool, clock), None if read_pool is None else ReadStores.over(read_pool, clock)
+            ),
+            read_pool=read_pool,
             tracer=otel_tracer() if settings.otel else None,
         )
 

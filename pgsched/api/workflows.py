@@ -122,7 +122,10 @@ async def list_workflows(request: Request) -> Response:
     wanted = request.query_params.get("state")
     if wanted is not None and wanted not in STATES:
         raise ValidationError("state", f"must be one of {', '.join(STATES)}")
-    rows = await state.workflows.workflow_list(state=wanted, before_id=decode_cursor(request), limit=limit + 1)
+    before_id = decode_cursor(request)
+    rows = await state.reads.read(
+        lambda s: s.workflows.workflow_list(state=wanted, before_id=before_id, limit=limit + 1)
+    )
     page = rows[:limit]
     cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return JSONResponse({"items": [w.to_dict() for w in page], "next_cursor": cursor})

@@ -20,6 +20,7 @@ from pgsched.cli.stores import CliStores, with_stores
 from pgsched.config import Settings
 from pgsched.errors import DatabaseUnavailable, MigrationError
 from pgsched.migrate import Migrator
+from pgsched.queries import query
 
 __all__ = ["Check", "doctor"]
 
@@ -110,6 +111,19 @@ def _session(dsn: str) -> Check:
     )
 
 
+def _read_replica(dsn: str) -> Check:
+    try:
+        with db.connect(dsn, "cli", connect_timeout=PREFLIGHT_CONNECT_TIMEOUT) as conn:
+            row = conn.execute(query("replica_status_get")).fetchone()
+    except DatabaseUnavailable as exc:
+        return Check("read dsn", "warn", f"PGSCHED_READ_DSN unreachable (the API reads the primary): {exc}")
+    if row is None or not row["standby"]:
+        return Check("read dsn", "ok", "PGSCHED_READ_DSN is not a standby: lists read a primary")
+    age = row["replay_age_seconds"]
+    replayed = "nothing replayed yet" if age is None else f"the last transaction it replayed committed {age:.1f}s ago"
+    return Check("read dsn", "ok", f"PGSCHED_READ_DSN is a standby; {replayed} (lists lag the primary by the replay delay)")
+
+
 def _redis(url: str) -> Check:
     """A raw PING, so the doctor needs no Redis client; -NOAUTH still proves the server is up."""
     parts = urlsplit(url)
@@ -140,6 +154,8 @@ def run_checks(ctx: CliContext) -> list[Check]:
         checks.append(_pooler(dsn, ctx.settings))
     if ctx.settings.session_dsn:
         checks.append(_session(ctx.settings.session_dsn))
+    if ctx.settings.read_dsn:
+        checks.append(_read_replica(ctx.settings.read_dsn))
     if ctx.settings.redis_url:
         checks.append(_redis(ctx.settings.redis_url))
     order = [

@@ -109,7 +109,9 @@ async def list_jobs(request: Request) -> Response:
     labels = {key: filters.pop(key) for key in ("tags", "meta") if key in filters}
     if labels and args is None:
         before_id = after[1] if after else None
-        rows = await _store(request).dashboard_jobs_labelled(before_id=before_id, limit=limit + 1, **filters, **labels)
+        rows = await state.reads.read(
+            lambda s: s.dashboard.dashboard_jobs_labelled(before_id=before_id, limit=limit + 1, **filters, **labels)
+        )
         view = "search"
     elif args is not None:
         try:
@@ -118,16 +120,20 @@ async def list_jobs(request: Request) -> Response:
         except ValueError:
             raise _bad("args", 'args must be a JSON object, e.g. {"user_id": 42}') from None
         before_id = after[1] if after else None
-        rows = await _store(request).dashboard_jobs_matching(args, before_id=before_id, limit=limit + 1, **filters)
+        rows = await state.reads.read(
+            lambda s: s.dashboard.dashboard_jobs_matching(args, before_id=before_id, limit=limit + 1, **filters)
+        )
         view = "search"
     else:
         worker = params.get("worker")
         if worker is not None and not (worker.isascii() and worker.isdigit() and len(worker) < 19):
             raise _bad("worker", "worker must be a worker id")
-        rows = await _store(request).dashboard_jobs(
-            view, after=after, limit=limit + 1, worker_id=int(worker) if worker else None,
-            now=state.clock.db_now(), **filters,
-        )  # fmt: skip
+        worker_id, now = int(worker) if worker else None, state.clock.db_now()
+        rows = await state.reads.read(
+            lambda s: s.dashboard.dashboard_jobs(
+                view, after=after, limit=limit + 1, worker_id=worker_id, now=now, **filters
+            )
+        )
     page = rows[:limit]
     cursor = _encode(_sort_key(view, page[-1])) if len(rows) > limit else None
     body: dict[str, Any] = {"items": [_row(r) for r in page], "next_cursor": cursor}
@@ -140,7 +146,7 @@ async def find_run_key(request: Request) -> Response:
     key = request.query_params.get("run_key") or ""
     if not key or len(key) > 512 or not _storable(key):
         raise _bad("run_key", "give a run key of 1 to 512 characters")
-    found = await _store(request).dashboard_job_by_run_key(key)
+    found = await _store(request).dashboard_job_by_run_key(key)  # the primary: a client looks up what it just wrote
     if found is None:
         raise ApiError(404, "not_found", f"no job holds run key {key[:80]!r}", field="run_key")
     return JSONResponse({"id": found})
@@ -148,7 +154,7 @@ async def find_run_key(request: Request) -> Response:
 
 async def counts(request: Request) -> Response:
     """Counts /queues does not give: queued jobs that failed before (capped)."""
-    n = await _store(request).dashboard_retrying_count(RETRYING_CAP)
+    n = await api_state(request).reads.read(lambda s: s.dashboard.dashboard_retrying_count(RETRYING_CAP))
     return JSONResponse({"retrying": min(n, RETRYING_CAP), "retrying_capped": n > RETRYING_CAP})
 
 
@@ -163,7 +169,9 @@ async def stats(request: Request) -> Response:
     start = (now - span).replace(second=0, microsecond=0)
     since = start.replace(minute=0) if bucket == 3600 else start
     until = now + timedelta(minutes=1)
-    rows = await _store(request).dashboard_job_stats(since, until, hourly=bucket == 3600, **filters)
+    rows = await state.reads.read(
+        lambda s: s.dashboard.dashboard_job_stats(since, until, hourly=bucket == 3600, **filters)
+    )
     return JSONResponse({"window": window, "bucket_seconds": bucket, "since": since.isoformat(),
                          "points": [_row(r) for r in rows]})  # fmt: skip
 
