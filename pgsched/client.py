@@ -235,7 +235,8 @@ class Client:
 
     def _result_store(self) -> ResultStore:
         if self._results is None:
-            self._results = ResultStore(self._settings.require_dsn())
+            # Its LISTEN session and the waiter rows naming that session belong on a session connection.
+            self._results = ResultStore(self._settings.session_dsn or self._settings.require_dsn())
         return self._results
 
     # ---------------------------------------------------------------- lifecycle
