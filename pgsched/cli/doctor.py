@@ -121,7 +121,9 @@ def _read_replica(dsn: str) -> Check:
         return Check("read dsn", "ok", "PGSCHED_READ_DSN is not a standby: lists read a primary")
     age = row["replay_age_seconds"]
     replayed = "nothing replayed yet" if age is None else f"the last transaction it replayed committed {age:.1f}s ago"
-    return Check("read dsn", "ok", f"PGSCHED_READ_DSN is a standby; {replayed} (lists lag the primary by the replay delay)")
+    return Check(
+        "read dsn", "ok", f"PGSCHED_READ_DSN is a standby; {replayed} (lists lag the primary by the replay delay)"
+    )
 
 
 def _redis(url: str) -> Check:
