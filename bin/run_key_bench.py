@@ -65,7 +65,7 @@ def scratch_db(admin_dsn: str, migrations: Path | None = None) -> Iterator[str]:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def params(key: str) -> dict[str, Any]:
+def params(key: str | None) -> dict[str, Any]:
     return {
         "task": "t", "args": Jsonb({"n": 1}), "queue": "default", "priority": 0, "run_at": None, "now": None,
         "run_key": key, "max_attempts": 5, "timeout": None, "concurrency_key": None, "concurrency_limit": None,
@@ -74,18 +74,22 @@ def params(key: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def per_call(dsn: str, statement: Any, n: int, held: bool) -> float:
-    """Median seconds of one keyed enqueue: of a new key each time, or of one key already held."""
+def per_call(dsn: str, statement: Any, n: int, case: str) -> tuple[float, float]:
+    """Median seconds of one enqueue (without a key, of a new key each time, or of one key already held), and the
+    WAL bytes it wrote on average (a count, steady on a busy machine)."""
     tag = uuid.uuid4().hex[:8]
     samples = []
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=0) as conn:
         conn.execute(statement, params(f"{tag}-held"))
+        wal = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
         for i in range(n):
-            p = params(f"{tag}-held" if held else f"{tag}-{i}")
+            p = params({"no key": None, "new key": f"{tag}-{i}", "held key": f"{tag}-held"}[case])
             t0 = time.perf_counter()
             conn.execute(statement, p).fetchone()
             samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+        row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", wal).fetchone()
+    assert row is not None
+    return statistics.median(samples), float(row[0]) / n
 
 
 def ab(admin_dsn: str, n: int, runs: int) -> None:
@@ -95,16 +99,24 @@ def ab(admin_dsn: str, n: int, runs: int) -> None:
             if int(path.name[:4]) < 19:
                 shutil.copy(path, old / path.name)
         with scratch_db(admin_dsn, old) as before, scratch_db(admin_dsn) as after:
-            for case, held in (("new key", False), ("held key", True)):
-                a, b = [], []
-                for _ in range(runs):
-                    a.append(per_call(before, BEFORE_INSERT, n, held))
-                    b.append(per_call(after, query("job_insert"), n, held))
+            for case in ("no key", "new key", "held key"):
+                a: list[float] = []
+                b: list[float] = []
+                wa: list[float] = []
+                wb: list[float] = []
+                statement = query("job_insert" if case == "no key" else "job_insert_keyed")
+                for r in range(runs):
+                    sides = [(a, wa, before, BEFORE_INSERT), (b, wb, after, statement)]
+                    for times, wal, dsn, stmt in sides if r % 2 == 0 else sides[::-1]:  # alternate who goes first
+                        seconds, wal_bytes = per_call(dsn, stmt, n, case)
+                        times.append(seconds)
+                        wal.append(wal_bytes)
                 ma, mb = statistics.median(a), statistics.median(b)
                 rounds = ", ".join(f"{x / y:.2f}" for x, y in zip(b, a, strict=True))
                 print(
-                    f"keyed enqueue, {case}: before {ma * 1e3:.3f} ms, after {mb * 1e3:.3f} ms, "
-                    f"after/before {mb / ma:.2f} (rounds: {rounds})"
+                    f"one enqueue, {case}: before {ma * 1e3:.3f} ms, after {mb * 1e3:.3f} ms, "
+                    f"after/before {mb / ma:.2f} (rounds: {rounds}); WAL bytes per call before "
+                    f"{statistics.median(wa):.0f}, after {statistics.median(wb):.0f}"
                 )
 
 

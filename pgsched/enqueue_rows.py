@@ -25,6 +25,7 @@ __all__ = [
     "holders_params",
     "ids_in_order",
     "insert_params",
+    "insert_query",
     "keyed_params",
     "learned",
     "list_params",
@@ -46,6 +47,11 @@ def _as_is(text: str) -> str:
 def args(job: NewJob) -> Jsonb:
     """The job's args for psycopg, reusing the JSON text validation already produced."""
     return Jsonb(job.args) if job.args_json is None else Jsonb(job.args_json, dumps=_as_is)
+
+
+def insert_query(job: NewJob) -> Any:
+    """The one-job statement: a plain insert without a run key, the take-then-insert statement with one."""
+    return query("job_insert") if job.run_key is None else query("job_insert_keyed")
 
 
 def insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:

@@ -102,7 +102,9 @@ class JobStore:
     def _insert_one(self, job: NewJob, conn: psycopg.Connection[Any] | None) -> Inserted:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
-                row = cur.execute(query("job_insert"), enqueue_rows.insert_params(job, self._clock.db_now())).fetchone()
+                row = cur.execute(
+                    enqueue_rows.insert_query(job), enqueue_rows.insert_params(job, self._clock.db_now())
+                ).fetchone()
                 if row is not None and row["id"] is not None:
                     return Inserted(Job.from_row(row), row["holder"] is None)
                 if row is None:
@@ -218,7 +220,7 @@ class AsyncJobStore:
     async def _insert_one(self, job: NewJob, conn: psycopg.AsyncConnection[Any] | None) -> Inserted:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
-                await cur.execute(query("job_insert"), enqueue_rows.insert_params(job, self._clock.db_now()))
+                await cur.execute(enqueue_rows.insert_query(job), enqueue_rows.insert_params(job, self._clock.db_now()))
                 row = await cur.fetchone()
                 if row is not None and row["id"] is not None:
                     return Inserted(Job.from_row(row), row["holder"] is None)

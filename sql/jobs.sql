@@ -1,11 +1,21 @@
 -- name: job_insert
--- Insert one job; when another job holds its run key (over that job's scope), insert nothing and return the holder.
+-- Insert one job without a run key (with one: job_insert_keyed). Queue, priority and max_attempts left NULL are
+-- filled from the task registry by the jobs_fill_defaults trigger.
+INSERT INTO pgsched.jobs (task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit,
+                          tags, meta, expires_at)
+VALUES (%(task)s::text, %(args)s::jsonb, %(queue)s::text, %(priority)s::smallint,
+        coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()), %(max_attempts)s::int, %(timeout)s::interval,
+        %(concurrency_key)s::text, %(concurrency_limit)s::int, %(tags)s::text[], %(meta)s::jsonb,
+        %(expires_at)s::timestamptz)
+RETURNING *, NULL::bigint AS holder
+
+-- name: job_insert_keyed
+-- Insert one job with a run key; when another job holds the key (over that job's scope), insert nothing and return the holder.
 -- A key held in this statement's snapshot (the rule of pgsched.run_key_stale, inlined: that function is not inlinable and
 -- costs a plan per call) is answered at once: no lock, no transaction id, no commit flush, and the answer was true
 -- at the snapshot. Otherwise the key is taken first (pgsched.run_keys_take, which also applies
 -- on_conflict replace) and the insert trigger then finds it held. The holder's row comes back when this statement
--- sees it (else holder alone: read it in a statement of its own). Queue, priority and max_attempts left NULL are
--- filled from the task registry by the jobs_fill_defaults trigger.
+-- sees it (else holder alone: read it in a statement of its own).
 WITH held AS MATERIALIZED (
     SELECT k.job_id AS holder
       FROM pgsched.run_keys k LEFT JOIN pgsched.jobs j ON j.id = k.job_id
