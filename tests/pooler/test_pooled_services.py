@@ -182,3 +182,27 @@ def test_with_a_session_dsn_listen_and_the_locks_go_to_it(
     assert wait_until(lambda: conn.execute(listening).fetchone()["n"] >= 1, timeout=10)  # type: ignore[index]
     lease = conn.execute("SELECT holder FROM pgsched.leader_lease").fetchone()
     assert lease == {"holder": None}
+
+
+def test_a_killed_lease_leader_is_replaced_within_the_lease_and_cron_goes_on(
+    pooled_dsn: str, conn: Conn, spawn_scheduler: Spawn
+) -> None:
+    conn.execute("INSERT INTO pgsched.schedules (name, cron, task) VALUES ('tick', '* * * * * *', 'noop')")
+    env = {**FAST_ENV, "PGSCHED_DSN": pooled_dsn}  # lease: PGSCHED_LEADER_IDLE_TIMEOUT_SECONDS = 2
+    candidates = {proc.pid: proc for proc in (spawn_scheduler(env), spawn_scheduler(env))}
+    holder = "SELECT split_part(holder, ':', 2)::int AS pid, epoch FROM pgsched.leader_lease WHERE holder IS NOT NULL"
+    first = wait_until(lambda: conn.execute(holder).fetchone(), timeout=20, message="nobody took the lease")
+    fired = "SELECT count(*) AS n FROM pgsched.jobs WHERE schedule_name = 'tick'"
+    wait_until(lambda: conn.execute(fired).fetchone()["n"] >= 2, timeout=20)  # type: ignore[index]
+    candidates[first["pid"]].kill()
+    candidates[first["pid"]].wait(10)
+    second = wait_until(
+        lambda: (row := conn.execute(holder).fetchone()) and row["pid"] != first["pid"] and row,
+        timeout=15,
+        message="the other candidate never took the lease over",
+    )
+    assert second["epoch"] > first["epoch"]
+    before = conn.execute(fired).fetchone()["n"]  # type: ignore[index]
+    wait_until(lambda: conn.execute(fired).fetchone()["n"] >= before + 2, timeout=20)  # type: ignore[index]
+    keys = conn.execute("SELECT run_key, count(*) AS n FROM pgsched.jobs WHERE schedule_name = 'tick' GROUP BY 1")
+    assert all(r["n"] == 1 for r in keys)
