@@ -49,7 +49,7 @@ from pgsched.bench.workers import (
     worker_processes,
 )
 from pgsched.queries import query
-from tests.acceptance.replication import free_ports, initialized, pg_bindir, private_folder
+from tests.acceptance.replication import initialized, pg_bindir, private_folder, reserved_ports
 
 NET = "10.231"
 _TAG = f"{os.getpid() % 10000}"
@@ -109,21 +109,21 @@ def private_server() -> Iterator[tuple[str, int]]:
     if bindir is None:
         sys.exit("no PostgreSQL server binaries under /usr/lib/postgresql")
     folder = private_folder("pgsched-hosts-")
-    port = free_ports(1, "55480-55499")[0]  # apart from the failover scenario's ports
-    node = initialized(
-        bindir, folder / "data", port, listen_addresses="*", max_connections=200,
-        shared_preload_libraries="pg_stat_statements",  # claim statistics; the bench soak loads it too
-    )  # fmt: skip
-    with (node.data / "pg_hba.conf").open("a") as hba:
-        hba.write(f"host all all {NET}.0.0/16 trust\n")
-    node.start()
-    with psycopg.connect(make_conninfo(node.dsn, dbname="template1"), autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")  # in every database made from now on
-    try:
-        yield node.dsn, port
-    finally:
-        node.stop()
-        subprocess.run(["rm", "-rf", str(folder)], check=False)
+    with reserved_ports(1, "55480-55499") as (port,):  # apart from the failover scenario's ports
+        node = initialized(
+            bindir, folder / "data", port, listen_addresses="*", max_connections=200,
+            shared_preload_libraries="pg_stat_statements",  # claim statistics; the bench soak loads it too
+        )  # fmt: skip
+        with (node.data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {NET}.0.0/16 trust\n")
+        node.start()
+        try:
+            with psycopg.connect(make_conninfo(node.dsn, dbname="template1"), autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")  # in every database made later
+            yield node.dsn, port
+        finally:
+            node.stop()
+            subprocess.run(["rm", "-rf", str(folder)], check=False)
 
 
 def _placement(namespaces: Sequence[str], dsn: str) -> Any:

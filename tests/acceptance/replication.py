@@ -9,6 +9,7 @@ with ``target_session_attrs=read-write``, the multi-host DSN an application woul
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import shutil
@@ -25,7 +26,7 @@ from psycopg.rows import dict_row
 
 from tests.support.waiting import wait_until
 
-__all__ = ["Node", "ReplicatedPair", "free_ports", "initialized", "pg_bindir", "private_folder", "replicated_pair"]
+__all__ = ["Node", "ReplicatedPair", "initialized", "pg_bindir", "private_folder", "replicated_pair", "reserved_ports"]
 
 _USER = "postgres"
 
@@ -51,13 +52,23 @@ def _free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def free_ports(count: int, span: str | None = None) -> list[int]:
-    """``count`` consecutive free ports of ``span`` (default ``PGSCHED_FAILOVER_PORTS``, else 55460-55479)."""
+@contextlib.contextmanager
+def reserved_ports(count: int, span: str | None = None) -> Iterator[list[int]]:
+    """``count`` consecutive free ports of ``span`` (default ``PGSCHED_FAILOVER_PORTS``, else 55460-55479),
+    reserved while open by a lock file under /tmp: a killed server's port looks free until it is started
+    again, so concurrent runs (two worktrees' ``bin/chaos``) must not rely on a probe alone."""
     span = span or os.environ.get("PGSCHED_FAILOVER_PORTS") or "55460-55479"
     low, high = (int(p) for p in span.split("-"))
     for first in range(low, high - count + 2, count):
-        if all(_free(p) for p in range(first, first + count)):
-            return list(range(first, first + count))
+        with open(f"/tmp/pgsched-ports-{first}.lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            ports = list(range(first, first + count))
+            if all(_free(p) for p in ports):
+                yield ports
+                return
     raise RuntimeError(f"no {count} free ports in {low}-{high}")
 
 
@@ -146,7 +157,9 @@ def replicated_pair(*, sync: bool) -> Iterator[ReplicatedPair]:
     bindir = pg_bindir()
     assert bindir is not None, "no PostgreSQL server binaries under /usr/lib/postgresql"
     folder = private_folder("pgsched-failover-")
-    first, second = free_ports(2)
+    stack = contextlib.ExitStack()
+    ports = stack.enter_context(reserved_ports(2))
+    first, second = ports
     standby = Node(bindir, folder / "standby", second)
     primary = Node(bindir, folder / "primary", first)
     pair = ReplicatedPair(primary, standby, sync)
@@ -175,3 +188,4 @@ def replicated_pair(*, sync: bool) -> Iterator[ReplicatedPair]:
         standby.stop()
         primary.stop()
         shutil.rmtree(folder, ignore_errors=True)
+        stack.close()

@@ -16,6 +16,10 @@ the standby promoted, and nobody is restarted. Counted on the new primary:
   new primary;
 - processes that died (needed a restart): 0.
 
+A third variant, ``async-lagging``, stalls the primary's WAL sender (SIGSTOP) until 100 more jobs are
+acknowledged, then kills the primary: those jobs are lost (asserted), the asynchronous window made
+visible.
+
 Then the old primary comes back. Fenced (restarted as a standby, read-only), it is never written:
 a new worker and new enqueues land on the new primary while its WAL position and job count stay as
 they were. Unfenced (restarted as it was, writable), libpq picks it for a new connection because it
@@ -25,8 +29,10 @@ Runs only in ``bin/chaos`` (over a minute per variant): PGSCHED_CHAOS_FAILOVER=1
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -52,6 +58,7 @@ pytestmark = [
 WORKERS, SCHEDULERS, CONCURRENCY = 2, 2, 4
 JOB_SECONDS = 0.05
 API_TOKEN = "failover-chaos-token"
+STALLED_ACKS = 100  # async-lagging: jobs acknowledged while the standby receives nothing
 AFTER_SECONDS = float(os.environ.get("PGSCHED_CHAOS_FAILOVER_SECONDS") or 10)  # load kept on the new primary
 
 _LOST = """
@@ -67,6 +74,12 @@ SELECT extract(epoch FROM min(created_at) FILTER (WHERE schedule_name IS NULL AN
   FROM pgsched.jobs, to_timestamp(%(t)s) AS after
  WHERE created_at > after OR started_at > after
 """
+_STUCK_SAMPLE = """
+SELECT j.id, j.task, j.attempt, j.worker_id, j.lease, j.started_at, j.schedule_name,
+       w.pid AS worker_pid, w.heartbeat_at, w.started AS worker_started, now() AS at
+  FROM pgsched.jobs j LEFT JOIN pgsched.workers w ON w.id = j.worker_id
+ WHERE j.state = 'running' ORDER BY j.id LIMIT 5
+"""
 _LAG = "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), flush_lsn)), 0)::bigint AS v FROM pg_stat_replication"
 _CRON_TX_TWICE = """
 SELECT count(*) AS v FROM (SELECT j.run_key FROM ledger l JOIN pgsched.jobs j ON j.id = l.job_id
@@ -74,7 +87,7 @@ SELECT count(*) AS v FROM (SELECT j.run_key FROM ledger l JOIN pgsched.jobs j ON
 """
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", "async", "async-lagging"])
 def test_promoting_the_standby_after_the_primary_dies_loses_no_acknowledged_job_and_restarts_no_process(
     mode: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -99,6 +112,8 @@ def test_promoting_the_standby_after_the_primary_dies_loses_no_acknowledged_job_
             ]
             try:
                 _wait_for_flow(pair, cron_jobs=3, succeeded=300)
+                if mode == "async-lagging":
+                    _stall_sender(pair, acks)
                 lag = pair.primary.one(_LAG)
                 killed = time.time()
                 pair.primary.kill()
@@ -115,7 +130,8 @@ def test_promoting_the_standby_after_the_primary_dies_loses_no_acknowledged_job_
             with pair.standby.connect() as db:
                 settled = _settle(db, acked, timeout=180)
                 missing = int(db.execute(_LOST, [acked]).fetchone()["missing"])  # type: ignore[index]
-                stuck = scalar(db, "SELECT count(*) AS v FROM pgsched.jobs WHERE state = 'running'")
+                stuck_sample = db.execute(_STUCK_SAMPLE).fetchall()  # cron keeps firing: some run right now
+                stuck = _still_running(db, timeout=30)  # what a whole lease plus reaper passes did not end
                 cron_tx_twice = scalar(db, _CRON_TX_TWICE)
                 instants = scalar(db, "SELECT count(*) AS v FROM pgsched.jobs WHERE schedule_name = 'tick'")
                 registered = live_workers(db)
@@ -145,9 +161,12 @@ def test_promoting_the_standby_after_the_primary_dies_loses_no_acknowledged_job_
         processes_died=spawned - alive,
         registered_on_new_primary=registered,  # every process but the API
         old_primary_fenced=fenced,
+        stuck_sample=stuck_sample,
         unfenced_old_primary_chosen_by_libpq=unfenced_chosen,
     )
     assert [repr(s) for e in enqueuers for s in e.surprises] == []
+    if mode == "async-lagging":  # the window made visible: jobs acknowledged while the standby received nothing
+        assert missing > 0, "jobs acknowledged while the standby lagged survived an asynchronous failover"
     if mode == "sync":  # asynchronous: what the standby had not received at the kill is gone (reported)
         assert missing == 0, "an acknowledged job was lost with synchronous replication"
         assert fired_twice == 0, "a cron instant fired twice across the failover"
@@ -175,6 +194,17 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/health", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _stall_sender(pair: ReplicatedPair, acks: Path) -> None:
+    """SIGSTOP the primary's WAL sender until ``STALLED_ACKS`` more jobs are acknowledged: the asynchronous
+    primary goes on committing what its standby never receives. (Stopping the standby's receiver instead
+    does not stall it: the kernel's socket buffer takes the WAL meanwhile.) The sender stays stopped; the
+    immediate shutdown SIGKILLs it after its 5 s grace."""
+    pid = int(pair.primary.one("SELECT pid AS v FROM pg_stat_replication"))
+    before = len(read_acks(acks))
+    os.kill(pid, signal.SIGSTOP)
+    wait_until(lambda: len(read_acks(acks)) >= before + STALLED_ACKS, timeout=60, message="no acks while stalled")
 
 
 def _counts(node: Any) -> tuple[int, int]:
@@ -250,6 +280,14 @@ def _unfenced_old_primary_is_chosen(pair: ReplicatedPair) -> bool:
     pair.primary.start()
     with psycopg.connect(pair.dsn, connect_timeout=5) as conn:
         return conn.info.port == pair.primary.port
+
+
+def _still_running(db: Any, timeout: float) -> int:
+    """Jobs of the acknowledged era still ``running`` after ``timeout`` seconds (the cron's own jobs come and go)."""
+    sql = "SELECT count(*) AS v FROM pgsched.jobs WHERE state = 'running' AND schedule_name IS NULL"
+    with contextlib.suppress(AssertionError):
+        wait_until(lambda: scalar(db, sql) == 0, timeout=timeout, interval=0.5)
+    return int(scalar(db, sql))
 
 
 def _settle(db: Any, ids: list[int], timeout: float) -> bool:
