@@ -74,8 +74,8 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 _WRITABLE_SESSION_ATTRS = frozenset({"read-write", "primary"})
 
 
-def check_write_dsn(dsn: str | None, env: Mapping[str, str]) -> None:
-    """ConfigurationError when ``dsn`` could land on a standby: several hosts with no
+def check_write_dsn(dsn: str | None, env: Mapping[str, str], *, name: str = "PGSCHED_DSN") -> None:
+    """ConfigurationError (naming the variable ``name``) when ``dsn`` could land on a standby: several hosts with no
     ``target_session_attrs=read-write`` (libpq would take the first that answers, a standby included,
     and every write there fails), or a session attribute that prefers a standby. A DSN that does not
     parse is left to the command's own check, which names the syntax error."""
@@ -91,7 +91,7 @@ def check_write_dsn(dsn: str | None, env: Mapping[str, str]) -> None:
         return
     why = f"lists {len(hosts)} hosts" if attrs == "any" else f"has target_session_attrs={attrs}"
     raise ConfigurationError(
-        f"PGSCHED_DSN {why}: add target_session_attrs=read-write so that pgsched only ever writes to the primary"
+        f"{name} {why}: add target_session_attrs=read-write so that pgsched only ever writes to the primary"
     )
 
 
@@ -222,6 +222,7 @@ class Settings:
         )
         settings = settings.with_(**{k: v for k, v in overrides.items() if v is not None})
         check_write_dsn(settings.dsn, env)
+        check_write_dsn(settings.session_dsn, env, name="PGSCHED_SESSION_DSN")  # leader, liveness: writes too
         return settings
 
     def with_(self, **changes: Any) -> Settings:

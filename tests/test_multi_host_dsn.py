@@ -65,6 +65,13 @@ def test_settings_refuse_a_dsn_that_could_send_writes_to_a_standby(dsn: str, say
         Settings.from_env({"PGSCHED_DSN": dsn})
 
 
+def test_settings_refuse_a_session_dsn_that_could_land_on_a_standby_and_leave_the_read_dsn_free() -> None:
+    with pytest.raises(ConfigurationError, match="PGSCHED_SESSION_DSN lists 2 hosts: add target_session_attrs"):
+        Settings.from_env({"PGSCHED_DSN": "host=a dbname=x", "PGSCHED_SESSION_DSN": "host=a,b dbname=x"})
+    read = "host=r1,r2 dbname=x target_session_attrs=prefer-standby"
+    assert Settings.from_env({"PGSCHED_DSN": "host=a dbname=x", "PGSCHED_READ_DSN": read}).read_dsn == read
+
+
 def test_the_client_enqueues_through_the_second_host_when_the_first_refuses(dsn: str) -> None:
     multi = _two_hosts(dsn, target_session_attrs="read-write")
     app = Pgsched(settings=Settings.from_env({"PGSCHED_DSN": multi}))
