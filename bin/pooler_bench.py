@@ -5,8 +5,9 @@ PostgreSQL cluster with stock settings (initdb; autovacuum on) on ``--port`` and
 (``pool_mode = transaction``, ``default_pool_size = 10``) on ``--port + 1``, both under a temporary folder,
 and stops both at the end. Each round queues ``--jobs`` no-op jobs (``enqueue_many``) in a fresh database and
 times ``--workers`` fresh ``pgsched worker`` processes (concurrency 10) from the first job's start to an empty queue,
-once per variant, the variants alternating: ``direct`` (PGSCHED_DSN on PostgreSQL), ``pooled`` (PGSCHED_DSN on
-PgBouncer, no session DSN: the fallback, polling and no prepared statements) and ``pooled+session``
+once per variant, the variants alternating and taking turns at going first (a round leaves the cluster's
+checkpoint and autovacuum work to the next): ``direct`` (PGSCHED_DSN on PostgreSQL), ``pooled`` (PGSCHED_DSN
+on PgBouncer, no session DSN: the fallback, polling and no prepared statements) and ``pooled+session``
 (PGSCHED_DSN on PgBouncer, PGSCHED_SESSION_DSN on PostgreSQL). Prints jobs/s per run and the medians.
 On a shared machine read them as ratios taken in one run, with the load average printed beside them.
 """
@@ -96,7 +97,7 @@ def main() -> None:
         with pgbouncer_in_front_of(admin, pool_size=10) as through:
             pooled_port = int(str(psycopg.conninfo.conninfo_to_dict(through)["port"]))
             for run in range(args.runs):
-                for variant in variants:
+                for variant in variants[run % 3 :] + variants[: run % 3]:  # each variant goes first once in 3
                     rate = _round(databases, variant, pooled_port, args.jobs, args.workers)
                     rates[variant].append(rate)
                     print(f"run {run + 1} {variant}: {rate:.0f} jobs/s  (load {os.getloadavg()[0]:.1f})", flush=True)
