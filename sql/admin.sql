@@ -13,21 +13,30 @@ RETURNING *
 SELECT state::text AS state FROM pgsched.jobs WHERE id = %(id)s::bigint
 
 -- name: dead_retry_many
--- Queue dead jobs to run now (optionally of one queue / task); grants one more attempt each. A dead job whose run key
--- a newer job holds is left dead (its redrive would fail the whole statement with unique_violation); the rule of
--- pgsched.run_key_stale, inlined as in job_insert.
+-- Queue dead jobs to run now (optionally of one queue / task); grants one more attempt each. Their run keys are taken
+-- first, in key order, as every enqueue takes them (pgsched.run_keys_take: no deadlock with a batch enqueue, a stale
+-- holder taken over): a dead job whose key another job holds stays dead, and of dead jobs sharing a key one comes
+-- back (the key's holder, else the newest). The insert-or-redrive trigger then finds each key held.
+WITH dead AS MATERIALIZED (
+    SELECT j.id, j.run_key, j.run_key_scope, j.run_key_period
+      FROM pgsched.jobs j
+     WHERE j.state = 'dead'
+       AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
+       AND (%(task)s::text IS NULL OR j.task = %(task)s::text)
+     ORDER BY j.run_key, j.id = (SELECT k.job_id FROM pgsched.run_keys k WHERE k.run_key = j.run_key) DESC NULLS LAST,
+              j.id DESC
+), taken AS MATERIALIZED (
+    SELECT t.job_id FROM pgsched.run_keys_take(
+        ARRAY(SELECT d.run_key FROM dead d), ARRAY(SELECT d.id FROM dead d), ARRAY(SELECT d.run_key_scope FROM dead d),
+        ARRAY(SELECT d.run_key_period FROM dead d), '{}', '{}', '{}', '{}', %(now)s::timestamptz) AS t
+     WHERE t.holder IS NULL
+)
 UPDATE pgsched.jobs j
    SET state = 'queued', run_at = coalesce(%(now)s::timestamptz, now()), finished_at = NULL,
        cancel_requested_at = NULL, max_attempts = greatest(j.max_attempts, j.attempt + 1)
- WHERE j.state = 'dead'
-   AND (%(queue)s::text IS NULL OR j.queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR j.task = %(task)s::text)
-   AND NOT EXISTS (
-        SELECT 1 FROM pgsched.run_keys k LEFT JOIN pgsched.jobs h ON h.id = k.job_id
-         WHERE j.run_key IS NOT NULL AND k.run_key = j.run_key AND k.job_id <> j.id
-           AND CASE k.scope WHEN 'period' THEN k.held_until > coalesce(%(now)s::timestamptz, now())
-                            WHEN 'active' THEN coalesce(h.state IN ('waiting', 'queued', 'running'), false)
-                            ELSE h.id IS NOT NULL END)
+  FROM dead d
+ WHERE j.id = d.id AND j.state = 'dead'
+   AND (d.run_key IS NULL OR d.id IN (SELECT taken.job_id FROM taken))
 RETURNING j.id
 
 -- name: dead_purge

@@ -13,6 +13,7 @@ import pytest
 
 from pgsched import Settings
 from pgsched.client import Client
+from pgsched.queries import query
 from tests.dedupe.conftest import cached_settings
 
 CLIENTS = 50
@@ -88,9 +89,17 @@ def finish_some(conn: psycopg.Connection[Any]) -> None:
         " SELECT id FROM pgsched.jobs WHERE state = 'queued' LIMIT 20 FOR UPDATE SKIP LOCKED)"
     )
     conn.execute(
-        "UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE id IN ("
+        "UPDATE pgsched.jobs SET state = CASE WHEN id % 5 = 0 THEN 'dead' ELSE 'succeeded' END::pgsched.job_state,"
+        " finished_at = now() WHERE id IN ("
         " SELECT id FROM pgsched.jobs WHERE state = 'running' LIMIT 20 FOR UPDATE SKIP LOCKED)"
     )
+
+
+def redrive_and_prune(conn: psycopg.Connection[Any]) -> None:
+    """The other ways a key changes hands: the dead-letter redrive (a job coming back takes its key again, or
+    stays dead while a newer job holds it) and the leader's pruner deleting stale keys."""
+    conn.execute(query("dead_retry_many"), {"now": None, "queue": None, "task": None})
+    conn.execute(query("run_key_prune"), {"now": None, "limit": 100})
 
 
 @pytest.mark.parametrize("cache", ["postgres", "redis"])
@@ -110,7 +119,7 @@ def test_fifty_clients_of_the_same_keys_make_exactly_one_job_per_key_and_scope(
 
 
 @pytest.mark.parametrize("cache", ["postgres", "redis"])
-def test_active_keys_never_have_two_live_jobs_while_jobs_finish_meanwhile(
+def test_active_keys_never_have_two_live_jobs_while_jobs_finish_are_redriven_and_pruned_meanwhile(
     cache: str, settings: Settings, conn: psycopg.Connection[Any], request: pytest.FixtureRequest
 ) -> None:
     if cache == "redis":
@@ -124,11 +133,10 @@ def test_active_keys_never_have_two_live_jobs_while_jobs_finish_meanwhile(
         violations.extend(c.execute(LIVE_DUPLICATES).fetchall())
         samples[0] += 1
 
-    finisher = in_background(dsn, stop, finish_some)
-    sampler = in_background(dsn, stop, sample)
+    background = [in_background(dsn, stop, step) for step in (finish_some, redrive_and_prune, sample)]
     seen = hammer(settings, SCOPES["active"], stop)
-    finisher.join(30)
-    sampler.join(30)
+    for thread in background:
+        thread.join(30)
     assert violations == []
     assert samples[0] > 0
     assert conn.execute(LIVE_DUPLICATES).fetchall() == []
