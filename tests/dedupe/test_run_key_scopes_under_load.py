@@ -146,3 +146,29 @@ def test_active_keys_never_have_two_live_jobs_while_jobs_finish_are_redriven_and
     total = conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone()
     assert total == {"n": len(ids)}, "a job was created that no caller was given"
     assert len(ids) > KEYS, "no key was freed and taken again: the finisher did not overlap the enqueuers"
+
+
+PENDING_DUPLICATES = """SELECT run_key, count(*) AS n FROM pgsched.jobs
+ WHERE state IN ('waiting', 'queued') AND run_key IS NOT NULL GROUP BY 1 HAVING count(*) > 1"""
+
+
+def test_replacing_clients_keep_at_most_one_pending_job_per_key_while_jobs_start_and_finish(
+    settings: Settings, conn: psycopg.Connection[Any]
+) -> None:
+    dsn = settings.require_dsn()
+    stop = threading.Event()
+    violations: list[Any] = []
+
+    def sample(c: psycopg.Connection[Any]) -> None:
+        violations.extend(c.execute(PENDING_DUPLICATES).fetchall())
+
+    background = [in_background(dsn, stop, step) for step in (finish_some, sample)]
+    seen = hammer(settings, {"run_key_scope": "active", "on_conflict": "replace"}, stop, clients=20, keys=20)
+    for thread in background:
+        thread.join(30)
+    assert violations == []
+    assert conn.execute(PENDING_DUPLICATES).fetchall() == []
+    ids = {job_id for ids in seen.values() for job_id in ids}
+    total = conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone()
+    assert total == {"n": len(ids)}, "a job was created that no caller was given"
+    assert len(ids) > 20, "no running holder handed its key on: the finisher did not overlap the enqueuers"
