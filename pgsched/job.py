@@ -298,6 +298,8 @@ class Job:
     progress_message: str | None = None
     progress_at: datetime | None = None
     lease_until: datetime | None = None  # the running attempt promised its next heartbeat by then
+    run_key_scope: str | None = None  # with a run key: retention (also when NULL in old rows), active or period
+    run_key_period: timedelta | None = None
 
     @property
     def expired(self) -> bool:
@@ -336,6 +338,8 @@ class Job:
             tags=tuple(row.get("tags") or ()),
             meta=row.get("meta") or {},
             expires_at=row.get("expires_at"),
+            run_key_scope=row.get("run_key_scope") or ("retention" if row["run_key"] is not None else None),
+            run_key_period=row.get("run_key_period"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -355,6 +359,8 @@ class Job:
             "attempt": self.attempt,
             "max_attempts": self.max_attempts,
             "run_key": self.run_key,
+            "run_key_scope": self.run_key_scope,
+            "run_key_period_seconds": self.run_key_period.total_seconds() if self.run_key_period is not None else None,
             "schedule_name": self.schedule_name,
             "worker_id": self.worker_id,
             "started_at": iso(self.started_at),

@@ -100,6 +100,8 @@ def job_schemas() -> dict[str, Any]:
         "attempt": _INT,
         "max_attempts": _INT,
         "run_key": _nullable(STR),
+        "run_key_scope": {"anyOf": [{"type": "string", "enum": list(RUN_KEY_SCOPES)}, {"type": "null"}]},
+        "run_key_period_seconds": _nullable({"type": "number", "description": "For run_key_scope period."}),
         "schedule_name": _nullable(STR),
         "worker_id": _nullable(_INT),
         "started_at": _nullable(_TIME),

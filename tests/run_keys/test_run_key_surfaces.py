@@ -224,3 +224,18 @@ def test_the_cli_refuses_a_bad_scope_period_or_policy_in_one_line(dsn: str, caps
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert err.startswith("Error") and "\n" not in err
+
+
+def test_a_jobs_json_shows_its_run_key_scope_and_period(app: Pgsched, conn: Conn) -> None:
+    period = app.client.get_job(app.enqueue("t", run_key="p", run_key_period=90))
+    active = app.client.get_job(app.enqueue("t", run_key="a", run_key_scope="active"))
+    conn.execute("INSERT INTO pgsched.jobs (task, run_key) VALUES ('t', 'plain')")  # an old-style row: retention
+    row = conn.execute("SELECT id FROM pgsched.jobs WHERE run_key = 'plain'").fetchone()
+    assert row is not None
+    plain = app.client.get_job(row["id"])
+    unkeyed = app.client.get_job(app.enqueue("t"))
+    assert period is not None and active is not None and plain is not None and unkeyed is not None
+    shown = [
+        (j.to_dict()["run_key_scope"], j.to_dict()["run_key_period_seconds"]) for j in (period, active, plain, unkeyed)
+    ]
+    assert shown == [("period", 90.0), ("active", None), ("retention", None), (None, None)]
