@@ -136,6 +136,8 @@ class Settings:
     retention_succeeded_seconds: float = 86400.0
     retention_cancelled_seconds: float = 7 * 86400.0
     retention_dead_seconds: float = 30 * 86400.0
+    # Width of one time partition of finished jobs (by purge_at): retention drops a whole partition at a time.
+    history_partition_seconds: float = 86400.0
     # REST API: auth (off only on loopback), optional JWT secret, open probes, limits.
     api_auth_enabled: bool = True
     api_jwt_secret: str | None = None
@@ -192,6 +194,7 @@ class Settings:
             retention_succeeded_seconds=_float(env, "PGSCHED_RETENTION_SUCCEEDED_SECONDS", 86400.0),
             retention_cancelled_seconds=_float(env, "PGSCHED_RETENTION_CANCELLED_SECONDS", 7 * 86400.0),
             retention_dead_seconds=_float(env, "PGSCHED_RETENTION_DEAD_SECONDS", 30 * 86400.0),
+            history_partition_seconds=_float(env, "PGSCHED_HISTORY_PARTITION_SECONDS", 86400.0),
             api_auth_enabled=_bool(env, "PGSCHED_API_AUTH", True),
             api_jwt_secret=env.get("PGSCHED_API_JWT_SECRET") or None,
             api_public_health=_bool(env, "PGSCHED_API_PUBLIC_HEALTH", True),

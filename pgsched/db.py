@@ -32,6 +32,8 @@ __all__ = [
     "connect",
     "connect_async",
     "conninfo",
+    "execute_moving",
+    "execute_moving_async",
     "pgsched_error",
     "pool_mode",
     "session_async",
@@ -39,6 +41,14 @@ __all__ = [
     "sync_pool",
     "translated",
 ]
+
+# pgsched.jobs is partitioned by state: an UPDATE of state moves the row to another partition (DELETE + INSERT).
+# A statement that then locks or updates the old version gets SQLSTATE 40001 "tuple to be locked was already moved
+# to another partition due to concurrent update" (even with SKIP LOCKED, when the move committed after the
+# statement's snapshot); the statement rolled back and, run again, sees the row where it is now.
+MOVED_RETRIES = 20
+_MOVED = "moved to another partition"
+
 
 # TCP keepalives detect a dead peer within ~25 s even when no query is running.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
@@ -330,3 +340,41 @@ def translated(
         if new is exc or (only_connection and not isinstance(new, DatabaseUnavailable)):
             raise
         raise new from exc
+
+
+def _moved(exc: psycopg.Error, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    return (
+        isinstance(exc, pg_errors.SerializationFailure)
+        and _MOVED in str(exc)
+        and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # autocommit: nothing else was lost
+    )
+
+
+def execute_moving(
+    target: psycopg.Connection[Any] | psycopg.Cursor[Any], sql: Any, params: Any = None, **kwargs: Any
+) -> psycopg.Cursor[Any]:
+    """Run one statement that locks or updates jobs by id, again when a row it reached had been moved to another
+    partition by a concurrent change of state (the one home of that retry; see ``MOVED_RETRIES``). Outside a
+    transaction only: inside one, the error aborted the caller's transaction and is raised."""
+    conn = target.connection if isinstance(target, psycopg.Cursor) else target
+    for attempt in range(MOVED_RETRIES):
+        try:
+            return target.execute(sql, params, **kwargs)
+        except psycopg.Error as exc:
+            if attempt == MOVED_RETRIES - 1 or not _moved(exc, conn):
+                raise
+    raise AssertionError("unreachable")
+
+
+async def execute_moving_async(
+    target: psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any], sql: Any, params: Any = None, **kwargs: Any
+) -> psycopg.AsyncCursor[Any]:
+    """The async twin of ``execute_moving``."""
+    conn = target.connection if isinstance(target, psycopg.AsyncCursor) else target
+    for attempt in range(MOVED_RETRIES):
+        try:
+            return await target.execute(sql, params, **kwargs)
+        except psycopg.Error as exc:
+            if attempt == MOVED_RETRIES - 1 or not _moved(exc, conn):
+                raise
+    raise AssertionError("unreachable")

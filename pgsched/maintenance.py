@@ -1,5 +1,5 @@
-"""Leader-only maintenance: the Reaper re-queues jobs of lost workers, the Pruner deletes old rows
-(finished jobs past their retention, result waiters whose session is gone) and then recounts
+"""Leader-only maintenance: the Reaper re-queues jobs of lost workers, the Pruner drops old rows (whole time
+partitions of finished jobs past their retention, result waiters whose session is gone) and then recounts
 ``pgsched.queue_counts``, which the API reads when a state holds too many rows to count per request.
 
 Service layer. Both run on the leader's connection (see ``pgsched.leader``) and are idempotent
@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgsched import db
 from pgsched.config import Settings
 from pgsched.job import JobState
 from pgsched.job_stats import JobStatsRollup
@@ -46,7 +47,7 @@ class Reaper:
     async def reap(self, conn: psycopg.AsyncConnection[Any]) -> dict[int, JobState]:
         params = {"lease": self._lease, "grace": self._grace, "max_losses": self._max_losses}
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_reap_lost"), params)
+            await db.execute_moving_async(cur, query("job_reap_lost"), params)
             reaped = {r["id"]: JobState(r["state"]) for r in await cur.fetchall()}
             await cur.execute(query("worker_delete_dead"), {"lease": self._lease, "grace": self._grace})
             gone = [r["id"] for r in await cur.fetchall()]
@@ -70,7 +71,7 @@ class Reaper:
         async with conn.cursor(row_factory=dict_row) as cur:
             for _ in range(_PRUNE_MAX_BATCHES):
                 # Unprepared: a plan kept from a table with no queued job read them all through another index.
-                await cur.execute(query("job_expire_due"), {"now": now, "limit": _PRUNE_BATCH}, prepare=False)
+                await db.execute_moving_async(cur, query("job_expire_due"), {"now": now, "limit": _PRUNE_BATCH}, prepare=False)
                 rows = await cur.fetchall()
                 for row in rows:
                     JOBS_EXPIRED.labels(row["queue"], row["task"]).inc()
@@ -83,7 +84,8 @@ class Reaper:
 
 
 class Pruner:
-    """Deletes finished jobs past their per-state retention, in small batches, and stale result waiters."""
+    """Drops whole time partitions of finished jobs past their retention (and creates those ahead), empties the
+    default partition in small batches, and removes stale result waiters."""
 
     def __init__(self, settings: Settings) -> None:
         self._retention = {
@@ -91,41 +93,48 @@ class Pruner:
             JobState.CANCELLED: settings.retention_cancelled_seconds,
             JobState.DEAD: settings.retention_dead_seconds,
         }
+        self._width = settings.history_partition_seconds
 
     async def prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
         await JobStatsRollup().rollup(conn, now=now)  # chart history first, before old rows go
-        total = 0
+        states = list(self._retention)
         async with conn.cursor(row_factory=dict_row) as cur:
-            for state, retention in self._retention.items():
-                for _ in range(_PRUNE_MAX_BATCHES):
-                    params = {"state": str(state), "retention": retention, "limit": _PRUNE_BATCH, "now": now}
-                    await cur.execute(query("job_prune"), params)
-                    row = await cur.fetchone()
-                    deleted = int(row["deleted"]) if row else 0
-                    total += deleted
-                    if deleted < _PRUNE_BATCH:
-                        break
-        if total:
-            log.info("pruned finished jobs", extra={"event": "jobs_pruned", "deleted": total})
+            await cur.execute(
+                query("retention_defaults_set"),
+                {"states": [str(s) for s in states], "seconds": [self._retention[s] for s in states]},
+            )
+            await cur.execute(query("history_maintain"), {"width": self._width, "now": now})
+            row = await cur.fetchone()
+        dropped = int(row["dropped"]) if row else 0
+        if row and (row["dropped"] or row["created"] or row["busy"]):
+            log.info("maintained history partitions", extra={"event": "history_partitions", **row})
+        deleted = await self._batches(conn, "history_default_prune", now=now)
+        if deleted:
+            log.info("pruned finished jobs of the default partition", extra={"event": "jobs_pruned", "deleted": deleted})
+        await self._batches(conn, "job_dependency_prune")
         await self.run_key_prune(conn, now=now)
         await self.result_waiter_prune(conn)
         await self.workflow_prune(conn, now=now)
         await self.queue_counts_refresh(conn, now=now)
-        return total
+        return dropped
 
-    async def run_key_prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
-        """Delete run_keys rows whose holder no longer holds the key (its scope ended), in bounded batches.
-        Only the pruner's bookkeeping: a conflicting enqueue takes a stale key over anyway."""
+    @staticmethod
+    async def _batches(conn: psycopg.AsyncConnection[Any], name: str, **params: Any) -> int:
         total = 0
         async with conn.cursor(row_factory=dict_row) as cur:
             for _ in range(_PRUNE_MAX_BATCHES):
-                await cur.execute(query("run_key_prune"), {"now": now, "limit": _PRUNE_BATCH})
+                await cur.execute(query(name), {**params, "limit": _PRUNE_BATCH})
                 row = await cur.fetchone()
                 deleted = int(row["deleted"]) if row else 0
                 total += deleted
                 if deleted < _PRUNE_BATCH:
                     break
         return total
+
+    async def run_key_prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
+        """Delete run_keys rows whose holder no longer holds the key (its scope ended), in bounded batches.
+        Only the pruner's bookkeeping: a conflicting enqueue takes a stale key over anyway."""
+        return await self._batches(conn, "run_key_prune", now=now)
 
     async def workflow_prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
         """Delete workflows none of whose steps is left (each step went with its own retention)."""

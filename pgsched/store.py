@@ -177,13 +177,13 @@ class JobStore:
 
     def job_cancel(self, job_id: int) -> JobState:
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(query("job_cancel"), {"id": job_id}).fetchone()
+            row = db.execute_moving(cur, query("job_cancel"), {"id": job_id}).fetchone()
             assert row is not None
             return JobState(row["state"])
 
     def job_retry(self, job_id: int) -> None:
         with self._conn(None) as c:
-            c.execute(query("job_retry"), {"id": job_id})
+            db.execute_moving(c, query("job_retry"), {"id": job_id})
 
 
 class AsyncJobStore:
@@ -312,19 +312,19 @@ class AsyncJobStore:
 
     async def job_cancel(self, job_id: int) -> JobState:
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_cancel"), {"id": job_id})
+            await db.execute_moving_async(cur, query("job_cancel"), {"id": job_id})
             row = await cur.fetchone()
             assert row is not None
             return JobState(row["state"])
 
     async def job_retry(self, job_id: int) -> None:
         async with self._conn(None) as c:
-            await c.execute(query("job_retry"), {"id": job_id})
+            await db.execute_moving_async(c, query("job_retry"), {"id": job_id})
 
     async def job_delete(self, job_id: int) -> bool:
         """Delete a finished job, and its run key from the dedupe cache (verification would catch it anyway)."""
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_delete"), {"id": job_id})
+            await db.execute_moving_async(cur, query("job_delete"), {"id": job_id})
             row = await cur.fetchone()
         if row is not None and row["run_key"] is not None and self._cache.enabled:
             await self._cache.forget_async(await self._cache_scope(), [row["run_key"]])
@@ -367,7 +367,7 @@ class AsyncJobStore:
         """Queue every dead job (of one queue / task) to run now; returns their ids."""
         params = {"queue": queue, "task": task, "now": self._clock.db_now()}
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("dead_retry_many"), params)
+            await db.execute_moving_async(cur, query("dead_retry_many"), params)
             return sorted(r["id"] for r in await cur.fetchall())
 
     async def dead_purge(
@@ -375,6 +375,6 @@ class AsyncJobStore:
     ) -> int:
         """Delete dead jobs (of one queue / task, finished before ``before``); returns how many."""
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("dead_purge"), {"queue": queue, "task": task, "before": before})
+            await db.execute_moving_async(cur, query("dead_purge"), {"queue": queue, "task": task, "before": before})
             row = await cur.fetchone()
             return int(row["purged"]) if row else 0

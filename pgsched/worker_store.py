@@ -194,7 +194,7 @@ class WorkerStore:
             "free": free,
         }
         async with self._claims.use() as conn:
-            cur = await conn.execute(query("job_claim_batch"), params, binary=True)  # no text parsing of numbers
+            cur = await db.execute_moving_async(conn, query("job_claim_batch"), params, binary=True)  # no text parsing of numbers
             jobs = [ClaimedJob(*row) for row in await cur.fetchall()]
         jobs.sort(key=lambda job: not job.started)
         return jobs
@@ -217,7 +217,7 @@ class WorkerStore:
         """Hand back uncharged every running row under ``worker_id`` whose (id, lease) is not in ``held``."""
         params = {"worker_id": worker_id, "ids": [h[0] for h in held], "leases": [h[1] for h in held]}
         async with self._claims.use() as conn:
-            cur = await conn.execute(query("job_reconcile"), params)
+            cur = await db.execute_moving_async(conn, query("job_reconcile"), params)
             return [row[0] for row in await cur.fetchall()]
 
     async def worker_wait_mark(self, worker_id: int, queues: Sequence[str]) -> None:
@@ -241,7 +241,7 @@ class WorkerStore:
         if not items:
             return {}
         async with self._writes.use() as conn:
-            cur = await conn.execute(query("job_finish_many"), _finish_params(items, self._clock.db_now()))
+            cur = await db.execute_moving_async(conn, query("job_finish_many"), _finish_params(items, self._clock.db_now()))
             return {row[0]: row[1] for row in await cur.fetchall()}
 
     async def job_progress_many(self, reports: Sequence[Report]) -> set[int]:
@@ -257,7 +257,7 @@ class WorkerStore:
             "now": self._clock.db_now(),
         }
         async with self._writes.use() as conn:
-            cur = await conn.execute(query("job_progress_many"), params)
+            cur = await db.execute_moving_async(conn, query("job_progress_many"), params)
             return {row[0] for row in await cur.fetchall()}
 
     async def job_release_leased(self, jobs: Sequence[tuple[int, int]], *, delay: float | None = None) -> set[int]:
@@ -266,7 +266,7 @@ class WorkerStore:
             return set()
         params = {"ids": [j[0] for j in jobs], "leases": [j[1] for j in jobs], "delay": delay}
         async with self._writes.use() as conn:
-            cur = await conn.execute(query("job_release_leased"), params)
+            cur = await db.execute_moving_async(conn, query("job_release_leased"), params)
             return {row[0] for row in await cur.fetchall()}
 
     async def job_cancel_requested(self, held: Sequence[tuple[int, int]]) -> list[int]:
@@ -299,7 +299,7 @@ class WorkerStore:
     async def job_finish_in(self, conn: psycopg.AsyncConnection[Any], item: Finished) -> bool:
         """Finish one attempt on the caller's transaction; False when the fence did not hold."""
         with db.translated(field="result"):
-            cur = await conn.execute(query("job_finish_many"), _finish_params([item], self._clock.db_now()))
+            cur = await db.execute_moving_async(conn, query("job_finish_many"), _finish_params([item], self._clock.db_now()))
             return await cur.fetchone() is not None
 
     async def _open_pool(self) -> AsyncConnectionPool:

@@ -38,7 +38,7 @@ WITH since AS MATERIALIZED (
     SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged, n.losses,
            lost.expired, lost.extended_until,
            j.attempt >= j.max_attempts OR (NOT lost.expired AND n.losses + 1 >= %(max_losses)s::int) AS out
-      FROM lost JOIN pgsched.jobs j ON j.id = lost.id
+      FROM lost JOIN pgsched.jobs j ON j.id = lost.id AND j.state = 'running'
      CROSS JOIN LATERAL (SELECT count(*)::int AS losses FROM jsonb_array_elements(j.errors) e
                           WHERE e ->> 'kind' = 'worker_lost') n
 ), reaped AS (
@@ -83,18 +83,40 @@ DELETE FROM pgsched.workers w
         AND w.heartbeat_lease_seconds IS NULL AND NOT pgsched.lock_held(w.id))
 RETURNING w.id
 
--- name: job_prune
--- Delete up to n finished jobs of one state older than the retention, oldest first.
+-- name: retention_defaults_set
+-- Leader: write the default retention per final state (queue *) from its settings, so SQL computes purge_at; a queue's own rows stay.
+INSERT INTO pgsched.retention AS r (queue, state, keep)
+SELECT '*', d.state, make_interval(secs => d.seconds)
+  FROM unnest(%(states)s::pgsched.job_state[], %(seconds)s::float8[]) AS d(state, seconds)
+ON CONFLICT (queue, state) DO UPDATE SET keep = EXCLUDED.keep, updated_at = now()
+ WHERE r.keep IS DISTINCT FROM EXCLUDED.keep
+
+-- name: history_maintain
+-- Leader: drop the time partitions of finished jobs that have passed and create those ahead (pgsched.history_maintain).
+SELECT created, dropped, busy
+  FROM pgsched.history_maintain(make_interval(secs => %(width)s::float8), coalesce(%(now)s::timestamptz, now()))
+
+-- name: history_default_prune
+-- Leader: delete up to limit finished jobs of the default partition (no time partition for them yet, or no purge_at) past their retention.
 WITH doomed AS (
-    SELECT id FROM pgsched.jobs
-     WHERE state = %(state)s::pgsched.job_state
-       AND finished_at IS NOT NULL
-       AND finished_at < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(retention)s::float8)  -- stable: an index bound
-     ORDER BY finished_at
+    SELECT d.id FROM pgsched.jobs_done_default d
+     WHERE coalesce(d.purge_at, pgsched.purge_at(d.queue, d.state, coalesce(d.finished_at, d.created_at)))
+           <= coalesce(%(now)s::timestamptz, now())
      LIMIT %(limit)s::int
        FOR UPDATE SKIP LOCKED
 ), gone AS (
-    DELETE FROM pgsched.jobs j USING doomed WHERE j.id = doomed.id RETURNING 1
+    DELETE FROM pgsched.jobs_done_default j USING doomed WHERE j.id = doomed.id RETURNING 1
+)
+SELECT count(*)::int AS deleted FROM gone
+
+-- name: job_dependency_prune
+-- Leader: delete up to limit dependency edges whose dependent job is gone (its time partition was dropped: no trigger fired).
+WITH doomed AS (
+    SELECT DISTINCT e.job_id FROM pgsched.job_dependencies e
+     WHERE NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = e.job_id)
+     LIMIT %(limit)s::int
+), gone AS (
+    DELETE FROM pgsched.job_dependencies e USING doomed WHERE e.job_id = doomed.job_id RETURNING 1
 )
 SELECT count(*)::int AS deleted FROM gone
 
@@ -134,6 +156,7 @@ SELECT count(*)::int AS deleted FROM gone
 WITH due AS (
     SELECT j.id FROM pgsched.jobs j
      WHERE j.expires_at IS NOT NULL AND j.started_at IS NULL AND j.finished_at IS NULL
+       AND j.state IN ('waiting', 'queued')
        AND j.expires_at <= coalesce(%(now)s::timestamptz, now())
      ORDER BY j.expires_at
      LIMIT %(limit)s::int
@@ -143,7 +166,7 @@ WITH due AS (
        SET state = 'cancelled',
            finished_at = coalesce(%(now)s::timestamptz, now()),
            errors = j.errors || pgsched.expired_entry(j.expires_at, coalesce(%(now)s::timestamptz, now()))
-     WHERE j.id = ANY (ARRAY(SELECT due.id FROM due))  -- locked above; no state predicate: only the primary key finds them
+     WHERE j.id = ANY (ARRAY(SELECT due.id FROM due)) AND j.state IN ('waiting', 'queued')  -- locked above; jobs_live's primary key finds them
     RETURNING j.id, j.queue, j.task
 ), told AS (
     SELECT count(pg_notify('pgsched_done', gone.id::text)) AS sent

@@ -212,6 +212,145 @@ END $$;
 COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) IS 'Claim up to p_n due jobs of limited queues and of concurrency keys for worker p_worker, within every limit, under one new lease; a claimed job past its expires_at ends as expired instead; called by the worker''s claim.';
 
 --
+-- Name: dependents_advance(bigint, pgsched.job_state, pgsched.job_state); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.dependents_advance(p_id bigint, p_old pgsched.job_state, p_new pgsched.job_state) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    todo bigint[] := ARRAY[p_id];
+    cause text := p_new::text;
+    failed boolean := p_new IN ('dead', 'cancelled');
+    ready bigint[];
+    next_ids bigint[];
+    revived bigint[];
+    queues text[];
+BEGIN
+    -- Our own updates below fire this trigger again: the loops here handle them instead.
+    IF current_setting('pgsched.advancing', true) = 'on' THEN
+        RETURN;
+    END IF;
+    IF p_new = 'succeeded' AND p_old NOT IN ('succeeded', 'dead', 'cancelled') THEN
+        -- The hot path (a step succeeded): one statement counts down its waiting dependents, each
+        -- under its row lock, and releases those at zero; nothing it does fires this trigger again.
+        WITH hit AS (
+            UPDATE pgsched.jobs j
+               SET deps_left = j.deps_left - 1,
+                   state = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
+                                THEN 'queued' ELSE 'waiting' END::pgsched.job_state,
+                   run_at = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
+                                 THEN greatest(j.run_at, now()) ELSE j.run_at END
+              FROM pgsched.job_dependencies e
+             WHERE e.depends_on = p_id AND j.id = e.job_id AND j.state = 'waiting'
+            RETURNING j.id, j.state, j.deps_left, j.queue
+        )
+        SELECT array_agg(h.id ORDER BY h.id) FILTER (WHERE h.state = 'waiting' AND h.deps_left = 0),
+               array_agg(DISTINCT h.queue) FILTER (WHERE h.state = 'queued')
+          INTO ready, queues
+          FROM hit h;
+        IF queues IS NOT NULL AND current_setting('pgsched.notify', true) IS DISTINCT FROM 'off' THEN
+            PERFORM pg_notify('pgsched_jobs', q.name) FROM unnest(queues) AS q(name)
+              WHERE EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.name);
+        END IF;
+        IF ready IS NULL THEN
+            RETURN;
+        END IF;
+        -- Some want results or have "failed" edges: settled apart, which may cancel (and cascade).
+        PERFORM set_config('pgsched.advancing', 'on', true);
+        todo := pgsched.job_release(ready);
+        failed := true;
+        cause := 'cancelled';
+    ELSE
+        PERFORM set_config('pgsched.advancing', 'on', true);
+    END IF;
+    IF p_new IN ('succeeded', 'dead', 'cancelled') AND p_old IN ('succeeded', 'dead', 'cancelled') THEN
+        NULL;  -- from one end to another (a hand-made UPDATE): its dependents counted it already
+    ELSIF p_new IN ('succeeded', 'dead', 'cancelled') THEN
+        -- One level of the graph per pass: the jobs ended in todo count down their waiting dependents.
+        WHILE cardinality(todo) > 0 LOOP
+            WITH edge AS (
+                SELECT e.job_id, count(*)::integer AS n, min(e.depends_on) FILTER (WHERE e.on_failure = 'cancel') AS blocker,
+                       bool_or(e.on_failure = 'failed') OR max(e.results_arg) IS NOT NULL AS settle_apart
+                  FROM pgsched.job_dependencies e
+                 WHERE e.depends_on = ANY (todo)
+                 GROUP BY e.job_id
+            ), hit AS (
+                UPDATE pgsched.jobs j
+                   SET deps_left = j.deps_left - e.n,
+                       state = CASE WHEN failed AND e.blocker IS NOT NULL THEN 'cancelled'
+                                    WHEN j.deps_left = e.n AND NOT e.settle_apart THEN 'queued'
+                                    ELSE 'waiting' END::pgsched.job_state,
+                       finished_at = CASE WHEN failed AND e.blocker IS NOT NULL THEN now() END,
+                       run_at = CASE WHEN NOT (failed AND e.blocker IS NOT NULL) AND j.deps_left = e.n AND NOT e.settle_apart
+                                     THEN greatest(j.run_at, now()) ELSE j.run_at END,
+                       errors = CASE WHEN failed AND e.blocker IS NOT NULL
+                                     THEN j.errors || jsonb_build_array(jsonb_build_object(
+                                          'at', now(), 'attempt', j.attempt,
+                                          'error', format('dependency %s ended %s', e.blocker, cause),
+                                          'kind', 'dependency_failed', 'dependency_id', e.blocker, 'traceback', NULL))
+                                     ELSE j.errors END
+                  FROM edge e
+                 WHERE j.id = e.job_id AND j.state = 'waiting'
+                RETURNING j.id, j.state, j.deps_left, j.queue, j.has_dependents
+            ), woken AS (
+                SELECT count(pg_notify('pgsched_jobs', q.queue)) AS sent
+                  FROM (SELECT DISTINCT h.queue FROM hit h WHERE h.state = 'queued') q
+                 WHERE current_setting('pgsched.notify', true) IS DISTINCT FROM 'off'
+                   AND EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.queue)
+            ), told AS (
+                SELECT count(pg_notify('pgsched_done', h.id::text)) AS sent
+                  FROM hit h
+                 WHERE h.state = 'cancelled' AND EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = h.id)
+            )
+            SELECT array_agg(h.id ORDER BY h.id) FILTER (WHERE h.state = 'waiting' AND h.deps_left = 0),
+                   coalesce(array_agg(h.id) FILTER (WHERE h.state = 'cancelled' AND h.has_dependents), '{}')
+              INTO ready, next_ids
+              FROM woken, told LEFT JOIN hit h ON true;
+            IF ready IS NOT NULL THEN
+                next_ids := next_ids || pgsched.job_release(ready);
+            END IF;
+            todo := next_ids;
+            failed := true;  -- what cascades from here was cancelled
+            cause := 'cancelled';
+        END LOOP;
+    ELSE
+        -- NEW is back in play (a retry): its waiting dependents wait for it again, and the dependents
+        -- it had cancelled wait again (recounted, in a statement of their own), level by level.
+        WHILE cardinality(todo) > 0 LOOP
+            UPDATE pgsched.jobs j SET deps_left = j.deps_left + e.n
+              FROM (SELECT e.job_id, count(*)::integer AS n FROM pgsched.job_dependencies e
+                     WHERE e.depends_on = ANY (todo) GROUP BY e.job_id) e
+             WHERE j.id = e.job_id AND j.state = 'waiting';
+            WITH back AS (
+                UPDATE pgsched.jobs j SET state = 'waiting', finished_at = NULL
+                  FROM pgsched.job_dependencies e
+                 WHERE e.depends_on = ANY (todo) AND j.id = e.job_id AND j.state = 'cancelled'
+                   AND j.errors -> -1 ->> 'kind' = 'dependency_failed'
+                   AND (j.errors -> -1 ->> 'dependency_id')::bigint = e.depends_on
+                RETURNING j.id, j.has_dependents
+            )
+            SELECT coalesce(array_agg(b.id), '{}'), coalesce(array_agg(b.id) FILTER (WHERE b.has_dependents), '{}')
+              INTO revived, next_ids FROM back b;
+            UPDATE pgsched.jobs j
+               SET deps_left = (SELECT count(*) FROM pgsched.job_dependencies e LEFT JOIN pgsched.jobs d ON d.id = e.depends_on
+                                 WHERE e.job_id = j.id AND d.state NOT IN ('succeeded', 'dead', 'cancelled'))
+             WHERE j.id = ANY (revived);
+            todo := next_ids;
+        END LOOP;
+    END IF;
+    PERFORM set_config('pgsched.advancing', 'off', true);
+    RETURN;
+END $$;
+
+--
+-- Name: FUNCTION dependents_advance(p_id bigint, p_old pgsched.job_state, p_new pgsched.job_state); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.dependents_advance(p_id bigint, p_old pgsched.job_state, p_new pgsched.job_state) IS 'A job with dependents went from state p_old to p_new: count down its waiting dependents in one UPDATE under their row locks (release at zero, cancel on a failed "cancel" edge, cascading level by level), or, when it left dead/cancelled/succeeded (a retry), its dependents wait for it again and those it cancelled are revived; in the transaction of that change. Called by the jobs_advance_dependents trigger (a change within a partition) and by jobs_forget_dependencies (a change that moved the row across partitions).';
+
+--
 -- Name: enqueue(text, jsonb, text, integer, timestamp with time zone, text, integer, interval, text, integer, text[], jsonb, timestamp with time zone, text, interval, text); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -326,6 +465,115 @@ $$;
 COMMENT ON FUNCTION pgsched.expired_entry(p_expires_at timestamp with time zone, p_at timestamp with time zone) IS 'The errors entry (as a one-element array) of a job that ended because it was not started by its expires_at: {"kind": "expired", ...}.';
 
 --
+-- Name: history_maintain(interval, timestamp with time zone, integer, text); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.history_maintain(p_width interval, p_at timestamp with time zone, p_max_ahead integer DEFAULT 400, p_lock_timeout text DEFAULT '100ms'::text) RETURNS TABLE(created integer, dropped integer, busy integer)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    w double precision := extract(epoch FROM p_width);
+    lo timestamptz;
+    upto timestamptz;
+    p record;
+BEGIN
+    created := 0; dropped := 0; busy := 0;
+    IF w IS NULL OR w < 1 THEN
+        RAISE EXCEPTION 'pgsched.history_maintain: the partition width must be at least 1 second, got %', p_width
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Each DDL waits at most p_lock_timeout for its lock, so finishing jobs never queue behind it for long; what could
+    -- not get its lock is counted busy and tried again next round.
+    PERFORM set_config('lock_timeout', p_lock_timeout, true);
+    FOR p IN SELECT h.name FROM pgsched.history_partitions h WHERE h.purge_to <= p_at ORDER BY h.purge_to LOOP
+        BEGIN
+            PERFORM pgsched.history_partition_drop(p.name);
+            dropped := dropped + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            busy := busy + 1;
+        END;
+    END LOOP;
+    -- Ahead: every purge_at a job finishing now can get (the longest retention), plus one width.
+    lo := to_timestamp(floor(extract(epoch FROM p_at) / w) * w);
+    upto := p_at + (SELECT coalesce(max(r.keep), interval '0') FROM pgsched.retention r) + p_width;
+    WHILE lo < upto AND created + (SELECT count(*) FROM pgsched.history_partitions h WHERE h.purge_to > p_at) < p_max_ahead LOOP
+        BEGIN
+            IF pgsched.history_partition_create(lo, lo + p_width) THEN
+                created := created + 1;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            busy := busy + 1;
+        END;
+        lo := lo + p_width;
+    END LOOP;
+    RETURN NEXT;
+END $$;
+
+--
+-- Name: FUNCTION history_maintain(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.history_maintain(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Leader, each prune round: detach and drop the time partitions of finished jobs whose purge_at range has passed, and create those of width p_width ahead (up to the longest retention, at most p_max_ahead in the future); DDL that cannot get its lock within p_lock_timeout is skipped (busy) until next round.';
+
+--
+-- Name: history_partition_create(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.history_partition_create(p_from timestamp with time zone, p_to timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $_$
+DECLARE
+    name text := 'jobs_done_' || to_char(p_from AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MISS');
+BEGIN
+    IF p_to <= p_from OR EXISTS (SELECT 1 FROM pgsched.history_partitions h WHERE h.purge_from < p_to AND h.purge_to > p_from)
+       OR to_regclass('pgsched.' || quote_ident(name)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    -- Created apart and attached: ATTACH takes a weaker lock on jobs_done than CREATE ... PARTITION OF, so finishing
+    -- jobs go on; rows that landed in the default partition for this range come along first (ATTACH refuses otherwise).
+    EXECUTE format('CREATE TABLE pgsched.%I (LIKE pgsched.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
+    PERFORM set_config('pgsched.moving', 'on', true);
+    EXECUTE format('WITH moved AS (DELETE FROM pgsched.jobs_done_default d WHERE d.purge_at >= $1 AND d.purge_at < $2 RETURNING d.*) '
+                   'INSERT INTO pgsched.%I SELECT * FROM moved', name) USING p_from, p_to;
+    PERFORM set_config('pgsched.moving', 'off', true);
+    EXECUTE format('ALTER TABLE pgsched.jobs_done ATTACH PARTITION pgsched.%I FOR VALUES FROM (%L) TO (%L)', name, p_from, p_to);
+    EXECUTE format('COMMENT ON TABLE pgsched.%I IS %L', name,
+                   format('Finished jobs whose purge_at is in [%s, %s): dropped whole once past.', p_from, p_to));
+    RETURN true;
+END $_$;
+
+--
+-- Name: FUNCTION history_partition_create(p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.history_partition_create(p_from timestamp with time zone, p_to timestamp with time zone) IS 'Create the time partition of jobs_done for purge_at in [p_from, p_to), moving into it the rows of the default partition in that range; false when it (or an overlapping one) exists.';
+
+--
+-- Name: history_partition_drop(text); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.history_partition_drop(p_name text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgsched.history_partitions h WHERE h.name = p_name) THEN
+        RAISE EXCEPTION 'pgsched.history_partition_drop: % is not a time partition of pgsched.jobs_done', quote_literal(p_name)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    EXECUTE format('ALTER TABLE pgsched.jobs_done DETACH PARTITION pgsched.%I', p_name);
+    EXECUTE format('DROP TABLE pgsched.%I', p_name);
+END $$;
+
+--
+-- Name: FUNCTION history_partition_drop(p_name text); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.history_partition_drop(p_name text) IS 'Detach and drop one time partition of finished jobs (all its jobs go at once); the caller sets a short lock_timeout so it never holds up the hot path.';
+
+--
 -- Name: job_release(bigint[]); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -393,128 +641,8 @@ CREATE FUNCTION pgsched.jobs_advance_dependents() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
-DECLARE
-    todo bigint[] := ARRAY[NEW.id];
-    cause text := NEW.state::text;
-    failed boolean := NEW.state IN ('dead', 'cancelled');
-    ready bigint[];
-    next_ids bigint[];
-    revived bigint[];
-    queues text[];
 BEGIN
-    -- Our own updates below fire this trigger again: the loops here handle them instead.
-    IF current_setting('pgsched.advancing', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
-    IF NEW.state = 'succeeded' AND OLD.state NOT IN ('succeeded', 'dead', 'cancelled') THEN
-        -- The hot path (a step succeeded): one statement counts down its waiting dependents, each
-        -- under its row lock, and releases those at zero; nothing it does fires this trigger again.
-        WITH hit AS (
-            UPDATE pgsched.jobs j
-               SET deps_left = j.deps_left - 1,
-                   state = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
-                                THEN 'queued' ELSE 'waiting' END::pgsched.job_state,
-                   run_at = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
-                                 THEN greatest(j.run_at, now()) ELSE j.run_at END
-              FROM pgsched.job_dependencies e
-             WHERE e.depends_on = NEW.id AND j.id = e.job_id AND j.state = 'waiting'
-            RETURNING j.id, j.state, j.deps_left, j.queue
-        )
-        SELECT array_agg(h.id ORDER BY h.id) FILTER (WHERE h.state = 'waiting' AND h.deps_left = 0),
-               array_agg(DISTINCT h.queue) FILTER (WHERE h.state = 'queued')
-          INTO ready, queues
-          FROM hit h;
-        IF queues IS NOT NULL AND current_setting('pgsched.notify', true) IS DISTINCT FROM 'off' THEN
-            PERFORM pg_notify('pgsched_jobs', q.name) FROM unnest(queues) AS q(name)
-              WHERE EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.name);
-        END IF;
-        IF ready IS NULL THEN
-            RETURN NULL;
-        END IF;
-        -- Some want results or have "failed" edges: settled apart, which may cancel (and cascade).
-        PERFORM set_config('pgsched.advancing', 'on', true);
-        todo := pgsched.job_release(ready);
-        failed := true;
-        cause := 'cancelled';
-    ELSE
-        PERFORM set_config('pgsched.advancing', 'on', true);
-    END IF;
-    IF NEW.state IN ('succeeded', 'dead', 'cancelled') AND OLD.state IN ('succeeded', 'dead', 'cancelled') THEN
-        NULL;  -- from one end to another (a hand-made UPDATE): its dependents counted it already
-    ELSIF NEW.state IN ('succeeded', 'dead', 'cancelled') THEN
-        -- One level of the graph per pass: the jobs ended in todo count down their waiting dependents.
-        WHILE cardinality(todo) > 0 LOOP
-            WITH edge AS (
-                SELECT e.job_id, count(*)::integer AS n, min(e.depends_on) FILTER (WHERE e.on_failure = 'cancel') AS blocker,
-                       bool_or(e.on_failure = 'failed') OR max(e.results_arg) IS NOT NULL AS settle_apart
-                  FROM pgsched.job_dependencies e
-                 WHERE e.depends_on = ANY (todo)
-                 GROUP BY e.job_id
-            ), hit AS (
-                UPDATE pgsched.jobs j
-                   SET deps_left = j.deps_left - e.n,
-                       state = CASE WHEN failed AND e.blocker IS NOT NULL THEN 'cancelled'
-                                    WHEN j.deps_left = e.n AND NOT e.settle_apart THEN 'queued'
-                                    ELSE 'waiting' END::pgsched.job_state,
-                       finished_at = CASE WHEN failed AND e.blocker IS NOT NULL THEN now() END,
-                       run_at = CASE WHEN NOT (failed AND e.blocker IS NOT NULL) AND j.deps_left = e.n AND NOT e.settle_apart
-                                     THEN greatest(j.run_at, now()) ELSE j.run_at END,
-                       errors = CASE WHEN failed AND e.blocker IS NOT NULL
-                                     THEN j.errors || jsonb_build_array(jsonb_build_object(
-                                          'at', now(), 'attempt', j.attempt,
-                                          'error', format('dependency %s ended %s', e.blocker, cause),
-                                          'kind', 'dependency_failed', 'dependency_id', e.blocker, 'traceback', NULL))
-                                     ELSE j.errors END
-                  FROM edge e
-                 WHERE j.id = e.job_id AND j.state = 'waiting'
-                RETURNING j.id, j.state, j.deps_left, j.queue, j.has_dependents
-            ), woken AS (
-                SELECT count(pg_notify('pgsched_jobs', q.queue)) AS sent
-                  FROM (SELECT DISTINCT h.queue FROM hit h WHERE h.state = 'queued') q
-                 WHERE current_setting('pgsched.notify', true) IS DISTINCT FROM 'off'
-                   AND EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.queue)
-            ), told AS (
-                SELECT count(pg_notify('pgsched_done', h.id::text)) AS sent
-                  FROM hit h
-                 WHERE h.state = 'cancelled' AND EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = h.id)
-            )
-            SELECT array_agg(h.id ORDER BY h.id) FILTER (WHERE h.state = 'waiting' AND h.deps_left = 0),
-                   coalesce(array_agg(h.id) FILTER (WHERE h.state = 'cancelled' AND h.has_dependents), '{}')
-              INTO ready, next_ids
-              FROM woken, told LEFT JOIN hit h ON true;
-            IF ready IS NOT NULL THEN
-                next_ids := next_ids || pgsched.job_release(ready);
-            END IF;
-            todo := next_ids;
-            failed := true;  -- what cascades from here was cancelled
-            cause := 'cancelled';
-        END LOOP;
-    ELSE
-        -- NEW is back in play (a retry): its waiting dependents wait for it again, and the dependents
-        -- it had cancelled wait again (recounted, in a statement of their own), level by level.
-        WHILE cardinality(todo) > 0 LOOP
-            UPDATE pgsched.jobs j SET deps_left = j.deps_left + e.n
-              FROM (SELECT e.job_id, count(*)::integer AS n FROM pgsched.job_dependencies e
-                     WHERE e.depends_on = ANY (todo) GROUP BY e.job_id) e
-             WHERE j.id = e.job_id AND j.state = 'waiting';
-            WITH back AS (
-                UPDATE pgsched.jobs j SET state = 'waiting', finished_at = NULL
-                  FROM pgsched.job_dependencies e
-                 WHERE e.depends_on = ANY (todo) AND j.id = e.job_id AND j.state = 'cancelled'
-                   AND j.errors -> -1 ->> 'kind' = 'dependency_failed'
-                   AND (j.errors -> -1 ->> 'dependency_id')::bigint = e.depends_on
-                RETURNING j.id, j.has_dependents
-            )
-            SELECT coalesce(array_agg(b.id), '{}'), coalesce(array_agg(b.id) FILTER (WHERE b.has_dependents), '{}')
-              INTO revived, next_ids FROM back b;
-            UPDATE pgsched.jobs j
-               SET deps_left = (SELECT count(*) FROM pgsched.job_dependencies e LEFT JOIN pgsched.jobs d ON d.id = e.depends_on
-                                 WHERE e.job_id = j.id AND d.state NOT IN ('succeeded', 'dead', 'cancelled'))
-             WHERE j.id = ANY (revived);
-            todo := next_ids;
-        END LOOP;
-    END IF;
-    PERFORM set_config('pgsched.advancing', 'off', true);
+    PERFORM pgsched.dependents_advance(NEW.id, OLD.state, NEW.state);
     RETURN NULL;
 END $$;
 
@@ -522,7 +650,7 @@ END $$;
 -- Name: FUNCTION jobs_advance_dependents(); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger: a job with dependents ended (count down its waiting dependents in one UPDATE under their row locks: release at zero, cancel on a failed "cancel" edge, cascading level by level) or left dead/cancelled/succeeded (a retry: its dependents wait for it again, and those it cancelled are revived), in the transaction of that change.';
+COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger: a job with dependents changed state within its partition (pgsched.dependents_advance); a change that moves the row across partitions fires jobs_forget_dependencies instead.';
 
 --
 -- Name: jobs_fill_defaults(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -556,8 +684,21 @@ CREATE FUNCTION pgsched.jobs_forget_dependencies() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
+DECLARE
+    now_state pgsched.job_state;
 BEGIN
-    DELETE FROM pgsched.job_dependencies e WHERE e.job_id = OLD.id;
+    -- The leader moving rows between partitions of finished jobs (history_partition_create): not a change.
+    IF current_setting('pgsched.moving', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    -- After the statement, a row moved by an UPDATE is in its new partition under the same id (ids come from one sequence).
+    SELECT j.state INTO now_state FROM pgsched.jobs j WHERE j.id = OLD.id;
+    IF NOT FOUND THEN
+        DELETE FROM pgsched.job_dependencies e WHERE e.job_id = OLD.id;
+    ELSIF OLD.has_dependents AND now_state IS DISTINCT FROM OLD.state
+          AND (now_state IN ('succeeded', 'dead', 'cancelled') OR OLD.state IN ('succeeded', 'dead', 'cancelled')) THEN
+        PERFORM pgsched.dependents_advance(OLD.id, OLD.state, now_state);
+    END IF;
     RETURN NULL;
 END $$;
 
@@ -565,7 +706,7 @@ END $$;
 -- Name: FUNCTION jobs_forget_dependencies(); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.jobs_forget_dependencies() IS 'Trigger: a deleted workflow step takes its dependency edges along.';
+COMMENT ON FUNCTION pgsched.jobs_forget_dependencies() IS 'Trigger AFTER DELETE on jobs: a deleted workflow step takes its dependency edges along; a row an UPDATE moved across partitions (a job that ended, or was retried) is no delete: its dependents advance (pgsched.dependents_advance) as jobs_advance_dependents does for a change within a partition.';
 
 --
 -- Name: jobs_notify_insert(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -601,6 +742,25 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.jobs_notify_insert() IS 'Sends NOTIFY pgsched_jobs (payload: queue) for a statement''s queued jobs (due now or later) when it takes (deletes) the waiting marks of workers on that queue, so one NOTIFY wakes them and later inserts send none until they mark again; marks another transaction is taking are skipped; nothing when the session set pgsched.notify to off.';
+
+--
+-- Name: jobs_purge_at(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.jobs_purge_at() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    NEW.purge_at := pgsched.purge_at(NEW.queue, NEW.state, coalesce(NEW.finished_at, now()));
+    RETURN NEW;
+END $$;
+
+--
+-- Name: FUNCTION jobs_purge_at(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.jobs_purge_at() IS 'BEFORE UPDATE on jobs: a job that ends without purge_at gets it (finished_at + its retention), one back in play loses it; the hot finish sets it itself, so this fires only for the other paths (admin, cancel, expire, reaper, hand-made SQL).';
 
 --
 -- Name: jobs_run_key_hold(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -733,6 +893,27 @@ $$;
 --
 
 COMMENT ON FUNCTION pgsched.pause_queue(queue text) IS 'Stop starting jobs of a queue, cluster-wide (running jobs go on).';
+
+--
+-- Name: purge_at(text, pgsched.job_state, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.purge_at(p_queue text, p_state pgsched.job_state, p_finished_at timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT p_finished_at + coalesce(
+        (SELECT r.keep FROM pgsched.retention r WHERE r.queue = p_queue AND r.state = p_state),
+        (SELECT r.keep FROM pgsched.retention r WHERE r.queue = '*' AND r.state = p_state),
+        interval '1 day')
+     WHERE p_state IN ('succeeded', 'dead', 'cancelled')
+$$;
+
+--
+-- Name: FUNCTION purge_at(p_queue text, p_state pgsched.job_state, p_finished_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.purge_at(p_queue text, p_state pgsched.job_state, p_finished_at timestamp with time zone) IS 'When a job of this queue that finished in this state at this instant may be dropped: finished_at + its retention (pgsched.retention); NULL for a state that is not final.';
 
 --
 -- Name: queues_notify_change(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -1484,8 +1665,11 @@ CREATE TABLE pgsched.jobs (
     deps_left integer,
     run_key_scope text,
     run_key_period interval,
+    purge_at timestamp with time zone,
     CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
     CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
+    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
+    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
     CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
     CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
@@ -1503,13 +1687,13 @@ END),
     CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
-WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0');
+PARTITION BY LIST (state);
 
 --
 -- Name: TABLE jobs; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON TABLE pgsched.jobs IS 'One row per job for its whole life; finished rows are pruned by the leader after their retention.';
+COMMENT ON TABLE pgsched.jobs IS 'Every job, live or finished: partitioned by state into jobs_live (waiting, queued, running: the hot path) and jobs_done (succeeded, dead, cancelled), itself partitioned by purge_at into time partitions that retention drops whole. Insert into and read from this name. id comes from its sequence; it has no unique index across partitions.';
 
 --
 -- Name: COLUMN jobs.id; Type: COMMENT; Schema: pgsched; Owner: -
@@ -1746,6 +1930,12 @@ COMMENT ON COLUMN pgsched.jobs.run_key_scope IS 'What the run key is unique over
 COMMENT ON COLUMN pgsched.jobs.run_key_period IS 'For run_key_scope period: how long the key is held from the enqueue.';
 
 --
+-- Name: COLUMN jobs.purge_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.purge_at IS 'When this finished job may be dropped: finished_at + the retention of its queue and state (pgsched.retention), set when it finishes (by the finishing statement, else by the jobs_purge_at trigger); NULL while it is live. Finished jobs live in the time partition of jobs_done that holds this instant.';
+
+--
 -- Name: dead_letter; Type: VIEW; Schema: pgsched; Owner: -
 --
 
@@ -1949,6 +2139,130 @@ COMMENT ON COLUMN pgsched.dependency_results.result IS 'Its result, when it succ
 --
 
 COMMENT ON COLUMN pgsched.dependency_results.last_error IS 'Its last error, if any.';
+
+--
+-- Name: jobs_done; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.jobs_done (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority smallint NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    run_key text,
+    schedule_name text,
+    schedule_id bigint,
+    worker_id bigint,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    cancel_requested_at timestamp with time zone,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    result jsonb,
+    timeout interval,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    concurrency_key text,
+    concurrency_limit integer,
+    lease bigint,
+    returns integer DEFAULT 0 NOT NULL,
+    alone boolean DEFAULT false NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
+    expires_at timestamp with time zone,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
+    workflow_id bigint,
+    has_dependents boolean DEFAULT false NOT NULL,
+    deps_left integer,
+    run_key_scope text,
+    run_key_period interval,
+    purge_at timestamp with time zone,
+    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
+    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
+    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
+    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
+    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
+    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
+    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
+    CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
+    CONSTRAINT jobs_run_key_period_valid CHECK (
+CASE
+    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
+    ELSE (run_key_period IS NULL)
+END),
+    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
+    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
+    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+)
+PARTITION BY RANGE (purge_at);
+
+--
+-- Name: TABLE jobs_done; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.jobs_done IS 'Partition of pgsched.jobs: finished jobs, partitioned by purge_at into time partitions (jobs_done_YYYYMMDD_HHMMSS) the leader creates ahead of need and detaches and drops once passed.';
+
+--
+-- Name: history_partitions; Type: VIEW; Schema: pgsched; Owner: -
+--
+
+CREATE VIEW pgsched.history_partitions AS
+ SELECT c.relname AS name,
+    ("substring"(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']*)''\)'::text))::timestamp with time zone AS purge_from,
+    ("substring"(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']*)''\)'::text))::timestamp with time zone AS purge_to,
+    (c.reltuples)::bigint AS rows_estimate,
+    pg_total_relation_size((c.oid)::regclass) AS bytes
+   FROM (pg_inherits i
+     JOIN pg_class c ON ((c.oid = i.inhrelid)))
+  WHERE ((i.inhparent = ('pgsched.jobs_done'::regclass)::oid) AND (pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'::text));
+
+--
+-- Name: VIEW history_partitions; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON VIEW pgsched.history_partitions IS 'The time partitions of finished jobs (jobs_done): each holds the jobs whose purge_at falls in [purge_from, purge_to) and is dropped whole once purge_to has passed.';
+
+--
+-- Name: COLUMN history_partitions.name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.history_partitions.name IS 'Partition (table) name.';
+
+--
+-- Name: COLUMN history_partitions.purge_from; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.history_partitions.purge_from IS 'Lower bound of purge_at (inclusive).';
+
+--
+-- Name: COLUMN history_partitions.purge_to; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.history_partitions.purge_to IS 'Upper bound of purge_at (exclusive): the partition is dropped once this has passed.';
+
+--
+-- Name: COLUMN history_partitions.rows_estimate; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.history_partitions.rows_estimate IS 'Rows, as estimated by the last ANALYZE or VACUUM (-1: never).';
+
+--
+-- Name: COLUMN history_partitions.bytes; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.history_partitions.bytes IS 'Size on disk with its indexes.';
 
 --
 -- Name: job_stats_hour; Type: TABLE; Schema: pgsched; Owner: -
@@ -2298,6 +2612,79 @@ COMMENT ON COLUMN pgsched.job_totals.duration_sum IS 'Sum of seconds from starte
 COMMENT ON COLUMN pgsched.job_totals.wait_sum IS 'Sum of seconds from run_at to started_at of those same attempts.';
 
 --
+-- Name: jobs_done_default; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.jobs_done_default (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority smallint NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    run_key text,
+    schedule_name text,
+    schedule_id bigint,
+    worker_id bigint,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    cancel_requested_at timestamp with time zone,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    result jsonb,
+    timeout interval,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    concurrency_key text,
+    concurrency_limit integer,
+    lease bigint,
+    returns integer DEFAULT 0 NOT NULL,
+    alone boolean DEFAULT false NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
+    expires_at timestamp with time zone,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
+    workflow_id bigint,
+    has_dependents boolean DEFAULT false NOT NULL,
+    deps_left integer,
+    run_key_scope text,
+    run_key_period interval,
+    purge_at timestamp with time zone,
+    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
+    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
+    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
+    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
+    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
+    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
+    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
+    CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
+    CONSTRAINT jobs_run_key_period_valid CHECK (
+CASE
+    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
+    ELSE (run_key_period IS NULL)
+END),
+    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
+    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
+    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+);
+
+--
+-- Name: TABLE jobs_done_default; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.jobs_done_default IS 'Finished jobs whose time partition does not exist (yet), or without purge_at: the leader moves them into a partition it creates, and deletes them in small batches once past their retention.';
+
+--
 -- Name: jobs_id_seq; Type: SEQUENCE; Schema: pgsched; Owner: -
 --
 
@@ -2309,6 +2696,80 @@ ALTER TABLE pgsched.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+--
+-- Name: jobs_live; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.jobs_live (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority smallint NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    run_key text,
+    schedule_name text,
+    schedule_id bigint,
+    worker_id bigint,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    cancel_requested_at timestamp with time zone,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    result jsonb,
+    timeout interval,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    concurrency_key text,
+    concurrency_limit integer,
+    lease bigint,
+    returns integer DEFAULT 0 NOT NULL,
+    alone boolean DEFAULT false NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
+    expires_at timestamp with time zone,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
+    workflow_id bigint,
+    has_dependents boolean DEFAULT false NOT NULL,
+    deps_left integer,
+    run_key_scope text,
+    run_key_period interval,
+    purge_at timestamp with time zone,
+    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
+    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
+    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
+    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
+    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
+    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
+    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
+    CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
+    CONSTRAINT jobs_run_key_period_valid CHECK (
+CASE
+    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
+    ELSE (run_key_period IS NULL)
+END),
+    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
+    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
+    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+)
+WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0');
+
+--
+-- Name: TABLE jobs_live; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.jobs_live IS 'Partition of pgsched.jobs: waiting, queued and running jobs (the hot path: claims and finishes touch only it).';
 
 --
 -- Name: leader_lease; Type: TABLE; Schema: pgsched; Owner: -
@@ -2896,6 +3357,50 @@ COMMENT ON COLUMN pgsched.result_waiters.backend_pid IS 'Server process id of th
 --
 
 COMMENT ON COLUMN pgsched.result_waiters.since IS 'When the session started waiting.';
+
+--
+-- Name: retention; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.retention (
+    queue text NOT NULL,
+    state pgsched.job_state NOT NULL,
+    keep interval NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT retention_keep_range CHECK (((keep >= '00:00:00'::interval) AND (keep <= '3660 days'::interval))),
+    CONSTRAINT retention_queue_valid CHECK (((queue = '*'::text) OR ((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text)))),
+    CONSTRAINT retention_state_final CHECK ((state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])))
+);
+
+--
+-- Name: TABLE retention; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.retention IS 'How long finished jobs are kept, per queue and final state; queue * holds the defaults (written by the leader from PGSCHED_RETENTION_*_SECONDS). A job''s purge_at is finished_at + this, fixed when it finishes.';
+
+--
+-- Name: COLUMN retention.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.retention.queue IS 'Queue name, or * for every queue without a row of its own.';
+
+--
+-- Name: COLUMN retention.state; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.retention.state IS 'Final state: succeeded, dead or cancelled.';
+
+--
+-- Name: COLUMN retention.keep; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.retention.keep IS 'How long a job finished in this state is kept.';
+
+--
+-- Name: COLUMN retention.updated_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.retention.updated_at IS 'Last change.';
 
 --
 -- Name: run_keys; Type: TABLE; Schema: pgsched; Owner: -
@@ -3731,6 +4236,24 @@ ALTER TABLE pgsched.workflows ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: jobs_done; Type: TABLE ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.jobs ATTACH PARTITION pgsched.jobs_done FOR VALUES IN ('succeeded', 'dead', 'cancelled');
+
+--
+-- Name: jobs_done_default; Type: TABLE ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.jobs_done ATTACH PARTITION pgsched.jobs_done_default DEFAULT;
+
+--
+-- Name: jobs_live; Type: TABLE ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.jobs ATTACH PARTITION pgsched.jobs_live FOR VALUES IN ('waiting', 'queued', 'running');
+
+--
 -- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
 --
 
@@ -3780,25 +4303,11 @@ ALTER TABLE ONLY pgsched.job_totals
     ADD CONSTRAINT job_totals_pkey PRIMARY KEY (queue, task);
 
 --
--- Name: jobs jobs_concurrency_key_length; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+-- Name: jobs_live jobs_live_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
 --
 
-ALTER TABLE pgsched.jobs
-    ADD CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))) NOT VALID;
-
---
--- Name: jobs jobs_concurrency_limit_range; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
---
-
-ALTER TABLE pgsched.jobs
-    ADD CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))) NOT VALID;
-
---
--- Name: jobs jobs_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
---
-
-ALTER TABLE ONLY pgsched.jobs
-    ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgsched.jobs_live
+    ADD CONSTRAINT jobs_live_pkey PRIMARY KEY (id);
 
 --
 -- Name: leader_lease leader_lease_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
@@ -3834,6 +4343,13 @@ ALTER TABLE ONLY pgsched.queues
 
 ALTER TABLE ONLY pgsched.result_waiters
     ADD CONSTRAINT result_waiters_pkey PRIMARY KEY (job_id, backend_pid);
+
+--
+-- Name: retention retention_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.retention
+    ADD CONSTRAINT retention_pkey PRIMARY KEY (queue, state);
 
 --
 -- Name: run_keys run_keys_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
@@ -3894,79 +4410,223 @@ CREATE INDEX job_dependencies_depends_on_idx ON pgsched.job_dependencies USING b
 -- Name: jobs_claim_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_claim_idx ON pgsched.jobs USING btree (queue, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NULL));
+CREATE INDEX jobs_claim_idx ON pgsched.jobs_live USING btree (queue, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NULL));
 
 --
--- Name: jobs_expiring_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: INDEX jobs_claim_idx; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_expiring_idx ON pgsched.jobs USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (started_at IS NULL) AND (finished_at IS NULL));
+COMMENT ON INDEX pgsched.jobs_claim_idx IS 'The claim: due queued jobs without a concurrency key, per queue in priority order.';
 
 --
--- Name: jobs_finished_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: jobs_done_id_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_finished_idx ON pgsched.jobs USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
+CREATE INDEX jobs_done_id_idx ON ONLY pgsched.jobs_done USING btree (id);
 
 --
--- Name: jobs_keyed_claim_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: INDEX jobs_done_id_idx; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_keyed_claim_idx ON pgsched.jobs USING btree (queue, concurrency_key, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NOT NULL));
+COMMENT ON INDEX pgsched.jobs_done_id_idx IS 'Finished jobs by id, in every time partition: GET /jobs/{id}, and lists by state in id order (a merge of these).';
+
+--
+-- Name: jobs_done_default_id_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_default_id_idx ON pgsched.jobs_done_default USING btree (id);
 
 --
 -- Name: jobs_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_meta_idx ON pgsched.jobs USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
+CREATE INDEX jobs_meta_idx ON ONLY pgsched.jobs USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
+
+--
+-- Name: jobs_done_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_meta_idx ON ONLY pgsched.jobs_done USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
+
+--
+-- Name: jobs_done_default_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_default_meta_idx ON pgsched.jobs_done_default USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
 
 --
 -- Name: jobs_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_run_key_idx ON pgsched.jobs USING btree (run_key) WHERE (run_key IS NOT NULL);
+CREATE INDEX jobs_run_key_idx ON ONLY pgsched.jobs USING btree (run_key) WHERE (run_key IS NOT NULL);
 
 --
--- Name: INDEX jobs_run_key_idx; Type: COMMENT; Schema: pgsched; Owner: -
+-- Name: jobs_done_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-COMMENT ON INDEX pgsched.jobs_run_key_idx IS 'Jobs by run key (not unique: pgsched.run_keys holds uniqueness).';
+CREATE INDEX jobs_done_run_key_idx ON ONLY pgsched.jobs_done USING btree (run_key) WHERE (run_key IS NOT NULL);
 
 --
--- Name: jobs_running_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: jobs_done_default_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_running_idx ON pgsched.jobs USING btree (worker_id) WHERE (state = 'running'::pgsched.job_state);
+CREATE INDEX jobs_done_default_run_key_idx ON pgsched.jobs_done_default USING btree (run_key) WHERE (run_key IS NOT NULL);
 
 --
 -- Name: jobs_schedule_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_schedule_idx ON pgsched.jobs USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+CREATE INDEX jobs_schedule_idx ON ONLY pgsched.jobs USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+
+--
+-- Name: jobs_done_schedule_id_run_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_schedule_id_run_at_idx ON ONLY pgsched.jobs_done USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+
+--
+-- Name: jobs_done_default_schedule_id_run_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_default_schedule_id_run_at_idx ON pgsched.jobs_done_default USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+
+--
+-- Name: jobs_finished_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_finished_idx ON ONLY pgsched.jobs USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
+
+--
+-- Name: jobs_done_state_finished_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_state_finished_at_idx ON ONLY pgsched.jobs_done USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
+
+--
+-- Name: jobs_done_default_state_finished_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_default_state_finished_at_idx ON pgsched.jobs_done_default USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
 
 --
 -- Name: jobs_tags_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_tags_idx ON pgsched.jobs USING gin (tags) WHERE (tags <> '{}'::text[]);
+CREATE INDEX jobs_tags_idx ON ONLY pgsched.jobs USING gin (tags) WHERE (tags <> '{}'::text[]);
+
+--
+-- Name: jobs_done_tags_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_tags_idx ON ONLY pgsched.jobs_done USING gin (tags) WHERE (tags <> '{}'::text[]);
+
+--
+-- Name: jobs_done_default_tags_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_default_tags_idx ON pgsched.jobs_done_default USING gin (tags) WHERE (tags <> '{}'::text[]);
+
+--
+-- Name: jobs_workflow_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_workflow_idx ON ONLY pgsched.jobs USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
+
+--
+-- Name: jobs_done_workflow_id_id_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_workflow_id_id_idx ON ONLY pgsched.jobs_done USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
+
+--
+-- Name: jobs_done_default_workflow_id_id_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_default_workflow_id_id_idx ON pgsched.jobs_done_default USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
+
+--
+-- Name: jobs_expiring_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_expiring_idx ON pgsched.jobs_live USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (started_at IS NULL) AND (finished_at IS NULL));
+
+--
+-- Name: INDEX jobs_expiring_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_expiring_idx IS 'Jobs with a deadline to start that have not started: the leader expires them.';
+
+--
+-- Name: jobs_keyed_claim_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_keyed_claim_idx ON pgsched.jobs_live USING btree (queue, concurrency_key, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NOT NULL));
+
+--
+-- Name: INDEX jobs_keyed_claim_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_keyed_claim_idx IS 'The claim of jobs with a concurrency key, per queue and key in priority order.';
+
+--
+-- Name: jobs_live_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_live_meta_idx ON pgsched.jobs_live USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
+
+--
+-- Name: jobs_live_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_live_run_key_idx ON pgsched.jobs_live USING btree (run_key) WHERE (run_key IS NOT NULL);
+
+--
+-- Name: jobs_live_schedule_id_run_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_live_schedule_id_run_at_idx ON pgsched.jobs_live USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+
+--
+-- Name: jobs_live_state_finished_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_live_state_finished_at_idx ON pgsched.jobs_live USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
+
+--
+-- Name: jobs_live_tags_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_live_tags_idx ON pgsched.jobs_live USING gin (tags) WHERE (tags <> '{}'::text[]);
+
+--
+-- Name: jobs_live_workflow_id_id_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_live_workflow_id_id_idx ON pgsched.jobs_live USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
+
+--
+-- Name: jobs_running_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_running_idx ON pgsched.jobs_live USING btree (worker_id) WHERE (state = 'running'::pgsched.job_state);
+
+--
+-- Name: INDEX jobs_running_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_running_idx IS 'Running jobs per worker: the reaper and the reconcile read it.';
 
 --
 -- Name: jobs_waiting_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_waiting_idx ON pgsched.jobs USING btree (run_at, id) WHERE (state = 'queued'::pgsched.job_state);
+CREATE INDEX jobs_waiting_idx ON pgsched.jobs_live USING btree (run_at, id) WHERE (state = 'queued'::pgsched.job_state);
 
 --
 -- Name: INDEX jobs_waiting_idx; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
 COMMENT ON INDEX pgsched.jobs_waiting_idx IS 'Queued jobs in run_at order: the dashboard''s available, scheduled and retrying pages read a page of it.';
-
---
--- Name: jobs_workflow_idx; Type: INDEX; Schema: pgsched; Owner: -
---
-
-CREATE INDEX jobs_workflow_idx ON pgsched.jobs USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
 
 --
 -- Name: schedules_due_idx; Type: INDEX; Schema: pgsched; Owner: -
@@ -3985,6 +4645,120 @@ CREATE INDEX tasks_worker_idx ON pgsched.tasks USING btree (worker_id);
 --
 
 CREATE INDEX waiting_workers_worker_idx ON pgsched.waiting_workers USING btree (worker_id);
+
+--
+-- Name: jobs_done_default_id_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_id_idx ATTACH PARTITION pgsched.jobs_done_default_id_idx;
+
+--
+-- Name: jobs_done_default_meta_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_meta_idx ATTACH PARTITION pgsched.jobs_done_default_meta_idx;
+
+--
+-- Name: jobs_done_default_run_key_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_run_key_idx ATTACH PARTITION pgsched.jobs_done_default_run_key_idx;
+
+--
+-- Name: jobs_done_default_schedule_id_run_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_schedule_id_run_at_idx ATTACH PARTITION pgsched.jobs_done_default_schedule_id_run_at_idx;
+
+--
+-- Name: jobs_done_default_state_finished_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_state_finished_at_idx ATTACH PARTITION pgsched.jobs_done_default_state_finished_at_idx;
+
+--
+-- Name: jobs_done_default_tags_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_tags_idx ATTACH PARTITION pgsched.jobs_done_default_tags_idx;
+
+--
+-- Name: jobs_done_default_workflow_id_id_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_workflow_id_id_idx ATTACH PARTITION pgsched.jobs_done_default_workflow_id_id_idx;
+
+--
+-- Name: jobs_done_meta_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_meta_idx ATTACH PARTITION pgsched.jobs_done_meta_idx;
+
+--
+-- Name: jobs_done_run_key_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_run_key_idx ATTACH PARTITION pgsched.jobs_done_run_key_idx;
+
+--
+-- Name: jobs_done_schedule_id_run_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_schedule_idx ATTACH PARTITION pgsched.jobs_done_schedule_id_run_at_idx;
+
+--
+-- Name: jobs_done_state_finished_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_finished_idx ATTACH PARTITION pgsched.jobs_done_state_finished_at_idx;
+
+--
+-- Name: jobs_done_tags_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_tags_idx ATTACH PARTITION pgsched.jobs_done_tags_idx;
+
+--
+-- Name: jobs_done_workflow_id_id_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_workflow_idx ATTACH PARTITION pgsched.jobs_done_workflow_id_id_idx;
+
+--
+-- Name: jobs_live_meta_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_meta_idx ATTACH PARTITION pgsched.jobs_live_meta_idx;
+
+--
+-- Name: jobs_live_run_key_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_run_key_idx ATTACH PARTITION pgsched.jobs_live_run_key_idx;
+
+--
+-- Name: jobs_live_schedule_id_run_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_schedule_idx ATTACH PARTITION pgsched.jobs_live_schedule_id_run_at_idx;
+
+--
+-- Name: jobs_live_state_finished_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_finished_idx ATTACH PARTITION pgsched.jobs_live_state_finished_at_idx;
+
+--
+-- Name: jobs_live_tags_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_tags_idx ATTACH PARTITION pgsched.jobs_live_tags_idx;
+
+--
+-- Name: jobs_live_workflow_id_id_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_workflow_idx ATTACH PARTITION pgsched.jobs_live_workflow_id_id_idx;
 
 --
 -- Name: workflow_status _RETURN; Type: RULE; Schema: pgsched; Owner: -
@@ -4036,7 +4810,7 @@ COMMENT ON TRIGGER jobs_fill_defaults ON pgsched.jobs IS 'Fills queue, priority 
 -- Name: jobs jobs_forget_dependencies; Type: TRIGGER; Schema: pgsched; Owner: -
 --
 
-CREATE TRIGGER jobs_forget_dependencies AFTER DELETE ON pgsched.jobs FOR EACH ROW WHEN ((old.workflow_id IS NOT NULL)) EXECUTE FUNCTION pgsched.jobs_forget_dependencies();
+CREATE TRIGGER jobs_forget_dependencies AFTER DELETE ON pgsched.jobs FOR EACH ROW WHEN (((old.workflow_id IS NOT NULL) OR old.has_dependents)) EXECUTE FUNCTION pgsched.jobs_forget_dependencies();
 
 --
 -- Name: jobs jobs_notify_insert; Type: TRIGGER; Schema: pgsched; Owner: -
@@ -4045,28 +4819,16 @@ CREATE TRIGGER jobs_forget_dependencies AFTER DELETE ON pgsched.jobs FOR EACH RO
 CREATE TRIGGER jobs_notify_insert AFTER INSERT ON pgsched.jobs REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION pgsched.jobs_notify_insert();
 
 --
--- Name: jobs jobs_run_key_hold; Type: TRIGGER; Schema: pgsched; Owner: -
+-- Name: jobs jobs_purge_at; Type: TRIGGER; Schema: pgsched; Owner: -
 --
 
-CREATE TRIGGER jobs_run_key_hold BEFORE INSERT ON pgsched.jobs FOR EACH ROW WHEN ((new.run_key IS NOT NULL)) EXECUTE FUNCTION pgsched.jobs_run_key_hold();
+CREATE TRIGGER jobs_purge_at BEFORE UPDATE ON pgsched.jobs FOR EACH ROW WHEN ((((new.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])) AND (new.purge_at IS NULL)) OR ((new.state = ANY (ARRAY['waiting'::pgsched.job_state, 'queued'::pgsched.job_state, 'running'::pgsched.job_state])) AND (new.purge_at IS NOT NULL)))) EXECUTE FUNCTION pgsched.jobs_purge_at();
 
 --
--- Name: TRIGGER jobs_run_key_hold ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+-- Name: TRIGGER jobs_purge_at ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON TRIGGER jobs_run_key_hold ON pgsched.jobs IS 'A live job inserted with a run key takes the key, or the insert fails (unique_violation) while another job holds it.';
-
---
--- Name: jobs jobs_run_key_rehold; Type: TRIGGER; Schema: pgsched; Owner: -
---
-
-CREATE TRIGGER jobs_run_key_rehold BEFORE UPDATE OF state, run_key ON pgsched.jobs FOR EACH ROW WHEN (((new.run_key IS NOT NULL) AND (new.state = ANY (ARRAY['waiting'::pgsched.job_state, 'queued'::pgsched.job_state, 'running'::pgsched.job_state])) AND ((old.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])) OR (old.run_key IS DISTINCT FROM new.run_key)))) EXECUTE FUNCTION pgsched.jobs_run_key_hold();
-
---
--- Name: TRIGGER jobs_run_key_rehold ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON TRIGGER jobs_run_key_rehold ON pgsched.jobs IS 'A finished job coming back (retry, redrive) or a live job given a new key takes its key again, or fails while another job holds it.';
+COMMENT ON TRIGGER jobs_purge_at ON pgsched.jobs IS 'Sets purge_at of a job that ends by any statement that did not set it, and clears it when a job goes back to a live state.';
 
 --
 -- Name: queues queues_notify_change; Type: TRIGGER; Schema: pgsched; Owner: -

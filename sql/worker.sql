@@ -134,8 +134,8 @@ SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 
 -- name: job_finish_many
 -- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead), snoozed (queued again after delay with its attempt given back; dead past the snooze limit) or cancelled; fenced on (id, lease), which also clears the lease; NOTIFY pgsched_done for ended jobs a result waiter waits on.
--- Plan-proof by shape: no state predicate (a partial index on state is unusable, so only the primary key can
--- find a row) and "j.id = ANY(ids)" bounds every way of reading jobs to the batch, whatever the statistics
+-- Plan-proof by shape: "j.id = ANY(ids)" bounds every way of reading jobs to the batch, whatever the statistics, and
+-- state = 'running' prunes the statement to jobs_live, whose primary key finds the rows (a leased job is running)
 -- (tests/worker/test_plans.py counts the rows visited in every statistics state).
 WITH done AS (
     UPDATE pgsched.jobs j
@@ -161,6 +161,13 @@ WITH done AS (
            attempt = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.attempt - 1 ELSE j.attempt END,
            snoozes = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.snoozes + 1 ELSE j.snoozes END,
            lease = NULL,
+           -- Set here, not by the jobs_purge_at trigger (a trigger call per row): the time partition the row moves to.
+           purge_at = pgsched.purge_at(j.queue, CASE
+                        WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN 'queued'
+                        WHEN d.outcome = 'failed' THEN 'dead'
+                        WHEN d.outcome = 'snoozed' THEN CASE WHEN j.snoozes < d.snooze_limit THEN 'queued' ELSE 'dead' END
+                        ELSE d.outcome
+                      END::pgsched.job_state, coalesce(%(now)s::timestamptz, now())),
            result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
            errors = CASE
                       WHEN d.error IS NULL THEN j.errors
@@ -173,7 +180,7 @@ WITH done AS (
       FROM unnest(%(ids)b::bigint[], %(leases)b::bigint[], %(outcomes)b::text[], %(results)b::text[],
                   %(errors)b::text[], %(delays)b::float8[], %(finals)b::bool[], %(snooze_limits)b::int[])
            AS d(id, lease, outcome, result, error, delay, final, snooze_limit)
-     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)b::bigint[])
+     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)b::bigint[]) AND j.state = 'running'
     RETURNING j.id, j.state::text AS state
 ),
 told AS (
@@ -202,7 +209,7 @@ UPDATE pgsched.jobs j
                              ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.extend) END
   FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[], %(fractions)s::float8[], %(messages)s::text[], %(extends)s::float8[])
        AS d(id, lease, fraction, message, extend)
- WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
+ WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[]) AND j.state = 'running'
 RETURNING j.id
 
 -- name: job_next_due_in
@@ -226,7 +233,7 @@ SELECT least(
 -- Driven by the ids (one primary-key probe each), never by the running set: see job_finish_many.
 SELECT j.id FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS r(id, lease)
   JOIN pgsched.jobs j ON j.id = r.id AND j.lease = r.lease
- WHERE j.id = ANY (%(ids)s::bigint[]) AND j.cancel_requested_at IS NOT NULL
+ WHERE j.id = ANY (%(ids)s::bigint[]) AND j.cancel_requested_at IS NOT NULL AND j.state = 'running'
 
 -- name: job_release_leased
 -- Hand claimed attempts (id, lease) back uncharged, in their old place (run_at kept): unstarted prefetched jobs, graceful shutdown.
@@ -240,7 +247,7 @@ UPDATE pgsched.jobs j
        run_at = CASE WHEN %(delay)s::float8 IS NULL THEN j.run_at
                      ELSE greatest(j.run_at, now() + make_interval(secs => %(delay)s::float8)) END
   FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS d(id, lease)
- WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[])
+ WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[]) AND j.state = 'running'
 RETURNING j.id
 
 -- name: job_reconcile
@@ -254,7 +261,7 @@ WITH strays AS (
 )
 UPDATE pgsched.jobs j
    SET state = 'queued', attempt = j.attempt - 1, worker_id = NULL, started_at = NULL, lease = NULL
- WHERE j.id = ANY (ARRAY(SELECT strays.id FROM strays))  -- locked above; no state predicate: only the primary key finds them
+ WHERE j.id = ANY (ARRAY(SELECT strays.id FROM strays)) AND j.state = 'running'  -- locked above; jobs_live's primary key finds them
 RETURNING j.id
 
 -- name: wal_positions
@@ -271,4 +278,4 @@ SELECT set_config('synchronous_commit', 'off', false) AS synchronous_commit,
 
 -- name: job_trace_list
 -- The OpenTelemetry trace context (meta -> 'trace') of just-claimed jobs that carry one (primary-key reads); run only while tracing is on.
-SELECT id, meta -> 'trace' AS trace FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[]) AND meta ? 'trace'
+SELECT id, meta -> 'trace' AS trace FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND meta ? 'trace'

@@ -65,13 +65,14 @@ def test_every_table_column_and_view_has_a_comment(dsn: str) -> None:
     with psycopg.connect(dsn) as c:
         missing_rel = c.execute(
             """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = 'pgsched' AND c.relkind IN ('r', 'v', 'm')
+                WHERE n.nspname = 'pgsched' AND c.relkind IN ('r', 'p', 'v', 'm')
                   AND obj_description(c.oid, 'pg_class') IS NULL"""
         ).fetchall()
         missing_col = c.execute(
             """SELECT c.relname, a.attname FROM pg_attribute a
                  JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = 'pgsched' AND c.relkind IN ('r', 'v', 'm') AND a.attnum > 0
+                WHERE n.nspname = 'pgsched' AND c.relkind IN ('r', 'p', 'v', 'm') AND a.attnum > 0
+                  AND NOT c.relispartition  -- a partition's columns are its table's, commented there
                   AND NOT a.attisdropped AND col_description(c.oid, a.attnum) IS NULL"""
         ).fetchall()
     assert missing_rel == []
