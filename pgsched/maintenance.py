@@ -71,7 +71,9 @@ class Reaper:
         async with conn.cursor(row_factory=dict_row) as cur:
             for _ in range(_PRUNE_MAX_BATCHES):
                 # Unprepared: a plan kept from a table with no queued job read them all through another index.
-                await db.execute_moving_async(cur, query("job_expire_due"), {"now": now, "limit": _PRUNE_BATCH}, prepare=False)
+                await db.execute_moving_async(
+                    cur, query("job_expire_due"), {"now": now, "limit": _PRUNE_BATCH}, prepare=False
+                )
                 rows = await cur.fetchall()
                 for row in rows:
                     JOBS_EXPIRED.labels(row["queue"], row["task"]).inc()
@@ -96,27 +98,29 @@ class Pruner:
         self._width = settings.history_partition_seconds
 
     async def prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
+        """One round; returns the jobs deleted one by one (from the default partition): whole partitions are logged."""
         await JobStatsRollup().rollup(conn, now=now)  # chart history first, before old rows go
         states = list(self._retention)
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(
                 query("retention_defaults_set"),
-                {"states": [str(s) for s in states], "seconds": [self._retention[s] for s in states]},
+                {"states": [str(s) for s in states], "seconds": [float(self._retention[s]) for s in states]},
             )
             await cur.execute(query("history_maintain"), {"width": self._width, "now": now})
             row = await cur.fetchone()
-        dropped = int(row["dropped"]) if row else 0
         if row and (row["dropped"] or row["created"] or row["busy"]):
             log.info("maintained history partitions", extra={"event": "history_partitions", **row})
         deleted = await self._batches(conn, "history_default_prune", now=now)
         if deleted:
-            log.info("pruned finished jobs of the default partition", extra={"event": "jobs_pruned", "deleted": deleted})
+            log.info(
+                "pruned finished jobs of the default partition", extra={"event": "jobs_pruned", "deleted": deleted}
+            )
         await self._batches(conn, "job_dependency_prune")
         await self.run_key_prune(conn, now=now)
         await self.result_waiter_prune(conn)
         await self.workflow_prune(conn, now=now)
         await self.queue_counts_refresh(conn, now=now)
-        return dropped
+        return deleted
 
     @staticmethod
     async def _batches(conn: psycopg.AsyncConnection[Any], name: str, **params: Any) -> int:

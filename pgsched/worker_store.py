@@ -194,7 +194,9 @@ class WorkerStore:
             "free": free,
         }
         async with self._claims.use() as conn:
-            cur = await db.execute_moving_async(conn, query("job_claim_batch"), params, binary=True)  # no text parsing of numbers
+            cur = await db.execute_moving_async(
+                conn, query("job_claim_batch"), params, binary=True
+            )  # no text parsing of numbers
             jobs = [ClaimedJob(*row) for row in await cur.fetchall()]
         jobs.sort(key=lambda job: not job.started)
         return jobs
@@ -241,7 +243,9 @@ class WorkerStore:
         if not items:
             return {}
         async with self._writes.use() as conn:
-            cur = await db.execute_moving_async(conn, query("job_finish_many"), _finish_params(items, self._clock.db_now()))
+            cur = await db.execute_moving_async(
+                conn, query("job_finish_many"), _finish_params(items, self._clock.db_now())
+            )
             return {row[0]: row[1] for row in await cur.fetchall()}
 
     async def job_progress_many(self, reports: Sequence[Report]) -> set[int]:
@@ -299,7 +303,9 @@ class WorkerStore:
     async def job_finish_in(self, conn: psycopg.AsyncConnection[Any], item: Finished) -> bool:
         """Finish one attempt on the caller's transaction; False when the fence did not hold."""
         with db.translated(field="result"):
-            cur = await db.execute_moving_async(conn, query("job_finish_many"), _finish_params([item], self._clock.db_now()))
+            cur = await db.execute_moving_async(
+                conn, query("job_finish_many"), _finish_params([item], self._clock.db_now())
+            )
             return await cur.fetchone() is not None
 
     async def _open_pool(self) -> AsyncConnectionPool:

@@ -38,7 +38,7 @@ WITH since AS MATERIALIZED (
     SELECT lost.id, lost.lease, lost.started OR j.returns >= %(max_losses)s::int AS charged, n.losses,
            lost.expired, lost.extended_until,
            j.attempt >= j.max_attempts OR (NOT lost.expired AND n.losses + 1 >= %(max_losses)s::int) AS out
-      FROM lost JOIN pgsched.jobs j ON j.id = lost.id AND j.state = 'running'
+      FROM lost JOIN pgsched.jobs j ON j.id = lost.id AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
      CROSS JOIN LATERAL (SELECT count(*)::int AS losses FROM jsonb_array_elements(j.errors) e
                           WHERE e ->> 'kind' = 'worker_lost') n
 ), reaped AS (
@@ -166,7 +166,7 @@ WITH due AS (
        SET state = 'cancelled',
            finished_at = coalesce(%(now)s::timestamptz, now()),
            errors = j.errors || pgsched.expired_entry(j.expires_at, coalesce(%(now)s::timestamptz, now()))
-     WHERE j.id = ANY (ARRAY(SELECT due.id FROM due)) AND j.state IN ('waiting', 'queued')  -- locked above; jobs_live's primary key finds them
+     WHERE j.id = ANY (ARRAY(SELECT due.id FROM due)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_live's primary key
     RETURNING j.id, j.queue, j.task
 ), told AS (
     SELECT count(pg_notify('pgsched_done', gone.id::text)) AS sent

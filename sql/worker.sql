@@ -107,7 +107,7 @@ plain_all AS MATERIALIZED (
                          ELSE j.errors END,
            lease = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
                         ELSE (SELECT lease.token FROM lease) END
-     WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed))
+     WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_live's primary key
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
               extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
               extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,
@@ -135,8 +135,10 @@ SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 -- name: job_finish_many
 -- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead), snoozed (queued again after delay with its attempt given back; dead past the snooze limit) or cancelled; fenced on (id, lease), which also clears the lease; NOTIFY pgsched_done for ended jobs a result waiter waits on.
 -- Plan-proof by shape: "j.id = ANY(ids)" bounds every way of reading jobs to the batch, whatever the statistics, and
--- state = 'running' prunes the statement to jobs_live, whose primary key finds the rows (a leased job is running)
--- (tests/worker/test_plans.py counts the rows visited in every statistics state).
+-- "state NOT IN (the final states)" prunes the statement to jobs_live, implies none of the partial indexes on one
+-- state (so only the primary key can find a row), and leaves the row estimate whole where "state = 'running'" (or an
+-- IN list) cut it to one row without statistics (a nested loop then rescanned the batch once per row) (tests/worker/test_plans.py counts the rows visited in
+-- every statistics state, and checks that no partition of finished jobs is read).
 WITH done AS (
     UPDATE pgsched.jobs j
        -- A failed attempt is retried after its delay while attempts remain and it is not final, else dead: the one
@@ -180,7 +182,7 @@ WITH done AS (
       FROM unnest(%(ids)b::bigint[], %(leases)b::bigint[], %(outcomes)b::text[], %(results)b::text[],
                   %(errors)b::text[], %(delays)b::float8[], %(finals)b::bool[], %(snooze_limits)b::int[])
            AS d(id, lease, outcome, result, error, delay, final, snooze_limit)
-     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)b::bigint[]) AND j.state = 'running'
+     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)b::bigint[]) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
     RETURNING j.id, j.state::text AS state
 ),
 told AS (
@@ -209,7 +211,7 @@ UPDATE pgsched.jobs j
                              ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.extend) END
   FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[], %(fractions)s::float8[], %(messages)s::text[], %(extends)s::float8[])
        AS d(id, lease, fraction, message, extend)
- WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[]) AND j.state = 'running'
+ WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[]) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
 RETURNING j.id
 
 -- name: job_next_due_in
@@ -233,7 +235,7 @@ SELECT least(
 -- Driven by the ids (one primary-key probe each), never by the running set: see job_finish_many.
 SELECT j.id FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS r(id, lease)
   JOIN pgsched.jobs j ON j.id = r.id AND j.lease = r.lease
- WHERE j.id = ANY (%(ids)s::bigint[]) AND j.cancel_requested_at IS NOT NULL AND j.state = 'running'
+ WHERE j.id = ANY (%(ids)s::bigint[]) AND j.cancel_requested_at IS NOT NULL AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
 
 -- name: job_release_leased
 -- Hand claimed attempts (id, lease) back uncharged, in their old place (run_at kept): unstarted prefetched jobs, graceful shutdown.
@@ -247,7 +249,7 @@ UPDATE pgsched.jobs j
        run_at = CASE WHEN %(delay)s::float8 IS NULL THEN j.run_at
                      ELSE greatest(j.run_at, now() + make_interval(secs => %(delay)s::float8)) END
   FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS d(id, lease)
- WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[]) AND j.state = 'running'
+ WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[]) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
 RETURNING j.id
 
 -- name: job_reconcile
@@ -261,7 +263,7 @@ WITH strays AS (
 )
 UPDATE pgsched.jobs j
    SET state = 'queued', attempt = j.attempt - 1, worker_id = NULL, started_at = NULL, lease = NULL
- WHERE j.id = ANY (ARRAY(SELECT strays.id FROM strays)) AND j.state = 'running'  -- locked above; jobs_live's primary key finds them
+ WHERE j.id = ANY (ARRAY(SELECT strays.id FROM strays)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_live's primary key
 RETURNING j.id
 
 -- name: wal_positions
@@ -278,4 +280,4 @@ SELECT set_config('synchronous_commit', 'off', false) AS synchronous_commit,
 
 -- name: job_trace_list
 -- The OpenTelemetry trace context (meta -> 'trace') of just-claimed jobs that carry one (primary-key reads); run only while tracing is on.
-SELECT id, meta -> 'trace' AS trace FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[]) AND state = 'running' AND meta ? 'trace'
+SELECT id, meta -> 'trace' AS trace FROM pgsched.jobs WHERE id = ANY(%(ids)s::bigint[]) AND state NOT IN ('succeeded', 'dead', 'cancelled') AND meta ? 'trace'

@@ -227,7 +227,12 @@ def test_only_jobs_with_dependents_run_the_trigger_function(dsn: str, conn: Conn
     _add(conn, None, "after", [awaited])
     with psycopg.connect(dsn, autocommit=False, row_factory=dict_row) as c:
         c.execute("SET LOCAL track_functions = 'pl'")
-        calls = "SELECT pg_stat_get_xact_function_calls('pgsched.jobs_advance_dependents'::regproc) AS n"
+        # The end moves the row from jobs_live to jobs_done: the AFTER DELETE trigger (jobs_forget_dependencies)
+        # finds it moved and advances its dependents (pgsched.dependents_advance), once.
+        calls = (
+            "SELECT pg_stat_get_xact_function_calls('pgsched.dependents_advance(bigint, pgsched.job_state,"
+            " pgsched.job_state)'::regprocedure) AS n"
+        )
         c.execute("UPDATE pgsched.jobs SET state = 'succeeded' WHERE id = %(id)s", {"id": plain})
         row = c.execute(calls).fetchone()
         assert row is not None and not row["n"]
