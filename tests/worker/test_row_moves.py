@@ -62,9 +62,7 @@ def _moving_under(dsn: str, job_id: int, change: str, run: Any) -> Any:
 
 
 def _running_job(conn: psycopg.Connection[Any]) -> tuple[int, int]:
-    conn.execute(
-        "INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (7, 'test', 7)"
-    )
+    conn.execute("INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (7, 'test', 7)")
     (job_id,) = insert_jobs(conn, 1, state="running", attempt=1, worker_id=7, lease=4242, started_at=None)
     return job_id, 4242
 
