@@ -1,0 +1,131 @@
+"""Finished jobs live in time partitions of pgsched.jobs_done (by purge_at = finished_at + the retention of their
+queue and state); the leader creates the partitions ahead and drops whole ones once passed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgsched import Settings
+from pgsched.maintenance import Pruner
+from tests.support.factories import insert_jobs
+
+MINUTE = 60.0
+
+
+def _pruner(dsn: str) -> Pruner:
+    return Pruner(
+        Settings(
+            dsn=dsn,
+            retention_succeeded_seconds=2 * MINUTE,
+            retention_cancelled_seconds=2 * MINUTE,
+            retention_dead_seconds=2 * MINUTE,
+            history_partition_seconds=MINUTE,
+        )
+    )
+
+
+async def _prune(dsn: str, now: datetime) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+        await _pruner(dsn).prune(leader, now=now)
+
+
+def _db_now(conn: psycopg.Connection[Any]) -> datetime:
+    row = conn.execute("SELECT now() AS now").fetchone()
+    assert row is not None
+    return row["now"]  # type: ignore[no-any-return]
+
+
+def _partitions(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+    return conn.execute(
+        "SELECT name, purge_from, purge_to FROM pgsched.history_partitions ORDER BY purge_from"
+    ).fetchall()
+
+
+def _where(conn: psycopg.Connection[Any], ids: list[int]) -> set[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT tableoid::regclass::text AS part FROM pgsched.jobs WHERE id = ANY(%s)", [ids]
+    ).fetchall()
+    return {r["part"] for r in rows}
+
+
+def test_a_job_that_ends_gets_the_retention_of_its_queue_and_state(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("INSERT INTO pgsched.retention (queue, state, keep) VALUES ('audit', 'succeeded', '90 days')")
+    audit = insert_jobs(conn, 1, queue="audit")[0]
+    plain = insert_jobs(conn, 1)[0]
+    dead = insert_jobs(conn, 1)[0]
+    conn.execute(
+        "UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE id IN (%s, %s)", [audit, plain]
+    )
+    conn.execute("UPDATE pgsched.jobs SET state = 'dead', finished_at = now() WHERE id = %s", [dead])
+    kept = {
+        r["id"]: r["kept"]
+        for r in conn.execute("SELECT id, purge_at - finished_at AS kept FROM pgsched.jobs").fetchall()
+    }
+    assert kept == {audit: timedelta(days=90), plain: timedelta(days=1), dead: timedelta(days=30)}
+    conn.execute("SELECT pgsched.retry(%s)", [dead])  # back in play: no purge_at
+    row = conn.execute("SELECT state::text AS state, purge_at FROM pgsched.jobs WHERE id = %s", [dead]).fetchone()
+    assert row == {"state": "queued", "purge_at": None}
+
+
+async def test_the_leader_creates_partitions_ahead_and_drops_passed_ones_whole(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    now = _db_now(conn)
+    await _prune(dsn, now)
+    ahead = _partitions(conn)
+    assert ahead and ahead[0]["purge_from"] <= now and ahead[-1]["purge_to"] >= now + timedelta(minutes=3)
+    live = insert_jobs(conn, 5)
+    ended = insert_jobs(conn, 20)
+    conn.execute("UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE id = ANY(%s)", [ended])
+    assert len(_where(conn, ended)) == 1 and not _where(conn, ended) & {"pgsched.jobs_done_default"}
+
+    await _prune(dsn, now + timedelta(minutes=1))  # not yet past their retention
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [ended]).fetchone() == {"n": 20}
+
+    later = now + timedelta(minutes=5)
+    await _prune(dsn, later)
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [ended]).fetchone() == {"n": 0}
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [live]).fetchone() == {"n": 5}
+    remaining = _partitions(conn)
+    assert remaining and all(p["purge_to"] > later for p in remaining)  # passed ones dropped, new ones ahead
+
+
+async def test_finished_rows_in_the_default_partition_move_into_the_partition_created_for_them(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("UPDATE pgsched.retention SET keep = interval '2 minutes'")  # as the leader will
+    ended = insert_jobs(conn, 10)
+    conn.execute("UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE id = ANY(%s)", [ended])
+    assert _where(conn, ended) == {"pgsched.jobs_done_default"}  # no partition yet
+    await _prune(dsn, _db_now(conn))
+    assert len(_where(conn, ended)) == 1 and not _where(conn, ended) & {"pgsched.jobs_done_default"}
+
+
+async def test_finished_jobs_without_purge_at_are_deleted_from_the_default_partition_past_their_retention(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    old = insert_jobs(conn, 3, state="succeeded", finished_at=datetime.now().astimezone() - timedelta(hours=1))
+    fresh = insert_jobs(conn, 2, state="succeeded", finished_at=datetime.now().astimezone())
+    assert _where(conn, old + fresh) == {"pgsched.jobs_done_default"}
+    await _prune(dsn, _db_now(conn))
+    left = conn.execute("SELECT id FROM pgsched.jobs WHERE id = ANY(%s) ORDER BY id", [old + fresh]).fetchall()
+    assert [r["id"] for r in left] == fresh
+
+
+async def test_a_partition_whose_lock_is_busy_is_dropped_next_round_without_waiting(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    now = _db_now(conn)
+    await _prune(dsn, now)
+    ended = insert_jobs(conn, 3)
+    conn.execute("UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE id = ANY(%s)", [ended])
+    with psycopg.connect(dsn) as reader:
+        reader.execute("SELECT count(*) FROM pgsched.jobs WHERE state = 'succeeded'")  # holds a lock on jobs_done
+        await _prune(dsn, now + timedelta(minutes=5))  # returns at once: lock_timeout
+        assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [ended]).fetchone() == {"n": 3}
+    await _prune(dsn, now + timedelta(minutes=5))
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [ended]).fetchone() == {"n": 0}
