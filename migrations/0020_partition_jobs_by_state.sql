@@ -56,6 +56,13 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Its triggers too (recreated on the new table below, but for the two reworked for row movement).
+CREATE TEMP TABLE storage_triggers ON COMMIT DROP AS
+SELECT t.tgname AS name, pg_get_triggerdef(t.oid) AS def, obj_description(t.oid, 'pg_trigger') AS comment
+  FROM pg_trigger t
+ WHERE t.tgrelid = 'pgsched.jobs'::regclass AND NOT t.tgisinternal
+   AND t.tgname NOT IN ('jobs_advance_dependents', 'jobs_forget_dependencies');
+
 ALTER TABLE pgsched.jobs RENAME TO jobs_old;
 ALTER SEQUENCE pgsched.jobs_id_seq RENAME TO jobs_old_id_seq;
 ALTER TABLE pgsched.jobs_old ADD COLUMN purge_at timestamptz;
@@ -118,10 +125,18 @@ CREATE INDEX jobs_schedule_idx ON pgsched.jobs USING btree (schedule_id, run_at)
 CREATE INDEX jobs_tags_idx ON pgsched.jobs USING gin (tags) WHERE (tags <> '{}'::text[]);
 CREATE INDEX jobs_workflow_idx ON pgsched.jobs USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
 
--- Triggers (row triggers are cloned onto every partition).
-CREATE TRIGGER jobs_fill_defaults BEFORE INSERT ON pgsched.jobs FOR EACH ROW WHEN (((new.queue IS NULL) OR (new.priority IS NULL) OR (new.max_attempts IS NULL))) EXECUTE FUNCTION pgsched.jobs_fill_defaults();
-COMMENT ON TRIGGER jobs_fill_defaults ON pgsched.jobs IS 'Fills queue, priority and max_attempts left out of an insert from the task registry (pgsched.task_defaults).';
-CREATE TRIGGER jobs_notify_insert AFTER INSERT ON pgsched.jobs REFERENCING NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION pgsched.jobs_notify_insert();
+-- Triggers (row triggers are cloned onto every partition): those of the old table as they were.
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT * FROM storage_triggers LOOP
+        EXECUTE t.def;
+        IF t.comment IS NOT NULL THEN
+            EXECUTE format('COMMENT ON TRIGGER %I ON pgsched.jobs IS %L', t.name, t.comment);
+        END IF;
+    END LOOP;
+END $$;
 
 CREATE FUNCTION pgsched.jobs_purge_at() RETURNS trigger
     LANGUAGE plpgsql
