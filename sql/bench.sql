@@ -96,3 +96,39 @@ COPY (
 -- name: bench_workflows_delete
 -- Remove every workflow (their steps went with bench_delete_queue), so the next creation starts from empty tables.
 DELETE FROM pgsched.workflows
+
+-- name: bench_history_retention
+-- History bench: keep finished jobs `days` days (the default of every state), and create their one-day time partitions.
+WITH kept AS (
+    UPDATE pgsched.retention SET keep = make_interval(days => %(days)s::int) WHERE queue = '*' RETURNING 1
+)
+SELECT h.* FROM (SELECT count(*) FROM kept) k, pgsched.history_maintain(interval '1 day', now()) h
+
+-- name: bench_history_queue_kept
+-- History bench: the drained jobs of this queue are kept past every time partition (they land in the default partition).
+INSERT INTO pgsched.retention (queue, state, keep)
+SELECT %(queue)s::text, s, interval '3650 days' FROM unnest('{succeeded,dead,cancelled}'::pgsched.job_state[]) AS s
+
+-- name: bench_history_load
+-- History bench: n finished jobs spread over the last `days` days (90 % succeeded, 8 % dead, 2 % cancelled), each in its time partition.
+INSERT INTO pgsched.jobs (task, queue, args, priority, max_attempts, attempt, state, run_at, started_at,
+                          finished_at, purge_at, result)
+SELECT 'noop', 'history', '{}', 0, 1, 1, s.state, f.at - interval '2 s', f.at - interval '1 s', f.at,
+       f.at + make_interval(days => %(days)s::int), CASE WHEN s.state = 'succeeded' THEN '{"ok": true}'::jsonb END
+  FROM generate_series(1, %(n)s::int) g
+ CROSS JOIN LATERAL (SELECT now() - (g::float8 / %(n)s::int) * make_interval(days => %(days)s::int) AS at) f
+ CROSS JOIN LATERAL (SELECT CASE WHEN g %% 50 = 0 THEN 'cancelled' WHEN g %% 12 = 0 THEN 'dead'
+                                 ELSE 'succeeded' END::pgsched.job_state AS state) s
+
+-- name: bench_history_span
+-- History bench: bytes of the time partitions, and the lowest and highest job id.
+SELECT (SELECT sum(h.bytes) FROM pgsched.history_partitions h)::float8 AS bytes,
+       (SELECT min(j.id) FROM pgsched.jobs j) AS low, (SELECT max(j.id) FROM pgsched.jobs j) AS high
+
+-- name: bench_history_biggest
+-- History bench: the time partition holding the most (the day to drop).
+SELECT h.name FROM pgsched.history_partitions h ORDER BY h.bytes DESC LIMIT 1
+
+-- name: bench_history_drop
+-- History bench: drop one time partition.
+SELECT pgsched.history_partition_drop(%(name)s::text)

@@ -25,7 +25,7 @@ from pgsched.bench.workers import QUEUE, cpu_seconds, wait_until_drained, wait_u
 from pgsched.errors import ConfigurationError
 from pgsched.queries import query
 
-__all__ = ["STATS_STATES", "DrainResult", "cold_drain"]
+__all__ = ["STATS_STATES", "DrainResult", "cold_drain", "timed_drain"]
 
 STATS_STATES = ("none", "after-load", "every-0.5s")
 ANALYZE_EVERY = 0.5
@@ -100,14 +100,15 @@ def cold_drain(databases: Databases, *, backlog: int, processes: int, concurrenc
             if stats == "after-load":
                 conn.execute(_ANALYZE)
             conn.execute(_CHECKPOINT)
-            return _timed(conn, dsn, backlog=backlog, processes=processes, concurrency=concurrency, stats=stats)
+            return timed_drain(conn, dsn, backlog=backlog, processes=processes, concurrency=concurrency, stats=stats)
     finally:
         databases.drop(dsn)
 
 
-def _timed(
+def timed_drain(
     conn: psycopg.Connection[Any], dsn: str, *, backlog: int, processes: int, concurrency: int, stats: str
 ) -> DrainResult:
+    """Drain the ``backlog`` already queued in ``dsn`` with fresh worker processes, and time it."""
     spawned = time.perf_counter()
     with (
         _analyzing(dsn, stats == "every-0.5s") as analyzes,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from pgsched.bench import STATS_STATES, BenchOptions, bench_server, run_bench
+from pgsched.bench.history import history_bench
 from pgsched.bench.scratch import DEFAULT_PREFIX, Databases, admin_dsn
 from pgsched.bench.soak import Sample, SoakOptions, soak
 from pgsched.bench.workflows import DRAIN_KINDS, creation_cost, drain_rate
@@ -322,3 +323,36 @@ def workflows_command(dsn: str | None, db_prefix: str, runs: int, fan_out: int, 
     for label, key, fmt in rows:
         each = " ".join(fmt.format(r[key]) for r in per_run)
         click.echo(f"{label:<48} {fmt.format(medians[key]):>10}   runs: {each}")
+
+
+@bench.command("history")
+@_dsn_option
+@_prefix_option
+@_option("--finished", 1_000_000, "Finished jobs bulk-loaded into the history (one-day time partitions).")
+@_option("--days", 7, "Days of history (and of retention) they are spread over.")
+@_option("--backlog", 100_000, "No-op jobs of each drain (one cold worker process, concurrency 10).")
+@_option("--runs", 3, "Drains on each side, alternating empty / loaded.")
+@_json_option
+def history_command(dsn: str | None, db_prefix: str, finished: int, days: int, backlog: int, runs: int,
+                    as_json: bool) -> None:  # fmt: skip
+    """A long history of finished jobs: drain vs an empty history, reads of finished jobs, disk, dropping a day."""
+    for name, value, low in (("finished", finished, 1), ("days", days, 1), ("backlog", backlog, 1), ("runs", runs, 1)):
+        _at_least(name, value, low)
+    _quiet()
+    with bench_server(dsn) as server:
+        databases = Databases(admin_dsn(server.dsn), db_prefix)
+        try:
+            result = history_bench(databases, finished=int(finished), days=int(days), backlog=int(backlog),
+                                   runs=int(runs))  # fmt: skip
+        finally:
+            databases.drop_all()
+    figures = result.figures()
+    if as_json:
+        echo_json({"figures": figures, "drain_empty": result.drain_empty, "drain_loaded": result.drain_history,
+                   "server": server.settings.values, "warnings": server.settings.warnings})  # fmt: skip
+        return
+    _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
+    for key, figure in figures.items():
+        click.echo(f"{key:48} {figure:,.3f}")
+    click.echo(f"drains, jobs/s: empty {[round(r) for r in result.drain_empty]}, "
+               f"loaded {[round(r) for r in result.drain_history]}")  # fmt: skip
