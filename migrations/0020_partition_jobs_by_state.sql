@@ -121,6 +121,7 @@ COMMENT ON INDEX pgsched.jobs_done_id_idx IS 'Finished jobs by id, in every time
 CREATE INDEX jobs_finished_idx ON pgsched.jobs USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
 CREATE INDEX jobs_meta_idx ON pgsched.jobs USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
 CREATE INDEX jobs_run_key_idx ON pgsched.jobs USING btree (run_key) WHERE (run_key IS NOT NULL);
+COMMENT ON INDEX pgsched.jobs_run_key_idx IS 'Jobs by run key (not unique: pgsched.run_keys holds uniqueness).';
 CREATE INDEX jobs_schedule_idx ON pgsched.jobs USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
 CREATE INDEX jobs_tags_idx ON pgsched.jobs USING gin (tags) WHERE (tags <> '{}'::text[]);
 CREATE INDEX jobs_workflow_idx ON pgsched.jobs USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);

@@ -4461,6 +4461,12 @@ CREATE INDEX jobs_done_default_meta_idx ON pgsched.jobs_done_default USING gin (
 CREATE INDEX jobs_run_key_idx ON ONLY pgsched.jobs USING btree (run_key) WHERE (run_key IS NOT NULL);
 
 --
+-- Name: INDEX jobs_run_key_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_run_key_idx IS 'Jobs by run key (not unique: pgsched.run_keys holds uniqueness).';
+
+--
 -- Name: jobs_done_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
@@ -4829,6 +4835,30 @@ CREATE TRIGGER jobs_purge_at BEFORE UPDATE ON pgsched.jobs FOR EACH ROW WHEN (((
 --
 
 COMMENT ON TRIGGER jobs_purge_at ON pgsched.jobs IS 'Sets purge_at of a job that ends by any statement that did not set it, and clears it when a job goes back to a live state.';
+
+--
+-- Name: jobs jobs_run_key_hold; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_run_key_hold BEFORE INSERT ON pgsched.jobs FOR EACH ROW WHEN ((new.run_key IS NOT NULL)) EXECUTE FUNCTION pgsched.jobs_run_key_hold();
+
+--
+-- Name: TRIGGER jobs_run_key_hold ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TRIGGER jobs_run_key_hold ON pgsched.jobs IS 'A live job inserted with a run key takes the key, or the insert fails (unique_violation) while another job holds it.';
+
+--
+-- Name: jobs jobs_run_key_rehold; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_run_key_rehold BEFORE UPDATE OF state, run_key ON pgsched.jobs FOR EACH ROW WHEN (((new.run_key IS NOT NULL) AND (new.state = ANY (ARRAY['waiting'::pgsched.job_state, 'queued'::pgsched.job_state, 'running'::pgsched.job_state])) AND ((old.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])) OR (old.run_key IS DISTINCT FROM new.run_key)))) EXECUTE FUNCTION pgsched.jobs_run_key_hold();
+
+--
+-- Name: TRIGGER jobs_run_key_rehold ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TRIGGER jobs_run_key_rehold ON pgsched.jobs IS 'A finished job coming back (retry, redrive) or a live job given a new key takes its key again, or fails while another job holds it.';
 
 --
 -- Name: queues queues_notify_change; Type: TRIGGER; Schema: pgsched; Owner: -
