@@ -50,6 +50,8 @@ class DrainResult:
     postgres_cpu_ms_per_job: float
     analyzes: int
     autoanalyzes: int
+    dead_tuples_per_job: float = 0.0  # made by the drain (non-HOT updates and deletes), every partition
+    live_dead_tuples_per_job: float = 0.0  # of them in jobs_live (the claim path)
 
     def figures(self) -> dict[str, float]:
         key = f"drain.{self.stats}.{self.processes}"
@@ -62,6 +64,8 @@ class DrainResult:
             f"{key}.postgres_cpu_ms_per_job": self.postgres_cpu_ms_per_job,
             f"{key}.analyzes": float(self.analyzes),
             f"{key}.autoanalyzes": float(self.autoanalyzes),
+            f"{key}.dead_tuples_per_job": self.dead_tuples_per_job,
+            f"{key}.live_dead_tuples_per_job": self.live_dead_tuples_per_job,
         }
 
 
@@ -109,6 +113,7 @@ def timed_drain(
     conn: psycopg.Connection[Any], dsn: str, *, backlog: int, processes: int, concurrency: int, stats: str
 ) -> DrainResult:
     """Drain the ``backlog`` already queued in ``dsn`` with fresh worker processes, and time it."""
+    before = _settled_table_stats(conn)
     spawned = time.perf_counter()
     with (
         _analyzing(dsn, stats == "every-0.5s") as analyzes,
@@ -120,7 +125,7 @@ def timed_drain(
         wait_until_drained(conn, procs, timeout=max(300.0, backlog / 100))
         drained = time.perf_counter()
         workers_after, backends_after = cpu_seconds(conn, procs)
-    table = conn.execute(query("bench_table_stats")).fetchone()
+    table = _settled_table_stats(conn)
     row = conn.execute(query("bench_drain_window"), {"queue": QUEUE}).fetchone()
     done, seconds = (int(row[0]), float(row[1])) if row else (0, 0.0)
     if done != backlog or seconds <= 0:
@@ -137,5 +142,20 @@ def timed_drain(
         worker_cpu_ms_per_job=(workers_after - workers_before) * 1000 / backlog,
         postgres_cpu_ms_per_job=(backends_after - backends_before) * 1000 / backlog,
         analyzes=analyzes[0] + (stats == "after-load"),
-        autoanalyzes=int(table[4]) if table else 0,
+        autoanalyzes=int(table[4]),
+        dead_tuples_per_job=(int(table[6]) - int(before[6])) / backlog,
+        live_dead_tuples_per_job=(int(table[7]) - int(before[7])) / backlog,
     )
+
+
+def _settled_table_stats(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    """bench_table_stats once the counters stop moving (exiting backends flush theirs asynchronously)."""
+    last: tuple[Any, ...] | None = None
+    for _ in range(20):
+        row = conn.execute(query("bench_table_stats")).fetchone()
+        current = tuple(row) if row else (0,) * 8
+        if current == last:
+            return current
+        last = current
+        time.sleep(0.25)  # a reading a moment later, not a wait for a state: counters only settle
+    return last or (0,) * 8
