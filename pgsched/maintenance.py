@@ -109,7 +109,15 @@ class Pruner:
             await cur.execute(query("history_maintain"), {"width": self._width, "now": now})
             row = await cur.fetchone()
         if row and (row["dropped"] or row["created"] or row["busy"]):
-            log.info("maintained history partitions", extra={"event": "history_partitions", **row})
+            log.info(
+                "maintained history partitions",
+                extra={
+                    "event": "history_partitions",  # not "created": a LogRecord attribute
+                    "partitions_created": row["created"],
+                    "partitions_dropped": row["dropped"],
+                    "partitions_busy": row["busy"],
+                },
+            )
         deleted = await self._batches(conn, "history_default_prune", now=now)
         if deleted:
             log.info(

@@ -46,6 +46,10 @@ INTERNAL = {
     "workflows_kind_valid",
     "run_keys_scope_valid",
     "run_keys_held_until_valid",
+    # pgsched.retention is written by SQL (an operator's INSERT) and by the leader from its settings only.
+    "retention_queue_valid",
+    "retention_state_final",
+    "retention_keep_range",
 }
 
 NAMES = ["a", "0", "_", "-a", "a-b.c_d:e", "A", "a\n", "\na", "a b", "", "é"]

@@ -3,8 +3,11 @@ queue and state); the leader creates the partitions ahead and drops whole ones o
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
+
+import pytest
 
 import psycopg
 from psycopg.rows import dict_row
@@ -72,8 +75,9 @@ def test_a_job_that_ends_gets_the_retention_of_its_queue_and_state(conn: psycopg
 
 
 async def test_the_leader_creates_partitions_ahead_and_drops_passed_ones_whole(
-    dsn: str, conn: psycopg.Connection[Any]
+    dsn: str, conn: psycopg.Connection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="pgsched.maintenance")  # its log line once broke the leader
     now = _db_now(conn)
     await _prune(dsn, now)
     ahead = _partitions(conn)
@@ -92,6 +96,8 @@ async def test_the_leader_creates_partitions_ahead_and_drops_passed_ones_whole(
     assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [live]).fetchone() == {"n": 5}
     remaining = _partitions(conn)
     assert remaining and all(p["purge_to"] > later for p in remaining)  # passed ones dropped, new ones ahead
+    logged = [r for r in caplog.records if getattr(r, "event", None) == "history_partitions"]
+    assert logged and any(getattr(r, "partitions_dropped", 0) for r in logged)
 
 
 async def test_finished_rows_in_the_default_partition_move_into_the_partition_created_for_them(
