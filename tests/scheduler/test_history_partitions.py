@@ -7,9 +7,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from pgsched import Settings
