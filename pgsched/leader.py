@@ -16,8 +16,9 @@ session lock would stay on whichever server session ran the statement. Follower:
 the lease when it is free or expired. Leader: the lease is held under an epoch (the fencing token); leader
 work runs in ``fenced()`` transactions that first renew the lease under that epoch and keep its row locked
 until they commit, so no candidate takes over while one runs, and a leader whose lease expired (paused,
-cut off) or was taken finds no row, rolls back (``LeadershipLost``) and steps down. Two leaders never act
-at once; a lost leader is replaced within the lease's ``ttl``. ``resign()`` frees the lease at once.
+cut off) or was taken finds no row, rolls back (``LeadershipLost``) and steps down. Two leaders never fire
+or reap at once (the scheduler prunes right after ``confirm()``, unfenced: see ``pgsched.scheduler``); a lost
+leader is replaced within the lease's ``ttl``. ``resign()`` frees the lease at once.
 """
 
 from __future__ import annotations

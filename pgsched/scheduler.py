@@ -9,8 +9,8 @@ first (drop the connection, freeing the lock), then campaign again.
 
 Where the lock lives is decided at start (``pgsched.session_route``): on PGSCHED_DSN when it reaches
 PostgreSQL directly, on PGSCHED_SESSION_DSN when set; behind a transaction-mode pooler without one, the
-lease row (``LeaseElector``): each piece of leader work then runs in a fenced transaction, and the leader
-waits on a timer instead of LISTEN.
+lease row (``LeaseElector``): firing and reaping then run in fenced transactions, pruning right after a
+renewal, and the leader waits on a timer instead of LISTEN.
 
 Without ``worker_id`` the service registers its own ``pgsched.workers`` row (role scheduler) so
 it shows in ``pgsched.cluster``; inside ``pgsched worker`` it reuses the worker's row.
@@ -141,8 +141,11 @@ class Scheduler:
                     await self._reaper.reap(conn)
                 next_reap = now + self._settings.reaper_interval_seconds
             if now >= next_prune:
-                async with elector.fenced() as conn:
-                    await self._pruner.prune(conn)
+                # Right after a renewal, not inside a fence: the partition DDL must commit statement by statement
+                # (in one fenced transaction its locks would hold up the hot path for the whole round), and the
+                # prune is idempotent if a lost leader finishes its round while another starts one.
+                if await elector.confirm():
+                    await self._pruner.prune(elector.conn)
                 next_prune = now + self._settings.prune_interval_seconds
             wait = interval if report.wake_in is None else min(interval, report.wake_in)
             if elector.listens:
