@@ -50,6 +50,8 @@ INTERNAL = {
     "retention_queue_valid",
     "retention_state_final",
     "retention_keep_range",
+    "leader_lease_id_check",  # the one-row lease table
+    "workers_heartbeat_lease_seconds_check",  # written from the process's own settings
 }
 
 NAMES = ["a", "0", "_", "-a", "a-b.c_d:e", "A", "a\n", "\na", "a b", "", "é"]
