@@ -163,13 +163,19 @@ WITH done AS (
            attempt = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.attempt - 1 ELSE j.attempt END,
            snoozes = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.snoozes + 1 ELSE j.snoozes END,
            lease = NULL,
-           -- Set here, not by the jobs_purge_at trigger (a trigger call per row): the time partition the row moves to.
-           purge_at = pgsched.purge_at(j.queue, CASE
-                        WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN 'queued'
-                        WHEN d.outcome = 'failed' THEN 'dead'
-                        WHEN d.outcome = 'snoozed' THEN CASE WHEN j.snoozes < d.snooze_limit THEN 'queued' ELSE 'dead' END
-                        ELSE d.outcome
-                      END::pgsched.job_state, coalesce(%(now)s::timestamptz, now())),
+           -- Set here, not by the jobs_purge_at trigger: the time partition the row moves to. The retention of its queue,
+           -- else of queue * (pgsched.purge_at's rule, inline: a function with a pinned search_path costs ~15 us a call).
+           purge_at = CASE
+                        WHEN (d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final)
+                          OR (d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit)
+                        THEN NULL
+                        ELSE coalesce(%(now)s::timestamptz, now()) + (
+                               SELECT r.keep FROM pgsched.retention r
+                                WHERE r.queue IN (j.queue, '*')
+                                  AND r.state = CASE WHEN d.outcome IN ('failed', 'snoozed') THEN 'dead'
+                                                     ELSE d.outcome END::pgsched.job_state
+                                ORDER BY r.queue = '*' LIMIT 1)
+                      END,
            result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
            errors = CASE
                       WHEN d.error IS NULL THEN j.errors

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 
 from pgsched import Settings
 from pgsched.maintenance import Pruner
+from pgsched.queries import query
 from tests.support.factories import insert_jobs
 
 MINUTE = 60.0
@@ -134,3 +135,39 @@ async def test_a_partition_whose_lock_is_busy_is_dropped_next_round_without_wait
         assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [ended]).fetchone() == {"n": 3}
     await _prune(dsn, now + timedelta(minutes=5))
     assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [ended]).fetchone() == {"n": 0}
+
+
+def test_the_finish_sets_purge_at_from_the_retention_of_the_queue_and_the_final_state(
+    conn: psycopg.Connection[Any],
+) -> None:
+    conn.execute("INSERT INTO pgsched.retention (queue, state, keep) VALUES ('audit', 'succeeded', '90 days')")
+    conn.execute("INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (3, 'test', 3)")
+    audit = insert_jobs(conn, 1, queue="audit", state="running", attempt=1, worker_id=3, lease=1)[0]
+    dead = insert_jobs(conn, 1, state="running", attempt=1, max_attempts=1, worker_id=3, lease=2)[0]
+    again = insert_jobs(conn, 1, state="running", attempt=1, max_attempts=3, worker_id=3, lease=3)[0]
+    conn.execute(
+        query("job_finish_many"),
+        {
+            "ids": [audit, dead, again],
+            "leases": [1, 2, 3],
+            "outcomes": ["succeeded", "failed", "failed"],
+            "results": ["1", None, None],
+            "errors": [None, '{"error": "x"}', '{"error": "y"}'],
+            "delays": [0.0, 0.0, 5.0],
+            "finals": [False, False, False],
+            "snooze_limits": [0, 0, 0],
+            "now": None,
+        },
+    )
+    rows = {
+        r["id"]: (r["state"], r["kept"])
+        for r in conn.execute(
+            "SELECT id, state::text AS state, purge_at - finished_at AS kept FROM pgsched.jobs WHERE id = ANY(%s)",
+            [[audit, dead, again]],
+        ).fetchall()
+    }
+    assert rows == {
+        audit: ("succeeded", timedelta(days=90)),
+        dead: ("dead", timedelta(days=30)),
+        again: ("queued", None),
+    }
