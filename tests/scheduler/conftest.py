@@ -53,6 +53,7 @@ def leader_pid(conn: psycopg.Connection[Any]) -> int | None:
         """SELECT w.pid FROM pgsched.workers w
             WHERE w.is_leader
               AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+                             AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
                              AND l.classid = pgsched.lock_namespace()::oid AND l.objid = 0 AND l.objsubid = 2)"""
     ).fetchone()
     if row is None:
