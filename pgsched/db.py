@@ -342,26 +342,36 @@ def translated(
         raise new from exc
 
 
-def _moved(exc: psycopg.Error, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+def _moved(exc: psycopg.Error) -> bool:
+    """The partitions changed under the statement: a row it reached had been moved to another partition by a
+    concurrent change of state (40001), or it routed a row into jobs_done's default partition by the partitions it
+    saw when it began while the leader attached the time partition for that row's purge_at (23514 on the default
+    partition, no constraint name). Either way the same statement, run again, sees where rows are now."""
+    if isinstance(exc, pg_errors.SerializationFailure):
+        return _MOVED in str(exc)
     return (
-        isinstance(exc, pg_errors.SerializationFailure)
-        and _MOVED in str(exc)
-        and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # autocommit: nothing else was lost
+        isinstance(exc, pg_errors.CheckViolation)
+        and exc.diag.constraint_name is None
+        and (exc.diag.table_name or "").startswith("jobs_done")
     )
 
 
 def execute_moving(
     target: psycopg.Connection[Any] | psycopg.Cursor[Any], sql: Any, params: Any = None, **kwargs: Any
 ) -> psycopg.Cursor[Any]:
-    """Run one statement that locks or updates jobs by id, again when a row it reached had been moved to another
-    partition by a concurrent change of state (the one home of that retry; see ``MOVED_RETRIES``). Outside a
-    transaction only: inside one, the error aborted the caller's transaction and is raised."""
+    """Run one statement that locks, updates or moves jobs, again when the partitions changed under it (``_moved``;
+    the one home of that retry, at most ``MOVED_RETRIES`` times). Inside the caller's transaction each try runs
+    under a savepoint, so a retry never loses what the transaction did before (a transactional task's writes)."""
     conn = target.connection if isinstance(target, psycopg.Cursor) else target
+    outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     for attempt in range(MOVED_RETRIES):
         try:
-            return target.execute(sql, params, **kwargs)
+            if outside:
+                return target.execute(sql, params, **kwargs)
+            with conn.transaction():
+                return target.execute(sql, params, **kwargs)
         except psycopg.Error as exc:
-            if attempt == MOVED_RETRIES - 1 or not _moved(exc, conn):
+            if attempt == MOVED_RETRIES - 1 or not _moved(exc):
                 raise
     raise AssertionError("unreachable")
 
@@ -371,10 +381,14 @@ async def execute_moving_async(
 ) -> psycopg.AsyncCursor[Any]:
     """The async twin of ``execute_moving``."""
     conn = target.connection if isinstance(target, psycopg.AsyncCursor) else target
+    outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     for attempt in range(MOVED_RETRIES):
         try:
-            return await target.execute(sql, params, **kwargs)
+            if outside:
+                return await target.execute(sql, params, **kwargs)
+            async with conn.transaction():
+                return await target.execute(sql, params, **kwargs)
         except psycopg.Error as exc:
-            if attempt == MOVED_RETRIES - 1 or not _moved(exc, conn):
+            if attempt == MOVED_RETRIES - 1 or not _moved(exc):
                 raise
     raise AssertionError("unreachable")

@@ -179,3 +179,87 @@ async def test_claims_finishes_and_cancels_racing_lose_and_strand_nothing(
     left = conn.execute("SELECT state::text AS state, count(*) AS n FROM pgsched.jobs GROUP BY 1 ORDER BY 1").fetchall()
     assert {r["state"] for r in left} <= {"succeeded", "cancelled"}, left
     assert sum(r["n"] for r in left) == len(ids)
+
+
+def _attaching_under(dsn: str, purge_at_sql: str, run: Any) -> Any:
+    """Run ``run(conn)`` while the leader's transaction attaches the time partition that the row ``run`` moves
+    into jobs_done belongs in (``purge_at_sql`` says where it will fall), committed once ``run`` waits on it: the
+    statement routed the row by the partitions it saw when it began (to the default partition), and the default
+    partition no longer takes that range once the attach commits."""
+    with (
+        psycopg.connect(dsn) as leader,
+        psycopg.connect(dsn, autocommit=True) as runner,
+        psycopg.connect(dsn, autocommit=True) as watch,
+    ):
+        leader.execute(
+            "SELECT pgsched.history_partition_create(date_trunc('day', p), date_trunc('day', p) + interval '1 day')"
+            f" FROM (SELECT {purge_at_sql} AS p) x"
+        )
+        outcome: dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                outcome["value"] = run(runner)
+            except Exception as exc:  # handed to the test thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=go)
+        thread.start()
+        wait_until(lambda: _someone_waits_for_a_lock(watch), timeout=10)
+        leader.commit()
+        thread.join(10)
+        assert not thread.is_alive()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+_SUCCEEDED_KEEP = "now() + (SELECT keep FROM pgsched.retention WHERE queue = '*' AND state = 'succeeded')"
+
+
+def test_a_finish_racing_the_attach_of_its_time_partition_is_retried(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    """A fresh cluster's first leader round attaches partitions for the ranges finished jobs land in right now."""
+    job_id, lease = _running_job(conn)
+    finished = Finished(job_id, 1, lease, Outcome.SUCCEEDED, result="1")
+
+    def finish(_: psycopg.Connection[Any]) -> dict[int, str]:
+        async def run() -> dict[int, str]:
+            store = WorkerStore(dsn)
+            try:
+                return await store.job_finish_many([finished])
+            finally:
+                await store.close()
+
+        return asyncio.run(run())
+
+    assert _attaching_under(dsn, _SUCCEEDED_KEEP, finish) == {job_id: "succeeded"}
+    row = conn.execute("SELECT tableoid::regclass::text AS part FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    assert row is not None and row["part"] != "pgsched.jobs_done_default"
+
+
+def test_a_transactional_finish_racing_the_attach_keeps_the_tasks_own_writes(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    """The finish of a transactional task runs in the task's transaction: the retry must not lose what it wrote."""
+    job_id, lease = _running_job(conn)
+    conn.execute("CREATE TABLE task_writes (job_id bigint)")
+    finished = Finished(job_id, 1, lease, Outcome.SUCCEEDED, result="1")
+
+    def finish(_: psycopg.Connection[Any]) -> bool:
+        async def run() -> bool:
+            store = WorkerStore(dsn)
+            try:
+                async with store.transaction() as tx:
+                    await tx.execute("INSERT INTO task_writes VALUES (%s)", [job_id])
+                    return await store.job_finish_in(tx, finished)
+            finally:
+                await store.close()
+
+        return asyncio.run(run())
+
+    assert _attaching_under(dsn, _SUCCEEDED_KEEP, finish) is True
+    assert conn.execute("SELECT count(*) AS n FROM task_writes").fetchone() == {"n": 1}
+    row = conn.execute("SELECT state::text AS state FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    assert row == {"state": "succeeded"}
