@@ -204,3 +204,9 @@ def list_params(
         "tags": list(tags or ()),
         "meta": Jsonb(dict(meta or {})),
     }
+
+
+def replaces(jobs: Sequence[NewJob]) -> bool:
+    """Whether the insert may update a holder not yet started (on_conflict replace): a row that a concurrent claim,
+    finish or cancel can move to another partition under it, so it goes through db.execute_moving."""
+    return any(j.run_key is not None and j.on_conflict == "replace" for j in jobs)

@@ -102,8 +102,9 @@ class JobStore:
     def _insert_one(self, job: NewJob, conn: psycopg.Connection[Any] | None) -> Inserted:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
-                row = cur.execute(
-                    enqueue_rows.insert_query(job), enqueue_rows.insert_params(job, self._clock.db_now())
+                statement, params = enqueue_rows.insert_query(job), enqueue_rows.insert_params(job, self._clock.db_now())
+                row = (
+                    db.execute_moving(cur, statement, params) if enqueue_rows.replaces([job]) else cur.execute(statement, params)
                 ).fetchone()
                 if row is not None and row["id"] is not None:
                     return Inserted(Job.from_row(row), row["holder"] is None)
@@ -160,7 +161,10 @@ class JobStore:
             )
             if any(j.run_key is not None for j in jobs):
                 keyed = enqueue_rows.keyed_params(ids, jobs, defaults, self._clock.db_now())
-                rows = cur.execute(query("job_insert_many_keyed"), keyed).fetchall()
+                if enqueue_rows.replaces(jobs):
+                    rows = db.execute_moving(cur, query("job_insert_many_keyed"), keyed).fetchall()
+                else:
+                    rows = cur.execute(query("job_insert_many_keyed"), keyed).fetchall()
                 return enqueue_rows.ids_in_order(ids, jobs, {r["run_key"]: r["id"] for r in rows})
             now = self._clock.now()
             statement, types, labelled = enqueue_rows.copy_shape(jobs)
@@ -220,7 +224,11 @@ class AsyncJobStore:
     async def _insert_one(self, job: NewJob, conn: psycopg.AsyncConnection[Any] | None) -> Inserted:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
-                await cur.execute(enqueue_rows.insert_query(job), enqueue_rows.insert_params(job, self._clock.db_now()))
+                statement, params = enqueue_rows.insert_query(job), enqueue_rows.insert_params(job, self._clock.db_now())
+                if enqueue_rows.replaces([job]):
+                    await db.execute_moving_async(cur, statement, params)
+                else:
+                    await cur.execute(statement, params)
                 row = await cur.fetchone()
                 if row is not None and row["id"] is not None:
                     return Inserted(Job.from_row(row), row["holder"] is None)
@@ -276,7 +284,10 @@ class AsyncJobStore:
                 defaults = enqueue_rows.resolved(await cur.fetchall())
             if any(j.run_key is not None for j in jobs):
                 keyed = enqueue_rows.keyed_params(ids, jobs, defaults, self._clock.db_now())
-                await cur.execute(query("job_insert_many_keyed"), keyed)
+                if enqueue_rows.replaces(jobs):
+                    await db.execute_moving_async(cur, query("job_insert_many_keyed"), keyed)
+                else:
+                    await cur.execute(query("job_insert_many_keyed"), keyed)
                 by_key = {r["run_key"]: r["id"] for r in await cur.fetchall()}
                 return enqueue_rows.ids_in_order(ids, jobs, by_key)
             now = self._clock.now()

@@ -263,3 +263,4 @@ def test_a_transactional_finish_racing_the_attach_keeps_the_tasks_own_writes(
     assert conn.execute("SELECT count(*) AS n FROM task_writes").fetchone() == {"n": 1}
     row = conn.execute("SELECT state::text AS state FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
     assert row == {"state": "succeeded"}
+
