@@ -102,10 +102,12 @@ class JobStore:
     def _insert_one(self, job: NewJob, conn: psycopg.Connection[Any] | None) -> Inserted:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
-                statement, params = enqueue_rows.insert_query(job), enqueue_rows.insert_params(job, self._clock.db_now())
-                row = (
-                    db.execute_moving(cur, statement, params) if enqueue_rows.replaces([job]) else cur.execute(statement, params)
-                ).fetchone()
+                statement = enqueue_rows.insert_query(job)
+                params = enqueue_rows.insert_params(job, self._clock.db_now())
+                if enqueue_rows.replaces([job]):
+                    row = db.execute_moving(cur, statement, params).fetchone()
+                else:
+                    row = cur.execute(statement, params).fetchone()
                 if row is not None and row["id"] is not None:
                     return Inserted(Job.from_row(row), row["holder"] is None)
                 if row is None:
@@ -224,7 +226,8 @@ class AsyncJobStore:
     async def _insert_one(self, job: NewJob, conn: psycopg.AsyncConnection[Any] | None) -> Inserted:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
             for _ in range(5):
-                statement, params = enqueue_rows.insert_query(job), enqueue_rows.insert_params(job, self._clock.db_now())
+                statement = enqueue_rows.insert_query(job)
+                params = enqueue_rows.insert_params(job, self._clock.db_now())
                 if enqueue_rows.replaces([job]):
                     await db.execute_moving_async(cur, statement, params)
                 else:

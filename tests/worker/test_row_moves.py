@@ -217,9 +217,7 @@ def _attaching_under(dsn: str, purge_at_sql: str, run: Any) -> Any:
 _SUCCEEDED_KEEP = "now() + (SELECT keep FROM pgsched.retention WHERE queue = '*' AND state = 'succeeded')"
 
 
-def test_a_finish_racing_the_attach_of_its_time_partition_is_retried(
-    dsn: str, conn: psycopg.Connection[Any]
-) -> None:
+def test_a_finish_racing_the_attach_of_its_time_partition_is_retried(dsn: str, conn: psycopg.Connection[Any]) -> None:
     """A fresh cluster's first leader round attaches partitions for the ranges finished jobs land in right now."""
     job_id, lease = _running_job(conn)
     finished = Finished(job_id, 1, lease, Outcome.SUCCEEDED, result="1")
@@ -263,4 +261,3 @@ def test_a_transactional_finish_racing_the_attach_keeps_the_tasks_own_writes(
     assert conn.execute("SELECT count(*) AS n FROM task_writes").fetchone() == {"n": 1}
     row = conn.execute("SELECT state::text AS state FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
     assert row == {"state": "succeeded"}
-
