@@ -62,9 +62,10 @@ def leader_pid(conn: psycopg.Connection[Any]) -> int | None:
 
 
 def lock_backend(conn: psycopg.Connection[Any]) -> int | None:
-    """Backend pid holding the leader lock."""
+    """Backend pid holding this database's leader lock (pg_locks spans the cluster)."""
     row = conn.execute(
         """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+              AND database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
               AND classid = pgsched.lock_namespace()::oid AND objid = 0 AND objsubid = 2"""
     ).fetchone()
     if row is None:

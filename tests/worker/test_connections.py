@@ -47,6 +47,7 @@ async def test_a_killed_liveness_connection_is_reestablished_and_jobs_run_again(
     worker = await start_worker()
     row = conn.execute(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
         "AND classid::bigint = pgsched.lock_namespace() AND objid::bigint = %s",
         [worker.worker_id],
     ).fetchone()
