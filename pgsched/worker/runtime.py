@@ -141,7 +141,7 @@ class Worker:
                 route.session_dsn,
                 [JOBS_CHANNEL, CANCEL_CHANNEL],
                 self._on_notify,
-                on_connect=self._wake_producer,
+                on_connect=self._listener_back,
                 ping_seconds=self._settings.heartbeat_seconds,
             )
         worker_id = await self._liveness.open()
@@ -183,6 +183,11 @@ class Worker:
 
     def _wake_producer(self) -> None:
         self._producer.wake()
+
+    def _listener_back(self) -> None:
+        # A NOTIFY sent while the listener was away is lost, and the inserter that sent it took our waiting marks:
+        # mark again (or no insert would ever notify us) and look for what came meanwhile, as after a NOTIFY.
+        self._producer.notified()
 
     def _started_ids(self) -> list[int]:
         return self._executor.running_ids()
