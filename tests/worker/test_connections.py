@@ -24,6 +24,17 @@ def alive(conn: Conn, worker_id: int | None) -> bool:
     return conn.execute("SELECT alive FROM pgsched.cluster WHERE id = %s", [worker_id]).fetchone() == {"alive": True}
 
 
+def liveness_backend(conn: Conn, worker_id: int | None) -> int | None:
+    """The backend holding the worker's liveness lock in this database (pg_locks spans the cluster), if any."""
+    row = conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND classid::bigint = pgsched.lock_namespace() AND objid::bigint = %s",
+        [worker_id],
+    ).fetchone()
+    return None if row is None else int(row["pid"])
+
+
 async def test_a_killed_listener_reconnects_and_notify_wakeups_recover(
     start_worker: StartWorker, settings: Settings, conn: Conn
 ) -> None:
@@ -45,14 +56,9 @@ async def test_a_killed_liveness_connection_is_reestablished_and_jobs_run_again(
     start_worker: StartWorker, conn: Conn
 ) -> None:
     worker = await start_worker()
-    row = conn.execute(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2 "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        "AND classid::bigint = pgsched.lock_namespace() AND objid::bigint = %s",
-        [worker.worker_id],
-    ).fetchone()
-    assert row is not None
-    conn.execute("SELECT pg_terminate_backend(%s)", [row["pid"]])
+    holder = liveness_backend(conn, worker.worker_id)
+    assert holder is not None
+    conn.execute("SELECT pg_terminate_backend(%s)", [holder])
     await until(lambda: alive(conn, worker.worker_id), timeout=15, message="liveness lock not re-taken")
     (job_id,) = insert_jobs(conn, 1, task="noop")
     await until(lambda: succeeded(conn, job_id), timeout=15)
@@ -75,11 +81,20 @@ async def test_a_broken_worker_link_makes_liveness_look_at_once_not_a_heartbeat_
     """As after a database crash: every worker session is gone. The first claim that fails tells liveness,
     which finds its own connection dead and takes its lock again long before the next (60 s) heartbeat."""
     worker = await start_worker(settings.with_(heartbeat_seconds=60.0, lease_seconds=300.0))
+    before = liveness_backend(conn, worker.worker_id)
+    assert before is not None
     conn.execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
         [f"pgsched:worker:{os.getpid()}"],
     )
-    await until(lambda: not alive(conn, worker.worker_id), timeout=15, message="the lock outlived its session")
-    (job_id,) = insert_jobs(conn, 1, task="noop")  # the NOTIFY wakes the producer: its claim finds the link dead
-    await until(lambda: alive(conn, worker.worker_id), timeout=15, message="liveness waited for its heartbeat")
+    # The listener's reconnect (or the NOTIFY of this insert) wakes the producer: its claim finds the link dead.
+    # Liveness then takes its lock again on a new session, long before its 60 s heartbeat. (Not "wait until it
+    # looks dead first": that gap can close before anyone looks.)
+    (job_id,) = insert_jobs(conn, 1, task="noop")
+    await until(
+        lambda: (now := liveness_backend(conn, worker.worker_id)) is not None and now != before,
+        timeout=15,
+        message="liveness waited for its heartbeat",
+    )
+    assert alive(conn, worker.worker_id)
     await until(lambda: succeeded(conn, job_id), timeout=15)
