@@ -30,18 +30,18 @@ def _someone_waits_for_a_lock(conn: psycopg.Connection[Any]) -> bool:
     return row is not None and row[0] > 0
 
 
-def _moving_under(dsn: str, job_id: int, change: str, run: Any) -> Any:
-    """Run ``run(conn)`` (on that connection, or on its own) while another transaction moves the job with
-    ``change`` (an UPDATE of its state), committed once ``run`` waits for the row lock: the case of 40001."""
+def _while_waiting(dsn: str, hold: Any, run: Any) -> Any:
+    """Run ``run(conn)`` (on that connection, or on its own) while another transaction, opened by ``hold(conn)``,
+    holds what ``run`` needs; that transaction commits once ``run`` waits for its lock."""
     with (
-        psycopg.connect(dsn) as mover,
+        psycopg.connect(dsn) as holder,
         psycopg.connect(dsn, autocommit=True) as runner,
         psycopg.connect(
             dsn,
             autocommit=True,  # pg_stat_activity is read once per transaction
         ) as watch,
     ):
-        mover.execute(change, [job_id])  # holds the row lock (a transaction is open)
+        hold(holder)  # a transaction is open
         outcome: dict[str, Any] = {}
 
         def go() -> None:
@@ -53,12 +53,17 @@ def _moving_under(dsn: str, job_id: int, change: str, run: Any) -> Any:
         thread = threading.Thread(target=go)
         thread.start()
         wait_until(lambda: _someone_waits_for_a_lock(watch), timeout=10)
-        mover.commit()
+        holder.commit()
         thread.join(10)
         assert not thread.is_alive()
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def _moving_under(dsn: str, job_id: int, change: str, run: Any) -> Any:
+    """``run`` while another transaction moves the job with ``change`` (an UPDATE of its state): the case of 40001."""
+    return _while_waiting(dsn, lambda mover: mover.execute(change, [job_id]), run)
 
 
 def _running_job(conn: psycopg.Connection[Any]) -> tuple[int, int]:
@@ -182,36 +187,17 @@ async def test_claims_finishes_and_cancels_racing_lose_and_strand_nothing(
 
 
 def _attaching_under(dsn: str, purge_at_sql: str, run: Any) -> Any:
-    """Run ``run(conn)`` while the leader's transaction attaches the time partition that the row ``run`` moves
-    into jobs_done belongs in (``purge_at_sql`` says where it will fall), committed once ``run`` waits on it: the
-    statement routed the row by the partitions it saw when it began (to the default partition), and the default
-    partition no longer takes that range once the attach commits."""
-    with (
-        psycopg.connect(dsn) as leader,
-        psycopg.connect(dsn, autocommit=True) as runner,
-        psycopg.connect(dsn, autocommit=True) as watch,
-    ):
-        leader.execute(
+    """``run`` while the leader's transaction attaches the time partition that the row ``run`` moves into jobs_done
+    belongs in (``purge_at_sql`` says where it will fall): the statement routed the row by the partitions it saw when
+    it began (to the default partition), which no longer takes that range once the attach commits."""
+    return _while_waiting(
+        dsn,
+        lambda leader: leader.execute(
             "SELECT pgsched.history_partition_create(date_trunc('day', p), date_trunc('day', p) + interval '1 day')"
             f" FROM (SELECT {purge_at_sql} AS p) x"
-        )
-        outcome: dict[str, Any] = {}
-
-        def go() -> None:
-            try:
-                outcome["value"] = run(runner)
-            except Exception as exc:  # handed to the test thread
-                outcome["error"] = exc
-
-        thread = threading.Thread(target=go)
-        thread.start()
-        wait_until(lambda: _someone_waits_for_a_lock(watch), timeout=10)
-        leader.commit()
-        thread.join(10)
-        assert not thread.is_alive()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
+        ),
+        run,
+    )
 
 
 _SUCCEEDED_KEEP = "now() + (SELECT keep FROM pgsched.retention WHERE queue = '*' AND state = 'succeeded')"
