@@ -212,64 +212,37 @@ END $$;
 COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) IS 'Claim up to p_n due jobs of limited queues and of concurrency keys for worker p_worker, within every limit, under one new lease; a claimed job past its expires_at ends as expired instead; called by the worker''s claim.';
 
 --
--- Name: dependents_advance(bigint, pgsched.job_state, pgsched.job_state); Type: FUNCTION; Schema: pgsched; Owner: -
+-- Name: dependents_advance(bigint[], pgsched.job_state); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.dependents_advance(p_id bigint, p_old pgsched.job_state, p_new pgsched.job_state) RETURNS void
+CREATE FUNCTION pgsched.dependents_advance(p_ids bigint[], p_new pgsched.job_state) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
-    todo bigint[] := ARRAY[p_id];
+    todo bigint[] := p_ids;
     cause text := p_new::text;
     failed boolean := p_new IN ('dead', 'cancelled');
     ready bigint[];
     next_ids bigint[];
     revived bigint[];
-    queues text[];
 BEGIN
-    -- Our own updates below fire this trigger again: the loops here handle them instead.
+    -- Our own updates below fire the statement trigger again: the loops here handle what they change.
     IF current_setting('pgsched.advancing', true) = 'on' THEN
         RETURN;
     END IF;
-    IF p_new = 'succeeded' AND p_old NOT IN ('succeeded', 'dead', 'cancelled') THEN
-        -- The hot path (a step succeeded): one statement counts down its waiting dependents, each
-        -- under its row lock, and releases those at zero; nothing it does fires this trigger again.
-        WITH hit AS (
-            UPDATE pgsched.jobs j
-               SET deps_left = j.deps_left - 1,
-                   state = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
-                                THEN 'queued' ELSE 'waiting' END::pgsched.job_state,
-                   run_at = CASE WHEN j.deps_left = 1 AND e.results_arg IS NULL AND e.on_failure <> 'failed'
-                                 THEN greatest(j.run_at, now()) ELSE j.run_at END
-              FROM pgsched.job_dependencies e
-             WHERE e.depends_on = p_id AND j.id = e.job_id AND j.state = 'waiting'
-            RETURNING j.id, j.state, j.deps_left, j.queue
-        )
-        SELECT array_agg(h.id ORDER BY h.id) FILTER (WHERE h.state = 'waiting' AND h.deps_left = 0),
-               array_agg(DISTINCT h.queue) FILTER (WHERE h.state = 'queued')
-          INTO ready, queues
-          FROM hit h;
-        IF queues IS NOT NULL AND current_setting('pgsched.notify', true) IS DISTINCT FROM 'off' THEN
-            PERFORM pg_notify('pgsched_jobs', q.name) FROM unnest(queues) AS q(name)
-              WHERE EXISTS (SELECT 1 FROM pgsched.waiting_workers w WHERE w.queue = q.name);
-        END IF;
-        IF ready IS NULL THEN
-            RETURN;
-        END IF;
-        -- Some want results or have "failed" edges: settled apart, which may cancel (and cascade).
-        PERFORM set_config('pgsched.advancing', 'on', true);
-        todo := pgsched.job_release(ready);
-        failed := true;
-        cause := 'cancelled';
-    ELSE
-        PERFORM set_config('pgsched.advancing', 'on', true);
-    END IF;
-    IF p_new IN ('succeeded', 'dead', 'cancelled') AND p_old IN ('succeeded', 'dead', 'cancelled') THEN
-        NULL;  -- from one end to another (a hand-made UPDATE): its dependents counted it already
-    ELSIF p_new IN ('succeeded', 'dead', 'cancelled') THEN
-        -- One level of the graph per pass: the jobs ended in todo count down their waiting dependents.
+    PERFORM set_config('pgsched.advancing', 'on', true);
+    IF p_new IN ('succeeded', 'dead', 'cancelled') THEN
+        -- The jobs of todo ended: one level of the graph per pass counts down their waiting dependents (n edges
+        -- from todo each), releases those at zero, cancels those with a "cancel" edge from a failed one.
         WHILE cardinality(todo) > 0 LOOP
+            -- Locked in id order first: two statements that end steps with dependents in common wait for each
+            -- other instead of deadlocking (the UPDATE below locks in its join's order).
+            PERFORM 1 FROM pgsched.jobs j
+              WHERE j.id IN (SELECT e.job_id FROM pgsched.job_dependencies e WHERE e.depends_on = ANY (todo))
+                AND j.state = 'waiting'
+              ORDER BY j.id
+                FOR UPDATE OF j;
             WITH edge AS (
                 SELECT e.job_id, count(*)::integer AS n, min(e.depends_on) FILTER (WHERE e.on_failure = 'cancel') AS blocker,
                        bool_or(e.on_failure = 'failed') OR max(e.results_arg) IS NOT NULL AS settle_apart
@@ -316,8 +289,8 @@ BEGIN
             cause := 'cancelled';
         END LOOP;
     ELSE
-        -- NEW is back in play (a retry): its waiting dependents wait for it again, and the dependents
-        -- it had cancelled wait again (recounted, in a statement of their own), level by level.
+        -- The jobs of todo are back in play (a retry): their waiting dependents wait for them again, and the
+        -- dependents they had cancelled wait again (recounted, in a statement of their own), level by level.
         WHILE cardinality(todo) > 0 LOOP
             UPDATE pgsched.jobs j SET deps_left = j.deps_left + e.n
               FROM (SELECT e.job_id, count(*)::integer AS n FROM pgsched.job_dependencies e
@@ -345,10 +318,10 @@ BEGIN
 END $$;
 
 --
--- Name: FUNCTION dependents_advance(p_id bigint, p_old pgsched.job_state, p_new pgsched.job_state); Type: COMMENT; Schema: pgsched; Owner: -
+-- Name: FUNCTION dependents_advance(p_ids bigint[], p_new pgsched.job_state); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.dependents_advance(p_id bigint, p_old pgsched.job_state, p_new pgsched.job_state) IS 'A job with dependents went from state p_old to p_new: count down its waiting dependents in one UPDATE under their row locks (release at zero, cancel on a failed "cancel" edge, cascading level by level), or, when it left dead/cancelled/succeeded (a retry), its dependents wait for it again and those it cancelled are revived; in the transaction of that change. Called by the jobs_advance_dependents trigger (a change within a partition) and by jobs_forget_dependencies (a change that moved the row across partitions).';
+COMMENT ON FUNCTION pgsched.dependents_advance(p_ids bigint[], p_new pgsched.job_state) IS 'Jobs with dependents went to state p_new, all from a live state when p_new is final (they ended) or all from a final state when it is live (a retry). Ended: count down their waiting dependents in one UPDATE per level under the dependents'' row locks, taken in id order (release at zero, cancel on a failed "cancel" edge, cascading level by level). Retried: their dependents wait for them again and those they cancelled are revived. In the transaction of that change; called once per statement and new state by the jobs_advance_dependents trigger.';
 
 --
 -- Name: enqueue(text, jsonb, text, integer, timestamp with time zone, text, integer, interval, text, integer, text[], jsonb, timestamp with time zone, text, interval, text); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -641,8 +614,23 @@ CREATE FUNCTION pgsched.jobs_advance_dependents() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
+DECLARE
+    g record;
 BEGIN
-    PERFORM pgsched.dependents_advance(NEW.id, OLD.state, NEW.state);
+    -- Most statements change no job with dependents (every plain claim and finish): one pass over the old rows.
+    IF current_setting('pgsched.advancing', true) = 'on' OR NOT EXISTS (SELECT 1 FROM old_jobs o WHERE o.has_dependents) THEN
+        RETURN NULL;
+    END IF;
+    FOR g IN
+        SELECT n.state, array_agg(n.id ORDER BY n.id) AS ids
+          FROM old_jobs o JOIN new_jobs n ON n.id = o.id
+         WHERE o.has_dependents AND n.state <> o.state
+           AND (n.state IN ('succeeded', 'dead', 'cancelled')) <> (o.state IN ('succeeded', 'dead', 'cancelled'))
+         GROUP BY n.state
+         ORDER BY n.state
+    LOOP
+        PERFORM pgsched.dependents_advance(g.ids, g.state);
+    END LOOP;
     RETURN NULL;
 END $$;
 
@@ -650,7 +638,7 @@ END $$;
 -- Name: FUNCTION jobs_advance_dependents(); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger: a job with dependents changed state within its partition (pgsched.dependents_advance); a change that moves the row across partitions fires jobs_forget_dependencies instead.';
+COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger AFTER UPDATE on jobs, once per statement: the jobs with dependents that this statement ended, or brought back from an end (a retry), advance their dependents (pgsched.dependents_advance), one call per new state. Its transition tables also hold the rows the statement moved across partitions.';
 
 --
 -- Name: jobs_fill_defaults(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -684,21 +672,10 @@ CREATE FUNCTION pgsched.jobs_forget_dependencies() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
-DECLARE
-    now_state pgsched.job_state;
 BEGIN
-    -- The leader moving rows between partitions of finished jobs (history_partition_create): not a change.
-    IF current_setting('pgsched.moving', true) = 'on' THEN
-        RETURN NULL;
-    END IF;
-    -- After the statement, a row moved by an UPDATE is in its new partition under the same id (ids come from one sequence).
-    SELECT j.state INTO now_state FROM pgsched.jobs j WHERE j.id = OLD.id;
-    IF NOT FOUND THEN
-        DELETE FROM pgsched.job_dependencies e WHERE e.job_id = OLD.id;
-    ELSIF OLD.has_dependents AND now_state IS DISTINCT FROM OLD.state
-          AND (now_state IN ('succeeded', 'dead', 'cancelled') OR OLD.state IN ('succeeded', 'dead', 'cancelled')) THEN
-        PERFORM pgsched.dependents_advance(OLD.id, OLD.state, now_state);
-    END IF;
+    DELETE FROM pgsched.job_dependencies e
+     USING old_jobs o
+     WHERE e.job_id = o.id AND (o.workflow_id IS NOT NULL OR o.deps_left IS NOT NULL OR o.has_dependents);
     RETURN NULL;
 END $$;
 
@@ -706,7 +683,7 @@ END $$;
 -- Name: FUNCTION jobs_forget_dependencies(); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.jobs_forget_dependencies() IS 'Trigger AFTER DELETE on jobs: a deleted workflow step takes its dependency edges along; a row an UPDATE moved across partitions (a job that ended, or was retried) is no delete: its dependents advance (pgsched.dependents_advance) as jobs_advance_dependents does for a change within a partition.';
+COMMENT ON FUNCTION pgsched.jobs_forget_dependencies() IS 'Trigger AFTER DELETE on jobs, once per statement: deleted workflow steps take their dependency edges along. A row an UPDATE moved across partitions is no delete (transition tables of DELETE do not hold it); a partition dropped by retention fires nothing, so the leader prunes edges left without their job (job_dependency_prune).';
 
 --
 -- Name: jobs_notify_insert(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -4798,7 +4775,13 @@ CREATE OR REPLACE VIEW pgsched.workflow_status AS
 -- Name: jobs jobs_advance_dependents; Type: TRIGGER; Schema: pgsched; Owner: -
 --
 
-CREATE TRIGGER jobs_advance_dependents AFTER UPDATE OF state ON pgsched.jobs FOR EACH ROW WHEN ((old.has_dependents AND (new.state IS DISTINCT FROM old.state) AND ((new.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])) OR (old.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state]))))) EXECUTE FUNCTION pgsched.jobs_advance_dependents();
+CREATE TRIGGER jobs_advance_dependents AFTER UPDATE ON pgsched.jobs REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION pgsched.jobs_advance_dependents();
+
+--
+-- Name: TRIGGER jobs_advance_dependents ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TRIGGER jobs_advance_dependents ON pgsched.jobs IS 'Advances the dependents of the jobs with dependents that an UPDATE ended or retried, once per statement (pgsched.jobs_advance_dependents).';
 
 --
 -- Name: jobs jobs_fill_defaults; Type: TRIGGER; Schema: pgsched; Owner: -
@@ -4816,7 +4799,13 @@ COMMENT ON TRIGGER jobs_fill_defaults ON pgsched.jobs IS 'Fills queue, priority 
 -- Name: jobs jobs_forget_dependencies; Type: TRIGGER; Schema: pgsched; Owner: -
 --
 
-CREATE TRIGGER jobs_forget_dependencies AFTER DELETE ON pgsched.jobs FOR EACH ROW WHEN (((old.workflow_id IS NOT NULL) OR old.has_dependents)) EXECUTE FUNCTION pgsched.jobs_forget_dependencies();
+CREATE TRIGGER jobs_forget_dependencies AFTER DELETE ON pgsched.jobs REFERENCING OLD TABLE AS old_jobs FOR EACH STATEMENT EXECUTE FUNCTION pgsched.jobs_forget_dependencies();
+
+--
+-- Name: TRIGGER jobs_forget_dependencies ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TRIGGER jobs_forget_dependencies ON pgsched.jobs IS 'Deletes the dependency edges of deleted workflow steps, once per statement (pgsched.jobs_forget_dependencies).';
 
 --
 -- Name: jobs jobs_notify_insert; Type: TRIGGER; Schema: pgsched; Owner: -

@@ -227,11 +227,11 @@ def test_only_jobs_with_dependents_run_the_trigger_function(dsn: str, conn: Conn
     _add(conn, None, "after", [awaited])
     with psycopg.connect(dsn, autocommit=False, row_factory=dict_row) as c:
         c.execute("SET LOCAL track_functions = 'pl'")
-        # The end moves the row from jobs_live to jobs_done: the AFTER DELETE trigger (jobs_forget_dependencies)
-        # finds it moved and advances its dependents (pgsched.dependents_advance), once.
+        # The end moves the row from jobs_live to jobs_done; the statement trigger sees it in its transition
+        # tables and advances its dependents (pgsched.dependents_advance), once.
         calls = (
-            "SELECT pg_stat_get_xact_function_calls('pgsched.dependents_advance(bigint, pgsched.job_state,"
-            " pgsched.job_state)'::regprocedure) AS n"
+            "SELECT pg_stat_get_xact_function_calls('pgsched.dependents_advance(bigint[], pgsched.job_state)'"
+            "::regprocedure) AS n"
         )
         c.execute("UPDATE pgsched.jobs SET state = 'succeeded' WHERE id = %(id)s", {"id": plain})
         row = c.execute(calls).fetchone()
@@ -239,6 +239,35 @@ def test_only_jobs_with_dependents_run_the_trigger_function(dsn: str, conn: Conn
         c.execute("UPDATE pgsched.jobs SET state = 'succeeded' WHERE id = %(id)s", {"id": awaited})
         row = c.execute(calls).fetchone()
         assert row is not None and row["n"] == 1
+
+
+def test_one_statement_that_ends_many_steps_advances_all_their_dependents_in_one_call_per_new_state(
+    dsn: str, conn: Conn
+) -> None:
+    wf = _workflow(conn)
+    firsts = [_add(conn, wf, "first") for _ in range(60)]
+    seconds = [_add(conn, wf, "second", [first]) for first in firsts]
+    fan_in = _add(conn, wf, "fan_in", firsts[20:40], on_failure="run")  # 10 of them die: it runs anyway
+    doomed = firsts[30:45]
+    with psycopg.connect(dsn, autocommit=False, row_factory=dict_row) as c:
+        c.execute("SET LOCAL track_functions = 'pl'")
+        # One statement, as a worker's batch finish: 45 succeed, 15 die, in no particular order.
+        c.execute(
+            "UPDATE pgsched.jobs SET finished_at = now(),"
+            " state = CASE WHEN id = ANY(%(doomed)s) THEN 'dead' ELSE 'succeeded' END::pgsched.job_state"
+            " WHERE id = ANY(%(ids)s)",
+            {"doomed": doomed, "ids": list(reversed(firsts[:30] + doomed + firsts[45:]))},
+        )
+        row = c.execute(
+            "SELECT pg_stat_get_xact_function_calls('pgsched.dependents_advance(bigint[], pgsched.job_state)'"
+            "::regprocedure) AS n"
+        ).fetchone()
+        c.commit()
+    assert row is not None and row["n"] == 2  # one call for the succeeded ones, one for the dead
+    states = {first: _state(conn, second) for first, second in zip(firsts, seconds, strict=True)}
+    assert all(states[f] == "cancelled" for f in doomed)
+    assert all(states[f] == "queued" for f in firsts if f not in doomed)
+    assert _job(conn, fan_in)["state"] == "queued" and _job(conn, fan_in)["deps_left"] == 0
 
 
 def test_a_retried_dependency_is_waited_for_again(conn: Conn) -> None:
