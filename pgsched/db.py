@@ -297,6 +297,9 @@ _CONSTRAINT_FIELDS = {
     "workflows_name_length": "name",
     "job_dependencies_policy_valid": "on_failure",
     "job_dependencies_results_arg_valid": "results_arg",
+    "retention_queue_valid": "queue",
+    "retention_state_final": "state",
+    "retention_keep_range": "keep_seconds",
 }
 
 

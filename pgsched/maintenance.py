@@ -27,6 +27,7 @@ from pgsched.job import JobState
 from pgsched.job_stats import JobStatsRollup
 from pgsched.metrics import JOBS_EXPIRED
 from pgsched.queries import query
+from pgsched.retention import HISTORY_MAX_AHEAD
 
 __all__ = ["Pruner", "Reaper"]
 
@@ -106,7 +107,9 @@ class Pruner:
                 query("retention_defaults_set"),
                 {"states": [str(s) for s in states], "seconds": [float(self._retention[s]) for s in states]},
             )
-            await cur.execute(query("history_maintain"), {"width": self._width, "now": now})
+            await cur.execute(
+                query("history_maintain"), {"width": self._width, "now": now, "max_ahead": HISTORY_MAX_AHEAD}
+            )
             row = await cur.fetchone()
         if row and (row["dropped"] or row["created"] or row["busy"]):
             log.info(

@@ -92,9 +92,10 @@ ON CONFLICT (queue, state) DO UPDATE SET keep = EXCLUDED.keep, updated_at = now(
  WHERE r.keep IS DISTINCT FROM EXCLUDED.keep
 
 -- name: history_maintain
--- Leader: drop the time partitions of finished jobs that have passed and create those ahead (pgsched.history_maintain).
+-- Leader: drop the time partitions of finished jobs that have passed and create those ahead, at most max_ahead (pgsched.history_maintain).
 SELECT created, dropped, busy
-  FROM pgsched.history_maintain(make_interval(secs => %(width)s::float8), coalesce(%(now)s::timestamptz, now()))
+  FROM pgsched.history_maintain(make_interval(secs => %(width)s::float8), coalesce(%(now)s::timestamptz, now()),
+                                %(max_ahead)s::int)
 
 -- name: history_default_prune
 -- Leader: delete up to limit finished jobs of the default partition (no time partition for them yet, or no purge_at) past their retention.

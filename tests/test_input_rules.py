@@ -17,6 +17,7 @@ from pgsched import db
 from pgsched.context import JobContext
 from pgsched.job import NewJob, validate_meta, validate_queue, validate_tags
 from pgsched.queue_settings import QueueChanges
+from pgsched.retention import MAX_KEEP_SECONDS, validate_final_state, validate_keep_seconds, validate_retention_queue
 from pgsched.schedule_store import ScheduleSpec
 from pgsched.tasks import Task, TaskRegistry
 from pgsched.token_store import validate_scope, validate_token_name
@@ -33,6 +34,7 @@ BASE = {
     "workflows": {"kind": "dag"},
     "job_dependencies": {"job_id": 1, "depends_on": 2},
     "tasks": {"name": "t", "worker_id": 1, "queue": "default", "priority": 0, "max_attempts": 5},
+    "retention": {"queue": "q", "state": "succeeded", "keep": timedelta(days=1)},
 }
 # Constraints no input reaches (the code writes these columns itself).
 INTERNAL = {
@@ -46,10 +48,6 @@ INTERNAL = {
     "workflows_kind_valid",
     "run_keys_scope_valid",
     "run_keys_held_until_valid",
-    # pgsched.retention is written by SQL (an operator's INSERT) and by the leader from its settings only.
-    "retention_queue_valid",
-    "retention_state_final",
-    "retention_keep_range",
     "leader_lease_id_check",  # the one-row lease table
     "workers_heartbeat_lease_seconds_check",  # written from the process's own settings
 }
@@ -300,6 +298,31 @@ CASES: dict[str, tuple[str, str, Callable[[Any], Any], Callable[[Any], object], 
         ["read", "write", "admin", "root", ""],
         True,
     ),
+    # Python refuses queue * (the leader's defaults row) and a keep under a second: stricter than the table.
+    "retention_queue_valid": (
+        "retention",
+        "queue",
+        str,
+        validate_retention_queue,
+        [*NAMES, "*", *_long("q", 63)],
+        False,
+    ),
+    "retention_state_final": (
+        "retention",
+        "state",
+        str,
+        validate_final_state,
+        ["succeeded", "dead", "cancelled", "queued", "running", "waiting"],
+        True,
+    ),
+    "retention_keep_range": (
+        "retention",
+        "keep",
+        _seconds,
+        validate_keep_seconds,
+        [-1, 0, 0.5, 1, MAX_KEEP_SECONDS, MAX_KEEP_SECONDS + 1],
+        False,
+    ),
 }
 
 
@@ -324,6 +347,8 @@ def table_accepts(conn: Conn, table: str, column: str, value: Any, constraint: s
         with conn.transaction():
             if table == "tasks":  # published by a registered worker
                 conn.execute("INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (1, 'h', 1)")
+            if table == "retention":  # the defaults rows (queue *) are there already
+                conn.execute("DELETE FROM pgsched.retention")
             if table == "job_dependencies":  # both ends are jobs
                 conn.execute("INSERT INTO pgsched.jobs (id, task) OVERRIDING SYSTEM VALUE VALUES (1, 't'), (2, 't')")
             conn.execute(statement, list(row.values()))

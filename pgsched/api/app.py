@@ -15,7 +15,19 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from pgsched.api import cluster, dashboard, dead, health, jobs, metrics, openapi, schedules, tokens, workflows
+from pgsched.api import (
+    cluster,
+    dashboard,
+    dead,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    retention,
+    schedules,
+    tokens,
+    workflows,
+)
 from pgsched.api.deadlines import BodyDeadlineMiddleware
 from pgsched.api.errors import exception_handlers
 from pgsched.api.routing import merge_routes
@@ -77,6 +89,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> Starlette:
         *schedules.routes,
         *cluster.routes,
         *tokens.routes,
+        *retention.routes,
         *workflows.routes,
     ]
     app = Starlette(

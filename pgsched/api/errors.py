@@ -23,6 +23,7 @@ from pgsched.errors import (
     ValidationError,
     WorkflowNotFound,
 )
+from pgsched.retention import RetentionNotFound
 from pgsched.token_store import TokenNotFound
 
 __all__ = ["ApiError", "error_body", "error_response", "exception_handlers"]
@@ -126,6 +127,7 @@ def exception_handlers() -> dict[Any, Any]:
         ScheduleNotFound: _not_found,
         TaskNotFound: _not_found,
         TokenNotFound: _not_found,
+        RetentionNotFound: _not_found,
         WorkflowNotFound: _not_found,
         InvalidStateError: _conflict,
         DatabaseUnavailable: _unavailable,

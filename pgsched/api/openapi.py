@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from pgsched.api.auth import authorize
 from pgsched.api.dashboard.api import BULK_MAX, WINDOWS
+from pgsched.api.openapi_retention import retention_paths, retention_schemas
 from pgsched.api.openapi_schemas import (
     QUEUE,
     SCHEDULE_NAME,
@@ -296,7 +297,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "title": "pgsched",
             "version": "1",
             "description": "Jobs, schedules and cluster state of pgsched. Errors: "
-            '{"error": {"code", "message", "field"}}. Scopes: read (GET), write (mutations), admin (tokens, purge).',
+            '{"error": {"code", "message", "field"}}. Scopes: read (GET), write (mutations), admin (tokens, purge, '
+            "retention).",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -304,11 +306,18 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             **_job_paths(settings),
             **_workflow_paths(settings),
             **_other_paths(settings),
+            **retention_paths(_op, _ok),
             **_dashboard_paths(settings),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {**jobs, **workflow_schemas(jobs["NewJob"]), **schedule_schemas(), **cluster_schemas()},
+            "schemas": {
+                **jobs,
+                **workflow_schemas(jobs["NewJob"]),
+                **schedule_schemas(),
+                **cluster_schemas(),
+                **retention_schemas(),
+            },
         },
     }
 

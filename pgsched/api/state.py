@@ -20,6 +20,7 @@ from pgsched.clock import Clock, SystemClock
 from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache
 from pgsched.hooks import Tracer
+from pgsched.retention_store import RetentionStore
 from pgsched.schedule_store import ScheduleStore
 from pgsched.store import AsyncJobStore
 from pgsched.task_store import AsyncTaskStore
@@ -57,6 +58,7 @@ class ApiState:
     schedules: ScheduleStore
     workflows: AsyncWorkflowStore
     tasks: AsyncTaskStore
+    retention: RetentionStore
     cache: DedupeCache
     auth_failures: AuthFailureLimiter
     reads: ReadRouter  # lists, dashboard reads, metrics: from PGSCHED_READ_DSN when set
@@ -79,6 +81,7 @@ class ApiState:
             schedules=ScheduleStore(pool, clock=clock),
             workflows=AsyncWorkflowStore(pool),
             tasks=AsyncTaskStore(pool),
+            retention=RetentionStore(pool, clock=clock),
             cache=cache,
             auth_failures=AuthFailureLimiter(
                 limit=settings.api_auth_failure_limit, window=settings.api_auth_failure_window_seconds

@@ -1,5 +1,6 @@
 """``pgsched doctor``: is this deployment healthy? Database, migrations, listener, leader, Redis, bloat,
-long transactions. Each check says ok, warn or fail; any fail exits 1.
+long transactions, and whether the time partitions of finished jobs reach the longest retention. Each check
+says ok, warn or fail; any fail exits 1.
 
 Interface layer: reads only; never changes data.
 """
@@ -21,6 +22,8 @@ from pgsched.config import Settings
 from pgsched.errors import DatabaseUnavailable, MigrationError
 from pgsched.migrate import Migrator
 from pgsched.queries import query
+from pgsched.retention import HISTORY_MAX_AHEAD, format_seconds, partitions_needed
+from pgsched.retention_store import DEFAULT_ROWS_CAP
 
 __all__ = ["Check", "doctor"]
 
@@ -46,7 +49,7 @@ def _migrations(dsn: str) -> Check:
     return Check("migrations", "ok", "schema is up to date")
 
 
-async def _cluster(s: CliStores) -> list[Check]:
+async def _cluster(s: CliStores, settings: Settings) -> list[Check]:
     health = await s.admin.health_check(wait=10.0)
     checks = [
         Check("database", "ok", "reachable"),
@@ -68,7 +71,28 @@ async def _cluster(s: CliStores) -> list[Check]:
     long_tx = await s.admin.long_transaction_list(LONG_TRANSACTION_SECONDS)
     detail = "; ".join(f"pid {r['pid']} {r['application_name'] or '?'} open {r['seconds']:.0f}s" for r in long_tx)
     checks.append(Check("long transactions", "warn" if long_tx else "ok", detail or "none over 5 minutes"))
+    checks.append(await _retention(s, settings))
     return checks
+
+
+async def _retention(s: CliStores, settings: Settings) -> Check:
+    """Warn when the longest retention needs more time partitions ahead than the leader keeps: those jobs wait in
+    jobs_done_default (scanned whole by every prune round) until their partition is created."""
+    h = await s.retention.history_horizon_get()
+    width = h.width_seconds or settings.history_partition_seconds
+    longest = f"{h.longest_queue} {h.longest_state} ({format_seconds(h.longest_keep_seconds)})"
+    more = "+" if h.default_rows >= DEFAULT_ROWS_CAP else ""
+    waiting = f"; {h.default_rows}{more} finished job(s) in pgsched.jobs_done_default" if h.default_rows else ""
+    warning = h.warning(h.longest_keep_seconds, width)
+    if warning:
+        return Check("retention", "warn", f"longest retention {longest}: {warning}{waiting}")
+    needed = partitions_needed(h.longest_keep_seconds, width)
+    return Check(
+        "retention",
+        "ok",
+        f"longest retention {longest} needs {needed} time partitions of {format_seconds(width)} ahead (at most "
+        f"{HISTORY_MAX_AHEAD}); {h.partitions_ahead} exist{waiting}",
+    )
 
 
 def _pooler(dsn: str, settings: Settings) -> Check:
@@ -149,7 +173,7 @@ def run_checks(ctx: CliContext) -> list[Check]:
         checks = [Check("database", "ok", "reachable"), migrations]
     else:
         try:
-            checks = [*with_stores(ctx.settings, _cluster), migrations]
+            checks = [*with_stores(ctx.settings, lambda s: _cluster(s, ctx.settings)), migrations]
         except DatabaseUnavailable as exc:
             checks = [Check("database", "fail", str(exc).splitlines()[0]), migrations]
     if migrations.name != "database":
@@ -169,6 +193,7 @@ def run_checks(ctx: CliContext) -> list[Check]:
         "listener",
         "leader",
         "redis",
+        "retention",
         "dead tuples",
         "long transactions",
     ]
@@ -179,7 +204,7 @@ def run_checks(ctx: CliContext) -> list[Check]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @pass_ctx
 def doctor(ctx: CliContext, as_json: bool) -> int:
-    """Check the database, migrations, listener, leader, Redis, bloat and long transactions."""
+    """Check the database, migrations, listener, leader, Redis, retention's partitions, bloat, long transactions."""
     checks = run_checks(ctx)
     rows: list[dict[str, Any]] = [asdict(c) for c in checks]
     if as_json:

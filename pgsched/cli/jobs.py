@@ -32,7 +32,10 @@ def parse_duration(text: str, field: str) -> timedelta:
     match = _DURATION_RE.match(text)
     if not match:
         raise ValidationError(field, f"invalid duration {text!r}: use e.g. 30s, 5m, 2h, 1d")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    except OverflowError:
+        raise ValidationError(field, f"duration {text!r} is out of range") from None
 
 
 def parse_args_json(text: str | None, field: str = "args") -> dict[str, Any]:

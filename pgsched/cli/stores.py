@@ -11,6 +11,7 @@ from pgsched import db
 from pgsched.admin_store import AdminStore
 from pgsched.cli.preflight import require_schema
 from pgsched.config import Settings
+from pgsched.retention_store import RetentionStore
 from pgsched.store import AsyncJobStore
 from pgsched.token_store import TokenStore
 from pgsched.workflow_store import AsyncWorkflowStore
@@ -26,6 +27,7 @@ class CliStores:
     admin: AdminStore
     tokens: TokenStore
     workflows: AsyncWorkflowStore
+    retention: RetentionStore
 
 
 def with_stores(settings: Settings, action: Callable[[CliStores], Awaitable[T]]) -> T:
@@ -39,7 +41,13 @@ def with_stores(settings: Settings, action: Callable[[CliStores], Awaitable[T]])
         await pool.open()
         try:
             return await action(
-                CliStores(AsyncJobStore(pool), AdminStore(pool), TokenStore(pool), AsyncWorkflowStore(pool))
+                CliStores(
+                    AsyncJobStore(pool),
+                    AdminStore(pool),
+                    TokenStore(pool),
+                    AsyncWorkflowStore(pool),
+                    RetentionStore(pool),
+                )
             )
         finally:
             await pool.close()
