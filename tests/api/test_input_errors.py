@@ -131,6 +131,7 @@ def _nested(depth: int) -> str:
         ("POST", "/dead/purge"),
         ("PATCH", "/queues/default"),
         ("POST", "/tokens"),
+        ("PUT", "/retention/default/succeeded"),
     ],
 )
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 5000])

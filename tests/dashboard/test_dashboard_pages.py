@@ -112,6 +112,7 @@ def test_every_job_queue_schedule_and_worker_has_a_url_that_opens_in_a_new_tab(
     screen(tab, "job-detail")
     tab.goto(f"{api.url}/#/queues/default")
     tab.wait_for_selector("#queue-detail h2:has-text('Queue default')")
+    tab.wait_for_selector("#queue-detail .kv:has-text('succeeded 1d (default)')")  # its retention, per final state
     tab.goto(f"{api.url}/#/schedules/nightly")
     tab.wait_for_selector("#schedule-upcoming li:has-text('Asia/Tokyo')")
     tab.goto(f"{api.url}/#/workers/{worker['id']}")

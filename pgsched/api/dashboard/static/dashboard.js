@@ -367,9 +367,15 @@ async function drawCharts(container, window, queue, task) {
   }
 }
 
+// "succeeded 90d · dead 30d (default) · ...": what the queue's finished jobs are kept (GET /retention?queue=).
+function retentionText(retention) {
+  if (!retention) return "–";
+  return retention.items.map((r) => `${r.state} ${r.keep}${r.source === "default" ? " (default)" : ""}`).join(" · ");
+}
+
 async function refreshQueue() {
   const name = S.route.id;
-  const queues = await loadQueues();
+  const [queues, retention] = await Promise.all([loadQueues(), api("GET", `/retention?queue=${enc(name)}`).catch(() => null)]);
   const q = queues.find((x) => x.queue === name);
   const detail = $("queue-detail");
   if (!q) {
@@ -380,7 +386,7 @@ async function refreshQueue() {
   detail.replaceChildren(
     el("h2", {}, `Queue ${q.queue} `, q.paused ? stateBadge("paused") : null),
     el("div", { class: "stat-row" }, counts.map((c) => el("a", { class: "stat", href: `#/jobs?view=${c === "due" ? "available" : c}&queue=${enc(q.queue)}` }, el("b", {}, String(q[c])), c))),
-    el("div", { class: "kv" }, ["oldest waiting", q.oldest_due_seconds === null ? "–" : fmtDur(q.oldest_due_seconds), "limits", queueLimits(q)].map((v) => el("div", {}, v))),
+    el("div", { class: "kv" }, ["oldest waiting", q.oldest_due_seconds === null ? "–" : fmtDur(q.oldest_due_seconds), "limits", queueLimits(q), "kept", retentionText(retention)].map((v) => el("div", {}, v))),
     el("div", { class: "row" }, pauseButton(q), link(`#/jobs?queue=${enc(q.queue)}`, "All jobs of this queue →")));
   if (S.lastStats !== name) {
     S.lastStats = name;
