@@ -1,12 +1,22 @@
 -- name: job_insert
 -- Insert one job without a run key (with one: job_insert_keyed). Queue, priority and max_attempts left NULL are
--- filled from the task registry by the jobs_fill_defaults trigger.
+-- resolved here, by the rule of pgsched.task_defaults inlined (newest publication in pgsched.tasks, else 'default', 0
+-- and 5), so the jobs_fill_defaults trigger (a plpgsql call per row) does not fire: the same values, one probe of
+-- tasks_pkey, and only when an option is missing.
 INSERT INTO pgsched.jobs (task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit,
                           tags, meta, expires_at)
-VALUES (%(task)s::text, %(args)s::jsonb, %(queue)s::text, %(priority)s::smallint,
-        coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()), %(max_attempts)s::int, %(timeout)s::interval,
-        %(concurrency_key)s::text, %(concurrency_limit)s::int, %(tags)s::text[], %(meta)s::jsonb,
-        %(expires_at)s::timestamptz)
+SELECT %(task)s::text, %(args)s::jsonb, coalesce(%(queue)s::text, d.queue, 'default'),
+       coalesce(%(priority)s::smallint, d.priority, 0), coalesce(%(run_at)s::timestamptz, %(now)s::timestamptz, now()),
+       coalesce(%(max_attempts)s::int, d.max_attempts, 5), %(timeout)s::interval, %(concurrency_key)s::text,
+       %(concurrency_limit)s::int, %(tags)s::text[], %(meta)s::jsonb, %(expires_at)s::timestamptz
+  FROM (SELECT) AS one
+  LEFT JOIN LATERAL (
+      SELECT t.queue, t.priority, t.max_attempts
+        FROM pgsched.tasks t
+       WHERE t.name = %(task)s::text
+         AND (%(queue)s::text IS NULL OR %(priority)s::smallint IS NULL OR %(max_attempts)s::int IS NULL)
+       ORDER BY t.published_at DESC, t.worker_id DESC
+       LIMIT 1) AS d ON true
 RETURNING *, NULL::bigint AS holder
 
 -- name: job_insert_keyed

@@ -134,3 +134,26 @@ async def test_the_demo_flaky_task_gets_its_four_declared_attempts_from_the_cli(
     finally:
         worker.stop()
         await asyncio.wait_for(task, 30)
+
+
+def test_a_single_enqueue_resolves_the_newest_defaults_itself_without_the_defaults_trigger(dsn: str) -> None:
+    register_tasks(dsn, "report", queue="reports", priority=3, max_attempts=2)
+    register_tasks(dsn, "report", queue="reports", priority=4, max_attempts=6)  # the newest publication wins
+    app = Pgsched(settings=Settings(dsn=dsn))
+    try:
+        with psycopg.connect(dsn, row_factory=dict_row) as conn:
+            conn.execute("SET LOCAL track_functions = 'pl'")
+            ids = [app.enqueue("report", {}, conn=conn), app.enqueue("report", {}, conn=conn, queue="bulk")]
+            ids.append(app.enqueue("nobody_knows", {}, conn=conn))
+            [calls] = conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_xact_user_functions WHERE funcname = 'jobs_fill_defaults'"
+            ).fetchall()
+            conn.commit()
+        assert calls["n"] == 0
+        assert [_job(dsn, job_id) for job_id in ids] == [
+            {"queue": "reports", "max_attempts": 6, "priority": 4},
+            {"queue": "bulk", "max_attempts": 6, "priority": 4},
+            {"queue": "default", "max_attempts": 5, "priority": 0},
+        ]
+    finally:
+        app.close()
