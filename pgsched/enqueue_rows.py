@@ -31,6 +31,7 @@ __all__ = [
     "list_params",
     "list_query",
     "merged",
+    "reserved_defaults",
     "resolved",
     "still_held",
     "unresolved",
@@ -88,6 +89,13 @@ def unresolved(jobs: Sequence[NewJob]) -> list[str]:
 
 def resolved(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, int, int]]:
     return {r["name"]: (r["queue"], r["priority"], r["max_attempts"]) for r in rows}
+
+
+def reserved_defaults(row: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]:
+    """The defaults that job_ids_reserve returned with the ids (parallel arrays, NULL for no names), by task name."""
+    if row["names"] is None:
+        return {}
+    return dict(zip(row["names"], zip(row["queues"], row["priorities"], row["max_attempts"], strict=True), strict=True))
 
 
 def _filled(job: NewJob, defaults: Defaults) -> tuple[str | None, int | None, int | None]:

@@ -152,15 +152,11 @@ class JobStore:
 
     def _insert_many(self, jobs: Sequence[NewJob], conn: psycopg.Connection[Any] | None) -> list[int]:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(query("job_ids_reserve"), {"n": len(jobs)}).fetchone()
+            reserve = {"n": len(jobs), "names": enqueue_rows.unresolved(jobs)}
+            row = cur.execute(query("job_ids_reserve"), reserve).fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
-            names = enqueue_rows.unresolved(jobs)
-            defaults = (
-                enqueue_rows.resolved(cur.execute(query("task_defaults_many"), {"names": names}).fetchall())
-                if names
-                else {}
-            )
+            defaults = enqueue_rows.reserved_defaults(row)
             if any(j.run_key is not None for j in jobs):
                 keyed = enqueue_rows.keyed_params(ids, jobs, defaults, self._clock.db_now())
                 if enqueue_rows.replaces(jobs):
@@ -277,14 +273,11 @@ class AsyncJobStore:
 
     async def _insert_many(self, jobs: Sequence[NewJob], conn: psycopg.AsyncConnection[Any] | None) -> list[int]:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_ids_reserve"), {"n": len(jobs)})
+            await cur.execute(query("job_ids_reserve"), {"n": len(jobs), "names": enqueue_rows.unresolved(jobs)})
             row = await cur.fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
-            defaults: dict[str, tuple[str, int, int]] = {}
-            if names := enqueue_rows.unresolved(jobs):
-                await cur.execute(query("task_defaults_many"), {"names": names})
-                defaults = enqueue_rows.resolved(await cur.fetchall())
+            defaults = enqueue_rows.reserved_defaults(row)
             if any(j.run_key is not None for j in jobs):
                 keyed = enqueue_rows.keyed_params(ids, jobs, defaults, self._clock.db_now())
                 if enqueue_rows.replaces(jobs):

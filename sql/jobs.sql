@@ -65,10 +65,16 @@ SELECT (NULL::pgsched.jobs).*, taken.holder FROM taken
  WHERE taken.holder IS NOT NULL AND NOT EXISTS (SELECT 1 FROM held)
 
 -- name: job_ids_reserve
--- Reserve n job ids from the identity sequence, so a COPY can carry them (one array: cheap to decode).
+-- Reserve n job ids from the identity sequence, so a COPY can carry them (one array: cheap to decode), and in the same
+-- round trip the defaults (pgsched.task_defaults) of the task names given, so the bulk insert carries them and the
+-- jobs_fill_defaults trigger never fires for it (NULL arrays when no name is given).
 -- The sequence is looked up once (an InitPlan): pg_get_serial_sequence() per id cost more than the COPY's own rows.
-SELECT array_agg(nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass))) AS ids
-  FROM generate_series(1, %(n)s::int)
+SELECT r.ids, d.names, d.queues, d.priorities, d.max_attempts
+  FROM (SELECT array_agg(nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass))) AS ids
+          FROM generate_series(1, %(n)s::int)) AS r,
+       (SELECT array_agg(n.name) AS names, array_agg(t.queue) AS queues, array_agg(t.priority) AS priorities,
+               array_agg(t.max_attempts) AS max_attempts
+          FROM unnest(%(names)s::text[]) AS n(name), pgsched.task_defaults(n.name) AS t) AS d
 
 -- name: job_copy
 -- Bulk insert through COPY (binary); the ids come from job_ids_reserve.

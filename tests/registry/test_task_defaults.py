@@ -157,3 +157,36 @@ def test_a_single_enqueue_resolves_the_newest_defaults_itself_without_the_defaul
         ]
     finally:
         app.close()
+
+
+def _round_trips(trace: str) -> list[str]:
+    """The client's requests in a libpq protocol trace: each simple Query, and each Sync of an extended one."""
+    return [
+        line.split("\t")[2].split()[0]
+        for line in trace.splitlines()
+        if line.startswith("F\t") and line.split("\t")[2].split()[0] in ("Query", "Sync")
+    ]
+
+
+def test_enqueue_many_sends_one_statement_before_its_copy_even_when_defaults_are_left_out(
+    dsn: str, tmp_path: Any
+) -> None:
+    register_tasks(dsn, "report", queue="reports", priority=4, max_attempts=6)
+    app = Pgsched(settings=Settings(dsn=dsn))
+    trace = tmp_path / "trace.txt"
+    try:
+        with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as conn, trace.open("w") as out:
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS)
+            ids = app.enqueue_many(
+                [{"task": "report"}, {"task": "report", "priority": 1}, {"task": "other"}], conn=conn
+            )
+            conn.pgconn.untrace()
+        assert _round_trips(trace.read_text()) == ["Sync", "Query"]  # ids with defaults, then the COPY
+        assert [_job(dsn, job_id) for job_id in ids] == [
+            {"queue": "reports", "max_attempts": 6, "priority": 4},
+            {"queue": "reports", "max_attempts": 6, "priority": 1},
+            {"queue": "default", "max_attempts": 5, "priority": 0},
+        ]
+    finally:
+        app.close()
