@@ -38,6 +38,8 @@ __all__ = [
     "LoopHistogram",
     "LISTENER_RECONNECTS",
     "SCHEDULES_FIRED",
+    "WORKER_CLAIMS",
+    "WORKER_CLAIMS_HELD",
     "WORKER_RUNNING_JOBS",
 ]
 
@@ -139,6 +141,14 @@ JOB_WAIT = LoopHistogram(
     buckets=LATENCY_BUCKETS,
 )
 WORKER_RUNNING_JOBS = Gauge("pgsched_worker_running_jobs", "Jobs running in this worker now.")
+WORKER_CLAIMS = Counter(
+    "pgsched_worker_claims_total", "Claim statements this worker ran (a round that found nothing too)."
+)
+WORKER_CLAIMS_HELD = Gauge(
+    "pgsched_worker_claims_held",
+    "1 while this worker holds back its next claim until its finished jobs are written (back-pressure from the"
+    " database).",
+)
 LISTENER_RECONNECTS = Counter("pgsched_listener_reconnects_total", "Times the LISTEN connection was re-established.")
 LEADER_IS_LEADER = Gauge("pgsched_leader_is_leader", "1 while this process holds the leader lock.")
 SCHEDULES_FIRED = Counter("pgsched_schedules_fired_total", "Cron jobs inserted by this leader.", ["schedule"])

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from pgsched import metrics
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
 from pgsched.hooks import Hooks
 from pgsched.job import JobState
@@ -95,7 +96,11 @@ class Completer:
         if self.pending <= self._backlog_max:
             return
         self._room.clear()
-        await self._room.wait()
+        metrics.WORKER_CLAIMS_HELD.set(1)
+        try:
+            await self._room.wait()
+        finally:
+            metrics.WORKER_CLAIMS_HELD.set(0)
 
     def wake_room_waiter(self) -> None:
         self._room.set()

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import time
 
+from pgsched import metrics
 from pgsched.errors import PgschedError
 from pgsched.hooks import Hooks, Tracer
 from pgsched.liveness import Liveness
@@ -136,6 +137,7 @@ class Producer:
         jobs = await self._store.job_claim_batch(
             self._queues, limit, worker_id, running=self._executor.running_ids(), free=free
         )
+        metrics.WORKER_CLAIMS.inc()
         if jobs and self._hooks.tracer is not None:
             await self._read_traces(self._hooks.tracer, jobs)
         if self._stopping or not self._liveness.ready.is_set():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,15 +14,10 @@ import uvicorn
 from pgsched.api.serve import uvicorn_config
 from pgsched.config import Settings
 from tests.support.factories import TEST_TASKS, register_tasks
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -23,7 +23,8 @@ from schemathesis.engine.events import (
 )
 
 from pgsched.config import Settings
-from tests.api.conftest import ADMIN_TOKEN, LiveApi, free_port
+from tests.api.conftest import ADMIN_TOKEN, LiveApi
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow

@@ -19,13 +19,8 @@ from psycopg import sql
 
 from pgsched import Settings
 from tests.support.pgserver import Server
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

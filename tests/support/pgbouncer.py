@@ -18,15 +18,11 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests.support.processes import free_port
+
 __all__ = ["PGBOUNCER", "pgbouncer_in_front_of"]
 
 PGBOUNCER = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -34,7 +30,7 @@ def pgbouncer_in_front_of(dsn: str, *, pool_size: int = 3) -> Iterator[str]:
     """Yield a DSN that reaches ``dsn``'s database through PgBouncer (pool_mode = transaction)."""
     assert PGBOUNCER is not None
     target = conninfo_to_dict(dsn)
-    port = _free_port()
+    port = free_port()
     folder = Path(tempfile.mkdtemp(prefix="pgsched-pgbouncer-"))
     (folder / "users.txt").write_text(f'"{target.get("user", "postgres")}" ""\n')
     (folder / "pgbouncer.ini").write_text(

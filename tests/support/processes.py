@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def metric_value(port: int, name: str) -> float | None:
+    """The value of an unlabelled sample of a process's Prometheus endpoint on ``port`` (None when absent)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        sample, _, value = line.partition(" ")
+        if sample == name:
+            return float(value)
+    return None
 
 
 def spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

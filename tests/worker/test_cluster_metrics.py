@@ -17,8 +17,9 @@ from psycopg.rows import dict_row
 
 from pgsched.config import Settings
 from pgsched.job_stats import SETTLE, JobStatsRollup
-from tests.api.conftest import ADMIN_TOKEN, free_port, serve_api
+from tests.api.conftest import ADMIN_TOKEN, serve_api
 from tests.support.factories import insert_jobs
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
 Conn = psycopg.Connection[dict[str, Any]]

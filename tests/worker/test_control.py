@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pgsched import Settings
-from tests.api.conftest import free_port
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 from tests.worker.conftest import enqueue
 

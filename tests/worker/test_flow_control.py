@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import Any
 import psycopg
 
 from tests.support.factories import insert_jobs
+from tests.support.processes import free_port, metric_value
 from tests.support.waiting import wait_until
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -115,12 +115,20 @@ def test_a_rate_limit_of_50_per_second_starts_500_jobs_in_10_seconds(spawn_worke
 def test_a_paused_queue_starts_nothing_until_resumed(spawn_worker: Spawn, conn: Conn) -> None:
     conn.execute("SELECT pgsched.pause_queue('default')")
     ids = insert_jobs(conn, 20, task="noop")
-    spawn_workers(spawn_worker)
-    wait_until(lambda: count(conn, "1 = 1") == 20 and _idle_workers(conn) == WORKERS, timeout=20)
-    time.sleep(1.0)  # two poll intervals: a paused queue is skipped by every claim
+    ports = [free_port() for _ in range(WORKERS)]
+    for port in ports:
+        spawn_worker("--concurrency", "8", "--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+    wait_until(lambda: _idle_workers(conn) == WORKERS, timeout=60)
+    # Every worker claims twice more (its poll rounds) after it marked itself idle: each claim skipped the queue.
+    claims = {port: _claims(port) for port in ports}
+    wait_until(lambda: all(_claims(port) >= claims[port] + 2 for port in ports), timeout=60)
     assert count(conn, "state = 'queued'") == 20
     conn.execute("SELECT pgsched.resume_queue('default')")
     wait_until(lambda: count(conn, f"state = 'succeeded' AND id = ANY(ARRAY{ids})") == 20, timeout=20)
+
+
+def _claims(port: int) -> float:
+    return metric_value(port, "pgsched_worker_claims_total") or 0.0
 
 
 def _idle_workers(conn: Conn) -> int:

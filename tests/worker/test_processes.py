@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import urllib.request
 from collections import Counter
@@ -14,6 +13,7 @@ from typing import Any
 import psycopg
 
 from tests.support.factories import insert_jobs
+from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -30,12 +30,6 @@ def live_workers(conn: Conn) -> int:
     row = conn.execute("SELECT count(*) AS n FROM pgsched.cluster WHERE alive").fetchone()
     assert row is not None
     return int(row["n"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_four_worker_processes_run_every_job_exactly_once(spawn_worker: Spawn, conn: Conn, tmp_path: Path) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from psycopg.types.json import Jsonb
 
 from pgsched import ConfigurationError, Settings
@@ -246,8 +246,9 @@ async def test_claims_stop_while_results_cannot_be_written(start_worker: StartWo
             row = conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE state = 'running'").fetchone()
             return 0 if row is None else int(row["n"])
 
-        await until(lambda: running() > 0, timeout=10)
-        await asyncio.sleep(1.5)  # ample time to claim everything, were claims not held back
+        # The producer stops before its next claim until results are written: once it waits, nothing more is
+        # claimed while the gate holds (it is the one task that claims).
+        await until(lambda: REGISTRY.get_sample_value("pgsched_worker_claims_held") == 1, timeout=10)
         bound = 2 + 10 + 2 * 20 + (2 + 10)  # slots + prefetch + unwritten results + one claim in flight
         assert running() <= bound
         holder.execute("SELECT pg_advisory_unlock(4242)")
