@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _PRUNE_BATCH = 1000
 _PRUNE_MAX_BATCHES = 50
+_HISTORY_MAX_STEPS = 32
 
 
 class Reaper:
@@ -107,11 +108,8 @@ class Pruner:
                 query("retention_defaults_set"),
                 {"states": [str(s) for s in states], "seconds": [float(self._retention[s]) for s in states]},
             )
-            await cur.execute(
-                query("history_maintain"), {"width": self._width, "now": now, "max_ahead": HISTORY_MAX_AHEAD}
-            )
-            row = await cur.fetchone()
-        if row and (row["dropped"] or row["created"] or row["busy"]):
+        row = await self.history_maintain(conn, now=now)
+        if row["dropped"] or row["created"] or row["busy"]:
             log.info(
                 "maintained history partitions",
                 extra={
@@ -132,6 +130,24 @@ class Pruner:
         await self.workflow_prune(conn, now=now)
         await self.queue_counts_refresh(conn, now=now)
         return deleted
+
+    async def history_maintain(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> dict[str, int]:
+        """Drop passed time partitions and create those ahead, one DDL per transaction (``conn`` autocommits): a
+        create locks the default partition, which every statement on pgsched.jobs needs, until its transaction
+        ends. At most _HISTORY_MAX_STEPS a round; the rest next round."""
+        total = {"created": 0, "dropped": 0, "busy": 0}
+        async with conn.cursor(row_factory=dict_row) as cur:
+            for _ in range(_HISTORY_MAX_STEPS):
+                await cur.execute(
+                    query("history_maintain_step"), {"width": self._width, "now": now, "max_ahead": HISTORY_MAX_AHEAD}
+                )
+                row = await cur.fetchone()
+                assert row is not None
+                for key in total:
+                    total[key] += int(row[key])
+                if not (row["created"] or row["dropped"]):
+                    break
+        return total
 
     @staticmethod
     async def _batches(conn: psycopg.AsyncConnection[Any], name: str, **params: Any) -> int:

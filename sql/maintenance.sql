@@ -97,6 +97,12 @@ SELECT created, dropped, busy
   FROM pgsched.history_maintain(make_interval(secs => %(width)s::float8), coalesce(%(now)s::timestamptz, now()),
                                 %(max_ahead)s::int)
 
+-- name: history_maintain_step
+-- Leader: one step of history_maintain, in its own transaction: drop one passed time partition, else create one ahead, at most max_ahead (pgsched.history_maintain_step).
+SELECT created, dropped, busy
+  FROM pgsched.history_maintain_step(make_interval(secs => %(width)s::float8), coalesce(%(now)s::timestamptz, now()),
+                                     %(max_ahead)s::int)
+
 -- name: history_default_prune
 -- Leader: delete up to limit finished jobs of the default partition (no time partition for them yet, or no purge_at) past their retention.
 WITH doomed AS (

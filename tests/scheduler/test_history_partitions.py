@@ -171,3 +171,33 @@ def test_the_finish_sets_purge_at_from_the_retention_of_the_queue_and_the_final_
         dead: ("dead", timedelta(days=30)),
         again: ("queued", None),
     }
+
+
+async def test_the_leader_creates_each_partition_in_a_transaction_of_its_own(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    # A create holds an ACCESS EXCLUSIVE lock on the default partition, which every statement on pgsched.jobs needs,
+    # until its transaction ends: one transaction for a whole round stalled the hot path for all of them.
+    pruner = Pruner(
+        Settings(dsn=dsn, retention_succeeded_seconds=2 * MINUTE, retention_cancelled_seconds=2 * MINUTE,
+                 retention_dead_seconds=20 * MINUTE, history_partition_seconds=MINUTE)
+    )  # fmt: skip
+    # The top-level transaction of every CREATE TABLE (txid_current() is the same in a subtransaction).
+    conn.execute("CREATE TABLE public.created_in (xid bigint)")
+    conn.execute(
+        "CREATE FUNCTION public.note_created() RETURNS event_trigger LANGUAGE plpgsql AS"
+        " $$BEGIN INSERT INTO public.created_in VALUES (txid_current()); END$$"
+    )
+    conn.execute("CREATE EVENT TRIGGER note_created ON ddl_command_end WHEN TAG IN ('CREATE TABLE')"
+                 " EXECUTE FUNCTION public.note_created()")  # fmt: skip
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+            await pruner.prune(leader, now=_db_now(conn))
+    finally:
+        conn.execute("DROP EVENT TRIGGER note_created")
+    made = conn.execute(
+        "SELECT (SELECT count(*) FROM pgsched.history_partitions) AS n,"
+        "       (SELECT count(DISTINCT xid) FROM public.created_in) AS transactions"
+    ).fetchone()
+    assert made is not None and made["n"] >= 20
+    assert made["transactions"] == made["n"]
