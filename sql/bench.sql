@@ -116,15 +116,16 @@ INSERT INTO pgsched.retention (queue, state, keep)
 SELECT %(queue)s::text, s, interval '3650 days' FROM unnest('{succeeded,dead,cancelled}'::pgsched.job_state[]) AS s
 
 -- name: bench_history_load
--- History bench: n finished jobs spread over the last `days` days (90 % succeeded, 8 % dead, 2 % cancelled), each in its time partition.
+-- History bench: jobs first+1 .. first+n of `total` finished jobs spread evenly over the last `days` days, oldest first (ids rise with finish time, as they do for real), each in its time partition (90 % succeeded, 8 % dead, 2 % cancelled).
 INSERT INTO pgsched.jobs (task, queue, args, priority, max_attempts, attempt, state, run_at, started_at,
                           finished_at, purge_at, result)
 SELECT 'noop', 'history', '{}', 0, 1, 1, s.state, f.at - interval '2 s', f.at - interval '1 s', f.at,
        f.at + make_interval(days => %(days)s::int), CASE WHEN s.state = 'succeeded' THEN '{"ok": true}'::jsonb END
-  FROM generate_series(1, %(n)s::int) g
- CROSS JOIN LATERAL (SELECT now() - (g::float8 / %(n)s::int) * make_interval(days => %(days)s::int) AS at) f
+  FROM generate_series(%(first)s::bigint + 1, %(first)s::bigint + %(n)s::int) g
+ CROSS JOIN LATERAL (SELECT now() - (1 - g::float8 / %(total)s::bigint) * make_interval(days => %(days)s::int) AS at) f
  CROSS JOIN LATERAL (SELECT CASE WHEN g %% 50 = 0 THEN 'cancelled' WHEN g %% 12 = 0 THEN 'dead'
                                  ELSE 'succeeded' END::pgsched.job_state AS state) s
+ ORDER BY g
 
 -- name: bench_history_span
 -- History bench: bytes of the time partitions, and the lowest and highest job id.
@@ -132,9 +133,25 @@ SELECT (SELECT sum(h.bytes) FROM pgsched.history_partitions h)::float8 AS bytes,
        (SELECT min(j.id) FROM pgsched.jobs j) AS low, (SELECT max(j.id) FROM pgsched.jobs j) AS high
 
 -- name: bench_history_biggest
--- History bench: the time partition holding the most (the day to drop).
-SELECT h.name FROM pgsched.history_partitions h ORDER BY h.bytes DESC LIMIT 1
+-- History bench: the `n` time partitions holding the most (the days to drop).
+SELECT h.name FROM pgsched.history_partitions h ORDER BY h.bytes DESC LIMIT %(n)s::int
 
 -- name: bench_history_drop
 -- History bench: drop one time partition.
 SELECT pgsched.history_partition_drop(%(name)s::text)
+
+-- name: bench_relation_sizes
+-- Soak: table+index+toast bytes of every pgsched table (time partitions of finished jobs summed as jobs_done), dead tuples of each.
+SELECT CASE WHEN p.relid IS NOT NULL AND c.relname <> 'jobs_done_default' THEN 'jobs_done' ELSE c.relname::text END AS name,
+       sum(pg_total_relation_size(c.oid))::bigint AS bytes, coalesce(sum(s.n_dead_tup), 0)::bigint AS dead
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'pgsched'
+  LEFT JOIN pg_partition_tree('pgsched.jobs_done') p ON p.relid = c.oid AND p.isleaf
+  LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+ WHERE c.relkind = 'r'
+ GROUP BY 1
+ ORDER BY 1
+
+-- name: bench_history_leaves
+-- History bench: every leaf partition of finished jobs (each vacuumed after the bulk load).
+SELECT c.relname FROM pg_partition_tree('pgsched.jobs_done') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf ORDER BY 1

@@ -1,10 +1,11 @@
 """`pgsched bench soak`: a steady enqueue at about 60 % of the measured maximum, for minutes.
 
-Interface-side tool. Producers (threads, one app each) enqueue at a fixed total rate while
-worker processes, leader candidates too (the pruner deletes succeeded jobs after
-``--retention`` seconds), drain with autovacuum as the server has it. Every ``interval`` seconds
-one sample: throughput, enqueue->start p50/p99 (database clock), table+index size, dead tuples,
-autovacuum runs, the producers' own call times and, when loaded, pg_stat_statements counters.
+Interface-side tool. Producers (threads, one app each) enqueue at a fixed total rate while worker processes,
+leader candidates too (the pruner drops finished jobs ``--retention`` seconds after they finish, in time
+partitions ``--partition-seconds`` wide), drain with autovacuum as the server has it. Every ``interval``
+seconds one sample: throughput, enqueue->start p50/p99 (database clock), table+index size (in all and of each
+pgsched table), dead tuples, autovacuum runs, the producers' own call times and, when loaded,
+pg_stat_statements counters.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class SoakOptions:
     interval: float = 10.0
     retention: float = 60.0
     max_backlog: int = 50_000
+    # Width of the time partitions of finished jobs: retention drops whole partitions, so a soak whose
+    # retention is shorter than the product's default width (1 day) needs narrower ones to see any drop.
+    partition_seconds: float | None = None
 
 
 @dataclass
@@ -59,6 +63,8 @@ class Sample:
     enqueue_call_ms: float | None
     clock: datetime
     statements: dict[str, tuple[str, int, float]] = field(default_factory=dict)
+    # name -> (table+index+toast bytes, dead tuples) of every pgsched table (time partitions summed as jobs_done).
+    relations: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class _Producers:
@@ -117,6 +123,11 @@ def _statements(conn: psycopg.Connection[Any]) -> dict[str, tuple[str, int, floa
     return out
 
 
+def _relations(conn: psycopg.Connection[Any]) -> dict[str, tuple[int, int]]:
+    rows = conn.execute(query("bench_relation_sizes")).fetchall()
+    return {str(name): (int(size), int(dead)) for name, size, dead in rows}
+
+
 def _clock(conn: psycopg.Connection[Any]) -> datetime:
     row = conn.execute(query("bench_clock")).fetchone()
     if row is None:
@@ -136,7 +147,7 @@ def _sample(
         at=round(time.perf_counter() - started, 1), jobs_per_s=n / max((now - since).total_seconds(), 1e-9),
         p50_ms=p50, p99_ms=p99, total_bytes=int(table[0]), dead=int(table[2]), autovacuums=int(table[3]),
         autoanalyzes=int(table[4]), enqueue_call_ms=call_ms, clock=now,
-        statements=_statements(conn) if statements else {},
+        statements=_statements(conn) if statements else {}, relations=_relations(conn),
     )  # fmt: skip
 
 
@@ -150,8 +161,12 @@ def soak(
                               concurrency=options.concurrency, stats="after-load").jobs_per_s  # fmt: skip
         rate = options.load * measured
     dsn = databases.clone("soak")
-    env = {"PGSCHED_RETENTION_SUCCEEDED_SECONDS": str(options.retention),
-           "PGSCHED_PRUNE_INTERVAL_SECONDS": str(min(10.0, options.retention / 2))}  # fmt: skip
+    # Every finished state gets the retention: a longer one (dead: 30 days by default) would make the leader keep
+    # partitions that far ahead, hundreds of them once they are narrow.
+    env = {f"PGSCHED_RETENTION_{state}_SECONDS": str(options.retention) for state in ("SUCCEEDED", "CANCELLED", "DEAD")}
+    env["PGSCHED_PRUNE_INTERVAL_SECONDS"] = str(min(10.0, options.retention / 2))
+    if options.partition_seconds is not None:
+        env["PGSCHED_HISTORY_PARTITION_SECONDS"] = str(options.partition_seconds)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             if statements:

@@ -199,18 +199,23 @@ def _load(value: Any) -> str:
 @_option("--interval", 10.0, "Seconds between report lines.")
 @_option("--retention", 60.0, "Seconds succeeded jobs are kept.")
 @_option("--max-backlog", 50_000, "Backlog of the max measurement.")
+@click.option("--partition-seconds", type=float, default=None,
+              help="Width of the time partitions of finished jobs (default: the product's, 1 day; retention "
+                   "drops whole partitions, so a short --retention wants narrow ones).")  # fmt: skip
 @_json_option
 def soak_command(dsn: str | None, db_prefix: str, minutes: float, rate: float | None, load: float, producers: int,
                  workers: int, concurrency: int, interval: float, retention: float, max_backlog: int,
-                 as_json: bool) -> None:  # fmt: skip
+                 partition_seconds: float | None, as_json: bool) -> None:  # fmt: skip
     """Steady enqueue at ~60 % of the max while workers drain, autovacuum on; a line every --interval s."""
     for name, value, low in (("minutes", minutes, 0.01), ("producers", producers, 1), ("workers", workers, 1),
                              ("concurrency", concurrency, 1), ("interval", interval, 0.1),
                              ("retention", retention, 1.0), ("max-backlog", max_backlog, 100),
-                             ("rate", rate or 1.0, 1.0), ("load", load, 0.01)):  # fmt: skip
+                             ("rate", rate or 1.0, 1.0), ("load", load, 0.01),
+                             ("partition-seconds", partition_seconds or 1.0, 1.0)):  # fmt: skip
         _at_least(name, value, low)
     _quiet()
-    options = SoakOptions(minutes, rate, load, producers, workers, concurrency, interval, retention, max_backlog)
+    options = SoakOptions(minutes, rate, load, producers, workers, concurrency, interval, retention, max_backlog,
+                          partition_seconds)  # fmt: skip
     with bench_server(dsn, statements=True) as server:
         if not as_json:
             _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
@@ -238,6 +243,9 @@ def _ms(value: float | None) -> str:
 def _print_sample(s: Sample) -> None:
     click.echo(f"{s.at:>7.1f} {s.jobs_per_s:>9,.0f} {_ms(s.p50_ms):>8} {_ms(s.p99_ms):>8} "
                f"{s.total_bytes / 1e6:>8.1f} {s.dead:>9,} {s.autovacuums:>7} {_ms(s.enqueue_call_ms):>7}")  # fmt: skip
+    sizes = [f"{name} {size / 1e6:.2f}/{dead}" for name, (size, dead) in s.relations.items() if size >= 65_536]
+    if sizes:
+        click.echo(f"{'':>7} MB/dead: {', '.join(sizes)}")
 
 
 def _print_summary(result: dict[str, Any]) -> None:
@@ -349,6 +357,7 @@ def history_command(dsn: str | None, db_prefix: str, finished: int, days: int, b
     figures = result.figures()
     if as_json:
         echo_json({"figures": figures, "drain_empty": result.drain_empty, "drain_loaded": result.drain_history,
+                   "page_ms": result.page_ms, "drop_day_ms": result.drop_day_ms,
                    "server": server.settings.values, "warnings": server.settings.warnings})  # fmt: skip
         return
     _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
@@ -356,3 +365,5 @@ def history_command(dsn: str | None, db_prefix: str, finished: int, days: int, b
         click.echo(f"{key:48} {figure:,.3f}")
     click.echo(f"drains, jobs/s: empty {[round(r) for r in result.drain_empty]}, "
                f"loaded {[round(r) for r in result.drain_history]}")  # fmt: skip
+    click.echo(f"first pages, ms: {[round(r, 1) for r in result.page_ms]}")
+    click.echo(f"day drops, ms: {[round(r, 1) for r in result.drop_day_ms]}")
