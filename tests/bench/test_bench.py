@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from pgsched.bench.drain import cold_drain
+from pgsched.bench.history import _load as _history_load
 from pgsched.bench.scratch import Databases, admin_dsn
 from pgsched.bench.server import settings_report
 from pgsched.bench.soak import Sample, summarize
@@ -84,7 +85,51 @@ def test_soak_prints_a_line_per_interval_and_drops_its_databases(dsn: str, capsy
     assert sum(int(line.split()[1].replace(",", "")) for line in lines) > 0  # jobs ran
     assert "rate 200 jobs/s (--rate)" in out
     assert "enqueue->start p99: first" in out
+    sizes = [line for line in out.splitlines() if line.strip().startswith("MB/dead:")]
+    assert sizes and all("jobs_live" in line for line in sizes)  # each table's size, not only the sum
     assert _databases(dsn, prefix) == []
+
+
+def test_soak_refuses_a_partition_width_under_one_second(dsn: str, capsys: Any) -> None:
+    code = run_cli(cli, ["bench", "soak", "--dsn", dsn, "--minutes", "0.1", "--partition-seconds", "0.5"])
+    assert code == 2
+    assert "partition-seconds" in capsys.readouterr().err
+
+
+def test_history_loads_ids_in_finish_order_into_the_loaded_days_partitions_and_drops_its_databases(
+    dsn: str, capsys: Any
+) -> None:
+    prefix = "pgsched_t_history"
+    argv = ["bench", "history", "--dsn", dsn, "--db-prefix", prefix, "--finished", "3000", "--days", "3",
+            "--backlog", "200", "--runs", "2", "--json"]  # fmt: skip
+
+    code = run_cli(cli, argv)
+    out = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    assert out["figures"]["history.finished"] == 3000
+    assert len(out["drain_empty"]) == len(out["drain_loaded"]) == 2
+    assert len(out["drop_day_ms"]) == 3 and len(out["page_ms"]) == 20
+    assert _databases(dsn, prefix) == []
+
+
+def test_history_load_makes_only_the_loaded_days_partitions_and_ids_rise_with_the_finish(dsn: str) -> None:
+    databases = Databases(admin_dsn(dsn), "pgsched_t_hload")
+    try:
+        loaded = databases.clone("history")
+        _history_load(loaded, 5000, 3)
+        with psycopg.connect(loaded) as conn:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM pgsched.history_partitions) AS parts,"
+                "       (SELECT count(*) FROM pgsched.jobs_done_default) AS in_default,"
+                "       (SELECT corr(id, extract(epoch FROM finished_at)) FROM pgsched.jobs) AS corr"
+            ).fetchone()
+    finally:
+        databases.drop_all()
+    assert row is not None
+    parts, in_default, corr = row
+    assert parts <= 3 + 2 and in_default == 0  # the loaded days (+ today's and one width), not 400 ahead
+    assert corr > 0.99
 
 
 def _sample(at: float, size: int, statements: dict[str, tuple[str, int, float]]) -> Sample:
