@@ -84,10 +84,14 @@ def parse_datetime(value: object, field: str) -> datetime:
 
 
 def parse_seconds(value: object, field: str, *, minimum: float, maximum: float, exclusive_min: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        number = float(value)  # type: ignore[arg-type]
-        ok = (number > minimum if exclusive_min else number >= minimum) and number <= maximum
+    ok = False
+    # An int past a float's range (a JSON integer of 309+ digits) is compared as it is: float() would overflow.
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (isinstance(value, int) or math.isfinite(value))
+    ):
+        ok = (value > minimum if exclusive_min else value >= minimum) and value <= maximum
     if not ok:
         raise ValidationError(field, f"must be a number of seconds from {minimum:g} to {maximum:g}")
     return float(value)  # type: ignore[arg-type]

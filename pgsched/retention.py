@@ -74,10 +74,12 @@ def validate_final_state(state: object) -> JobState:
 
 def validate_keep_seconds(seconds: object, field: str = "keep_seconds") -> float:
     """How long to keep finished jobs: from 1 second to ``MAX_KEEP_SECONDS``."""
-    ok = isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds)
-    if not ok or not 1 <= float(seconds) <= MAX_KEEP_SECONDS:  # type: ignore[arg-type]
+    # An int past a float's range (a JSON integer of 309+ digits) is compared as it is: float() would overflow.
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ValidationError(field, f"must be a number of seconds from 1 to {MAX_KEEP_SECONDS:.0f} (3660 days)")
-    return float(seconds)  # type: ignore[arg-type]
+    if not (isinstance(seconds, int) or math.isfinite(seconds)) or not 1 <= seconds <= MAX_KEEP_SECONDS:
+        raise ValidationError(field, f"must be a number of seconds from 1 to {MAX_KEEP_SECONDS:.0f} (3660 days)")
+    return float(seconds)
 
 
 def format_seconds(seconds: float) -> str:

@@ -124,10 +124,12 @@ def validate_expires_in(seconds: object) -> float | None:
     """Seconds until a new token expires: a positive number up to ten years, or None (never)."""
     if seconds is None:
         return None
-    ok = isinstance(seconds, int | float) and not isinstance(seconds, bool) and math.isfinite(seconds)
-    if not ok or not 1 <= float(seconds) <= MAX_EXPIRES_IN:  # type: ignore[arg-type]
+    # An int past a float's range (a JSON integer of 309+ digits) is compared as it is: float() would overflow.
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise ValidationError("expires_in_seconds", f"must be a number of seconds from 1 to {MAX_EXPIRES_IN:g}")
-    return float(seconds)  # type: ignore[arg-type]
+    if not (isinstance(seconds, int) or math.isfinite(seconds)) or not 1 <= seconds <= MAX_EXPIRES_IN:
+        raise ValidationError("expires_in_seconds", f"must be a number of seconds from 1 to {MAX_EXPIRES_IN:g}")
+    return float(seconds)
 
 
 def validate_token_name(name: object) -> str:

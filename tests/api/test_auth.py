@@ -153,6 +153,8 @@ def test_a_stored_token_with_an_expiry_is_refused_once_it_has_passed(
     assert lasting["expires_at"] is None
     bad = client.post("/tokens", json={"name": "x", "expires_in_seconds": 0})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "expires_in_seconds"
+    huge = client.post("/tokens", json={"name": "x", "expires_in_seconds": 10**400})  # past a float's range
+    assert huge.status_code == 422 and huge.json()["error"]["field"] == "expires_in_seconds"
     with live_api.client(created.json()["token"]) as c:
         assert c.get("/jobs").status_code == 200
         conn.execute("UPDATE pgsched.api_tokens SET expires_at = now() - interval '1 second' WHERE name = 'short'")

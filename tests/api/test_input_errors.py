@@ -51,6 +51,8 @@ def test_malformed_bodies_get_400(client: httpx.Client, raw: bytes) -> None:
         ({"task": "t", "delay_seconds": -1}, "delay_seconds"),
         ({"task": "t", "timeout": 0}, "timeout"),
         ({"task": "t", "timeout": 1e300}, "timeout"),
+        ({"task": "t", "timeout": 10**400}, "timeout"),  # an integer past a float's range: no OverflowError
+        ({"task": "t", "delay_seconds": 10**400}, "delay_seconds"),
         ({"task": "t", "run_key": ""}, "run_key"),
         ({"task": "t", "run_key": "k\u0000"}, "run_key"),
         ({"task": "t", "run_at": "2030-01-01T00:00:00+00:00", "delay_seconds": 5}, "delay_seconds"),

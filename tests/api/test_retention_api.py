@@ -67,6 +67,7 @@ def test_bad_input_gets_a_4xx_naming_the_field_and_writes_nothing(
         ("/retention/audit/succeeded", {"keep_seconds": 0}, 422, "keep_seconds"),
         ("/retention/audit/succeeded", {"keep_seconds": "90d"}, 422, "keep_seconds"),
         ("/retention/audit/succeeded", {"keep_seconds": 3661 * DAY}, 422, "keep_seconds"),
+        ("/retention/audit/succeeded", {"keep_seconds": 10**400}, 422, "keep_seconds"),  # past a float's range
         ("/retention/audit/succeeded", {}, 422, "keep_seconds"),
         ("/retention/audit/succeeded", {"keep_seconds": DAY, "keep": "1d"}, 422, "keep"),
         ("/retention/audit/queued", {"keep_seconds": DAY}, 422, "state"),
