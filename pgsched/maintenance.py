@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 _PRUNE_BATCH = 1000
 _PRUNE_MAX_BATCHES = 50
 _HISTORY_MAX_STEPS = 32
+# Sweeps over every row of a table (edges, workflows) look at this many batches per round at most, going on from
+# where the last round stopped: a round's work is bounded whatever the table's size.
+_SWEEP_BATCHES = 10
 
 
 class Reaper:
@@ -98,6 +101,7 @@ class Pruner:
             JobState.DEAD: settings.retention_dead_seconds,
         }
         self._width = settings.history_partition_seconds
+        self._sweeps: dict[str, int] = {}  # where each sweep goes on from (the last id it looked at)
 
     async def prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
         """One round; returns the jobs deleted one by one (from the default partition): whole partitions are logged."""
@@ -124,7 +128,7 @@ class Pruner:
             log.info(
                 "pruned finished jobs of the default partition", extra={"event": "jobs_pruned", "deleted": deleted}
             )
-        await self._batches(conn, "job_dependency_prune")
+        await self._sweep(conn, "job_dependency_prune")
         await self.run_key_prune(conn, now=now)
         await self.result_waiter_prune(conn)
         await self.workflow_prune(conn, now=now)
@@ -168,11 +172,25 @@ class Pruner:
         return await self._batches(conn, "run_key_prune", now=now)
 
     async def workflow_prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
-        """Delete workflows none of whose steps is left (each step went with its own retention)."""
+        """Delete workflows none of whose steps is left (each step went with its own retention): the next part of
+        the sweep over all workflows."""
+        return await self._sweep(conn, "workflow_prune", now=now)
+
+    async def _sweep(self, conn: psycopg.AsyncConnection[Any], name: str, **params: Any) -> int:
+        """Run the sweep ``name`` on from where its last call stopped, for at most _SWEEP_BATCHES batches or to the
+        end of the table (the next call starts again from the beginning); returns the rows deleted."""
+        total = 0
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("workflow_prune"), {"now": now, "limit": _PRUNE_BATCH})
-            row = await cur.fetchone()
-        return int(row["deleted"]) if row else 0
+            for _ in range(_SWEEP_BATCHES):
+                after = self._sweeps.get(name, 0)
+                await cur.execute(query(name), {**params, "after": after, "limit": _PRUNE_BATCH})
+                row = await cur.fetchone()
+                total += int(row["deleted"]) if row else 0
+                last = row["last_id"] if row else None
+                self._sweeps[name] = 0 if last is None else int(last)
+                if last is None:
+                    break
+        return total
 
     async def queue_counts_refresh(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> None:
         """Recount pgsched.queue_counts: one scan per prune interval instead of one per API request."""

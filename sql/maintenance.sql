@@ -117,15 +117,19 @@ WITH doomed AS (
 SELECT count(*)::int AS deleted FROM gone
 
 -- name: job_dependency_prune
--- Leader: delete up to limit dependency edges whose dependent job is gone (its time partition was dropped: no trigger fired).
-WITH doomed AS (
+-- Leader: of the next limit dependents after job id "after" (a sweep the leader keeps going round by round), delete the edges of those whose job is gone (its time partition was dropped: no trigger fired); returns how many edges went and the last dependent looked at (NULL: the sweep is through, start again). Bounded work per call, whatever the size of the edges table.
+WITH batch AS MATERIALIZED (
     SELECT DISTINCT e.job_id FROM pgsched.job_dependencies e
-     WHERE NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = e.job_id)
+     WHERE e.job_id > %(after)s::bigint
+     ORDER BY e.job_id
      LIMIT %(limit)s::int
 ), gone AS (
-    DELETE FROM pgsched.job_dependencies e USING doomed WHERE e.job_id = doomed.job_id RETURNING 1
+    DELETE FROM pgsched.job_dependencies e USING batch b
+     WHERE e.job_id = b.job_id AND NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = b.job_id)
+    RETURNING 1
 )
-SELECT count(*)::int AS deleted FROM gone
+SELECT (SELECT count(*) FROM gone)::int AS deleted,
+       (SELECT max(b.job_id) FROM batch b) AS last_id
 
 -- name: run_key_prune
 -- Delete up to n run_keys rows whose holder no longer holds the key over its scope (oldest first). Candidates are

@@ -49,18 +49,22 @@ SELECT id, name, kind, created_at, steps, waiting, queued, running, succeeded, d
 SELECT pgsched.workflow_cancel(%(id)s::bigint) AS cancelled
 
 -- name: workflow_prune
--- Delete up to n workflows that no longer have any step (retention removed them all), created more than an hour ago (SQL callers add steps after creating one).
-WITH doomed AS (
+-- Of the next limit workflows after id "after" (a sweep the leader keeps going round by round), delete those that no longer have any step (retention removed them all) and were created more than an hour ago (SQL callers add steps after creating one); returns how many went and the last id looked at (NULL: the sweep is through, start again).
+WITH batch AS MATERIALIZED (
     SELECT w.id FROM pgsched.workflows w
-     WHERE w.created_at < coalesce(%(now)s::timestamptz, now()) - interval '1 hour'
-       AND NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.workflow_id = w.id)
+     WHERE w.id > %(after)s::bigint
      ORDER BY w.id
      LIMIT %(limit)s::int
-       FOR UPDATE SKIP LOCKED
+), doomed AS (
+    SELECT w.id FROM pgsched.workflows w JOIN batch b ON b.id = w.id
+     WHERE w.created_at < coalesce(%(now)s::timestamptz, now()) - interval '1 hour'
+       AND NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.workflow_id = w.id)
+       FOR UPDATE OF w SKIP LOCKED
 ), gone AS (
     DELETE FROM pgsched.workflows w USING doomed WHERE w.id = doomed.id RETURNING 1
 )
-SELECT count(*)::int AS deleted FROM gone
+SELECT (SELECT count(*) FROM gone)::int AS deleted,
+       (SELECT max(b.id) FROM batch b) AS last_id
 
 -- name: workflow_add
 -- Enqueue one job that waits for existing jobs (pgsched.workflow_add; NULL workflow: a new one of kind after); returns its id.

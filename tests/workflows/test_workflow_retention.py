@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
-from pgsched import Settings
+from pgsched import Settings, maintenance
 from pgsched.maintenance import Pruner
 
 
@@ -49,3 +50,34 @@ async def test_deleting_a_step_takes_its_edges_along(conn: psycopg.Connection[An
     conn.execute("DELETE FROM pgsched.jobs WHERE id = %s", [b_id])
     row = conn.execute("SELECT count(*) AS n FROM pgsched.job_dependencies").fetchone()
     assert row is not None and row["n"] == 0
+
+
+async def test_edges_left_without_their_job_go_in_a_sweep_bounded_per_round(
+    dsn: str, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wf = conn.execute("SELECT pgsched.workflow_create() AS id").fetchone()
+    assert wf is not None
+    first = conn.execute("SELECT pgsched.workflow_add(%s, 'a') AS id", [wf["id"]]).fetchone()
+    assert first is not None
+    steps = [
+        conn.execute(
+            "SELECT pgsched.workflow_add(%s, 'b', depends_on => ARRAY[%s]::bigint[]) AS id", [wf["id"], first["id"]]
+        ).fetchone()["id"]  # type: ignore[index]
+        for _ in range(6)
+    ]
+    # What a dropped time partition leaves: rows gone with no DELETE on pgsched.jobs, so no trigger took the edges.
+    conn.execute("DELETE FROM pgsched.jobs_live WHERE id = ANY(%s)", [steps[:5]])
+    monkeypatch.setattr(maintenance, "_PRUNE_BATCH", 2)
+    monkeypatch.setattr(maintenance, "_SWEEP_BATCHES", 1)
+    pruner = Pruner(Settings(dsn=dsn))
+
+    def edges() -> list[int]:
+        return [r["job_id"] for r in conn.execute("SELECT job_id FROM pgsched.job_dependencies ORDER BY job_id")]
+
+    left = []
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
+        for _ in range(3):  # 6 dependents, 2 looked at per round
+            await pruner.prune(leader)
+            left.append(len(edges()))
+    assert left == [4, 2, 1]  # two orphans a round, never more; the live step keeps its edge
+    assert edges() == [steps[5]]
