@@ -139,7 +139,12 @@ SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 -- state (so only the primary key can find a row), and leaves the row estimate whole where "state = 'running'" (or an
 -- IN list) cut it to one row without statistics (a nested loop then rescanned the batch once per row) (tests/worker/test_plans.py counts the rows visited in
 -- every statistics state, and checks that no partition of finished jobs is read).
-WITH done AS (
+WITH keeps AS MATERIALIZED (
+    -- pgsched.retention as {queue: {state: keep}}: one read per statement, whatever the batch holds.
+    SELECT jsonb_object_agg(q.queue, q.keeps) AS keeps
+      FROM (SELECT r.queue, jsonb_object_agg(r.state, r.keep::text) AS keeps FROM pgsched.retention r GROUP BY r.queue) q
+),
+done AS (
     UPDATE pgsched.jobs j
        -- A failed attempt is retried after its delay while attempts remain and it is not final, else dead: the one
        -- rule, the same predicate in each column (a sub-select stating it once costs a subplan per row).
@@ -164,17 +169,18 @@ WITH done AS (
            snoozes = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.snoozes + 1 ELSE j.snoozes END,
            lease = NULL,
            -- Set here, not by the jobs_purge_at trigger: the time partition the row moves to. The retention of its queue,
-           -- else of queue * (pgsched.purge_at's rule, inline: a function with a pinned search_path costs ~15 us a call).
+           -- else of queue * (pgsched.purge_at's rule, inline: a function with a pinned search_path costs ~15 us a call),
+           -- looked up in keeps (read once per statement: a sub-select per row cost a fifth of the finish's server CPU).
+           -- Neither: NULL, and the jobs_purge_at trigger applies the default.
            purge_at = CASE
                         WHEN (d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final)
                           OR (d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit)
                         THEN NULL
-                        ELSE coalesce(%(now)s::timestamptz, now()) + (
-                               SELECT r.keep FROM pgsched.retention r
-                                WHERE r.queue IN (j.queue, '*')
-                                  AND r.state = CASE WHEN d.outcome IN ('failed', 'snoozed') THEN 'dead'
-                                                     ELSE d.outcome END::pgsched.job_state
-                                ORDER BY r.queue = '*' LIMIT 1)
+                        ELSE coalesce(%(now)s::timestamptz, now()) + coalesce(
+                               (SELECT k.keeps FROM keeps k) -> j.queue
+                                 ->> CASE WHEN d.outcome IN ('failed', 'snoozed') THEN 'dead' ELSE d.outcome END,
+                               (SELECT k.keeps FROM keeps k) -> '*'
+                                 ->> CASE WHEN d.outcome IN ('failed', 'snoozed') THEN 'dead' ELSE d.outcome END)::interval
                       END,
            result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
            errors = CASE
