@@ -201,3 +201,38 @@ async def test_the_leader_creates_each_partition_in_a_transaction_of_its_own(
     ).fetchone()
     assert made is not None and made["n"] >= 20
     assert made["transactions"] == made["n"]
+
+
+def test_the_finish_takes_each_state_s_retention_from_queue_star_when_the_queue_sets_only_others(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """The queue's row wins per state, not per queue; a calendar keep (months) is kept exact whatever IntervalStyle."""
+    conn.execute(
+        "INSERT INTO pgsched.retention (queue, state, keep)"
+        " VALUES ('audit', 'dead', '90 days'), ('monthly', 'succeeded', '1 mon 2 days 03:00:00.5')"
+    )
+    conn.execute("SET IntervalStyle = 'iso_8601'")
+    conn.execute("INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (3, 'test', 3)")
+    audit = insert_jobs(conn, 1, queue="audit", state="running", attempt=1, worker_id=3, lease=1)[0]
+    monthly = insert_jobs(conn, 1, queue="monthly", state="running", attempt=1, worker_id=3, lease=2)[0]
+    conn.execute(
+        query("job_finish_many"),
+        {
+            "ids": [audit, monthly],
+            "leases": [1, 2],
+            "outcomes": ["succeeded", "succeeded"],
+            "results": ["1", "2"],
+            "errors": [None, None],
+            "delays": [0.0, 0.0],
+            "finals": [False, False],
+            "snooze_limits": [0, 0],
+            "now": None,
+        },
+    )
+    rows = conn.execute(
+        "SELECT id, purge_at = finished_at + interval '1 day' AS day,"
+        " purge_at = finished_at + interval '1 mon 2 days 03:00:00.5' AS month"
+        " FROM pgsched.jobs WHERE id = ANY(%s) ORDER BY id",
+        [[audit, monthly]],
+    ).fetchall()
+    assert [(r["id"], r["day"], r["month"]) for r in rows] == [(audit, True, False), (monthly, False, True)]
