@@ -16,6 +16,7 @@ worker's lock is free until it reconnects (within a heartbeat), and none of them
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 _PRUNE_BATCH = 1000
 _PRUNE_MAX_BATCHES = 50
 _HISTORY_MAX_STEPS = 32
+# A round's partition DDL stops after this long (a step takes ~0.2 s): the leader's loop fires cron and reaps between
+# rounds, so a first round facing dozens of partitions to create must not hold them up; it goes on next loop.
+_HISTORY_ROUND_SECONDS = 0.5
 # Sweeps over every row of a table (edges, workflows) look at this many batches per round at most, going on from
 # where the last round stopped: a round's work is bounded whatever the table's size.
 _SWEEP_BATCHES = 10
@@ -102,6 +106,7 @@ class Pruner:
         }
         self._width = settings.history_partition_seconds
         self._sweeps: dict[str, int] = {}  # where each sweep goes on from (the last id it looked at)
+        self.history_behind = False  # the last history_maintain stopped with partitions left to create or drop
 
     async def prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
         """One round; returns the jobs deleted one by one (from the default partition): whole partitions are logged."""
@@ -138,10 +143,16 @@ class Pruner:
     async def history_maintain(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> dict[str, int]:
         """Drop passed time partitions and create those ahead, one DDL per transaction (``conn`` autocommits): a
         create locks the default partition, which every statement on pgsched.jobs needs, until its transaction
-        ends. At most _HISTORY_MAX_STEPS a round; the rest next round."""
+        ends. At most _HISTORY_MAX_STEPS and about _HISTORY_ROUND_SECONDS a call; ``history_behind`` then says
+        there is more to do, and the leader calls again between its rounds."""
         total = {"created": 0, "dropped": 0, "busy": 0}
+        deadline = time.monotonic() + _HISTORY_ROUND_SECONDS
+        self.history_behind = False
         async with conn.cursor(row_factory=dict_row) as cur:
-            for _ in range(_HISTORY_MAX_STEPS):
+            for step in range(_HISTORY_MAX_STEPS):
+                if step and time.monotonic() > deadline:
+                    self.history_behind = True
+                    break
                 await cur.execute(
                     query("history_maintain_step"), {"width": self._width, "now": now, "max_ahead": HISTORY_MAX_AHEAD}
                 )
@@ -151,6 +162,8 @@ class Pruner:
                     total[key] += int(row[key])
                 if not (row["created"] or row["dropped"]):
                     break
+            else:
+                self.history_behind = True  # _HISTORY_MAX_STEPS done, and the last one still had work
         return total
 
     @staticmethod

@@ -147,6 +147,8 @@ class Scheduler:
                 if await elector.confirm():
                     await self._pruner.prune(elector.conn)
                 next_prune = now + self._settings.prune_interval_seconds
+            elif self._pruner.history_behind and await elector.confirm():
+                await self._pruner.history_maintain(elector.conn)  # the partitions a round left, a slice per loop
             wait = interval if report.wake_in is None else min(interval, report.wake_in)
             if elector.listens:
                 await self._wait_on(elector.conn, wait)
