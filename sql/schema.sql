@@ -670,19 +670,17 @@ CREATE FUNCTION pgsched.jobs_advance_dependents() RETURNS trigger
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
+    noted text := current_setting('pgsched.ended', true);
     g record;
 BEGIN
-    -- Most statements change no job with dependents (every plain claim and finish): one pass over the old rows.
-    IF current_setting('pgsched.advancing', true) = 'on' OR NOT EXISTS (SELECT 1 FROM old_jobs o WHERE o.has_dependents) THEN
-        RETURN NULL;
-    END IF;
+    -- Taken before anything runs: the statements of dependents_advance fire this trigger too.
+    PERFORM set_config('pgsched.ended', '', true);
     FOR g IN
-        SELECT n.state, array_agg(n.id ORDER BY n.id) AS ids
-          FROM old_jobs o JOIN new_jobs n ON n.id = o.id
-         WHERE o.has_dependents AND n.state <> o.state
-           AND (n.state IN ('succeeded', 'dead', 'cancelled')) <> (o.state IN ('succeeded', 'dead', 'cancelled'))
-         GROUP BY n.state
-         ORDER BY n.state
+        SELECT split_part(n.entry, ':', 2)::pgsched.job_state AS state,
+               array_agg(DISTINCT split_part(n.entry, ':', 1)::bigint) AS ids
+          FROM unnest(string_to_array(btrim(noted), ' ')) AS n(entry)
+         GROUP BY 1
+         ORDER BY 1
     LOOP
         PERFORM pgsched.dependents_advance(g.ids, g.state);
     END LOOP;
@@ -693,7 +691,7 @@ END $$;
 -- Name: FUNCTION jobs_advance_dependents(); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger AFTER UPDATE on jobs, once per statement: the jobs with dependents that this statement ended, or brought back from an end (a retry), advance their dependents (pgsched.dependents_advance), one call per new state. Its transition tables also hold the rows the statement moved across partitions.';
+COMMENT ON FUNCTION pgsched.jobs_advance_dependents() IS 'Trigger AFTER UPDATE on jobs, once per statement that noted jobs with dependents (pgsched.jobs_note_dependents): takes the notes and advances their dependents (pgsched.dependents_advance), one call per new state.';
 
 --
 -- Name: jobs_fill_defaults(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -739,6 +737,29 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.jobs_forget_dependencies() IS 'Trigger AFTER DELETE on jobs, once per statement: deleted workflow steps take their dependency edges along. A row an UPDATE moved across partitions is no delete (transition tables of DELETE do not hold it); a partition dropped by retention fires nothing, so the leader prunes edges left without their job (job_dependency_prune).';
+
+--
+-- Name: jobs_note_dependents(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.jobs_note_dependents() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    -- Changes made by pgsched.dependents_advance itself are handled by its own loops.
+    IF current_setting('pgsched.advancing', true) IS DISTINCT FROM 'on' THEN
+        PERFORM set_config('pgsched.ended',
+                           coalesce(current_setting('pgsched.ended', true), '') || NEW.id || ':' || NEW.state || ' ', true);
+    END IF;
+    RETURN NEW;
+END $$;
+
+--
+-- Name: FUNCTION jobs_note_dependents(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.jobs_note_dependents() IS 'Trigger BEFORE UPDATE on jobs, for a job with dependents that ends or comes back from an end: notes "id:new_state" in the transaction-local setting pgsched.ended, which the statement trigger jobs_advance_dependents takes. BEFORE UPDATE fires once the row is locked (after any recheck), on the source partition of a row the UPDATE moves.';
 
 --
 -- Name: jobs_notify_insert(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -4830,13 +4851,13 @@ CREATE OR REPLACE VIEW pgsched.workflow_status AS
 -- Name: jobs jobs_advance_dependents; Type: TRIGGER; Schema: pgsched; Owner: -
 --
 
-CREATE TRIGGER jobs_advance_dependents AFTER UPDATE ON pgsched.jobs REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs FOR EACH STATEMENT EXECUTE FUNCTION pgsched.jobs_advance_dependents();
+CREATE TRIGGER jobs_advance_dependents AFTER UPDATE ON pgsched.jobs FOR EACH STATEMENT WHEN ((current_setting('pgsched.ended'::text, true) <> ''::text)) EXECUTE FUNCTION pgsched.jobs_advance_dependents();
 
 --
 -- Name: TRIGGER jobs_advance_dependents ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON TRIGGER jobs_advance_dependents ON pgsched.jobs IS 'Advances the dependents of the jobs with dependents that an UPDATE ended or retried, once per statement (pgsched.jobs_advance_dependents).';
+COMMENT ON TRIGGER jobs_advance_dependents ON pgsched.jobs IS 'Advances the dependents of the jobs with dependents that an UPDATE ended or retried, once per statement, only when jobs_xnote_dependents noted some.';
 
 --
 -- Name: jobs jobs_fill_defaults; Type: TRIGGER; Schema: pgsched; Owner: -
@@ -4903,6 +4924,18 @@ CREATE TRIGGER jobs_run_key_rehold BEFORE UPDATE OF state, run_key ON pgsched.jo
 --
 
 COMMENT ON TRIGGER jobs_run_key_rehold ON pgsched.jobs IS 'A finished job coming back (retry, redrive) or a live job given a new key takes its key again, or fails while another job holds it.';
+
+--
+-- Name: jobs jobs_xnote_dependents; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_xnote_dependents BEFORE UPDATE ON pgsched.jobs FOR EACH ROW WHEN ((old.has_dependents AND (new.state IS DISTINCT FROM old.state) AND ((new.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state])) <> (old.state = ANY (ARRAY['succeeded'::pgsched.job_state, 'dead'::pgsched.job_state, 'cancelled'::pgsched.job_state]))))) EXECUTE FUNCTION pgsched.jobs_note_dependents();
+
+--
+-- Name: TRIGGER jobs_xnote_dependents ON jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TRIGGER jobs_xnote_dependents ON pgsched.jobs IS 'Notes each job with dependents that an UPDATE ends or retries (pgsched.jobs_note_dependents), for jobs_advance_dependents at the end of the statement.';
 
 --
 -- Name: queues queues_notify_change; Type: TRIGGER; Schema: pgsched; Owner: -

@@ -4,9 +4,8 @@ Interface-side tool. Three comparisons, each made inside one run so that machine
 - creating a 1,000-job fan-out with its callback (one ``app.group(...).then(...)``) against
   ``enqueue_many`` of 1,000 jobs, alternated, median of ``rounds`` each (wall clock of the call);
 - a workflow of n two-step chains (2n jobs) drained by fresh workers against 2n plain jobs;
-- plain jobs drained on the full schema against a clone stripped of what migration 0012 added to
-  ``pgsched.jobs`` (its two triggers, its index and its two columns): the cost plain jobs pay for
-  workflows. Both clones record every migration, so the workers start on either.
+- plain jobs drained on the full schema against a clone stripped of what workflows add to ``pgsched.jobs``
+  (migration 0012's columns and index, and the triggers of 0023/0028): the cost plain jobs pay for workflows. Both clones record every migration, so the workers start on either.
 Drains are timed by the database (first ``started_at`` to last ``finished_at``), as ``bench.drain``.
 """
 
@@ -38,6 +37,7 @@ _VACUUM = "VACUUM pgsched.jobs, pgsched.job_dependencies, pgsched.workflows"
 _CHECKPOINT = "CHECKPOINT"
 _STRIP_0012 = (
     "DROP TRIGGER jobs_advance_dependents ON pgsched.jobs",
+    "DROP TRIGGER jobs_xnote_dependents ON pgsched.jobs",
     "DROP TRIGGER jobs_forget_dependencies ON pgsched.jobs",
     "DROP VIEW pgsched.workflow_steps, pgsched.workflow_status",
     "DROP INDEX pgsched.jobs_workflow_idx",

@@ -227,8 +227,8 @@ def test_only_jobs_with_dependents_run_the_trigger_function(dsn: str, conn: Conn
     _add(conn, None, "after", [awaited])
     with psycopg.connect(dsn, autocommit=False, row_factory=dict_row) as c:
         c.execute("SET LOCAL track_functions = 'pl'")
-        # The end moves the row from jobs_live to jobs_done; the statement trigger sees it in its transition
-        # tables and advances its dependents (pgsched.dependents_advance), once.
+        # The end moves the row from jobs_live to jobs_done; the row trigger notes it, and the statement trigger
+        # advances its dependents (pgsched.dependents_advance), once.
         calls = (
             "SELECT pg_stat_get_xact_function_calls('pgsched.dependents_advance(bigint[], pgsched.job_state)'"
             "::regprocedure) AS n"
@@ -236,6 +236,11 @@ def test_only_jobs_with_dependents_run_the_trigger_function(dsn: str, conn: Conn
         c.execute("UPDATE pgsched.jobs SET state = 'succeeded' WHERE id = %(id)s", {"id": plain})
         row = c.execute(calls).fetchone()
         assert row is not None and not row["n"]
+        # Nor does a plain statement call the statement trigger's function: its WHEN finds nothing noted.
+        trigger_calls = c.execute(
+            "SELECT pg_stat_get_xact_function_calls('pgsched.jobs_advance_dependents()'::regprocedure) AS n"
+        ).fetchone()
+        assert trigger_calls is not None and not trigger_calls["n"]
         c.execute("UPDATE pgsched.jobs SET state = 'succeeded' WHERE id = %(id)s", {"id": awaited})
         row = c.execute(calls).fetchone()
         assert row is not None and row["n"] == 1
