@@ -5,7 +5,8 @@ Interface-side tool. Three comparisons, each made inside one run so that machine
   ``enqueue_many`` of 1,000 jobs, alternated, median of ``rounds`` each (wall clock of the call);
 - a workflow of n two-step chains (2n jobs) drained by fresh workers against 2n plain jobs;
 - plain jobs drained on the full schema against a clone stripped of what workflows add to ``pgsched.jobs``
-  (migration 0012's columns and index, and the triggers of 0023/0028): the cost plain jobs pay for workflows. Both clones record every migration, so the workers start on either.
+  (migration 0012's columns and index, and the triggers of 0023/0028): the cost plain jobs pay for workflows.
+  Both clones record every migration, so the workers start on either.
 Drains are timed by the database (first ``started_at`` to last ``finished_at``), as ``bench.drain``.
 """
 
