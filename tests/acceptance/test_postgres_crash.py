@@ -35,7 +35,10 @@ WORKERS, CONCURRENCY = 4, 4
 JOB_SECONDS = 0.1
 # The crash window of tests.acceptance.runs: commits of the last ~0.6 s (3 x wal_writer_delay) may be lost,
 # and a worker may start jobs of a lost claim until its liveness notices (a heartbeat of 0.5 s, plus a flush).
-BEFORE_CRASH, AFTER_RESTART = 1.0, 1.5
+# Both ends also carry the worker's own delays (a run's result waits for the completer's next flush; a lost
+# claim's job waits for reconnect and reconcile): in the full suite on this VM once it ran ~2.5x slower, one
+# job in 43 fell just outside 1.0 / 1.5 s (it passed 4 of 4 alone), so the window allows 2 / 3 s.
+BEFORE_CRASH, AFTER_RESTART = 2.0, 3.0
 
 _INSERT = """
 INSERT INTO pgsched.jobs (task, args)
