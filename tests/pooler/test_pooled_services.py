@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import tuple_row
 
 from pgsched import Settings
 from pgsched.client import Client
@@ -102,7 +103,7 @@ async def test_two_lease_candidates_through_a_pooler_never_act_at_once(pooled_ds
                 await asyncio.sleep(0.05)  # the election interval
                 continue
             if rng.random() < 0.1:
-                await asyncio.sleep(0.7)  # a pause past the lease: the other candidate may take over meanwhile
+                await _until_lease_expired(pooled_dsn)  # a pause past the lease: the other may take over meanwhile
             try:
                 await act(elector)
             except LeadershipLost:
@@ -121,13 +122,26 @@ async def test_two_lease_candidates_through_a_pooler_never_act_at_once(pooled_ds
         assert before["ended"] <= after["started"], (before, after)
 
 
+async def _expired(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the leader lease has expired by the database's clock."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute("SELECT expires_at < clock_timestamp() FROM pgsched.leader_lease", prepare=False)
+        row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def _until_lease_expired(dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await await_until(lambda: _expired(conn), timeout=10, message="the lease never expired")
+
+
 async def test_a_lease_is_not_taken_while_its_leader_transaction_runs(pooled_dsn: str) -> None:
     leader, follower = LeaseElector(pooled_dsn, ttl_seconds=0.3), LeaseElector(pooled_dsn, ttl_seconds=0.3)
     try:
         assert await leader.try_acquire()
         assert not await follower.try_acquire()
         async with leader.fenced() as c:
-            await c.execute("SELECT pg_sleep(0.6)")  # past the lease's expiry, inside the fence
+            await await_until(lambda: _expired(c), timeout=10)  # past the lease's expiry, inside the fence
             assert not await follower.try_acquire()
         await await_until(follower.try_acquire, timeout=5, message="follower never took the expired lease")
         with pytest.raises(LeadershipLost):
