@@ -1741,6 +1741,46 @@ END),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
 PARTITION BY LIST (state);
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN queue SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN task SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN args SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN priority SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN state SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN attempt SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN max_attempts SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_name SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN worker_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN started_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN finished_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN cancel_requested_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN errors SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN timeout SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN created_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_limit SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN returns SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN alone SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN tags SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN meta SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN expires_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN snoozes SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_message SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_until SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN workflow_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN has_dependents SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN deps_left SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_scope SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_period SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN purge_at SET STATISTICS 20;
 
 --
 -- Name: TABLE jobs; Type: COMMENT; Schema: pgsched; Owner: -
@@ -2260,6 +2300,46 @@ END),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
 PARTITION BY RANGE (purge_at);
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN queue SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN task SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN args SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN priority SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN run_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN state SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN attempt SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN max_attempts SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN run_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN schedule_name SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN schedule_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN worker_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN started_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN finished_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN cancel_requested_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN errors SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN timeout SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN created_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN concurrency_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN concurrency_limit SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN returns SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN alone SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN tags SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN meta SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN expires_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN snoozes SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN progress SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN progress_message SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN progress_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN extended_lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN extended_until SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN workflow_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN has_dependents SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN deps_left SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN run_key_scope SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN run_key_period SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN purge_at SET STATISTICS 20;
 
 --
 -- Name: TABLE jobs_done; Type: COMMENT; Schema: pgsched; Owner: -
@@ -2730,6 +2810,46 @@ END),
     CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 );
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN queue SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN task SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN args SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN priority SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN run_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN state SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN attempt SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN max_attempts SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN run_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN schedule_name SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN schedule_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN worker_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN started_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN finished_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN cancel_requested_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN errors SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN timeout SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN created_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN concurrency_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN concurrency_limit SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN returns SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN alone SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN tags SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN meta SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN expires_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN snoozes SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN progress SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN progress_message SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN progress_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN extended_lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN extended_until SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN workflow_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN has_dependents SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN deps_left SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN run_key_scope SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN run_key_period SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN purge_at SET STATISTICS 20;
 
 --
 -- Name: TABLE jobs_done_default; Type: COMMENT; Schema: pgsched; Owner: -
@@ -2817,6 +2937,46 @@ END),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
 WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0');
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN queue SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN task SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN args SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN priority SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN run_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN state SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN attempt SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN max_attempts SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN run_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN schedule_name SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN schedule_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN worker_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN started_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN finished_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN cancel_requested_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN errors SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN timeout SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN created_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN concurrency_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN concurrency_limit SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN returns SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN alone SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN tags SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN meta SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN expires_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN snoozes SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN progress SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN progress_message SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN progress_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN extended_lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN extended_until SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN workflow_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN has_dependents SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN deps_left SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN run_key_scope SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN run_key_period SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN purge_at SET STATISTICS 20;
 
 --
 -- Name: TABLE jobs_live; Type: COMMENT; Schema: pgsched; Owner: -
