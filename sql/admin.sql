@@ -10,7 +10,7 @@ RETURNING *
 
 -- name: job_state_get
 -- The state of one job, to explain why an update did nothing.
-SELECT state::text AS state FROM pgsched.jobs WHERE id = %(id)s::bigint
+SELECT state::text AS state FROM pgsched.job_get(%(id)s::bigint)
 
 -- name: dead_retry_many
 -- Queue dead jobs to run now (optionally of one queue / task); grants one more attempt each. Their run keys are taken

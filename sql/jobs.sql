@@ -144,8 +144,8 @@ SELECT k.run_key, k.job_id AS id
 SELECT system_identifier::text || ':' || current_database() AS scope FROM pg_control_system()
 
 -- name: job_get
--- One job by id.
-SELECT * FROM pgsched.jobs WHERE id = %(id)s::bigint
+-- One job by id (pgsched.job_get: a plan cached per server session, not one planned over every partition per call).
+SELECT * FROM pgsched.job_get(%(id)s::bigint)
 
 -- name: job_list
 -- A page of jobs, newest first, filtered; keyset cursor on id.

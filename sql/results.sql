@@ -7,7 +7,7 @@ WITH listed AS (
     VALUES (%(job_id)s::bigint, %(backend_pid)s::int)
     ON CONFLICT DO NOTHING
 )
-SELECT state::text AS state, result, errors -> -1 AS last_error FROM pgsched.jobs WHERE id = %(job_id)s::bigint
+SELECT state::text AS state, result, errors -> -1 AS last_error FROM pgsched.job_get(%(job_id)s::bigint)
 
 -- name: result_waiters_add
 -- List a listening session (after a reconnect) as waiting on every job its client still waits on.
@@ -21,4 +21,4 @@ DELETE FROM pgsched.result_waiters WHERE job_id = %(job_id)s::bigint AND backend
 
 -- name: result_get
 -- A job's state, result and last error entry: what a result waiter needs to decide (no row: no such job).
-SELECT state::text AS state, result, errors -> -1 AS last_error FROM pgsched.jobs WHERE id = %(job_id)s::bigint
+SELECT state::text AS state, result, errors -> -1 AS last_error FROM pgsched.job_get(%(job_id)s::bigint)

@@ -602,6 +602,380 @@ END $$;
 COMMENT ON FUNCTION pgsched.history_partition_drop(p_name text) IS 'Detach and drop one time partition of finished jobs (all its jobs go at once); the caller sets a short lock_timeout so it never holds up the hot path.';
 
 --
+-- Name: jobs; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.jobs (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority smallint NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    run_key text,
+    schedule_name text,
+    schedule_id bigint,
+    worker_id bigint,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    cancel_requested_at timestamp with time zone,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    result jsonb,
+    timeout interval,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    concurrency_key text,
+    concurrency_limit integer,
+    lease bigint,
+    returns integer DEFAULT 0 NOT NULL,
+    alone boolean DEFAULT false NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
+    expires_at timestamp with time zone,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
+    workflow_id bigint,
+    has_dependents boolean DEFAULT false NOT NULL,
+    deps_left integer,
+    run_key_scope text,
+    run_key_period interval,
+    purge_at timestamp with time zone,
+    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
+    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
+    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
+    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
+    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
+    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
+    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
+    CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
+    CONSTRAINT jobs_run_key_period_valid CHECK (
+CASE
+    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
+    ELSE (run_key_period IS NULL)
+END),
+    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
+    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
+    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+)
+PARTITION BY LIST (state);
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN queue SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN task SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN args SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN priority SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN state SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN attempt SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN max_attempts SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_name SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN worker_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN started_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN finished_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN cancel_requested_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN errors SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN timeout SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN created_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_limit SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN returns SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN alone SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN tags SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN meta SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN expires_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN snoozes SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_message SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_until SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN workflow_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN has_dependents SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN deps_left SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_scope SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_period SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN purge_at SET STATISTICS 20;
+
+--
+-- Name: TABLE jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.jobs IS 'Every job, live or finished: partitioned by state into jobs_live (waiting, queued, running: the hot path) and jobs_done (succeeded, dead, cancelled), itself partitioned by purge_at into time partitions that retention drops whole. Insert into and read from this name. id comes from its sequence; it has no unique index across partitions.';
+
+--
+-- Name: COLUMN jobs.id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.id IS 'Job id, assigned by the database.';
+
+--
+-- Name: COLUMN jobs.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.queue IS 'Queue name (^[a-z0-9][a-z0-9_.-]{0,62}$); workers subscribe to queues. Left out of an insert: the task''s declared queue (pgsched.registered_tasks), else ''default''.';
+
+--
+-- Name: COLUMN jobs.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.task IS 'Name of the task function that runs this job.';
+
+--
+-- Name: COLUMN jobs.args; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.args IS 'Keyword arguments for the task, a JSON object.';
+
+--
+-- Name: COLUMN jobs.priority; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.priority IS 'Higher runs first (-1000..1000). Left out of an insert: the task''s declared priority, else 0.';
+
+--
+-- Name: COLUMN jobs.run_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_at IS 'Earliest time the job may start; also the retry time after a failed attempt.';
+
+--
+-- Name: COLUMN jobs.state; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.state IS 'waiting (for dependencies; never claimed), queued, running, succeeded, dead (out of attempts) or cancelled.';
+
+--
+-- Name: COLUMN jobs.attempt; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.attempt IS 'Number of attempts started so far; a running job''s current attempt; fences completions.';
+
+--
+-- Name: COLUMN jobs.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.max_attempts IS 'Attempts before the job is dead (1..1000). Left out of an insert: the task''s declared max_attempts, else 5.';
+
+--
+-- Name: COLUMN jobs.run_key; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_key IS 'Optional dedupe key, unique over its run_key_scope (pgsched.run_keys holds it): enqueue with a held key returns the holder (or replaces a waiting one).';
+
+--
+-- Name: COLUMN jobs.schedule_name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.schedule_name IS 'Name of the cron schedule that fired this job, if any.';
+
+--
+-- Name: COLUMN jobs.schedule_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.schedule_id IS 'Stable id of the cron schedule that fired this job, if any.';
+
+--
+-- Name: COLUMN jobs.worker_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.worker_id IS 'pgsched.workers.id of the worker running (or that last ran) the job.';
+
+--
+-- Name: COLUMN jobs.started_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.started_at IS 'Start of the current or last attempt.';
+
+--
+-- Name: COLUMN jobs.finished_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.finished_at IS 'When the job reached succeeded, dead or cancelled.';
+
+--
+-- Name: COLUMN jobs.cancel_requested_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.cancel_requested_at IS 'Set by pgsched.cancel on a running job; its worker cancels the task.';
+
+--
+-- Name: COLUMN jobs.errors; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.errors IS 'One entry per failed attempt: {at, attempt, error, traceback}.';
+
+--
+-- Name: COLUMN jobs.result; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.result IS 'JSON value returned by the task, when it succeeded.';
+
+--
+-- Name: COLUMN jobs.timeout; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.timeout IS 'Per-job run time limit; NULL means the task default.';
+
+--
+-- Name: COLUMN jobs.created_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.created_at IS 'When the job was enqueued.';
+
+--
+-- Name: COLUMN jobs.concurrency_key; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.concurrency_key IS 'Jobs sharing a key (in a queue) run at most concurrency_limit at once; NULL: no key.';
+
+--
+-- Name: COLUMN jobs.concurrency_limit; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.concurrency_limit IS 'Limit of concurrency_key (NULL: 1); the key''s next job decides.';
+
+--
+-- Name: COLUMN jobs.lease; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.lease IS 'Token of the claim running the job (NULL when not running); every write of the attempt is fenced on (id, lease).';
+
+--
+-- Name: COLUMN jobs.returns; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharged after its worker was lost before the job had (visibly) started.';
+
+--
+-- Name: COLUMN jobs.alone; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
+
+--
+-- Name: COLUMN jobs.tags; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.tags IS 'Labels for finding jobs (up to 32); filter with tags @> ARRAY[...] AND tags <> ''{}'' (jobs_tags_idx).';
+
+--
+-- Name: COLUMN jobs.meta; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.meta IS 'Free JSON object about the job (not its arguments); filter with meta @> ''{...}'' AND meta <> ''{}'' (jobs_meta_idx).';
+
+--
+-- Name: COLUMN jobs.expires_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.expires_at IS 'Deadline to start: a job not started (a first time) by then ends as cancelled with an errors entry of kind "expired", and never runs; once started, its retries are not bound by it. NULL: no deadline.';
+
+--
+-- Name: COLUMN jobs.snoozes; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.snoozes IS 'Times the task snoozed the job (Snooze: run again later without spending an attempt); past the task''s max_snoozes the job is dead.';
+
+--
+-- Name: COLUMN jobs.progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress IS 'Last progress the task reported (current_job().progress), a fraction from 0 to 1; NULL when it never did.';
+
+--
+-- Name: COLUMN jobs.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_message IS 'Message of the last progress report.';
+
+--
+-- Name: COLUMN jobs.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_at IS 'When the last progress report was written (reports are written at most once a second per job).';
+
+--
+-- Name: COLUMN jobs.extended_lease; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_lease IS 'Lease token (jobs.lease) of the attempt that last called heartbeat(); extended_until holds only while it equals jobs.lease.';
+
+--
+-- Name: COLUMN jobs.extended_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_until IS 'The attempt holding extended_lease promised its next heartbeat by then: the reaper leaves it alone until then, even if its worker''s heartbeat is stale, and rescues it after (kind lease_expired), even if its worker beats.';
+
+--
+-- Name: COLUMN jobs.workflow_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.workflow_id IS 'pgsched.workflows.id of the workflow the job is a step of; NULL for a plain job.';
+
+--
+-- Name: COLUMN jobs.has_dependents; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.has_dependents IS 'Some job waits for this one: only then does a change of state run pgsched.jobs_advance_dependents.';
+
+--
+-- Name: COLUMN jobs.deps_left; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.deps_left IS 'A waiting job: how many of its dependencies have not ended yet (released at zero); NULL for a job without dependencies.';
+
+--
+-- Name: COLUMN jobs.run_key_scope; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_key_scope IS 'What the run key is unique over: retention (while this row exists; NULL means retention), active (while waiting, queued or running) or period (for run_key_period from the enqueue).';
+
+--
+-- Name: COLUMN jobs.run_key_period; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_key_period IS 'For run_key_scope period: how long the key is held from the enqueue.';
+
+--
+-- Name: COLUMN jobs.purge_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.purge_at IS 'When this finished job may be dropped: finished_at + the retention of its queue and state (pgsched.retention), set when it finishes (by the finishing statement, else by the jobs_purge_at trigger); NULL while it is live. Finished jobs live in the time partition of jobs_done that holds this instant.';
+
+--
+-- Name: job_get(bigint); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.job_get(p_id bigint) RETURNS SETOF pgsched.jobs
+    LANGUAGE plpgsql STABLE ROWS 1
+    SET search_path TO 'pg_catalog', 'pgsched'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM pgsched.jobs j WHERE j.id = p_id LIMIT 1;
+END $$;
+
+--
+-- Name: FUNCTION job_get(p_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.job_get(p_id bigint) IS 'One job by id, wherever it lives (jobs_live, a time partition, jobs_done_default): the one by-id read of every caller (API, CLI, result(), run-key holders). Its plan is generic and cached per server session, so a call does not plan every partition again.';
+
+--
 -- Name: job_release(bigint[]); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -1673,360 +2047,6 @@ COMMENT ON COLUMN pgsched.cluster.alive IS 'Whether the process is alive: its li
 --
 
 COMMENT ON COLUMN pgsched.cluster.is_leader IS 'True for the leader.';
-
---
--- Name: jobs; Type: TABLE; Schema: pgsched; Owner: -
---
-
-CREATE TABLE pgsched.jobs (
-    id bigint NOT NULL,
-    queue text NOT NULL,
-    task text NOT NULL,
-    args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority smallint NOT NULL,
-    run_at timestamp with time zone DEFAULT now() NOT NULL,
-    state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
-    run_key text,
-    schedule_name text,
-    schedule_id bigint,
-    worker_id bigint,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    cancel_requested_at timestamp with time zone,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    result jsonb,
-    timeout interval,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    concurrency_key text,
-    concurrency_limit integer,
-    lease bigint,
-    returns integer DEFAULT 0 NOT NULL,
-    alone boolean DEFAULT false NOT NULL,
-    tags text[] DEFAULT '{}'::text[] NOT NULL,
-    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
-    expires_at timestamp with time zone,
-    snoozes integer DEFAULT 0 NOT NULL,
-    progress real,
-    progress_message text,
-    progress_at timestamp with time zone,
-    extended_lease bigint,
-    extended_until timestamp with time zone,
-    workflow_id bigint,
-    has_dependents boolean DEFAULT false NOT NULL,
-    deps_left integer,
-    run_key_scope text,
-    run_key_period interval,
-    purge_at timestamp with time zone,
-    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
-    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
-    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
-    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
-    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
-    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
-    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
-    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
-    CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
-    CONSTRAINT jobs_run_key_period_valid CHECK (
-CASE
-    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
-    ELSE (run_key_period IS NULL)
-END),
-    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
-    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
-    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
-    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
-)
-PARTITION BY LIST (state);
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN queue SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN task SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN args SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN priority SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN state SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN attempt SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN max_attempts SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_name SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN worker_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN started_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN finished_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN cancel_requested_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN errors SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN result SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN timeout SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN created_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_key SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_limit SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN lease SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN returns SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN alone SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN tags SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN meta SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN expires_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN snoozes SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_message SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_lease SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_until SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN workflow_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN has_dependents SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN deps_left SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_scope SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_period SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN purge_at SET STATISTICS 20;
-
---
--- Name: TABLE jobs; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON TABLE pgsched.jobs IS 'Every job, live or finished: partitioned by state into jobs_live (waiting, queued, running: the hot path) and jobs_done (succeeded, dead, cancelled), itself partitioned by purge_at into time partitions that retention drops whole. Insert into and read from this name. id comes from its sequence; it has no unique index across partitions.';
-
---
--- Name: COLUMN jobs.id; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.id IS 'Job id, assigned by the database.';
-
---
--- Name: COLUMN jobs.queue; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.queue IS 'Queue name (^[a-z0-9][a-z0-9_.-]{0,62}$); workers subscribe to queues. Left out of an insert: the task''s declared queue (pgsched.registered_tasks), else ''default''.';
-
---
--- Name: COLUMN jobs.task; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.task IS 'Name of the task function that runs this job.';
-
---
--- Name: COLUMN jobs.args; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.args IS 'Keyword arguments for the task, a JSON object.';
-
---
--- Name: COLUMN jobs.priority; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.priority IS 'Higher runs first (-1000..1000). Left out of an insert: the task''s declared priority, else 0.';
-
---
--- Name: COLUMN jobs.run_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.run_at IS 'Earliest time the job may start; also the retry time after a failed attempt.';
-
---
--- Name: COLUMN jobs.state; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.state IS 'waiting (for dependencies; never claimed), queued, running, succeeded, dead (out of attempts) or cancelled.';
-
---
--- Name: COLUMN jobs.attempt; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.attempt IS 'Number of attempts started so far; a running job''s current attempt; fences completions.';
-
---
--- Name: COLUMN jobs.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.max_attempts IS 'Attempts before the job is dead (1..1000). Left out of an insert: the task''s declared max_attempts, else 5.';
-
---
--- Name: COLUMN jobs.run_key; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.run_key IS 'Optional dedupe key, unique over its run_key_scope (pgsched.run_keys holds it): enqueue with a held key returns the holder (or replaces a waiting one).';
-
---
--- Name: COLUMN jobs.schedule_name; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.schedule_name IS 'Name of the cron schedule that fired this job, if any.';
-
---
--- Name: COLUMN jobs.schedule_id; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.schedule_id IS 'Stable id of the cron schedule that fired this job, if any.';
-
---
--- Name: COLUMN jobs.worker_id; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.worker_id IS 'pgsched.workers.id of the worker running (or that last ran) the job.';
-
---
--- Name: COLUMN jobs.started_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.started_at IS 'Start of the current or last attempt.';
-
---
--- Name: COLUMN jobs.finished_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.finished_at IS 'When the job reached succeeded, dead or cancelled.';
-
---
--- Name: COLUMN jobs.cancel_requested_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.cancel_requested_at IS 'Set by pgsched.cancel on a running job; its worker cancels the task.';
-
---
--- Name: COLUMN jobs.errors; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.errors IS 'One entry per failed attempt: {at, attempt, error, traceback}.';
-
---
--- Name: COLUMN jobs.result; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.result IS 'JSON value returned by the task, when it succeeded.';
-
---
--- Name: COLUMN jobs.timeout; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.timeout IS 'Per-job run time limit; NULL means the task default.';
-
---
--- Name: COLUMN jobs.created_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.created_at IS 'When the job was enqueued.';
-
---
--- Name: COLUMN jobs.concurrency_key; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.concurrency_key IS 'Jobs sharing a key (in a queue) run at most concurrency_limit at once; NULL: no key.';
-
---
--- Name: COLUMN jobs.concurrency_limit; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.concurrency_limit IS 'Limit of concurrency_key (NULL: 1); the key''s next job decides.';
-
---
--- Name: COLUMN jobs.lease; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.lease IS 'Token of the claim running the job (NULL when not running); every write of the attempt is fenced on (id, lease).';
-
---
--- Name: COLUMN jobs.returns; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharged after its worker was lost before the job had (visibly) started.';
-
---
--- Name: COLUMN jobs.alone; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
-
---
--- Name: COLUMN jobs.tags; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.tags IS 'Labels for finding jobs (up to 32); filter with tags @> ARRAY[...] AND tags <> ''{}'' (jobs_tags_idx).';
-
---
--- Name: COLUMN jobs.meta; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.meta IS 'Free JSON object about the job (not its arguments); filter with meta @> ''{...}'' AND meta <> ''{}'' (jobs_meta_idx).';
-
---
--- Name: COLUMN jobs.expires_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.expires_at IS 'Deadline to start: a job not started (a first time) by then ends as cancelled with an errors entry of kind "expired", and never runs; once started, its retries are not bound by it. NULL: no deadline.';
-
---
--- Name: COLUMN jobs.snoozes; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.snoozes IS 'Times the task snoozed the job (Snooze: run again later without spending an attempt); past the task''s max_snoozes the job is dead.';
-
---
--- Name: COLUMN jobs.progress; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.progress IS 'Last progress the task reported (current_job().progress), a fraction from 0 to 1; NULL when it never did.';
-
---
--- Name: COLUMN jobs.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.progress_message IS 'Message of the last progress report.';
-
---
--- Name: COLUMN jobs.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.progress_at IS 'When the last progress report was written (reports are written at most once a second per job).';
-
---
--- Name: COLUMN jobs.extended_lease; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.extended_lease IS 'Lease token (jobs.lease) of the attempt that last called heartbeat(); extended_until holds only while it equals jobs.lease.';
-
---
--- Name: COLUMN jobs.extended_until; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.extended_until IS 'The attempt holding extended_lease promised its next heartbeat by then: the reaper leaves it alone until then, even if its worker''s heartbeat is stale, and rescues it after (kind lease_expired), even if its worker beats.';
-
---
--- Name: COLUMN jobs.workflow_id; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.workflow_id IS 'pgsched.workflows.id of the workflow the job is a step of; NULL for a plain job.';
-
---
--- Name: COLUMN jobs.has_dependents; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.has_dependents IS 'Some job waits for this one: only then does a change of state run pgsched.jobs_advance_dependents.';
-
---
--- Name: COLUMN jobs.deps_left; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.deps_left IS 'A waiting job: how many of its dependencies have not ended yet (released at zero); NULL for a job without dependencies.';
-
---
--- Name: COLUMN jobs.run_key_scope; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.run_key_scope IS 'What the run key is unique over: retention (while this row exists; NULL means retention), active (while waiting, queued or running) or period (for run_key_period from the enqueue).';
-
---
--- Name: COLUMN jobs.run_key_period; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.run_key_period IS 'For run_key_scope period: how long the key is held from the enqueue.';
-
---
--- Name: COLUMN jobs.purge_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.purge_at IS 'When this finished job may be dropped: finished_at + the retention of its queue and state (pgsched.retention), set when it finishes (by the finishing statement, else by the jobs_purge_at trigger); NULL while it is live. Finished jobs live in the time partition of jobs_done that holds this instant.';
 
 --
 -- Name: dead_letter; Type: VIEW; Schema: pgsched; Owner: -
