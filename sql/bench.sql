@@ -104,11 +104,11 @@ COPY (
 DELETE FROM pgsched.workflows
 
 -- name: bench_history_retention
--- History bench: keep finished jobs `days` days (the default of every state), and create their one-day time partitions.
+-- History bench: keep finished jobs `days` days (the default of every state), and create their one-day time partitions; the time they were made for.
 WITH kept AS (
     UPDATE pgsched.retention SET keep = make_interval(days => %(days)s::int) WHERE queue = '*' RETURNING 1
 )
-SELECT h.* FROM (SELECT count(*) FROM kept) k, pgsched.history_maintain(interval '1 day', now()) h
+SELECT now() AS at, h.* FROM (SELECT count(*) FROM kept) k, pgsched.history_maintain(interval '1 day', now()) h
 
 -- name: bench_history_queue_kept
 -- History bench: the drained jobs of this queue are kept past every time partition (they land in the default partition).
@@ -116,16 +116,19 @@ INSERT INTO pgsched.retention (queue, state, keep)
 SELECT %(queue)s::text, s, interval '3650 days' FROM unnest('{succeeded,dead,cancelled}'::pgsched.job_state[]) AS s
 
 -- name: bench_history_load
--- History bench: jobs first+1 .. first+n of `total` finished jobs spread evenly over the last `days` days, oldest first (ids rise with finish time, as they do for real), each in its time partition (90 % succeeded, 8 % dead, 2 % cancelled).
-INSERT INTO pgsched.jobs (task, queue, args, priority, max_attempts, attempt, state, run_at, started_at,
-                          finished_at, purge_at, result)
-SELECT 'noop', 'history', '{}', 0, 1, 1, s.state, f.at - interval '2 s', f.at - interval '1 s', f.at,
+-- History bench: finished jobs first+1 .. first+n of `total`, id = their number (ids rise with finish time, as they do for real), finished evenly over the `days` days before `at` and kept `days` days, straight into jobs_done (routed to their time partitions by purge_at; the statement trigger of pgsched.jobs, which only notifies workers of queued jobs, has nothing to do for them); 90 % succeeded, 8 % dead, 2 % cancelled.
+INSERT INTO pgsched.jobs_done (id, task, queue, args, priority, max_attempts, attempt, state, run_at, started_at,
+                               finished_at, purge_at, result)
+SELECT g, 'noop', 'history', '{}', 0, 1, 1, s.state, f.at - interval '2 s', f.at - interval '1 s', f.at,
        f.at + make_interval(days => %(days)s::int), CASE WHEN s.state = 'succeeded' THEN '{"ok": true}'::jsonb END
   FROM generate_series(%(first)s::bigint + 1, %(first)s::bigint + %(n)s::int) g
- CROSS JOIN LATERAL (SELECT now() - (1 - g::float8 / %(total)s::bigint) * make_interval(days => %(days)s::int) AS at) f
+ CROSS JOIN LATERAL (SELECT %(at)s::timestamptz - (1 - g::float8 / %(total)s::bigint) * make_interval(days => %(days)s::int) AS at) f
  CROSS JOIN LATERAL (SELECT CASE WHEN g %% 50 = 0 THEN 'cancelled' WHEN g %% 12 = 0 THEN 'dead'
                                  ELSE 'succeeded' END::pgsched.job_state AS state) s
- ORDER BY g
+
+-- name: bench_history_ids_taken
+-- History bench: the id sequence goes on after the loaded jobs' ids, as if it had handed them out.
+SELECT setval(pg_get_serial_sequence('pgsched.jobs', 'id'), greatest(%(total)s::bigint, 1))
 
 -- name: bench_history_span
 -- History bench: bytes of the time partitions, and the lowest and highest job id.

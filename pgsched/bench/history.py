@@ -86,20 +86,24 @@ class HistoryResult:
 
 def _load(dsn: str, finished: int, days: int) -> None:
     """Retention of ``days`` days and its one-day partitions first, then ``finished`` finished jobs spread over
-    them, oldest first (ids rise with the finish time, as when jobs really finish one after another), in chunks
-    shared by _LOADERS connections; then every partition vacuumed and analyzed, as autovacuum would have."""
+    them, oldest first (ids rise with the finish time, as when jobs really finish one after another), straight
+    into jobs_done in chunks: each of _LOADERS connections takes a contiguous share (its own days, so the two
+    do not split the same index pages); then every partition vacuumed and analyzed, as autovacuum would have."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(query("bench_history_retention"), {"days": days})
+        made = conn.execute(query("bench_history_retention"), {"days": days}).fetchone()
+    assert made is not None
     chunks = [(first, min(_LOAD_CHUNK, finished - first)) for first in range(0, finished, _LOAD_CHUNK)]
 
     def load(mine: list[tuple[int, int]]) -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(query("bench_notify_off"))
             for first, n in mine:
-                conn.execute(query("bench_history_load"), {"first": first, "n": n, "total": finished, "days": days})
+                params = {"first": first, "n": n, "total": finished, "days": days, "at": made[0]}
+                conn.execute(query("bench_history_load"), params)
 
-    _in_parallel(load, [chunks[i::_LOADERS] for i in range(_LOADERS)])
+    share = -(-len(chunks) // _LOADERS)
+    _in_parallel(load, [chunks[i : i + share] for i in range(0, len(chunks), share)])
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(query("bench_history_ids_taken"), {"total": finished})
         names = [str(name) for (name,) in conn.execute(query("bench_history_leaves")).fetchall()]
 
     def vacuum(mine: list[str]) -> None:

@@ -122,14 +122,20 @@ def test_history_load_makes_only_the_loaded_days_partitions_and_ids_rise_with_th
             row = conn.execute(
                 "SELECT (SELECT count(*) FROM pgsched.history_partitions) AS parts,"
                 "       (SELECT count(*) FROM pgsched.jobs_done_default) AS in_default,"
-                "       (SELECT corr(id, extract(epoch FROM finished_at)) FROM pgsched.jobs) AS corr"
+                "       (SELECT corr(id, extract(epoch FROM finished_at)) FROM pgsched.jobs) AS corr,"
+                "       (SELECT count(*) FROM pgsched.jobs"
+                "         WHERE purge_at = pgsched.purge_at(queue, state, finished_at)) AS kept_as_retention,"
+                "       (SELECT max(id) FROM pgsched.jobs) AS top"
             ).fetchone()
+            after = conn.execute("INSERT INTO pgsched.jobs (task) VALUES ('noop') RETURNING id").fetchone()
     finally:
         databases.drop_all()
-    assert row is not None
-    parts, in_default, corr = row
+    assert row is not None and after is not None
+    parts, in_default, corr, kept_as_retention, top = row
     assert parts <= 3 + 2 and in_default == 0  # the loaded days (+ today's and one width), not 400 ahead
     assert corr > 0.99
+    assert kept_as_retention == 5000  # each purge_at is the one the finish would have set
+    assert top == 5000 and after[0] > top  # the id sequence goes on after the loaded ids
 
 
 def _sample(at: float, size: int, statements: dict[str, tuple[str, int, float]]) -> Sample:
