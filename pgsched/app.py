@@ -192,9 +192,10 @@ class Pgsched:
         return self.tasks.get(task).with_defaults(options) if task in self.tasks else options
 
     def _declared_many(self, items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        declared = {task.name: task for task in self.tasks}
         return [
-            self._declared(item["task"], dict(item))
-            if isinstance(item, Mapping) and isinstance(item.get("task"), str)
+            declared[item["task"]].with_defaults(item)  # a copy: the caller's item is left as it is
+            if isinstance(item, Mapping) and isinstance(item.get("task"), str) and item["task"] in declared
             else item
             for item in items
         ]

@@ -192,13 +192,18 @@ class NewJob:
         on_conflict: object = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> NewJob:
-        _check_instant("run_at", run_at)
-        _check_instant("expires_at", expires_at)
+        if run_at is not None:
+            _check_instant("run_at", run_at)
+        if expires_at is not None:
+            _check_instant("expires_at", expires_at)
         if run_key is not None and (not isinstance(run_key, str) or not 1 <= len(run_key) <= RUN_KEY_MAX):
             raise ValidationError("run_key", f"must be a string of 1 to {RUN_KEY_MAX} characters")
         if isinstance(run_key, str) and "\x00" in run_key:
             raise ValidationError("run_key", "must not contain the NUL character")
-        scope, period, policy = _run_key_options(run_key, run_key_scope, run_key_period, on_conflict)
+        if run_key is None and run_key_scope is None and run_key_period is None and on_conflict is None:
+            scope, period, policy = None, None, "existing"  # what _run_key_options answers for no key and no option
+        else:
+            scope, period, policy = _run_key_options(run_key, run_key_scope, run_key_period, on_conflict)
         if concurrency_key is not None and (
             not isinstance(concurrency_key, str)
             or not 1 <= len(concurrency_key) <= CONCURRENCY_KEY_MAX
@@ -228,8 +233,8 @@ class NewJob:
             timeout=timeout,
             concurrency_key=concurrency_key,
             concurrency_limit=concurrency_limit,  # type: ignore[arg-type]
-            tags=validate_tags(tags),
-            meta=validate_meta(meta, max_bytes=max_payload_bytes),
+            tags=() if tags is None else validate_tags(tags),
+            meta={} if meta is None else validate_meta(meta, max_bytes=max_payload_bytes),
             expires_at=expires_at,  # type: ignore[arg-type]
             run_key_scope=scope,
             run_key_period=period,

@@ -42,28 +42,30 @@ _SECONDS_KEYS = {
     "run_key_period_seconds": "run_key_period",
 }
 _ITEM_KEYS = (ENQUEUE_OPTIONS - {"conn"}) | {"task", "args"} | set(_SECONDS_KEYS)
+_NOT_OPTIONS = frozenset({"task", "args", *_SECONDS_KEYS})
 
 
 def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_bytes: int) -> NewJob:
     """Build a NewJob from a dict with the ``POST /jobs`` keys (used by enqueue_many, REST and the CLI)."""
     if not isinstance(item, Mapping):
         raise ValidationError("item", f"must be an object, got {type(item).__name__}")
-    unknown = set(item) - _ITEM_KEYS
-    if unknown:
-        raise ValidationError(sorted(unknown)[0], "unknown field")
+    if not _ITEM_KEYS.issuperset(item):
+        raise ValidationError(sorted(set(item) - _ITEM_KEYS)[0], "unknown field")
     if "task" not in item:
         raise ValidationError("task", "is required")
-    options = {k: v for k, v in item.items() if k not in {"task", "args"} and k not in _SECONDS_KEYS}
-    for key, option in _SECONDS_KEYS.items():
-        if key in item:
-            options[option] = item[key]
+    options = {k: v for k, v in item.items() if k not in _NOT_OPTIONS}
+    if not _SECONDS_KEYS.keys().isdisjoint(item):
+        for key, option in _SECONDS_KEYS.items():
+            if key in item:
+                options[option] = item[key]
     return build_job(item["task"], item.get("args"), options, clock=clock, max_payload_bytes=max_payload_bytes)
 
 
 def build_job(
     task: str, args: Mapping[str, Any] | None, options: dict[str, Any], *, clock: Clock, max_payload_bytes: int
 ) -> NewJob:
-    options = resolve_delay(dict(options), clock.now())
+    if "delay" in options or "start_within" in options:  # else resolve_delay would return them unchanged
+        options = resolve_delay(dict(options), clock.now())
     return NewJob.build(task, args, max_payload_bytes=max_payload_bytes, **options)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -111,7 +111,7 @@ class Task:
         doc = inspect.getdoc(self.func)
         return doc.strip().splitlines()[0] if doc and doc.strip() else None
 
-    def with_defaults(self, options: dict[str, Any]) -> dict[str, Any]:
+    def with_defaults(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """``options`` with this task's declared queue, attempts and priority where the caller gave none
         (the database applies the same declaration, from the registry, to jobs enqueued elsewhere)."""
         filled = dict(options)
