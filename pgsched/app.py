@@ -193,6 +193,8 @@ class Pgsched:
 
     def _declared_many(self, items: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         declared = {task.name: task for task in self.tasks}
+        if not declared:
+            return list(items)
         return [
             declared[item["task"]].with_defaults(item)  # a copy: the caller's item is left as it is
             if isinstance(item, Mapping) and isinstance(item.get("task"), str) and item["task"] in declared

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -22,7 +22,7 @@ from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import ValidationError
 from pgsched.hooks import Hooks
 from pgsched.job import Job, NewJob
-from pgsched.job_input import build_job, new_job_from_mapping
+from pgsched.job_input import ItemsShape, build_job, items_shape, new_job_from_mapping
 from pgsched.result_store import ResultStore
 from pgsched.store import AsyncJobStore, Inserted, JobStore
 from pgsched.task_store import TaskStore
@@ -106,7 +106,13 @@ class Client:
     def enqueue_many(
         self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.Connection[Any] | None = None
     ) -> list[int]:
-        return self.insert_many(self._build_many(items), conn=conn)
+        items = list(items)
+        shape = self._streamable(items, conn)
+        if shape is None:
+            return self.insert_many(self._build_many(items), conn=conn)
+        return self._store().job_copy(
+            self._built(items), count=len(items), names=list(shape.names), labelled=shape.labelled
+        )
 
     def insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.Connection[Any] | None = None) -> list[int]:
         """Already validated jobs (the CLI's --from-file); ids in order."""
@@ -200,6 +206,12 @@ class Client:
     async def enqueue_many_async(
         self, items: Iterable[Mapping[str, Any]], *, conn: psycopg.AsyncConnection[Any] | None = None
     ) -> list[int]:
+        items = list(items)
+        shape = self._streamable(items, conn)
+        if shape is not None:
+            return await (await self._astore()).job_copy(
+                self._built(items), count=len(items), names=list(shape.names), labelled=shape.labelled
+            )
         jobs = self._build_many(items)
         store = self._unpooled_astore() if conn is not None else await self._astore()
         tracer = self._hooks.tracer
@@ -222,16 +234,25 @@ class Client:
     ) -> Any:
         return await self._result_store().result_wait_async(job_id, timeout=timeout, recheck=recheck)
 
+    def _streamable(self, items: Sequence[Mapping[str, Any]], conn: object) -> ItemsShape | None:
+        """The shape of items whose jobs can be built while their COPY runs: not in a caller's transaction (a bad
+        item ends the COPY with an error, which would abort it), not under a tracer (its span takes the built jobs),
+        no run key (the keyed insert)."""
+        if conn is not None or self._hooks.tracer is not None:
+            return None
+        return items_shape(items)
+
     def _build_many(self, items: Iterable[Mapping[str, Any]]) -> list[NewJob]:
-        jobs = []
+        return list(self._built(items))
+
+    def _built(self, items: Iterable[Mapping[str, Any]]) -> Iterator[NewJob]:
+        """Each item's job, as it is built; a bad item raises a ``ValidationError`` naming ``items[i].field``."""
+        limit = self._settings.max_payload_bytes
         for index, item in enumerate(items):
             try:
-                jobs.append(
-                    new_job_from_mapping(item, clock=self._clock, max_payload_bytes=self._settings.max_payload_bytes)
-                )
+                yield new_job_from_mapping(item, clock=self._clock, max_payload_bytes=limit)
             except ValidationError as exc:
                 raise ValidationError(f"items[{index}].{exc.field}", exc.message) from None
-        return jobs
 
     def _result_store(self) -> ResultStore:
         if self._results is None:

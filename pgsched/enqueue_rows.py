@@ -21,12 +21,13 @@ __all__ = [
     "args",
     "cacheable",
     "copy_row",
-    "copy_shape",
+    "copy_statement",
     "holders_params",
     "ids_in_order",
     "insert_params",
     "insert_query",
     "keyed_params",
+    "labelled",
     "learned",
     "list_params",
     "list_query",
@@ -135,11 +136,16 @@ def keyed_params(
     }
 
 
-def copy_shape(jobs: Sequence[NewJob]) -> tuple[Any, list[str], bool]:
-    """The COPY statement, its column types, and whether rows carry the label columns."""
-    if any(j.tags or j.meta or j.expires_at for j in jobs):
-        return query("job_copy_labelled"), _COPY_TYPES + _LABEL_TYPES, True
-    return query("job_copy"), _COPY_TYPES, False
+def labelled(jobs: Sequence[NewJob]) -> bool:
+    """Whether the COPY of these jobs carries the label columns: some job has tags, meta or a deadline."""
+    return any(j.tags or j.meta or j.expires_at for j in jobs)
+
+
+def copy_statement(labelled: bool) -> tuple[Any, list[str]]:
+    """The COPY statement and its column types, with the label columns or without."""
+    if labelled:
+        return query("job_copy_labelled"), _COPY_TYPES + _LABEL_TYPES
+    return query("job_copy"), _COPY_TYPES
 
 
 def copy_row(job_id: int, job: NewJob, now: datetime, defaults: Defaults, labelled: bool) -> tuple[Any, ...]:

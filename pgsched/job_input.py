@@ -8,7 +8,8 @@ No I/O: it parses and validates, and builds on ``NewJob.build`` for the rules of
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,11 +19,13 @@ from pgsched.job import NewJob
 from pgsched.tasks import ENQUEUE_OPTIONS, resolve_delay
 
 __all__ = [
+    "ItemsShape",
     "MAX_DELAY_SECONDS",
     "MAX_TIMEOUT_SECONDS",
     "MIN_GRACE_SECONDS",
     "MIN_TIMEOUT_SECONDS",
     "build_job",
+    "items_shape",
     "new_job_from_json",
     "new_job_from_mapping",
     "parse_datetime",
@@ -43,11 +46,13 @@ _SECONDS_KEYS = {
 }
 _ITEM_KEYS = (ENQUEUE_OPTIONS - {"conn"}) | {"task", "args"} | set(_SECONDS_KEYS)
 _NOT_OPTIONS = frozenset({"task", "args", *_SECONDS_KEYS})
+# The keys whose value may put tags, meta or a deadline in a job's row.
+_LABEL_KEYS = frozenset({"tags", "meta", "expires_at", "start_within", "start_within_seconds"})
 
 
 def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_bytes: int) -> NewJob:
     """Build a NewJob from a dict with the ``POST /jobs`` keys (used by enqueue_many, REST and the CLI)."""
-    if not isinstance(item, Mapping):
+    if not isinstance(item, dict | Mapping):  # dict first: the ABC's check costs more than the rest of this line
         raise ValidationError("item", f"must be an object, got {type(item).__name__}")
     if not _ITEM_KEYS.issuperset(item):
         raise ValidationError(sorted(set(item) - _ITEM_KEYS)[0], "unknown field")
@@ -59,6 +64,35 @@ def new_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_b
             if key in item:
                 options[option] = item[key]
     return build_job(item["task"], item.get("args"), options, clock=clock, max_payload_bytes=max_payload_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsShape:
+    """What a COPY of plain items must know before their jobs are built (read off the items, not validated):
+    every task whose item leaves queue, priority or max_attempts out, and whether any item may carry labels."""
+
+    names: frozenset[str]
+    labelled: bool
+
+
+def items_shape(items: Sequence[object]) -> ItemsShape | None:
+    """The shape of items to stream into a COPY, or None when one gives a run key (the keyed insert takes those,
+    every job built first). A guess errs wide: a label key given as empty or None still counts, and an item that
+    is not a mapping adds nothing (building it fails)."""
+    names = set()
+    labelled = False
+    for item in items:
+        if not isinstance(item, dict | Mapping):
+            continue
+        if item.get("run_key") is not None:
+            return None
+        task = item.get("task")
+        if isinstance(task, str) and (
+            item.get("queue") is None or item.get("priority") is None or item.get("max_attempts") is None
+        ):
+            names.add(task)
+        labelled = labelled or not _LABEL_KEYS.isdisjoint(item)
+    return ItemsShape(frozenset(names), labelled)
 
 
 def build_job(

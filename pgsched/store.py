@@ -17,7 +17,7 @@ caller, who was never told the job exists.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -164,13 +164,38 @@ class JobStore:
                 else:
                     rows = cur.execute(query("job_insert_many_keyed"), keyed).fetchall()
                 return enqueue_rows.ids_in_order(ids, jobs, {r["run_key"]: r["id"] for r in rows})
-            now = self._clock.now()
-            statement, types, labelled = enqueue_rows.copy_shape(jobs)
-            with cur.copy(statement) as copy:
-                copy.set_types(types)
-                for job_id, job in zip(ids, jobs, strict=True):
-                    copy.write_row(enqueue_rows.copy_row(job_id, job, now, defaults, labelled))
+            self._copy(cur, ids, jobs, defaults, enqueue_rows.labelled(jobs))
             return ids
+
+    def job_copy(self, jobs: Iterable[NewJob], *, count: int, names: Sequence[str], labelled: bool) -> list[int]:
+        """``count`` jobs without run keys in one COPY, each row sent as ``jobs`` yields it: a generator that
+        validates overlaps with the server's insert, and an exception it raises ends the COPY (nothing is
+        inserted; the reserved ids are skipped). ``names``: every task whose rows may leave a default out;
+        ``labelled``: whether any row may carry tags, meta or a deadline. Not in a caller's transaction,
+        which the failed COPY would abort."""
+        if count == 0:
+            return []
+        with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(query("job_ids_reserve"), {"n": count, "names": sorted(names)}).fetchone()
+            assert row is not None
+            ids: list[int] = row["ids"]
+            self._copy(cur, ids, jobs, enqueue_rows.reserved_defaults(row), labelled)
+            return ids
+
+    def _copy(
+        self,
+        cur: psycopg.Cursor[Any],
+        ids: Sequence[int],
+        jobs: Iterable[NewJob],
+        defaults: enqueue_rows.Defaults,
+        labelled: bool,
+    ) -> None:
+        now = self._clock.now()
+        statement, types = enqueue_rows.copy_statement(labelled)
+        with cur.copy(statement) as copy:
+            copy.set_types(types)
+            for job_id, job in zip(ids, jobs, strict=True):
+                copy.write_row(enqueue_rows.copy_row(job_id, job, now, defaults, labelled))
 
     def job_get(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Job | None:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
@@ -286,13 +311,35 @@ class AsyncJobStore:
                     await cur.execute(query("job_insert_many_keyed"), keyed)
                 by_key = {r["run_key"]: r["id"] for r in await cur.fetchall()}
                 return enqueue_rows.ids_in_order(ids, jobs, by_key)
-            now = self._clock.now()
-            statement, types, labelled = enqueue_rows.copy_shape(jobs)
-            async with cur.copy(statement) as copy:
-                copy.set_types(types)
-                for job_id, job in zip(ids, jobs, strict=True):
-                    await copy.write_row(enqueue_rows.copy_row(job_id, job, now, defaults, labelled))
+            await self._copy(cur, ids, jobs, defaults, enqueue_rows.labelled(jobs))
             return ids
+
+    async def job_copy(self, jobs: Iterable[NewJob], *, count: int, names: Sequence[str], labelled: bool) -> list[int]:
+        """The async twin of ``JobStore.job_copy``."""
+        if count == 0:
+            return []
+        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query("job_ids_reserve"), {"n": count, "names": sorted(names)})
+            row = await cur.fetchone()
+            assert row is not None
+            ids: list[int] = row["ids"]
+            await self._copy(cur, ids, jobs, enqueue_rows.reserved_defaults(row), labelled)
+            return ids
+
+    async def _copy(
+        self,
+        cur: psycopg.AsyncCursor[Any],
+        ids: Sequence[int],
+        jobs: Iterable[NewJob],
+        defaults: enqueue_rows.Defaults,
+        labelled: bool,
+    ) -> None:
+        now = self._clock.now()
+        statement, types = enqueue_rows.copy_statement(labelled)
+        async with cur.copy(statement) as copy:
+            copy.set_types(types)
+            for job_id, job in zip(ids, jobs, strict=True):
+                await copy.write_row(enqueue_rows.copy_row(job_id, job, now, defaults, labelled))
 
     async def job_get(self, job_id: int) -> Job | None:
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:

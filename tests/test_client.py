@@ -151,6 +151,35 @@ def test_bad_input_raises_a_validation_error_naming_the_field_and_stores_nothing
     assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone() == {"n": 0}
 
 
+def test_a_bad_item_deep_in_a_bulk_enqueue_stores_nothing_and_the_next_call_works(
+    app: Pgsched, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    # enqueue_many builds each job while its COPY runs: a bad item after thousands of rows already sent ends the
+    # COPY, with the error naming the item and its field, and the pooled connection serves the next call.
+    items: list[dict[str, Any]] = [{"task": "ok", "args": {"i": i}} for i in range(3000)]
+    items[2500] = {"task": "ok", "priority": 5000}
+    with pytest.raises(ValidationError) as info:
+        app.enqueue_many(items)
+    assert (info.value.field, conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone()) == (
+        "items[2500].priority",
+        {"n": 0},
+    )
+    ids = app.enqueue_many([{"task": "ok", "tags": ["t"]}, {"task": "ok", "start_within_seconds": 60}])
+    rows = conn.execute("SELECT id, tags, expires_at IS NOT NULL AS expires FROM pgsched.jobs ORDER BY id").fetchall()
+    assert rows == [{"id": ids[0], "tags": ["t"], "expires": False}, {"id": ids[1], "tags": [], "expires": True}]
+
+
+async def test_a_bad_item_in_an_async_bulk_enqueue_stores_nothing(
+    async_app: Pgsched, conn: psycopg.Connection[dict[str, Any]]
+) -> None:
+    items: list[object] = [{"task": "ok"}] * 2000 + ["not an object"]
+    with pytest.raises(ValidationError) as info:
+        await async_app.enqueue_many_async(items)  # type: ignore[arg-type]
+    assert info.value.field == "items[2000].item"
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone() == {"n": 0}
+    assert len(await async_app.enqueue_many_async([{"task": "ok"}] * 3)) == 3
+
+
 def test_run_at_is_stored_as_the_instant_given(app: Pgsched) -> None:
     when = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
     job = app.get_job(app.enqueue("t", run_at=when))
