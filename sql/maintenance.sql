@@ -91,14 +91,8 @@ SELECT '*', d.state, make_interval(secs => d.seconds)
 ON CONFLICT (queue, state) DO UPDATE SET keep = EXCLUDED.keep, updated_at = now()
  WHERE r.keep IS DISTINCT FROM EXCLUDED.keep
 
--- name: history_maintain
--- Leader: drop the time partitions of finished jobs that have passed and create those ahead, at most max_ahead (pgsched.history_maintain).
-SELECT created, dropped, busy
-  FROM pgsched.history_maintain(make_interval(secs => %(width)s::float8), coalesce(%(now)s::timestamptz, now()),
-                                %(max_ahead)s::int)
-
 -- name: history_maintain_step
--- Leader: one step of history_maintain, in its own transaction: drop one passed time partition, else create one ahead, at most max_ahead (pgsched.history_maintain_step).
+-- Leader: one step of pgsched.history_maintain, in its own transaction: drop one passed time partition, else create one ahead, at most max_ahead (pgsched.history_maintain_step).
 SELECT created, dropped, busy
   FROM pgsched.history_maintain_step(make_interval(secs => %(width)s::float8), coalesce(%(now)s::timestamptz, now()),
                                      %(max_ahead)s::int)

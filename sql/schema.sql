@@ -446,39 +446,15 @@ CREATE FUNCTION pgsched.history_maintain(p_width interval, p_at timestamp with t
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
-    w double precision := extract(epoch FROM p_width);
-    lo timestamptz;
-    upto timestamptz;
-    p record;
+    step record;
 BEGIN
     created := 0; dropped := 0; busy := 0;
-    IF w IS NULL OR w < 1 THEN
-        RAISE EXCEPTION 'pgsched.history_maintain: the partition width must be at least 1 second, got %', p_width
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    -- Each DDL waits at most p_lock_timeout for its lock, so finishing jobs never queue behind it for long; what could
-    -- not get its lock is counted busy and tried again next round.
-    PERFORM set_config('lock_timeout', p_lock_timeout, true);
-    FOR p IN SELECT h.name FROM pgsched.history_partitions h WHERE h.purge_to <= p_at ORDER BY h.purge_to LOOP
-        BEGIN
-            PERFORM pgsched.history_partition_drop(p.name);
-            dropped := dropped + 1;
-        EXCEPTION WHEN lock_not_available THEN
-            busy := busy + 1;
-        END;
-    END LOOP;
-    -- Ahead: every purge_at a job finishing now can get (the longest retention), plus one width.
-    lo := to_timestamp(floor(extract(epoch FROM p_at) / w) * w);
-    upto := p_at + (SELECT coalesce(max(r.keep), interval '0') FROM pgsched.retention r) + p_width;
-    WHILE lo < upto AND created + (SELECT count(*) FROM pgsched.history_partitions h WHERE h.purge_to > p_at) < p_max_ahead LOOP
-        BEGIN
-            IF pgsched.history_partition_create(lo, lo + p_width) THEN
-                created := created + 1;
-            END IF;
-        EXCEPTION WHEN lock_not_available THEN
-            busy := busy + 1;
-        END;
-        lo := lo + p_width;
+    LOOP
+        SELECT * INTO step FROM pgsched.history_maintain_step(p_width, p_at, p_max_ahead, p_lock_timeout);
+        created := created + step.created;
+        dropped := dropped + step.dropped;
+        busy := busy + step.busy;
+        EXIT WHEN step.created = 0 AND step.dropped = 0;
     END LOOP;
     RETURN NEXT;
 END $$;
@@ -487,7 +463,7 @@ END $$;
 -- Name: FUNCTION history_maintain(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.history_maintain(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Leader, each prune round: detach and drop the time partitions of finished jobs whose purge_at range has passed, and create those of width p_width ahead (up to the longest retention, at most p_max_ahead in the future); DDL that cannot get its lock within p_lock_timeout is skipped (busy) until next round.';
+COMMENT ON FUNCTION pgsched.history_maintain(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Every step of pgsched.history_maintain_step in the caller''s transaction, until none is left: drop the time partitions of finished jobs whose purge_at range has passed, and create those of width p_width ahead (up to the longest retention plus one width, at most p_max_ahead in the future). Its locks are held until the caller commits; the leader calls the step instead, one transaction each.';
 
 --
 -- Name: history_maintain_step(interval, timestamp with time zone, integer, text); Type: FUNCTION; Schema: pgsched; Owner: -

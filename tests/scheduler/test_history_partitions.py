@@ -238,3 +238,35 @@ def test_the_finish_takes_each_state_s_retention_from_queue_star_when_the_queue_
         [[audit, monthly]],
     ).fetchall()
     assert [(r["id"], r["day"], r["month"]) for r in rows] == [(audit, True, False), (monthly, False, True)]
+
+
+def test_history_maintain_in_sql_does_what_the_leader_s_steps_do(conn: psycopg.Connection[Any]) -> None:
+    """pgsched.history_maintain repeats pgsched.history_maintain_step (migration 0032): with a retention of 3
+    minutes and 1-minute partitions it creates them up to 4 minutes ahead, a second call finds nothing to do, and
+    once their range has passed it drops them whole, creating the ones ahead of the later instant."""
+    conn.execute("UPDATE pgsched.retention SET keep = interval '3 minutes' WHERE queue = '*'")
+    now = _db_now(conn)
+
+    def maintain(at: datetime) -> dict[str, Any]:
+        row = conn.execute(
+            "SELECT * FROM pgsched.history_maintain(interval '1 minute', %s)", [at]
+        ).fetchone()
+        assert row is not None
+        return row
+
+    first = maintain(now)
+    made = _partitions(conn)
+    assert first == {"created": len(made), "dropped": 0, "busy": 0}
+    assert 4 <= len(made) <= 5  # from the current minute to the last purge_at a job finishing now can get
+    assert made[0]["purge_from"] <= now < made[-1]["purge_to"]
+    assert made[-1]["purge_to"] >= now + timedelta(minutes=4)
+    assert maintain(now) == {"created": 0, "dropped": 0, "busy": 0}
+    ended = insert_jobs(conn, 2)
+    conn.execute("UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE id = ANY(%s)", [ended])
+    assert _where(conn, ended) <= {f"pgsched.{p['name']}" for p in made}
+    later = now + timedelta(minutes=30)
+    second = maintain(later)
+    assert second["dropped"] == len(made) and second["busy"] == 0
+    assert not {p["name"] for p in made} & {p["name"] for p in _partitions(conn)}
+    assert second["created"] == len(_partitions(conn)) >= 4
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [ended]).fetchone() == {"n": 0}
