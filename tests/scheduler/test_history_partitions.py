@@ -248,9 +248,7 @@ def test_history_maintain_in_sql_does_what_the_leader_s_steps_do(conn: psycopg.C
     now = _db_now(conn)
 
     def maintain(at: datetime) -> dict[str, Any]:
-        row = conn.execute(
-            "SELECT * FROM pgsched.history_maintain(interval '1 minute', %s)", [at]
-        ).fetchone()
+        row = conn.execute("SELECT * FROM pgsched.history_maintain(interval '1 minute', %s)", [at]).fetchone()
         assert row is not None
         return row
 
