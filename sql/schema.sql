@@ -2932,7 +2932,7 @@ END),
     CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
-WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0');
+WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0', vacuum_truncate='false');
 ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN id SET STATISTICS 20;
 ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN queue SET STATISTICS 20;
 ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN task SET STATISTICS 20;
