@@ -39,7 +39,7 @@ DELETE FROM pgsched.waiting_workers WHERE worker_id = %(worker_id)s::bigint
 SELECT 1 AS ok
 
 -- name: job_claim_batch
--- Claim up to n due jobs for one registered worker under one new lease: plain queues through the claim index in one statement, limited queues and keyed jobs through pgsched.claim_limited (called only when one is due).
+-- Claim up to n due jobs for one registered worker under one new lease: plain queues through the claim index in one statement (pgsched.claim_candidates: in index order whatever the statistics), limited queues and keyed jobs through pgsched.claim_limited (called only when one is due).
 -- Paused queues are skipped. When plain queues are served too, limited work gets at most half of a claim, so neither side starves the other.
 -- A worker whose row is gone claims nothing (it must register again). The claim also publishes the worker's started jobs:
 -- those still running (the running parameter) and the first "free" claimed rows, which fill free slots at once (started = true).
@@ -72,16 +72,7 @@ limited AS MATERIALIZED (
 claimed AS MATERIALIZED (
     SELECT c.id
       FROM settings q
-     CROSS JOIN LATERAL (
-            SELECT j.id, j.priority, j.run_at FROM pgsched.jobs j
-             WHERE j.state = 'queued'
-               AND j.concurrency_key IS NULL
-               AND j.queue = q.name
-               AND j.run_at <= coalesce(%(now)s::timestamptz, now())
-             ORDER BY j.priority DESC, j.run_at, j.id
-             LIMIT %(limit)s::int
-               FOR UPDATE SKIP LOCKED
-           ) c
+     CROSS JOIN LATERAL pgsched.claim_candidates(q.name, coalesce(%(now)s::timestamptz, now()), %(limit)s::int) c
      WHERE NOT q.limited AND NOT q.paused
      ORDER BY c.priority DESC, c.run_at, c.id
      LIMIT greatest(0, %(limit)s::int - (SELECT count(*) FROM limited))

@@ -13,6 +13,7 @@ the rows it visits: that count, not a timing, must stay near the batch size.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -130,6 +131,19 @@ def _finished_only(conn: psycopg.Connection[Any]) -> None:
     _analyze(conn)
 
 
+def _drained_to_a_few(conn: psycopg.Connection[Any]) -> None:
+    """A large backlog drained and vacuumed: its pages stay (jobs_live keeps them, migration 0033) and ANALYZE
+    found a handful of jobs in them, so the planner expects almost no rows per page until the next ANALYZE,
+    however many queue up meanwhile (a soak at 5,000 jobs/s: every claim sorted the whole backlog for a minute)."""
+    conn.execute(
+        "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s)", (3 * QUEUED,)
+    )
+    conn.execute(
+        "DELETE FROM pgsched.jobs_live WHERE id NOT IN (SELECT id FROM pgsched.jobs_live ORDER BY id DESC LIMIT 50)"
+    )
+    _analyze(conn)
+
+
 # Statistics states: what ANALYZE saw when the statement was planned (then the table is topped up).
 STATES = {
     "no statistics": lambda conn: None,
@@ -137,6 +151,7 @@ STATES = {
     "analyzed with the queued backlog": lambda conn: (_load(conn, QUEUED, 0, 0), _analyze(conn)),
     "analyzed mid-drain": lambda conn: (_load(conn), _analyze(conn)),
     "analyzed all finished": _finished_only,
+    "analyzed nearly empty after a drain": _drained_to_a_few,
     "stale after growing 100x": lambda conn: (
         _load(conn, QUEUED // 100, RUNNING // 100, FINISHED // 100),
         _analyze(conn),
@@ -194,17 +209,42 @@ def _params(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     }
 
 
+_AUTO_EXPLAIN = (  # the plans of statements inside functions (pgsched.claim_candidates), reported as notices
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_nested_statements = on",
+    "SET auto_explain.log_level = notice",
+    "SET auto_explain.log_analyze = on",
+    "SET auto_explain.log_timing = off",
+    "SET auto_explain.log_format = json",
+)
+
+
 def _explain(conn: psycopg.Connection[Any], name: str, names: list[str], params: dict[str, Any]) -> dict[str, Any]:
-    with conn.transaction(force_rollback=True):
-        placeholders = ", ".join(["%s"] * len(names))
-        row = (
-            psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bound parameters
-            .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({placeholders})", [params[n] for n in names])
-            .fetchone()
-        )
+    """The statement's plan as run, with the plans of the statements it ran inside functions as more children."""
+    nested: list[dict[str, Any]] = []
+
+    def keep(notice: psycopg.errors.Diagnostic) -> None:
+        text = notice.message_primary or ""
+        if "plan:" in text:
+            reported = json.loads(text.split("plan:", 1)[1])
+            if not reported["Query Text"].lstrip().upper().startswith(("EXPLAIN", "PREPARE")):  # not the statement
+                nested.append(reported["Plan"])
+
+    conn.add_notice_handler(keep)
+    try:
+        with conn.transaction(force_rollback=True):
+            placeholders = ", ".join(["%s"] * len(names))
+            row = (
+                psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bound parameters
+                .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({placeholders})", [params[n] for n in names])
+                .fetchone()
+            )
+    finally:
+        conn.remove_notice_handler(keep)
     assert row is not None
     plan: dict[str, Any] = row[0][0]["Plan"]
-    return plan
+    return {**plan, "Plans": [*plan.get("Plans", []), *nested]}
 
 
 @pytest.mark.parametrize("plans", ["generic", "custom"])
@@ -219,6 +259,8 @@ def test_every_hot_statement_visits_about_a_batch_of_rows_whatever_the_statistic
             (WORKERS,),
         )
         STATES[stats](conn)
+        for setting in _AUTO_EXPLAIN:
+            conn.execute(setting)
         conn.execute(query("worker_session_setup"))
         if plans == "custom":
             conn.execute("SET plan_cache_mode = force_custom_plan")
