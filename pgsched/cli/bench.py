@@ -8,6 +8,7 @@ PGSCHED_DSN are ignored on purpose: a benchmark must say which server it ran on)
 from __future__ import annotations
 
 import logging
+import signal
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -39,9 +40,16 @@ def _option(flag: str, default: float, help_text: str) -> Callable[[_F], _F]:
 
 
 def _quiet() -> None:
-    """The private server's start and the scratch migrations are not news in a benchmark's output."""
+    """The private server's start and the scratch migrations are not news in a benchmark's output. A SIGTERM
+    (kill, a CI timeout) ends the bench as Ctrl-C does: its worker processes, scratch databases and private server
+    are stopped on the way out; by default the signal ended the bench at once and left them running."""
     for name in ("pgsched.embedded", "pgsched.migrate"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).getEffectiveLevel()))
+    signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _at_least(name: str, value: float, low: float) -> None:

@@ -6,6 +6,10 @@ Behaviour only (rows, states, counts, cleanup), never speed: the figures are the
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,3 +171,38 @@ def test_a_cold_drain_with_two_worker_processes_runs_every_job_once(dsn: str) ->
     assert (result.processes, result.jobs, result.analyzes) == (2, 500, 1)  # cold_drain checks 500 succeeded
     assert result.jobs_per_s > 0 and result.from_spawn_jobs_per_s > 0
     assert _databases(dsn, "pgsched_t_drain") == []
+
+
+def _processes_naming(text: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                continue  # gone meanwhile
+    return pids
+
+
+@pytest.mark.slow
+def test_a_soak_stopped_by_sigterm_stops_its_workers_and_drops_its_databases(dsn: str) -> None:
+    prefix = "pgsched_t_soakterm"
+    argv = [sys.executable, "-m", "pgsched", "bench", "soak", "--dsn", dsn, "--db-prefix", prefix, "--minutes", "5",
+            "--interval", "1", "--rate", "200", "--producers", "1"]  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as bench:
+        try:
+            assert bench.stdout is not None
+            for line in bench.stdout:  # the first sample: producers and the worker are running
+                if line.strip()[:1].isdigit():
+                    break
+            workers = [pid for pid in _processes_naming(prefix) if pid != bench.pid]
+            assert workers, "the soak's worker process was not found"
+            bench.send_signal(signal.SIGTERM)
+            assert bench.wait(timeout=60) != 0
+        finally:
+            if bench.poll() is None:
+                bench.kill()
+    assert [pid for pid in workers if pid in _processes_naming(prefix)] == []
+    assert _databases(dsn, prefix) == []
