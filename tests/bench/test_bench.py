@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -188,7 +189,7 @@ def _processes_naming(text: str) -> list[int]:
 
 @pytest.mark.slow
 def test_a_soak_stopped_by_sigterm_stops_its_workers_and_drops_its_databases(dsn: str) -> None:
-    prefix = "pgsched_t_soakterm"
+    prefix = f"pgsched_t_term_{uuid.uuid4().hex[:8]}"  # this run's own: no other run's process or database matches
     argv = [sys.executable, "-m", "pgsched", "bench", "soak", "--dsn", dsn, "--db-prefix", prefix, "--minutes", "5",
             "--interval", "1", "--rate", "200", "--producers", "1"]  # fmt: skip
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as bench:
