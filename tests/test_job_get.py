@@ -4,7 +4,6 @@ runs one generic, cached plan per session that probes each partition's id index 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg
@@ -14,16 +13,7 @@ from psycopg_pool import ConnectionPool
 from pgsched.queries import query
 from pgsched.store import JobStore
 from tests.support.factories import insert_jobs
-
-_AUTO_EXPLAIN = (
-    "LOAD 'auto_explain'",
-    "SET auto_explain.log_min_duration = 0",
-    "SET auto_explain.log_nested_statements = on",
-    "SET auto_explain.log_level = notice",
-    "SET auto_explain.log_analyze = on",
-    "SET auto_explain.log_timing = off",
-    "SET auto_explain.log_format = json",
-)
+from tests.support.plans import report_plans, reported_plans
 
 
 def _where(conn: psycopg.Connection[Any], job_id: int) -> str:
@@ -88,20 +78,8 @@ def test_a_job_moved_from_the_default_partition_into_a_new_one_is_still_found(co
 
 def _inner_plans(conn: psycopg.Connection[Any], job_id: int) -> list[dict[str, Any]]:
     """The plans auto_explain reports for the statement inside pgsched.job_get on one call."""
-    plans: list[dict[str, Any]] = []
-
-    def keep(notice: psycopg.errors.Diagnostic) -> None:
-        text = notice.message_primary or ""
-        if "plan:" in text:
-            plan = json.loads(text.split("plan:", 1)[1])
-            if "pgsched.jobs j" in plan["Query Text"]:
-                plans.append(plan["Plan"])
-
-    conn.add_notice_handler(keep)
-    try:
+    with reported_plans(conn, lambda text: "pgsched.jobs j" in text) as plans:
         conn.execute(query("job_get"), {"id": job_id}).fetchall()
-    finally:
-        conn.remove_notice_handler(keep)
     return plans
 
 
@@ -117,8 +95,7 @@ def test_the_by_id_read_probes_each_partition_by_index_with_a_generic_plan_and_s
     jobs = _history(conn)
     parts = conn.execute("SELECT count(*) AS n FROM pgsched.history_partitions").fetchone()
     assert parts is not None and parts["n"] >= 3
-    for statement in _AUTO_EXPLAIN:
-        conn.execute(statement)
+    report_plans(conn)
     (plan,) = _inner_plans(conn, jobs[where])
     leaves = _leaves(plan)
     assert plan["Node Type"] == "Limit"

@@ -140,5 +140,8 @@ def progress_in_child(steps: int) -> int:
 @app.task(executor="process", max_attempts=1)
 def wait_in_child(directory: str) -> str:
     (Path(directory) / "pid").write_text(str(os.getpid()))
-    time.sleep(120)
+    release = Path(directory) / "release"  # never written: the test kills this child by cancelling its job
+    deadline = time.monotonic() + 120
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     return "woke"

@@ -13,7 +13,6 @@ the rows it visits: that count, not a timing, must stay near the batch size.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -21,6 +20,7 @@ import psycopg
 import pytest
 
 from pgsched.queries import query
+from tests.support.plans import report_plans, reported_plans
 
 QUEUED = 10_000
 RUNNING = 2_000  # of WORKERS workers: worker 1 holds one batch of them
@@ -209,39 +209,20 @@ def _params(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     }
 
 
-_AUTO_EXPLAIN = (  # the plans of statements inside functions (pgsched.claim_candidates), reported as notices
-    "LOAD 'auto_explain'",
-    "SET auto_explain.log_min_duration = 0",
-    "SET auto_explain.log_nested_statements = on",
-    "SET auto_explain.log_level = notice",
-    "SET auto_explain.log_analyze = on",
-    "SET auto_explain.log_timing = off",
-    "SET auto_explain.log_format = json",
-)
+def _nested(text: str) -> bool:
+    """Not the statement itself (reported under its EXPLAIN, or under the PREPARE that made it)."""
+    return not text.lstrip().upper().startswith(("EXPLAIN", "PREPARE"))
 
 
 def _explain(conn: psycopg.Connection[Any], name: str, names: list[str], params: dict[str, Any]) -> dict[str, Any]:
     """The statement's plan as run, with the plans of the statements it ran inside functions as more children."""
-    nested: list[dict[str, Any]] = []
-
-    def keep(notice: psycopg.errors.Diagnostic) -> None:
-        text = notice.message_primary or ""
-        if "plan:" in text:
-            reported = json.loads(text.split("plan:", 1)[1])
-            if not reported["Query Text"].lstrip().upper().startswith(("EXPLAIN", "PREPARE")):  # not the statement
-                nested.append(reported["Plan"])
-
-    conn.add_notice_handler(keep)
-    try:
-        with conn.transaction(force_rollback=True):
-            placeholders = ", ".join(["%s"] * len(names))
-            row = (
-                psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bound parameters
-                .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({placeholders})", [params[n] for n in names])
-                .fetchone()
-            )
-    finally:
-        conn.remove_notice_handler(keep)
+    with reported_plans(conn, _nested) as nested, conn.transaction(force_rollback=True):
+        placeholders = ", ".join(["%s"] * len(names))
+        row = (
+            psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bound parameters
+            .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({placeholders})", [params[n] for n in names])
+            .fetchone()
+        )
     assert row is not None
     plan: dict[str, Any] = row[0][0]["Plan"]
     return {**plan, "Plans": [*plan.get("Plans", []), *nested]}
@@ -259,8 +240,7 @@ def test_every_hot_statement_visits_about_a_batch_of_rows_whatever_the_statistic
             (WORKERS,),
         )
         STATES[stats](conn)
-        for setting in _AUTO_EXPLAIN:
-            conn.execute(setting)
+        report_plans(conn)
         conn.execute(query("worker_session_setup"))
         if plans == "custom":
             conn.execute("SET plan_cache_mode = force_custom_plan")
