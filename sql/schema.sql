@@ -105,6 +105,9 @@ COMMENT ON FUNCTION pgsched.claim_candidates(p_queue text, p_at timestamp with t
 CREATE FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) RETURNS TABLE(id bigint, queue text, task text, args jsonb, attempt integer, timeout_seconds double precision, waited_seconds double precision, limited boolean, lease bigint, isolate boolean)
     LANGUAGE plpgsql
     SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_sort TO 'off'
+    SET jit TO 'off'
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 DECLARE
@@ -129,15 +132,20 @@ BEGIN
         SELECT * INTO s FROM pgsched.queues qs WHERE qs.name = q;
         CONTINUE WHEN s.paused IS TRUE;
         limited := s.concurrency IS NOT NULL OR s.rate_limit IS NOT NULL;
-        CONTINUE WHEN NOT limited AND NOT EXISTS (
-            SELECT 1 FROM pgsched.jobs j WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = q);
+        CONTINUE WHEN NOT limited AND (  -- the queue's first key, in jobs_keyed_claim_idx's order
+            SELECT j.concurrency_key FROM pgsched.jobs j
+             WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = q
+             ORDER BY j.concurrency_key LIMIT 1) IS NULL;
         PERFORM pg_advisory_xact_lock(pgsched.lock_namespace(), hashtext('pgsched.queue:' || q));
         SELECT * INTO s FROM pgsched.queues qs WHERE qs.name = q;  -- as of holding the lock
         CONTINUE WHEN s.paused IS TRUE;
         limited := s.concurrency IS NOT NULL OR s.rate_limit IS NOT NULL;
         room := left_n;
         IF s.concurrency IS NOT NULL THEN
-            SELECT count(*) INTO running_q FROM pgsched.jobs j WHERE j.state = 'running' AND j.queue = q;
+            SELECT count(*) INTO running_q
+              FROM (SELECT 1 FROM pgsched.jobs j  -- in jobs_running_queue_idx's order: only it can give it
+                     WHERE j.state = 'running' AND j.queue = q
+                     ORDER BY j.concurrency_key LIMIT s.concurrency) r;
             room := least(room, s.concurrency - running_q);
         END IF;
         IF s.rate_limit IS NOT NULL THEN
@@ -162,33 +170,30 @@ BEGIN
                          ORDER BY j.concurrency_key LIMIT 1), keys.n + 1
                   FROM keys WHERE keys.k IS NOT NULL AND keys.n < key_cap
             ),
-            busy AS (
-                SELECT j.concurrency_key AS k, count(*)::integer AS n FROM pgsched.jobs j
-                 WHERE j.state = 'running' AND j.queue = q AND j.concurrency_key IS NOT NULL
-                 GROUP BY j.concurrency_key
-            ),
             keyed AS (
                 SELECT c.id, c.priority, c.run_at, keys.k
                   FROM keys
-                  LEFT JOIN busy ON busy.k = keys.k
-                 CROSS JOIN LATERAL (
+                 CROSS JOIN LATERAL (  -- the key's first due job sets its limit
                         SELECT coalesce(h.concurrency_limit, 1) AS lim FROM pgsched.jobs h
                          WHERE h.state = 'queued' AND h.queue = q AND h.concurrency_key = keys.k AND h.run_at <= at
                          ORDER BY h.priority DESC, h.run_at, h.id LIMIT 1) head
+                 CROSS JOIN LATERAL (  -- the key's running jobs, counted up to that limit
+                        SELECT count(*)::integer AS n
+                          FROM (SELECT 1 FROM pgsched.jobs r
+                                 WHERE r.state = 'running' AND r.queue = q AND r.concurrency_key = keys.k
+                                 LIMIT head.lim) r) busy
                  CROSS JOIN LATERAL (
                         SELECT j.id, j.priority, j.run_at FROM pgsched.jobs j
                          WHERE j.state = 'queued' AND j.queue = q AND j.concurrency_key = keys.k AND j.run_at <= at
                          ORDER BY j.priority DESC, j.run_at, j.id
-                         LIMIT greatest(0, least(head.lim - coalesce(busy.n, 0), room))
+                         LIMIT greatest(0, least(head.lim - busy.n, room))
                            FOR UPDATE SKIP LOCKED) c
                  WHERE keys.k IS NOT NULL
             ),
-            plain AS (
-                SELECT j.id, j.priority, j.run_at, NULL::text AS k FROM pgsched.jobs j
-                 WHERE limited AND j.state = 'queued' AND j.concurrency_key IS NULL AND j.queue = q AND j.run_at <= at
-                 ORDER BY j.priority DESC, j.run_at, j.id
-                 LIMIT room
-                   FOR UPDATE SKIP LOCKED
+            plain AS (  -- a limited queue's jobs without a key, as the plain claim takes them
+                SELECT c.id, c.priority, c.run_at, NULL::text AS k
+                  FROM pgsched.claim_candidates(q, at, room) c
+                 WHERE limited
             ),
             chosen AS (
                 SELECT u.id FROM (SELECT * FROM keyed UNION ALL SELECT * FROM plain) u
@@ -203,15 +208,17 @@ BEGIN
                 ON CONFLICT (name) DO UPDATE SET key_cursor = EXCLUDED.key_cursor;
             END IF;
             IF ids IS NOT NULL THEN
+                -- Locked above, so still queued; "live" (not finished) leaves only the primary key to read them by.
                 -- A claimed job past its deadline ends as expired instead of starting (never run late).
                 UPDATE pgsched.jobs j
                    SET state = 'cancelled', finished_at = at, errors = j.errors || pgsched.expired_entry(j.expires_at, at)
-                 WHERE j.id = ANY (ids) AND j.state = 'queued' AND j.expires_at <= at AND j.started_at IS NULL;
+                 WHERE j.id = ANY (ids) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
+                   AND j.expires_at <= at AND j.started_at IS NULL;
                 RETURN QUERY
                 UPDATE pgsched.jobs j
                    SET state = 'running', attempt = j.attempt + 1, worker_id = p_worker, started_at = at,
                        lease = claim_lease
-                 WHERE j.id = ANY (ids) AND j.state = 'queued'
+                 WHERE j.id = ANY (ids) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
                    AND (j.expires_at IS NULL OR j.expires_at > at OR j.started_at IS NOT NULL)
                 RETURNING j.id, j.queue, j.task, j.args, j.attempt,
                           extract(epoch FROM j.timeout)::float8,
@@ -4856,6 +4863,18 @@ CREATE INDEX jobs_running_idx ON pgsched.jobs_live USING btree (worker_id) WHERE
 --
 
 COMMENT ON INDEX pgsched.jobs_running_idx IS 'Running jobs per worker: the reaper and the reconcile read it.';
+
+--
+-- Name: jobs_running_queue_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_running_queue_idx ON pgsched.jobs_live USING btree (queue, concurrency_key) WHERE ((state = 'running'::pgsched.job_state) AND (queue IS NOT NULL));
+
+--
+-- Name: INDEX jobs_running_queue_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_running_queue_idx IS 'Running jobs per queue and concurrency key: the limited claim counts them up to the queue''s or the key''s limit.';
 
 --
 -- Name: jobs_waiting_idx; Type: INDEX; Schema: pgsched; Owner: -

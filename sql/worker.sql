@@ -58,10 +58,10 @@ limited AS MATERIALIZED (
       FROM (SELECT 1 AS go
              WHERE EXISTS (SELECT 1 FROM settings st WHERE st.limited AND NOT st.paused)
                 OR EXISTS (SELECT 1 FROM settings st
-                            CROSS JOIN LATERAL (  -- one probe of the keyed index per queue (LIMIT keeps it keyed)
+                            CROSS JOIN LATERAL (  -- one probe of the keyed index per queue: only it gives this order
                                    SELECT 1 FROM pgsched.jobs j
                                     WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = st.name
-                                    LIMIT 1) k
+                                    ORDER BY j.concurrency_key LIMIT 1) k
                             WHERE NOT st.paused)) gate
      CROSS JOIN LATERAL pgsched.claim_limited(
             %(queues)s::text[],

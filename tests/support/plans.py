@@ -1,14 +1,18 @@
-"""Plans of statements run inside functions (PL/pgSQL bodies), as auto_explain reports them: EXPLAIN of the outer
-statement shows such a call as one Function Scan."""
+"""Plans of named queries as run, and the rows they visit: the plans of statements run inside functions (PL/pgSQL
+bodies) come as auto_explain reports them, since EXPLAIN of the outer statement shows such a call as one Function
+Scan."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+
+from pgsched.queries import query
 
 _AUTO_EXPLAIN = (
     "LOAD 'auto_explain'",
@@ -29,7 +33,8 @@ def report_plans(conn: psycopg.Connection[Any]) -> None:
 
 @contextmanager
 def reported_plans(conn: psycopg.Connection[Any], wanted: Callable[[str], bool]) -> Iterator[list[dict[str, Any]]]:
-    """While open, collect the plans reported (see report_plans) of statements whose text ``wanted`` accepts."""
+    """While open, collect the plans reported (see report_plans) of statements whose text ``wanted`` accepts (with
+    the JIT compilation of the statement, if any, under "JIT")."""
     plans: list[dict[str, Any]] = []
 
     def keep(notice: psycopg.errors.Diagnostic) -> None:
@@ -37,10 +42,72 @@ def reported_plans(conn: psycopg.Connection[Any], wanted: Callable[[str], bool])
         if "plan:" in text:
             reported = json.loads(text.split("plan:", 1)[1])
             if wanted(reported["Query Text"]):
-                plans.append(reported["Plan"])
+                plans.append({**reported["Plan"], **({"JIT": reported["JIT"]} if "JIT" in reported else {})})
 
     conn.add_notice_handler(keep)
     try:
         yield plans
     finally:
         conn.remove_notice_handler(keep)
+
+
+_PARAM = re.compile(r"%\((\w+)\)[sb]")  # %(name)b: sent in binary
+_COUNTED = ("jobs", "result_waiters")  # tables (and their partitions, jobs_live, jobs_done_*) and indexes <table>_...
+
+
+def prepare(conn: psycopg.Connection[Any], name: str) -> list[str]:
+    """PREPARE the named query under its own name; return its parameter names in $n order."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    text = _PARAM.sub(number, query(name)).replace("%%", "%")
+    conn.execute(f"PREPARE {name} AS {text}")
+    return names
+
+
+def rows_visited(node: dict[str, Any]) -> int:
+    """Rows the plan looked at in pgsched.jobs and result_waiters: rows each node returned or filtered away, times
+    its loops."""
+    loops = int(node.get("Actual Loops", 1))
+    seen = 0
+    on_jobs = str(node.get("Relation Name", "")).startswith(_COUNTED) or str(node.get("Index Name", "")).startswith(
+        _COUNTED
+    )
+    if on_jobs and node["Node Type"] != "ModifyTable":
+        seen += int(node["Actual Rows"]) * loops
+        seen += int(node.get("Rows Removed by Filter", 0)) * loops
+        seen += int(node.get("Rows Removed by Index Recheck", 0)) * loops
+    seen += int(node.get("Rows Removed by Join Filter", 0)) * loops
+    return seen + sum(rows_visited(child) for child in node.get("Plans", []))
+
+
+def relations_read(node: dict[str, Any]) -> set[str]:
+    """Every table the plan reads (the partitions of pgsched.jobs by name)."""
+    own = {node["Relation Name"]} if "Relation Name" in node and node["Node Type"] != "ModifyTable" else set()
+    return own.union(*(relations_read(child) for child in node.get("Plans", [])))
+
+
+def _nested(text: str) -> bool:
+    """Not the statement itself (reported under its EXPLAIN, or under the PREPARE that made it)."""
+    return not text.lstrip().upper().startswith(("EXPLAIN", "PREPARE"))
+
+
+def explain_executed(
+    conn: psycopg.Connection[Any], name: str, names: list[str], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Run the prepared statement under EXPLAIN ANALYZE and roll it back: its plan as run, with the plans of the
+    statements it ran inside functions as more children (the session must report plans: report_plans)."""
+    with reported_plans(conn, _nested) as nested, conn.transaction(force_rollback=True):
+        placeholders = ", ".join(["%s"] * len(names))
+        row = (
+            psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bound parameters
+            .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({placeholders})", [params[n] for n in names])
+            .fetchone()
+        )
+    assert row is not None
+    plan: dict[str, Any] = row[0][0]["Plan"]
+    return {**plan, "Plans": [*plan.get("Plans", []), *nested]}

@@ -7,28 +7,28 @@ finish joined every running job to every id of its batch (one flush took seconds
 running); and statistics taken while the whole backlog was queued (autoanalyze runs during every
 backlog) said no row was running, so the kept plan of the finish drove it from the partial index
 of running jobs and scanned the running set once per id. These tests plan each hot statement, with
-generic and with custom plans, in six statistics states, then run it on a realistic table and count
+generic and with custom plans, in seven statistics states, then run it on a realistic table and count
 the rows it visits: that count, not a timing, must stay near the batch size.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import psycopg
 import pytest
 
 from pgsched.queries import query
-from tests.support.plans import report_plans, reported_plans
-
-QUEUED = 10_000
-RUNNING = 2_000  # of WORKERS workers: worker 1 holds one batch of them
-WORKERS = 20
-FINISHED = 3_000
-BATCH = 100
-_PARAM = re.compile(r"%\((\w+)\)[sb]")  # %(name)b: sent in binary
-_COUNTED = ("jobs", "result_waiters")  # tables whose rows a plan visits (their indexes are named <table>_...)
+from tests.support.plan_table import (
+    BATCH,
+    QUEUED,
+    RUNNING,
+    STATES,
+    analyze,
+    load,
+    start_worker_session,
+)
+from tests.support.plans import explain_executed, prepare, relations_read, rows_visited
 
 # The hot statements, each with the bound on the rows it may visit: a small multiple of its batch.
 # The reaper's batch is the running set (it reads every running row once, never once per row).
@@ -43,7 +43,9 @@ HOT = {
     "job_next_due_in": 4 * BATCH,
     "job_insert": 4 * BATCH,
     "result_get": 4 * BATCH,
-    "history_default_prune": 4 * BATCH,
+    # The default partition of finished jobs, read whole when too few of its jobs are due for deletion (the README
+    # says so: stragglers without a time partition); a sequential scan, seen since rows_visited counts partitions.
+    "history_default_prune": QUEUED + RUNNING + BATCH,
     "job_expire_due": 4 * BATCH,
     # The running set, read through its index (with the entries the rolled-back statements above left), then once
     # more to write; a nested loop on workers counts it once more as rows removed by its join filter, where a hash
@@ -55,108 +57,6 @@ HOT = {
 LIVE_ONLY = set(HOT) - {"job_insert", "result_get", "history_default_prune"}
 # Run unprepared (planned at each call with its parameters, once per reaper pass): custom plans only.
 UNPREPARED = {"job_expire_due"}
-
-
-def _prepare(conn: psycopg.Connection[Any], name: str) -> list[str]:
-    """PREPARE the statement under its own name; return its parameter names in $n order."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    text = _PARAM.sub(number, query(name)).replace("%%", "%")
-    conn.execute(f"PREPARE {name} AS {text}")
-    return names
-
-
-def _visited(node: dict[str, Any]) -> int:
-    """Rows the plan looked at: rows each node returned or filtered away, times its loops."""
-    loops = int(node.get("Actual Loops", 1))
-    seen = 0
-    on_jobs = node.get("Relation Name") in _COUNTED or str(node.get("Index Name", "")).startswith(_COUNTED)
-    if on_jobs and node["Node Type"] != "ModifyTable":
-        seen += int(node["Actual Rows"]) * loops
-        seen += int(node.get("Rows Removed by Filter", 0)) * loops
-        seen += int(node.get("Rows Removed by Index Recheck", 0)) * loops
-    seen += int(node.get("Rows Removed by Join Filter", 0)) * loops
-    return seen + sum(_visited(child) for child in node.get("Plans", []))
-
-
-def _relations(node: dict[str, Any]) -> set[str]:
-    """Every table the plan reads (the partitions of pgsched.jobs by name)."""
-    own = {node["Relation Name"]} if "Relation Name" in node and node["Node Type"] != "ModifyTable" else set()
-    return own.union(*(_relations(child) for child in node.get("Plans", [])))
-
-
-def _count(conn: psycopg.Connection[Any], state: str) -> int:
-    row = conn.execute("SELECT count(*) FROM pgsched.jobs WHERE state = %s::pgsched.job_state", (state,)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _load(
-    conn: psycopg.Connection[Any], queued: int = QUEUED, running: int = RUNNING, finished: int = FINISHED
-) -> None:
-    """Top the table up to this many queued, running and (recently) succeeded jobs."""
-    conn.execute(
-        "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s)",
-        (max(0, queued - _count(conn, "queued")),),
-    )
-    conn.execute(
-        "INSERT INTO pgsched.jobs (task, queue, state, attempt, worker_id, started_at, lease)"
-        " SELECT 'noop', 'default', 'running', 1, 1 + g %% %s::int, now(), g FROM generate_series(%s::int, %s::int) g",
-        (WORKERS, _count(conn, "running") + 1, running),
-    )
-    conn.execute(
-        "INSERT INTO pgsched.jobs (task, queue, state, attempt, finished_at)"
-        " SELECT 'noop', 'default', 'succeeded', 1, now() FROM generate_series(1, %s)",
-        (max(0, finished - _count(conn, "succeeded")),),
-    )
-    if _count(conn, "queued") < QUEUED // 4:
-        return
-    conn.execute(  # keyed jobs of another queue: the claim's probe for them must not read them all
-        "INSERT INTO pgsched.jobs (task, queue, concurrency_key) SELECT 'noop', 'other', 'k' || g"
-        " FROM generate_series(1, %s) g WHERE NOT EXISTS (SELECT 1 FROM pgsched.jobs WHERE queue = 'other')",
-        (QUEUED // 4,),
-    )
-
-
-def _analyze(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("VACUUM ANALYZE pgsched.jobs")
-
-
-def _finished_only(conn: psycopg.Connection[Any]) -> None:
-    _load(conn, 0, 0, QUEUED + RUNNING)
-    _analyze(conn)
-
-
-def _drained_to_a_few(conn: psycopg.Connection[Any]) -> None:
-    """A large backlog drained and vacuumed: its pages stay (jobs_live keeps them, migration 0033) and ANALYZE
-    found a handful of jobs in them, so the planner expects almost no rows per page until the next ANALYZE,
-    however many queue up meanwhile (a soak at 5,000 jobs/s: every claim sorted the whole backlog for a minute)."""
-    conn.execute(
-        "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s)", (3 * QUEUED,)
-    )
-    conn.execute(
-        "DELETE FROM pgsched.jobs_live WHERE id NOT IN (SELECT id FROM pgsched.jobs_live ORDER BY id DESC LIMIT 50)"
-    )
-    _analyze(conn)
-
-
-# Statistics states: what ANALYZE saw when the statement was planned (then the table is topped up).
-STATES = {
-    "no statistics": lambda conn: None,
-    "analyzed empty": _analyze,
-    "analyzed with the queued backlog": lambda conn: (_load(conn, QUEUED, 0, 0), _analyze(conn)),
-    "analyzed mid-drain": lambda conn: (_load(conn), _analyze(conn)),
-    "analyzed all finished": _finished_only,
-    "analyzed nearly empty after a drain": _drained_to_a_few,
-    "stale after growing 100x": lambda conn: (
-        _load(conn, QUEUED // 100, RUNNING // 100, FINISHED // 100),
-        _analyze(conn),
-    ),
-}
 
 
 def _params(conn: psycopg.Connection[Any]) -> dict[str, Any]:
@@ -209,52 +109,24 @@ def _params(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     }
 
 
-def _nested(text: str) -> bool:
-    """Not the statement itself (reported under its EXPLAIN, or under the PREPARE that made it)."""
-    return not text.lstrip().upper().startswith(("EXPLAIN", "PREPARE"))
-
-
-def _explain(conn: psycopg.Connection[Any], name: str, names: list[str], params: dict[str, Any]) -> dict[str, Any]:
-    """The statement's plan as run, with the plans of the statements it ran inside functions as more children."""
-    with reported_plans(conn, _nested) as nested, conn.transaction(force_rollback=True):
-        placeholders = ", ".join(["%s"] * len(names))
-        row = (
-            psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bound parameters
-            .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({placeholders})", [params[n] for n in names])
-            .fetchone()
-        )
-    assert row is not None
-    plan: dict[str, Any] = row[0][0]["Plan"]
-    return {**plan, "Plans": [*plan.get("Plans", []), *nested]}
-
-
 @pytest.mark.parametrize("plans", ["generic", "custom"])
 @pytest.mark.parametrize("stats", list(STATES))
 def test_every_hot_statement_visits_about_a_batch_of_rows_whatever_the_statistics_said(
     dsn: str, stats: str, plans: str
 ) -> None:
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
-        conn.execute(
-            "INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE"
-            " SELECT g, 'test', g FROM generate_series(1, %s) g",
-            (WORKERS,),
-        )
-        STATES[stats](conn)
-        report_plans(conn)
-        conn.execute(query("worker_session_setup"))
-        if plans == "custom":
-            conn.execute("SET plan_cache_mode = force_custom_plan")
+        start_worker_session(conn, stats, plans)
         # a generic plan is made at once, and kept
-        prepared = {name: _prepare(conn, name) for name in HOT if plans == "custom" or name not in UNPREPARED}
-        _load(conn)  # no ANALYZE: as under a backlog that grew faster than autovacuum
+        prepared = {name: prepare(conn, name) for name in HOT if plans == "custom" or name not in UNPREPARED}
+        load(conn)  # no ANALYZE: as under a backlog that grew faster than autovacuum
         params = _params(conn)
         assert len(params["ids"]) == BATCH
-        explained = {name: _explain(conn, name, names, params) for name, names in prepared.items()}
-    visited = {name: _visited(plan) for name, plan in explained.items()}
+        explained = {name: explain_executed(conn, name, names, params) for name, names in prepared.items()}
+    visited = {name: rows_visited(plan) for name, plan in explained.items()}
     over = {name: n for name, n in visited.items() if n > HOT[name]}
     assert not over, f"{stats}, {plans} plans: rows visited {visited}"
     history = {
-        name: sorted(r for r in _relations(plan) if r.startswith("jobs_done"))
+        name: sorted(r for r in relations_read(plan) if r.startswith("jobs_done"))
         for name, plan in explained.items()
         if name in LIVE_ONLY
     }
@@ -265,12 +137,12 @@ def test_the_finish_and_the_claim_do_their_whole_batch(dsn: str) -> None:
     """The row counts above are not vacuous: planned on the empty table, both still write a full batch."""
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
         conn.execute("INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (1, 'test', 1)")
-        _analyze(conn)
+        analyze(conn)
         conn.execute(query("worker_session_setup"))
-        prepared = {name: _prepare(conn, name) for name in ("job_claim_batch", "job_finish_many")}
-        _load(conn)
+        prepared = {name: prepare(conn, name) for name in ("job_claim_batch", "job_finish_many")}
+        load(conn)
         params = _params(conn)
-        rows = {name: _explain(conn, name, names, params)["Actual Rows"] for name, names in prepared.items()}
+        rows = {name: explain_executed(conn, name, names, params)["Actual Rows"] for name, names in prepared.items()}
     assert rows == {"job_claim_batch": BATCH, "job_finish_many": BATCH}
 
 
@@ -279,8 +151,8 @@ def test_the_next_due_time_is_read_through_the_claim_index(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
         conn.execute("VACUUM ANALYZE pgsched.jobs")
         conn.execute(query("worker_session_setup"))
-        names = _prepare(conn, "job_next_due_in")
-        _load(conn)
+        names = prepare(conn, "job_next_due_in")
+        load(conn)
         row = conn.execute(
             f"EXPLAIN (FORMAT JSON) EXECUTE job_next_due_in({', '.join(['NULL'] * len(names))})"
         ).fetchone()
@@ -306,8 +178,8 @@ def test_the_finish_notify_for_result_waiters_costs_one_probe_when_nobody_waits_
         conn.execute("VACUUM ANALYZE pgsched.jobs")
         conn.execute("VACUUM ANALYZE pgsched.result_waiters")
         conn.execute(query("worker_session_setup"))
-        names = _prepare(conn, "job_finish_many")
-        _load(conn)
+        names = prepare(conn, "job_finish_many")
+        load(conn)
         params = _params(conn)
         args = [params[n] for n in names]
         explain = f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE job_finish_many({', '.join(['%s'] * len(names))})"
@@ -327,4 +199,4 @@ def test_the_finish_notify_for_result_waiters_costs_one_probe_when_nobody_waits_
     assert idle_plan["Actual Rows"] == BATCH and _waiter_probes(idle_plan) == 1, idle_plan
     assert plan["Actual Rows"] == BATCH, plan
     assert _waiter_probes(plan) <= 1 + BATCH, plan
-    assert _visited(plan) <= 4 * BATCH, f"job_finish_many visited {_visited(plan)} rows with waiters: {plan}"
+    assert rows_visited(plan) <= 4 * BATCH, f"job_finish_many visited {rows_visited(plan)} rows with waiters: {plan}"

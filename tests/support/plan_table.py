@@ -1,0 +1,131 @@
+"""A realistic pgsched.jobs for plan tests, and the statistics states a plan can be made under: a backlog in the
+default queue and in three limited ones (a concurrency limit, a rate limit, concurrency keys), a running set of
+WORKERS workers, recent history. What ANALYZE saw is the state; the table is then topped up without one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from pgsched.queries import query
+from tests.support.plans import report_plans
+
+QUEUED = 10_000  # per backlogged queue
+RUNNING = 2_000  # of WORKERS workers: worker 1 holds one batch of them
+WORKERS = 20
+FINISHED = 3_000
+BATCH = 100
+KEYS = 2_000  # half the keyed queue's backlog spreads over this many concurrency keys (limit 1 each)
+CAPPED_RUNNING = 50  # running jobs of the capped queue (its limit: LIMITS)
+KEYED_RUNNING = 200  # running jobs of the keyed queue, each holding a key of its backlog
+# The limited queues: each gets a backlog of its own beside the default queue's. Room for a whole batch in each.
+LIMITS = {
+    "capped": {"concurrency": CAPPED_RUNNING + 2 * BATCH},
+    "rated": {"rate_limit": 1_000_000, "rate_burst": 10 * BATCH},
+    "keyed": {},  # not limited itself: its keyed jobs are
+}
+Conn = psycopg.Connection[Any]
+
+
+def count(conn: Conn, state: str, queue: str | None = None) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM pgsched.jobs WHERE state = %s::pgsched.job_state AND queue = coalesce(%s, queue)",
+        (state, queue),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def set_limits(conn: Conn) -> None:
+    """The limited queues' rows in pgsched.queues (present in every statistics state)."""
+    for name, limits in LIMITS.items():
+        conn.execute(
+            "INSERT INTO pgsched.queues (name, concurrency, rate_limit, rate_burst) VALUES (%s, %s, %s, %s)",
+            (name, limits.get("concurrency"), limits.get("rate_limit"), limits.get("rate_burst")),
+        )
+
+
+def load(conn: Conn, queued: int = QUEUED, running: int = RUNNING, finished: int = FINISHED) -> None:
+    """Top the table up to this many queued jobs per backlogged queue, running and (recently) succeeded jobs."""
+    for queue in ("default", *LIMITS):
+        conn.execute(
+            "INSERT INTO pgsched.jobs (task, queue, concurrency_key)"
+            " SELECT 'noop', %s::text, CASE WHEN %s::text = 'keyed' AND g %% 2 = 0 THEN 'k' || g / 2 %% %s::int END"
+            " FROM generate_series(1, %s) g",
+            (queue, queue, KEYS, max(0, queued - count(conn, "queued", queue))),
+        )
+    conn.execute(  # the first running jobs are the limited queues': CAPPED_RUNNING capped, then KEYED_RUNNING keyed
+        "INSERT INTO pgsched.jobs (task, queue, concurrency_key, state, attempt, worker_id, started_at, lease)"
+        " SELECT 'noop', q.queue, CASE WHEN q.queue = 'keyed' THEN 'k' || g END, 'running', 1, 1 + g %% %s::int,"
+        "        now(), g"
+        "   FROM generate_series(%s::int, %s::int) g"
+        "  CROSS JOIN LATERAL (SELECT CASE WHEN g <= %s::int THEN 'capped' WHEN g <= %s::int THEN 'keyed'"
+        "                                  ELSE 'default' END AS queue) q",
+        (WORKERS, count(conn, "running") + 1, running, CAPPED_RUNNING, CAPPED_RUNNING + KEYED_RUNNING),
+    )
+    conn.execute(
+        "INSERT INTO pgsched.jobs (task, queue, state, attempt, finished_at)"
+        " SELECT 'noop', 'default', 'succeeded', 1, now() FROM generate_series(1, %s)",
+        (max(0, finished - count(conn, "succeeded")),),
+    )
+    if count(conn, "queued", "default") < QUEUED // 4:
+        return
+    conn.execute(  # keyed jobs of another queue: the claim's probe for them must not read them all
+        "INSERT INTO pgsched.jobs (task, queue, concurrency_key) SELECT 'noop', 'other', 'k' || g"
+        " FROM generate_series(1, %s) g WHERE NOT EXISTS (SELECT 1 FROM pgsched.jobs WHERE queue = 'other')",
+        (QUEUED // 4,),
+    )
+
+
+def analyze(conn: Conn) -> None:
+    conn.execute("VACUUM ANALYZE pgsched.jobs")
+
+
+def _finished_only(conn: Conn) -> None:
+    load(conn, 0, 0, QUEUED + RUNNING)
+    analyze(conn)
+
+
+def _drained_to_a_few(conn: Conn) -> None:
+    """A large backlog drained and vacuumed: its pages stay (jobs_live keeps them, migration 0033) and ANALYZE
+    found a handful of jobs in them, so the planner expects almost no rows per page until the next ANALYZE,
+    however many queue up meanwhile (a soak at 5,000 jobs/s: every claim sorted the whole backlog for a minute)."""
+    conn.execute(
+        "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s)", (3 * QUEUED,)
+    )
+    conn.execute(
+        "DELETE FROM pgsched.jobs_live WHERE id NOT IN (SELECT id FROM pgsched.jobs_live ORDER BY id DESC LIMIT 50)"
+    )
+    analyze(conn)
+
+
+# Statistics states: what ANALYZE saw when the statement was planned (then the table is topped up).
+STATES: dict[str, Callable[[Conn], object]] = {
+    "no statistics": lambda conn: None,
+    "analyzed empty": analyze,
+    "analyzed with the queued backlog": lambda conn: (load(conn, QUEUED, 0, 0), analyze(conn)),
+    "analyzed mid-drain": lambda conn: (load(conn), analyze(conn)),
+    "analyzed all finished": _finished_only,
+    "analyzed nearly empty after a drain": _drained_to_a_few,
+    "stale after growing 100x": lambda conn: (
+        load(conn, QUEUED // 100, RUNNING // 100, FINISHED // 100),
+        analyze(conn),
+    ),
+}
+
+
+def start_worker_session(conn: Conn, stats: str, plans: str) -> None:
+    """Register the workers and the limited queues, put the table in the statistics state ``stats``, then set the
+    session up as a worker's (with ``plans`` "generic" or "custom") that reports every plan it runs."""
+    conn.execute(
+        "INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE"
+        " SELECT g, 'test', g FROM generate_series(1, %s) g",
+        (WORKERS,),
+    )
+    set_limits(conn)
+    STATES[stats](conn)
+    report_plans(conn)
+    conn.execute(query("worker_session_setup"))
+    if plans == "custom":
+        conn.execute("SET plan_cache_mode = force_custom_plan")

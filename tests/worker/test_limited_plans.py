@@ -1,0 +1,62 @@
+"""The limited claim stays cheap whatever the statistics said when its statements were planned.
+
+The claim takes the jobs of limited queues (a concurrency limit, a rate limit) and jobs with concurrency keys through
+pgsched.claim_limited, whose statements PL/pgSQL plans at their first call in a session and, with the worker's
+generic plans, keeps. Here each limited queue's claim runs once under a statistics state (its plans made then and
+kept), then again on a realistic table: a backlog in every queue, a running set of thousands. The rows it visits,
+inside the function too, must stay within the batch and the bookkeeping of its limits (the running jobs its limit
+counts, one probe per concurrency key it visits), never the backlog or the whole running set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.support.plan_table import BATCH, LIMITS, STATES, load, start_worker_session
+from tests.support.plans import explain_executed, prepare, relations_read, rows_visited
+
+KEY_CAP = 2 * BATCH + 16  # keys one claim visits at most (claim_limited's key_cap)
+# What each queue's claim may visit: the batch it claims and writes, and its limit's bookkeeping.
+BOUNDS = {
+    "capped": 4 * BATCH + int(LIMITS["capped"]["concurrency"]),  # the queue's running jobs, counted up to its limit
+    "rated": 4 * BATCH,
+    "keyed": 4 * BATCH + 4 * KEY_CAP,  # per key visited: its next key, its head, its running jobs, its claim
+}
+
+
+def _compiled(node: dict[str, Any]) -> int:
+    """Statements of the plan that were JIT-compiled (reported by auto_explain)."""
+    return int("JIT" in node) + sum(_compiled(child) for child in node.get("Plans", []))
+
+
+def _claim(queue: str) -> dict[str, Any]:
+    return {"queues": [queue], "limit": BATCH, "worker_id": 1, "now": None, "running": [], "free": 0}
+
+
+@pytest.mark.parametrize("plans", ["generic", "custom"])
+@pytest.mark.parametrize("stats", list(STATES))
+def test_the_limited_claim_visits_its_batch_and_its_limits_bookkeeping_whatever_the_statistics_said(
+    dsn: str, stats: str, plans: str
+) -> None:
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
+        start_worker_session(conn, stats, plans)
+        names = prepare(conn, "job_claim_batch")
+        for queue in BOUNDS:  # the claim's plans, and those of the statements claim_limited ran, are made now
+            explain_executed(conn, "job_claim_batch", names, _claim(queue))
+        load(conn)  # no ANALYZE: as under a backlog that grew faster than autovacuum
+        explained = {queue: explain_executed(conn, "job_claim_batch", names, _claim(queue)) for queue in BOUNDS}
+    claimed = {queue: int(plan["Actual Rows"]) for queue, plan in explained.items()}
+    assert claimed == dict.fromkeys(BOUNDS, BATCH), f"{stats}, {plans} plans: claimed {claimed}"
+    visited = {queue: rows_visited(plan) for queue, plan in explained.items()}
+    over = {queue: n for queue, n in visited.items() if n > BOUNDS[queue]}
+    assert not over, f"{stats}, {plans} plans: rows visited {visited} (bounds {BOUNDS})"
+    # A plan with a disabled node costs over 1e10, past every JIT threshold: compiling took ~0.6 s per claim.
+    compiled = {queue: n for queue, plan in explained.items() if (n := _compiled(plan))}
+    assert not compiled, f"{stats}, {plans} plans: JIT-compiled statements {compiled}"
+    history = {
+        queue: sorted(r for r in relations_read(plan) if r.startswith("jobs_done")) for queue, plan in explained.items()
+    }
+    assert not any(history.values()), f"{stats}, {plans} plans: the limited claim read finished jobs {history}"
