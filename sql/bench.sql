@@ -145,8 +145,9 @@ SELECT pgsched.history_partition_drop(%(name)s::text)
 
 -- name: bench_relation_sizes
 -- Soak: table+index+toast bytes of every pgsched table (time partitions of finished jobs summed as jobs_done), dead tuples of each.
+-- A table dropped while this runs (retention drops time partitions) has no size: NULL, counted as 0.
 SELECT CASE WHEN p.relid IS NOT NULL AND c.relname <> 'jobs_done_default' THEN 'jobs_done' ELSE c.relname::text END AS name,
-       sum(pg_total_relation_size(c.oid))::bigint AS bytes, coalesce(sum(s.n_dead_tup), 0)::bigint AS dead
+       coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS bytes, coalesce(sum(s.n_dead_tup), 0)::bigint AS dead
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'pgsched'
   LEFT JOIN pg_partition_tree('pgsched.jobs_done') p ON p.relid = c.oid AND p.isleaf
