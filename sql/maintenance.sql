@@ -41,6 +41,9 @@ WITH since AS MATERIALIZED (
       FROM lost JOIN pgsched.jobs j ON j.id = lost.id AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
      CROSS JOIN LATERAL (SELECT count(*)::int AS losses FROM jsonb_array_elements(j.errors) e
                           WHERE e ->> 'kind' = 'worker_lost') n
+     -- The lost ids bound every way of reading jobs (as in job_finish_many): after a drain the statistics can say jobs_live
+     -- is empty, and a plan driven from jobs then read all of it, each pass, to find none (here and in reaped).
+     WHERE j.id = ANY (ARRAY(SELECT l.id FROM lost l))
 ), reaped AS (
     UPDATE pgsched.jobs j
        SET state = CASE WHEN j.cancel_requested_at IS NOT NULL THEN 'cancelled'
@@ -58,6 +61,7 @@ WITH since AS MATERIALIZED (
                jsonb_build_object('worker_id', j.worker_id))) ELSE j.errors END
       FROM blamed d
      WHERE j.id = d.id AND j.lease IS NOT DISTINCT FROM d.lease AND j.state = 'running'
+       AND j.id = ANY (ARRAY(SELECT b.id FROM blamed b))
     RETURNING j.id, j.state::text AS state, d.charged
 ), told AS (
     -- One primary-key probe per ended job (see job_finish_many: LIMIT keeps it keyed in any plan).

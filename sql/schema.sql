@@ -611,6 +611,97 @@ END $$;
 COMMENT ON FUNCTION pgsched.history_partition_drop(p_name text) IS 'Detach and drop one time partition of finished jobs (all its jobs go at once); the caller sets a short lock_timeout so it never holds up the hot path.';
 
 --
+-- Name: job_finish_many(timestamp with time zone, bigint[], bigint[], text[], text[], text[], double precision[], boolean[], integer[]); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.job_finish_many(p_now timestamp with time zone, p_ids bigint[], p_leases bigint[], p_outcomes text[], p_results text[], p_errors text[], p_delays double precision[], p_finals boolean[], p_snooze_limits integer[]) RETURNS TABLE(job_id bigint, job_state text)
+    LANGUAGE plpgsql
+    SET enable_nestloop TO 'off'
+    SET jit TO 'off'
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    RETURN QUERY
+    WITH keeps AS MATERIALIZED (
+        -- pgsched.retention as {queue: {state: keep}}: one read per statement, whatever the batch holds.
+        SELECT jsonb_object_agg(q.queue, q.keeps) AS keeps
+          FROM (SELECT r.queue, jsonb_object_agg(r.state, r.keep::text) AS keeps FROM pgsched.retention r GROUP BY r.queue) q
+    ),
+    done AS (
+        UPDATE pgsched.jobs j
+           -- A failed attempt is retried after its delay while attempts remain and it is not final, else dead: the one
+           -- rule, the same predicate in each column (a sub-select stating it once costs a subplan per row).
+           SET state = CASE
+                         WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN 'queued'
+                         WHEN d.outcome = 'failed' THEN 'dead'
+                         WHEN d.outcome = 'snoozed' THEN CASE WHEN j.snoozes < d.snooze_limit THEN 'queued' ELSE 'dead' END
+                         ELSE d.outcome
+                       END::pgsched.job_state,
+               finished_at = CASE
+                               WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN NULL
+                               WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN NULL
+                               ELSE coalesce(p_now, now())
+                             END,
+               run_at = CASE
+                          WHEN (d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final)
+                            OR (d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit)
+                          THEN coalesce(p_now, now()) + make_interval(secs => d.delay)
+                          ELSE j.run_at
+                        END,
+               attempt = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.attempt - 1 ELSE j.attempt END,
+               snoozes = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.snoozes + 1 ELSE j.snoozes END,
+               lease = NULL,
+               -- Set here, not by the jobs_purge_at trigger: the time partition the row moves to. The retention of its queue,
+               -- else of queue * (pgsched.purge_at's rule, inline: a function with a pinned search_path costs ~15 us a call),
+               -- looked up in keeps (read once per statement: a sub-select per row cost a fifth of the finish's server CPU).
+               -- Neither: NULL, and the jobs_purge_at trigger applies the default.
+               purge_at = CASE
+                            WHEN (d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final)
+                              OR (d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit)
+                            THEN NULL
+                            ELSE coalesce(p_now, now()) + coalesce(
+                                   (SELECT k.keeps FROM keeps k) -> j.queue
+                                     ->> CASE WHEN d.outcome IN ('failed', 'snoozed') THEN 'dead' ELSE d.outcome END,
+                                   (SELECT k.keeps FROM keeps k) -> '*'
+                                     ->> CASE WHEN d.outcome IN ('failed', 'snoozed') THEN 'dead' ELSE d.outcome END)::interval
+                          END,
+               result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
+               errors = CASE
+                          WHEN d.error IS NULL THEN j.errors
+                          WHEN d.outcome = 'snoozed' AND j.snoozes >= d.snooze_limit
+                          THEN j.errors || jsonb_build_array(d.error::jsonb || jsonb_build_object(
+                                   'kind', 'snooze_limit',
+                                   'error', format('snoozed %s times, the limit of its task (max_snoozes): dead', j.snoozes)))
+                          ELSE j.errors || jsonb_build_array(d.error::jsonb)
+                        END
+          FROM unnest(p_ids, p_leases, p_outcomes, p_results,
+                      p_errors, p_delays, p_finals, p_snooze_limits)
+               AS d(id, lease, outcome, result, error, delay, final, snooze_limit)
+         WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (p_ids) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
+        RETURNING j.id, j.state::text AS state
+    ),
+    told AS (
+        -- Nobody waiting on any result (the usual case): the uncorrelated EXISTS is a one-time filter, so
+        -- the statement pays one probe of an empty table and never looks at its rows one by one.
+        -- Otherwise one primary-key probe per ended job: a plain EXISTS became a semi-join that a plan
+        -- made while nobody waited ran as a scan of every waiter per job (LIMIT keeps it keyed).
+        SELECT count(pg_notify('pgsched_done', done.id::text)) AS sent
+          FROM done
+         CROSS JOIN LATERAL (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = done.id LIMIT 1) waited
+         WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters)
+           AND done.state <> 'queued'
+    )
+    -- told is one row: joining it only makes it run.
+    SELECT done.id, done.state FROM done, told;
+END $$;
+
+--
+-- Name: FUNCTION job_finish_many(p_now timestamp with time zone, p_ids bigint[], p_leases bigint[], p_outcomes text[], p_results text[], p_errors text[], p_delays double precision[], p_finals boolean[], p_snooze_limits integer[]); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.job_finish_many(p_now timestamp with time zone, p_ids bigint[], p_leases bigint[], p_outcomes text[], p_results text[], p_errors text[], p_delays double precision[], p_finals boolean[], p_snooze_limits integer[]) IS 'The worker''s finish: record finished attempts (id, lease) of one batch (sql/worker.sql job_finish_many says how); joins the batch without a nested loop, so its cost stays linear in the batch whatever the statistics.';
+
+--
 -- Name: jobs; Type: TABLE; Schema: pgsched; Owner: -
 --
 
@@ -985,6 +1076,36 @@ END $$;
 COMMENT ON FUNCTION pgsched.job_get(p_id bigint) IS 'One job by id, wherever it lives (jobs_live, a time partition, jobs_done_default): the one by-id read of every caller (API, CLI, result(), run-key holders). Its plan is generic and cached per server session, so a call does not plan every partition again.';
 
 --
+-- Name: job_progress_many(timestamp with time zone, bigint[], bigint[], double precision[], text[], double precision[]); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.job_progress_many(p_now timestamp with time zone, p_ids bigint[], p_leases bigint[], p_fractions double precision[], p_messages text[], p_extends double precision[]) RETURNS TABLE(job_id bigint)
+    LANGUAGE plpgsql
+    SET enable_nestloop TO 'off'
+    SET jit TO 'off'
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE pgsched.jobs j
+       SET progress = coalesce(d.fraction::real, j.progress),
+           progress_message = CASE WHEN d.fraction IS NULL THEN j.progress_message ELSE d.message END,
+           progress_at = CASE WHEN d.fraction IS NULL THEN j.progress_at ELSE coalesce(p_now, now()) END,
+           extended_lease = CASE WHEN d.extend IS NULL THEN j.extended_lease ELSE d.lease END,
+           extended_until = CASE WHEN d.extend IS NULL THEN j.extended_until
+                                 ELSE coalesce(p_now, now()) + make_interval(secs => d.extend) END
+      FROM unnest(p_ids, p_leases, p_fractions, p_messages, p_extends) AS d(id, lease, fraction, message, extend)
+     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (p_ids) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
+    RETURNING j.id;
+END $$;
+
+--
+-- Name: FUNCTION job_progress_many(p_now timestamp with time zone, p_ids bigint[], p_leases bigint[], p_fractions double precision[], p_messages text[], p_extends double precision[]); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.job_progress_many(p_now timestamp with time zone, p_ids bigint[], p_leases bigint[], p_fractions double precision[], p_messages text[], p_extends double precision[]) IS 'The worker''s progress and heartbeat reports of running attempts (id, lease) (sql/worker.sql job_progress_many); joins the batch without a nested loop.';
+
+--
 -- Name: job_release(bigint[]); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -1043,6 +1164,37 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.job_release(p_ids bigint[]) IS 'Settle waiting jobs whose dependencies have all ended (deps_left = 0), locked by the caller, in one statement with a fresh snapshot: queued (with the dependencies'' results injected when asked; NOTIFY pgsched_jobs once per queue), or cancelled when it has "failed" edges and none of those failed. Returns the cancelled ones that have dependents.';
+
+--
+-- Name: job_release_leased(bigint[], bigint[], double precision); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.job_release_leased(p_ids bigint[], p_leases bigint[], p_delay double precision) RETURNS TABLE(job_id bigint)
+    LANGUAGE plpgsql
+    SET enable_nestloop TO 'off'
+    SET jit TO 'off'
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE pgsched.jobs j
+       SET state = 'queued',
+           attempt = j.attempt - 1,
+           worker_id = NULL,
+           started_at = NULL,
+           lease = NULL,
+           run_at = CASE WHEN p_delay IS NULL THEN j.run_at
+                         ELSE greatest(j.run_at, now() + make_interval(secs => p_delay)) END
+      FROM unnest(p_ids, p_leases) AS d(id, lease)
+     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (p_ids) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
+    RETURNING j.id;
+END $$;
+
+--
+-- Name: FUNCTION job_release_leased(p_ids bigint[], p_leases bigint[], p_delay double precision); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.job_release_leased(p_ids bigint[], p_leases bigint[], p_delay double precision) IS 'Hand claimed attempts (id, lease) back uncharged (sql/worker.sql job_release_leased); joins the batch without a nested loop.';
 
 --
 -- Name: jobs_advance_dependents(); Type: FUNCTION; Schema: pgsched; Owner: -

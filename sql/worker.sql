@@ -125,97 +125,23 @@ SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 
 -- name: job_finish_many
 -- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead), snoozed (queued again after delay with its attempt given back; dead past the snooze limit) or cancelled; fenced on (id, lease), which also clears the lease; NOTIFY pgsched_done for ended jobs a result waiter waits on.
--- Plan-proof by shape: "j.id = ANY(ids)" bounds every way of reading jobs to the batch, whatever the statistics, and
--- "state NOT IN (the final states)" prunes the statement to jobs_live, implies none of the partial indexes on one
--- state (so only the primary key can find a row), and leaves the row estimate whole where "state = 'running'" (or an
--- IN list) cut it to one row without statistics (a nested loop then rescanned the batch once per row) (tests/worker/test_plans.py counts the rows visited in
--- every statistics state, and checks that no partition of finished jobs is read).
-WITH keeps AS MATERIALIZED (
-    -- pgsched.retention as {queue: {state: keep}}: one read per statement, whatever the batch holds.
-    SELECT jsonb_object_agg(q.queue, q.keeps) AS keeps
-      FROM (SELECT r.queue, jsonb_object_agg(r.state, r.keep::text) AS keeps FROM pgsched.retention r GROUP BY r.queue) q
-),
-done AS (
-    UPDATE pgsched.jobs j
-       -- A failed attempt is retried after its delay while attempts remain and it is not final, else dead: the one
-       -- rule, the same predicate in each column (a sub-select stating it once costs a subplan per row).
-       SET state = CASE
-                     WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN 'queued'
-                     WHEN d.outcome = 'failed' THEN 'dead'
-                     WHEN d.outcome = 'snoozed' THEN CASE WHEN j.snoozes < d.snooze_limit THEN 'queued' ELSE 'dead' END
-                     ELSE d.outcome
-                   END::pgsched.job_state,
-           finished_at = CASE
-                           WHEN d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final THEN NULL
-                           WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN NULL
-                           ELSE coalesce(%(now)s::timestamptz, now())
-                         END,
-           run_at = CASE
-                      WHEN (d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final)
-                        OR (d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit)
-                      THEN coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.delay)
-                      ELSE j.run_at
-                    END,
-           attempt = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.attempt - 1 ELSE j.attempt END,
-           snoozes = CASE WHEN d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit THEN j.snoozes + 1 ELSE j.snoozes END,
-           lease = NULL,
-           -- Set here, not by the jobs_purge_at trigger: the time partition the row moves to. The retention of its queue,
-           -- else of queue * (pgsched.purge_at's rule, inline: a function with a pinned search_path costs ~15 us a call),
-           -- looked up in keeps (read once per statement: a sub-select per row cost a fifth of the finish's server CPU).
-           -- Neither: NULL, and the jobs_purge_at trigger applies the default.
-           purge_at = CASE
-                        WHEN (d.outcome = 'failed' AND j.attempt < j.max_attempts AND NOT d.final)
-                          OR (d.outcome = 'snoozed' AND j.snoozes < d.snooze_limit)
-                        THEN NULL
-                        ELSE coalesce(%(now)s::timestamptz, now()) + coalesce(
-                               (SELECT k.keeps FROM keeps k) -> j.queue
-                                 ->> CASE WHEN d.outcome IN ('failed', 'snoozed') THEN 'dead' ELSE d.outcome END,
-                               (SELECT k.keeps FROM keeps k) -> '*'
-                                 ->> CASE WHEN d.outcome IN ('failed', 'snoozed') THEN 'dead' ELSE d.outcome END)::interval
-                      END,
-           result = CASE WHEN d.outcome = 'succeeded' THEN d.result::jsonb END,
-           errors = CASE
-                      WHEN d.error IS NULL THEN j.errors
-                      WHEN d.outcome = 'snoozed' AND j.snoozes >= d.snooze_limit
-                      THEN j.errors || jsonb_build_array(d.error::jsonb || jsonb_build_object(
-                               'kind', 'snooze_limit',
-                               'error', format('snoozed %%s times, the limit of its task (max_snoozes): dead', j.snoozes)))
-                      ELSE j.errors || jsonb_build_array(d.error::jsonb)
-                    END
-      FROM unnest(%(ids)b::bigint[], %(leases)b::bigint[], %(outcomes)b::text[], %(results)b::text[],
-                  %(errors)b::text[], %(delays)b::float8[], %(finals)b::bool[], %(snooze_limits)b::int[])
-           AS d(id, lease, outcome, result, error, delay, final, snooze_limit)
-     WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)b::bigint[]) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
-    RETURNING j.id, j.state::text AS state
-),
-told AS (
-    -- Nobody waiting on any result (the usual case): the uncorrelated EXISTS is a one-time filter, so
-    -- the statement pays one probe of an empty table and never looks at its rows one by one.
-    -- Otherwise one primary-key probe per ended job: a plain EXISTS became a semi-join that a plan
-    -- made while nobody waited ran as a scan of every waiter per job (LIMIT keeps it keyed).
-    SELECT count(pg_notify('pgsched_done', done.id::text)) AS sent
-      FROM done
-     CROSS JOIN LATERAL (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = done.id LIMIT 1) waited
-     WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters)
-       AND done.state <> 'queued'
-)
--- told is one row: joining it only makes it run.
-SELECT done.id, done.state FROM done, told
+-- The statement is pgsched.job_finish_many (migration 0037; sql/schema.sql shows it). Plan-proof: "j.id = ANY(ids)" bounds
+-- every way of reading jobs to the batch; "state NOT IN (the final states)" prunes it to jobs_live and implies none of
+-- the partial indexes on one state (so only the primary key finds a row); and the function may not plan a nested loop,
+-- so the batch is joined by hash whatever the statistics (reltuples 0 after a drain made the kept plan rescan the batch
+-- once per job). tests/worker/test_plans.py counts the rows visited in every statistics state, and checks that no
+-- partition of finished jobs is read.
+SELECT f.job_id AS id, f.job_state AS state
+  FROM pgsched.job_finish_many(%(now)s::timestamptz, %(ids)b::bigint[], %(leases)b::bigint[], %(outcomes)b::text[],
+                               %(results)b::text[], %(errors)b::text[], %(delays)b::float8[], %(finals)b::bool[],
+                               %(snooze_limits)b::int[]) f
 
 -- name: job_progress_many
 -- Write the progress and heartbeat reports of running attempts (id, lease), one statement per flush of the worker's progress writer (at most one a second): a fraction NULL keeps the progress, an extension NULL keeps the lease promise; fenced on the lease, so a report of an attempt the reaper took back or that ended is dropped (its id is not returned).
--- Plan-proof by shape as job_finish_many: only the primary key finds the rows.
-UPDATE pgsched.jobs j
-   SET progress = coalesce(d.fraction::real, j.progress),
-       progress_message = CASE WHEN d.fraction IS NULL THEN j.progress_message ELSE d.message END,
-       progress_at = CASE WHEN d.fraction IS NULL THEN j.progress_at ELSE coalesce(%(now)s::timestamptz, now()) END,
-       extended_lease = CASE WHEN d.extend IS NULL THEN j.extended_lease ELSE d.lease END,
-       extended_until = CASE WHEN d.extend IS NULL THEN j.extended_until
-                             ELSE coalesce(%(now)s::timestamptz, now()) + make_interval(secs => d.extend) END
-  FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[], %(fractions)s::float8[], %(messages)s::text[], %(extends)s::float8[])
-       AS d(id, lease, fraction, message, extend)
- WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[]) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
-RETURNING j.id
+-- pgsched.job_progress_many (0037), plan-proof as job_finish_many: only the primary key finds the rows, joined by hash.
+SELECT f.job_id AS id
+  FROM pgsched.job_progress_many(%(now)s::timestamptz, %(ids)s::bigint[], %(leases)s::bigint[], %(fractions)s::float8[],
+                                 %(messages)s::text[], %(extends)s::float8[]) f
 
 -- name: job_next_due_in
 -- Seconds until the earliest queued job of these queues that is not due yet, or until a rate-limited queue with due jobs earns a token (NULL when neither).
@@ -243,17 +169,8 @@ SELECT j.id FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS r(id, lease)
 -- name: job_release_leased
 -- Hand claimed attempts (id, lease) back uncharged, in their old place (run_at kept): unstarted prefetched jobs, graceful shutdown.
 -- With a delay, run_at moves on by that many seconds instead: jobs of a task this worker does not serve, so it does not claim them again at once.
-UPDATE pgsched.jobs j
-   SET state = 'queued',
-       attempt = j.attempt - 1,
-       worker_id = NULL,
-       started_at = NULL,
-       lease = NULL,
-       run_at = CASE WHEN %(delay)s::float8 IS NULL THEN j.run_at
-                     ELSE greatest(j.run_at, now() + make_interval(secs => %(delay)s::float8)) END
-  FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS d(id, lease)
- WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (%(ids)s::bigint[]) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
-RETURNING j.id
+-- pgsched.job_release_leased (0037), plan-proof as job_finish_many.
+SELECT f.job_id AS id FROM pgsched.job_release_leased(%(ids)s::bigint[], %(leases)s::bigint[], %(delay)s::float8) f
 
 -- name: job_reconcile
 -- Hand back uncharged, at once, every running row under this worker id that it does not hold (a claim whose rows it never got, a completion a crash lost); reads only this worker's running rows.
@@ -277,9 +194,11 @@ SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint AS inserted,
 -- name: worker_session_setup
 -- The worker's own connections: commit without waiting for the WAL flush (a database crash can only make a job run again), and keep one generic plan per prepared statement (planning the claim costs more than running it).
 -- A generic plan outlives the statistics it was made from: planned while pgsched.jobs was empty (and analyzed), a sequential scan looks free and stays the plan under a million-row backlog. Every statement of these sessions reaches jobs by a key, so sequential scans are ruled out.
+-- No JIT: these statements are short, and one with no way but a sequential scan (a small table) carries the 1e10 cost of a disabled node, far past jit_above_cost: compiled at every call.
 SELECT set_config('synchronous_commit', 'off', false) AS synchronous_commit,
        set_config('plan_cache_mode', 'force_generic_plan', false) AS plan_cache_mode,
-       set_config('enable_seqscan', 'off', false) AS enable_seqscan
+       set_config('enable_seqscan', 'off', false) AS enable_seqscan,
+       set_config('jit', 'off', false) AS jit
 
 -- name: job_trace_list
 -- The OpenTelemetry trace context (meta -> 'trace') of just-claimed jobs that carry one (primary-key reads); run only while tracing is on.

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.support.plan_table import BATCH, LIMITS, STATES, load, start_worker_session
-from tests.support.plans import explain_executed, prepare, relations_read, rows_visited
+from tests.support.plans import explain_executed, jit_compiled, prepare, relations_read, rows_visited
 
 KEY_CAP = 2 * BATCH + 16  # keys one claim visits at most (claim_limited's key_cap)
 # What each queue's claim may visit: the batch it claims and writes, and its limit's bookkeeping.
@@ -25,11 +25,6 @@ BOUNDS = {
     "rated": 4 * BATCH,
     "keyed": 4 * BATCH + 4 * KEY_CAP,  # per key visited: its next key, its head, its running jobs, its claim
 }
-
-
-def _compiled(node: dict[str, Any]) -> int:
-    """Statements of the plan that were JIT-compiled (reported by auto_explain)."""
-    return int("JIT" in node) + sum(_compiled(child) for child in node.get("Plans", []))
 
 
 def _claim(queue: str) -> dict[str, Any]:
@@ -53,8 +48,7 @@ def test_the_limited_claim_visits_its_batch_and_its_limits_bookkeeping_whatever_
     visited = {queue: rows_visited(plan) for queue, plan in explained.items()}
     over = {queue: n for queue, n in visited.items() if n > BOUNDS[queue]}
     assert not over, f"{stats}, {plans} plans: rows visited {visited} (bounds {BOUNDS})"
-    # A plan with a disabled node costs over 1e10, past every JIT threshold: compiling took ~0.6 s per claim.
-    compiled = {queue: n for queue, plan in explained.items() if (n := _compiled(plan))}
+    compiled = {queue: n for queue, plan in explained.items() if (n := jit_compiled(plan))}
     assert not compiled, f"{stats}, {plans} plans: JIT-compiled statements {compiled}"
     history = {
         queue: sorted(r for r in relations_read(plan) if r.startswith("jobs_done")) for queue, plan in explained.items()

@@ -6,9 +6,11 @@ the plan under a large backlog (one claim of 100 jobs cost 300 ms at 20,000 queu
 finish joined every running job to every id of its batch (one flush took seconds with 100,000
 running); and statistics taken while the whole backlog was queued (autoanalyze runs during every
 backlog) said no row was running, so the kept plan of the finish drove it from the partial index
-of running jobs and scanned the running set once per id. These tests plan each hot statement, with
-generic and with custom plans, in seven statistics states, then run it on a realistic table and count
-the rows it visits: that count, not a timing, must stay near the batch size.
+of running jobs and scanned the running set once per id; and a VACUUM after a drain to nothing left
+reltuples 0, so the finish expected one job, read the jobs first and rescanned its whole batch once per
+job. These tests plan each hot statement, with generic and with custom plans, in every statistics
+state of tests/support/plan_table.py, then run it on a realistic table and count the rows it visits (and
+the pairs a join filter compared): that count, not a timing, must stay near the batch size.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tests.support.plan_table import (
     load,
     start_worker_session,
 )
-from tests.support.plans import explain_executed, prepare, relations_read, rows_visited
+from tests.support.plans import explain_executed, jit_compiled, prepare, relations_read, report_plans, rows_visited
 
 # The hot statements, each with the bound on the rows it may visit: a small multiple of its batch.
 # The reaper's batch is the running set (it reads every running row once, never once per row).
@@ -131,6 +133,8 @@ def test_every_hot_statement_visits_about_a_batch_of_rows_whatever_the_statistic
         if name in LIVE_ONLY
     }
     assert not any(history.values()), f"{stats}, {plans} plans: live statements read finished jobs {history}"
+    compiled = {name: n for name, plan in explained.items() if (n := jit_compiled(plan))}
+    assert not compiled, f"{stats}, {plans} plans: JIT-compiled statements {compiled}"
 
 
 def test_the_finish_and_the_claim_do_their_whole_batch(dsn: str) -> None:
@@ -178,24 +182,17 @@ def test_the_finish_notify_for_result_waiters_costs_one_probe_when_nobody_waits_
         conn.execute("VACUUM ANALYZE pgsched.jobs")
         conn.execute("VACUUM ANALYZE pgsched.result_waiters")
         conn.execute(query("worker_session_setup"))
+        report_plans(conn)
         names = prepare(conn, "job_finish_many")
         load(conn)
         params = _params(conn)
-        args = [params[n] for n in names]
-        explain = f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE job_finish_many({', '.join(['%s'] * len(names))})"
-        cur = psycopg.ClientCursor(conn)
-        with conn.transaction(force_rollback=True):
-            idle = cur.execute(explain, args).fetchone()  # the plan is made now, and kept
+        idle_plan = explain_executed(conn, "job_finish_many", names, params)  # the plan is made now, and kept
         conn.execute(
             "INSERT INTO pgsched.result_waiters (job_id, backend_pid)"
             " SELECT g, 1 FROM generate_series(1, %s) g UNION ALL SELECT unnest(%s::bigint[]), 2",
             (QUEUED, params["ids"][:10]),
         )
-        with conn.transaction(force_rollback=True):
-            busy = cur.execute(explain, args).fetchone()
-    assert idle is not None and busy is not None
-    idle_plan: dict[str, Any] = idle[0][0]["Plan"]
-    plan: dict[str, Any] = busy[0][0]["Plan"]
+        plan = explain_executed(conn, "job_finish_many", names, params)
     assert idle_plan["Actual Rows"] == BATCH and _waiter_probes(idle_plan) == 1, idle_plan
     assert plan["Actual Rows"] == BATCH, plan
     assert _waiter_probes(plan) <= 1 + BATCH, plan
