@@ -1,5 +1,9 @@
 """`pgsched bench soak`: a steady enqueue at about 60 % of the measured maximum, for minutes.
 
+The maximum is measured as the soak will run, not as a drain alone: the workers' finishes per second while the
+same producers enqueue flat out on the same machine (they share its cores: 60 % of a drain measured alone was
+more than two cores could enqueue and drain together, and the backlog grew without end).
+
 Interface-side tool. Producers (threads, one app each) enqueue at a fixed total rate while worker processes,
 leader candidates too (the pruner drops finished jobs ``--retention`` seconds after they finish, in time
 partitions ``--partition-seconds`` wide), drain with autovacuum as the server has it. Every ``interval``
@@ -20,7 +24,6 @@ from typing import Any
 import psycopg
 
 from pgsched.app import Pgsched
-from pgsched.bench.drain import cold_drain
 from pgsched.bench.scratch import Databases
 from pgsched.bench.workers import QUEUE, wait_until_waiting, worker_processes
 from pgsched.config import Settings
@@ -30,6 +33,8 @@ from pgsched.queries import query
 __all__ = ["SoakOptions", "Sample", "soak"]
 
 TICK = 0.05
+FLAT_OUT_CALL = 500  # jobs per enqueue call of a producer with no rate (the maximum's measurement)
+MAX_WARMUP = 5.0  # seconds of the flat-out run before its window opens
 # A utility statement, not PREPAREd, so not a named query.
 _STATEMENTS_EXTENSION = "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 
@@ -44,7 +49,7 @@ class SoakOptions:
     concurrency: int = 10
     interval: float = 10.0
     retention: float = 60.0
-    max_backlog: int = 50_000
+    max_seconds: float = 20.0  # length of the window in which the maximum is measured
     # Width of the time partitions of finished jobs: retention drops whole partitions, so a soak whose
     # retention is shorter than the product's default width (1 day) needs narrower ones to see any drop.
     partition_seconds: float | None = None
@@ -68,10 +73,11 @@ class Sample:
 
 
 class _Producers:
-    """Threads that enqueue ``rate`` jobs/s in total, in small batches every TICK; they time their calls."""
+    """Threads that enqueue ``rate`` jobs/s in total, in small batches every TICK (``rate`` None: flat out, one call
+    of FLAT_OUT_CALL jobs after another); they time their calls."""
 
-    def __init__(self, dsn: str, rate: float, count: int) -> None:
-        self._dsn, self._rate, self._stop = dsn, rate / count, threading.Event()
+    def __init__(self, dsn: str, rate: float | None, count: int) -> None:
+        self._dsn, self._rate, self._stop = dsn, None if rate is None else rate / count, threading.Event()
         self._lock = threading.Lock()
         self._calls: list[float] = []
         self._error: BaseException | None = None
@@ -99,8 +105,8 @@ class _Producers:
         app = Pgsched(settings=Settings(dsn=self._dsn))
         started, sent = time.perf_counter(), 0
         try:
-            while not self._stop.wait(TICK):
-                due = int((time.perf_counter() - started) * self._rate) - sent
+            while not self._stop.wait(TICK if self._rate is not None else 0):
+                due = FLAT_OUT_CALL if self._rate is None else int((time.perf_counter() - started) * self._rate) - sent
                 if due <= 0:
                     continue
                 call = time.perf_counter()
@@ -156,17 +162,11 @@ def soak(
 ) -> dict[str, Any]:
     """Run the soak; ``emit`` gets every sample as it is taken; returns the rate, samples and summary."""
     rate, measured = options.rate, None
+    env = _worker_env(options)
     if rate is None:
-        measured = cold_drain(databases, backlog=options.max_backlog, processes=options.workers,
-                              concurrency=options.concurrency, stats="after-load").jobs_per_s  # fmt: skip
+        measured = _max_with_producers(databases, options, env)
         rate = options.load * measured
     dsn = databases.clone("soak")
-    # Every finished state gets the retention: a longer one (dead: 30 days by default) would make the leader keep
-    # partitions that far ahead, hundreds of them once they are narrow.
-    env = {f"PGSCHED_RETENTION_{state}_SECONDS": str(options.retention) for state in ("SUCCEEDED", "CANCELLED", "DEAD")}
-    env["PGSCHED_PRUNE_INTERVAL_SECONDS"] = str(min(10.0, options.retention / 2))
-    if options.partition_seconds is not None:
-        env["PGSCHED_HISTORY_PARTITION_SECONDS"] = str(options.partition_seconds)
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             if statements:
@@ -178,6 +178,39 @@ def soak(
     finally:
         databases.drop(dsn)
     return {"rate": rate, "measured_max_jobs_per_s": measured, "samples": samples, "summary": summarize(samples)}
+
+
+def _worker_env(options: SoakOptions) -> dict[str, str]:
+    """The soak's settings for its workers (leader candidates: the pruner runs in them)."""
+    # Every finished state gets the retention: a longer one (dead: 30 days by default) would make the leader keep
+    # partitions that far ahead, hundreds of them once they are narrow.
+    env = {f"PGSCHED_RETENTION_{state}_SECONDS": str(options.retention) for state in ("SUCCEEDED", "CANCELLED", "DEAD")}
+    env["PGSCHED_PRUNE_INTERVAL_SECONDS"] = str(min(10.0, options.retention / 2))
+    if options.partition_seconds is not None:
+        env["PGSCHED_HISTORY_PARTITION_SECONDS"] = str(options.partition_seconds)
+    return env
+
+
+def _max_with_producers(databases: Databases, options: SoakOptions, env: dict[str, str]) -> float:
+    """Jobs/s the soak's workers finish while its producers enqueue flat out, in a scratch database of its own:
+    the most this machine can enqueue and drain at once (from below: producers at a steady rate take less)."""
+    dsn = databases.clone("soakmax")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            procs = worker_processes(dsn, options.workers, concurrency=options.concurrency, scheduler=True, env=env)
+            with procs as started_procs:
+                wait_until_waiting(conn, started_procs)
+                with _Producers(dsn, None, options.producers) as producers:
+                    time.sleep(MAX_WARMUP)
+                    since = _clock(conn)
+                    time.sleep(options.max_seconds)
+                    until = _clock(conn)
+                    producers.take_call_ms()  # raises what stopped a producer: a silent one would fake a low max
+                row = conn.execute(query("bench_start_latency"), {"since": since, "until": until, "queue": QUEUE})
+                finished = int((row.fetchone() or (0,))[0])
+    finally:
+        databases.drop(dsn)
+    return finished / max((until - since).total_seconds(), 1e-9)
 
 
 def _run(conn: psycopg.Connection[Any], dsn: str, rate: float, options: SoakOptions, *, statements: bool,

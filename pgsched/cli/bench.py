@@ -200,29 +200,29 @@ def _load(value: Any) -> str:
 @_prefix_option
 @_option("--minutes", 20.0, "Length of the soak.")
 @click.option("--rate", type=float, default=None, help="Enqueue rate (jobs/s); default: --load x measured max.")
-@_option("--load", 0.6, "Fraction of the measured max drain rate.")
+@_option("--load", 0.6, "Fraction of the measured max: jobs/s finished while the producers enqueue flat out.")
 @_option("--producers", 4, "Producer threads.")
 @_option("--workers", 1, "Worker processes (leader candidates).")
 @_option("--concurrency", 10, "Concurrency of each worker.")
 @_option("--interval", 10.0, "Seconds between report lines.")
 @_option("--retention", 60.0, "Seconds succeeded jobs are kept.")
-@_option("--max-backlog", 50_000, "Backlog of the max measurement.")
+@_option("--max-seconds", 20.0, "Length of the max measurement (after a 5 s warm-up).")
 @click.option("--partition-seconds", type=float, default=None,
               help="Width of the time partitions of finished jobs (default: the product's, 1 day; retention "
                    "drops whole partitions, so a short --retention wants narrow ones).")  # fmt: skip
 @_json_option
 def soak_command(dsn: str | None, db_prefix: str, minutes: float, rate: float | None, load: float, producers: int,
-                 workers: int, concurrency: int, interval: float, retention: float, max_backlog: int,
+                 workers: int, concurrency: int, interval: float, retention: float, max_seconds: float,
                  partition_seconds: float | None, as_json: bool) -> None:  # fmt: skip
     """Steady enqueue at ~60 % of the max while workers drain, autovacuum on; a line every --interval s."""
     for name, value, low in (("minutes", minutes, 0.01), ("producers", producers, 1), ("workers", workers, 1),
                              ("concurrency", concurrency, 1), ("interval", interval, 0.1),
-                             ("retention", retention, 1.0), ("max-backlog", max_backlog, 100),
+                             ("retention", retention, 1.0), ("max-seconds", max_seconds, 1.0),
                              ("rate", rate or 1.0, 1.0), ("load", load, 0.01),
                              ("partition-seconds", partition_seconds or 1.0, 1.0)):  # fmt: skip
         _at_least(name, value, low)
     _quiet()
-    options = SoakOptions(minutes, rate, load, producers, workers, concurrency, interval, retention, max_backlog,
+    options = SoakOptions(minutes, rate, load, producers, workers, concurrency, interval, retention, max_seconds,
                           partition_seconds)  # fmt: skip
     with bench_server(dsn, statements=True) as server:
         if not as_json:
@@ -259,7 +259,11 @@ def _print_sample(s: Sample) -> None:
 def _print_summary(result: dict[str, Any]) -> None:
     summary = result["summary"]
     measured = result["measured_max_jobs_per_s"]
-    source = f"measured max {measured:,.0f} jobs/s" if measured else "--rate"
+    source = (
+        f"{result['rate'] / measured:.0%} of {measured:,.0f} jobs/s, the max with producers running"
+        if measured
+        else "--rate"
+    )
     click.echo(f"\nrate {result['rate']:,.0f} jobs/s ({source})")
     if not summary:
         click.echo("no samples: the soak was shorter than one interval")

@@ -95,6 +95,24 @@ def test_soak_prints_a_line_per_interval_and_drops_its_databases(dsn: str, capsy
     assert _databases(dsn, prefix) == []
 
 
+def test_soak_without_a_rate_runs_at_its_load_of_the_max_measured_with_producers_running(dsn: str, capsys: Any) -> None:
+    """The default rate is --load of what the workers finish while the producers enqueue flat out (on this machine
+    they share the cores), measured in a scratch database of its own that is dropped too."""
+    prefix = f"pgsched_t_soakmax_{uuid.uuid4().hex[:8]}"
+    argv = ["bench", "soak", "--dsn", dsn, "--db-prefix", prefix, "--minutes", "0.05", "--interval", "1",
+            "--max-seconds", "2", "--load", "0.5", "--producers", "2", "--json"]  # fmt: skip
+
+    code = run_cli(cli, argv)
+    result = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    measured = result["measured_max_jobs_per_s"]
+    assert measured > 0
+    assert result["rate"] == pytest.approx(0.5 * measured)
+    assert sum(s["jobs_per_s"] for s in result["samples"]) > 0  # the soak itself ran at that rate
+    assert _databases(dsn, prefix) == []
+
+
 def test_soak_refuses_a_partition_width_under_one_second(dsn: str, capsys: Any) -> None:
     code = run_cli(cli, ["bench", "soak", "--dsn", dsn, "--minutes", "0.1", "--partition-seconds", "0.5"])
     assert code == 2
