@@ -1,5 +1,5 @@
 """Leader-only maintenance: the Reaper re-queues jobs of lost workers, the Pruner drops old rows (whole time
-partitions of finished jobs past their retention, result waiters whose session is gone) and then recounts
+partitions of finished jobs past their retention, result waiters whose session is gone) and then refreshes
 ``pgsched.queue_counts``, which the API reads when a state holds too many rows to count per request.
 
 Service layer. Both run on the leader's connection (see ``pgsched.leader``) and are idempotent
@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 
 from pgsched import db
 from pgsched.config import Settings
+from pgsched.history_counts import HistoryCounter
 from pgsched.job import JobState
 from pgsched.job_stats import JobStatsRollup
 from pgsched.metrics import JOBS_EXPIRED
@@ -206,9 +207,9 @@ class Pruner:
         return total
 
     async def queue_counts_refresh(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> None:
-        """Recount pgsched.queue_counts: one scan per prune interval instead of one per API request."""
-        async with conn.cursor() as cur:
-            await cur.execute(query("queue_counts_refresh"), {"now": now})
+        """Refresh pgsched.queue_counts once per prune interval instead of counting per API request: the live jobs and
+        the history counters (see ``pgsched.history_counts``), never the whole history."""
+        await HistoryCounter().refresh(conn, now=now)
 
     async def result_waiter_prune(self, conn: psycopg.AsyncConnection[Any]) -> int:
         """Delete result waiters whose session is gone (a waiting process died); returns how many."""

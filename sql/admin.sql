@@ -52,27 +52,45 @@ WITH gone AS (
 SELECT count(*)::bigint AS purged FROM gone
 
 -- name: queue_counts_refresh
--- Leader: recount every queue's jobs by state into pgsched.queue_counts (one scan; queues without jobs are dropped).
-WITH counted AS (
+-- Leader: write every queue's counts into pgsched.queue_counts from jobs_live, the history counters and the jobs finished after their watermark (queues without jobs are dropped); never reads the rest of the history.
+WITH live AS (
     SELECT j.queue,
            count(*) FILTER (WHERE j.state = 'queued' AND j.run_at <= coalesce(%(now)s::timestamptz, now())) AS due,
            count(*) FILTER (WHERE j.state = 'queued' AND j.run_at > coalesce(%(now)s::timestamptz, now())) AS scheduled,
            count(*) FILTER (WHERE j.state = 'running') AS running,
-           count(*) FILTER (WHERE j.state = 'succeeded') AS succeeded,
-           count(*) FILTER (WHERE j.state = 'dead') AS dead,
-           count(*) FILTER (WHERE j.state = 'cancelled') AS cancelled,
+           0::bigint AS succeeded, 0::bigint AS dead, 0::bigint AS cancelled,
            min(j.run_at) FILTER (WHERE j.state = 'queued' AND j.run_at <= coalesce(%(now)s::timestamptz, now()))
                AS oldest_due_at
-      FROM pgsched.jobs j
+      FROM pgsched.jobs_live j
      GROUP BY j.queue
+),
+finished AS (
+    SELECT c.queue, c.state, c.jobs FROM pgsched.history_counts c
+    UNION ALL
+    SELECT f.queue, f.state, f.jobs
+      FROM pgsched.history_count_watermark w
+     CROSS JOIN LATERAL pgsched.history_finished_between(w.upto, 'infinity') f
+),
+counted AS (
+    SELECT queue, sum(due)::bigint AS due, sum(scheduled)::bigint AS scheduled, sum(running)::bigint AS running,
+           sum(succeeded)::bigint AS succeeded, sum(dead)::bigint AS dead, sum(cancelled)::bigint AS cancelled,
+           min(oldest_due_at) AS oldest_due_at
+      FROM (SELECT * FROM live
+            UNION ALL
+            SELECT f.queue, 0, 0, 0,
+                   sum(f.jobs) FILTER (WHERE f.state = 'succeeded'), sum(f.jobs) FILTER (WHERE f.state = 'dead'),
+                   sum(f.jobs) FILTER (WHERE f.state = 'cancelled'), NULL
+              FROM finished f
+             GROUP BY f.queue) u
+     GROUP BY queue
 ),
 gone AS (
     DELETE FROM pgsched.queue_counts c WHERE NOT EXISTS (SELECT 1 FROM counted WHERE counted.queue = c.queue)
 )
 INSERT INTO pgsched.queue_counts AS c
        (queue, due, scheduled, running, succeeded, dead, cancelled, oldest_due_at, counted_at)
-SELECT queue, due, scheduled, running, succeeded, dead, cancelled, oldest_due_at,
-       coalesce(%(now)s::timestamptz, now())
+SELECT queue, due, scheduled, running, coalesce(succeeded, 0), coalesce(dead, 0), coalesce(cancelled, 0),
+       oldest_due_at, coalesce(%(now)s::timestamptz, now())
   FROM counted
 ON CONFLICT (queue) DO UPDATE SET
     due = EXCLUDED.due, scheduled = EXCLUDED.scheduled, running = EXCLUDED.running,

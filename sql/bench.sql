@@ -159,3 +159,7 @@ SELECT CASE WHEN p.relid IS NOT NULL AND c.relname <> 'jobs_done_default' THEN '
 -- name: bench_history_leaves
 -- History bench: every leaf partition of finished jobs (each vacuumed after the bulk load).
 SELECT c.relname FROM pg_partition_tree('pgsched.jobs_done') t JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf ORDER BY 1
+
+-- name: bench_history_recount
+-- History bench: the leader counts every partition of the loaded history again on its next pass (jobs inserted straight into history with past finish times are otherwise counted within history_counts.RECOUNT_EVERY).
+DELETE FROM pgsched.history_count_marks

@@ -111,8 +111,42 @@ WITH doomed AS (
        FOR UPDATE SKIP LOCKED
 ), gone AS (
     DELETE FROM pgsched.jobs_done_default j USING doomed WHERE j.id = doomed.id RETURNING 1
+), recount AS (  -- this session's statistics reach the counters only later: mark the partition for a recount now
+    DELETE FROM pgsched.history_count_marks m
+     WHERE m.part = 'pgsched.jobs_done_default'::regclass AND EXISTS (SELECT 1 FROM gone)
 )
 SELECT count(*)::int AS deleted FROM gone
+
+-- name: history_count_watermark_lock
+-- Leader: lock the history counters' watermark for one pass, or get no row when another leader holds it; the window (since, upto] of finish times to add.
+SELECT w.upto AS since,
+       greatest(w.upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(settle)s::float8)) AS upto
+  FROM pgsched.history_count_watermark w
+   FOR UPDATE SKIP LOCKED
+
+-- name: history_counts_add
+-- Leader: add the jobs finished in (since, upto] to their partition's counters (jobs_finished_idx), move the watermark to upto, and forget partitions no longer in jobs_done.
+WITH added AS (
+    INSERT INTO pgsched.history_counts AS c (part, queue, state, jobs)
+    SELECT f.part, f.queue, f.state, f.jobs
+      FROM pgsched.history_finished_between(%(since)s::timestamptz, %(upto)s::timestamptz) f
+    ON CONFLICT (part, queue, state) DO UPDATE SET jobs = c.jobs + EXCLUDED.jobs
+    RETURNING 1
+), moved AS (
+    UPDATE pgsched.history_count_watermark SET upto = %(upto)s::timestamptz
+), gone_counts AS (
+    DELETE FROM pgsched.history_counts c
+     WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.part AND i.inhparent = 'pgsched.jobs_done'::regclass)
+), gone_marks AS (
+    DELETE FROM pgsched.history_count_marks m
+     WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = m.part AND i.inhparent = 'pgsched.jobs_done'::regclass)
+)
+SELECT count(*)::int AS added FROM added
+
+-- name: history_count_recount
+-- Leader: count whole the one partition of jobs_done that changed behind the counters (or was never counted, or not for every seconds); no row when none needs it.
+SELECT part::text AS part, jobs FROM pgsched.history_count_recount(coalesce(%(now)s::timestamptz, now()),
+                                                                    make_interval(secs => %(every)s::float8))
 
 -- name: job_dependency_prune
 -- Leader: of the next limit dependents after job id "after" (a sweep the leader keeps going round by round), delete the edges of those whose job is gone (its time partition was dropped: no trigger fired); returns how many edges went and the last dependent looked at (NULL: the sweep is through, start again). Bounded work per call, whatever the size of the edges table.

@@ -104,6 +104,7 @@ def _load(dsn: str, finished: int, days: int) -> None:
     _in_parallel(load, [chunks[i : i + share] for i in range(0, len(chunks), share)])
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(query("bench_history_ids_taken"), {"total": finished})
+        conn.execute(query("bench_history_recount"))
         names = [str(name) for (name,) in conn.execute(query("bench_history_leaves")).fetchall()]
 
     def vacuum(mine: list[str]) -> None:
