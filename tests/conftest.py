@@ -1,10 +1,12 @@
 """Test kit: a migrated template database per session, a fresh clone of it per test.
 
-Real PostgreSQL always (see tests/support/pgserver.py for which server); never a mock.
+Real PostgreSQL always (see tests/support/pgserver.py for which server); never a mock. bin/test runs the tests
+in two pytest processes (pytest-xdist): each has its own template, and ``alone`` keeps wall-clock bounds honest.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +22,27 @@ from pgsched.migrate import Migrator
 from tests.support.pgserver import Server, find_server
 
 FAST_SETTINGS = {"lease_seconds": 3.0, "heartbeat_seconds": 0.5, "poll_seconds": 0.5}
+# Tests that assert wall-clock bounds under faults run with no other test of the run beside them.
+ALONE_MARKERS = ("alone", "acceptance")
+
+
+@pytest.fixture(autouse=True)
+def alone_or_beside_others(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """In an xdist worker: an ``alone`` test holds the run's lock file exclusively, any other test shares it.
+
+    Taken before the test's other fixtures and released after their teardown. A waiting ``alone`` test holds
+    the turn file, so the other process starts no new test meanwhile (else it could wait for ever).
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    run = tmp_path_factory.getbasetemp().parent  # the run's folder, shared by its workers
+    alone = any(request.node.get_closest_marker(name) for name in ALONE_MARKERS)
+    with (run / "alone.turn").open("a") as turn, (run / "alone.lock").open("a") as lock:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        fcntl.flock(turn, fcntl.LOCK_UN)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -192,7 +192,10 @@ def test_with_a_session_dsn_listen_and_the_locks_go_to_it(
     wait_until(lambda: _leader_lock_held(conn), timeout=15, message="no leader holds the advisory lock")
     workers = conn.execute("SELECT heartbeat_lease_seconds FROM pgsched.workers").fetchall()
     assert workers and all(w["heartbeat_lease_seconds"] is None for w in workers)
-    listening = "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name LIKE 'pgsched:listener:%%'"
+    listening = (
+        "SELECT count(*) AS n FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name LIKE 'pgsched:listener:%%'"
+    )
     assert wait_until(lambda: conn.execute(listening).fetchone()["n"] >= 1, timeout=10)  # type: ignore[index]
     lease = conn.execute("SELECT holder FROM pgsched.leader_lease").fetchone()
     assert lease == {"holder": None}

@@ -16,6 +16,8 @@ import pytest
 from tests.scheduler.conftest import leader_pid, lock_backend
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.alone  # the largest gap between ticks across leader kills is bounded
+
 CHAOS_SECONDS = float(os.environ.get("PGSCHED_TEST_CHAOS_SECONDS", "15"))
 # SIGKILL frees the lock at once; a follower retries every 0.2 s. Allow for a loaded 2-core machine.
 FAILOVER_BOUND_SECONDS = 4.0

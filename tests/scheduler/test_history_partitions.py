@@ -32,8 +32,12 @@ def _pruner(dsn: str) -> Pruner:
 
 
 async def _prune(dsn: str, now: datetime) -> None:
+    """A leader round, then the slices of partition work it left (a round stops after about 0.5 s of DDL)."""
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
-        await _pruner(dsn).prune(leader, now=now)
+        pruner = _pruner(dsn)
+        await pruner.prune(leader, now=now)
+        while pruner.history_behind:  # what the leader's loop does between rounds
+            await pruner.history_maintain(leader, now=now)
 
 
 def _db_now(conn: psycopg.Connection[Any]) -> datetime:
