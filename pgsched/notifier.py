@@ -90,8 +90,12 @@ class Notifier:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         async with asyncio.timeout(max(self._ping * 2, 10.0)):
             conn = await db.session_async(self._dsn, "listener")
-            for channel in self._channels:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            try:
+                for channel in self._channels:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            except BaseException:  # stopped or timed out before run() owns it: it must not be left open
+                await conn.close()
+                raise
         self.backend_pid = conn.info.backend_pid
         log.debug("listening", extra={"event": "listener_connected", "channels": self._channels})
         return conn

@@ -108,8 +108,12 @@ class _Link:
             with db.translated(field="result"):
                 if self._conn is None or self._conn.closed:
                     conn = await db.session_async(self._dsn, self._role, prepare_threshold=0)
-                    if not db.behind_pooler(conn):  # through a pooler, session settings would leak to other clients
-                        await conn.execute(query("worker_session_setup"))
+                    try:
+                        if not db.behind_pooler(conn):  # through a pooler, session settings would leak to others
+                            await conn.execute(query("worker_session_setup"))
+                    except BaseException:  # stopped or failed before self._conn holds it: not left open
+                        await conn.close()
+                        raise
                     set_json_loads(_json_loads, conn)
                     self._conn = conn
                     self.opened += 1
