@@ -43,6 +43,7 @@ INTERNAL = {
     "workers_role_valid",
     "api_tokens_hash_length",
     "job_stats_watermark_only_row_check",
+    "history_count_watermark_only_row_check",
     "job_total_buckets_metric",
     "job_dependencies_not_self",
     "workflows_kind_valid",
