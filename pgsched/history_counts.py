@@ -17,15 +17,16 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgsched.job import FINISH_SETTLE
 from pgsched.queries import query
 
 __all__ = ["PASS_BUDGET_SECONDS", "RECOUNT_EVERY", "SETTLE", "HistoryCounter"]
 
 log = logging.getLogger(__name__)
 
-# Jobs are added once their finish is this old: a completion's finished_at is taken before its transaction commits.
-# Younger ones are counted live by queue_counts_refresh (through jobs_finished_idx), so the counts lag nothing.
-SETTLE = timedelta(seconds=10)
+# Jobs are added once their finish is this old (FINISH_SETTLE); younger ones are counted live by queue_counts_refresh
+# (through jobs_finished_idx), so the counts lag nothing.
+SETTLE = FINISH_SETTLE
 # Every partition is counted whole at least this often (if the budget allows): what no statistics counter shows
 # (a counter edited by hand, a job inserted straight into history with an old finished_at, a finished job's queue or
 # state changed in place by hand) is right again by then.

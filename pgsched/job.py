@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "FINISHED_STATES",
+    "FINISH_SETTLE",
     "Job",
     "JobState",
     "NewJob",
@@ -64,6 +65,10 @@ class JobState(StrEnum):
 
 
 FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+# A finish's finished_at is taken before its transaction commits, so the newest instants may still gain rows that are
+# not yet visible: passes that read jobs by finish time (the stats rollup, the history counters) take a finish once
+# it is this old.
+FINISH_SETTLE = timedelta(seconds=10)
 
 
 def validate_queue(queue: object, field_name: str = "queue") -> str:

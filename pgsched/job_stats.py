@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgsched.job import FINISH_SETTLE
 from pgsched.metrics import LATENCY_BUCKETS
 from pgsched.queries import query
 
@@ -24,9 +25,7 @@ __all__ = ["STATS_KEEP", "JobStatsRollup"]
 log = logging.getLogger(__name__)
 
 STATS_KEEP = timedelta(days=7)
-# Rows are counted once their finish is this old: a completion's finished_at is taken before its
-# transaction commits, so the newest instants may still gain rows that are not yet visible.
-SETTLE = timedelta(seconds=10)
+SETTLE = FINISH_SETTLE  # rows are counted once their finish is this old
 MAX_SPAN = timedelta(hours=6)
 PASS_BUDGET_SECONDS = 1.0
 _BOUNDS = [float(b) for b in LATENCY_BUCKETS]  # the cluster histograms use the workers' buckets

@@ -87,29 +87,27 @@ def _finished_only(conn: Conn) -> None:
     analyze(conn)
 
 
-def _drained_to_a_few(conn: Conn) -> None:
-    """A large backlog drained and vacuumed: its pages stay (jobs_live keeps them, migration 0033) and ANALYZE
-    found a handful of jobs in them, so the planner expects almost no rows per page until the next ANALYZE,
-    however many queue up meanwhile (a soak at 5,000 jobs/s: every claim sorted the whole backlog for a minute)."""
-    conn.execute(
-        "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s)", (3 * QUEUED,)
-    )
-    conn.execute(
-        "DELETE FROM pgsched.jobs_live WHERE id NOT IN (SELECT id FROM pgsched.jobs_live ORDER BY id DESC LIMIT 50)"
-    )
-    analyze(conn)
+def _drained(keep: int) -> Callable[[Conn], None]:
+    """A large backlog drained to its newest ``keep`` jobs, then vacuumed and analyzed: its pages stay (jobs_live keeps
+    them, migration 0033).
+    - A handful kept: the planner expects almost no rows per page until the next ANALYZE, however many queue up
+      meanwhile (a soak at 5,000 jobs/s: every claim sorted the whole backlog for a minute).
+    - None kept: VACUUM (or ANALYZE) counts no live row, so reltuples is 0 over thousands of pages and the planner
+      expects one row from any read of jobs_live (a soak at 4,000 jobs/s: after each autovacuum of jobs_live the
+      finish's kept plan rescanned its whole batch once per job, 400 ms a flush, for about a minute)."""
 
+    def drain(conn: Conn) -> None:
+        conn.execute(
+            "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s)", (3 * QUEUED,)
+        )
+        conn.execute(
+            "DELETE FROM pgsched.jobs_live"
+            " WHERE id NOT IN (SELECT id FROM pgsched.jobs_live ORDER BY id DESC LIMIT %s)",
+            (keep,),
+        )
+        analyze(conn)
 
-def _drained_empty(conn: Conn) -> None:
-    """A large backlog drained to nothing, then vacuumed: VACUUM (or ANALYZE) counts no live row, so reltuples is 0
-    over thousands of kept pages and the planner expects one row from any read of jobs_live, however many jobs run
-    and wait by the next ANALYZE (a soak at 4,000 jobs/s: after each autovacuum of jobs_live the finish's kept plan
-    rescanned its whole batch once per job, 400 ms a flush, for about a minute)."""
-    conn.execute(
-        "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s)", (3 * QUEUED,)
-    )
-    conn.execute("DELETE FROM pgsched.jobs_live")
-    analyze(conn)
+    return drain
 
 
 # Statistics states: what ANALYZE saw when the statement was planned (then the table is topped up).
@@ -119,8 +117,8 @@ STATES: dict[str, Callable[[Conn], object]] = {
     "analyzed with the queued backlog": lambda conn: (load(conn, QUEUED, 0, 0), analyze(conn)),
     "analyzed mid-drain": lambda conn: (load(conn), analyze(conn)),
     "analyzed all finished": _finished_only,
-    "analyzed nearly empty after a drain": _drained_to_a_few,
-    "vacuumed empty after a drain": _drained_empty,
+    "analyzed nearly empty after a drain": _drained(50),
+    "vacuumed empty after a drain": _drained(0),
     "stale after growing 100x": lambda conn: (
         load(conn, QUEUED // 100, RUNNING // 100, FINISHED // 100),
         analyze(conn),
