@@ -4,7 +4,7 @@ Run it as root with ``bin/hosts-bench [--processes 1,2,4,8] [--backlog 20000] [-
 Each worker runs in a network namespace of its own (a veth pair, address 10.231.<i>.2, the server seen at
 10.231.<i>.1) and a UTS namespace of its own (hostname ``worker-host-<i>``), so no two share an address or
 a host name; every worker is also a leader candidate. The server is a private PostgreSQL with stock
-settings (autovacuum on), started under /tmp on a port of 55480-55499, never the machine's shared one.
+settings (autovacuum on), started under /tmp on a port of 24480-24499, never the machine's shared one.
 
 The workers start first; once every one is registered, idle and listening, the backlog is inserted in
 one statement (a warm drain: a cold one would time eight interpreters starting on two cores). Per drain
@@ -109,7 +109,7 @@ def private_server() -> Iterator[tuple[str, int]]:
     if bindir is None:
         sys.exit("no PostgreSQL server binaries under /usr/lib/postgresql")
     folder = private_folder("pgsched-hosts-")
-    with reserved_ports(1, "55480-55499") as (port,):  # apart from the failover scenario's ports
+    with reserved_ports(1, "24480-24499") as (port,):  # apart from the failover scenario's ports
         node = initialized(
             bindir, folder / "data", port, listen_addresses="*", max_connections=200,
             shared_preload_libraries="pg_stat_statements",  # claim statistics; the bench soak loads it too

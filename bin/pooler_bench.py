@@ -1,6 +1,6 @@
 """Drain rate through a transaction-mode PgBouncer against the direct one, in the same run.
 
-Run it with ``bin/pooler-bench [--jobs 20000] [--workers 2] [--runs 3] [--port 55450]``. It starts a private
+Run it with ``bin/pooler-bench [--jobs 20000] [--workers 2] [--runs 3] [--port 24500]``. It starts a private
 PostgreSQL cluster with stock settings (initdb; autovacuum on) on ``--port`` and a real PgBouncer
 (``pool_mode = transaction``, ``default_pool_size = 10``) on ``--port + 1``, both under a temporary folder,
 and stops both at the end. Each round queues ``--jobs`` no-op jobs (``enqueue_many``) in a fresh database and
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--port", type=int, default=55450)
+    parser.add_argument("--port", type=int, default=24500)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="pgsched-pooler-bench-"))

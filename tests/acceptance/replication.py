@@ -2,7 +2,8 @@
 
 Never touches the machine's shared server: both data directories live under a fresh /tmp folder,
 both servers listen on 127.0.0.1 on a private port pair (``PGSCHED_FAILOVER_PORTS``, default
-55460-55479) and run as the ``postgres`` system user when we are root. ``dsn`` lists both hosts
+24460-24479, below the kernel's ephemeral ports, so no client socket or ``bind(0)`` beside it takes one)
+and run as the ``postgres`` system user when we are root. ``dsn`` lists both hosts
 with ``target_session_attrs=read-write``, the multi-host DSN an application would be given.
 """
 
@@ -41,23 +42,41 @@ def _as_postgres(argv: list[str]) -> list[str]:
     return ["runuser", "-u", _USER, "--", *argv] if os.geteuid() == 0 else argv
 
 
-def _run(argv: list[str], timeout: float = 120) -> None:
+class ServerCommandFailed(subprocess.CalledProcessError):
+    """A failed server command whose message carries its stderr and the tail of the server's log."""
+
+    def __init__(self, done: subprocess.CompletedProcess[str], argv: list[str], log: Path | None) -> None:
+        super().__init__(done.returncode, argv, done.stdout, done.stderr)
+        self.log_tail = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {(self.stderr or '').strip()}\nserver log:\n{self.log_tail}"
+
+
+def _run(argv: list[str], timeout: float = 120, log: Path | None = None) -> None:
     done = subprocess.run(_as_postgres(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
+        raise ServerCommandFailed(done, argv, log)
 
 
 def _free(port: int) -> bool:
+    """Whether a server could bind ``port`` now, as PostgreSQL binds it (SO_REUSEADDR): a listener or a client
+    socket using the port as its local one makes it taken."""
     with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) != 0
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @contextlib.contextmanager
 def reserved_ports(count: int, span: str | None = None) -> Iterator[list[int]]:
-    """``count`` consecutive free ports of ``span`` (default ``PGSCHED_FAILOVER_PORTS``, else 55460-55479),
+    """``count`` consecutive free ports of ``span`` (default ``PGSCHED_FAILOVER_PORTS``, else 24460-24479),
     reserved while open by a lock file under /tmp: a killed server's port looks free until it is started
     again, so concurrent runs (two worktrees' ``bin/chaos``) must not rely on a probe alone."""
-    span = span or os.environ.get("PGSCHED_FAILOVER_PORTS") or "55460-55479"
+    span = span or os.environ.get("PGSCHED_FAILOVER_PORTS") or "24460-24479"
     low, high = (int(p) for p in span.split("-"))
     for first in range(low, high - count + 2, count):
         with open(f"/tmp/pgsched-ports-{first}.lock", "w") as lock:
@@ -85,7 +104,8 @@ class Node:
         return f"host=127.0.0.1 port={self.port} user={_USER} dbname=postgres"
 
     def pg_ctl(self, *args: str) -> None:
-        _run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"), *args])
+        log = self.data / "server.log"
+        _run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(log), *args], log=log)
 
     def start(self) -> None:
         self.pg_ctl("-w", "-t", "90", "start")

@@ -23,7 +23,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(pg_bindir() is None, reason="no PostgreSQL server binaries to build a replica")
 
-PORTS = "55440-55459"  # this suite's private range
+PORTS = "24440-24459"  # this suite's private range, below the ephemeral ports
 
 
 @pytest.fixture
