@@ -154,8 +154,15 @@ class Producer:
                 self._marked = False
                 await self._store.worker_wait_clear(worker_id)
         elif not self._marked and self._listening:
-            await self._store.worker_wait_mark(worker_id, self._queues)
-            self._marked = True  # then claim again: an insert that missed the mark is seen now
+            # Marked before the mark's reply: an insert may take the new mark and its NOTIFY reach ``notified()``
+            # before the reply does; that must leave us unmarked (else we sleep through inserts until the poll).
+            self._marked = True
+            try:
+                await self._store.worker_wait_mark(worker_id, self._queues)
+            except BaseException:
+                self._marked = False
+                raise
+            # then claim again: an insert that missed the mark is seen now
         elif not jobs:
             await self._idle()
 

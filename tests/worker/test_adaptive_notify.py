@@ -3,6 +3,8 @@ wake-up: it takes the marks it answers, and the woken worker marks again (migrat
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -116,3 +118,37 @@ async def test_a_worker_marks_again_after_each_wake_up_so_no_job_waits_for_a_pol
             timeout=20,
             message="a job waited for the poll: the worker was not woken",
         )
+
+
+async def test_a_notify_that_arrives_while_the_worker_marks_itself_waiting_makes_it_mark_again(
+    start_worker: StartWorker, settings: Settings, conn: Conn
+) -> None:
+    """An insert may take the new mark (and NOTIFY) between the mark's commit and the worker's reading of the reply:
+    the worker must not then believe itself marked, or it sleeps through every later insert until its poll (2 s by
+    default: the soak's windows with a p99 of 1.9 s). The store and the producer are the worker's own, with a step
+    put in between: the insert, and a wait until its NOTIFY has reached the worker."""
+    worker = await start_worker(settings.with_(poll_seconds=120.0))
+    await until(lambda: marks(conn) == 1, timeout=20, message="the worker did not mark itself waiting")
+    store, producer = worker._store, worker._producer
+    mark, notified = store.worker_wait_mark, producer.notified
+    heard, armed, raced = asyncio.Event(), [True], []
+
+    async def mark_then_insert(worker_id: int, queues: Sequence[str]) -> None:
+        await mark(worker_id, queues)
+        if armed:
+            armed.clear()
+            heard.clear()
+            raced.extend(insert_jobs(conn, 1, task="noop"))  # takes the mark just made, sends NOTIFY
+            await asyncio.wait_for(heard.wait(), 20)
+
+    def notified_heard() -> None:
+        notified()
+        heard.set()
+
+    store.worker_wait_mark = mark_then_insert  # type: ignore[method-assign]
+    producer.notified = notified_heard  # type: ignore[method-assign]
+    (first,) = insert_jobs(conn, 1, task="noop")  # wakes the worker, which marks again: the race
+    await until(lambda: bool(raced) and succeeded(conn, first) and succeeded(conn, raced[0]), timeout=20)
+    await until(lambda: marks(conn) == 1, timeout=20, message="the worker believes a mark it lost is still there")
+    (later,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: succeeded(conn, later), timeout=20, message="a job waited for the poll")
