@@ -144,8 +144,9 @@ class Pruner:
     async def history_maintain(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> dict[str, int]:
         """Drop passed time partitions and create those ahead, one DDL per transaction (``conn`` autocommits): a
         create locks the default partition, which every statement on pgsched.jobs needs, until its transaction
-        ends. At most _HISTORY_MAX_STEPS and about _HISTORY_ROUND_SECONDS a call; ``history_behind`` then says
-        there is more to do, and the leader calls again between its rounds."""
+        ends, and so does a detach, whose table the next step drops (migration 0038). At most _HISTORY_MAX_STEPS
+        and about _HISTORY_ROUND_SECONDS a call; ``history_behind`` then says there is more to do, and the leader
+        calls again between its rounds."""
         total = {"created": 0, "dropped": 0, "busy": 0}
         deadline = time.monotonic() + _HISTORY_ROUND_SECONDS
         self.history_behind = False
@@ -161,7 +162,7 @@ class Pruner:
                 assert row is not None
                 for key in total:
                     total[key] += int(row[key])
-                if not (row["created"] or row["dropped"]):
+                if not (row["created"] or row["dropped"] or row["removed"]):
                     break
             else:
                 self.history_behind = True  # _HISTORY_MAX_STEPS done, and the last one still had work

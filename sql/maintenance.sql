@@ -96,8 +96,8 @@ ON CONFLICT (queue, state) DO UPDATE SET keep = EXCLUDED.keep, updated_at = now(
  WHERE r.keep IS DISTINCT FROM EXCLUDED.keep
 
 -- name: history_maintain_step
--- Leader: one step of pgsched.history_maintain, in its own transaction: drop one passed time partition, else create one ahead, at most max_ahead (pgsched.history_maintain_step).
-SELECT created, dropped, busy
+-- Leader: one step of pgsched.history_maintain, in its own transaction: drop one detached table (removed), else detach one passed time partition (dropped), else create one ahead, at most max_ahead (pgsched.history_maintain_step).
+SELECT created, dropped, busy, removed
   FROM pgsched.history_maintain_step(make_interval(secs => %(width)s::float8), coalesce(%(now)s::timestamptz, now()),
                                      %(max_ahead)s::int)
 

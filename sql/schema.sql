@@ -523,6 +523,38 @@ END $_$;
 COMMENT ON FUNCTION pgsched.history_count_recount(p_at timestamp with time zone, p_every interval) IS 'Leader: count whole one partition of jobs_done into pgsched.history_counts (the jobs finished up to the watermark): one that rows left since it was counted (or never counted), else the one counted longest ago if that is at least p_every before p_at. Returns it and its jobs, or no row when none needs it.';
 
 --
+-- Name: history_detached_drop(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.history_detached_drop() RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+DECLARE
+    d record;
+BEGIN
+    -- The oldest first; one whose lock is busy (lock_not_available) is left to the caller.
+    SELECT h.name INTO d FROM pgsched.history_detached h ORDER BY h.detached_at, h.name LIMIT 1 FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    -- Never a table that is (again) a partition: it would take its jobs out of pgsched.jobs.
+    IF EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = to_regclass('pgsched.' || quote_ident(d.name))) THEN
+        RAISE EXCEPTION 'pgsched.history_detached_drop: % is a partition', quote_literal(d.name)
+            USING ERRCODE = 'object_in_use';
+    END IF;
+    EXECUTE format('DROP TABLE IF EXISTS pgsched.%I', d.name);
+    DELETE FROM pgsched.history_detached h WHERE h.name = d.name;
+    RETURN d.name;
+END $$;
+
+--
+-- Name: FUNCTION history_detached_drop(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.history_detached_drop() IS 'Drop the oldest table of pgsched.history_detached (gone already: forgotten); returns its name, or NULL when none is left. Locks that table only.';
+
+--
 -- Name: history_finished_between(timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -561,7 +593,7 @@ BEGIN
         created := created + step.created;
         dropped := dropped + step.dropped;
         busy := busy + step.busy;
-        EXIT WHEN step.created = 0 AND step.dropped = 0;
+        EXIT WHEN step.created = 0 AND step.dropped = 0 AND step.removed = 0;
     END LOOP;
     RETURN NEXT;
 END $$;
@@ -576,7 +608,7 @@ COMMENT ON FUNCTION pgsched.history_maintain(p_width interval, p_at timestamp wi
 -- Name: history_maintain_step(interval, timestamp with time zone, integer, text); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer DEFAULT 400, p_lock_timeout text DEFAULT '100ms'::text) RETURNS TABLE(created integer, dropped integer, busy integer)
+CREATE FUNCTION pgsched.history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer DEFAULT 400, p_lock_timeout text DEFAULT '100ms'::text) RETURNS TABLE(created integer, dropped integer, busy integer, removed integer)
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
@@ -586,21 +618,33 @@ DECLARE
     upto timestamptz;
     p record;
 BEGIN
-    created := 0; dropped := 0; busy := 0;
+    created := 0; dropped := 0; busy := 0; removed := 0;
     IF w IS NULL OR w < 1 THEN
         RAISE EXCEPTION 'pgsched.history_maintain_step: the partition width must be at least 1 second, got %', p_width
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM set_config('lock_timeout', p_lock_timeout, true);
-    -- The oldest passed partition first; one whose lock is busy is skipped (counted) and tried again next call.
-    FOR p IN SELECT h.name FROM pgsched.history_partitions h WHERE h.purge_to <= p_at ORDER BY h.purge_to LOOP
+    -- A detached table first (the one the last step detached, or one a crash left).
+    BEGIN
+        IF pgsched.history_detached_drop() IS NOT NULL THEN
+            removed := 1;
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    EXCEPTION WHEN lock_not_available THEN
+        busy := busy + 1;
+    END;
+    -- Then the oldest passed partition: detached now, dropped by the next step.
+    FOR p IN SELECT h.name FROM pgsched.history_partitions h WHERE h.purge_to <= p_at ORDER BY h.purge_to LIMIT 1 LOOP
         BEGIN
-            PERFORM pgsched.history_partition_drop(p.name);
+            PERFORM pgsched.history_partition_detach(p.name);
             dropped := 1;
             RETURN NEXT;
             RETURN;
         EXCEPTION WHEN lock_not_available THEN
             busy := busy + 1;
+            RETURN NEXT;  -- a create needs the same lock on jobs_done_default
+            RETURN;
         END;
     END LOOP;
     -- Else the nearest missing partition ahead (as history_maintain: up to the longest retention plus one width).
@@ -625,7 +669,7 @@ END $$;
 -- Name: FUNCTION history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Leader: one step of pgsched.history_maintain in its own transaction: drop the oldest passed time partition of finished jobs, else create the nearest missing one ahead; at most one DDL, so its locks are held for that one only. busy counts what could not get its lock within p_lock_timeout.';
+COMMENT ON FUNCTION pgsched.history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Leader: one step of pgsched.history_maintain in its own transaction: drop a table of pgsched.history_detached (removed), else detach the oldest passed time partition of finished jobs (dropped: its jobs are gone), else create the nearest missing one ahead; at most one DDL, so its locks are held for that one only. busy counts what could not get its lock within p_lock_timeout (a busy detach ends the step: every other detach and create needs the same locks).';
 
 --
 -- Name: history_partition_changes(oid); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -686,10 +730,10 @@ END $_$;
 COMMENT ON FUNCTION pgsched.history_partition_create(p_from timestamp with time zone, p_to timestamp with time zone) IS 'Create the time partition of jobs_done for purge_at in [p_from, p_to), moving into it the rows of the default partition in that range; false when it (or an overlapping one) exists.';
 
 --
--- Name: history_partition_drop(text); Type: FUNCTION; Schema: pgsched; Owner: -
+-- Name: history_partition_detach(text); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.history_partition_drop(p_name text) RETURNS void
+CREATE FUNCTION pgsched.history_partition_detach(p_name text) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
@@ -697,21 +741,41 @@ DECLARE
     p oid;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgsched.history_partitions h WHERE h.name = p_name) THEN
-        RAISE EXCEPTION 'pgsched.history_partition_drop: % is not a time partition of pgsched.jobs_done', quote_literal(p_name)
+        RAISE EXCEPTION 'pgsched.history_partition_detach: % is not a time partition of pgsched.jobs_done', quote_literal(p_name)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     p := to_regclass('pgsched.' || quote_ident(p_name));
     EXECUTE format('ALTER TABLE pgsched.jobs_done DETACH PARTITION pgsched.%I', p_name);
-    EXECUTE format('DROP TABLE pgsched.%I', p_name);
     DELETE FROM pgsched.history_counts c WHERE c.part = p;
     DELETE FROM pgsched.history_count_marks m WHERE m.part = p;
+    INSERT INTO pgsched.history_detached (name) VALUES (p_name);
+END $$;
+
+--
+-- Name: FUNCTION history_partition_detach(p_name text); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.history_partition_detach(p_name text) IS 'Take one time partition of finished jobs out of pgsched.jobs (all its jobs at once) with its counters, and record it in pgsched.history_detached for pgsched.history_detached_drop. Holds ACCESS EXCLUSIVE locks on jobs_done and jobs_done_default until its transaction ends: keep that transaction to this call, under a short lock_timeout.';
+
+--
+-- Name: history_partition_drop(text); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.history_partition_drop(p_name text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    PERFORM pgsched.history_partition_detach(p_name);
+    EXECUTE format('DROP TABLE pgsched.%I', p_name);
+    DELETE FROM pgsched.history_detached h WHERE h.name = p_name;
 END $$;
 
 --
 -- Name: FUNCTION history_partition_drop(p_name text); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.history_partition_drop(p_name text) IS 'Detach and drop one time partition of finished jobs (all its jobs go at once); the caller sets a short lock_timeout so it never holds up the hot path.';
+COMMENT ON FUNCTION pgsched.history_partition_drop(p_name text) IS 'Detach and drop one time partition of finished jobs (all its jobs go at once) in the caller''s transaction, which holds ACCESS EXCLUSIVE locks on jobs_done until it ends; the leader detaches and drops in two transactions instead (pgsched.history_maintain_step).';
 
 --
 -- Name: job_finish_many(timestamp with time zone, bigint[], bigint[], text[], text[], text[], double precision[], boolean[], integer[]); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -2619,6 +2683,33 @@ COMMENT ON COLUMN pgsched.history_counts.state IS 'Final state of the jobs: succ
 --
 
 COMMENT ON COLUMN pgsched.history_counts.jobs IS 'How many.';
+
+--
+-- Name: history_detached; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.history_detached (
+    name text NOT NULL,
+    detached_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
+-- Name: TABLE history_detached; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.history_detached IS 'Time partitions of finished jobs detached from pgsched.jobs_done and not dropped yet (tables in schema pgsched): the leader''s next history_maintain_step drops them, a crash between the two notwithstanding. No job statement reads them.';
+
+--
+-- Name: COLUMN history_detached.name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.history_detached.name IS 'Table name in schema pgsched.';
+
+--
+-- Name: COLUMN history_detached.detached_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.history_detached.detached_at IS 'When it was detached.';
 
 --
 -- Name: jobs_done; Type: TABLE; Schema: pgsched; Owner: -
@@ -4880,6 +4971,13 @@ ALTER TABLE ONLY pgsched.history_count_watermark
 
 ALTER TABLE ONLY pgsched.history_counts
     ADD CONSTRAINT history_counts_pkey PRIMARY KEY (part, queue, state);
+
+--
+-- Name: history_detached history_detached_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.history_detached
+    ADD CONSTRAINT history_detached_pkey PRIMARY KEY (name);
 
 --
 -- Name: job_dependencies job_dependencies_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
