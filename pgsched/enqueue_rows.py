@@ -7,8 +7,10 @@ Pure: it builds values for ``store`` and runs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+import json
+import struct
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -20,6 +22,7 @@ __all__ = [
     "Defaults",
     "args",
     "cacheable",
+    "copy_blocks",
     "copy_row",
     "copy_statement",
     "holders_params",
@@ -37,9 +40,6 @@ __all__ = [
     "still_held",
     "unresolved",
 ]
-
-_COPY_TYPES = ["int8", "text", "jsonb", "text", "int2", "timestamptz", "int4", "interval", "text", "int4"]
-_LABEL_TYPES = ["text[]", "jsonb", "timestamptz"]
 
 
 def _as_is(text: str) -> str:
@@ -141,11 +141,127 @@ def labelled(jobs: Sequence[NewJob]) -> bool:
     return any(j.tags or j.meta or j.expires_at for j in jobs)
 
 
-def copy_statement(labelled: bool) -> tuple[Any, list[str]]:
-    """The COPY statement and its column types, with the label columns or without."""
-    if labelled:
-        return query("job_copy_labelled"), _COPY_TYPES + _LABEL_TYPES
-    return query("job_copy"), _COPY_TYPES
+def copy_statement(labelled: bool) -> Any:
+    """The COPY statement, with the label columns or without."""
+    return query("job_copy_labelled") if labelled else query("job_copy")
+
+
+# Binary COPY data, encoded here rather than field by field through psycopg's dumpers (whose args and meta go
+# through a Python call each, and whose rows reach the server only in 32 KiB buffers): a header, each row as a
+# 16-bit field count then each field as a 32-bit length (-1: NULL) and its bytes in the type's binary form
+# (int8/int2/int4 big-endian, timestamptz as microseconds since 2000-01-01 UTC, interval as microseconds, days,
+# months, jsonb as version 1 then its text, text[] as an array header then its elements), then a trailer.
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+_LENGTH = struct.Struct(">i").pack
+_ID = struct.Struct(">hiq").pack
+_INT2 = struct.Struct(">ih").pack
+_INT4 = struct.Struct(">ii").pack
+_INT8 = struct.Struct(">iq").pack
+_INTERVAL = struct.Struct(">iqii").pack
+_ARRAY = struct.Struct(">iiiii").pack
+_NO_TAGS = struct.Struct(">iiii").pack(12, 0, 0, 25)  # no dimension, no NULL, element type text (oid 25)
+_TEXT_OID = 25
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# About 100 rows a block: the server inserts the first rows while later ones are still being built, and a call of
+# a thousand rows does not wait for the server to insert a third of them after its last row is built.
+COPY_BLOCK_BYTES = 8192
+
+
+def _instant(value: datetime) -> bytes:
+    return _INT8(8, (value - _PG_EPOCH) // _MICROSECOND)
+
+
+def _json(text: str) -> bytes:
+    data = text.encode()
+    return _LENGTH(len(data) + 1) + b"\x01" + data
+
+
+class _CopyRows:
+    """Each job's binary COPY row: fields shared by many rows (a task's name, the queue, priority, due time and
+    attempts of a job with no other option) are encoded once per COPY."""
+
+    def __init__(self, now: datetime, defaults: Defaults, labelled: bool, encoding: str) -> None:
+        self._defaults = defaults
+        self._labelled = labelled
+        self._encoding = encoding
+        self._now = _instant(now)
+        self._texts: dict[str, bytes] = {}
+        self._plain: dict[tuple[str | None, int | None, int | None], bytes] = {}
+
+    def _text(self, value: str | None) -> bytes:
+        if value is None:
+            return _NULL
+        field = self._texts.get(value)
+        if field is None:
+            data = value.encode(self._encoding)
+            field = self._texts[value] = _LENGTH(len(data)) + data
+        return field
+
+    def row(self, job_id: int, job: NewJob) -> bytes:
+        queue, priority, attempts = _filled(job, self._defaults)
+        if job.run_at is None and job.timeout is None and job.concurrency_key is None:
+            rest = self._plain.get((queue, priority, attempts))
+            if rest is None:
+                rest = self._plain[(queue, priority, attempts)] = self._rest(job, queue, priority, attempts)
+        else:
+            rest = self._rest(job, queue, priority, attempts)
+        args = job.args_json if job.args_json is not None else json.dumps(job.args)
+        row = _ID(13 if self._labelled else 10, 8, job_id) + self._text(job.task) + _json(args) + rest
+        return row + self._labels(job) if self._labelled else row
+
+    def _rest(self, job: NewJob, queue: str | None, priority: int | None, attempts: int | None) -> bytes:
+        """queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit."""
+        timeout = job.timeout
+        return b"".join(
+            (
+                self._text(queue),
+                _NULL if priority is None else _INT2(2, priority),
+                self._now if job.run_at is None else _instant(job.run_at),
+                _NULL if attempts is None else _INT4(4, attempts),
+                _NULL
+                if timeout is None
+                else _INTERVAL(16, timeout.seconds * 1_000_000 + timeout.microseconds, timeout.days, 0),
+                self._text(job.concurrency_key),
+                _NULL if job.concurrency_limit is None else _INT4(4, job.concurrency_limit),
+            )
+        )
+
+    def _labels(self, job: NewJob) -> bytes:
+        """tags, meta, expires_at."""
+        if job.tags:
+            elements = b"".join(self._text(tag) for tag in job.tags)
+            tags = _ARRAY(1, 0, _TEXT_OID, len(job.tags), 1) + elements
+            tags = _LENGTH(len(tags)) + tags
+        else:
+            tags = _NO_TAGS
+        expires = _NULL if job.expires_at is None else _instant(job.expires_at)
+        return tags + _json(json.dumps(job.meta)) + expires
+
+
+def copy_blocks(
+    ids: Sequence[int],
+    jobs: Iterable[NewJob],
+    *,
+    now: datetime,
+    defaults: Defaults,
+    labelled: bool,
+    encoding: str,
+) -> Iterator[bytes]:
+    """The binary COPY data of ``copy_statement(labelled)`` for these jobs, in blocks of about
+    ``COPY_BLOCK_BYTES``, each row encoded as ``jobs`` yields its job (an exception it raises comes out of
+    this iterator). ``now``: the due time of a job without one; ``encoding``: the connection's, for text."""
+    rows = _CopyRows(now, defaults, labelled, encoding)
+    block = bytearray(_HEADER)
+    for job_id, job in zip(ids, jobs, strict=True):
+        block += rows.row(job_id, job)
+        if len(block) >= COPY_BLOCK_BYTES:
+            yield bytes(block)
+            block.clear()
+    block += _TRAILER
+    yield bytes(block)
 
 
 def copy_row(job_id: int, job: NewJob, now: datetime, defaults: Defaults, labelled: bool) -> tuple[Any, ...]:

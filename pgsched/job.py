@@ -6,6 +6,7 @@ one set of rules validates input everywhere.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -71,19 +72,34 @@ FINISHED_STATES = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELL
 FINISH_SETTLE = timedelta(seconds=10)
 
 
+# A bulk enqueue names the same few tasks and queues thousands of times: each name is matched once.
+@functools.lru_cache(maxsize=1024)
+def _queue_ok(queue: str) -> bool:
+    return QUEUE_RE.fullmatch(queue) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _task_ok(task: str) -> bool:
+    return TASK_RE.fullmatch(task) is not None
+
+
 def validate_queue(queue: object, field_name: str = "queue") -> str:
-    if not isinstance(queue, str) or not QUEUE_RE.fullmatch(queue):
+    if not isinstance(queue, str) or not _queue_ok(queue):
         raise ValidationError(field_name, f"invalid queue name {queue!r}: must match {QUEUE_RE.pattern}")
     return queue
 
 
 def validate_task_name(task: object, field_name: str = "task") -> str:
-    if not isinstance(task, str) or not TASK_RE.fullmatch(task):
+    if not isinstance(task, str) or not _task_ok(task):
         raise ValidationError(
             field_name,
             f"invalid task name {task!r}: letters, digits, _ . : - (up to 200), starting with a letter or _",
         )
     return task
+
+
+# json.dumps with these options would build this encoder for every call.
+_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def validate_args(
@@ -102,7 +118,7 @@ def encode_args(
     if not isinstance(args, Mapping):
         raise ValidationError(field_name, f"must be a JSON object, got {type(args).__name__}")
     try:
-        encoded = json.dumps(args, allow_nan=False, separators=(",", ":"))
+        encoded = _JSON.encode(args)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field_name, f"is not JSON-serialisable: {exc}") from None
     if "\\u0000" in encoded:  # json.dumps escapes every NUL, in keys and values alike

@@ -190,12 +190,17 @@ class JobStore:
         defaults: enqueue_rows.Defaults,
         labelled: bool,
     ) -> None:
-        now = self._clock.now()
-        statement, types = enqueue_rows.copy_statement(labelled)
-        with cur.copy(statement) as copy:
-            copy.set_types(types)
-            for job_id, job in zip(ids, jobs, strict=True):
-                copy.write_row(enqueue_rows.copy_row(job_id, job, now, defaults, labelled))
+        blocks = enqueue_rows.copy_blocks(
+            ids,
+            jobs,
+            now=self._clock.now(),
+            defaults=defaults,
+            labelled=labelled,
+            encoding=cur.connection.info.encoding,
+        )
+        with cur.copy(enqueue_rows.copy_statement(labelled)) as copy:
+            for block in blocks:
+                copy.write(block)
 
     def job_get(self, job_id: int, *, conn: psycopg.Connection[Any] | None = None) -> Job | None:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
@@ -334,12 +339,17 @@ class AsyncJobStore:
         defaults: enqueue_rows.Defaults,
         labelled: bool,
     ) -> None:
-        now = self._clock.now()
-        statement, types = enqueue_rows.copy_statement(labelled)
-        async with cur.copy(statement) as copy:
-            copy.set_types(types)
-            for job_id, job in zip(ids, jobs, strict=True):
-                await copy.write_row(enqueue_rows.copy_row(job_id, job, now, defaults, labelled))
+        blocks = enqueue_rows.copy_blocks(
+            ids,
+            jobs,
+            now=self._clock.now(),
+            defaults=defaults,
+            labelled=labelled,
+            encoding=cur.connection.info.encoding,
+        )
+        async with cur.copy(enqueue_rows.copy_statement(labelled)) as copy:
+            for block in blocks:
+                await copy.write(block)
 
     async def job_get(self, job_id: int) -> Job | None:
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:

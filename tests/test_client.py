@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,9 +9,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.pq import Trace
 
 from pgsched import Pgsched, Settings, ValidationError, db
+from tests.support import wire
 
 
 def test_task_decorator_registers_and_enqueues_with_task_defaults(
@@ -200,16 +199,9 @@ def test_a_warm_client_sends_one_statement_per_enqueue_and_no_pool_ping(app: Pgs
     pool = client._pool
     assert pool is not None
     trace = tmp_path / "libpq.trace"
-    with trace.open("w") as out, contextlib.ExitStack() as held:
-        conns = [held.enter_context(pool.connection()) for _ in range(pool.max_size)]
-        for conn in conns:  # every connection the enqueues below can get
-            conn.pgconn.trace(out.fileno())
-            conn.pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
-        held.close()
+    with wire.traced(pool, trace):  # every connection the enqueues below can get
         for n in range(5):
             client.enqueue("t", {"n": n})
-        for conn in conns:
-            conn.pgconn.untrace()
-    sent = [line.split()[2] for line in trace.read_text().splitlines() if line.startswith("F")]
+    sent = [name for name, _ in wire.sent(trace)]
     assert sent.count("Bind") == 5, sent  # one statement per enqueue
     assert "Query" not in sent, sent  # no "is it alive?" round trip on a connection in steady use

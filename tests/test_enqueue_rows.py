@@ -1,0 +1,98 @@
+"""The COPY of a bulk enqueue as PostgreSQL receives it: every column as a single enqueue stores it, and rows sent
+in blocks while later ones are built."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgsched import Pgsched
+from pgsched.enqueue_rows import COPY_BLOCK_BYTES
+from tests.support.wire import sent, traced
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+_COLUMNS = (
+    "task, args, queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit, tags, meta,"
+    " expires_at, state, run_key"
+)
+
+# Every option a COPY row carries, with values whose binary forms have edges: text past ASCII, an interval with days
+# and microseconds, negative and NULL numbers, instants with microseconds, an empty and a two-element array.
+_OPTIONS: list[dict[str, Any]] = [
+    {"task": "plain"},
+    {"task": "plain", "args": {"name": "Zoë", "n": [1, 2.5, None]}, "queue": "q.u-1"},
+    {
+        "task": "full:opts",
+        "args": {"k": "\u00e9\u6f22"},
+        "queue": "other",
+        "priority": -1000,
+        "run_at": datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC),
+        "max_attempts": 1000,
+        "timeout": timedelta(days=2, seconds=3, microseconds=7),
+        "concurrency_key": "tenant-\u00e9",
+        "concurrency_limit": 3,
+    },
+    {
+        "task": "labelled",
+        "tags": ["a", "\u00fc\u6f22"],
+        "meta": {"tenant": "\u00e9", "n": 1},
+        "expires_at": datetime(2032, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        "priority": 7,
+    },
+    {"task": "labelled", "tags": [], "meta": {}, "timeout": 0.25},
+]
+
+
+def _stored(conn: Conn, ids: list[int]) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS}, run_at < '2030-01-01' AS due_now FROM pgsched.jobs WHERE id = ANY(%s) ORDER BY id", [ids]
+    ).fetchall()
+    for row in rows:
+        if row.pop("due_now"):  # given no run_at: due at the insert (the server's clock or the client's)
+            row["run_at"] = "now"
+    return rows
+
+
+def test_a_copied_job_stores_every_column_as_a_single_enqueue_does(app: Pgsched, conn: Conn) -> None:
+    one_by_one = [
+        app.enqueue(o["task"], o.get("args"), **{k: v for k, v in o.items() if k not in ("task", "args")})
+        for o in _OPTIONS
+    ]
+    unlabelled = app.enqueue_many(_OPTIONS[:3])
+    labelled = app.enqueue_many(_OPTIONS)
+    expected = _stored(conn, one_by_one)
+    assert _stored(conn, unlabelled) == expected[:3]
+    assert _stored(conn, labelled) == expected
+    assert [unlabelled, labelled] == [sorted(unlabelled), sorted(labelled)]
+
+
+async def test_an_async_copied_job_stores_every_column_as_a_single_enqueue_does(async_app: Pgsched, conn: Conn) -> None:
+    one_by_one = [
+        await async_app.enqueue_async(
+            o["task"], o.get("args"), **{k: v for k, v in o.items() if k not in ("task", "args")}
+        )
+        for o in _OPTIONS
+    ]
+    copied = await async_app.enqueue_many_async(_OPTIONS)
+    assert _stored(conn, copied) == _stored(conn, one_by_one)
+
+
+def test_a_bulk_enqueue_sends_its_rows_in_blocks_of_about_8_kib(app: Pgsched, tmp_path: Path) -> None:
+    # The server inserts the first rows while the client still builds later ones: a call of 1,000 rows (some 76 KB)
+    # goes out as about ten CopyData messages, not as psycopg's 32 KiB buffers (three, the last sent after every row
+    # was built).
+    client = app.client
+    client.enqueue("t")  # opens the pool
+    pool = client._pool
+    assert pool is not None
+    trace = tmp_path / "libpq.trace"
+    with traced(pool, trace):
+        ids = app.enqueue_many([{"task": "t", "queue": "default", "args": {"n": n}} for n in range(1000)])
+    sizes = [length for name, length in sent(trace) if name == "CopyData"]
+    assert len(ids) == 1000
+    assert len(sizes) >= 8, sizes
+    assert max(sizes) <= COPY_BLOCK_BYTES + 200, sizes  # a block ends with the row that passed the size
