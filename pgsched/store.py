@@ -152,7 +152,7 @@ class JobStore:
 
     def _insert_many(self, jobs: Sequence[NewJob], conn: psycopg.Connection[Any] | None) -> list[int]:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            reserve = {"n": len(jobs), "names": enqueue_rows.unresolved(jobs)}
+            reserve = {"n": len(jobs), "names": enqueue_rows.unresolved(jobs), "apart": c.autocommit}
             row = cur.execute(query("job_ids_reserve"), reserve).fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
@@ -176,7 +176,8 @@ class JobStore:
         if count == 0:
             return []
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(query("job_ids_reserve"), {"n": count, "names": sorted(names)}).fetchone()
+            reserve = {"n": count, "names": sorted(names), "apart": c.autocommit}
+            row = cur.execute(query("job_ids_reserve"), reserve).fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
             self._copy(cur, ids, jobs, enqueue_rows.reserved_defaults(row), labelled)
@@ -303,7 +304,8 @@ class AsyncJobStore:
 
     async def _insert_many(self, jobs: Sequence[NewJob], conn: psycopg.AsyncConnection[Any] | None) -> list[int]:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_ids_reserve"), {"n": len(jobs), "names": enqueue_rows.unresolved(jobs)})
+            reserve = {"n": len(jobs), "names": enqueue_rows.unresolved(jobs), "apart": c.autocommit}
+            await cur.execute(query("job_ids_reserve"), reserve)
             row = await cur.fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
@@ -324,7 +326,7 @@ class AsyncJobStore:
         if count == 0:
             return []
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_ids_reserve"), {"n": count, "names": sorted(names)})
+            await cur.execute(query("job_ids_reserve"), {"n": count, "names": sorted(names), "apart": c.autocommit})
             row = await cur.fetchone()
             assert row is not None
             ids: list[int] = row["ids"]

@@ -69,7 +69,13 @@ SELECT (NULL::pgsched.jobs).*, taken.holder FROM taken
 -- round trip the defaults (pgsched.task_defaults) of the task names given, so the bulk insert carries them and the
 -- jobs_fill_defaults trigger never fires for it (NULL arrays when no name is given).
 -- The sequence is looked up once (an InitPlan): pg_get_serial_sequence() per id cost more than the COPY's own rows.
-SELECT r.ids, d.names, d.queues, d.priorities, d.max_attempts
+-- apart: this statement is a transaction of its own (an autocommit connection), and a later one stores the jobs. Its
+-- commit then does not wait for WAL to reach disk (synchronous_commit off, for this transaction alone): nextval gives
+-- it an xid, so its commit would flush WAL, a second flush (and fsync) in every bulk enqueue. The later statement's
+-- commit flushes WAL past this one's, so an id it stores can never be handed out again after a crash. In a caller's
+-- transaction (apart false) the caller's commit is left as it is.
+SELECT r.ids, d.names, d.queues, d.priorities, d.max_attempts,
+       CASE WHEN %(apart)s::boolean THEN set_config('synchronous_commit', 'off', true) END AS commit_mode
   FROM (SELECT array_agg(nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass))) AS ids
           FROM generate_series(1, %(n)s::int)) AS r,
        (SELECT array_agg(n.name) AS names, array_agg(t.queue) AS queues, array_agg(t.priority) AS priorities,

@@ -1,13 +1,15 @@
-"""The COPY of a bulk enqueue as PostgreSQL receives it: every column as a single enqueue stores it, and rows sent
-in blocks while later ones are built."""
+"""The COPY of a bulk enqueue as PostgreSQL receives it: every column as a single enqueue stores it, rows sent in
+blocks while later ones are built, and the id reserve's commit setting kept to its own transaction."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from pgsched import Pgsched
 from pgsched.enqueue_rows import COPY_BLOCK_BYTES
@@ -96,3 +98,22 @@ def test_a_bulk_enqueue_sends_its_rows_in_blocks_of_about_8_kib(app: Pgsched, tm
     assert len(ids) == 1000
     assert len(sizes) >= 8, sizes
     assert max(sizes) <= COPY_BLOCK_BYTES + 200, sizes  # a block ends with the row that passed the size
+
+
+def test_the_id_reserve_turns_synchronous_commit_off_for_its_own_transaction_only(app: Pgsched, dsn: str) -> None:
+    # The reserve's commit need not wait for WAL when it is a transaction of its own (the pool's autocommit
+    # connection): the COPY's commit flushes it. Neither the pool's sessions nor a caller's transaction keep that.
+    with psycopg.connect(dsn, row_factory=dict_row) as caller:
+        durable = caller.execute("SHOW synchronous_commit").fetchone()
+        assert durable == {"synchronous_commit": "on"}
+        app.enqueue_many([{"task": "t", "tags": ["x"]}, {"task": "t", "run_key": "k"}], conn=caller)
+        app.enqueue_many([{"task": "t"}], conn=caller)
+        assert caller.execute("SHOW synchronous_commit").fetchone() == durable
+    for _ in range(3):
+        app.enqueue_many([{"task": "t"}] * 10)
+        app.enqueue_many([{"task": "t", "run_key": f"r{_}"}])
+    pool = app.client._pool
+    assert pool is not None
+    with contextlib.ExitStack() as held:
+        pooled = [held.enter_context(pool.connection()) for _ in range(pool.max_size)]  # the ones used among them
+        assert [c.execute("SHOW synchronous_commit").fetchone() for c in pooled] == [durable] * len(pooled)
