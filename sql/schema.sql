@@ -1688,23 +1688,29 @@ END $$;
 --
 
 CREATE FUNCTION pgsched.rate_wait(p_queues text[], p_at timestamp with time zone) RETURNS double precision
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
-    SELECT min((1 - least(b.burst, b.level)) * extract(epoch FROM s.rate_period) / s.rate_limit)
-      FROM pgsched.queues s
-     CROSS JOIN LATERAL (
-            SELECT coalesce(s.rate_burst, greatest(1, ceil(s.rate_limit / 20.0)))::float8 AS burst,
-                   CASE WHEN s.tokens IS NULL OR s.refilled_at IS NULL THEN 1e9
-                        ELSE s.tokens + greatest(0, extract(epoch FROM p_at - s.refilled_at))
-                                        * s.rate_limit / extract(epoch FROM s.rate_period)
-                   END AS level) b
-     WHERE s.name = ANY (p_queues) AND s.rate_limit IS NOT NULL AND NOT s.paused AND b.level < 1
-       AND (EXISTS (SELECT 1 FROM pgsched.jobs j
-                     WHERE j.state = 'queued' AND j.concurrency_key IS NULL AND j.queue = s.name AND j.run_at <= p_at)
-            OR EXISTS (SELECT 1 FROM pgsched.jobs j
-                        WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = s.name AND j.run_at <= p_at))
-$$;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pgsched.queues s WHERE s.name = ANY (p_queues) AND s.rate_limit IS NOT NULL) THEN
+        RETURN NULL;
+    END IF;
+    RETURN (
+        SELECT min((1 - least(b.burst, b.level)) * extract(epoch FROM s.rate_period) / s.rate_limit)
+          FROM pgsched.queues s
+         CROSS JOIN LATERAL (
+                SELECT coalesce(s.rate_burst, greatest(1, ceil(s.rate_limit / 20.0)))::float8 AS burst,
+                       CASE WHEN s.tokens IS NULL OR s.refilled_at IS NULL THEN 1e9
+                            ELSE s.tokens + greatest(0, extract(epoch FROM p_at - s.refilled_at))
+                                            * s.rate_limit / extract(epoch FROM s.rate_period)
+                       END AS level) b
+         WHERE s.name = ANY (p_queues) AND s.rate_limit IS NOT NULL AND NOT s.paused AND b.level < 1
+           AND (EXISTS (SELECT 1 FROM pgsched.jobs j
+                         WHERE j.state = 'queued' AND j.concurrency_key IS NULL AND j.queue = s.name AND j.run_at <= p_at)
+                OR EXISTS (SELECT 1 FROM pgsched.jobs j
+                            WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = s.name
+                              AND j.run_at <= p_at)));
+END $$;
 
 --
 -- Name: FUNCTION rate_wait(p_queues text[], p_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
