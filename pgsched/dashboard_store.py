@@ -24,10 +24,10 @@ __all__ = ["ARGS_SEARCH_SPAN", "VIEWS", "DashboardStore", "JobView"]
 ARGS_SEARCH_SPAN = 100_000
 
 JobView = str  # "all", "available", "scheduled", "retrying", "running", "succeeded", "dead", "cancelled"
-# view -> (due now, due later, least attempt) for dashboard_jobs_waiting
-_WAITING = {"available": (True, False, 0), "scheduled": (False, True, 0), "retrying": (False, False, 1)}
+# view -> (due now, due later) for dashboard_jobs_waiting
+_WAITING = {"available": (True, False), "scheduled": (False, True)}
 _FINISHED = {"succeeded", "dead", "cancelled"}
-VIEWS = frozenset({"all", "running", *_WAITING, *_FINISHED})
+VIEWS = frozenset({"all", "running", "retrying", *_WAITING, *_FINISHED})
 
 
 class DashboardStore:
@@ -62,10 +62,10 @@ class DashboardStore:
         if view in _FINISHED:
             return await self._rows("dashboard_jobs_finished", {**params, "state": view})
         if view in _WAITING:
-            due, later, least = _WAITING[view]
-            return await self._rows(
-                "dashboard_jobs_waiting", {**params, "due": due, "later": later, "min_attempt": least}
-            )
+            due, later = _WAITING[view]
+            return await self._rows("dashboard_jobs_waiting", {**params, "due": due, "later": later})
+        if view == "retrying":
+            return await self._rows("dashboard_jobs_retrying", params)
         return await self._rows("dashboard_jobs_running", {**params, "worker_id": worker_id})
 
     async def dashboard_jobs_matching(

@@ -1,19 +1,16 @@
 -- Queries of the dashboard (pgsched.api.dashboard) and of the leader's chart history rollup.
--- Lists select a short preview of args, never the whole document, and page by keyset.
+-- Lists select a short preview of args, never the whole document, and page by keyset. A cursor is an index bound in
+-- every plan: coalesce(cursor, the end of the range), never "cursor IS NULL OR ...", which a generic plan (psycopg
+-- prepares a statement at its fifth use) cannot use as one, and then reads every row above the cursor.
 
 -- name: dashboard_jobs_by_id
--- A page of jobs of any state, newest id first, by queue, task and args containment (ids above a floor); keyset on id.
+-- A page of jobs of any state, newest id first, by queue, task and args containment (ids above a floor); keyset on id (pgsched.job_list).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
-  FROM pgsched.jobs
- WHERE id > %(floor_id)s::bigint
-   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
-   AND (%(args)s::jsonb IS NULL OR args @> %(args)s::jsonb)
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  FROM pgsched.job_list(NULL, %(queue)s::text, %(task)s::text, %(before_id)s::bigint, %(limit)s::int, %(args)s::jsonb,
+                        %(floor_id)s::bigint)
  ORDER BY id DESC
- LIMIT %(limit)s::int
 
 -- name: dashboard_jobs_finished
 -- A page of jobs of one finished state, latest finish first (jobs_finished_idx); keyset on (finished_at, id).
@@ -24,14 +21,13 @@ SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, r
  WHERE state = %(state)s::pgsched.job_state AND finished_at IS NOT NULL
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (%(after_at)s::timestamptz IS NULL
-        OR (finished_at <= %(after_at)s::timestamptz
-            AND (finished_at < %(after_at)s::timestamptz OR id < %(after_id)s::bigint)))
+   AND finished_at <= coalesce(%(after_at)s::timestamptz, 'infinity')
+   AND (finished_at < coalesce(%(after_at)s::timestamptz, 'infinity') OR id < %(after_id)s::bigint)
  ORDER BY finished_at DESC, id DESC
  LIMIT %(limit)s::int
 
 -- name: dashboard_jobs_waiting
--- A page of queued jobs in run_at order (jobs_waiting_idx): due now, due later, or failed before; keyset on (run_at, id).
+-- A page of queued jobs in run_at order (jobs_waiting_idx): due now, or due later; keyset on (run_at, id).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
@@ -39,10 +35,22 @@ SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, r
  WHERE state = 'queued'
    AND run_at > CASE WHEN %(later)s::boolean THEN coalesce(%(now)s::timestamptz, now()) ELSE '-infinity' END
    AND run_at <= CASE WHEN %(due)s::boolean THEN coalesce(%(now)s::timestamptz, now()) ELSE 'infinity' END
-   AND attempt >= %(min_attempt)s::int
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (%(after_at)s::timestamptz IS NULL OR (run_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
+   AND (run_at, id) > (coalesce(%(after_at)s::timestamptz, '-infinity'), coalesce(%(after_id)s::bigint, 0))
+ ORDER BY run_at, id
+ LIMIT %(limit)s::int
+
+-- name: dashboard_jobs_retrying
+-- A page of queued jobs that failed before, in run_at order (jobs_retrying_idx: only those); keyset on (run_at, id).
+SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
+       created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
+       octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
+  FROM pgsched.jobs
+ WHERE state = 'queued' AND attempt > 0
+   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+   AND (run_at, id) > (coalesce(%(after_at)s::timestamptz, '-infinity'), coalesce(%(after_id)s::bigint, 0))
  ORDER BY run_at, id
  LIMIT %(limit)s::int
 
@@ -67,17 +75,22 @@ SELECT coalesce(max(id), 0)::bigint AS id FROM pgsched.jobs
 
 -- name: dashboard_job_by_run_key
 -- The job a run key names: the one holding it (pgsched.run_keys), else the newest job with that key (jobs_run_key_idx).
+-- The jobs with the key are read apart (MATERIALIZED), then the newest taken: "ORDER BY id DESC LIMIT 1" over them
+-- let the planner walk every partition's id index from the top, filtering on the key (the whole table for a key
+-- of old jobs, whatever the statistics).
+WITH keyed AS MATERIALIZED (
+    SELECT j.id FROM pgsched.jobs j WHERE j.run_key = %(run_key)s::text
+)
 SELECT id FROM (
     SELECT k.job_id AS id, 0 AS rank FROM pgsched.run_keys k
      WHERE k.run_key = %(run_key)s::text AND EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = k.job_id)
     UNION ALL
-    (SELECT j.id, 1 AS rank FROM pgsched.jobs j WHERE j.run_key = %(run_key)s::text ORDER BY j.id DESC LIMIT 1)
+    SELECT max(keyed.id), 1 AS rank FROM keyed HAVING max(keyed.id) IS NOT NULL
 ) found ORDER BY rank LIMIT 1
 
 -- name: dashboard_retrying_count
--- How many queued jobs have failed at least once, counted up to a cap (one more than the cap means "more").
-SELECT count(*)::int AS n
-  FROM (SELECT 1 FROM pgsched.jobs WHERE state = 'queued' AND attempt > 0 LIMIT %(cap)s::int + 1) AS capped
+-- How many queued jobs have failed at least once (jobs_retrying_idx), counted up to a cap (one more than the cap means "more").
+SELECT pgsched.retrying_count(%(cap)s::int) AS n
 
 -- name: dashboard_job_stats
 -- Chart series in [since, until) from the minute or the hour rows: finished jobs, failures, latency; one queue or task.
@@ -184,7 +197,7 @@ SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, r
          SELECT m.id FROM pgsched.jobs m
           WHERE cardinality(%(tags)s::text[]) = 0 AND m.meta <> '{}' AND m.meta @> %(meta)s::jsonb))
    AND meta @> %(meta)s::jsonb
-   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+   AND id < coalesce(%(before_id)s::bigint, 9223372036854775807)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
  ORDER BY id DESC

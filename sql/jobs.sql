@@ -154,17 +154,12 @@ SELECT system_identifier::text || ':' || current_database() AS scope FROM pg_con
 SELECT * FROM pgsched.job_get(%(id)s::bigint)
 
 -- name: job_list
--- A page of jobs, newest first, filtered; keyset cursor on id.
-SELECT * FROM pgsched.jobs
- WHERE (%(state)s::pgsched.job_state IS NULL OR state = %(state)s::pgsched.job_state)
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
- ORDER BY id DESC
- LIMIT %(limit)s::int
+-- A page of jobs, newest first, filtered; keyset cursor on id (pgsched.job_list: never a partition read whole or sorted).
+SELECT * FROM pgsched.job_list(%(state)s::pgsched.job_state, %(queue)s::text, %(task)s::text, %(before_id)s::bigint,
+                               %(limit)s::int)
 
 -- name: job_list_labelled
--- As job_list, for jobs holding every tag given (through jobs_tags_idx), else whose meta contains the object given (jobs_meta_idx).
+-- As job_list (its state and cursor written as in pgsched.job_list, for the generic plan), for jobs holding every tag given (through jobs_tags_idx), else whose meta contains the object given (jobs_meta_idx).
 -- Only labelled jobs are in those partial indexes: the matching ids are read there, then their rows by primary key.
 SELECT * FROM pgsched.jobs
  WHERE id = ANY (ARRAY(
@@ -174,10 +169,12 @@ SELECT * FROM pgsched.jobs
          SELECT m.id FROM pgsched.jobs m
           WHERE cardinality(%(tags)s::text[]) = 0 AND m.meta <> '{}' AND m.meta @> %(meta)s::jsonb))
    AND meta @> %(meta)s::jsonb
-   AND (%(state)s::pgsched.job_state IS NULL OR state = %(state)s::pgsched.job_state)
+   AND state IN (coalesce(%(state)s::pgsched.job_state, 'waiting'), coalesce(%(state)s::pgsched.job_state, 'queued'),
+                 coalesce(%(state)s::pgsched.job_state, 'running'), coalesce(%(state)s::pgsched.job_state, 'succeeded'),
+                 coalesce(%(state)s::pgsched.job_state, 'dead'), coalesce(%(state)s::pgsched.job_state, 'cancelled'))
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
    AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+   AND id < coalesce(%(before_id)s::bigint, 9223372036854775807)
  ORDER BY id DESC
  LIMIT %(limit)s::int
 

@@ -64,7 +64,7 @@ RETURNING *
 SELECT j.* FROM pgsched.jobs j
   JOIN pgsched.schedules s ON s.id = j.schedule_id
  WHERE s.name = %(name)s::text
-   AND (%(before_id)s::bigint IS NULL OR j.id < %(before_id)s::bigint)
+   AND j.id < coalesce(%(before_id)s::bigint, 9223372036854775807)
  ORDER BY j.id DESC
  LIMIT %(limit)s::int
 

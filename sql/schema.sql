@@ -1243,6 +1243,38 @@ END $$;
 COMMENT ON FUNCTION pgsched.job_get(p_id bigint) IS 'One job by id, wherever it lives (jobs_live, a time partition, jobs_done_default): the one by-id read of every caller (API, CLI, result(), run-key holders). Its plan is generic and cached per server session, so a call does not plan every partition again.';
 
 --
+-- Name: job_list(pgsched.job_state, text, text, bigint, integer, jsonb, bigint); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.job_list(p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer, p_args jsonb DEFAULT NULL::jsonb, p_floor_id bigint DEFAULT 0) RETURNS SETOF pgsched.jobs
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM pgsched.jobs j
+     WHERE j.state IN (coalesce(p_state, 'waiting'), coalesce(p_state, 'queued'), coalesce(p_state, 'running'),
+                       coalesce(p_state, 'succeeded'), coalesce(p_state, 'dead'), coalesce(p_state, 'cancelled'))
+       AND (p_queue IS NULL OR j.queue = p_queue)
+       AND (p_task IS NULL OR j.task = p_task)
+       AND (p_args IS NULL OR j.args @> p_args)
+       AND j.id > p_floor_id
+       AND j.id < coalesce(p_before_id, 9223372036854775807)
+     ORDER BY j.id DESC
+     LIMIT p_limit;
+END $$;
+
+--
+-- Name: FUNCTION job_list(p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer, p_args jsonb, p_floor_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.job_list(p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer, p_args jsonb, p_floor_id bigint) IS 'A page of jobs newest first (optionally of one state, queue, task, whose args contain p_args), ids between p_floor_id and p_before_id: through the id index of each partition of that state, whatever the statistics; its generic plan is cached per server session.';
+
+--
 -- Name: job_progress_many(timestamp with time zone, bigint[], bigint[], double precision[], text[], double precision[]); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -1771,6 +1803,25 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.retry(job_id bigint) IS 'Queue a job to run now (dead, cancelled, succeeded or waiting); grants one more attempt if it was out of attempts; wakes a worker waiting on its queue.';
+
+--
+-- Name: retrying_count(integer); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.retrying_count(p_cap integer) RETURNS integer
+    LANGUAGE sql STABLE
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+SELECT count(*)::int FROM (SELECT 1 FROM pgsched.jobs WHERE state = 'queued' AND attempt > 0 LIMIT p_cap + 1) AS capped
+$$;
+
+--
+-- Name: FUNCTION retrying_count(p_cap integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.retrying_count(p_cap integer) IS 'How many queued jobs failed before, counted up to p_cap + 1 (one more than the cap means more), through jobs_retrying_idx alone whatever the statistics.';
 
 --
 -- Name: run_key_stale(text, timestamp with time zone, bigint, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -5334,6 +5385,18 @@ CREATE INDEX jobs_live_tags_idx ON pgsched.jobs_live USING gin (tags) WHERE (tag
 --
 
 CREATE INDEX jobs_live_workflow_id_id_idx ON pgsched.jobs_live USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
+
+--
+-- Name: jobs_retrying_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_retrying_idx ON pgsched.jobs_live USING btree (run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (attempt > 0));
+
+--
+-- Name: INDEX jobs_retrying_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_retrying_idx IS 'Queued jobs that failed before, in run_at order: the dashboard''s retrying page and count read them alone.';
 
 --
 -- Name: jobs_running_idx; Type: INDEX; Schema: pgsched; Owner: -

@@ -39,7 +39,7 @@ SELECT s.id, s.task, s.queue, s.priority, s.state::text AS state, s.attempt, s.m
 -- A page of workflows, newest first, optionally of one overall state; keyset cursor on id.
 SELECT id, name, kind, created_at, steps, waiting, queued, running, succeeded, dead, cancelled, state, finished_at
   FROM pgsched.workflow_status
- WHERE (%(before_id)s::bigint IS NULL OR id < %(before_id)s::bigint)
+ WHERE id < coalesce(%(before_id)s::bigint, 9223372036854775807)
    AND (%(state)s::text IS NULL OR state = %(state)s::text)
  ORDER BY id DESC
  LIMIT %(limit)s::int

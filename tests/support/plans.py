@@ -114,10 +114,10 @@ def explain_executed(
     """Run the prepared statement under EXPLAIN ANALYZE and roll it back: its plan as run, with the plans of the
     statements it ran inside functions as more children (the session must report plans: report_plans)."""
     with reported_plans(conn, _nested) as nested, conn.transaction(force_rollback=True):
-        placeholders = ", ".join(["%s"] * len(names))
+        arguments = f"({', '.join(['%s'] * len(names))})" if names else ""
         row = (
             psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bound parameters
-            .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({placeholders})", [params[n] for n in names])
+            .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}{arguments}", [params[n] for n in names])
             .fetchone()
         )
     assert row is not None
