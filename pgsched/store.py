@@ -17,6 +17,7 @@ caller, who was never told the job exists.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,6 +59,10 @@ class JobChanges:
     priority: int | None = None
     args: dict[str, Any] | None = None
     queue: str | None = None
+
+
+# libpq 14 or later: a bulk enqueue sends its id reserve in a pipeline and builds its first jobs while it runs.
+_PIPELINES = psycopg.Pipeline.is_supported()
 
 
 def _died_under(exc: DatabaseUnavailable) -> bool:
@@ -169,18 +174,22 @@ class JobStore:
 
     def job_copy(self, jobs: Iterable[NewJob], *, count: int, names: Sequence[str], labelled: bool) -> list[int]:
         """``count`` jobs without run keys in one COPY, each row sent as ``jobs`` yields it: a generator that
-        validates overlaps with the server's insert, and an exception it raises ends the COPY (nothing is
-        inserted; the reserved ids are skipped). ``names``: every task whose rows may leave a default out;
-        ``labelled``: whether any row may carry tags, meta or a deadline. Not in a caller's transaction,
-        which the failed COPY would abort."""
+        validates overlaps with the server's work (its first tenth with the id reserve, the rest with the
+        insert), and an exception it raises stores nothing (the reserved ids are skipped). ``names``: every task
+        whose rows may leave a default out; ``labelled``: whether any row may carry tags, meta or a deadline.
+        Not in a caller's transaction, which the failed COPY would abort."""
         if count == 0:
             return []
+        rest = iter(jobs)
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
             reserve = {"n": count, "names": sorted(names), "apart": c.autocommit}
-            row = cur.execute(query("job_ids_reserve"), reserve).fetchone()
+            with c.pipeline() if _PIPELINES else contextlib.nullcontext():  # the reserve runs while jobs are built
+                cur.execute(query("job_ids_reserve"), reserve)
+                first = enqueue_rows.ahead(rest, count)
+            row = cur.fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
-            self._copy(cur, ids, jobs, enqueue_rows.reserved_defaults(row), labelled)
+            self._copy(cur, ids, itertools.chain(first, rest), enqueue_rows.reserved_defaults(row), labelled)
             return ids
 
     def _copy(
@@ -325,12 +334,15 @@ class AsyncJobStore:
         """The async twin of ``JobStore.job_copy``."""
         if count == 0:
             return []
+        rest = iter(jobs)
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_ids_reserve"), {"n": count, "names": sorted(names), "apart": c.autocommit})
+            async with c.pipeline() if _PIPELINES else contextlib.nullcontext():
+                await cur.execute(query("job_ids_reserve"), {"n": count, "names": sorted(names), "apart": c.autocommit})
+                first = enqueue_rows.ahead(rest, count)
             row = await cur.fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
-            await self._copy(cur, ids, jobs, enqueue_rows.reserved_defaults(row), labelled)
+            await self._copy(cur, ids, itertools.chain(first, rest), enqueue_rows.reserved_defaults(row), labelled)
             return ids
 
     async def _copy(

@@ -1,18 +1,22 @@
 """The COPY of a bulk enqueue as PostgreSQL receives it: every column as a single enqueue stores it, rows sent in
-blocks while later ones are built, and the id reserve's commit setting kept to its own transaction."""
+blocks while later ones are built, the id reserve running while the first jobs are built and its commit setting kept
+to its own transaction."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
-from pgsched import Pgsched
+from pgsched import Pgsched, ValidationError
 from pgsched.enqueue_rows import COPY_BLOCK_BYTES
+from pgsched.job import NewJob
 from tests.support.wire import sent, traced
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -117,3 +121,44 @@ def test_the_id_reserve_turns_synchronous_commit_off_for_its_own_transaction_onl
     with contextlib.ExitStack() as held:
         pooled = [held.enter_context(pool.connection()) for _ in range(pool.max_size)]  # the ones used among them
         assert [c.execute("SHOW synchronous_commit").fetchone() for c in pooled] == [durable] * len(pooled)
+
+
+def test_a_bulk_enqueue_builds_its_first_jobs_while_its_id_reserve_runs(app: Pgsched, dsn: str) -> None:
+    # The reserve goes out in a pipeline and the client builds the first tenth of the jobs before reading its answer:
+    # while the first job is built, the reserve's transaction (nextval gave it an xid) has not ended yet.
+    seen: list[int] = []
+
+    def jobs() -> Iterator[NewJob]:
+        with psycopg.connect(dsn, autocommit=True) as watcher:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'pgsched:client:%%' AND backend_xid IS NOT NULL"
+            ).fetchone()
+        seen.append(row[0] if row else 0)
+        for n in range(100):
+            yield NewJob.build("t", {"n": n}, queue="default", priority=0, max_attempts=5)
+
+    ids = app.client._store().job_copy(jobs(), count=100, names=[], labelled=False)
+    assert (len(ids), seen) == (100, [1])
+
+
+def test_a_bad_item_among_those_built_during_the_reserve_stores_nothing(app: Pgsched, conn: Conn) -> None:
+    items: list[dict[str, Any]] = [{"task": "ok"} for _ in range(1000)]
+    items[3] = {"task": "ok", "queue": "Not Valid"}
+    with pytest.raises(ValidationError) as info:
+        app.enqueue_many(items)
+    assert info.value.field == "items[3].queue"
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone() == {"n": 0}
+    assert len(app.enqueue_many([{"task": "ok"}] * 3)) == 3
+
+
+async def test_a_bad_item_among_those_built_during_an_async_reserve_stores_nothing(
+    async_app: Pgsched, conn: Conn
+) -> None:
+    items: list[dict[str, Any]] = [{"task": "ok"} for _ in range(1000)]
+    items[0] = {"task": "ok", "priority": "high"}
+    with pytest.raises(ValidationError) as info:
+        await async_app.enqueue_many_async(items)
+    assert info.value.field == "items[0].priority"
+    assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs").fetchone() == {"n": 0}
+    assert len(await async_app.enqueue_many_async([{"task": "ok"}] * 3)) == 3
