@@ -114,13 +114,12 @@ class AdminStore:
     async def queue_counts_list(self) -> list[dict[str, Any]]:
         """Per-queue counts by state, oldest due age and settings, at a bounded cost whatever the table size.
 
-        Exact while a state holds at most ``QUEUE_COUNT_CAP`` rows (read through the hot partial
-        indexes); above that the leader's ``pgsched.queue_counts`` answers and ``counts_age_seconds``
-        says how old it is. JIT is off for it: compiling the plan cost seconds on a busy server, for a
-        query that runs in milliseconds (local to the transaction, so it also holds through a transaction pooler).
+        Exact while a state holds at most ``QUEUE_COUNT_CAP`` rows (read through the claim indexes); above
+        that the leader's ``pgsched.queue_counts`` answers and ``counts_age_seconds`` says how old it is.
+        The function ``pgsched.queue_counts_list`` keeps its plan bounded whatever the statistics, with JIT
+        off (compiling the plan cost seconds on a busy server, for a query that runs in milliseconds).
         """
-        async with self._cursor(2.0) as cur, cur.connection.transaction():
-            await cur.execute(query("jit_off_local"))
+        async with self._cursor(2.0) as cur:
             await cur.execute(query("queue_counts_list"), {"cap": QUEUE_COUNT_CAP, "now": self._clock.db_now()})
             return list(await cur.fetchall())
 

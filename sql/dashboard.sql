@@ -13,61 +13,41 @@ SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, r
  ORDER BY id DESC
 
 -- name: dashboard_jobs_finished
--- A page of jobs of one finished state, latest finish first (jobs_finished_idx); keyset on (finished_at, id).
+-- A page of jobs of one finished state, latest finish first; keyset on (finished_at, id) (pgsched.dashboard_jobs_finished: jobs_finished_idx).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
-  FROM pgsched.jobs
- WHERE state = %(state)s::pgsched.job_state AND finished_at IS NOT NULL
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND finished_at <= coalesce(%(after_at)s::timestamptz, 'infinity')
-   AND (finished_at < coalesce(%(after_at)s::timestamptz, 'infinity') OR id < %(after_id)s::bigint)
+  FROM pgsched.dashboard_jobs_finished(%(state)s::pgsched.job_state, %(queue)s::text, %(task)s::text,
+                                       %(after_at)s::timestamptz, %(after_id)s::bigint, %(limit)s::int)
  ORDER BY finished_at DESC, id DESC
- LIMIT %(limit)s::int
 
 -- name: dashboard_jobs_waiting
--- A page of queued jobs in run_at order (jobs_waiting_idx): due now, or due later; keyset on (run_at, id).
+-- A page of queued jobs in run_at order: due now, or due later; keyset on (run_at, id) (pgsched.dashboard_jobs_waiting: jobs_waiting_idx).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
-  FROM pgsched.jobs
- WHERE state = 'queued'
-   AND run_at > CASE WHEN %(later)s::boolean THEN coalesce(%(now)s::timestamptz, now()) ELSE '-infinity' END
-   AND run_at <= CASE WHEN %(due)s::boolean THEN coalesce(%(now)s::timestamptz, now()) ELSE 'infinity' END
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (run_at, id) > (coalesce(%(after_at)s::timestamptz, '-infinity'), coalesce(%(after_id)s::bigint, 0))
+  FROM pgsched.dashboard_jobs_waiting(false, %(due)s::boolean, %(later)s::boolean, %(now)s::timestamptz, %(queue)s::text,
+                                      %(task)s::text, %(after_at)s::timestamptz, %(after_id)s::bigint, %(limit)s::int)
  ORDER BY run_at, id
- LIMIT %(limit)s::int
 
 -- name: dashboard_jobs_retrying
--- A page of queued jobs that failed before, in run_at order (jobs_retrying_idx: only those); keyset on (run_at, id).
+-- A page of queued jobs that failed before, in run_at order; keyset on (run_at, id) (pgsched.dashboard_jobs_waiting: jobs_retrying_idx, only those).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error
-  FROM pgsched.jobs
- WHERE state = 'queued' AND attempt > 0
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (run_at, id) > (coalesce(%(after_at)s::timestamptz, '-infinity'), coalesce(%(after_id)s::bigint, 0))
+  FROM pgsched.dashboard_jobs_waiting(true, false, false, NULL, %(queue)s::text, %(task)s::text,
+                                      %(after_at)s::timestamptz, %(after_id)s::bigint, %(limit)s::int)
  ORDER BY run_at, id
- LIMIT %(limit)s::int
 
 -- name: dashboard_jobs_running
--- Running jobs, longest running first, with seconds elapsed since their attempt started (jobs_running_idx).
+-- Running jobs, longest running first, with seconds elapsed since their attempt started (pgsched.dashboard_jobs_running: jobs_running_idx).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error,
        extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - started_at)::float8 AS elapsed_seconds
-  FROM pgsched.jobs
- WHERE state = 'running'
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND (%(worker_id)s::bigint IS NULL OR worker_id = %(worker_id)s::bigint)
-   AND (%(after_at)s::timestamptz IS NULL OR (started_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint))
+  FROM pgsched.dashboard_jobs_running(%(queue)s::text, %(task)s::text, %(worker_id)s::bigint, %(after_at)s::timestamptz,
+                                      %(after_id)s::bigint, %(limit)s::int)
  ORDER BY started_at, id
- LIMIT %(limit)s::int
 
 -- name: dashboard_job_id_max
 -- The newest job id (the top of the primary key), 0 when there are none.
@@ -185,20 +165,10 @@ WITH old_minutes AS (
 DELETE FROM pgsched.job_stats_hour h USING old_hours o WHERE (h.hour, h.queue, h.task) = (o.hour, o.queue, o.task)
 
 -- name: dashboard_jobs_labelled
--- A page of jobs holding every tag given (jobs_tags_idx), else whose meta contains the object given (jobs_meta_idx), newest id first; keyset on id.
+-- A page of jobs holding every tag given, else whose meta contains the object given, newest id first; keyset on id (pgsched.job_list_labelled: the label indexes).
 SELECT id, queue, task, state::text AS state, priority, attempt, max_attempts, run_at, started_at, finished_at,
        created_at, run_key, worker_id, schedule_name, left(args::text, 300) AS args_preview,
        octet_length(args::text) AS args_bytes, left(errors -> -1 ->> 'error', 300) AS last_error, tags
-  FROM pgsched.jobs
- WHERE id = ANY (ARRAY(
-         SELECT t.id FROM pgsched.jobs t
-          WHERE cardinality(%(tags)s::text[]) > 0 AND t.tags <> '{}' AND t.tags @> %(tags)s::text[]
-         UNION ALL
-         SELECT m.id FROM pgsched.jobs m
-          WHERE cardinality(%(tags)s::text[]) = 0 AND m.meta <> '{}' AND m.meta @> %(meta)s::jsonb))
-   AND meta @> %(meta)s::jsonb
-   AND id < coalesce(%(before_id)s::bigint, 9223372036854775807)
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
+  FROM pgsched.job_list_labelled(%(tags)s::text[], %(meta)s::jsonb, NULL, %(queue)s::text, %(task)s::text,
+                                 %(before_id)s::bigint, %(limit)s::int)
  ORDER BY id DESC
- LIMIT %(limit)s::int

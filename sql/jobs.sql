@@ -159,24 +159,9 @@ SELECT * FROM pgsched.job_list(%(state)s::pgsched.job_state, %(queue)s::text, %(
                                %(limit)s::int)
 
 -- name: job_list_labelled
--- As job_list (its state and cursor written as in pgsched.job_list, for the generic plan), for jobs holding every tag given (through jobs_tags_idx), else whose meta contains the object given (jobs_meta_idx).
--- Only labelled jobs are in those partial indexes: the matching ids are read there, then their rows by primary key.
-SELECT * FROM pgsched.jobs
- WHERE id = ANY (ARRAY(
-         SELECT t.id FROM pgsched.jobs t
-          WHERE cardinality(%(tags)s::text[]) > 0 AND t.tags <> '{}' AND t.tags @> %(tags)s::text[]
-         UNION ALL
-         SELECT m.id FROM pgsched.jobs m
-          WHERE cardinality(%(tags)s::text[]) = 0 AND m.meta <> '{}' AND m.meta @> %(meta)s::jsonb))
-   AND meta @> %(meta)s::jsonb
-   AND state IN (coalesce(%(state)s::pgsched.job_state, 'waiting'), coalesce(%(state)s::pgsched.job_state, 'queued'),
-                 coalesce(%(state)s::pgsched.job_state, 'running'), coalesce(%(state)s::pgsched.job_state, 'succeeded'),
-                 coalesce(%(state)s::pgsched.job_state, 'dead'), coalesce(%(state)s::pgsched.job_state, 'cancelled'))
-   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-   AND (%(task)s::text IS NULL OR task = %(task)s::text)
-   AND id < coalesce(%(before_id)s::bigint, 9223372036854775807)
- ORDER BY id DESC
- LIMIT %(limit)s::int
+-- As job_list, for jobs holding every tag given (jobs_tags_idx), else whose meta contains the object given (jobs_meta_idx) (pgsched.job_list_labelled: the matching ids read there, then their rows by id).
+SELECT * FROM pgsched.job_list_labelled(%(tags)s::text[], %(meta)s::jsonb, %(state)s::pgsched.job_state, %(queue)s::text,
+                                        %(task)s::text, %(before_id)s::bigint, %(limit)s::int)
 
 -- name: job_cancel
 -- Cancel a job through the SQL API (queued: at once; running: signal its worker).

@@ -245,6 +245,464 @@ END $$;
 COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker bigint, p_at timestamp with time zone) IS 'Claim up to p_n due jobs of limited queues and of concurrency keys for worker p_worker, within every limit, under one new lease; a claimed job past its expires_at ends as expired instead; called by the worker''s claim.';
 
 --
+-- Name: jobs; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.jobs (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority smallint NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    run_key text,
+    schedule_name text,
+    schedule_id bigint,
+    worker_id bigint,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    cancel_requested_at timestamp with time zone,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    result jsonb,
+    timeout interval,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    concurrency_key text,
+    concurrency_limit integer,
+    lease bigint,
+    returns integer DEFAULT 0 NOT NULL,
+    alone boolean DEFAULT false NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
+    expires_at timestamp with time zone,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
+    workflow_id bigint,
+    has_dependents boolean DEFAULT false NOT NULL,
+    deps_left integer,
+    run_key_scope text,
+    run_key_period interval,
+    purge_at timestamp with time zone,
+    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
+    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
+    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
+    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
+    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
+    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
+    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
+    CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
+    CONSTRAINT jobs_run_key_period_valid CHECK (
+CASE
+    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
+    ELSE (run_key_period IS NULL)
+END),
+    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
+    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
+    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+)
+PARTITION BY LIST (state);
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN queue SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN task SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN args SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN priority SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN state SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN attempt SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN max_attempts SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_name SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN worker_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN started_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN finished_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN cancel_requested_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN errors SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN timeout SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN created_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_limit SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN returns SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN alone SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN tags SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN meta SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN expires_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN snoozes SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_message SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_until SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN workflow_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN has_dependents SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN deps_left SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_scope SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_period SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs ALTER COLUMN purge_at SET STATISTICS 20;
+
+--
+-- Name: TABLE jobs; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.jobs IS 'Every job, live or finished: partitioned by state into jobs_live (waiting, queued, running: the hot path) and jobs_done (succeeded, dead, cancelled), itself partitioned by purge_at into time partitions that retention drops whole. Insert into and read from this name. id comes from its sequence; it has no unique index across partitions.';
+
+--
+-- Name: COLUMN jobs.id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.id IS 'Job id, assigned by the database.';
+
+--
+-- Name: COLUMN jobs.queue; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.queue IS 'Queue name (^[a-z0-9][a-z0-9_.-]{0,62}$); workers subscribe to queues. Left out of an insert: the task''s declared queue (pgsched.registered_tasks), else ''default''.';
+
+--
+-- Name: COLUMN jobs.task; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.task IS 'Name of the task function that runs this job.';
+
+--
+-- Name: COLUMN jobs.args; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.args IS 'Keyword arguments for the task, a JSON object.';
+
+--
+-- Name: COLUMN jobs.priority; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.priority IS 'Higher runs first (-1000..1000). Left out of an insert: the task''s declared priority, else 0.';
+
+--
+-- Name: COLUMN jobs.run_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_at IS 'Earliest time the job may start; also the retry time after a failed attempt.';
+
+--
+-- Name: COLUMN jobs.state; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.state IS 'waiting (for dependencies; never claimed), queued, running, succeeded, dead (out of attempts) or cancelled.';
+
+--
+-- Name: COLUMN jobs.attempt; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.attempt IS 'Number of attempts started so far; a running job''s current attempt; fences completions.';
+
+--
+-- Name: COLUMN jobs.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.max_attempts IS 'Attempts before the job is dead (1..1000). Left out of an insert: the task''s declared max_attempts, else 5.';
+
+--
+-- Name: COLUMN jobs.run_key; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_key IS 'Optional dedupe key, unique over its run_key_scope (pgsched.run_keys holds it): enqueue with a held key returns the holder (or replaces a waiting one).';
+
+--
+-- Name: COLUMN jobs.schedule_name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.schedule_name IS 'Name of the cron schedule that fired this job, if any.';
+
+--
+-- Name: COLUMN jobs.schedule_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.schedule_id IS 'Stable id of the cron schedule that fired this job, if any.';
+
+--
+-- Name: COLUMN jobs.worker_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.worker_id IS 'pgsched.workers.id of the worker running (or that last ran) the job.';
+
+--
+-- Name: COLUMN jobs.started_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.started_at IS 'Start of the current or last attempt.';
+
+--
+-- Name: COLUMN jobs.finished_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.finished_at IS 'When the job reached succeeded, dead or cancelled.';
+
+--
+-- Name: COLUMN jobs.cancel_requested_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.cancel_requested_at IS 'Set by pgsched.cancel on a running job; its worker cancels the task.';
+
+--
+-- Name: COLUMN jobs.errors; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.errors IS 'One entry per failed attempt: {at, attempt, error, traceback}.';
+
+--
+-- Name: COLUMN jobs.result; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.result IS 'JSON value returned by the task, when it succeeded.';
+
+--
+-- Name: COLUMN jobs.timeout; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.timeout IS 'Per-job run time limit; NULL means the task default.';
+
+--
+-- Name: COLUMN jobs.created_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.created_at IS 'When the job was enqueued.';
+
+--
+-- Name: COLUMN jobs.concurrency_key; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.concurrency_key IS 'Jobs sharing a key (in a queue) run at most concurrency_limit at once; NULL: no key.';
+
+--
+-- Name: COLUMN jobs.concurrency_limit; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.concurrency_limit IS 'Limit of concurrency_key (NULL: 1); the key''s next job decides.';
+
+--
+-- Name: COLUMN jobs.lease; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.lease IS 'Token of the claim running the job (NULL when not running); every write of the attempt is fenced on (id, lease).';
+
+--
+-- Name: COLUMN jobs.returns; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharged after its worker was lost before the job had (visibly) started.';
+
+--
+-- Name: COLUMN jobs.alone; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
+
+--
+-- Name: COLUMN jobs.tags; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.tags IS 'Labels for finding jobs (up to 32); filter with tags @> ARRAY[...] AND tags <> ''{}'' (jobs_tags_idx).';
+
+--
+-- Name: COLUMN jobs.meta; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.meta IS 'Free JSON object about the job (not its arguments); filter with meta @> ''{...}'' AND meta <> ''{}'' (jobs_meta_idx).';
+
+--
+-- Name: COLUMN jobs.expires_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.expires_at IS 'Deadline to start: a job not started (a first time) by then ends as cancelled with an errors entry of kind "expired", and never runs; once started, its retries are not bound by it. NULL: no deadline.';
+
+--
+-- Name: COLUMN jobs.snoozes; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.snoozes IS 'Times the task snoozed the job (Snooze: run again later without spending an attempt); past the task''s max_snoozes the job is dead.';
+
+--
+-- Name: COLUMN jobs.progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress IS 'Last progress the task reported (current_job().progress), a fraction from 0 to 1; NULL when it never did.';
+
+--
+-- Name: COLUMN jobs.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_message IS 'Message of the last progress report.';
+
+--
+-- Name: COLUMN jobs.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.progress_at IS 'When the last progress report was written (reports are written at most once a second per job).';
+
+--
+-- Name: COLUMN jobs.extended_lease; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_lease IS 'Lease token (jobs.lease) of the attempt that last called heartbeat(); extended_until holds only while it equals jobs.lease.';
+
+--
+-- Name: COLUMN jobs.extended_until; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.extended_until IS 'The attempt holding extended_lease promised its next heartbeat by then: the reaper leaves it alone until then, even if its worker''s heartbeat is stale, and rescues it after (kind lease_expired), even if its worker beats.';
+
+--
+-- Name: COLUMN jobs.workflow_id; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.workflow_id IS 'pgsched.workflows.id of the workflow the job is a step of; NULL for a plain job.';
+
+--
+-- Name: COLUMN jobs.has_dependents; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.has_dependents IS 'Some job waits for this one: only then does a change of state run pgsched.jobs_advance_dependents.';
+
+--
+-- Name: COLUMN jobs.deps_left; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.deps_left IS 'A waiting job: how many of its dependencies have not ended yet (released at zero); NULL for a job without dependencies.';
+
+--
+-- Name: COLUMN jobs.run_key_scope; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_key_scope IS 'What the run key is unique over: retention (while this row exists; NULL means retention), active (while waiting, queued or running) or period (for run_key_period from the enqueue).';
+
+--
+-- Name: COLUMN jobs.run_key_period; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.run_key_period IS 'For run_key_scope period: how long the key is held from the enqueue.';
+
+--
+-- Name: COLUMN jobs.purge_at; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.jobs.purge_at IS 'When this finished job may be dropped: finished_at + the retention of its queue and state (pgsched.retention), set when it finishes (by the finishing statement, else by the jobs_purge_at trigger); NULL while it is live. Finished jobs live in the time partition of jobs_done that holds this instant.';
+
+--
+-- Name: dashboard_jobs_finished(pgsched.job_state, text, text, timestamp with time zone, bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.dashboard_jobs_finished(p_state pgsched.job_state, p_queue text, p_task text, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) RETURNS SETOF pgsched.jobs
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_sort TO 'off'
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM pgsched.jobs j
+     WHERE j.state = p_state AND j.finished_at IS NOT NULL
+       AND (p_queue IS NULL OR j.queue = p_queue)
+       AND (p_task IS NULL OR j.task = p_task)
+       AND j.finished_at <= coalesce(p_after_at, 'infinity')
+       AND (j.finished_at < coalesce(p_after_at, 'infinity') OR j.id < p_after_id)
+     ORDER BY j.finished_at DESC, j.id DESC
+     LIMIT p_limit;
+END $$;
+
+--
+-- Name: FUNCTION dashboard_jobs_finished(p_state pgsched.job_state, p_queue text, p_task text, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.dashboard_jobs_finished(p_state pgsched.job_state, p_queue text, p_task text, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) IS 'A page of jobs of one finished state, latest finish first, after the cursor (p_after_at, p_after_id): through jobs_finished_idx whatever the statistics.';
+
+--
+-- Name: dashboard_jobs_running(text, text, bigint, timestamp with time zone, bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.dashboard_jobs_running(p_queue text, p_task text, p_worker_id bigint, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) RETURNS SETOF pgsched.jobs
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM pgsched.jobs j
+     WHERE j.state = 'running'
+       AND (p_queue IS NULL OR j.queue = p_queue)
+       AND (p_task IS NULL OR j.task = p_task)
+       AND (p_worker_id IS NULL OR j.worker_id = p_worker_id)
+       AND (p_after_at IS NULL OR (j.started_at, j.id) > (p_after_at, p_after_id))
+     ORDER BY j.started_at, j.id
+     LIMIT p_limit;
+END $$;
+
+--
+-- Name: FUNCTION dashboard_jobs_running(p_queue text, p_task text, p_worker_id bigint, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.dashboard_jobs_running(p_queue text, p_task text, p_worker_id bigint, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) IS 'A page of running jobs, longest running first, after the cursor (p_after_at, p_after_id): the running set read through jobs_running_idx, never jobs_live whole, whatever the statistics.';
+
+--
+-- Name: dashboard_jobs_waiting(boolean, boolean, boolean, timestamp with time zone, text, text, timestamp with time zone, bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.dashboard_jobs_waiting(p_retrying boolean, p_due boolean, p_later boolean, p_now timestamp with time zone, p_queue text, p_task text, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) RETURNS SETOF pgsched.jobs
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_sort TO 'off'
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    IF p_retrying THEN  -- jobs queued again after a failure: jobs_retrying_idx holds them alone
+        RETURN QUERY
+        SELECT * FROM pgsched.jobs j
+         WHERE j.state = 'queued' AND j.attempt > 0
+           AND (p_queue IS NULL OR j.queue = p_queue)
+           AND (p_task IS NULL OR j.task = p_task)
+           AND (j.run_at, j.id) > (coalesce(p_after_at, '-infinity'), coalesce(p_after_id, 0))
+         ORDER BY j.run_at, j.id
+         LIMIT p_limit;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT * FROM pgsched.jobs j
+     WHERE j.state = 'queued'
+       AND j.run_at > CASE WHEN p_later THEN coalesce(p_now, now()) ELSE '-infinity' END
+       AND j.run_at <= CASE WHEN p_due THEN coalesce(p_now, now()) ELSE 'infinity' END
+       AND (p_queue IS NULL OR j.queue = p_queue)
+       AND (p_task IS NULL OR j.task = p_task)
+       AND (j.run_at, j.id) > (coalesce(p_after_at, '-infinity'), coalesce(p_after_id, 0))
+     ORDER BY j.run_at, j.id
+     LIMIT p_limit;
+END $$;
+
+--
+-- Name: FUNCTION dashboard_jobs_waiting(p_retrying boolean, p_due boolean, p_later boolean, p_now timestamp with time zone, p_queue text, p_task text, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.dashboard_jobs_waiting(p_retrying boolean, p_due boolean, p_later boolean, p_now timestamp with time zone, p_queue text, p_task text, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) IS 'A page of queued jobs in run_at order after the cursor (p_after_at, p_after_id): due by p_now, due later, or (p_retrying) those that failed before; through jobs_waiting_idx or jobs_retrying_idx whatever the statistics.';
+
+--
 -- Name: dependents_advance(bigint[], pgsched.job_state); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -869,360 +1327,6 @@ END $$;
 COMMENT ON FUNCTION pgsched.job_finish_many(p_now timestamp with time zone, p_ids bigint[], p_leases bigint[], p_outcomes text[], p_results text[], p_errors text[], p_delays double precision[], p_finals boolean[], p_snooze_limits integer[]) IS 'The worker''s finish: record finished attempts (id, lease) of one batch (sql/worker.sql job_finish_many says how); joins the batch without a nested loop, so its cost stays linear in the batch whatever the statistics.';
 
 --
--- Name: jobs; Type: TABLE; Schema: pgsched; Owner: -
---
-
-CREATE TABLE pgsched.jobs (
-    id bigint NOT NULL,
-    queue text NOT NULL,
-    task text NOT NULL,
-    args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority smallint NOT NULL,
-    run_at timestamp with time zone DEFAULT now() NOT NULL,
-    state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
-    run_key text,
-    schedule_name text,
-    schedule_id bigint,
-    worker_id bigint,
-    started_at timestamp with time zone,
-    finished_at timestamp with time zone,
-    cancel_requested_at timestamp with time zone,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    result jsonb,
-    timeout interval,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    concurrency_key text,
-    concurrency_limit integer,
-    lease bigint,
-    returns integer DEFAULT 0 NOT NULL,
-    alone boolean DEFAULT false NOT NULL,
-    tags text[] DEFAULT '{}'::text[] NOT NULL,
-    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
-    expires_at timestamp with time zone,
-    snoozes integer DEFAULT 0 NOT NULL,
-    progress real,
-    progress_message text,
-    progress_at timestamp with time zone,
-    extended_lease bigint,
-    extended_until timestamp with time zone,
-    workflow_id bigint,
-    has_dependents boolean DEFAULT false NOT NULL,
-    deps_left integer,
-    run_key_scope text,
-    run_key_period interval,
-    purge_at timestamp with time zone,
-    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
-    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
-    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
-    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
-    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
-    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
-    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
-    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
-    CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
-    CONSTRAINT jobs_run_key_period_valid CHECK (
-CASE
-    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
-    ELSE (run_key_period IS NULL)
-END),
-    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
-    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
-    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
-    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
-)
-PARTITION BY LIST (state);
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN queue SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN task SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN args SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN priority SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN state SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN attempt SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN max_attempts SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_name SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN schedule_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN worker_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN started_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN finished_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN cancel_requested_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN errors SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN result SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN timeout SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN created_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_key SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN concurrency_limit SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN lease SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN returns SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN alone SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN tags SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN meta SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN expires_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN snoozes SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_message SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN progress_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_lease SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN extended_until SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN workflow_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN has_dependents SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN deps_left SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_scope SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN run_key_period SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs ALTER COLUMN purge_at SET STATISTICS 20;
-
---
--- Name: TABLE jobs; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON TABLE pgsched.jobs IS 'Every job, live or finished: partitioned by state into jobs_live (waiting, queued, running: the hot path) and jobs_done (succeeded, dead, cancelled), itself partitioned by purge_at into time partitions that retention drops whole. Insert into and read from this name. id comes from its sequence; it has no unique index across partitions.';
-
---
--- Name: COLUMN jobs.id; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.id IS 'Job id, assigned by the database.';
-
---
--- Name: COLUMN jobs.queue; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.queue IS 'Queue name (^[a-z0-9][a-z0-9_.-]{0,62}$); workers subscribe to queues. Left out of an insert: the task''s declared queue (pgsched.registered_tasks), else ''default''.';
-
---
--- Name: COLUMN jobs.task; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.task IS 'Name of the task function that runs this job.';
-
---
--- Name: COLUMN jobs.args; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.args IS 'Keyword arguments for the task, a JSON object.';
-
---
--- Name: COLUMN jobs.priority; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.priority IS 'Higher runs first (-1000..1000). Left out of an insert: the task''s declared priority, else 0.';
-
---
--- Name: COLUMN jobs.run_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.run_at IS 'Earliest time the job may start; also the retry time after a failed attempt.';
-
---
--- Name: COLUMN jobs.state; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.state IS 'waiting (for dependencies; never claimed), queued, running, succeeded, dead (out of attempts) or cancelled.';
-
---
--- Name: COLUMN jobs.attempt; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.attempt IS 'Number of attempts started so far; a running job''s current attempt; fences completions.';
-
---
--- Name: COLUMN jobs.max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.max_attempts IS 'Attempts before the job is dead (1..1000). Left out of an insert: the task''s declared max_attempts, else 5.';
-
---
--- Name: COLUMN jobs.run_key; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.run_key IS 'Optional dedupe key, unique over its run_key_scope (pgsched.run_keys holds it): enqueue with a held key returns the holder (or replaces a waiting one).';
-
---
--- Name: COLUMN jobs.schedule_name; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.schedule_name IS 'Name of the cron schedule that fired this job, if any.';
-
---
--- Name: COLUMN jobs.schedule_id; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.schedule_id IS 'Stable id of the cron schedule that fired this job, if any.';
-
---
--- Name: COLUMN jobs.worker_id; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.worker_id IS 'pgsched.workers.id of the worker running (or that last ran) the job.';
-
---
--- Name: COLUMN jobs.started_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.started_at IS 'Start of the current or last attempt.';
-
---
--- Name: COLUMN jobs.finished_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.finished_at IS 'When the job reached succeeded, dead or cancelled.';
-
---
--- Name: COLUMN jobs.cancel_requested_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.cancel_requested_at IS 'Set by pgsched.cancel on a running job; its worker cancels the task.';
-
---
--- Name: COLUMN jobs.errors; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.errors IS 'One entry per failed attempt: {at, attempt, error, traceback}.';
-
---
--- Name: COLUMN jobs.result; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.result IS 'JSON value returned by the task, when it succeeded.';
-
---
--- Name: COLUMN jobs.timeout; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.timeout IS 'Per-job run time limit; NULL means the task default.';
-
---
--- Name: COLUMN jobs.created_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.created_at IS 'When the job was enqueued.';
-
---
--- Name: COLUMN jobs.concurrency_key; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.concurrency_key IS 'Jobs sharing a key (in a queue) run at most concurrency_limit at once; NULL: no key.';
-
---
--- Name: COLUMN jobs.concurrency_limit; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.concurrency_limit IS 'Limit of concurrency_key (NULL: 1); the key''s next job decides.';
-
---
--- Name: COLUMN jobs.lease; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.lease IS 'Token of the claim running the job (NULL when not running); every write of the attempt is fenced on (id, lease).';
-
---
--- Name: COLUMN jobs.returns; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.returns IS 'Times the job was handed back uncharged after its worker was lost before the job had (visibly) started.';
-
---
--- Name: COLUMN jobs.alone; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.alone IS 'Charged with worker losses up to one short of the limit: runs with nothing beside it in its worker, so a poison pill never takes an innocent job along.';
-
---
--- Name: COLUMN jobs.tags; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.tags IS 'Labels for finding jobs (up to 32); filter with tags @> ARRAY[...] AND tags <> ''{}'' (jobs_tags_idx).';
-
---
--- Name: COLUMN jobs.meta; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.meta IS 'Free JSON object about the job (not its arguments); filter with meta @> ''{...}'' AND meta <> ''{}'' (jobs_meta_idx).';
-
---
--- Name: COLUMN jobs.expires_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.expires_at IS 'Deadline to start: a job not started (a first time) by then ends as cancelled with an errors entry of kind "expired", and never runs; once started, its retries are not bound by it. NULL: no deadline.';
-
---
--- Name: COLUMN jobs.snoozes; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.snoozes IS 'Times the task snoozed the job (Snooze: run again later without spending an attempt); past the task''s max_snoozes the job is dead.';
-
---
--- Name: COLUMN jobs.progress; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.progress IS 'Last progress the task reported (current_job().progress), a fraction from 0 to 1; NULL when it never did.';
-
---
--- Name: COLUMN jobs.progress_message; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.progress_message IS 'Message of the last progress report.';
-
---
--- Name: COLUMN jobs.progress_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.progress_at IS 'When the last progress report was written (reports are written at most once a second per job).';
-
---
--- Name: COLUMN jobs.extended_lease; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.extended_lease IS 'Lease token (jobs.lease) of the attempt that last called heartbeat(); extended_until holds only while it equals jobs.lease.';
-
---
--- Name: COLUMN jobs.extended_until; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.extended_until IS 'The attempt holding extended_lease promised its next heartbeat by then: the reaper leaves it alone until then, even if its worker''s heartbeat is stale, and rescues it after (kind lease_expired), even if its worker beats.';
-
---
--- Name: COLUMN jobs.workflow_id; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.workflow_id IS 'pgsched.workflows.id of the workflow the job is a step of; NULL for a plain job.';
-
---
--- Name: COLUMN jobs.has_dependents; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.has_dependents IS 'Some job waits for this one: only then does a change of state run pgsched.jobs_advance_dependents.';
-
---
--- Name: COLUMN jobs.deps_left; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.deps_left IS 'A waiting job: how many of its dependencies have not ended yet (released at zero); NULL for a job without dependencies.';
-
---
--- Name: COLUMN jobs.run_key_scope; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.run_key_scope IS 'What the run key is unique over: retention (while this row exists; NULL means retention), active (while waiting, queued or running) or period (for run_key_period from the enqueue).';
-
---
--- Name: COLUMN jobs.run_key_period; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.run_key_period IS 'For run_key_scope period: how long the key is held from the enqueue.';
-
---
--- Name: COLUMN jobs.purge_at; Type: COMMENT; Schema: pgsched; Owner: -
---
-
-COMMENT ON COLUMN pgsched.jobs.purge_at IS 'When this finished job may be dropped: finished_at + the retention of its queue and state (pgsched.retention), set when it finishes (by the finishing statement, else by the jobs_purge_at trigger); NULL while it is live. Finished jobs live in the time partition of jobs_done that holds this instant.';
-
---
 -- Name: job_get(bigint); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -1273,6 +1377,42 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.job_list(p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer, p_args jsonb, p_floor_id bigint) IS 'A page of jobs newest first (optionally of one state, queue, task, whose args contain p_args), ids between p_floor_id and p_before_id: through the id index of each partition of that state, whatever the statistics; its generic plan is cached per server session.';
+
+--
+-- Name: job_list_labelled(text[], jsonb, pgsched.job_state, text, text, bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.job_list_labelled(p_tags text[], p_meta jsonb, p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer) RETURNS SETOF pgsched.jobs
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM pgsched.jobs j
+     WHERE j.id = ANY (ARRAY(
+             SELECT t.id FROM pgsched.jobs t
+              WHERE cardinality(p_tags) > 0 AND t.tags <> '{}' AND t.tags @> p_tags
+             UNION ALL
+             SELECT m.id FROM pgsched.jobs m
+              WHERE cardinality(p_tags) = 0 AND m.meta <> '{}' AND m.meta @> p_meta))
+       AND j.meta @> p_meta
+       AND j.state IN (coalesce(p_state, 'waiting'), coalesce(p_state, 'queued'), coalesce(p_state, 'running'),
+                       coalesce(p_state, 'succeeded'), coalesce(p_state, 'dead'), coalesce(p_state, 'cancelled'))
+       AND (p_queue IS NULL OR j.queue = p_queue)
+       AND (p_task IS NULL OR j.task = p_task)
+       AND j.id < coalesce(p_before_id, 9223372036854775807)
+     ORDER BY j.id DESC
+     LIMIT p_limit;
+END $$;
+
+--
+-- Name: FUNCTION job_list_labelled(p_tags text[], p_meta jsonb, p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.job_list_labelled(p_tags text[], p_meta jsonb, p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer) IS 'A page of jobs newest first holding every tag of p_tags (jobs_tags_idx), else whose meta contains p_meta (jobs_meta_idx), optionally of one state, queue, task, ids below p_before_id: the matching ids read in the label indexes, then those jobs by id, never a partition whole, whatever the statistics.';
 
 --
 -- Name: job_progress_many(timestamp with time zone, bigint[], bigint[], double precision[], text[], double precision[]); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -1701,6 +1841,116 @@ $$;
 --
 
 COMMENT ON FUNCTION pgsched.purge_at(p_queue text, p_state pgsched.job_state, p_finished_at timestamp with time zone) IS 'When a job of this queue that finished in this state at this instant may be dropped: finished_at + its retention (pgsched.retention); NULL for a state that is not final.';
+
+--
+-- Name: queue_counts_list(integer, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.queue_counts_list(p_cap integer, p_now timestamp with time zone) RETURNS TABLE(queue text, due bigint, scheduled bigint, running bigint, succeeded bigint, dead bigint, cancelled bigint, oldest_due_seconds double precision, paused boolean, concurrency_limit integer, rate_limit integer, rate_period_seconds double precision, running_keys bigint, counts_age_seconds double precision)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    SET plan_cache_mode TO 'force_generic_plan'
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_sort TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_now timestamptz := coalesce(p_now, now());
+BEGIN
+    RETURN QUERY
+    WITH RECURSIVE queued_names(queue) AS (
+        SELECT ''::text
+        UNION ALL
+        SELECT least((SELECT j.queue FROM pgsched.jobs j
+                       WHERE j.state = 'queued' AND j.concurrency_key IS NULL AND j.queue > q.queue
+                       ORDER BY j.queue LIMIT 1),
+                     (SELECT j.queue FROM pgsched.jobs j
+                       WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue > q.queue
+                       ORDER BY j.queue LIMIT 1))
+          FROM queued_names q
+         WHERE q.queue IS NOT NULL
+    ),
+    running AS (
+        SELECT j.queue, count(*) AS running, count(DISTINCT j.concurrency_key) AS running_keys
+          FROM pgsched.jobs j WHERE j.state = 'running' GROUP BY j.queue
+    ),
+    finished AS (
+        SELECT f.queue,
+               count(*) FILTER (WHERE f.state = 'succeeded') AS succeeded,
+               count(*) FILTER (WHERE f.state = 'dead') AS dead,
+               count(*) FILTER (WHERE f.state = 'cancelled') AS cancelled
+          FROM unnest('{succeeded,dead,cancelled}'::pgsched.job_state[]) AS s(state)
+         CROSS JOIN LATERAL (SELECT j.state, j.queue FROM pgsched.jobs j
+                              WHERE j.state = s.state AND j.finished_at IS NOT NULL
+                              ORDER BY j.finished_at DESC
+                              LIMIT p_cap + 1) f
+         GROUP BY f.queue
+    ),
+    capped AS (
+        SELECT coalesce(sum(f.succeeded), 0) > p_cap AS succeeded,
+               coalesce(sum(f.dead), 0) > p_cap AS dead,
+               coalesce(sum(f.cancelled), 0) > p_cap AS cancelled
+          FROM finished f
+    ),
+    names AS (
+        SELECT qn.queue FROM queued_names qn WHERE qn.queue <> ''
+        UNION SELECT r.queue FROM running r
+        UNION SELECT f.queue FROM finished f
+        UNION SELECT c.queue FROM pgsched.queue_counts c
+        UNION SELECT s.name FROM pgsched.queues s
+    ),
+    live AS (
+        SELECT n.queue, h.total > p_cap AS queued_capped, h.due, h.scheduled, h.oldest_due_at
+          FROM names n
+         CROSS JOIN LATERAL (
+            SELECT count(*) AS total,
+                   count(*) FILTER (WHERE q.run_at <= v_now) AS due,
+                   count(*) FILTER (WHERE q.run_at > v_now) AS scheduled,
+                   min(q.run_at) FILTER (WHERE q.run_at <= v_now) AS oldest_due_at
+              FROM ((SELECT j.run_at FROM pgsched.jobs j
+                      WHERE j.queue = n.queue AND j.state = 'queued' AND j.concurrency_key IS NULL
+                      ORDER BY j.queue, j.priority DESC, j.run_at, j.id
+                      LIMIT p_cap + 1)
+                    UNION ALL
+                    (SELECT j.run_at FROM pgsched.jobs j
+                      WHERE j.queue = n.queue AND j.state = 'queued' AND j.concurrency_key IS NOT NULL
+                      ORDER BY j.queue, j.concurrency_key, j.priority DESC, j.run_at, j.id
+                      LIMIT p_cap + 1)) q
+         ) h
+    )
+    SELECT l.queue,
+           CASE WHEN l.queued_capped THEN coalesce(c.due, l.due) ELSE l.due END,
+           CASE WHEN l.queued_capped THEN coalesce(c.scheduled, l.scheduled) ELSE l.scheduled END,
+           coalesce(r.running, 0),
+           CASE WHEN k.succeeded THEN coalesce(c.succeeded, f.succeeded, 0) ELSE coalesce(f.succeeded, 0) END,
+           CASE WHEN k.dead THEN coalesce(c.dead, f.dead, 0) ELSE coalesce(f.dead, 0) END,
+           CASE WHEN k.cancelled THEN coalesce(c.cancelled, f.cancelled, 0) ELSE coalesce(f.cancelled, 0) END,
+           extract(epoch FROM v_now - CASE WHEN l.queued_capped THEN coalesce(c.oldest_due_at, l.oldest_due_at)
+                                           ELSE l.oldest_due_at END)::float8,
+           coalesce(s.paused, false),
+           s.concurrency,
+           s.rate_limit,
+           extract(epoch FROM s.rate_period)::float8,
+           coalesce(r.running_keys, 0),
+           CASE WHEN l.queued_capped OR k.succeeded OR k.dead OR k.cancelled
+                THEN extract(epoch FROM v_now - c.counted_at)::float8
+           END
+      FROM live l
+     CROSS JOIN capped k
+      LEFT JOIN running r ON r.queue = l.queue
+      LEFT JOIN finished f ON f.queue = l.queue
+      LEFT JOIN pgsched.queue_counts c ON c.queue = l.queue
+      LEFT JOIN pgsched.queues s ON s.name = l.queue
+     ORDER BY l.queue;
+END $$;
+
+--
+-- Name: FUNCTION queue_counts_list(p_cap integer, p_now timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.queue_counts_list(p_cap integer, p_now timestamp with time zone) IS 'Per-queue counts for /queues and /metrics at a bounded cost whatever the statistics: exact from the claim indexes and the latest finishes while a state has at most p_cap rows, else the leader''s queue_counts (counts_age_seconds says how old); its generic plan is cached per server session.';
 
 --
 -- Name: queues_notify_change(); Type: FUNCTION; Schema: pgsched; Owner: -
