@@ -174,17 +174,8 @@ SELECT f.job_id AS id FROM pgsched.job_release_leased(%(ids)s::bigint[], %(lease
 
 -- name: job_reconcile
 -- Hand back uncharged, at once, every running row under this worker id that it does not hold (a claim whose rows it never got, a completion a crash lost); reads only this worker's running rows.
-WITH strays AS (
-    SELECT j.id FROM pgsched.jobs j
-     WHERE j.state = 'running' AND j.worker_id = %(worker_id)s::bigint
-       AND (j.id, j.lease) NOT IN (SELECT h.id, h.lease FROM unnest(%(ids)s::bigint[], %(leases)s::bigint[]) AS h(id, lease)
-                                    WHERE h.id IS NOT NULL AND h.lease IS NOT NULL)  -- hashed: one look-up per row
-       FOR UPDATE OF j SKIP LOCKED
-)
-UPDATE pgsched.jobs j
-   SET state = 'queued', attempt = j.attempt - 1, worker_id = NULL, started_at = NULL, lease = NULL
- WHERE j.id = ANY (ARRAY(SELECT strays.id FROM strays)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_live's primary key
-RETURNING j.id
+-- pgsched.job_reconcile (0043): a plain index scan of jobs_running_idx, which marks the entries of jobs that left dead.
+SELECT r.job_id AS id FROM pgsched.job_reconcile(%(worker_id)s::bigint, %(ids)s::bigint[], %(leases)s::bigint[]) r
 
 -- name: wal_positions
 -- Where the WAL is inserted and flushed up to (bytes): a completion committed before "inserted" is durable once "flushed" passes it.

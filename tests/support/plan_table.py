@@ -20,6 +20,8 @@ BATCH = 100
 KEYS = 2_000  # half the keyed queue's backlog spreads over this many concurrency keys (limit 1 each)
 CAPPED_RUNNING = 50  # running jobs of the capped queue (its limit: LIMITS)
 KEYED_RUNNING = 200  # running jobs of the keyed queue, each holding a key of its backlog
+CHURNED = 50_000  # jobs that ran since jobs_live was last vacuumed (churn): one in STILL_RUNNING still runs
+STILL_RUNNING = 25
 HISTORY = 20_000  # finished jobs in the time partitions of jobs_done (fill_history)
 RARE = 300  # one finished job in this many is of the rare queue and task, carries a tag, meta and a run key
 # The limited queues: each gets a backlog of its own beside the default queue's. Room for a whole batch in each.
@@ -77,6 +79,26 @@ def load(conn: Conn, queued: int = QUEUED, running: int = RUNNING, finished: int
         "INSERT INTO pgsched.jobs (task, queue, concurrency_key) SELECT 'noop', 'other', 'k' || g"
         " FROM generate_series(1, %s) g WHERE NOT EXISTS (SELECT 1 FROM pgsched.jobs WHERE queue = 'other')",
         (QUEUED // 4,),
+    )
+
+
+def churn(conn: Conn, jobs: int = CHURNED) -> None:
+    """Jobs that ran and finished since the last vacuum of jobs_live, as a soak leaves them between autovacuums: each
+    ran under one of the WORKERS (an entry in jobs_running_idx) and all but one in STILL_RUNNING moved to jobs_done as
+    a finish does, leaving a dead row in jobs_live and a dead entry in each of its indexes, none yet marked dead by a
+    scan; the jobs still running lie among them, as in a soak. Run it on a connection of its own, as the workers'
+    finishes are: later scans in the session that committed the moves did not mark their entries dead (PostgreSQL 15),
+    though every other session's did."""
+    conn.execute(
+        "INSERT INTO pgsched.jobs (task, queue, state, attempt, worker_id, started_at, lease)"
+        " SELECT 'churned', 'default', 'running', 1, 1 + g %% %s::int, now(), pgsched.new_lease()"
+        "   FROM generate_series(1, %s::int) g",
+        (WORKERS, jobs),
+    )
+    conn.execute(
+        "UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now(), lease = NULL"
+        " WHERE task = 'churned' AND state = 'running' AND id / %s::int %% %s::int <> 0",
+        (WORKERS, STILL_RUNNING),
     )
 
 
@@ -163,9 +185,9 @@ STATES: dict[str, Callable[[Conn], object]] = {
 }
 
 
-def start_worker_session(conn: Conn, stats: str, plans: str) -> None:
-    """Register the workers and the limited queues, put the table in the statistics state ``stats``, then set the
-    session up as a worker's (with ``plans`` "generic" or "custom") that reports every plan it runs."""
+def start_session(conn: Conn, stats: str) -> None:
+    """Register the workers and the limited queues, put the table in the statistics state ``stats``, and have the
+    session report every plan it runs."""
     conn.execute(
         "INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE"
         " SELECT g, 'test', g FROM generate_series(1, %s) g",
@@ -174,6 +196,11 @@ def start_worker_session(conn: Conn, stats: str, plans: str) -> None:
     set_limits(conn)
     STATES[stats](conn)
     report_plans(conn)
+
+
+def start_worker_session(conn: Conn, stats: str, plans: str) -> None:
+    """start_session, then set the session up as a worker's (with ``plans`` "generic" or "custom")."""
+    start_session(conn, stats)
     conn.execute(query("worker_session_setup"))
     if plans == "custom":
         conn.execute("SET plan_cache_mode = force_custom_plan")

@@ -97,6 +97,20 @@ def rows_visited(node: dict[str, Any]) -> int:
     return seen + sum(rows_visited(child) for child in node.get("Plans", []))
 
 
+def buffers_used(node: dict[str, Any]) -> int:
+    """Shared buffers the plan hit or read (EXPLAIN with BUFFERS: explain_executed(..., buffers=True)), the statements
+    run inside functions included (a Function Scan counts them)."""
+    return int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
+
+
+def scans(node: dict[str, Any]) -> set[tuple[str, str]]:
+    """Every (node type, table or index) the plan reads, e.g. ("Seq Scan", "jobs_live"), ("Index Scan",
+    "jobs_running_idx"), ("Bitmap Index Scan", "jobs_live_pkey")."""
+    read = node.get("Index Name") or node.get("Relation Name")
+    own = {(str(node["Node Type"]), str(read))} if read and node["Node Type"] != "ModifyTable" else set()
+    return own.union(*(scans(child) for child in node.get("Plans", [])))
+
+
 def relations_read(node: dict[str, Any]) -> set[str]:
     """Every table the plan reads (the partitions of pgsched.jobs by name)."""
     own = {node["Relation Name"]} if "Relation Name" in node and node["Node Type"] != "ModifyTable" else set()
@@ -109,15 +123,19 @@ def _nested(text: str) -> bool:
 
 
 def explain_executed(
-    conn: psycopg.Connection[Any], name: str, names: list[str], params: dict[str, Any]
+    conn: psycopg.Connection[Any], name: str, names: list[str], params: dict[str, Any], *, buffers: bool = False
 ) -> dict[str, Any]:
-    """Run the prepared statement under EXPLAIN ANALYZE and roll it back: its plan as run, with the plans of the
-    statements it ran inside functions as more children (the session must report plans: report_plans)."""
+    """Run the prepared statement under EXPLAIN ANALYZE (with BUFFERS if asked) and roll it back: its plan as run,
+    with the plans of the statements it ran inside functions as more children (the session must report plans:
+    report_plans)."""
     with reported_plans(conn, _nested) as nested, conn.transaction(force_rollback=True):
         arguments = f"({', '.join(['%s'] * len(names))})" if names else ""
         row = (
             psycopg.ClientCursor(conn)  # EXECUTE takes literals, not bound parameters
-            .execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}{arguments}", [params[n] for n in names])
+            .execute(
+                f"EXPLAIN (ANALYZE, {'BUFFERS, ' if buffers else ''}FORMAT JSON) EXECUTE {name}{arguments}",
+                [params[n] for n in names],
+            )
             .fetchone()
         )
     assert row is not None
