@@ -37,6 +37,7 @@ __all__ = [
     "list_params",
     "list_query",
     "merged",
+    "reserve_params",
     "reserved_defaults",
     "resolved",
     "still_held",
@@ -88,6 +89,12 @@ def unresolved(jobs: Sequence[NewJob]) -> list[str]:
     """Task names of jobs that leave a default out: a bulk insert resolves them in one query first,
     so the insert trigger (one registry look-up per row) never fires for it."""
     return sorted({j.task for j in jobs if j.queue is None or j.priority is None or j.max_attempts is None})
+
+
+def reserve_params(count: int, names: Sequence[str], *, apart: bool) -> dict[str, Any]:
+    """job_ids_reserve's parameters: ``count`` ids, the defaults of ``names``; ``apart``: the reserve is a transaction
+    of its own (an autocommit connection), whose commit need not wait for the WAL flush (the insert's commit does)."""
+    return {"n": count, "names": sorted(names), "apart": apart}
 
 
 def resolved(rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, int, int]]:

@@ -65,6 +65,19 @@ class JobChanges:
 _PIPELINES = psycopg.Pipeline.is_supported()
 
 
+def _copy_data(
+    cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any],
+    clock: Clock,
+    ids: Sequence[int],
+    jobs: Iterable[NewJob],
+    defaults: enqueue_rows.Defaults,
+    labelled: bool,
+) -> Iterator[bytes]:
+    """The COPY data of these jobs, in the cursor's connection encoding; a job without a due time is due now."""
+    now, encoding = clock.now(), cur.connection.info.encoding
+    return enqueue_rows.copy_blocks(ids, jobs, now=now, defaults=defaults, labelled=labelled, encoding=encoding)
+
+
 def _died_under(exc: DatabaseUnavailable) -> bool:
     """The connection broke during the statement; not a statement timeout, nor no connection to be had (a retry
     would only wait those out again)."""
@@ -157,7 +170,7 @@ class JobStore:
 
     def _insert_many(self, jobs: Sequence[NewJob], conn: psycopg.Connection[Any] | None) -> list[int]:
         with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            reserve = {"n": len(jobs), "names": enqueue_rows.unresolved(jobs), "apart": c.autocommit}
+            reserve = enqueue_rows.reserve_params(len(jobs), enqueue_rows.unresolved(jobs), apart=c.autocommit)
             row = cur.execute(query("job_ids_reserve"), reserve).fetchone()
             assert row is not None
             ids: list[int] = row["ids"]
@@ -182,7 +195,7 @@ class JobStore:
             return []
         rest = iter(jobs)
         with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            reserve = {"n": count, "names": sorted(names), "apart": c.autocommit}
+            reserve = enqueue_rows.reserve_params(count, names, apart=c.autocommit)
             with c.pipeline() if _PIPELINES else contextlib.nullcontext():  # the reserve runs while jobs are built
                 cur.execute(query("job_ids_reserve"), reserve)
                 first = enqueue_rows.ahead(rest, count)
@@ -200,14 +213,7 @@ class JobStore:
         defaults: enqueue_rows.Defaults,
         labelled: bool,
     ) -> None:
-        blocks = enqueue_rows.copy_blocks(
-            ids,
-            jobs,
-            now=self._clock.now(),
-            defaults=defaults,
-            labelled=labelled,
-            encoding=cur.connection.info.encoding,
-        )
+        blocks = _copy_data(cur, self._clock, ids, jobs, defaults, labelled)
         with cur.copy(enqueue_rows.copy_statement(labelled)) as copy:
             for block in blocks:
                 copy.write(block)
@@ -313,7 +319,7 @@ class AsyncJobStore:
 
     async def _insert_many(self, jobs: Sequence[NewJob], conn: psycopg.AsyncConnection[Any] | None) -> list[int]:
         async with self._conn(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            reserve = {"n": len(jobs), "names": enqueue_rows.unresolved(jobs), "apart": c.autocommit}
+            reserve = enqueue_rows.reserve_params(len(jobs), enqueue_rows.unresolved(jobs), apart=c.autocommit)
             await cur.execute(query("job_ids_reserve"), reserve)
             row = await cur.fetchone()
             assert row is not None
@@ -337,7 +343,9 @@ class AsyncJobStore:
         rest = iter(jobs)
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
             async with c.pipeline() if _PIPELINES else contextlib.nullcontext():
-                await cur.execute(query("job_ids_reserve"), {"n": count, "names": sorted(names), "apart": c.autocommit})
+                await cur.execute(
+                    query("job_ids_reserve"), enqueue_rows.reserve_params(count, names, apart=c.autocommit)
+                )
                 first = enqueue_rows.ahead(rest, count)
             row = await cur.fetchone()
             assert row is not None
@@ -353,14 +361,7 @@ class AsyncJobStore:
         defaults: enqueue_rows.Defaults,
         labelled: bool,
     ) -> None:
-        blocks = enqueue_rows.copy_blocks(
-            ids,
-            jobs,
-            now=self._clock.now(),
-            defaults=defaults,
-            labelled=labelled,
-            encoding=cur.connection.info.encoding,
-        )
+        blocks = _copy_data(cur, self._clock, ids, jobs, defaults, labelled)
         async with cur.copy(enqueue_rows.copy_statement(labelled)) as copy:
             for block in blocks:
                 await copy.write(block)
