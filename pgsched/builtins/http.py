@@ -14,16 +14,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from pgsched.builtins.guard import BadArgument, TaskRefused, job_cap
 from pgsched.config import Settings, output_cap
 from pgsched.context import current_job
 from pgsched.errors import ConfigurationError, PgschedError
 from pgsched.tasks import Task
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["HTTP_TASK", "HostAllowlist", "HttpPolicy", "HttpStatusError", "http_task"]
 
@@ -169,6 +170,8 @@ async def request(
     sent = {**_headers(headers), "Accept-Encoding": "identity"}
     with contextlib.suppress(LookupError):  # LookupError: called directly, outside a job
         sent["Idempotency-Key"] = str(current_job().id)
+    import httpx  # here, not at module level: every worker registers this task, few run it (httpx costs ~35 ms to load)
+
     async with (
         httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client,
         client.stream(verb, url, headers=sent, content=body, json=json) as response,

@@ -5,6 +5,7 @@ Exit codes: 0 ok, 1 failure, 2 usage or bad input (one clear line on stderr).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import traceback
@@ -59,8 +60,44 @@ class CliContext:
 
 pass_ctx = click.make_pass_decorator(CliContext)
 
+# Each subcommand by the sibling module that registers it on ``cli``. A module is imported when its command runs (or
+# ``--help`` lists them all), so ``pgsched worker`` does not load the API, the dashboard, the bench or the embedded
+# server's code: a cold worker process starts in about half the CPU time. tests/cli/test_lazy_commands.py checks
+# that this map names every registered command.
+COMMAND_MODULES = {
+    "api": "api",
+    "bench": "bench",
+    "dead": "admin",
+    "dev": "dev",
+    "doctor": "doctor",
+    "enqueue": "jobs",
+    "jobs": "admin",
+    "migrate": "migrate",
+    "queues": "admin",
+    "retention": "retention",
+    "scheduler": "scheduler",
+    "schedules": "scheduler",
+    "tokens": "tokens",
+    "worker": "worker",
+    "workers": "admin",
+    "workflows": "workflows",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """The root group: a subcommand's module is imported on first use (see ``COMMAND_MODULES``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"pgsched.cli.{module}")  # registers its commands on ``cli``
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dsn", envvar="PGSCHED_DSN", help="PostgreSQL connection string (env PGSCHED_DSN).")
 @click.option(
     "--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"])
