@@ -31,7 +31,8 @@ def test_a_worker_process_does_not_load_the_api_the_dashboard_or_httpx() -> None
         "from pgsched.cli.base import cli\n"
         "import click\n"
         "assert cli.get_command(click.Context(cli), 'worker') is not None\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('pgsched.api', 'pgsched.cli.', 'httpx', 'starlette')))))\n"
+        "heavy = ('pgsched.api', 'pgsched.cli.', 'httpx', 'starlette')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     loaded = json.loads(out)
