@@ -24,7 +24,7 @@ from pgsched.hooks import Hooks
 from pgsched.job import Job, NewJob
 from pgsched.job_input import ItemsShape, build_job, items_shape, new_job_from_mapping
 from pgsched.result_store import ResultStore
-from pgsched.store import AsyncJobStore, Inserted, JobStore
+from pgsched.store import Added, AsyncJobStore, Inserted, JobStore
 from pgsched.task_store import TaskStore
 from pgsched.workflow import Started, Workflow
 from pgsched.workflow_store import AsyncWorkflowStore, WorkflowStore
@@ -93,11 +93,15 @@ class Client:
         job = self.build(task, args, **options)
         tracer = self._hooks.tracer
         if tracer is None:
-            return self._hooks.enqueued(self.insert(job, conn=conn))
+            return self._hooks.enqueued(self._add(job, conn))
         with tracer.enqueue([job]) as span:
-            inserted = self.insert(span.jobs[0], conn=conn)
-            span.inserted([inserted.job.id])
-        return self._hooks.enqueued(inserted)
+            added = self._add(span.jobs[0], conn)
+            span.inserted([added.job.id])
+        return self._hooks.enqueued(added)
+
+    def _add(self, job: NewJob, conn: psycopg.Connection[Any] | None) -> Added | Inserted:
+        store = self._unpooled_store() if conn is not None else self._store()
+        return store.job_add(job, conn=conn)
 
     def insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
         store = self._unpooled_store() if conn is not None else self._store()
@@ -189,11 +193,15 @@ class Client:
         job = self.build(task, args, **options)
         tracer = self._hooks.tracer
         if tracer is None:
-            return self._hooks.enqueued(await self.insert_async(job, conn=conn))
+            return self._hooks.enqueued(await self._add_async(job, conn))
         with tracer.enqueue([job]) as span:
-            inserted = await self.insert_async(span.jobs[0], conn=conn)
-            span.inserted([inserted.job.id])
-        return self._hooks.enqueued(inserted)
+            added = await self._add_async(span.jobs[0], conn)
+            span.inserted([added.job.id])
+        return self._hooks.enqueued(added)
+
+    async def _add_async(self, job: NewJob, conn: psycopg.AsyncConnection[Any] | None) -> Added | Inserted:
+        store = self._unpooled_astore() if conn is not None else await self._astore()
+        return await store.job_add(job, conn=conn)
 
     async def insert_async(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
         store = self._unpooled_astore() if conn is not None else await self._astore()

@@ -7,6 +7,7 @@ Pure: it builds values for ``store`` and runs nothing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import struct
@@ -54,9 +55,22 @@ def args(job: NewJob) -> Jsonb:
     return Jsonb(job.args) if job.args_json is None else Jsonb(job.args_json, dumps=_as_is)
 
 
-def insert_query(job: NewJob) -> Any:
-    """The one-job statement: a plain insert without a run key, the take-then-insert statement with one."""
-    return query("job_insert") if job.run_key is None else query("job_insert_keyed")
+def insert_query(job: NewJob, *, whole: bool = True) -> Any:
+    """The one-job statement: a plain insert without a run key, the take-then-insert statement with one.
+    ``whole=False``: the plain insert returns only ``(id, queue)``, what an enqueue call reports (see ``added``)."""
+    if job.run_key is not None:
+        return query("job_insert_keyed")
+    return query("job_insert") if whole else _insert_returning_id()
+
+
+@functools.cache
+def _insert_returning_id() -> str:
+    """``job_insert`` (its one home, sql/jobs.sql) with ``RETURNING id, queue`` for its last clause: building and
+    parsing the whole row took about 0.15 ms of a 1.2 ms enqueue call (a 20 ms-spaced call on the 2-core test VM)."""
+    head, returning, _ = query("job_insert").rpartition("\nRETURNING ")
+    if not returning:
+        raise RuntimeError("sql/jobs.sql: job_insert must end with a RETURNING clause")
+    return f"{head}{returning}id, queue"
 
 
 def insert_params(job: NewJob, now: datetime | None) -> dict[str, Any]:

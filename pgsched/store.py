@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
@@ -38,8 +38,10 @@ from pgsched.queries import query
 from pgsched.queue_settings import QueueChanges
 
 __all__ = [
+    "Added",
     "AsyncJobStore",
     "Inserted",
+    "JobRef",
     "JobChanges",
     "JobStore",
 ]
@@ -49,6 +51,24 @@ __all__ = [
 class Inserted:
     job: Job
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    """What an enqueue call knows of a job it created: its id, and what the "enqueued" event names."""
+
+    id: int
+    task: str
+    queue: str
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """A job created by an enqueue call without a run key (``job_add``)."""
+
+    job: JobRef
+    created: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +123,17 @@ class JobStore:
             else:
                 with self._pool.connection() as pooled:
                     yield pooled
+
+    def job_add(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Added | Inserted:
+        """An enqueue call's insert: ``job_insert``, but a job without a run key comes back as its id and queue only."""
+        if job.run_key is not None:
+            return self.job_insert(job, conn=conn)
+        with self._conn(conn) as c, c.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute(
+                enqueue_rows.insert_query(job, whole=False), enqueue_rows.insert_params(job, self._clock.db_now())
+            ).fetchone()
+        assert row is not None
+        return Added(JobRef(row[0], job.task, row[1]))
 
     def job_insert(self, job: NewJob, *, conn: psycopg.Connection[Any] | None = None) -> Inserted:
         """One job, insert-or-return in one statement. No cache here: that statement answers a taken
@@ -253,6 +284,18 @@ class AsyncJobStore:
             else:
                 async with self._pool.connection() as pooled:
                     yield pooled
+
+    async def job_add(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Added | Inserted:
+        """The async twin of ``JobStore.job_add``."""
+        if job.run_key is not None:
+            return await self.job_insert(job, conn=conn)
+        async with self._conn(conn) as c, c.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(
+                enqueue_rows.insert_query(job, whole=False), enqueue_rows.insert_params(job, self._clock.db_now())
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return Added(JobRef(row[0], job.task, row[1]))
 
     async def job_insert(self, job: NewJob, *, conn: psycopg.AsyncConnection[Any] | None = None) -> Inserted:
         """The async twin of ``JobStore.job_insert``."""

@@ -16,6 +16,7 @@ from pgsched import JobEvent, Pgsched, RetryPolicy, ValidationError
 from pgsched.context import JobContext
 from pgsched.testing import drain, drain_async
 from pgsched.worker import Worker, WorkerConfig
+from tests.support.factories import register_tasks
 from tests.support.waiting import await_until
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -68,6 +69,39 @@ def test_job_started_carries_the_worker_id_and_a_run_key_duplicate_is_not_enqueu
     assert enqueued == [first]
     drain(app)
     assert [e.job_id for e in started] == [first] and started[0].worker_id is not None
+
+
+def test_enqueued_names_the_queue_the_database_gave_a_task_this_app_does_not_define(
+    app: Pgsched, dsn: str, conn: Conn
+) -> None:
+    # enqueue() reads back only the id and queue of a job without a run key (not the whole row): the event still
+    # carries what PostgreSQL resolved from the task registry, in both the sync and the async call.
+    register_tasks(dsn, "remote", queue="mail", priority=3)
+    events: list[JobEvent] = []
+    app.on("enqueued")(events.append)
+    ids = [
+        app.enqueue("remote", {"n": 1}),
+        asyncio.run(_enqueue_and_close(app, "remote")),
+        app.enqueue("remote", queue="q2"),
+    ]
+    rows = conn.execute("SELECT id, queue, priority FROM pgsched.jobs WHERE id = ANY(%s) ORDER BY id", [ids]).fetchall()
+    assert [(r["id"], r["queue"], r["priority"]) for r in rows] == [
+        (ids[0], "mail", 3),
+        (ids[1], "mail", 3),
+        (ids[2], "q2", 3),
+    ]
+    assert [(e.job_id, e.task, e.queue, e.attempt) for e in events] == [
+        (ids[0], "remote", "mail", 0),
+        (ids[1], "remote", "mail", 0),
+        (ids[2], "remote", "q2", 0),
+    ]
+
+
+async def _enqueue_and_close(app: Pgsched, task: str) -> int:
+    try:
+        return await app.enqueue_async(task)
+    finally:
+        await app.aclose()
 
 
 def test_a_failing_listener_is_logged_and_the_job_still_succeeds(
