@@ -312,7 +312,7 @@ class Executor:
             reset_current_job(token)
             self._done.set()
         meters.duration.observe(time.perf_counter() - started)
-        if self._progress is not None:
+        if self._progress is not None and self._progress.holds(job.id, job.lease):  # rare: skip a coroutine a job
             await self._progress.settle(job.id, job.lease)
         if finished is not None:
             self._completer.add(job, finished)

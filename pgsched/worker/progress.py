@@ -58,10 +58,14 @@ class ProgressWriter:
         with self._lock:
             self._pending[key] = _merged(self._pending.get(key), Report(job_id, lease, fraction, message, seconds))
 
+    def holds(self, job_id: int, lease: int) -> bool:
+        """Whether an attempt has a report not yet written (read without the lock: a dict look-up is atomic)."""
+        return (job_id, lease) in self._pending
+
     async def settle(self, job_id: int, lease: int) -> None:
         """The attempt ended: write its unwritten report now, before its end (which drops the lease) is written."""
         key = (job_id, lease)
-        if key not in self._pending:  # the usual case, read without the lock (a dict look-up is atomic)
+        if key not in self._pending:  # the usual case
             return
         with self._lock:
             report = self._pending.pop(key, None)
