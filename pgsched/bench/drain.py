@@ -22,6 +22,7 @@ import psycopg
 
 from pgsched.bench.scratch import Databases
 from pgsched.bench.workers import QUEUE, cpu_seconds, wait_until_drained, wait_until_started, worker_processes
+from pgsched.config import Settings
 from pgsched.errors import ConfigurationError
 from pgsched.queries import query
 
@@ -100,6 +101,8 @@ def cold_drain(databases: Databases, *, backlog: int, processes: int, concurrenc
     dsn = databases.clone(f"drain{next(_serial)}")
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
+            # What users get: a deployment's leader made these partitions long before; a fresh clone has none.
+            conn.execute(query("bench_history_partitions"), {"width": Settings().history_partition_seconds})
             conn.execute(query("bench_insert_series"), {"queue": QUEUE, "n": backlog})
             if stats == "after-load":
                 conn.execute(_ANALYZE)
