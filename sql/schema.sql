@@ -1359,6 +1359,43 @@ CREATE FUNCTION pgsched.job_list(p_state pgsched.job_state, p_queue text, p_task
     SET jit TO 'off'
     AS $$
 BEGIN
+    -- Running jobs: the running set, bounded by the workers' concurrency, read whole (no LIMIT, no bound on id inside:
+    -- a range on id of unknown bounds is estimated at 0.5 % of the rows, which made jobs_live's id index look cheaper
+    -- than jobs_running_idx) and sorted.
+    IF p_state = 'running' THEN
+        RETURN QUERY
+        WITH running AS MATERIALIZED (
+            SELECT * FROM pgsched.jobs j
+             WHERE j.state = 'running'
+               AND (p_queue IS NULL OR j.queue = p_queue) AND (p_task IS NULL OR j.task = p_task)
+               AND (p_args IS NULL OR j.args @> p_args)
+        )
+        SELECT * FROM running r
+         WHERE r.id > p_floor_id AND r.id < coalesce(p_before_id, 9223372036854775807)
+         ORDER BY r.id DESC LIMIT p_limit;
+        RETURN;
+    END IF;
+    -- Dead and cancelled jobs: the state as a literal, which the partial index's predicate needs in a generic plan.
+    IF p_state = 'dead' THEN
+        RETURN QUERY
+        SELECT * FROM pgsched.jobs j
+         WHERE j.state = 'dead'
+           AND (p_queue IS NULL OR j.queue = p_queue) AND (p_task IS NULL OR j.task = p_task)
+           AND (p_args IS NULL OR j.args @> p_args)
+           AND j.id > p_floor_id AND j.id < coalesce(p_before_id, 9223372036854775807)
+         ORDER BY j.id DESC LIMIT p_limit;
+        RETURN;
+    END IF;
+    IF p_state = 'cancelled' THEN
+        RETURN QUERY
+        SELECT * FROM pgsched.jobs j
+         WHERE j.state = 'cancelled'
+           AND (p_queue IS NULL OR j.queue = p_queue) AND (p_task IS NULL OR j.task = p_task)
+           AND (p_args IS NULL OR j.args @> p_args)
+           AND j.id > p_floor_id AND j.id < coalesce(p_before_id, 9223372036854775807)
+         ORDER BY j.id DESC LIMIT p_limit;
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT * FROM pgsched.jobs j
      WHERE j.state IN (coalesce(p_state, 'waiting'), coalesce(p_state, 'queued'), coalesce(p_state, 'running'),
@@ -1376,7 +1413,7 @@ END $$;
 -- Name: FUNCTION job_list(p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer, p_args jsonb, p_floor_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.job_list(p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer, p_args jsonb, p_floor_id bigint) IS 'A page of jobs newest first (optionally of one state, queue, task, whose args contain p_args), ids between p_floor_id and p_before_id: through the id index of each partition of that state, whatever the statistics; its generic plan is cached per server session.';
+COMMENT ON FUNCTION pgsched.job_list(p_state pgsched.job_state, p_queue text, p_task text, p_before_id bigint, p_limit integer, p_args jsonb, p_floor_id bigint) IS 'A page of jobs newest first (optionally of one state, queue, task, whose args contain p_args), ids between p_floor_id and p_before_id, whatever the statistics: running jobs through jobs_running_idx (the running set, sorted), dead and cancelled ones through jobs_done_dead_idx and jobs_done_cancelled_idx, the others through the id index of each partition of that state; its generic plans are cached per server session.';
 
 --
 -- Name: job_list_labelled(text[], jsonb, pgsched.job_state, text, text, bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -5559,6 +5596,30 @@ CREATE INDEX jobs_claim_idx ON pgsched.jobs_live USING btree (queue, priority DE
 COMMENT ON INDEX pgsched.jobs_claim_idx IS 'The claim: due queued jobs without a concurrency key, per queue in priority order.';
 
 --
+-- Name: jobs_done_cancelled_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_cancelled_idx ON ONLY pgsched.jobs_done USING btree (id) WHERE (state = 'cancelled'::pgsched.job_state);
+
+--
+-- Name: INDEX jobs_done_cancelled_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_done_cancelled_idx IS 'Cancelled jobs by id, in every partition of jobs_done (a succeeded job adds nothing): GET /jobs?state=cancelled reads a page of it.';
+
+--
+-- Name: jobs_done_dead_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_dead_idx ON ONLY pgsched.jobs_done USING btree (id) WHERE (state = 'dead'::pgsched.job_state);
+
+--
+-- Name: INDEX jobs_done_dead_idx; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON INDEX pgsched.jobs_done_dead_idx IS 'Dead jobs by id, in every partition of jobs_done (a succeeded job adds nothing): GET /dead reads a page of it.';
+
+--
 -- Name: jobs_done_id_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
@@ -5575,6 +5636,18 @@ COMMENT ON INDEX pgsched.jobs_done_id_idx IS 'Finished jobs by id, in every time
 --
 
 CREATE INDEX jobs_done_default_id_idx ON pgsched.jobs_done_default USING btree (id);
+
+--
+-- Name: jobs_done_default_id_idx1; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_default_id_idx1 ON pgsched.jobs_done_default USING btree (id) WHERE (state = 'dead'::pgsched.job_state);
+
+--
+-- Name: jobs_done_default_id_idx2; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_done_default_id_idx2 ON pgsched.jobs_done_default USING btree (id) WHERE (state = 'cancelled'::pgsched.job_state);
 
 --
 -- Name: jobs_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
@@ -5821,6 +5894,18 @@ CREATE INDEX waiting_workers_worker_idx ON pgsched.waiting_workers USING btree (
 --
 
 ALTER INDEX pgsched.jobs_done_id_idx ATTACH PARTITION pgsched.jobs_done_default_id_idx;
+
+--
+-- Name: jobs_done_default_id_idx1; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_dead_idx ATTACH PARTITION pgsched.jobs_done_default_id_idx1;
+
+--
+-- Name: jobs_done_default_id_idx2; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_done_cancelled_idx ATTACH PARTITION pgsched.jobs_done_default_id_idx2;
 
 --
 -- Name: jobs_done_default_meta_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
