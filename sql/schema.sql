@@ -1396,6 +1396,48 @@ BEGIN
          ORDER BY j.id DESC LIMIT p_limit;
         RETURN;
     END IF;
+    -- Succeeded jobs: only the time partitions holding one, each read from its top (a page at most) and merged, and
+    -- jobs_done_default (meant to stay small: rows wait there for their partition), never a partition of dead or
+    -- cancelled jobs whole. A partition holds one if jobs_finished_idx has one (a probe: the index's first entry of
+    -- the state; current, whatever the leader counted) or pgsched.history_counts counted one (one without finished_at,
+    -- which that index leaves out; only hand-made SQL finishes a job without it). The bounds of each partition prune
+    -- the read to it when it runs.
+    IF p_state = 'succeeded' THEN
+        RETURN QUERY
+        WITH parts AS MATERIALIZED (
+            SELECT b.purge_from, b.purge_to
+              FROM pg_inherits i
+              JOIN pg_class c ON c.oid = i.inhrelid
+             CROSS JOIN LATERAL (
+                SELECT substring(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']*)''\)')::timestamptz AS purge_from,
+                       substring(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']*)''\)')::timestamptz AS purge_to) b
+             WHERE i.inhparent = 'pgsched.jobs_done'::regclass AND b.purge_to IS NOT NULL
+               AND (EXISTS (SELECT 1 FROM pgsched.jobs f
+                             WHERE f.state = 'succeeded' AND f.finished_at IS NOT NULL
+                               AND f.purge_at >= b.purge_from AND f.purge_at < b.purge_to)
+                    OR EXISTS (SELECT 1 FROM pgsched.history_counts h
+                                WHERE h.part = c.oid AND h.state = 'succeeded' AND h.jobs > 0))
+        )
+        SELECT s.* FROM (
+            SELECT l.* FROM parts p
+             CROSS JOIN LATERAL (
+                SELECT * FROM pgsched.jobs j
+                 WHERE j.state = 'succeeded' AND j.purge_at >= p.purge_from AND j.purge_at < p.purge_to
+                   AND (p_queue IS NULL OR j.queue = p_queue) AND (p_task IS NULL OR j.task = p_task)
+                   AND (p_args IS NULL OR j.args @> p_args)
+                   AND j.id > p_floor_id AND j.id < coalesce(p_before_id, 9223372036854775807)
+                 ORDER BY j.id DESC LIMIT p_limit) l
+            UNION ALL
+            (SELECT * FROM pgsched.jobs_done_default d
+              WHERE d.state = 'succeeded'
+                AND (p_queue IS NULL OR d.queue = p_queue) AND (p_task IS NULL OR d.task = p_task)
+                AND (p_args IS NULL OR d.args @> p_args)
+                AND d.id > p_floor_id AND d.id < coalesce(p_before_id, 9223372036854775807)
+              ORDER BY d.id DESC LIMIT p_limit)
+        ) s
+        ORDER BY s.id DESC LIMIT p_limit;
+        RETURN;
+    END IF;
     RETURN QUERY
     SELECT * FROM pgsched.jobs j
      WHERE j.state IN (coalesce(p_state, 'waiting'), coalesce(p_state, 'queued'), coalesce(p_state, 'running'),
