@@ -117,3 +117,43 @@ def test_a_succeeded_job_without_a_finish_time_is_listed_once_counted(history: C
     _recount(history)
     assert counted in _listed(history, "succeeded")
     assert _listed(history, "succeeded") == _expected(history, "succeeded")
+
+
+def _ended(conn: Conn, state: str, jobs: int) -> list[int]:
+    """Jobs enqueued and ended in ``state`` (moved into a time partition, as a finish moves them)."""
+    inserted = conn.execute(
+        "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s) RETURNING id",
+        (jobs,),
+    )
+    ids = [row[0] for row in inserted.fetchall()]
+    conn.execute(
+        "UPDATE pgsched.jobs SET state = %s::pgsched.job_state, finished_at = now() WHERE id = ANY(%s)", (state, ids)
+    )
+    return ids
+
+
+def _partial_sizes(conn: Conn, job_id: int) -> dict[str, int]:
+    """Bytes of the dead and cancelled indexes of the partition holding the job, by the state they hold."""
+    rows = conn.execute(
+        "SELECT substring(pg_get_expr(x.indpred, x.indrelid), '(dead|cancelled)'), pg_relation_size(x.indexrelid)"
+        "  FROM pg_index x"
+        " WHERE x.indrelid = (SELECT tableoid FROM pgsched.jobs WHERE id = %s)"
+        "   AND pg_get_expr(x.indpred, x.indrelid) ~ 'state = ''(dead|cancelled)'''",
+        (job_id,),
+    ).fetchall()
+    return dict(rows)
+
+
+def test_finishing_succeeded_jobs_adds_nothing_to_the_indexes_of_dead_and_cancelled_jobs(dsn: str) -> None:
+    """The hot path's finish moves a job into a time partition: a succeeded one enters neither partial index of the
+    dead and cancelled lists (their pages stay as built), a dead one enters its own."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pgsched.history_maintain(interval '1 day', now())")
+        first = _ended(conn, "succeeded", 1)[0]
+        built = _partial_sizes(conn, first)
+        assert set(built) == {"dead", "cancelled"}
+        assert _ended(conn, "succeeded", 2_000)
+        assert _partial_sizes(conn, first) == built
+        dead = _partial_sizes(conn, _ended(conn, "dead", 2_000)[0])
+        assert dead["dead"] > built["dead"]
+        assert dead["cancelled"] == built["cancelled"]
