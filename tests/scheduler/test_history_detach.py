@@ -41,6 +41,21 @@ def _db_now(conn: psycopg.Connection[Any]) -> datetime:
     return row["now"]  # type: ignore[no-any-return]
 
 
+def _next_minute(conn: psycopg.Connection[Any]) -> datetime:
+    """The start of the database's next minute. A leader's clock (``now``) set from there keeps the partition of that
+    minute from passing for a whole minute, whatever second the test starts at: from ``now()`` itself, the partition
+    passed 15 s later one time in four."""
+    row = conn.execute("SELECT date_trunc('minute', now()) + interval '1 minute' AS at").fetchone()
+    assert row is not None
+    return row["at"]  # type: ignore[no-any-return]
+
+
+def _passes_at(conn: psycopg.Connection[Any], part: str) -> datetime:
+    row = conn.execute("SELECT purge_to FROM pgsched.history_partitions WHERE name = %s", [part]).fetchone()
+    assert row is not None
+    return row["purge_to"]  # type: ignore[no-any-return]
+
+
 def _in_the_first_partition(conn: psycopg.Connection[Any], n: int, queue: str, now: datetime) -> tuple[list[int], str]:
     """n jobs of ``queue`` finished at ``now`` and purged first: in the oldest time partition, made from the minute of
     ``now`` on; its name."""
@@ -86,14 +101,16 @@ def _locked_by(conn: psycopg.Connection[Any], pid: int) -> set[tuple[str, str]]:
 async def test_a_table_detached_by_a_leader_that_died_before_the_drop_is_out_of_sight_and_dropped_by_the_next(
     dsn: str, conn: psycopg.Connection[Any]
 ) -> None:
-    t0 = _db_now(conn)
+    t0 = _next_minute(conn)
     await _prune(dsn, t0)
     gone, part = _in_the_first_partition(conn, 5, "old", t0)
     later = t0 + timedelta(minutes=4)  # the partition has passed
     kept = insert_jobs(conn, 3, queue="kept")
     conn.execute("UPDATE pgsched.jobs SET state = 'succeeded', attempt = 1, finished_at = %s WHERE id = ANY(%s)",
                  [later, kept])  # fmt: skip
-    await _prune(dsn, t0 + SETTLE + timedelta(seconds=5))
+    settled = t0 + SETTLE + timedelta(seconds=5)  # the old jobs are in the counters, their partition still there
+    assert settled < _passes_at(conn, part)
+    await _prune(dsn, settled)
     exact, counted = _counts(conn)
     assert exact == counted == {"old": 5, "kept": 3}
     # The dying leader's last step: the detach committed, the process gone before the next step.
