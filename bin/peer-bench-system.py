@@ -19,8 +19,10 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
-from typing import Any
+import threading
+from typing import IO, Any
 
 import hooks
 import psycopg
@@ -98,9 +100,12 @@ class System(BaseSystem):
             return
         argv = _pgsched(self.dsn, "worker", "--app", "systems.pgsched:app", "--concurrency", str(concurrency))
         env = {**os.environ, RELAY: "1"}
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=HARNESS, env=env, stdout=asyncio.subprocess.PIPE)
-        relay = asyncio.create_task(self._relay(proc.stdout))
-        exited = asyncio.create_task(proc.wait())
+        proc = subprocess.Popen(argv, cwd=HARNESS, env=env, stdout=subprocess.PIPE)  # noqa: ASYNC220 - returns once forked
+        # A thread blocked on the pipe stamps each start as soon as its line arrives; a reader task would wait for a
+        # turn of this process's event loop first (hooks.on_job is safe from any thread).
+        relay = threading.Thread(target=self._relay, args=(proc.stdout,), daemon=True)
+        relay.start()
+        exited = asyncio.create_task(asyncio.to_thread(proc.wait))
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if exited.done():
@@ -108,7 +113,7 @@ class System(BaseSystem):
             raise RuntimeError(f"pgsched worker exited with status {proc.returncode}")
         proc.send_signal(signal.SIGTERM)
         await exited
-        await relay
+        await asyncio.to_thread(relay.join)
 
     async def _run_in_process(self, concurrency: int, stop: asyncio.Event) -> None:
         from pgsched import Settings
@@ -126,10 +131,10 @@ class System(BaseSystem):
             scheduler.stop()
 
     @staticmethod
-    async def _relay(stream: asyncio.StreamReader | None) -> None:
+    def _relay(stream: IO[bytes] | None) -> None:
         if stream is None:
             return
-        async for line in stream:
+        for line in stream:
             if line.startswith(b"{"):
                 hooks.on_job(json.loads(line))
 

@@ -154,7 +154,10 @@ async def test_right_after_a_restart_the_reaper_gives_workers_and_job_promises_t
     """Every worker's lock is free until it reconnects, and a job's own lease may have lapsed in the outage
     (or its extension was a commit the crash lost): none of that is a death until a grace after the restart."""
     server, dsn = Server(embedded[0], embedded[1]), embedded[1]
-    settings = Settings(dsn=dsn, heartbeat_seconds=0.5, lease_seconds=5.0)  # grace: two heartbeats, 1 s
+    # Grace: two heartbeats (2 s), counted from this leader session's start when it opened within a lease (30 s) of
+    # the server's start. Under CI load, crash recovery and the waits below took longer than the 5 s lease this test
+    # used to give, so the reaper rightly counted from the server's start and the grace had passed.
+    settings = Settings(dsn=dsn, heartbeat_seconds=1.0, lease_seconds=30.0)
     with connect(dsn) as db:
         worker = scalar(db, "INSERT INTO pgsched.workers (host, pid) VALUES ('gone', 1) RETURNING id AS v")
         plain, promised = (
