@@ -14,8 +14,10 @@ out: ``ready`` is cleared, so the worker starts no new job). While lost it recon
 backoff (at most one heartbeat: after a database restart the reaper's grace is two), re-takes the
 lock on its id, or registers a new row when its row was deleted or a lingering old session still
 holds the lock. ``check_now()`` (another connection of the process broke) makes it beat at once, so a
-crashed database clears ``ready`` within moments, not up to a heartbeat later. ``close()`` deletes the
-row (clean shutdown).
+crashed database clears ``ready`` within moments, not up to a heartbeat later. Between beats it also
+watches its own idle connection: the server sends nothing unasked on it but the session's end (a
+terminated backend, a shutdown or crash), so a readable socket makes it beat at once too, whether or not
+another connection noticed (one opened after the end did not). ``close()`` deletes the row (clean shutdown).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import importlib.metadata
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -80,7 +82,8 @@ class Liveness:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._id: int | None = None
         self._stopping = asyncio.Event()
-        self._poke = asyncio.Event()  # beat now: set by check_now() and stop()
+        self._poke = asyncio.Event()  # beat now: set by check_now(), stop() and a readable idle connection
+        self._why: str | None = None  # why the next beat comes early (logged)
         self.ready = asyncio.Event()
 
     @property
@@ -106,10 +109,16 @@ class Liveness:
             if self.ready.is_set():
                 if await self._wait_beat():
                     return
+                why, self._why = self._why, None
                 try:
                     await self._beat()
                 except DatabaseUnavailable as exc:
-                    await self._lose(str(exc))
+                    await self._lose(str(exc) if why is None else f"{exc} (beat early: {why})")
+                    continue
+                if why is not None:
+                    log.info(
+                        "liveness beat early", extra={"event": "liveness_checked", "worker_id": self._id, "why": why}
+                    )
                 continue
             try:
                 await self._connect_and_lock()
@@ -117,8 +126,12 @@ class Liveness:
                 log.info("liveness regained", extra={"event": "liveness_regained", "worker_id": self._id})
             except DatabaseUnavailable as exc:
                 await self._drop_conn()
-                log.warning("liveness reconnect failed", extra={"event": "liveness_retry", "error": str(exc)})
-                if await self._wait_stop(backoff.next()):
+                delay = backoff.next()
+                log.warning(
+                    "liveness reconnect failed",
+                    extra={"event": "liveness_retry", "error": str(exc), "retry_in": round(delay, 3)},
+                )
+                if await self._wait_stop(delay):
                     return
 
     def stop(self) -> None:
@@ -128,7 +141,7 @@ class Liveness:
     def check_now(self) -> None:
         """Another connection of this process broke: beat now instead of at the next heartbeat, so that a
         lost database clears ``ready`` (no new job starts) at once rather than up to a heartbeat later."""
-        self._poke.set()
+        self._beat_early("another connection of this process broke")
 
     async def close(self) -> None:
         """Unregister (delete the row) and close the connection, which frees the lock. Safe twice."""
@@ -149,13 +162,41 @@ class Liveness:
                 await conn.close()
 
     # ---------------------------------------------------------------- internals
+    def _beat_early(self, why: str) -> None:
+        if self._why is None:
+            self._why = why
+        self._poke.set()
+
     async def _wait_beat(self) -> bool:
-        """Wait a heartbeat, or less when ``check_now`` asks; True when stopping."""
-        with contextlib.suppress(TimeoutError):
+        """Wait a heartbeat, or less when ``check_now`` asks or the idle connection turns readable; True: stopping."""
+        with self._watching(), contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._heartbeat):
                 await self._poke.wait()
         self._poke.clear()
         return self._stopping.is_set()
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[None]:
+        """While idle between beats, a readable connection (the server ended the session) asks for a beat now.
+        The watch is on a duplicate descriptor of the socket, so it never meets psycopg's own waits on it."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        fd = os.dup(conn.fileno())
+        try:
+            loop.add_reader(fd, self._readable, loop, fd)
+            try:
+                yield
+            finally:
+                loop.remove_reader(fd)
+        finally:
+            os.close(fd)
+
+    def _readable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        loop.remove_reader(fd)  # level-triggered: once is enough
+        self._beat_early("its idle connection turned readable (the session may have ended)")
 
     async def _wait_stop(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):

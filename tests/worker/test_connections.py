@@ -78,8 +78,10 @@ async def test_a_worker_whose_row_was_deleted_registers_again(start_worker: Star
 async def test_a_broken_worker_link_makes_liveness_look_at_once_not_a_heartbeat_later(
     start_worker: StartWorker, settings: Settings, conn: Conn
 ) -> None:
-    """As after a database crash: every worker session is gone. The first claim that fails tells liveness,
-    which finds its own connection dead and takes its lock again long before the next (60 s) heartbeat."""
+    """As after a database crash: every worker session is gone. The first claim that fails tells liveness (or
+    its own connection, readable once its session ended, does), and it takes its lock again long before the next
+    (60 s) heartbeat. A claim link still opening at the kill survives it and tells nothing: under load that
+    left liveness to its heartbeat (a CI failure, before liveness watched its own connection)."""
     worker = await start_worker(settings.with_(heartbeat_seconds=60.0, lease_seconds=300.0))
     before = liveness_backend(conn, worker.worker_id)
     assert before is not None
@@ -98,3 +100,21 @@ async def test_a_broken_worker_link_makes_liveness_look_at_once_not_a_heartbeat_
     )
     assert alive(conn, worker.worker_id)
     await until(lambda: succeeded(conn, job_id), timeout=15)
+
+
+async def test_liveness_notices_its_own_session_ended_when_no_other_connection_breaks(
+    start_worker: StartWorker, settings: Settings, conn: Conn
+) -> None:
+    """Only the liveness session is terminated: its lock is free (the reaper would call the worker dead) and no
+    claim fails to tell it, yet it takes its lock again on a new session long before its 60 s heartbeat."""
+    worker = await start_worker(settings.with_(heartbeat_seconds=60.0, lease_seconds=300.0))
+    before = liveness_backend(conn, worker.worker_id)
+    assert before is not None
+    conn.execute("SELECT pg_terminate_backend(%s)", [before])
+    await until(
+        lambda: (now := liveness_backend(conn, worker.worker_id)) is not None and now != before,
+        timeout=15,
+        message="liveness waited for its heartbeat",
+    )
+    assert alive(conn, worker.worker_id)
+    assert worker._store.reconnects == 0  # no other link broke: liveness saw it by itself
