@@ -9,7 +9,9 @@ A job is cancelled (``cancel``) or aborted at shutdown (``abort_running``) by ca
 task with a mark saying why; the slot clears the cancellation and goes on with the next job.
 A sync function in a thread cannot be interrupted: its thread runs on, and its outcome is recorded at
 once; one in a process child is stopped by killing the child.
-While liveness is lost (``ready`` cleared) a slot starts nothing: it parks the job for release.
+While liveness is lost (``ready`` cleared) a slot starts nothing: it parks the job for release. When a
+connection of the process breaks or liveness changes (``connection_broke``), every buffered job is parked
+for release at once (published as started or not): a database crash may have lost its claim's commit.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class Executor:
         self._space_at = -1
         self._done = asyncio.Event()
         self.finished_count = 0
+        self.breaks = 0  # connection_broke() calls: a claim that spans one may have lost its commit
 
     # ---------------------------------------------------------------- producer side
     @property
@@ -166,13 +169,30 @@ class Executor:
         self._unserved = unserved + self._unserved
 
     def release_buffered(self) -> int:
-        count = 0
+        count = stops = 0
         while not self._buffer.empty():
             job = self._buffer.get_nowait()
-            if job is not None:
+            if job is None:
+                stops += 1  # close() asked a slot to stop: it still must
+            else:
                 self._release(job)
                 count += 1
+        for _ in range(stops):
+            self._buffer.put_nowait(None)
         return count
+
+    def connection_broke(self) -> None:
+        """A connection of this process broke, or liveness changed: the database may have crashed and lost the
+        last claims' commits (``synchronous_commit`` is off), or they were made under a worker id now gone. Started
+        from the buffer, such a claim's job would run here while another worker claims it again, so every
+        buffered job is parked for release instead (fenced on the lease: a lost claim's hand-back changes nothing).
+        """
+        self.breaks += 1
+        released = self.release_buffered()
+        if released:
+            log.info("buffered jobs parked for release", extra={"event": "jobs_parked", "count": released})
+            if self._space_at >= 0 and self.in_hand <= self._space_at:
+                self._space.set()  # the producer waits for room: it hands them back now
 
     # ---------------------------------------------------------------- cancellation and shutdown
     def running_ids(self) -> list[int]:

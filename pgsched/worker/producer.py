@@ -16,6 +16,9 @@ slots at once, which the executor starts first). A claimed job one charged worke
 limit (``isolate``) runs alone: the rest of its claim goes back uncharged, the running jobs finish, its
 start is published, then it runs with nothing beside it.
 
+A claim that spans a broken connection (``Executor.breaks`` moved while it ran) is handed back at once
+rather than started: a crash may have lost its commit, and the executor parked its buffered jobs already.
+
 Reconciliation: after any reconnect (of the store's links or of liveness) and every
 ``reconcile_seconds``, the running rows under this worker's id that neither the executor nor the
 completer holds (by lease) go back to the queue uncharged; after a reconnect the completer first
@@ -134,10 +137,14 @@ class Producer:
         await self._reconcile(worker_id)
         self._wake.clear()
         free = max(0, self._concurrency - self._executor.in_hand)
+        breaks = self._executor.breaks
         jobs = await self._store.job_claim_batch(
             self._queues, limit, worker_id, running=self._executor.running_ids(), free=free
         )
         metrics.WORKER_CLAIMS.inc()
+        if self._executor.breaks != breaks:
+            await self._release([(job.id, job.lease) for job in jobs])
+            return
         if jobs and self._hooks.tracer is not None:
             await self._read_traces(self._hooks.tracer, jobs)
         if self._stopping or not self._liveness.ready.is_set():

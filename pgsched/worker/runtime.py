@@ -179,6 +179,7 @@ class Worker:
         return builtin if builtin is not None else self._tasks.get(name)
 
     def _link_broken(self) -> None:
+        self._executor.connection_broke()  # buffered claims may be lost: never started, handed back
         self._liveness.check_now()  # a crashed database stops new starts at once, not a heartbeat later
 
     def _wake_producer(self) -> None:
@@ -202,6 +203,7 @@ class Worker:
         self._executor.cancel_attempt(job_id, lease)
 
     def _liveness_changed(self) -> None:
+        self._executor.connection_broke()  # lost, back or a new id: buffered claims may be lost or under an old id
         self._producer.forget_marks()
 
     def _on_notify(self, channel: str, payload: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -118,3 +119,43 @@ async def test_liveness_notices_its_own_session_ended_when_no_other_connection_b
     )
     assert alive(conn, worker.worker_id)
     assert worker._store.reconnects == 0  # no other link broke: liveness saw it by itself
+
+
+# What a database crash does to a claim whose commit it lost (synchronous_commit is off): the row is as before it.
+_LOSE_CLAIM = (
+    "UPDATE pgsched.jobs SET state = 'queued', attempt = attempt - 1, worker_id = NULL, started_at = NULL, lease = NULL"
+    " WHERE id = %s AND state = 'running'"
+)
+
+
+def state_of(conn: Conn, job_id: int) -> dict[str, Any] | None:
+    return conn.execute("SELECT state::text, worker_id FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+
+
+async def test_a_buffered_job_whose_claim_a_crash_lost_is_not_started_after_the_reconnect(
+    start_worker: StartWorker, conn: Conn, tmp_path: Path
+) -> None:
+    """One slot, busy; a second job claimed into the buffer loses its claim (its row reset, as after a crash that lost
+    the commit), then every worker session ends. Once liveness is back and the slot frees, the stale copy must not
+    start: the job, queued again, runs once, on a claim of its own (before: twice, the stale copy fenced out)."""
+    worker = await start_worker(concurrency=1, prefetch_max=1)
+    gate = tmp_path / "gate"
+    (busy,) = insert_jobs(conn, 1, task="gated", args={"gate": str(gate)})
+    await until(lambda: state_of(conn, busy) == {"state": "running", "worker_id": worker.worker_id}, timeout=15)
+    (job_id,) = insert_jobs(conn, 1, task="record", args={"directory": str(tmp_path)})
+    await until(lambda: state_of(conn, job_id) == {"state": "running", "worker_id": worker.worker_id}, timeout=15)
+    assert conn.execute(_LOSE_CLAIM, [job_id]).rowcount == 1
+    before = liveness_backend(conn, worker.worker_id)
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        [f"pgsched:worker:{os.getpid()}"],
+    )
+    await until(
+        lambda: (now := liveness_backend(conn, worker.worker_id)) is not None and now != before,
+        timeout=15,
+        message="liveness did not come back",
+    )
+    gate.touch()  # the slot frees while liveness is back: a stale buffered copy would start now
+    await until(lambda: succeeded(conn, busy) and succeeded(conn, job_id), timeout=15)
+    runs = [line for log in tmp_path.glob("*.log") for line in log.read_text().split()]
+    assert runs == [str(job_id)]
