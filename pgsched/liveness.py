@@ -184,7 +184,14 @@ class Liveness:
             yield
             return
         loop = asyncio.get_running_loop()
-        fd = os.dup(conn.fileno())
+        try:
+            fd = os.dup(conn.fileno())
+        except (OSError, psycopg.Error) as exc:  # no socket to watch (or no descriptor left): beat on time
+            log.warning(
+                "liveness cannot watch its connection", extra={"event": "liveness_unwatched", "error": str(exc)}
+            )
+            yield
+            return
         try:
             loop.add_reader(fd, self._readable, loop, fd)
             try:
