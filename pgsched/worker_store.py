@@ -17,6 +17,7 @@ psycopg errors never leave this module. Transactional tasks borrow connections f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -100,6 +101,7 @@ class _Link:
         self._role = role
         self._on_broken = on_broken
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._opening = asyncio.Lock()  # tasks sharing the link (the writes link has four) open one connection
         self.opened = 0
 
     @contextlib.asynccontextmanager
@@ -107,16 +109,9 @@ class _Link:
         try:
             with db.translated(field="result"):
                 if self._conn is None or self._conn.closed:
-                    conn = await db.session_async(self._dsn, self._role, prepare_threshold=0)
-                    try:
-                        if not db.behind_pooler(conn):  # through a pooler, session settings would leak to others
-                            await conn.execute(query("worker_session_setup"))
-                    except BaseException:  # stopped or failed before self._conn holds it: not left open
-                        await conn.close()
-                        raise
-                    set_json_loads(_json_loads, conn)
-                    self._conn = conn
-                    self.opened += 1
+                    async with self._opening:
+                        if self._conn is None or self._conn.closed:
+                            self._conn = await self._open()
                 yield self._conn
         except DatabaseUnavailable:
             await self.close()
@@ -129,6 +124,18 @@ class _Link:
         if conn is not None and not conn.closed:
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
+
+    async def _open(self) -> psycopg.AsyncConnection[Any]:
+        conn = await db.session_async(self._dsn, self._role, prepare_threshold=0)
+        try:
+            if not db.behind_pooler(conn):  # through a pooler, session settings would leak to others
+                await conn.execute(query("worker_session_setup"))
+        except BaseException:  # stopped or failed before self._conn holds it: not left open
+            await conn.close()
+            raise
+        set_json_loads(_json_loads, conn)
+        self.opened += 1
+        return conn
 
 
 def _json_loads(data: str | bytes) -> Any:
