@@ -53,15 +53,21 @@ def _run_line(kind: str, event: str, key: str | None = None) -> None:
 
 
 def _record(job_id: int, attempt: int, kind: str) -> None:
-    conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
-    if conn is None or conn.closed:
-        conn = psycopg.connect(os.environ["PGSCHED_DSN"], autocommit=True, application_name="chaos:ledger")
-        _local.conn = conn
-    try:
-        conn.execute(_INSERT, [job_id, attempt, os.getpid(), kind])
-    except psycopg.OperationalError:
-        _local.conn = None
-        raise  # the attempt fails and is retried: the ledger row is not written
+    """Write the ledger row on this thread's connection. A connection a crash killed is found dead only when used
+    (threads of the pool can sit idle for seconds after a restart): as an application would, reconnect and write
+    once more. Failing the attempt instead made a retry that the duplicate count took for a second execution."""
+    for tries_left in (1, 0):
+        conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(os.environ["PGSCHED_DSN"], autocommit=True, application_name="chaos:ledger")
+            _local.conn = conn
+        try:
+            conn.execute(_INSERT, [job_id, attempt, os.getpid(), kind])
+            return
+        except psycopg.OperationalError:
+            _local.conn = None
+            if not tries_left:
+                raise  # the attempt fails and is retried: the ledger row is not written
 
 
 @app.task(max_attempts=50)
