@@ -475,7 +475,7 @@ class AsyncJobStore:
             "queue": changes.queue,
         }
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("job_update"), params)
+            await db.execute_moving_async(cur, query("job_update"), params)  # a claim may move it meanwhile
             row = await cur.fetchone()
             if row is not None:
                 return Job.from_row(row)

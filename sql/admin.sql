@@ -52,7 +52,7 @@ WITH gone AS (
 SELECT count(*)::bigint AS purged FROM gone
 
 -- name: queue_counts_refresh
--- Leader: write every queue's counts into pgsched.queue_counts from jobs_live, the history counters and the jobs finished after their watermark (queues without jobs are dropped); never reads the rest of the history.
+-- Leader: write every queue's counts into pgsched.queue_counts from the live jobs (jobs_queued, jobs_running), the history counters and the jobs finished after their watermark (queues without jobs are dropped); never reads the rest of the history.
 WITH live AS (
     SELECT j.queue,
            count(*) FILTER (WHERE j.state = 'queued' AND j.run_at <= coalesce(%(now)s::timestamptz, now())) AS due,
@@ -61,7 +61,8 @@ WITH live AS (
            0::bigint AS succeeded, 0::bigint AS dead, 0::bigint AS cancelled,
            min(j.run_at) FILTER (WHERE j.state = 'queued' AND j.run_at <= coalesce(%(now)s::timestamptz, now()))
                AS oldest_due_at
-      FROM pgsched.jobs_live j
+      FROM pgsched.jobs j
+     WHERE j.state IN ('waiting', 'queued', 'running')
      GROUP BY j.queue
 ),
 finished AS (

@@ -151,7 +151,7 @@ WITH due AS (
        SET state = 'cancelled',
            finished_at = coalesce(%(now)s::timestamptz, now()),
            errors = j.errors || pgsched.expired_entry(j.expires_at, coalesce(%(now)s::timestamptz, now()))
-     WHERE j.id = ANY (ARRAY(SELECT due.id FROM due)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_live's primary key
+     WHERE j.id = ANY (ARRAY(SELECT due.id FROM due)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_queued's primary key
     RETURNING j.id, j.queue, j.task
 ), told AS (
     SELECT count(pg_notify('pgsched_done', gone.id::text)) AS sent

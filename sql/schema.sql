@@ -46,31 +46,42 @@ CREATE FUNCTION pgsched.cancel(job_id bigint) RETURNS pgsched.job_state
     AS $$
 DECLARE
     current pgsched.job_state;
+    tries integer := 0;
 BEGIN
-    SELECT j.state INTO current FROM pgsched.jobs j WHERE j.id = job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'pgsched.cancel: job % does not exist', job_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF current IN ('queued', 'waiting') THEN
-        UPDATE pgsched.jobs SET state = 'cancelled', finished_at = now() WHERE id = job_id;
-        IF EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = cancel.job_id) THEN
-            PERFORM pg_notify('pgsched_done', job_id::text);
-        END IF;
-        RETURN 'cancelled';
-    ELSIF current = 'running' THEN
-        UPDATE pgsched.jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()) WHERE id = job_id;
-        PERFORM pg_notify('pgsched_cancel', job_id::text);
-        RETURN 'running';
-    ELSE
-        RAISE EXCEPTION 'pgsched.cancel: job % already finished (%)', job_id, current USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
+    LOOP
+        BEGIN
+            SELECT j.state INTO current FROM pgsched.jobs j WHERE j.id = job_id FOR UPDATE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'pgsched.cancel: job % does not exist', job_id USING ERRCODE = 'no_data_found';
+            END IF;
+            IF current IN ('queued', 'waiting') THEN
+                UPDATE pgsched.jobs SET state = 'cancelled', finished_at = now() WHERE id = job_id;
+                IF EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = cancel.job_id) THEN
+                    PERFORM pg_notify('pgsched_done', job_id::text);
+                END IF;
+                RETURN 'cancelled';
+            ELSIF current = 'running' THEN
+                UPDATE pgsched.jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()) WHERE id = job_id;
+                PERFORM pg_notify('pgsched_cancel', job_id::text);
+                RETURN 'running';
+            ELSE
+                RAISE EXCEPTION 'pgsched.cancel: job % already finished (%)', job_id, current USING ERRCODE = 'object_not_in_prerequisite_state';
+            END IF;
+        EXCEPTION WHEN serialization_failure THEN
+            -- A claim (or a finish) moved the job since this statement's snapshot: judge it again where it is now.
+            IF NOT pgsched.moved_again(tries) THEN
+                RAISE;
+            END IF;
+            tries := tries + 1;
+        END;
+    END LOOP;
 END $$;
 
 --
 -- Name: FUNCTION cancel(job_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.cancel(job_id bigint) IS 'Cancel a job: a queued or waiting job at once (NOTIFY pgsched_done when a result waiter waits on it); a running job is signalled (NOTIFY pgsched_cancel) and its worker stops it. Returns the state after the call.';
+COMMENT ON FUNCTION pgsched.cancel(job_id bigint) IS 'Cancel a job: a queued or waiting job at once (NOTIFY pgsched_done when a result waiter waits on it); a running job is signalled (NOTIFY pgsched_cancel) and its worker stops it. Returns the state after the call. A job a worker claims meanwhile is judged again where it moved (pgsched.moved_again).';
 
 --
 -- Name: claim_candidates(text, timestamp with time zone, integer); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -356,7 +367,7 @@ ALTER TABLE ONLY pgsched.jobs ALTER COLUMN purge_at SET STATISTICS 20;
 -- Name: TABLE jobs; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON TABLE pgsched.jobs IS 'Every job, live or finished: partitioned by state into jobs_live (waiting, queued, running: the hot path) and jobs_done (succeeded, dead, cancelled), itself partitioned by purge_at into time partitions that retention drops whole. Insert into and read from this name. id comes from its sequence; it has no unique index across partitions.';
+COMMENT ON TABLE pgsched.jobs IS 'Every job, live or finished: partitioned by state into jobs_queued (waiting, queued: the claim''s table), jobs_running (running) and jobs_done (succeeded, dead, cancelled), itself partitioned by purge_at into time partitions that retention drops whole. Insert into and read from this name. id comes from its sequence; it has no unique index across partitions.';
 
 --
 -- Name: COLUMN jobs.id; Type: COMMENT; Schema: pgsched; Owner: -
@@ -657,7 +668,7 @@ END $$;
 -- Name: FUNCTION dashboard_jobs_running(p_queue text, p_task text, p_worker_id bigint, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.dashboard_jobs_running(p_queue text, p_task text, p_worker_id bigint, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) IS 'A page of running jobs, longest running first, after the cursor (p_after_at, p_after_id): the running set read through jobs_running_idx, never jobs_live whole, whatever the statistics.';
+COMMENT ON FUNCTION pgsched.dashboard_jobs_running(p_queue text, p_task text, p_worker_id bigint, p_after_at timestamp with time zone, p_after_id bigint, p_limit integer) IS 'A page of running jobs, longest running first, after the cursor (p_after_at, p_after_id): the running set read through jobs_running_idx, whatever the statistics.';
 
 --
 -- Name: dashboard_jobs_waiting(boolean, boolean, boolean, timestamp with time zone, text, text, timestamp with time zone, bigint, integer); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -1344,7 +1355,7 @@ END $$;
 -- Name: FUNCTION job_get(p_id bigint); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.job_get(p_id bigint) IS 'One job by id, wherever it lives (jobs_live, a time partition, jobs_done_default): the one by-id read of every caller (API, CLI, result(), run-key holders). Its plan is generic and cached per server session, so a call does not plan every partition again.';
+COMMENT ON FUNCTION pgsched.job_get(p_id bigint) IS 'One job by id, wherever it lives (jobs_queued, jobs_running, a time partition, jobs_done_default): the one by-id read of every caller (API, CLI, result(), run-key holders). Its plan is generic and cached per server session, so a call does not plan every partition again.';
 
 --
 -- Name: job_list(pgsched.job_state, text, text, bigint, integer, jsonb, bigint); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -1894,6 +1905,11 @@ CREATE FUNCTION pgsched.jobs_run_key_hold() RETURNS trigger
 DECLARE
     holder bigint;
 BEGIN
+    IF TG_OP = 'INSERT' AND current_setting('pgsched.live_move', true) = NEW.id::text THEN
+        -- A move between jobs_queued and jobs_running (jobs_run_key_moving): the key stays as it is.
+        PERFORM set_config('pgsched.live_move', '', true);
+        RETURN NEW;
+    END IF;
     IF NEW.run_key_scope IS NULL THEN
         NEW.run_key_scope := CASE WHEN NEW.run_key_period IS NULL THEN 'retention' ELSE 'period' END;
     END IF;
@@ -1924,6 +1940,25 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.jobs_run_key_hold() IS 'BEFORE INSERT (and a return from a finished state, or a new key) of a live job with a run key: the job takes the key (pgsched.run_key_take) or the statement fails with unique_violation naming the holder.';
+
+--
+-- Name: jobs_run_key_moving(); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.jobs_run_key_moving() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+BEGIN
+    PERFORM set_config('pgsched.live_move', NEW.id::text, true);
+    RETURN NEW;
+END $$;
+
+--
+-- Name: FUNCTION jobs_run_key_moving(); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.jobs_run_key_moving() IS 'BEFORE UPDATE OF state of a job with a run key moving between jobs_queued and jobs_running: marks it (pgsched.live_move) so jobs_run_key_hold, fired by its arrival in the other partition, leaves its key as it is.';
 
 --
 -- Name: leader_present(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -1979,6 +2014,23 @@ CREATE FUNCTION pgsched.lock_namespace() RETURNS integer
 --
 
 COMMENT ON FUNCTION pgsched.lock_namespace() IS 'First key of every pgsched advisory lock (the bytes of "pgsc").';
+
+--
+-- Name: moved_again(integer); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.moved_again(p_tries integer) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    SELECT p_tries < 10 AND current_setting('transaction_isolation') = 'read committed'
+$$;
+
+--
+-- Name: FUNCTION moved_again(p_tries integer); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.moved_again(p_tries integer) IS 'In an exception handler for serialization_failure: whether a statement that met a job another transaction moved to another partition (a claim, a finish, a retry) may run again (READ COMMITTED, fewer than 10 tries); else the handler raises it again.';
 
 --
 -- Name: new_lease(); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -2305,6 +2357,8 @@ DECLARE
     holder_scope text;
     holder_until timestamptz;
     holder_state pgsched.job_state;
+    replaced boolean;
+    tries integer := 0;
 BEGIN
     IF p_run_key IS NULL OR p_job_id IS NULL THEN
         RAISE EXCEPTION 'pgsched.run_key_take: run_key and job_id are required' USING ERRCODE = 'invalid_parameter_value';
@@ -2346,11 +2400,21 @@ BEGIN
             SELECT j.state INTO holder_state FROM pgsched.jobs j WHERE j.id = holder;
             IF holder_state IN ('waiting', 'queued') THEN
                 -- Debounce: the holder has not started, so it takes the new args and run_at (and priority).
-                UPDATE pgsched.jobs j
-                   SET args = coalesce(p_args, j.args), run_at = coalesce(p_run_at, v_at),
-                       priority = coalesce(p_priority::smallint, j.priority)
-                 WHERE j.id = holder AND j.state IN ('waiting', 'queued');
-                IF FOUND THEN
+                BEGIN
+                    UPDATE pgsched.jobs j
+                       SET args = coalesce(p_args, j.args), run_at = coalesce(p_run_at, v_at),
+                           priority = coalesce(p_priority::smallint, j.priority)
+                     WHERE j.id = holder AND j.state IN ('waiting', 'queued');
+                    replaced := FOUND;
+                EXCEPTION WHEN serialization_failure THEN
+                    -- A worker claimed it in between (moved it to jobs_running): judge it again.
+                    IF NOT pgsched.moved_again(tries) THEN
+                        RAISE;
+                    END IF;
+                    tries := tries + 1;
+                    replaced := false;
+                END;
+                IF replaced THEN
                     RETURN holder;
                 END IF;
                 CONTINUE;  -- a worker claimed it in between: judge it again
@@ -2479,6 +2543,7 @@ DECLARE
     open_deps integer;
     blocker bigint;
     blocker_state text;
+    tries integer := 0;
 BEGIN
     IF wf IS NULL THEN
         wf := pgsched.workflow_create('', 'after');
@@ -2494,12 +2559,23 @@ BEGIN
     new_id := pgsched.enqueue(task, args, queue => queue, priority => priority, max_attempts => max_attempts,
                               timeout => timeout, run_at => now());
     -- Lock the dependencies (none can end unseen while the edges go in), mark them, read their states.
-    WITH marked AS (
-        UPDATE pgsched.jobs j SET has_dependents = true WHERE j.id = ANY (depends_on) RETURNING j.id, j.state
-    )
-    SELECT count(*), count(*) FILTER (WHERE m.state NOT IN ('succeeded', 'dead', 'cancelled')),
-           min(m.id) FILTER (WHERE m.state IN ('dead', 'cancelled'))
-      INTO found_deps, open_deps, blocker FROM marked m;
+    LOOP
+        BEGIN
+            WITH marked AS (
+                UPDATE pgsched.jobs j SET has_dependents = true WHERE j.id = ANY (depends_on) RETURNING j.id, j.state
+            )
+            SELECT count(*), count(*) FILTER (WHERE m.state NOT IN ('succeeded', 'dead', 'cancelled')),
+                   min(m.id) FILTER (WHERE m.state IN ('dead', 'cancelled'))
+              INTO found_deps, open_deps, blocker FROM marked m;
+            EXIT;
+        EXCEPTION WHEN serialization_failure THEN
+            -- A dependency was claimed, finished or retried since this statement's snapshot: mark it where it is now.
+            IF NOT pgsched.moved_again(tries) THEN
+                RAISE;
+            END IF;
+            tries := tries + 1;
+        END;
+    END LOOP;
     IF found_deps <> cardinality(depends_on) THEN
         RAISE EXCEPTION 'pgsched.workflow_add: dependency % does not exist',
             (SELECT min(u) FROM unnest(depends_on) AS u WHERE NOT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.id = u))
@@ -2544,25 +2620,37 @@ CREATE FUNCTION pgsched.workflow_cancel(workflow_id bigint) RETURNS integer
 DECLARE
     n integer;
     s record;
+    tries integer := 0;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pgsched.workflows w WHERE w.id = workflow_id) THEN
         RAISE EXCEPTION 'pgsched.workflow_cancel: workflow % does not exist', workflow_id USING ERRCODE = 'no_data_found';
     END IF;
     -- One statement for every step not started: their own triggers then find their dependents
     -- already cancelled, so nothing cascades twice.
-    WITH stopped AS (
-        UPDATE pgsched.jobs j
-           SET state = 'cancelled', finished_at = now(),
-               errors = j.errors || jsonb_build_array(jsonb_build_object(
-                   'at', now(), 'attempt', j.attempt, 'error', 'workflow cancelled', 'kind', 'workflow_cancelled',
-                   'traceback', NULL))
-         WHERE j.workflow_id = workflow_id AND j.state IN ('waiting', 'queued')
-        RETURNING j.id
-    ), told AS (
-        SELECT count(pg_notify('pgsched_done', stopped.id::text)) AS sent FROM stopped
-         WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = stopped.id)
-    )
-    SELECT count(*) INTO n FROM stopped, told;
+    LOOP
+        BEGIN
+            WITH stopped AS (
+                UPDATE pgsched.jobs j
+                   SET state = 'cancelled', finished_at = now(),
+                       errors = j.errors || jsonb_build_array(jsonb_build_object(
+                           'at', now(), 'attempt', j.attempt, 'error', 'workflow cancelled', 'kind', 'workflow_cancelled',
+                           'traceback', NULL))
+                 WHERE j.workflow_id = workflow_id AND j.state IN ('waiting', 'queued')
+                RETURNING j.id
+            ), told AS (
+                SELECT count(pg_notify('pgsched_done', stopped.id::text)) AS sent FROM stopped
+                 WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters w WHERE w.job_id = stopped.id)
+            )
+            SELECT count(*) INTO n FROM stopped, told;
+            EXIT;
+        EXCEPTION WHEN serialization_failure THEN
+            -- A step was claimed since this statement's snapshot: it is running now, and signalled below.
+            IF NOT pgsched.moved_again(tries) THEN
+                RAISE;
+            END IF;
+            tries := tries + 1;
+        END;
+    END LOOP;
     FOR s IN SELECT j.id FROM pgsched.jobs j WHERE j.workflow_id = workflow_id AND j.state = 'running' ORDER BY j.id LOOP
         PERFORM pgsched.cancel(s.id);
         n := n + 1;
@@ -3850,10 +3938,10 @@ ALTER TABLE pgsched.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
 );
 
 --
--- Name: jobs_live; Type: TABLE; Schema: pgsched; Owner: -
+-- Name: jobs_queued; Type: TABLE; Schema: pgsched; Owner: -
 --
 
-CREATE TABLE pgsched.jobs_live (
+CREATE TABLE pgsched.jobs_queued (
     id bigint NOT NULL,
     queue text NOT NULL,
     task text NOT NULL,
@@ -3916,52 +4004,166 @@ END),
     CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
 )
 WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0', vacuum_truncate='false');
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN queue SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN task SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN args SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN priority SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN run_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN state SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN attempt SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN max_attempts SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN run_key SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN schedule_name SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN schedule_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN worker_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN started_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN finished_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN cancel_requested_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN errors SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN result SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN timeout SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN created_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN concurrency_key SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN concurrency_limit SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN lease SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN returns SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN alone SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN tags SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN meta SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN expires_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN snoozes SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN progress SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN progress_message SET STATISTICS 0;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN progress_at SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN extended_lease SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN extended_until SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN workflow_id SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN has_dependents SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN deps_left SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN run_key_scope SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN run_key_period SET STATISTICS 20;
-ALTER TABLE ONLY pgsched.jobs_live ALTER COLUMN purge_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN queue SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN task SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN args SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN priority SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN run_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN state SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN attempt SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN max_attempts SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN run_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN schedule_name SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN schedule_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN worker_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN started_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN finished_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN cancel_requested_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN errors SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN timeout SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN created_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN concurrency_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN concurrency_limit SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN returns SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN alone SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN tags SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN meta SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN expires_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN snoozes SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN progress SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN progress_message SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN progress_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN extended_lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN extended_until SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN workflow_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN has_dependents SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN deps_left SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN run_key_scope SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN run_key_period SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN purge_at SET STATISTICS 20;
 
 --
--- Name: TABLE jobs_live; Type: COMMENT; Schema: pgsched; Owner: -
+-- Name: TABLE jobs_queued; Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON TABLE pgsched.jobs_live IS 'Partition of pgsched.jobs: waiting, queued and running jobs (the hot path: claims and finishes touch only it).';
+COMMENT ON TABLE pgsched.jobs_queued IS 'Partition of pgsched.jobs: waiting and queued jobs (the claim scans only it; a claim moves its jobs to jobs_running).';
+
+--
+-- Name: jobs_running; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.jobs_running (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    task text NOT NULL,
+    args jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority smallint NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    run_key text,
+    schedule_name text,
+    schedule_id bigint,
+    worker_id bigint,
+    started_at timestamp with time zone,
+    finished_at timestamp with time zone,
+    cancel_requested_at timestamp with time zone,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    result jsonb,
+    timeout interval,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    concurrency_key text,
+    concurrency_limit integer,
+    lease bigint,
+    returns integer DEFAULT 0 NOT NULL,
+    alone boolean DEFAULT false NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    meta jsonb DEFAULT '{}'::jsonb NOT NULL,
+    expires_at timestamp with time zone,
+    snoozes integer DEFAULT 0 NOT NULL,
+    progress real,
+    progress_message text,
+    progress_at timestamp with time zone,
+    extended_lease bigint,
+    extended_until timestamp with time zone,
+    workflow_id bigint,
+    has_dependents boolean DEFAULT false NOT NULL,
+    deps_left integer,
+    run_key_scope text,
+    run_key_period interval,
+    purge_at timestamp with time zone,
+    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
+    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
+    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
+    CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
+    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
+    CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
+    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
+    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
+    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
+    CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
+    CONSTRAINT jobs_run_key_period_valid CHECK (
+CASE
+    WHEN (run_key_scope = 'period'::text) THEN COALESCE((run_key_period > '00:00:00'::interval), false)
+    ELSE (run_key_period IS NULL)
+END),
+    CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
+    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
+    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+)
+WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0', vacuum_truncate='false');
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN queue SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN task SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN args SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN priority SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN run_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN state SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN attempt SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN max_attempts SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN run_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN schedule_name SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN schedule_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN worker_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN started_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN finished_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN cancel_requested_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN errors SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN result SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN timeout SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN created_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN concurrency_key SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN concurrency_limit SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN returns SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN alone SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN tags SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN meta SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN expires_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN snoozes SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN progress SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN progress_message SET STATISTICS 0;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN progress_at SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN extended_lease SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN extended_until SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN workflow_id SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN has_dependents SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN deps_left SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN run_key_scope SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN run_key_period SET STATISTICS 20;
+ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN purge_at SET STATISTICS 20;
+
+--
+-- Name: TABLE jobs_running; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.jobs_running IS 'Partition of pgsched.jobs: running jobs (a claim moves them here from jobs_queued; a finish moves them on to jobs_done, a retry back to jobs_queued).';
 
 --
 -- Name: leader_lease; Type: TABLE; Schema: pgsched; Owner: -
@@ -5440,10 +5642,16 @@ ALTER TABLE ONLY pgsched.jobs ATTACH PARTITION pgsched.jobs_done FOR VALUES IN (
 ALTER TABLE ONLY pgsched.jobs_done ATTACH PARTITION pgsched.jobs_done_default DEFAULT;
 
 --
--- Name: jobs_live; Type: TABLE ATTACH; Schema: pgsched; Owner: -
+-- Name: jobs_queued; Type: TABLE ATTACH; Schema: pgsched; Owner: -
 --
 
-ALTER TABLE ONLY pgsched.jobs ATTACH PARTITION pgsched.jobs_live FOR VALUES IN ('waiting', 'queued', 'running');
+ALTER TABLE ONLY pgsched.jobs ATTACH PARTITION pgsched.jobs_queued FOR VALUES IN ('waiting', 'queued');
+
+--
+-- Name: jobs_running; Type: TABLE ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.jobs ATTACH PARTITION pgsched.jobs_running FOR VALUES IN ('running');
 
 --
 -- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
@@ -5523,11 +5731,18 @@ ALTER TABLE ONLY pgsched.job_totals
     ADD CONSTRAINT job_totals_pkey PRIMARY KEY (queue, task);
 
 --
--- Name: jobs_live jobs_live_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+-- Name: jobs_queued jobs_queued_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
 --
 
-ALTER TABLE ONLY pgsched.jobs_live
-    ADD CONSTRAINT jobs_live_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY pgsched.jobs_queued
+    ADD CONSTRAINT jobs_queued_pkey PRIMARY KEY (id);
+
+--
+-- Name: jobs_running jobs_running_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.jobs_running
+    ADD CONSTRAINT jobs_running_pkey PRIMARY KEY (id);
 
 --
 -- Name: leader_lease leader_lease_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
@@ -5630,7 +5845,7 @@ CREATE INDEX job_dependencies_depends_on_idx ON pgsched.job_dependencies USING b
 -- Name: jobs_claim_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_claim_idx ON pgsched.jobs_live USING btree (queue, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NULL));
+CREATE INDEX jobs_claim_idx ON pgsched.jobs_queued USING btree (queue, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NULL));
 
 --
 -- Name: INDEX jobs_claim_idx; Type: COMMENT; Schema: pgsched; Owner: -
@@ -5810,7 +6025,7 @@ CREATE INDEX jobs_done_default_workflow_id_id_idx ON pgsched.jobs_done_default U
 -- Name: jobs_expiring_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_expiring_idx ON pgsched.jobs_live USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (started_at IS NULL) AND (finished_at IS NULL));
+CREATE INDEX jobs_expiring_idx ON pgsched.jobs_queued USING btree (expires_at) WHERE ((expires_at IS NOT NULL) AND (started_at IS NULL) AND (finished_at IS NULL));
 
 --
 -- Name: INDEX jobs_expiring_idx; Type: COMMENT; Schema: pgsched; Owner: -
@@ -5822,7 +6037,7 @@ COMMENT ON INDEX pgsched.jobs_expiring_idx IS 'Jobs with a deadline to start tha
 -- Name: jobs_keyed_claim_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_keyed_claim_idx ON pgsched.jobs_live USING btree (queue, concurrency_key, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NOT NULL));
+CREATE INDEX jobs_keyed_claim_idx ON pgsched.jobs_queued USING btree (queue, concurrency_key, priority DESC, run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (concurrency_key IS NOT NULL));
 
 --
 -- Name: INDEX jobs_keyed_claim_idx; Type: COMMENT; Schema: pgsched; Owner: -
@@ -5831,46 +6046,46 @@ CREATE INDEX jobs_keyed_claim_idx ON pgsched.jobs_live USING btree (queue, concu
 COMMENT ON INDEX pgsched.jobs_keyed_claim_idx IS 'The claim of jobs with a concurrency key, per queue and key in priority order.';
 
 --
--- Name: jobs_live_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: jobs_queued_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_live_meta_idx ON pgsched.jobs_live USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
+CREATE INDEX jobs_queued_meta_idx ON pgsched.jobs_queued USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
 
 --
--- Name: jobs_live_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: jobs_queued_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_live_run_key_idx ON pgsched.jobs_live USING btree (run_key) WHERE (run_key IS NOT NULL);
+CREATE INDEX jobs_queued_run_key_idx ON pgsched.jobs_queued USING btree (run_key) WHERE (run_key IS NOT NULL);
 
 --
--- Name: jobs_live_schedule_id_run_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: jobs_queued_schedule_id_run_at_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_live_schedule_id_run_at_idx ON pgsched.jobs_live USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+CREATE INDEX jobs_queued_schedule_id_run_at_idx ON pgsched.jobs_queued USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
 
 --
--- Name: jobs_live_state_finished_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: jobs_queued_state_finished_at_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_live_state_finished_at_idx ON pgsched.jobs_live USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
+CREATE INDEX jobs_queued_state_finished_at_idx ON pgsched.jobs_queued USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
 
 --
--- Name: jobs_live_tags_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: jobs_queued_tags_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_live_tags_idx ON pgsched.jobs_live USING gin (tags) WHERE (tags <> '{}'::text[]);
+CREATE INDEX jobs_queued_tags_idx ON pgsched.jobs_queued USING gin (tags) WHERE (tags <> '{}'::text[]);
 
 --
--- Name: jobs_live_workflow_id_id_idx; Type: INDEX; Schema: pgsched; Owner: -
+-- Name: jobs_queued_workflow_id_id_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_live_workflow_id_id_idx ON pgsched.jobs_live USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
+CREATE INDEX jobs_queued_workflow_id_id_idx ON pgsched.jobs_queued USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
 
 --
 -- Name: jobs_retrying_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_retrying_idx ON pgsched.jobs_live USING btree (run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (attempt > 0));
+CREATE INDEX jobs_retrying_idx ON pgsched.jobs_queued USING btree (run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (attempt > 0));
 
 --
 -- Name: INDEX jobs_retrying_idx; Type: COMMENT; Schema: pgsched; Owner: -
@@ -5882,7 +6097,7 @@ COMMENT ON INDEX pgsched.jobs_retrying_idx IS 'Queued jobs that failed before, i
 -- Name: jobs_running_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_running_idx ON pgsched.jobs_live USING btree (worker_id, lease) WITH (deduplicate_items=off) WHERE (state = 'running'::pgsched.job_state);
+CREATE INDEX jobs_running_idx ON pgsched.jobs_running USING btree (worker_id, lease) WITH (deduplicate_items=off) WHERE (state = 'running'::pgsched.job_state);
 
 --
 -- Name: INDEX jobs_running_idx; Type: COMMENT; Schema: pgsched; Owner: -
@@ -5891,10 +6106,16 @@ CREATE INDEX jobs_running_idx ON pgsched.jobs_live USING btree (worker_id, lease
 COMMENT ON INDEX pgsched.jobs_running_idx IS 'Running jobs per worker, in lease order (no deduplication: each entry of a job that left is marked dead on its own): the reaper and the reconcile read it.';
 
 --
+-- Name: jobs_running_meta_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_running_meta_idx ON pgsched.jobs_running USING gin (meta jsonb_path_ops) WHERE (meta <> '{}'::jsonb);
+
+--
 -- Name: jobs_running_queue_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_running_queue_idx ON pgsched.jobs_live USING btree (queue, concurrency_key) WHERE ((state = 'running'::pgsched.job_state) AND (queue IS NOT NULL));
+CREATE INDEX jobs_running_queue_idx ON pgsched.jobs_running USING btree (queue, concurrency_key) WHERE ((state = 'running'::pgsched.job_state) AND (queue IS NOT NULL));
 
 --
 -- Name: INDEX jobs_running_queue_idx; Type: COMMENT; Schema: pgsched; Owner: -
@@ -5903,10 +6124,40 @@ CREATE INDEX jobs_running_queue_idx ON pgsched.jobs_live USING btree (queue, con
 COMMENT ON INDEX pgsched.jobs_running_queue_idx IS 'Running jobs per queue and concurrency key: the limited claim counts them up to the queue''s or the key''s limit.';
 
 --
+-- Name: jobs_running_run_key_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_running_run_key_idx ON pgsched.jobs_running USING btree (run_key) WHERE (run_key IS NOT NULL);
+
+--
+-- Name: jobs_running_schedule_id_run_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_running_schedule_id_run_at_idx ON pgsched.jobs_running USING btree (schedule_id, run_at) WHERE (schedule_id IS NOT NULL);
+
+--
+-- Name: jobs_running_state_finished_at_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_running_state_finished_at_idx ON pgsched.jobs_running USING btree (state, finished_at) WHERE (finished_at IS NOT NULL);
+
+--
+-- Name: jobs_running_tags_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_running_tags_idx ON pgsched.jobs_running USING gin (tags) WHERE (tags <> '{}'::text[]);
+
+--
+-- Name: jobs_running_workflow_id_id_idx; Type: INDEX; Schema: pgsched; Owner: -
+--
+
+CREATE INDEX jobs_running_workflow_id_id_idx ON pgsched.jobs_running USING btree (workflow_id, id) WHERE (workflow_id IS NOT NULL);
+
+--
 -- Name: jobs_waiting_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_waiting_idx ON pgsched.jobs_live USING btree (run_at, id) WHERE (state = 'queued'::pgsched.job_state);
+CREATE INDEX jobs_waiting_idx ON pgsched.jobs_queued USING btree (run_at, id) WHERE (state = 'queued'::pgsched.job_state);
 
 --
 -- Name: INDEX jobs_waiting_idx; Type: COMMENT; Schema: pgsched; Owner: -
@@ -6023,40 +6274,76 @@ ALTER INDEX pgsched.jobs_tags_idx ATTACH PARTITION pgsched.jobs_done_tags_idx;
 ALTER INDEX pgsched.jobs_workflow_idx ATTACH PARTITION pgsched.jobs_done_workflow_id_id_idx;
 
 --
--- Name: jobs_live_meta_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+-- Name: jobs_queued_meta_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
 --
 
-ALTER INDEX pgsched.jobs_meta_idx ATTACH PARTITION pgsched.jobs_live_meta_idx;
+ALTER INDEX pgsched.jobs_meta_idx ATTACH PARTITION pgsched.jobs_queued_meta_idx;
 
 --
--- Name: jobs_live_run_key_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+-- Name: jobs_queued_run_key_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
 --
 
-ALTER INDEX pgsched.jobs_run_key_idx ATTACH PARTITION pgsched.jobs_live_run_key_idx;
+ALTER INDEX pgsched.jobs_run_key_idx ATTACH PARTITION pgsched.jobs_queued_run_key_idx;
 
 --
--- Name: jobs_live_schedule_id_run_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+-- Name: jobs_queued_schedule_id_run_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
 --
 
-ALTER INDEX pgsched.jobs_schedule_idx ATTACH PARTITION pgsched.jobs_live_schedule_id_run_at_idx;
+ALTER INDEX pgsched.jobs_schedule_idx ATTACH PARTITION pgsched.jobs_queued_schedule_id_run_at_idx;
 
 --
--- Name: jobs_live_state_finished_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+-- Name: jobs_queued_state_finished_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
 --
 
-ALTER INDEX pgsched.jobs_finished_idx ATTACH PARTITION pgsched.jobs_live_state_finished_at_idx;
+ALTER INDEX pgsched.jobs_finished_idx ATTACH PARTITION pgsched.jobs_queued_state_finished_at_idx;
 
 --
--- Name: jobs_live_tags_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+-- Name: jobs_queued_tags_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
 --
 
-ALTER INDEX pgsched.jobs_tags_idx ATTACH PARTITION pgsched.jobs_live_tags_idx;
+ALTER INDEX pgsched.jobs_tags_idx ATTACH PARTITION pgsched.jobs_queued_tags_idx;
 
 --
--- Name: jobs_live_workflow_id_id_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+-- Name: jobs_queued_workflow_id_id_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
 --
 
-ALTER INDEX pgsched.jobs_workflow_idx ATTACH PARTITION pgsched.jobs_live_workflow_id_id_idx;
+ALTER INDEX pgsched.jobs_workflow_idx ATTACH PARTITION pgsched.jobs_queued_workflow_id_id_idx;
+
+--
+-- Name: jobs_running_meta_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_meta_idx ATTACH PARTITION pgsched.jobs_running_meta_idx;
+
+--
+-- Name: jobs_running_run_key_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_run_key_idx ATTACH PARTITION pgsched.jobs_running_run_key_idx;
+
+--
+-- Name: jobs_running_schedule_id_run_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_schedule_idx ATTACH PARTITION pgsched.jobs_running_schedule_id_run_at_idx;
+
+--
+-- Name: jobs_running_state_finished_at_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_finished_idx ATTACH PARTITION pgsched.jobs_running_state_finished_at_idx;
+
+--
+-- Name: jobs_running_tags_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_tags_idx ATTACH PARTITION pgsched.jobs_running_tags_idx;
+
+--
+-- Name: jobs_running_workflow_id_id_idx; Type: INDEX ATTACH; Schema: pgsched; Owner: -
+--
+
+ALTER INDEX pgsched.jobs_workflow_idx ATTACH PARTITION pgsched.jobs_running_workflow_id_id_idx;
 
 --
 -- Name: workflow_status _RETURN; Type: RULE; Schema: pgsched; Owner: -
@@ -6151,6 +6438,12 @@ CREATE TRIGGER jobs_run_key_hold BEFORE INSERT ON pgsched.jobs FOR EACH ROW WHEN
 --
 
 COMMENT ON TRIGGER jobs_run_key_hold ON pgsched.jobs IS 'A live job inserted with a run key takes the key, or the insert fails (unique_violation) while another job holds it.';
+
+--
+-- Name: jobs jobs_run_key_moving; Type: TRIGGER; Schema: pgsched; Owner: -
+--
+
+CREATE TRIGGER jobs_run_key_moving BEFORE UPDATE OF state ON pgsched.jobs FOR EACH ROW WHEN (((new.run_key IS NOT NULL) AND (old.state = ANY (ARRAY['waiting'::pgsched.job_state, 'queued'::pgsched.job_state, 'running'::pgsched.job_state])) AND (new.state = ANY (ARRAY['waiting'::pgsched.job_state, 'queued'::pgsched.job_state, 'running'::pgsched.job_state])) AND ((old.state = 'running'::pgsched.job_state) <> (new.state = 'running'::pgsched.job_state)))) EXECUTE FUNCTION pgsched.jobs_run_key_moving();
 
 --
 -- Name: jobs jobs_run_key_rehold; Type: TRIGGER; Schema: pgsched; Owner: -

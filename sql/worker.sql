@@ -98,7 +98,7 @@ plain_all AS MATERIALIZED (
                          ELSE j.errors END,
            lease = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
                         ELSE (SELECT lease.token FROM lease) END
-     WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_live's primary key
+     WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_queued's primary key
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
               extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
               extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,
@@ -126,7 +126,7 @@ SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p
 -- name: job_finish_many
 -- Record finished attempts in one statement: succeeded (with result), failed (retry after delay, or dead), snoozed (queued again after delay with its attempt given back; dead past the snooze limit) or cancelled; fenced on (id, lease), which also clears the lease; NOTIFY pgsched_done for ended jobs a result waiter waits on.
 -- The statement is pgsched.job_finish_many (migration 0037; sql/schema.sql shows it). Plan-proof: "j.id = ANY(ids)" bounds
--- every way of reading jobs to the batch; "state NOT IN (the final states)" prunes it to jobs_live and implies none of
+-- every way of reading jobs to the batch; "state NOT IN (the final states)" prunes it to jobs_queued and jobs_running and implies none of
 -- the partial indexes on one state (so only the primary key finds a row); and the function may not plan a nested loop,
 -- so the batch is joined by hash whatever the statistics (reltuples 0 after a drain made the kept plan rescan the batch
 -- once per job). tests/worker/test_plans.py counts the rows visited in every statistics state, and checks that no

@@ -1,5 +1,5 @@
-"""The by-id read of a job (pgsched.job_get, migration 0029) finds a job wherever it lives: jobs_live, any time
-partition of jobs_done (whose rows mix finish days when retentions differ) and jobs_done_default. Its statement
+"""The by-id read of a job (pgsched.job_get, migration 0029) finds a job wherever it lives: jobs_queued, jobs_running,
+any time partition of jobs_done (whose rows mix finish days when retentions differ) and jobs_done_default. Its statement
 runs one generic, cached plan per session that probes each partition's id index and stops at the job's."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _history(conn: psycopg.Connection[Any]) -> dict[str, int]:
 
 def test_a_job_is_read_by_id_wherever_it_lives(conn: psycopg.Connection[Any], dsn: str) -> None:
     jobs = _history(conn)
-    assert _where(conn, jobs["running"]) == "pgsched.jobs_live"
+    assert _where(conn, jobs["running"]) == "pgsched.jobs_running"
     assert _where(conn, jobs["today"]) == _where(conn, jobs["audit"])  # finished two days apart, one partition
     assert _where(conn, jobs["today"]).startswith("pgsched.jobs_done_2")
     assert _where(conn, jobs["default"]) == "pgsched.jobs_done_default"
@@ -99,8 +99,9 @@ def test_the_by_id_read_probes_each_partition_by_index_with_a_generic_plan_and_s
     (plan,) = _inner_plans(conn, jobs[where])
     leaves = _leaves(plan)
     assert plan["Node Type"] == "Limit"
-    # jobs_live, every time partition, jobs_done_default: each by its id index, with the parameter (generic plan)
-    assert len(leaves) == parts["n"] + 2
+    # jobs_queued, jobs_running, every time partition, jobs_done_default: each by its id index, with the parameter
+    # (generic plan)
+    assert len(leaves) == parts["n"] + 3
     assert {leaf["Node Type"] for leaf in leaves} == {"Index Scan"}
     assert {leaf["Index Cond"] for leaf in leaves} == {"(id = $1)"}
     visited = [leaf["Relation Name"] for leaf in leaves if leaf["Actual Loops"] > 0]

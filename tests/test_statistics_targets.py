@@ -23,7 +23,7 @@ def _targets(conn: psycopg.Connection[Any], table: str) -> dict[str, int]:
 
 
 def test_every_column_of_the_live_jobs_has_a_small_target(conn: psycopg.Connection[Any]) -> None:
-    for table in ("pgsched.jobs", "pgsched.jobs_live", "pgsched.jobs_done_default"):
+    for table in ("pgsched.jobs", "pgsched.jobs_queued", "pgsched.jobs_running", "pgsched.jobs_done_default"):
         targets = _targets(conn, table)
         assert targets, table
         wide = {name: t for name, t in targets.items() if not 0 <= t <= 20}
@@ -38,6 +38,6 @@ def test_analyze_samples_6000_rows(conn: psycopg.Connection[Any]) -> None:
     )
     notices: list[str] = []
     conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-    conn.execute("ANALYZE VERBOSE pgsched.jobs_live")
+    conn.execute("ANALYZE VERBOSE pgsched.jobs_queued")
     sampled = [n for n in notices if "rows in sample" in n]
     assert sampled and "6000 rows in sample" in sampled[-1], notices

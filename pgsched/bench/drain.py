@@ -52,7 +52,8 @@ class DrainResult:
     analyzes: int
     autoanalyzes: int
     dead_tuples_per_job: float = 0.0  # made by the drain (non-HOT updates and deletes), every partition
-    live_dead_tuples_per_job: float = 0.0  # of them in jobs_live (the claim path)
+    claim_path_dead_tuples_per_job: float = 0.0  # of them in jobs_queued (the table the claim scans)
+    running_dead_tuples_per_job: float = 0.0  # of them in jobs_running
 
     def figures(self) -> dict[str, float]:
         key = f"drain.{self.stats}.{self.processes}"
@@ -66,7 +67,8 @@ class DrainResult:
             f"{key}.analyzes": float(self.analyzes),
             f"{key}.autoanalyzes": float(self.autoanalyzes),
             f"{key}.dead_tuples_per_job": self.dead_tuples_per_job,
-            f"{key}.live_dead_tuples_per_job": self.live_dead_tuples_per_job,
+            f"{key}.claim_path_dead_tuples_per_job": self.claim_path_dead_tuples_per_job,
+            f"{key}.running_dead_tuples_per_job": self.running_dead_tuples_per_job,
         }
 
 
@@ -147,7 +149,8 @@ def timed_drain(
         analyzes=analyzes[0] + (stats == "after-load"),
         autoanalyzes=int(table[4]),
         dead_tuples_per_job=(int(table[6]) - int(before[6])) / backlog,
-        live_dead_tuples_per_job=(int(table[7]) - int(before[7])) / backlog,
+        claim_path_dead_tuples_per_job=(int(table[7]) - int(before[7])) / backlog,
+        running_dead_tuples_per_job=(int(table[8]) - int(before[8])) / backlog,
     )
 
 
@@ -156,9 +159,9 @@ def _settled_table_stats(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
     last: tuple[Any, ...] | None = None
     for _ in range(20):
         row = conn.execute(query("bench_table_stats")).fetchone()
-        current = tuple(row) if row else (0,) * 8
+        current = tuple(row) if row else (0,) * 9
         if current == last:
             return current
         last = current
         time.sleep(0.25)  # a reading a moment later, not a wait for a state: counters only settle
-    return last or (0,) * 8
+    return last or (0,) * 9

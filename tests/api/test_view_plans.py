@@ -1,13 +1,13 @@
 """The reads behind the API and the dashboard stay cheap whatever the statistics said when they were planned.
 
-Every request of the API and every poll of the dashboard runs one of these statements on a connection of the API's
-pool, whose statements psycopg prepares at their fifth use: PostgreSQL then keeps a generic plan when it looks no
-dearer than the custom ones, and JIT compiles any plan it thinks costly (the API's sessions leave jit on). Here each
-statement is planned under every statistics state of tests/support/plan_table.py (a generic plan made then and kept,
-and custom plans made from those statistics), then run on a realistic table: a backlog and a running set in jobs_live,
-a day of finished jobs in the time partitions of jobs_done. The rows each visits (and the pairs its join filters
-compared) must stay within a small multiple of the page it returns, never the backlog or the history; the statements
-not there yet are in OPEN, with what they read instead (they are run too, and must not be JIT-compiled).
+Every request of the API and every poll of the dashboard runs one of these statements on a connection of the API's pool,
+whose statements psycopg prepares at their fifth use: PostgreSQL then keeps a generic plan when it looks no dearer than
+the custom ones, and JIT compiles any plan it thinks costly (the API's sessions leave jit on). Here each statement is
+planned under every statistics state of tests/support/plan_table.py (a generic plan made then and kept, and custom plans
+made from those statistics), then run on a realistic table: a backlog in jobs_queued, a running set in jobs_running, a
+day of finished jobs in the time partitions of jobs_done. The rows each visits (and the pairs its join filters compared)
+must stay within a small multiple of the page it returns, never the backlog or the history; the statements not there yet
+are in OPEN, with what they read instead (they are run too, and must not be JIT-compiled).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ PAGE_BOUND = 4 * (PAGE + 1)
 # The running set is bounded by the workers' concurrency, not by the backlog or the history: the running lists read it
 # once through jobs_running_idx and sort it (as the reaper does), the other plans twice.
 RUNNING_BOUND = 2 * RUNNING + PAGE_BOUND
-# GET /jobs?state=running reads the running set once (jobs_running_idx) and sorts it; through jobs_live's id index from
+# GET /jobs?state=running reads the running set once (jobs_running_idx) and sorts it; through the live id index from
 # the top it read the queued jobs with higher ids too (2,851 rows here; any backlog enqueued after the running jobs).
 RUNNING_LIST_BOUND = RUNNING + PAGE_BOUND
 # The queue counts read at most cap + 1 queued jobs of each kind per queue (6 queues here) and cap + 1 finished jobs
@@ -130,7 +130,7 @@ def _params(conn: psycopg.Connection[Any] | None) -> dict[str, dict[str, Any]]:
         row = conn.execute(
             "SELECT (SELECT id FROM pgsched.jobs_done WHERE state = 'dead' AND purge_at IS NOT NULL"
             "         ORDER BY id OFFSET (SELECT count(*) / 2 FROM pgsched.jobs_done WHERE state = 'dead') LIMIT 1),"
-            "       (SELECT max(id) FROM pgsched.jobs_live WHERE state = 'running'),"
+            "       (SELECT max(id) FROM pgsched.jobs_running),"
             "       (SELECT max(run_key) FROM pgsched.jobs_done),"
             "       (SELECT max(id) - 100000 FROM pgsched.jobs)"
         ).fetchone()

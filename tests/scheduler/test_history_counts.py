@@ -92,7 +92,7 @@ async def test_the_finished_counts_follow_jobs_into_and_out_of_history_by_every_
     }  # fmt: skip
 
     conn.execute(query("dead_purge"), {"queue": "b", "task": None, "before": None})
-    conn.execute("SELECT pgsched.retry(id) FROM unnest(%s::bigint[]) AS id", [a[:2]])  # back to jobs_live
+    conn.execute("SELECT pgsched.retry(id) FROM unnest(%s::bigint[]) AS id", [a[:2]])  # back to jobs_queued
     conn.execute("DELETE FROM pgsched.jobs WHERE id = %s", [b[0]])
     _published(conn)
     await _prune(dsn, t1 + SETTLE + timedelta(seconds=20))

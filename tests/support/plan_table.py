@@ -20,7 +20,7 @@ BATCH = 100
 KEYS = 2_000  # half the keyed queue's backlog spreads over this many concurrency keys (limit 1 each)
 CAPPED_RUNNING = 50  # running jobs of the capped queue (its limit: LIMITS)
 KEYED_RUNNING = 200  # running jobs of the keyed queue, each holding a key of its backlog
-CHURNED = 50_000  # jobs that ran since jobs_live was last vacuumed (churn): one in STILL_RUNNING still runs
+CHURNED = 50_000  # jobs that ran since jobs_running was last vacuumed (churn): one in STILL_RUNNING still runs
 STILL_RUNNING = 25
 HISTORY = 20_000  # finished jobs in the time partitions of jobs_done (fill_history)
 RARE = 300  # one finished job in this many is of the rare queue and task, carries a tag, meta and a run key
@@ -83,9 +83,9 @@ def load(conn: Conn, queued: int = QUEUED, running: int = RUNNING, finished: int
 
 
 def churn(conn: Conn, jobs: int = CHURNED) -> None:
-    """Jobs that ran and finished since the last vacuum of jobs_live, as a soak leaves them between autovacuums: each
-    ran under one of the WORKERS (an entry in jobs_running_idx) and all but one in STILL_RUNNING moved to jobs_done as
-    a finish does, leaving a dead row in jobs_live and a dead entry in each of its indexes, none yet marked dead by a
+    """Jobs that ran and finished since the last vacuum of jobs_running, as a soak leaves them between autovacuums: each
+    ran under one of the WORKERS (an entry in jobs_running_idx) and all but one in STILL_RUNNING moved to jobs_done as a
+    finish does, leaving a dead row in jobs_running and a dead entry in each of its indexes, none yet marked dead by a
     scan; the jobs still running lie among them, as in a soak. Run it on a connection of its own, as the workers'
     finishes are: later scans in the session that committed the moves did not mark their entries dead (PostgreSQL 15),
     though every other session's did."""
@@ -147,12 +147,12 @@ def _finished_only(conn: Conn) -> None:
 
 
 def _drained(keep: int) -> Callable[[Conn], None]:
-    """A large backlog drained to its newest ``keep`` jobs, then vacuumed and analyzed: its pages stay (jobs_live keeps
-    them, migration 0033).
+    """A large backlog and a large running set drained to their newest ``keep`` jobs, then vacuumed and analyzed: their
+    pages stay (jobs_queued and jobs_running keep them, migrations 0033 and 0046).
     - A handful kept: the planner expects almost no rows per page until the next ANALYZE, however many queue up
       meanwhile (a soak at 5,000 jobs/s: every claim sorted the whole backlog for a minute).
     - None kept: VACUUM (or ANALYZE) counts no live row, so reltuples is 0 over thousands of pages and the planner
-      expects one row from any read of jobs_live (a soak at 4,000 jobs/s: after each autovacuum of jobs_live the
+      expects one row from any read of the live jobs (a soak at 4,000 jobs/s: after each autovacuum of jobs_live the
       finish's kept plan rescanned its whole batch once per job, 400 ms a flush, for about a minute)."""
 
     def drain(conn: Conn) -> None:
@@ -160,10 +160,16 @@ def _drained(keep: int) -> Callable[[Conn], None]:
             "INSERT INTO pgsched.jobs (task, queue) SELECT 'noop', 'default' FROM generate_series(1, %s)", (3 * QUEUED,)
         )
         conn.execute(
-            "DELETE FROM pgsched.jobs_live"
-            " WHERE id NOT IN (SELECT id FROM pgsched.jobs_live ORDER BY id DESC LIMIT %s)",
-            (keep,),
+            "INSERT INTO pgsched.jobs (task, queue, state, attempt, worker_id, started_at, lease)"
+            " SELECT 'noop', 'default', 'running', 1, 1, now(), g FROM generate_series(1, %s) g",
+            (3 * RUNNING,),
         )
+        for table in ("jobs_queued", "jobs_running"):
+            conn.execute(
+                f"DELETE FROM pgsched.{table}"
+                f" WHERE id NOT IN (SELECT id FROM pgsched.{table} ORDER BY id DESC LIMIT %s)",
+                (keep,),
+            )
         analyze(conn)
 
     return drain

@@ -64,7 +64,8 @@ def reported_plans(conn: psycopg.Connection[Any], wanted: Callable[[str], bool])
 
 
 _PARAM = re.compile(r"%\((\w+)\)[sb]")  # %(name)b: sent in binary
-_COUNTED = ("jobs", "result_waiters")  # tables (and their partitions, jobs_live, jobs_done_*) and indexes <table>_...
+# Tables (and their partitions: jobs_queued, jobs_running, jobs_done_*) and indexes <table>_...
+_COUNTED = ("jobs", "result_waiters")
 
 
 def prepare(conn: psycopg.Connection[Any], name: str) -> list[str]:
@@ -104,8 +105,8 @@ def buffers_used(node: dict[str, Any]) -> int:
 
 
 def scans(node: dict[str, Any]) -> set[tuple[str, str]]:
-    """Every (node type, table or index) the plan reads, e.g. ("Seq Scan", "jobs_live"), ("Index Scan",
-    "jobs_running_idx"), ("Bitmap Index Scan", "jobs_live_pkey")."""
+    """Every (node type, table or index) the plan reads, e.g. ("Seq Scan", "jobs_queued"), ("Index Scan",
+    "jobs_running_idx"), ("Bitmap Index Scan", "jobs_queued_pkey")."""
     read = node.get("Index Name") or node.get("Relation Name")
     own = {(str(node["Node Type"]), str(read))} if read and node["Node Type"] != "ModifyTable" else set()
     return own.union(*(scans(child) for child in node.get("Plans", [])))

@@ -13,11 +13,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from pgsched import db
 from pgsched.errors import InvalidStateError
-from pgsched.store import JobStore
+from pgsched.queries import query
+from pgsched.store import AsyncJobStore, JobChanges, JobStore
 from pgsched.worker_store import Finished, Outcome, WorkerStore
 from tests.support.factories import insert_jobs
 from tests.support.waiting import wait_until
@@ -247,3 +248,183 @@ def test_a_transactional_finish_racing_the_attach_keeps_the_tasks_own_writes(
     assert conn.execute("SELECT count(*) AS n FROM task_writes").fetchone() == {"n": 1}
     row = conn.execute("SELECT state::text AS state FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
     assert row == {"state": "succeeded"}
+
+
+# Migration 0046: running jobs have a partition of their own, so the claim moves a job too (jobs_queued ->
+# jobs_running), and a retry or a reaped job moves back.
+_CLAIM = {"queues": ["default"], "limit": 10, "worker_id": 1, "now": None, "running": [], "free": 10}
+
+
+def _worker(conn: psycopg.Connection[Any], worker_id: int = 1) -> None:
+    conn.execute(
+        "INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (%s, 'test', %s)",
+        [worker_id, worker_id],
+    )
+
+
+def _claiming(holder: psycopg.Connection[Any]) -> None:
+    """Claim (and so move) the queued jobs in a transaction left open."""
+    assert holder.execute(query("job_claim_batch"), _CLAIM).fetchall()
+
+
+def _state(conn: psycopg.Connection[Any], job_id: int) -> str:
+    row = conn.execute("SELECT state::text AS s FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    assert row is not None
+    return str(row["s"])
+
+
+def test_a_drained_job_leaves_one_dead_row_in_each_live_partition(conn: psycopg.Connection[Any]) -> None:
+    """The claim scans jobs_queued only: a drained job leaves one dead row there (the claim's move) and one in
+    jobs_running (the finish's), where jobs_live had two (the claim's update and the finish's move)."""
+    _worker(conn)
+    insert_jobs(conn, 50)
+    with conn.transaction():  # the transaction's own counters: pg_stat_xact_user_tables
+        claimed = conn.execute(query("job_claim_batch"), {**_CLAIM, "limit": 50, "free": 50}).fetchall()
+        assert len(claimed) == 50
+        done = conn.execute(
+            query("job_finish_many"),
+            {
+                "ids": [j["id"] for j in claimed],
+                "leases": [j["lease"] for j in claimed],
+                "outcomes": ["succeeded"] * 50,
+                "results": ["1"] * 50,
+                "errors": [None] * 50,
+                "delays": [0.0] * 50,
+                "finals": [False] * 50,
+                "snooze_limits": [0] * 50,
+                "now": None,
+            },
+        ).fetchall()
+        assert len(done) == 50
+        dead = {
+            r["relname"]: r["dead"]
+            for r in conn.execute(
+                "SELECT relname, n_tup_upd - n_tup_hot_upd + n_tup_del AS dead FROM pg_stat_xact_user_tables"
+                " WHERE relname IN ('jobs_queued', 'jobs_running')"
+            )
+        }
+    assert dead == {"jobs_queued": 50, "jobs_running": 50}
+
+
+def test_a_sql_cancel_racing_the_claim_finds_the_job_running(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    """pgsched.cancel() waits for the claim's lock, meets the moved row (40001) and judges the job again where it is
+    now (pgsched.moved_again): running, so its worker is asked to stop it."""
+    _worker(conn)
+    (job_id,) = insert_jobs(conn, 1)
+    answer = _while_waiting(
+        dsn, _claiming, lambda c: c.execute("SELECT pgsched.cancel(%s)::text", [job_id]).fetchone()[0]
+    )
+    assert answer == "running"
+    row = conn.execute(
+        "SELECT state::text AS s, cancel_requested_at FROM pgsched.jobs WHERE id = %s", [job_id]
+    ).fetchone()
+    assert row is not None and row["s"] == "running" and row["cancel_requested_at"] is not None
+
+
+def test_a_workflow_step_added_while_its_dependency_is_claimed_waits_for_it(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    _worker(conn)
+    (job_id,) = insert_jobs(conn, 1)
+    step = _while_waiting(
+        dsn,
+        _claiming,
+        lambda c: c.execute(
+            "SELECT pgsched.workflow_add(NULL, 'b', depends_on => ARRAY[%s]::bigint[])", [job_id]
+        ).fetchone()[0],
+    )
+    row = conn.execute("SELECT state::text AS s, deps_left FROM pgsched.jobs WHERE id = %s", [step]).fetchone()
+    assert row == {"s": "waiting", "deps_left": 1}
+    flagged = conn.execute("SELECT has_dependents FROM pgsched.jobs WHERE id = %s", [job_id]).fetchone()
+    assert flagged == {"has_dependents": True}
+
+
+async def test_a_change_racing_the_claim_says_the_job_is_running(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    _worker(conn)
+    (job_id,) = insert_jobs(conn, 1)
+
+    def change(_: psycopg.Connection[Any]) -> None:
+        async def run() -> None:
+            async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+                await AsyncJobStore(pool).job_update(job_id, JobChanges(priority=5))
+
+        asyncio.run(run())
+
+    with pytest.raises(InvalidStateError, match="running"):
+        _while_waiting(dsn, _claiming, change)
+
+
+def test_an_enqueue_replacing_a_job_being_claimed_does_not_deadlock(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    """The replacing enqueue locks the key, then the job; the claim's move fires the key trigger in jobs_running,
+    which must not wait for the key (jobs_run_key_moving): else each waits for the other (DeadlockDetected)."""
+    _worker(conn)
+    job_id = conn.execute("SELECT pgsched.enqueue('t', run_key => 'sync:42', run_key_scope => 'active')").fetchone()
+    assert job_id is not None
+    with psycopg.connect(dsn) as enqueuer:
+        enqueuer.execute("SELECT 1 FROM pgsched.run_keys WHERE run_key = 'sync:42' FOR UPDATE")  # as run_key_take
+        with psycopg.connect(dsn, autocommit=True) as worker:
+            claimed = {}
+            thread = threading.Thread(
+                target=lambda: claimed.update(rows=worker.execute(query("job_claim_batch"), _CLAIM).fetchall())
+            )
+            thread.start()
+            thread.join(10)
+            assert not thread.is_alive(), "the claim waits for the run key"
+        new = enqueuer.execute(
+            "SELECT pgsched.enqueue('t', '{\"n\": 2}', run_key => 'sync:42', run_key_scope => 'active',"
+            " on_conflict => 'replace')"
+        ).fetchone()
+        enqueuer.commit()
+    assert [r[0] for r in claimed["rows"]] == [job_id["enqueue"]]
+    assert new is not None and new[0] != job_id["enqueue"]  # the claimed job runs; a new one takes the key
+    holder = conn.execute("SELECT job_id FROM pgsched.run_keys WHERE run_key = 'sync:42'").fetchone()
+    assert holder == {"job_id": new[0]}
+
+
+async def test_a_job_retried_after_its_key_was_given_away_is_queued_again(
+    dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    """While a keyed job runs, a replacing enqueue gives its key to a new job; the running job then fails and is
+    retried: it goes back to jobs_queued (an insert there) without taking the key back, and the finish succeeds."""
+    _worker(conn)
+    row = conn.execute("SELECT pgsched.enqueue('t', run_key => 'sync:7', run_key_scope => 'active') AS id").fetchone()
+    assert row is not None
+    store = WorkerStore(dsn)
+    try:
+        (job,) = await store.job_claim_batch(["default"], 10, 1)
+        new = conn.execute(
+            "SELECT pgsched.enqueue('t', run_key => 'sync:7', run_key_scope => 'active',"
+            " on_conflict => 'replace') AS id"
+        ).fetchone()
+        assert new is not None and new["id"] != job.id
+        accepted = await store.job_finish_many(
+            [Finished(job.id, job.attempt, job.lease, Outcome.FAILED, error={"error": "x"})]
+        )
+    finally:
+        await store.close()
+    assert accepted == {job.id: "queued"}
+    assert _state(conn, job.id) == "queued"
+    holder = conn.execute("SELECT job_id FROM pgsched.run_keys WHERE run_key = 'sync:7'").fetchone()
+    assert holder == {"job_id": new["id"]}
+
+
+async def test_four_claimers_over_one_backlog_claim_each_job_once(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    """Claims racing for the same rows: a claim whose snapshot saw a job another claim moved since meets 40001 and runs
+    again (execute_moving); no job is claimed twice or left behind."""
+    ids = insert_jobs(conn, 2000)
+    for w in range(1, 5):
+        _worker(conn, w)
+    seen: list[int] = []
+
+    async def claim(worker_id: int) -> None:
+        store = WorkerStore(dsn)
+        try:
+            while jobs := await store.job_claim_batch(["default"], 25, worker_id):
+                seen.extend(j.id for j in jobs)
+        finally:
+            await store.close()
+
+    await asyncio.gather(*(claim(w) for w in range(1, 5)))
+    assert sorted(seen) == sorted(ids)
+    left = conn.execute("SELECT count(*) AS n FROM pgsched.jobs_running").fetchone()
+    assert left == {"n": len(ids)}

@@ -227,7 +227,7 @@ def test_only_jobs_with_dependents_run_the_trigger_function(dsn: str, conn: Conn
     _add(conn, None, "after", [awaited])
     with psycopg.connect(dsn, autocommit=False, row_factory=dict_row) as c:
         c.execute("SET LOCAL track_functions = 'pl'")
-        # The end moves the row from jobs_live to jobs_done; the row trigger notes it, and the statement trigger
+        # The end moves the row from jobs_queued to jobs_done; the row trigger notes it, and the statement trigger
         # advances its dependents (pgsched.dependents_advance), once.
         calls = (
             "SELECT pg_stat_get_xact_function_calls('pgsched.dependents_advance(bigint[], pgsched.job_state)'"

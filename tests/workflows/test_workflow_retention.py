@@ -66,7 +66,7 @@ async def test_edges_left_without_their_job_go_in_a_sweep_bounded_per_round(
         for _ in range(6)
     ]
     # What a dropped time partition leaves: rows gone with no DELETE on pgsched.jobs, so no trigger took the edges.
-    conn.execute("DELETE FROM pgsched.jobs_live WHERE id = ANY(%s)", [steps[:5]])
+    conn.execute("DELETE FROM pgsched.jobs_queued WHERE id = ANY(%s)", [steps[:5]])
     monkeypatch.setattr(maintenance, "_PRUNE_BATCH", 2)
     monkeypatch.setattr(maintenance, "_SWEEP_BATCHES", 1)
     pruner = Pruner(Settings(dsn=dsn))
