@@ -9,23 +9,26 @@
 -- (attempt given back, returns + 1). Either way the job keeps its run_at (rescue first: its old place in line). Cancelled when a
 -- cancel was pending. NOTIFY pgsched_done for ended jobs a result waiter waits on.
 -- After a database restart every worker's lock is free until it reconnects, so heartbeats count from the restart: the
--- server's start, or this session's start when it opened within a lease of the server's (it waited out crash recovery).
+-- server's start, or this session's start when it opened within a lease of the server's (it waited out crash recovery);
+-- and a free lock counts only from a lease after it (0047): until then only a stale heartbeat tells a worker lost.
 -- pgsched.job_reap_lost (0043): reads the running jobs only through jobs_running_idx, whatever the statistics.
 SELECT r.job_id AS id, r.job_state AS state, r.job_charged AS charged
   FROM pgsched.job_reap_lost(%(lease)s::float8, %(grace)s::float8, %(max_losses)s::int) r
 
 -- name: worker_delete_dead
 -- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace (for those that hold one) (both counted from
--- the last database restart when that is later, as in job_reap_lost: after a restart every worker needs time to reconnect).
+-- the last database restart when that is later, as in job_reap_lost: after a restart every worker needs time to reconnect,
+-- and its free lock counts only from a lease after the restart).
 WITH since AS MATERIALIZED (
-    SELECT greatest(pg_postmaster_start_time(),
-                    CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => %(lease)s::float8)
-                         THEN a.backend_start END) AS at
-      FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+    SELECT r.at, r.at + make_interval(secs => greatest(%(lease)s::float8 - %(grace)s::float8, 0)) AS lock_at
+      FROM (SELECT greatest(pg_postmaster_start_time(),
+                            CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => %(lease)s::float8)
+                                 THEN a.backend_start END) AS at
+              FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) r
 )
 DELETE FROM pgsched.workers w
  WHERE greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
-    OR (greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
+    OR (greatest(w.heartbeat_at, (SELECT lock_at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
         AND w.heartbeat_lease_seconds IS NULL AND NOT pgsched.lock_held(w.id))
 RETURNING w.id
 

@@ -1549,10 +1549,14 @@ CREATE FUNCTION pgsched.job_reap_lost(p_lease double precision, p_grace double p
 BEGIN
     RETURN QUERY
     WITH since AS MATERIALIZED (
-        SELECT greatest(pg_postmaster_start_time(),
-                        CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => p_lease)
-                             THEN a.backend_start END) AS at
-          FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+        -- lock_at: a free lock counts from a lease after the restart (every lock went with the old server; a
+        -- worker reconnecting on a busy machine may take longer than the grace, and a live worker taken for dead
+        -- is charged and its jobs run twice), so within a lease of a restart only a stale heartbeat tells.
+        SELECT r.at, r.at + make_interval(secs => greatest(p_lease - p_grace, 0)) AS lock_at
+          FROM (SELECT greatest(pg_postmaster_start_time(),
+                                CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => p_lease)
+                                     THEN a.backend_start END) AS at
+                  FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) r
     ), lost AS (
         SELECT j.id, j.lease, w.id IS NULL OR j.id = ANY (w.started) OR e.expired AS started,  -- no row: unknown, so charged
                e.expired, j.extended_until
@@ -1569,7 +1573,7 @@ BEGIN
                 OR e.expired
                 OR (greatest(w.heartbeat_at, (SELECT s.at FROM since s)) < clock_timestamp() - make_interval(secs => p_lease)
                     AND NOT e.promised)
-                OR (greatest(w.heartbeat_at, (SELECT s.at FROM since s)) < clock_timestamp() - make_interval(secs => p_grace)
+                OR (greatest(w.heartbeat_at, (SELECT s.lock_at FROM since s)) < clock_timestamp() - make_interval(secs => p_grace)
                     AND w.heartbeat_lease_seconds IS NULL AND NOT pgsched.lock_held(j.worker_id)))
            FOR UPDATE OF j SKIP LOCKED
     ), blamed AS (

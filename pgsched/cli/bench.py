@@ -127,6 +127,11 @@ def _print(report: dict[str, Any]) -> None:
         ("worker process", "drain.after-load.1.worker_cpu_ms_per_job", "{:.4f}", None),
         ("its PostgreSQL backends", "drain.after-load.1.postgres_cpu_ms_per_job", "{:.4f}", None),
     ], "")  # fmt: skip
+    _table(report, "dead tuples per drained job (one process, statistics after load)", [
+        ("every partition", "drain.after-load.1.dead_tuples_per_job", "{:.2f}", None),
+        ("jobs_queued (the claim's table)", "drain.after-load.1.claim_path_dead_tuples_per_job", "{:.2f}", None),
+        ("jobs_running", "drain.after-load.1.running_dead_tuples_per_job", "{:.2f}", None),
+    ], "")  # fmt: skip
     _table(report, f"enqueue ({opts['bulk_jobs']:,} rows per bulk path, jobs/s)", [
         ("single enqueue call p50 (ms, warm app)", "enqueue.single_p50_ms", "{:.3f}", None),
         ("single enqueue call p99 (ms)", "enqueue.single_p99_ms", "{:.3f}", None),
