@@ -16,20 +16,16 @@ SELECT r.job_id AS id, r.job_state AS state, r.job_charged AS charged
   FROM pgsched.job_reap_lost(%(lease)s::float8, %(grace)s::float8, %(max_losses)s::int) r
 
 -- name: worker_delete_dead
--- Remove registry rows of processes that are gone: heartbeat past the lease, or lock free past the grace (for those that hold one) (both counted from
--- the last database restart when that is later, as in job_reap_lost: after a restart every worker needs time to reconnect,
--- and its free lock counts only from a lease after the restart).
+-- Remove registry rows of processes that are gone, by the rules job_reap_lost takes jobs back by (pgsched.worker_lapse:
+-- a heartbeat past the lease, or a free lock past the grace, both counted from pgsched.restart_marks). The rule is
+-- evaluated on the row itself, so a heartbeat committed meanwhile is seen by the recheck.
 WITH since AS MATERIALIZED (
-    SELECT r.at, r.at + make_interval(secs => greatest(%(lease)s::float8 - %(grace)s::float8, 0)) AS lock_at
-      FROM (SELECT greatest(pg_postmaster_start_time(),
-                            CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => %(lease)s::float8)
-                                 THEN a.backend_start END) AS at
-              FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) r
+    SELECT m.at, m.lock_at FROM pgsched.restart_marks(%(lease)s::float8, %(grace)s::float8) m
 )
 DELETE FROM pgsched.workers w
- WHERE greatest(w.heartbeat_at, (SELECT at FROM since)) < clock_timestamp() - make_interval(secs => %(lease)s::float8)
-    OR (greatest(w.heartbeat_at, (SELECT lock_at FROM since)) < clock_timestamp() - make_interval(secs => %(grace)s::float8)
-        AND w.heartbeat_lease_seconds IS NULL AND NOT pgsched.lock_held(w.id))
+ WHERE (SELECT g.stale OR g.lock_free
+          FROM pgsched.worker_lapse(w.id, w.heartbeat_at, w.heartbeat_lease_seconds, %(lease)s::float8,
+                                    %(grace)s::float8, (SELECT s.at FROM since s), (SELECT s.lock_at FROM since s)) g)
 RETURNING w.id
 
 -- name: retention_defaults_set

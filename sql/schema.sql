@@ -1549,14 +1549,7 @@ CREATE FUNCTION pgsched.job_reap_lost(p_lease double precision, p_grace double p
 BEGIN
     RETURN QUERY
     WITH since AS MATERIALIZED (
-        -- lock_at: a free lock counts from a lease after the restart (every lock went with the old server; a
-        -- worker reconnecting on a busy machine may take longer than the grace, and a live worker taken for dead
-        -- is charged and its jobs run twice), so within a lease of a restart only a stale heartbeat tells.
-        SELECT r.at, r.at + make_interval(secs => greatest(p_lease - p_grace, 0)) AS lock_at
-          FROM (SELECT greatest(pg_postmaster_start_time(),
-                                CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => p_lease)
-                                     THEN a.backend_start END) AS at
-                  FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) r
+        SELECT m.at, m.lock_at FROM pgsched.restart_marks(p_lease, p_grace) m
     ), lost AS (
         SELECT j.id, j.lease, w.id IS NULL OR j.id = ANY (w.started) OR e.expired AS started,  -- no row: unknown, so charged
                e.expired, j.extended_until
@@ -1568,13 +1561,10 @@ BEGIN
                        coalesce(j.extended_lease = j.lease AND d.until >= clock_timestamp(), false) AS promised
                   FROM (SELECT greatest(j.extended_until,
                                         (SELECT s.at FROM since s) + make_interval(secs => p_grace)) AS until) d) e
+         CROSS JOIN LATERAL pgsched.worker_lapse(w.id, w.heartbeat_at, w.heartbeat_lease_seconds, p_lease, p_grace,
+                                                 (SELECT s.at FROM since s), (SELECT s.lock_at FROM since s)) g
          WHERE j.state = 'running'
-           AND (w.id IS NULL
-                OR e.expired
-                OR (greatest(w.heartbeat_at, (SELECT s.at FROM since s)) < clock_timestamp() - make_interval(secs => p_lease)
-                    AND NOT e.promised)
-                OR (greatest(w.heartbeat_at, (SELECT s.lock_at FROM since s)) < clock_timestamp() - make_interval(secs => p_grace)
-                    AND w.heartbeat_lease_seconds IS NULL AND NOT pgsched.lock_held(j.worker_id)))
+           AND (w.id IS NULL OR e.expired OR (g.stale AND NOT e.promised) OR g.lock_free)
            FOR UPDATE OF j SKIP LOCKED
     ), blamed AS (
         SELECT lost.id, lost.lease, lost.started OR j.returns >= p_max_losses AS charged, n.losses,
@@ -2251,6 +2241,31 @@ END $$;
 COMMENT ON FUNCTION pgsched.rate_wait(p_queues text[], p_at timestamp with time zone) IS 'Seconds until the first rate-limited queue of p_queues that has due jobs earns a token; NULL when none waits.';
 
 --
+-- Name: restart_marks(double precision, double precision); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.restart_marks(p_lease double precision, p_grace double precision, OUT at timestamp with time zone, OUT lock_at timestamp with time zone) RETURNS record
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    -- at: the later of the server's start and this session's, when the session began within a lease of the start (a
+    -- reaper that reconnected after a restart gives every worker time to reconnect too). lock_at: a free lock counts
+    -- only from a lease after that (every lock went with the old server, and a worker reconnecting on a busy machine may
+    -- take longer than the grace; a live worker taken for dead has its jobs charged and run twice).
+    SELECT r.at, r.at + make_interval(secs => greatest(p_lease - p_grace, 0))
+      FROM (SELECT greatest(pg_postmaster_start_time(),
+                            CASE WHEN a.backend_start < pg_postmaster_start_time() + make_interval(secs => p_lease)
+                                 THEN a.backend_start END) AS at
+              FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) r
+$$;
+
+--
+-- Name: FUNCTION restart_marks(p_lease double precision, p_grace double precision, OUT at timestamp with time zone, OUT lock_at timestamp with time zone); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.restart_marks(p_lease double precision, p_grace double precision, OUT at timestamp with time zone, OUT lock_at timestamp with time zone) IS 'From when, after the last database restart, a worker''s heartbeat (at) and its free advisory lock (lock_at, a lease later) count against it; the input of pgsched.worker_lapse.';
+
+--
 -- Name: resume_queue(text); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
@@ -2530,6 +2545,26 @@ END $$;
 --
 
 COMMENT ON FUNCTION pgsched.task_defaults(p_task text, OUT queue text, OUT priority smallint, OUT max_attempts integer) IS 'Queue, priority and max_attempts a job of this task gets when its insert leaves them out: the newest publication in pgsched.tasks, else ''default'', 0 and 5. Resolved once, at insert, and stored in the job.';
+
+--
+-- Name: worker_lapse(bigint, timestamp with time zone, double precision, double precision, double precision, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.worker_lapse(p_worker bigint, p_heartbeat_at timestamp with time zone, p_heartbeat_lease double precision, p_lease double precision, p_grace double precision, p_at timestamp with time zone, p_lock_at timestamp with time zone, OUT stale boolean, OUT lock_free boolean) RETURNS record
+    LANGUAGE sql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $$
+    -- The lock is looked up only for a worker silent past the grace (AND stops at the first false).
+    SELECT greatest(p_heartbeat_at, p_at) < clock_timestamp() - make_interval(secs => p_lease),
+           greatest(p_heartbeat_at, p_lock_at) < clock_timestamp() - make_interval(secs => p_grace)
+               AND p_heartbeat_lease IS NULL AND NOT pgsched.lock_held(p_worker)
+$$;
+
+--
+-- Name: FUNCTION worker_lapse(p_worker bigint, p_heartbeat_at timestamp with time zone, p_heartbeat_lease double precision, p_lease double precision, p_grace double precision, p_at timestamp with time zone, p_lock_at timestamp with time zone, OUT stale boolean, OUT lock_free boolean); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.worker_lapse(p_worker bigint, p_heartbeat_at timestamp with time zone, p_heartbeat_lease double precision, p_lease double precision, p_grace double precision, p_at timestamp with time zone, p_lock_at timestamp with time zone, OUT stale boolean, OUT lock_free boolean) IS 'Whether a worker is gone, by either rule: stale, no heartbeat for a lease; lock_free, silent for the grace with its liveness lock free (workers that hold one: heartbeat_lease_seconds IS NULL). Both count from pgsched.restart_marks. Used by job_reap_lost (with a job''s own promised lease waiving the heartbeat rule) and by the leader''s worker_delete_dead.';
 
 --
 -- Name: workflow_add(bigint, text, jsonb, bigint[], text, text, integer, integer, interval, text); Type: FUNCTION; Schema: pgsched; Owner: -
