@@ -203,9 +203,7 @@ async def test_the_leader_creates_each_partition_in_a_transaction_of_its_own(
         conn.execute("DROP EVENT TRIGGER note_created")
     # Counted from the creates, not from the partitions left: a round that crosses a minute boundary also drops the
     # oldest one, now past.
-    made = conn.execute(
-        "SELECT count(*) AS n, count(DISTINCT xid) AS transactions FROM public.created_in"
-    ).fetchone()
+    made = conn.execute("SELECT count(*) AS n, count(DISTINCT xid) AS transactions FROM public.created_in").fetchone()
     assert made is not None and made["n"] >= 20
     assert made["transactions"] == made["n"]
 
