@@ -5,6 +5,7 @@ to its own transaction."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,12 +130,19 @@ def test_a_bulk_enqueue_builds_its_first_jobs_while_its_id_reserve_runs(app: Pgs
     seen: list[int] = []
 
     def jobs() -> Iterator[NewJob]:
+        # Polled: on a busy machine the server may not have run the reserve yet when the builder starts; it cannot
+        # end its transaction before the client reads its answer, after this builder has yielded its first jobs.
+        deadline, found = time.monotonic() + 5, 0
         with psycopg.connect(dsn, autocommit=True) as watcher:
-            row = watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE application_name LIKE 'pgsched:client:%%' AND backend_xid IS NOT NULL"
-            ).fetchone()
-        seen.append(row[0] if row else 0)
+            while not found and time.monotonic() < deadline:
+                row = watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'pgsched:client:%%' AND backend_xid IS NOT NULL"
+                ).fetchone()
+                found = row[0] if row else 0
+                if not found:
+                    time.sleep(0.01)
+        seen.append(found)
         for n in range(100):
             yield NewJob.build("t", {"n": n}, queue="default", priority=0, max_attempts=5)
 
