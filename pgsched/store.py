@@ -1,11 +1,12 @@
-"""JobStore: enqueue, read and operator changes of jobs. Async for services, a small sync twin for callers.
+"""JobStore: enqueue and read jobs by id. Async for services, a small sync twin for callers.
 
-Data layer. The worker's transitions (claim, finish, hand back) are not here: they live in
-``worker_store``, fenced on each claim's lease. psycopg errors stop here and become
-pgsched errors. The one enqueue path of every surface lives here: ``job_insert`` (one job,
-insert-or-return in one statement) and ``job_insert_many`` (which asks the dedupe cache, and
-returns a cached id only once a primary-key read shows the job still holds that run key); the rows and
-parameters they send are built in ``enqueue_rows``.
+Data layer. The worker's transitions (claim, finish, hand back) live in ``worker_store``, fenced on
+each claim's lease; an operator's changes (list, update, cancel, retry, redrive) in ``operator_store``.
+psycopg errors stop here and become pgsched errors. The one enqueue path of every surface lives here:
+``job_insert`` (one job, insert-or-return in one statement) and ``job_insert_many`` (which asks the
+dedupe cache, and returns a cached id only once a primary-key read shows the job still holds that run
+key); the rows and parameters they send are built in ``enqueue_rows``. ``job_delete`` is here too: it
+forgets the job's run key in the same cache.
 
 A connection can die under a statement (a database restart the pool's check did not see yet): a
 pooled ``job_insert`` with a run key is then tried once more on a fresh connection. That is safe
@@ -20,29 +21,25 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row, tuple_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from pgsched import db, enqueue_rows
 from pgsched.clock import Clock, SystemClock
 from pgsched.dedupe import DedupeCache, NullCache
-from pgsched.errors import DatabaseUnavailable, InvalidStateError, JobNotFound
-from pgsched.job import Job, JobState, NewJob, validate_queue
+from pgsched.errors import DatabaseUnavailable, InvalidStateError
+from pgsched.job import Job, NewJob
 from pgsched.queries import query
-from pgsched.queue_settings import QueueChanges
 
 __all__ = [
     "Added",
     "AsyncJobStore",
     "Inserted",
     "JobRef",
-    "JobChanges",
     "JobStore",
 ]
 
@@ -69,16 +66,6 @@ class Added:
 
     job: JobRef
     created: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class JobChanges:
-    """Validated changes for a queued job (PATCH /jobs/{id}); None keeps the current value."""
-
-    run_at: datetime | None = None
-    priority: int | None = None
-    args: dict[str, Any] | None = None
-    queue: str | None = None
 
 
 # libpq 14 or later: a bulk enqueue sends its id reserve in a pipeline and builds its first jobs while it runs.
@@ -254,16 +241,6 @@ class JobStore:
             row = cur.execute(query("job_get"), {"id": job_id}).fetchone()
             return Job.from_row(row) if row else None
 
-    def job_cancel(self, job_id: int) -> JobState:
-        with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            row = db.execute_moving(cur, query("job_cancel"), {"id": job_id}).fetchone()
-            assert row is not None
-            return JobState(row["state"])
-
-    def job_retry(self, job_id: int) -> None:
-        with self._conn(None) as c:
-            db.execute_moving(c, query("job_retry"), {"id": job_id})
-
 
 class AsyncJobStore:
     """Asynchronous job access for the worker, the API and the leader."""
@@ -415,34 +392,6 @@ class AsyncJobStore:
             row = await cur.fetchone()
             return Job.from_row(row) if row else None
 
-    async def job_list(
-        self,
-        *,
-        state: JobState | str | None = None,
-        queue: str | None = None,
-        task: str | None = None,
-        before_id: int | None = None,
-        limit: int = 50,
-        tags: Sequence[str] | None = None,
-        meta: Mapping[str, Any] | None = None,
-    ) -> list[Job]:
-        """Newest first; ``tags``: jobs holding every one; ``meta``: jobs whose meta contains it."""
-        params = enqueue_rows.list_params(state, queue, task, before_id, limit, tags, meta)
-        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(enqueue_rows.list_query(tags, meta), params)
-            return [Job.from_row(r) for r in await cur.fetchall()]
-
-    async def job_cancel(self, job_id: int) -> JobState:
-        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await db.execute_moving_async(cur, query("job_cancel"), {"id": job_id})
-            row = await cur.fetchone()
-            assert row is not None
-            return JobState(row["state"])
-
-    async def job_retry(self, job_id: int) -> None:
-        async with self._conn(None) as c:
-            await db.execute_moving_async(c, query("job_retry"), {"id": job_id})
-
     async def job_delete(self, job_id: int) -> bool:
         """Delete a finished job, and its run key from the dedupe cache (verification would catch it anyway)."""
         async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
@@ -451,52 +400,3 @@ class AsyncJobStore:
         if row is not None and row["run_key"] is not None and self._cache.enabled:
             await self._cache.forget_async(await self._cache_scope(), [row["run_key"]])
         return row is not None
-
-    async def queue_configure(self, queue: str, changes: QueueChanges) -> dict[str, Any]:
-        """Apply flow-control changes to a queue (creating its settings row); returns its settings."""
-        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("queue_configure"), changes.params(validate_queue(queue)))
-            row = await cur.fetchone()
-            assert row is not None
-            return dict(row)
-
-    async def queue_stats_list(self) -> list[dict[str, Any]]:
-        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await cur.execute(query("queue_stats_list"))
-            return list(await cur.fetchall())
-
-    async def job_update(self, job_id: int, changes: JobChanges) -> Job:
-        """Change a queued job; ``InvalidStateError`` once it started or finished, ``JobNotFound`` if missing."""
-        params = {
-            "id": job_id,
-            "run_at": changes.run_at,
-            "priority": changes.priority,
-            "args": None if changes.args is None else Jsonb(changes.args),
-            "queue": changes.queue,
-        }
-        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await db.execute_moving_async(cur, query("job_update"), params)  # a claim may move it meanwhile
-            row = await cur.fetchone()
-            if row is not None:
-                return Job.from_row(row)
-            await cur.execute(query("job_state_get"), {"id": job_id})
-            found = await cur.fetchone()
-        if found is None:
-            raise JobNotFound(job_id)
-        raise InvalidStateError(f"job {job_id} is {found['state']}; only a queued job can be changed")
-
-    async def dead_retry_many(self, *, queue: str | None = None, task: str | None = None) -> list[int]:
-        """Queue every dead job (of one queue / task) to run now; returns their ids."""
-        params = {"queue": queue, "task": task, "now": self._clock.db_now()}
-        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await db.execute_moving_async(cur, query("dead_retry_many"), params)
-            return sorted(r["id"] for r in await cur.fetchall())
-
-    async def dead_purge(
-        self, *, queue: str | None = None, task: str | None = None, before: datetime | None = None
-    ) -> int:
-        """Delete dead jobs (of one queue / task, finished before ``before``); returns how many."""
-        async with self._conn(None) as c, c.cursor(row_factory=dict_row) as cur:
-            await db.execute_moving_async(cur, query("dead_purge"), {"queue": queue, "task": task, "before": before})
-            row = await cur.fetchone()
-            return int(row["purged"]) if row else 0

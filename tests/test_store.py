@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 from pgsched import DatabaseUnavailable, db
 from pgsched.clock import FixedClock
 from pgsched.job import JobState, NewJob
+from pgsched.operator_store import OperatorStore
 from pgsched.store import AsyncJobStore
 from pgsched.worker_store import ClaimedJob, Finished, Outcome, WorkerStore
 from tests.support.factories import insert_jobs
@@ -38,6 +39,14 @@ async def store(dsn: str) -> AsyncIterator[AsyncJobStore]:
     pool = db.async_pool(dsn, "test", min_size=1, max_size=10)
     await pool.open()
     yield AsyncJobStore(pool)
+    await pool.close()
+
+
+@pytest.fixture
+async def operator(dsn: str) -> AsyncIterator[OperatorStore]:
+    pool = db.async_pool(dsn, "test", min_size=1, max_size=2)
+    await pool.open()
+    yield OperatorStore(pool)
     await pool.close()
 
 
@@ -183,7 +192,9 @@ async def test_insert_many_copies_jobs_and_returns_ids_in_order(store: AsyncJobS
         assert job.args == {"i": probe}
 
 
-async def test_insert_many_with_run_keys_returns_existing_ids_for_taken_keys(store: AsyncJobStore) -> None:
+async def test_insert_many_with_run_keys_returns_existing_ids_for_taken_keys(
+    store: AsyncJobStore, operator: OperatorStore
+) -> None:
     (first,) = await store.job_insert_many([NewJob.build("k", run_key="a")])
     ids = await store.job_insert_many(
         [
@@ -195,15 +206,15 @@ async def test_insert_many_with_run_keys_returns_existing_ids_for_taken_keys(sto
     )
     assert ids[0] == first
     assert ids[2] == ids[3] != ids[1]
-    assert len(await store.job_list(limit=100)) == 3
+    assert len(await operator.job_list(limit=100)) == 3
 
 
-async def test_job_list_pages_by_keyset(store: AsyncJobStore, conn: Conn) -> None:
+async def test_job_list_pages_by_keyset(operator: OperatorStore, conn: Conn) -> None:
     ids = insert_jobs(conn, 25)
     seen: list[int] = []
     before: int | None = None
     while True:
-        page = await store.job_list(limit=10, before_id=before)
+        page = await operator.job_list(limit=10, before_id=before)
         if not page:
             break
         seen.extend(j.id for j in page)

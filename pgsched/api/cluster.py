@@ -46,7 +46,7 @@ async def list_queues(request: Request) -> Response:
 
 async def configure_queue(request: Request) -> Response:
     changes = QueueChanges.build(await read_object(request))
-    settings = await api_state(request).jobs.queue_configure(request.path_params["name"], changes)
+    settings = await api_state(request).operator.queue_configure(request.path_params["name"], changes)
     return JSONResponse(settings)
 
 

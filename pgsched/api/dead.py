@@ -46,14 +46,14 @@ async def retry_dead(request: Request) -> Response:
     state = api_state(request)
     filters = _filters(await read_object(request, optional=True), {"queue", "task"})
     await authorize_dead_retry(request, **filters)
-    ids = await state.jobs.dead_retry_many(**filters)
+    ids = await state.operator.dead_retry_many(**filters)
     return JSONResponse({"retried": len(ids), "ids": ids})
 
 
 async def purge_dead(request: Request) -> Response:
     state = api_state(request)
     filters = _filters(await read_object(request, optional=True), {"queue", "task", "before"})
-    return JSONResponse({"purged": await state.jobs.dead_purge(**filters)})
+    return JSONResponse({"purged": await state.operator.dead_purge(**filters)})
 
 
 routes = [

@@ -20,7 +20,7 @@ from pgsched.api.validation import decode_cursor, encode_cursor, page_limit, par
 from pgsched.errors import InvalidStateError, JobNotFound, ValidationError
 from pgsched.job import PRIORITY_MAX, PRIORITY_MIN, Job, NewJob, validate_args, validate_queue
 from pgsched.job_input import new_job_from_json, parse_datetime
-from pgsched.store import JobChanges
+from pgsched.operator_store import JobChanges
 from pgsched.token_store import Scope
 
 __all__ = ["MAX_BATCH", "job_page", "routes"]
@@ -105,7 +105,7 @@ async def job_page(request: Request, **fixed: Any) -> Response:
     limit = page_limit(request, default=settings.api_page_size, maximum=settings.api_max_page_size)
     filters = {**query_filters(request, with_state="state" not in fixed), **fixed}
     before_id = decode_cursor(request)
-    rows = await state.reads.read(lambda s: s.jobs.job_list(before_id=before_id, limit=limit + 1, **filters))
+    rows = await state.reads.read(lambda s: s.operator.job_list(before_id=before_id, limit=limit + 1, **filters))
     page = rows[:limit]
     cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return JSONResponse({"items": [j.to_dict() for j in page], "next_cursor": cursor})
@@ -155,14 +155,14 @@ async def update_job(request: Request) -> Response:
     job_id = parse_id(request.path_params["id"])
     changes = _changes(await read_object(request), state.settings.max_payload_bytes)
     await authorize_task(request, (await _job_or_404(state, job_id)).task)
-    job = await state.jobs.job_update(job_id, changes)
+    job = await state.operator.job_update(job_id, changes)
     return JSONResponse(job.to_dict())
 
 
 async def cancel_job(request: Request) -> Response:
     state = api_state(request)
     job_id = parse_id(request.path_params["id"])
-    await state.jobs.job_cancel(job_id)
+    await state.operator.job_cancel(job_id)
     return JSONResponse((await _job_or_404(state, job_id)).to_dict())
 
 
@@ -170,7 +170,7 @@ async def retry_job(request: Request) -> Response:
     state = api_state(request)
     job_id = parse_id(request.path_params["id"])
     await authorize_task(request, (await _job_or_404(state, job_id)).task)
-    await state.jobs.job_retry(job_id)
+    await state.operator.job_retry(job_id)
     return JSONResponse((await _job_or_404(state, job_id)).to_dict())
 
 

@@ -26,8 +26,8 @@ from pgsched.config import Settings
 from pgsched.dashboard_store import DashboardStore
 from pgsched.errors import DatabaseUnavailable
 from pgsched.metrics import API_REPLICA_FALLBACKS
+from pgsched.operator_store import OperatorStore
 from pgsched.schedule_store import ScheduleStore
-from pgsched.store import AsyncJobStore
 from pgsched.workflow_store import AsyncWorkflowStore
 
 __all__ = ["REPLICA_RETRY_SECONDS", "ReadRouter", "ReadStores", "replica_pool"]
@@ -58,7 +58,7 @@ def replica_pool(settings: Settings) -> AsyncConnectionPool | None:
 class ReadStores:
     """The stores whose reads a replica can answer, over one pool."""
 
-    jobs: AsyncJobStore
+    operator: OperatorStore
     admin: AdminStore
     schedules: ScheduleStore
     workflows: AsyncWorkflowStore
@@ -67,7 +67,7 @@ class ReadStores:
     @classmethod
     def over(cls, pool: AsyncConnectionPool, clock: Clock) -> ReadStores:
         return cls(
-            jobs=AsyncJobStore(pool, clock=clock),
+            operator=OperatorStore(pool, clock=clock),
             admin=AdminStore(pool, clock=clock),
             schedules=ScheduleStore(pool, clock=clock),
             workflows=AsyncWorkflowStore(pool),
@@ -76,7 +76,7 @@ class ReadStores:
 
 
 class ReadRouter:
-    """``await read(lambda s: s.jobs.job_list(...))``: from the replica when there is one and it answers."""
+    """``await read(lambda s: s.operator.job_list(...))``: from the replica when there is one and it answers."""
 
     def __init__(self, primary: ReadStores, replica: ReadStores | None) -> None:
         self._primary = primary

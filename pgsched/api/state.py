@@ -20,6 +20,7 @@ from pgsched.clock import Clock, SystemClock
 from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache
 from pgsched.hooks import Tracer
+from pgsched.operator_store import OperatorStore
 from pgsched.retention_store import RetentionStore
 from pgsched.schedule_store import ScheduleStore
 from pgsched.store import AsyncJobStore
@@ -53,6 +54,7 @@ class ApiState:
     clock: Clock
     pool: AsyncConnectionPool
     jobs: AsyncJobStore
+    operator: OperatorStore
     admin: AdminStore
     tokens: TokenStore
     schedules: ScheduleStore
@@ -76,6 +78,7 @@ class ApiState:
             clock=clock,
             pool=pool,
             jobs=AsyncJobStore(pool, clock=clock, cache=cache),
+            operator=OperatorStore(pool, clock=clock),
             admin=AdminStore(pool, clock=clock),
             tokens=TokenStore(pool, clock=clock),
             schedules=ScheduleStore(pool, clock=clock),

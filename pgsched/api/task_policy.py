@@ -42,6 +42,6 @@ async def authorize_dead_retry(request: Request, *, queue: str | None, task: str
     """As ``authorize_task`` for a bulk retry of dead jobs: checks the gated tasks that have dead jobs in it."""
     if task is not None:
         return await authorize_task(request, task)
-    jobs = api_state(request).jobs
-    present = [name for name in TASK_SCOPES if await jobs.job_list(state="dead", queue=queue, task=name, limit=1)]
+    operator = api_state(request).operator
+    present = [name for name in TASK_SCOPES if await operator.job_list(state="dead", queue=queue, task=name, limit=1)]
     return await authorize_task(request, present)

@@ -26,6 +26,7 @@ from pgsched.bench.drain import timed_drain
 from pgsched.bench.scratch import Databases
 from pgsched.bench.workers import QUEUE
 from pgsched.errors import ConfigurationError
+from pgsched.operator_store import OperatorStore
 from pgsched.queries import query
 from pgsched.store import AsyncJobStore
 
@@ -137,7 +138,7 @@ async def _reads(dsn: str, ids: list[int]) -> tuple[list[float], list[float]]:
         page_ms = []
         for _ in range(_PAGES):
             started = time.perf_counter()
-            await store.job_list(state="succeeded", limit=_PAGE + 1)
+            await OperatorStore(pool).job_list(state="succeeded", limit=_PAGE + 1)
             page_ms.append((time.perf_counter() - started) * 1000)
     return get_ms, page_ms
 

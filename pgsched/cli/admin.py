@@ -48,7 +48,7 @@ def _filters(queue: str | None, task: str | None) -> dict[str, Any]:
 
 def _list(ctx: CliContext, limit: int, before: int | None, as_json: bool, **filters: Any) -> None:
     async def fetch(s: CliStores) -> list[Job]:
-        return await s.jobs.job_list(before_id=before, limit=limit, **filters)
+        return await s.operator.job_list(before_id=before, limit=limit, **filters)
 
     rows = with_stores(ctx.settings, fetch)
     if as_json:
@@ -122,7 +122,7 @@ def jobs_cancel(ctx: CliContext, job_id: int) -> None:
     """Cancel a job (a running job is signalled and stops soon)."""
 
     async def act(s: CliStores) -> JobState:
-        return await s.jobs.job_cancel(job_id)
+        return await s.operator.job_cancel(job_id)
 
     state = with_stores(ctx.settings, act)
     click.echo(f"job {job_id}: {'cancel requested (running)' if state is JobState.RUNNING else state}")
@@ -135,7 +135,7 @@ def jobs_retry(ctx: CliContext, job_id: int) -> None:
     """Queue a finished or waiting job to run now."""
 
     async def act(s: CliStores) -> None:
-        await s.jobs.job_retry(job_id)
+        await s.operator.job_retry(job_id)
 
     with_stores(ctx.settings, act)
     click.echo(f"job {job_id}: queued")
@@ -174,9 +174,9 @@ def dead_retry(ctx: CliContext, job_ids: tuple[int, ...], retry_all: bool, queue
 
     async def act(s: CliStores) -> list[int]:
         if retry_all:
-            return await s.jobs.dead_retry_many(**filters)
+            return await s.operator.dead_retry_many(**filters)
         for job_id in job_ids:
-            await s.jobs.job_retry(job_id)
+            await s.operator.job_retry(job_id)
         return list(job_ids)
 
     ids = with_stores(ctx.settings, act)
@@ -198,7 +198,7 @@ def dead_purge(ctx: CliContext, queue: str | None, task: str | None, older_than:
 
     async def act(s: CliStores) -> int:
         before = datetime.now(UTC) - age if age is not None else None
-        return await s.jobs.dead_purge(before=before, **filters)
+        return await s.operator.dead_purge(before=before, **filters)
 
     click.echo(f"purged {with_stores(ctx.settings, act)} job(s)")
 
@@ -213,7 +213,7 @@ def queues(click_ctx: click.Context, ctx: CliContext, as_json: bool) -> None:
         return
 
     async def fetch(s: CliStores) -> list[dict[str, Any]]:
-        return await s.jobs.queue_stats_list()
+        return await s.operator.queue_stats_list()
 
     rows = with_stores(ctx.settings, fetch)
     if as_json:
@@ -242,7 +242,7 @@ def _configure(ctx: CliContext, name: str, changes: dict[str, Any]) -> None:
     settings = QueueChanges.build(changes)
 
     async def act(s: CliStores) -> dict[str, Any]:
-        return await s.jobs.queue_configure(name, settings)
+        return await s.operator.queue_configure(name, settings)
 
     row = with_stores(ctx.settings, act)
     row["paused"] = bool(row["paused"])

@@ -11,6 +11,7 @@ from pgsched import db
 from pgsched.admin_store import AdminStore
 from pgsched.cli.preflight import require_schema
 from pgsched.config import Settings
+from pgsched.operator_store import OperatorStore
 from pgsched.retention_store import RetentionStore
 from pgsched.store import AsyncJobStore
 from pgsched.token_store import TokenStore
@@ -24,6 +25,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class CliStores:
     jobs: AsyncJobStore
+    operator: OperatorStore
     admin: AdminStore
     tokens: TokenStore
     workflows: AsyncWorkflowStore
@@ -43,6 +45,7 @@ def with_stores(settings: Settings, action: Callable[[CliStores], Awaitable[T]])
             return await action(
                 CliStores(
                     AsyncJobStore(pool),
+                    OperatorStore(pool),
                     AdminStore(pool),
                     TokenStore(pool),
                     AsyncWorkflowStore(pool),

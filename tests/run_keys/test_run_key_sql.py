@@ -10,7 +10,7 @@ from psycopg import errors as pg_errors
 
 from pgsched import db
 from pgsched.maintenance import Pruner
-from pgsched.store import AsyncJobStore
+from pgsched.operator_store import OperatorStore
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -173,7 +173,7 @@ async def test_retrying_every_dead_job_leaves_dead_the_ones_whose_key_a_newer_jo
     pool = db.async_pool(dsn, "test", min_size=1, max_size=2)
     await pool.open()
     try:
-        retried = await AsyncJobStore(pool).dead_retry_many()
+        retried = await OperatorStore(pool).dead_retry_many()
     finally:
         await pool.close()
     assert retried == [free]

@@ -13,12 +13,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool
 
 from pgsched import db
 from pgsched.errors import InvalidStateError
+from pgsched.operator_store import JobChanges, OperatorStore
 from pgsched.queries import query
-from pgsched.store import AsyncJobStore, JobChanges, JobStore
 from pgsched.worker_store import Finished, Outcome, WorkerStore
 from tests.support.factories import insert_jobs
 from tests.support.waiting import wait_until
@@ -65,6 +65,12 @@ def _while_waiting(dsn: str, hold: Any, run: Any) -> Any:
 def _moving_under(dsn: str, job_id: int, change: str, run: Any) -> Any:
     """``run`` while another transaction moves the job with ``change`` (an UPDATE of its state): the case of 40001."""
     return _while_waiting(dsn, lambda mover: mover.execute(change, [job_id]), run)
+
+
+async def _operator(dsn: str, use: Any) -> Any:
+    """``use(store)`` on an OperatorStore over a pool of its own (as the API's)."""
+    async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+        return await use(OperatorStore(pool))
 
 
 def _running_job(conn: psycopg.Connection[Any]) -> tuple[int, int]:
@@ -115,10 +121,8 @@ def test_a_cancel_racing_the_finish_that_moved_the_job_says_it_already_finished(
     dsn: str, conn: psycopg.Connection[Any]
 ) -> None:
     job_id, _ = _running_job(conn)
-    with ConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
-        store = JobStore(pool)
-        with pytest.raises(InvalidStateError, match="already finished"):
-            _moving_under(dsn, job_id, _FINISH, lambda _: store.job_cancel(job_id))
+    with pytest.raises(InvalidStateError, match="already finished"):
+        _moving_under(dsn, job_id, _FINISH, lambda _: asyncio.run(_operator(dsn, lambda s: s.job_cancel(job_id))))
 
 
 def test_execute_moving_retries_the_statement_and_returns_its_rows(dsn: str, conn: psycopg.Connection[Any]) -> None:
@@ -147,18 +151,19 @@ async def test_claims_finishes_and_cancels_racing_lose_and_strand_nothing(
     stop = threading.Event()
     errors: list[BaseException] = []
 
+    async def cancel_at_random(store: OperatorStore) -> None:
+        rng = random.Random(7)
+        while not stop.is_set():
+            try:
+                await store.job_cancel(rng.choice(ids))
+            except InvalidStateError:
+                pass  # already finished: the answer for a job that ended
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
     def cancel() -> None:
-        with ConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
-            store = JobStore(pool)
-            rng = random.Random(7)
-            while not stop.is_set():
-                try:
-                    store.job_cancel(rng.choice(ids))
-                except InvalidStateError:
-                    pass  # already finished: the answer for a job that ended
-                except BaseException as exc:
-                    errors.append(exc)
-                    return
+        asyncio.run(_operator(dsn, cancel_at_random))
 
     async def work(worker_id: int) -> None:
         store = WorkerStore(dsn)
@@ -344,11 +349,7 @@ async def test_a_change_racing_the_claim_says_the_job_is_running(dsn: str, conn:
     (job_id,) = insert_jobs(conn, 1)
 
     def change(_: psycopg.Connection[Any]) -> None:
-        async def run() -> None:
-            async with AsyncConnectionPool(dsn, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
-                await AsyncJobStore(pool).job_update(job_id, JobChanges(priority=5))
-
-        asyncio.run(run())
+        asyncio.run(_operator(dsn, lambda s: s.job_update(job_id, JobChanges(priority=5))))
 
     with pytest.raises(InvalidStateError, match="running"):
         _while_waiting(dsn, _claiming, change)

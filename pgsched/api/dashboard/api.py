@@ -177,13 +177,13 @@ async def stats(request: Request) -> Response:
 
 
 async def _act(request: Request, action: str, job_id: int) -> str:
-    jobs = api_state(request).jobs
+    state = api_state(request)
     if action == "retry":
-        await jobs.job_retry(job_id)
+        await state.operator.job_retry(job_id)
         return "queued"
     if action == "cancel":
-        return str(await jobs.job_cancel(job_id))
-    if not await jobs.job_delete(job_id):
+        return str(await state.operator.job_cancel(job_id))
+    if not await state.jobs.job_delete(job_id):
         raise ApiError(409, "invalid_state", "only a finished job can be deleted")
     return "deleted"
 
