@@ -35,19 +35,21 @@ def workers(conn: Conn) -> None:
 
 
 @pytest.fixture
-async def store(dsn: str) -> AsyncIterator[AsyncJobStore]:
+async def store_pool(dsn: str) -> AsyncIterator[AsyncConnectionPool]:
     pool = db.async_pool(dsn, "test", min_size=1, max_size=10)
     await pool.open()
-    yield AsyncJobStore(pool)
+    yield pool
     await pool.close()
 
 
 @pytest.fixture
-async def operator(dsn: str) -> AsyncIterator[OperatorStore]:
-    pool = db.async_pool(dsn, "test", min_size=1, max_size=2)
-    await pool.open()
-    yield OperatorStore(pool)
-    await pool.close()
+def store(store_pool: AsyncConnectionPool) -> AsyncJobStore:
+    return AsyncJobStore(store_pool)
+
+
+@pytest.fixture
+def operator(store_pool: AsyncConnectionPool) -> OperatorStore:
+    return OperatorStore(store_pool)
 
 
 @pytest.fixture
