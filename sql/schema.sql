@@ -1085,7 +1085,10 @@ DECLARE
     w double precision := extract(epoch FROM p_width);
     lo timestamptz;
     upto timestamptz;
-    p record;
+    passed text;
+    froms timestamptz[];
+    tos timestamptz[];
+    ahead bigint;
 BEGIN
     created := 0; dropped := 0; busy := 0; removed := 0;
     IF w IS NULL OR w < 1 THEN
@@ -1103,32 +1106,44 @@ BEGIN
     EXCEPTION WHEN lock_not_available THEN
         busy := busy + 1;
     END;
+    -- The time partitions, read once for the rest of the step.
+    SELECT (array_agg(h.name ORDER BY h.purge_to) FILTER (WHERE h.purge_to <= p_at))[1],
+           coalesce(array_agg(h.purge_from), '{}'), coalesce(array_agg(h.purge_to), '{}'),
+           count(*) FILTER (WHERE h.purge_to > p_at)
+      INTO passed, froms, tos, ahead
+      FROM pgsched.history_partitions h;
     -- Then the oldest passed partition: detached now, dropped by the next step.
-    FOR p IN SELECT h.name FROM pgsched.history_partitions h WHERE h.purge_to <= p_at ORDER BY h.purge_to LIMIT 1 LOOP
+    IF passed IS NOT NULL THEN
         BEGIN
-            PERFORM pgsched.history_partition_detach(p.name);
+            PERFORM pgsched.history_partition_detach(passed);
             dropped := 1;
-            RETURN NEXT;
-            RETURN;
         EXCEPTION WHEN lock_not_available THEN
-            busy := busy + 1;
-            RETURN NEXT;  -- a create needs the same lock on jobs_done_default
-            RETURN;
+            busy := busy + 1;  -- a create needs the same lock on jobs_done_default: the step ends here either way
         END;
-    END LOOP;
-    -- Else the nearest missing partition ahead (as history_maintain: up to the longest retention plus one width).
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    -- Else the nearest missing partition ahead (up to the longest retention plus one width, at most p_max_ahead ahead):
+    -- the first slot from now that no partition overlaps, in the list read above.
+    IF ahead >= p_max_ahead THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
     lo := to_timestamp(floor(extract(epoch FROM p_at) / w) * w);
     upto := p_at + (SELECT coalesce(max(r.keep), interval '0') FROM pgsched.retention r) + p_width;
-    WHILE lo < upto AND (SELECT count(*) FROM pgsched.history_partitions h WHERE h.purge_to > p_at) < p_max_ahead LOOP
-        BEGIN
-            IF pgsched.history_partition_create(lo, lo + p_width) THEN
-                created := 1;
-                EXIT;
-            END IF;
-        EXCEPTION WHEN lock_not_available THEN
-            busy := busy + 1;
-            EXIT;  -- the default partition is busy: every other create would wait as long
-        END;
+    WHILE lo < upto LOOP
+        IF NOT EXISTS (SELECT 1 FROM unnest(froms, tos) AS h(purge_from, purge_to)
+                        WHERE h.purge_from < lo + p_width AND h.purge_to > lo) THEN
+            BEGIN
+                IF pgsched.history_partition_create(lo, lo + p_width) THEN
+                    created := 1;
+                    EXIT;
+                END IF;
+            EXCEPTION WHEN lock_not_available THEN
+                busy := busy + 1;
+                EXIT;  -- the default partition is busy: every other create would wait as long
+            END;
+        END IF;
         lo := lo + p_width;
     END LOOP;
     RETURN NEXT;
@@ -1138,7 +1153,7 @@ END $$;
 -- Name: FUNCTION history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Leader: one step of pgsched.history_maintain in its own transaction: drop a table of pgsched.history_detached (removed), else detach the oldest passed time partition of finished jobs (dropped: its jobs are gone), else create the nearest missing one ahead; at most one DDL, so its locks are held for that one only. busy counts what could not get its lock within p_lock_timeout (a busy detach ends the step: every other detach and create needs the same locks).';
+COMMENT ON FUNCTION pgsched.history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Leader: one step of pgsched.history_maintain in its own transaction: drop a table of pgsched.history_detached (removed), else detach the oldest passed time partition of finished jobs (dropped: its jobs are gone), else create the nearest missing one ahead; at most one DDL, so its locks are held for that one only. The time partitions are read once a step (0049). busy counts what could not get its lock within p_lock_timeout (a busy detach ends the step: every other detach and create needs the same locks).';
 
 --
 -- Name: history_partition_changes(oid); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -3459,13 +3474,15 @@ COMMENT ON TABLE pgsched.jobs_done IS 'Partition of pgsched.jobs: finished jobs,
 
 CREATE VIEW pgsched.history_partitions AS
  SELECT c.relname AS name,
-    ("substring"(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']*)''\)'::text))::timestamp with time zone AS purge_from,
-    ("substring"(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']*)''\)'::text))::timestamp with time zone AS purge_to,
+    ("substring"(b.bound, 'FROM \(''([^'']*)''\)'::text))::timestamp with time zone AS purge_from,
+    ("substring"(b.bound, 'TO \(''([^'']*)''\)'::text))::timestamp with time zone AS purge_to,
     (c.reltuples)::bigint AS rows_estimate,
     pg_total_relation_size((c.oid)::regclass) AS bytes
-   FROM (pg_inherits i
+   FROM ((pg_inherits i
      JOIN pg_class c ON ((c.oid = i.inhrelid)))
-  WHERE ((i.inhparent = ('pgsched.jobs_done'::regclass)::oid) AND (pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'::text));
+     CROSS JOIN LATERAL ( SELECT pg_get_expr(c.relpartbound, c.oid) AS bound
+         OFFSET 0) b)
+  WHERE ((i.inhparent = ('pgsched.jobs_done'::regclass)::oid) AND (b.bound <> 'DEFAULT'::text));
 
 --
 -- Name: VIEW history_partitions; Type: COMMENT; Schema: pgsched; Owner: -

@@ -271,3 +271,40 @@ def test_history_maintain_in_sql_does_what_the_leader_s_steps_do(conn: psycopg.C
     assert not {p["name"] for p in made} & {p["name"] for p in _partitions(conn)}
     assert second["created"] == len(_partitions(conn)) >= 4
     assert conn.execute("SELECT count(*) AS n FROM pgsched.jobs WHERE id = ANY(%s)", [ended]).fetchone() == {"n": 0}
+
+
+def _inherits_scans(conn: psycopg.Connection[Any]) -> int:
+    """Scans of pg_inherits so far in this transaction (each read of pgsched.history_partitions is one)."""
+    row = conn.execute(
+        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) AS n FROM pg_stat_xact_sys_tables"
+        " WHERE relid = 'pg_catalog.pg_inherits'::regclass"
+    ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+@pytest.mark.parametrize("ahead_minutes", [3, 60])
+def test_a_history_step_reads_the_partition_list_once_however_many_lie_ahead(
+    conn: psycopg.Connection[Any], ahead_minutes: int
+) -> None:
+    """A step that finds every partition in place reads the list once, and every step that creates one scans
+    pg_inherits as often as the first did (its read, the create's check and the DDL's own): the same with 4 partitions
+    ahead as with 61. Before migration 0049 each slot a step looked at read the list twice, so the leader's first
+    creation of the partitions ahead was quadratic in their number, and each round at steady state linear."""
+    conn.execute("UPDATE pgsched.retention SET keep = make_interval(mins => %s) WHERE queue = '*'", [ahead_minutes])
+    now = _db_now(conn)
+    creates: list[int] = []
+    while True:
+        before = _inherits_scans(conn)
+        step = conn.execute(
+            "SELECT created, dropped, busy, removed FROM pgsched.history_maintain_step(interval '1 minute', %s)", [now]
+        ).fetchone()
+        scans = _inherits_scans(conn) - before
+        assert step is not None
+        if not step["created"]:
+            break
+        creates.append(scans)
+    assert len(creates) >= ahead_minutes + 1
+    assert max(creates) == creates[0], f"scans of pg_inherits per create grew: {creates}"
+    assert step == {"created": 0, "dropped": 0, "busy": 0, "removed": 0}
+    assert scans == 1, f"a step with {len(creates)} partitions in place read the partition list {scans} times"
