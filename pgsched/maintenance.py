@@ -112,12 +112,7 @@ class Pruner:
     async def prune(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> int:
         """One round; returns the jobs deleted one by one (from the default partition): whole partitions are logged."""
         await JobStatsRollup().rollup(conn, now=now)  # chart history first, before old rows go
-        states = list(self._retention)
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(
-                query("retention_defaults_set"),
-                {"states": [str(s) for s in states], "seconds": [float(self._retention[s]) for s in states]},
-            )
+        await self._retention_defaults_set(conn)
         row = await self.history_maintain(conn, now=now)
         if row["dropped"] or row["created"] or row["busy"]:
             log.info(
@@ -140,6 +135,27 @@ class Pruner:
         await self.workflow_prune(conn, now=now)
         await self.queue_counts_refresh(conn, now=now)
         return deleted
+
+    async def prepare(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> dict[str, int]:
+        """The history part of a leader's first round, ahead of any worker (``pgsched migrate`` runs it): write the
+        configured retention defaults, as every round does, and create every time partition ahead. A first leader then
+        has no DDL to do beside the workers (each create locks the default partition and invalidates the cached plans
+        of every statement on pgsched.jobs). ``conn`` autocommits; one DDL a transaction, as in the leader's rounds."""
+        await self._retention_defaults_set(conn)
+        total = await self.history_maintain(conn, now=now)
+        while self.history_behind:
+            more = await self.history_maintain(conn, now=now)
+            total = {key: total[key] + more[key] for key in total}
+        return total
+
+    async def _retention_defaults_set(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Write the configured retention of each final state as the defaults of pgsched.retention (queue '*')."""
+        states = list(self._retention)
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                query("retention_defaults_set"),
+                {"states": [str(s) for s in states], "seconds": [float(self._retention[s]) for s in states]},
+            )
 
     async def history_maintain(self, conn: psycopg.AsyncConnection[Any], *, now: Any = None) -> dict[str, int]:
         """Drop passed time partitions and create those ahead, one DDL per transaction (``conn`` autocommits): a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,8 +10,10 @@ from typing import Any
 
 import psycopg
 
+from pgsched import Settings
 from pgsched.cli import cli
 from pgsched.cli.base import run_cli
+from pgsched.maintenance import Pruner
 from tests.support.factories import register_tasks
 
 
@@ -50,3 +53,37 @@ def test_a_missing_dsn_is_a_usage_error(capsys: Any, monkeypatch: Any) -> None:
     monkeypatch.delenv("PGSCHED_DSN", raising=False)
     assert run_cli(cli, ["enqueue", "x"]) == 2
     assert "PGSCHED_DSN" in capsys.readouterr().err
+
+
+def test_migrate_creates_the_history_partitions_ahead_so_a_first_leader_makes_none(empty_dsn: str) -> None:
+    """`pgsched migrate` creates the time partitions ahead for the configured retention (what a leader's first round
+    would create beside the workers, by the retention it writes as a leader's round does); a leader's round then
+    creates none, and migrating again has nothing to do."""
+    hour = 3600
+    env = {
+        **os.environ,
+        "PGSCHED_DSN": empty_dsn,
+        "PGSCHED_HISTORY_PARTITION_SECONDS": str(hour),
+        "PGSCHED_RETENTION_SUCCEEDED_SECONDS": str(2 * hour),
+        "PGSCHED_RETENTION_CANCELLED_SECONDS": str(2 * hour),
+        "PGSCHED_RETENTION_DEAD_SECONDS": str(5 * hour),
+    }
+    out = subprocess.run([sys.executable, "-m", "pgsched", "migrate"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with psycopg.connect(empty_dsn, autocommit=True) as c:
+        ahead = c.execute(
+            "SELECT count(*), min(purge_from) <= now(), max(purge_to) >= now() + interval '5 hours'"
+            " FROM pgsched.history_partitions"
+        ).fetchone()
+        assert ahead is not None and 6 <= ahead[0] <= 7 and ahead[1] and ahead[2], ahead
+        assert f"created {ahead[0]} history partitions ahead" in out.stdout.splitlines()
+        settings = Settings(dsn=empty_dsn, history_partition_seconds=hour, retention_dead_seconds=5 * hour)
+
+        async def leader_round() -> dict[str, int]:
+            async with await psycopg.AsyncConnection.connect(empty_dsn, autocommit=True) as leader:
+                return await Pruner(settings).history_maintain(leader)
+
+        assert asyncio.run(leader_round()) == {"created": 0, "dropped": 0, "busy": 0}
+        again = subprocess.run([sys.executable, "-m", "pgsched", "migrate"], env=env, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.strip() == "schema is up to date"
