@@ -106,7 +106,7 @@ COPY (
 DELETE FROM pgsched.workflows
 
 -- name: bench_history_partitions
--- The time partitions of finished jobs a running deployment's leader has already made (width: the workers' default), so a drain of a fresh scratch database does not pay for creating them (~1-2 s of DDL, once per deployment).
+-- The time partitions of finished jobs that `pgsched migrate` makes before any worker starts (width and retention: the defaults), as pgsched.history_maintain: the scratch databases are migrated with Migrator alone.
 SELECT created FROM pgsched.history_maintain(make_interval(secs => %(width)s::float8), now())
 
 -- name: bench_history_retention

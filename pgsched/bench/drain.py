@@ -103,7 +103,7 @@ def cold_drain(databases: Databases, *, backlog: int, processes: int, concurrenc
     dsn = databases.clone(f"drain{next(_serial)}")
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            # What users get: a deployment's leader made these partitions long before; a fresh clone has none.
+            # What users get: `pgsched migrate` made these partitions before any worker; a fresh clone has none.
             conn.execute(query("bench_history_partitions"), {"width": Settings().history_partition_seconds})
             conn.execute(query("bench_insert_series"), {"queue": QUEUE, "n": backlog})
             if stats == "after-load":
