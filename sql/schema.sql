@@ -1096,6 +1096,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM set_config('lock_timeout', p_lock_timeout, true);
+    -- One maintainer at a time (a leader, `pgsched migrate`, a lost leader finishing its round): two creating the same
+    -- partition would have one fail on the name or the overlap. The other's step ends here, as with a busy lock.
+    IF NOT pg_try_advisory_xact_lock(pgsched.lock_namespace(), -2) THEN
+        busy := 1;
+        RETURN NEXT;
+        RETURN;
+    END IF;
     -- A detached table first (the one the last step detached, or one a crash left).
     BEGIN
         IF pgsched.history_detached_drop() IS NOT NULL THEN
@@ -1153,7 +1160,7 @@ END $$;
 -- Name: FUNCTION history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Leader: one step of pgsched.history_maintain in its own transaction: drop a table of pgsched.history_detached (removed), else detach the oldest passed time partition of finished jobs (dropped: its jobs are gone), else create the nearest missing one ahead; at most one DDL, so its locks are held for that one only. The time partitions are read once a step (0049). busy counts what could not get its lock within p_lock_timeout (a busy detach ends the step: every other detach and create needs the same locks).';
+COMMENT ON FUNCTION pgsched.history_maintain_step(p_width interval, p_at timestamp with time zone, p_max_ahead integer, p_lock_timeout text) IS 'Leader: one step of pgsched.history_maintain in its own transaction: drop a table of pgsched.history_detached (removed), else detach the oldest passed time partition of finished jobs (dropped: its jobs are gone), else create the nearest missing one ahead; at most one DDL, so its locks are held for that one only. The time partitions are read once a step (0049), and one session maintains them at a time (advisory transaction lock (lock_namespace(), -2); another ends its step as busy). busy counts what could not get its lock within p_lock_timeout (a busy detach ends the step: every other detach and create needs the same locks).';
 
 --
 -- Name: history_partition_changes(oid); Type: FUNCTION; Schema: pgsched; Owner: -

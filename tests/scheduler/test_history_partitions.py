@@ -3,7 +3,10 @@ queue and state); the leader creates the partitions ahead and drops whole ones o
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -308,3 +311,55 @@ def test_a_history_step_reads_the_partition_list_once_however_many_lie_ahead(
     assert max(creates) == creates[0], f"scans of pg_inherits per create grew: {creates}"
     assert step == {"created": 0, "dropped": 0, "busy": 0, "removed": 0}
     assert scans == 1, f"a step with {len(creates)} partitions in place read the partition list {scans} times"
+
+
+def test_a_history_step_ends_as_busy_while_another_session_maintains(conn: psycopg.Connection[Any], dsn: str) -> None:
+    """One maintainer at a time (migration 0049): while another session holds the maintenance lock (a leader's step,
+    or `pgsched migrate`'s), a step creates nothing and says busy; once it is free the step goes on."""
+    conn.execute("UPDATE pgsched.retention SET keep = interval '3 minutes' WHERE queue = '*'")
+    now = _db_now(conn)
+    step = "SELECT created, busy FROM pgsched.history_maintain_step(interval '1 minute', %s)"
+    with psycopg.connect(dsn) as other:
+        other.execute("SELECT pg_advisory_xact_lock(pgsched.lock_namespace(), -2)")
+        assert conn.execute(step, [now]).fetchone() == {"created": 0, "busy": 1}
+        assert _partitions(conn) == []
+    assert conn.execute(step, [now]).fetchone() == {"created": 1, "busy": 0}
+
+
+def test_two_maintainers_at_once_make_each_partition_once(dsn: str) -> None:
+    """A leader and `pgsched migrate` (or a lost leader finishing its round) maintaining the history at the same time:
+    neither fails, and together they make every partition ahead once, none overlapping."""
+    with psycopg.connect(dsn, autocommit=True) as setup:
+        setup.execute("UPDATE pgsched.retention SET keep = interval '40 minutes' WHERE queue = '*'")
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def maintain() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as c:
+                start.wait(10)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:  # what a leader's pass does: steps until one has nothing to do
+                    row = c.execute(
+                        "SELECT created, dropped, removed, busy"
+                        " FROM pgsched.history_maintain_step(interval '1 minute', now())"
+                    ).fetchone()
+                    assert row is not None
+                    created, dropped, removed, busy = row
+                    if not (created or dropped or removed):
+                        if not busy:
+                            return
+                        time.sleep(0.01)  # the other one maintains: look again, as the next round would
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=maintain) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    with psycopg.connect(dsn, autocommit=True, row_factory=dict_row) as c:
+        made = _partitions(c)
+        assert len(made) >= 41
+        assert all(a["purge_to"] <= b["purge_from"] for a, b in itertools.pairwise(made))
