@@ -8,6 +8,9 @@
 -- overlaps is found in memory, then created (history_partition_create still checks under its own read).
 -- A step also takes the advisory transaction lock (lock_namespace(), -2) first, or ends as busy: `pgsched migrate` now
 -- creates the partitions ahead too, and may run beside a leader.
+-- And history_partition_create locks the default partition before it moves that partition's rows of the new range: a
+-- create of a range jobs were finishing into (a leader started beside running producers, or one that fell behind)
+-- failed its ATTACH on a row that arrived after the move, and the leader stepped down and failed again every round.
 
 CREATE OR REPLACE VIEW pgsched.history_partitions AS
 SELECT c.relname AS name,
@@ -102,3 +105,37 @@ BEGIN
     RETURN NEXT;
 END $$;
 COMMENT ON FUNCTION pgsched.history_maintain_step(interval, timestamptz, integer, text) IS 'Leader: one step of pgsched.history_maintain in its own transaction: drop a table of pgsched.history_detached (removed), else detach the oldest passed time partition of finished jobs (dropped: its jobs are gone), else create the nearest missing one ahead; at most one DDL, so its locks are held for that one only. The time partitions are read once a step (0049), and one session maintains them at a time (advisory transaction lock (lock_namespace(), -2); another ends its step as busy). busy counts what could not get its lock within p_lock_timeout (a busy detach ends the step: every other detach and create needs the same locks).';
+
+CREATE OR REPLACE FUNCTION pgsched.history_partition_create(p_from timestamptz, p_to timestamptz) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pgsched'
+    AS $_$
+DECLARE
+    name text := 'jobs_done_' || to_char(p_from AT TIME ZONE 'UTC', 'YYYYMMDD_HH24MISS');
+    moved bigint;
+BEGIN
+    IF p_to <= p_from OR EXISTS (SELECT 1 FROM pgsched.history_partitions h WHERE h.purge_from < p_to AND h.purge_to > p_from)
+       OR to_regclass('pgsched.' || quote_ident(name)) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    -- Created apart and attached: ATTACH takes a weaker lock on jobs_done than CREATE ... PARTITION OF, so finishing
+    -- jobs go on; rows that landed in the default partition for this range come along first (ATTACH refuses otherwise).
+    EXECUTE format('CREATE TABLE pgsched.%I (LIKE pgsched.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
+    -- The default partition is locked before its rows of this range move: a job finishing meanwhile would route its row
+    -- there (no partition for it yet), and ATTACH would then fail on it ("updated partition constraint for default
+    -- partition would be violated"), round after round while jobs kept finishing into the range. ATTACH takes this
+    -- lock anyway; taking it first (within the step's lock_timeout, else busy) holds the finishes for the move too.
+    LOCK TABLE pgsched.jobs_done_default IN ACCESS EXCLUSIVE MODE;
+    PERFORM set_config('pgsched.moving', 'on', true);
+    EXECUTE format('WITH moved AS (DELETE FROM pgsched.jobs_done_default d WHERE d.purge_at >= $1 AND d.purge_at < $2 RETURNING d.*) '
+                   'INSERT INTO pgsched.%I SELECT * FROM moved', name) USING p_from, p_to;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    PERFORM set_config('pgsched.moving', 'off', true);
+    IF moved > 0 THEN
+        DELETE FROM pgsched.history_count_marks m WHERE m.part = 'pgsched.jobs_done_default'::regclass;
+    END IF;
+    EXECUTE format('ALTER TABLE pgsched.jobs_done ATTACH PARTITION pgsched.%I FOR VALUES FROM (%L) TO (%L)', name, p_from, p_to);
+    EXECUTE format('COMMENT ON TABLE pgsched.%I IS %L', name,
+                   format('Finished jobs whose purge_at is in [%s, %s): dropped whole once past.', p_from, p_to));
+    RETURN true;
+END $_$;

@@ -1200,6 +1200,11 @@ BEGIN
     -- Created apart and attached: ATTACH takes a weaker lock on jobs_done than CREATE ... PARTITION OF, so finishing
     -- jobs go on; rows that landed in the default partition for this range come along first (ATTACH refuses otherwise).
     EXECUTE format('CREATE TABLE pgsched.%I (LIKE pgsched.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
+    -- The default partition is locked before its rows of this range move: a job finishing meanwhile would route its row
+    -- there (no partition for it yet), and ATTACH would then fail on it ("updated partition constraint for default
+    -- partition would be violated"), round after round while jobs kept finishing into the range. ATTACH takes this
+    -- lock anyway; taking it first (within the step's lock_timeout, else busy) holds the finishes for the move too.
+    LOCK TABLE pgsched.jobs_done_default IN ACCESS EXCLUSIVE MODE;
     PERFORM set_config('pgsched.moving', 'on', true);
     EXECUTE format('WITH moved AS (DELETE FROM pgsched.jobs_done_default d WHERE d.purge_at >= $1 AND d.purge_at < $2 RETURNING d.*) '
                    'INSERT INTO pgsched.%I SELECT * FROM moved', name) USING p_from, p_to;

@@ -363,3 +363,46 @@ def test_two_maintainers_at_once_make_each_partition_once(dsn: str) -> None:
         made = _partitions(c)
         assert len(made) >= 41
         assert all(a["purge_to"] <= b["purge_from"] for a, b in itertools.pairwise(made))
+
+
+def test_a_partition_created_while_jobs_finish_into_its_range_takes_them_along(
+    conn: psycopg.Connection[Any], dsn: str
+) -> None:
+    """A job that finishes into the range of a partition being created (no partition for it yet: its row goes to the
+    default partition) while the create runs: the create waits for it and takes its row along (migration 0049). The
+    create used to move the default partition's rows first and lock it only for the ATTACH, which then failed on the
+    row ("updated partition constraint for default partition would be violated"): a leader started beside running
+    producers failed every round on the range jobs were finishing into."""
+    start = _db_now(conn).replace(second=0, microsecond=0) + timedelta(minutes=30)
+    finishing = psycopg.connect(dsn)
+    try:
+        late = insert_jobs(finishing, 1, state="succeeded", finished_at=start, purge_at=start + timedelta(seconds=5))
+        outcome: list[Any] = []
+
+        def create() -> None:
+            try:
+                with psycopg.connect(dsn, autocommit=True) as leader:
+                    row = leader.execute(
+                        "SELECT pgsched.history_partition_create(%s, %s)", [start, start + timedelta(minutes=1)]
+                    ).fetchone()
+                    outcome.append(row[0] if row else None)
+            except psycopg.Error as exc:
+                outcome.append(exc)
+
+        creator = threading.Thread(target=create)
+        creator.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the create waits on a lock behind the open finish
+            waiting = conn.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%%history_partition_create%%' AND datname = current_database()"
+            ).fetchone()
+            if waiting and waiting["n"]:
+                break
+            time.sleep(0.05)
+        finishing.commit()
+        creator.join(30)
+    finally:
+        finishing.close()
+    assert outcome == [True]
+    assert _where(conn, late) == {f"pgsched.jobs_done_{start:%Y%m%d_%H%M%S}"}
