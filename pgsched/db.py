@@ -359,6 +359,16 @@ def _moved(exc: psycopg.Error) -> bool:
     )
 
 
+def _in_callers_transaction(status: psycopg.pq.TransactionStatus) -> bool:
+    """Whether the caller holds a transaction open on the connection (its statements then retry under a savepoint).
+    Only an open transaction block says so: ACTIVE is a statement in flight, which on an autocommit link that tasks
+    share (the worker's) is another task's, never the caller's (the caller is waiting on this call). Read as the
+    caller's, it made a task open a transaction of its own beside it, and then a savepoint inside that one: one task's
+    statement committed or rolled back with another's, and exits in the wrong order raised out of the worker.
+    The worker's links never open a transaction block, so one seen on them is always a caller's."""
+    return status in (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
+
+
 def execute_moving(
     target: psycopg.Connection[Any] | psycopg.Cursor[Any], sql: Any, params: Any = None, **kwargs: Any
 ) -> psycopg.Cursor[Any]:
@@ -366,10 +376,10 @@ def execute_moving(
     the one home of that retry, at most ``MOVED_RETRIES`` times). Inside the caller's transaction each try runs
     under a savepoint, so a retry never loses what the transaction did before (a transactional task's writes)."""
     conn = target.connection if isinstance(target, psycopg.Cursor) else target
-    outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    inside = _in_callers_transaction(conn.info.transaction_status)
     for attempt in range(MOVED_RETRIES):
         try:
-            if outside:
+            if not inside:
                 return target.execute(sql, params, **kwargs)
             with conn.transaction():
                 return target.execute(sql, params, **kwargs)
@@ -384,10 +394,10 @@ async def execute_moving_async(
 ) -> psycopg.AsyncCursor[Any]:
     """The async twin of ``execute_moving``."""
     conn = target.connection if isinstance(target, psycopg.AsyncCursor) else target
-    outside = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    inside = _in_callers_transaction(conn.info.transaction_status)
     for attempt in range(MOVED_RETRIES):
         try:
-            if outside:
+            if not inside:
                 return await target.execute(sql, params, **kwargs)
             async with conn.transaction():
                 return await target.execute(sql, params, **kwargs)

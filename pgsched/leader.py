@@ -60,8 +60,10 @@ class LeaderElector:
 
     @property
     def conn(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+        """The leader's connection; LeadershipLost once the leadership is gone (a ``confirm()`` that failed, e.g.
+        through a database restart, makes the next use end the leader's round as a lost fence does)."""
         if self._conn is None or not self.is_leader:
-            raise RuntimeError("not the leader")
+            raise LeadershipLost("not the leader")
         return self._conn
 
     @property

@@ -1,7 +1,7 @@
 """The one lifecycle of every long-running part (worker, scheduler, API server): ``run()`` until ``stop()``,
 and ``run_services``, which runs several in one process with shared signal handling.
 
-A leaf module: asyncio and signals only; it knows no service by name.
+A leaf module: asyncio, signals and pgsched.errors only; it knows no service by name.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import logging
 import signal
 from collections.abc import Sequence
 from typing import Protocol
+
+from pgsched.errors import PgschedError
 
 __all__ = ["Service", "run_services"]
 
@@ -51,7 +53,19 @@ async def run_services(services: Sequence[Service], *, grace: float | None = Non
     try:
         async with asyncio.TaskGroup() as group:
             for service in services:
-                group.create_task(service.run())
+                group.create_task(_run(service))
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+async def _run(service: Service) -> None:
+    """Run one service; an error it did not expect (a bug, not a ``PgschedError`` with its own message) is logged
+    with its traceback before it stops the process, so a service that died says where, whatever the log level."""
+    try:
+        await service.run()
+    except PgschedError:
+        raise
+    except Exception:
+        log.exception("%s failed: the process stops", type(service).__name__, extra={"event": "service_failed"})
+        raise

@@ -429,3 +429,24 @@ async def test_four_claimers_over_one_backlog_claim_each_job_once(dsn: str, conn
     assert sorted(seen) == sorted(ids)
     left = conn.execute("SELECT count(*) AS n FROM pgsched.jobs_running").fetchone()
     assert left == {"n": len(ids)}
+
+
+async def test_tasks_sharing_a_link_each_run_their_statement_in_a_transaction_of_its_own(dsn: str) -> None:
+    # The worker's links are autocommit connections that several tasks share (the completer's flushes, the
+    # producer's hand-backs). A statement in flight there (ACTIVE), or another task's open transaction, is never
+    # the caller's transaction: read as one, a task opened its own transaction (or a savepoint inside another
+    # task's), so one task's statement committed or rolled back with another's, and two exits in the wrong order
+    # raised OutOfOrderTransactionNesting out of the worker (a short PostgreSQL crash killed a worker so).
+    sql = "SELECT pg_sleep(0.2), txid_current()::text AS txid"
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as link:
+
+        async def one(delay: float) -> str:
+            await asyncio.sleep(delay)
+            cur = await db.execute_moving_async(link, sql)
+            row = await cur.fetchone()
+            assert row is not None
+            return str(row[1])
+
+        txids = await asyncio.gather(one(0), one(0.05), one(0.1), one(0.3))
+        assert link.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert len(set(txids)) == 4, txids  # four statements, four transactions
