@@ -8,11 +8,13 @@ import subprocess
 import sys
 from typing import Any
 
+import click
 import psycopg
 
 from pgsched import Settings
 from pgsched.cli import cli
 from pgsched.cli.base import run_cli
+from pgsched.errors import DatabaseUnavailable
 from pgsched.maintenance import Pruner
 from tests.support.factories import register_tasks
 
@@ -87,3 +89,24 @@ def test_migrate_creates_the_history_partitions_ahead_so_a_first_leader_makes_no
         again = subprocess.run([sys.executable, "-m", "pgsched", "migrate"], env=env, capture_output=True, text=True)
         assert again.returncode == 0, again.stderr
         assert again.stdout.strip() == "schema is up to date"
+
+
+def test_an_error_out_of_a_task_group_is_answered_as_its_first_error(capsys: Any) -> None:
+    # A long-running command runs its services in a TaskGroup: what one of them raises reaches the CLI wrapped.
+    @click.group()
+    def group() -> None:
+        pass
+
+    @group.command("known")
+    def known() -> None:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [DatabaseUnavailable("the server went away")])
+
+    @group.command("bug")
+    def bug() -> None:
+        raise ExceptionGroup("outer", [ExceptionGroup("inner", [RuntimeError("not the leader")])])
+
+    assert run_cli(group, ["known"]) == 1
+    assert capsys.readouterr().err.strip() == "Error: the server went away"
+    assert run_cli(group, ["bug"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error: RuntimeError: not the leader") and "\n" not in err, err

@@ -128,7 +128,7 @@ def run_cli(group: click.Group, argv: Sequence[str]) -> int:
             click.echo(group.get_help(ctx))
         return 2
     try:
-        result = group.main(args=list(argv), prog_name="pgsched", standalone_mode=False)
+        result = _invoke(group, argv)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 1
@@ -150,6 +150,18 @@ def run_cli(group: click.Group, argv: Sequence[str]) -> int:
         click.echo(f"Error: {type(exc).__name__}: {_first_line(exc)} (--log-level DEBUG shows more)", err=True)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _invoke(group: click.Group, argv: Sequence[str]) -> Any:
+    """Run the command; an error out of a task group (a service of ``pgsched worker``, say) is answered as its first
+    error, so a PgschedError from a service gets its own one line rather than "unhandled errors in a TaskGroup"."""
+    try:
+        return group.main(args=list(argv), prog_name="pgsched", standalone_mode=False)
+    except BaseExceptionGroup as exc:
+        first: BaseException = exc
+        while isinstance(first, BaseExceptionGroup) and first.exceptions:
+            first = first.exceptions[0]
+        raise first from exc
 
 
 def _first_line(exc: BaseException) -> str:
