@@ -361,11 +361,8 @@ def _moved(exc: psycopg.Error) -> bool:
 
 def _in_callers_transaction(status: psycopg.pq.TransactionStatus) -> bool:
     """Whether the caller holds a transaction open on the connection (its statements then retry under a savepoint).
-    Only an open transaction block says so: ACTIVE is a statement in flight, which on an autocommit link that tasks
-    share (the worker's) is another task's, never the caller's (the caller is waiting on this call). Read as the
-    caller's, it made a task open a transaction of its own beside it, and then a savepoint inside that one: one task's
-    statement committed or rolled back with another's, and exits in the wrong order raised out of the worker.
-    The worker's links never open a transaction block, so one seen on them is always a caller's."""
+    Only an open transaction block says so. ACTIVE is a statement in flight: on an autocommit link that tasks share
+    (the worker's) it is another task's, never the caller's, which is waiting on this call."""
     return status in (psycopg.pq.TransactionStatus.INTRANS, psycopg.pq.TransactionStatus.INERROR)
 
 

@@ -18,6 +18,7 @@ from pgsched import Settings
 from pgsched.maintenance import Pruner
 from pgsched.queries import query
 from tests.support.factories import insert_jobs
+from tests.support.waiting import wait_until
 
 MINUTE = 60.0
 
@@ -391,15 +392,14 @@ def test_a_partition_created_while_jobs_finish_into_its_range_takes_them_along(
 
         creator = threading.Thread(target=create)
         creator.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # the create waits on a lock behind the open finish
-            waiting = conn.execute(
+        wait_until(  # the create waits on a lock behind the open finish
+            lambda: conn.execute(
                 "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                 " AND query LIKE '%%history_partition_create%%' AND datname = current_database()"
-            ).fetchone()
-            if waiting and waiting["n"]:
-                break
-            time.sleep(0.05)
+            ).fetchone()["n"],
+            timeout=10,
+            message="the create did not wait for the open finish",
+        )
         finishing.commit()
         creator.join(30)
     finally:
