@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -21,8 +21,8 @@ from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import ValidationError
 from pgsched.hooks import Hooks
-from pgsched.job import Job, NewJob
-from pgsched.job_input import ItemsShape, build_job, items_shape, new_job_from_mapping
+from pgsched.job import Job, NewJob, PlainJob
+from pgsched.job_input import ItemsShape, build_job, copy_job_from_mapping, items_shape, new_job_from_mapping
 from pgsched.result_store import ResultStore
 from pgsched.store import Added, AsyncJobStore, Inserted, JobStore
 from pgsched.task_store import TaskStore
@@ -30,6 +30,9 @@ from pgsched.workflow import Started, Workflow
 from pgsched.workflow_store import AsyncWorkflowStore, WorkflowStore
 
 __all__ = ["Client", "dedupe_cache_for"]
+
+# What a builder of items makes: a NewJob, or for a COPY a NewJob or PlainJob.
+_Built = TypeVar("_Built", NewJob, NewJob | PlainJob)
 
 
 class Client:
@@ -115,7 +118,10 @@ class Client:
         if shape is None:
             return self.insert_many(self._build_many(items), conn=conn)
         return self._store().job_copy(
-            self._built(items), count=len(items), names=list(shape.names), labelled=shape.labelled
+            self._built(items, copy_job_from_mapping),
+            count=len(items),
+            names=list(shape.names),
+            labelled=shape.labelled,
         )
 
     def insert_many(self, jobs: Sequence[NewJob], *, conn: psycopg.Connection[Any] | None = None) -> list[int]:
@@ -218,7 +224,10 @@ class Client:
         shape = self._streamable(items, conn)
         if shape is not None:
             return await (await self._astore()).job_copy(
-                self._built(items), count=len(items), names=list(shape.names), labelled=shape.labelled
+                self._built(items, copy_job_from_mapping),
+                count=len(items),
+                names=list(shape.names),
+                labelled=shape.labelled,
             )
         jobs = self._build_many(items)
         store = self._unpooled_astore() if conn is not None else await self._astore()
@@ -251,14 +260,15 @@ class Client:
         return items_shape(items)
 
     def _build_many(self, items: Iterable[Mapping[str, Any]]) -> list[NewJob]:
-        return list(self._built(items))
+        return list(self._built(items, new_job_from_mapping))
 
-    def _built(self, items: Iterable[Mapping[str, Any]]) -> Iterator[NewJob]:
-        """Each item's job, as it is built; a bad item raises a ``ValidationError`` naming ``items[i].field``."""
+    def _built(self, items: Iterable[Mapping[str, Any]], build: Callable[..., _Built]) -> Iterator[_Built]:
+        """Each item's job as ``build`` makes it (``new_job_from_mapping``, or ``copy_job_from_mapping`` for a
+        COPY), as it is built; a bad item raises a ``ValidationError`` naming ``items[i].field``."""
         limit = self._settings.max_payload_bytes
         for index, item in enumerate(items):
             try:
-                yield new_job_from_mapping(item, clock=self._clock, max_payload_bytes=limit)
+                yield build(item, clock=self._clock, max_payload_bytes=limit)
             except ValidationError as exc:
                 raise ValidationError(f"items[{index}].{exc.field}", exc.message) from None
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from pgsched.job import JobState, NewJob
+from pgsched.job import JobState, NewJob, PlainJob
 from pgsched.queries import query
 
 __all__ = [
@@ -122,7 +122,7 @@ def reserved_defaults(row: Mapping[str, Any]) -> dict[str, tuple[str, int, int]]
     return dict(zip(row["names"], zip(row["queues"], row["priorities"], row["max_attempts"], strict=True), strict=True))
 
 
-def _filled(job: NewJob, defaults: Defaults) -> tuple[str | None, int | None, int | None]:
+def _filled(job: NewJob | PlainJob, defaults: Defaults) -> tuple[str | None, int | None, int | None]:
     if job.queue is not None and job.priority is not None and job.max_attempts is not None:
         return job.queue, job.priority, job.max_attempts
     queue, priority, attempts = defaults[job.task]
@@ -223,7 +223,7 @@ class _CopyRows:
             field = self._texts[value] = _LENGTH(len(data)) + data
         return field
 
-    def row(self, job_id: int, job: NewJob) -> bytes:
+    def row(self, job_id: int, job: NewJob | PlainJob) -> bytes:
         queue, priority, attempts = _filled(job, self._defaults)
         if job.run_at is None and job.timeout is None and job.concurrency_key is None:
             rest = self._plain.get((queue, priority, attempts))
@@ -235,7 +235,7 @@ class _CopyRows:
         row = _ID(13 if self._labelled else 10, 8, job_id) + self._text(job.task) + _json(args) + rest
         return row + self._labels(job) if self._labelled else row
 
-    def _rest(self, job: NewJob, queue: str | None, priority: int | None, attempts: int | None) -> bytes:
+    def _rest(self, job: NewJob | PlainJob, queue: str | None, priority: int | None, attempts: int | None) -> bytes:
         """queue, priority, run_at, max_attempts, timeout, concurrency_key, concurrency_limit."""
         timeout = job.timeout
         return b"".join(
@@ -252,7 +252,7 @@ class _CopyRows:
             )
         )
 
-    def _labels(self, job: NewJob) -> bytes:
+    def _labels(self, job: NewJob | PlainJob) -> bytes:
         """tags, meta, expires_at."""
         if job.tags:
             elements = b"".join(self._text(tag) for tag in job.tags)
@@ -264,7 +264,7 @@ class _CopyRows:
         return tags + _json(json.dumps(job.meta)) + expires
 
 
-def ahead(jobs: Iterator[NewJob], count: int) -> list[NewJob]:
+def ahead(jobs: Iterator[NewJob | PlainJob], count: int) -> list[NewJob | PlainJob]:
     """The first jobs of a COPY of ``count``, built while the server reserves their ids: an id costs the server about
     a tenth of what building a job costs the client, so a tenth of the jobs covers the reserve's time."""
     return list(itertools.islice(jobs, count // 10 + 1))
@@ -272,7 +272,7 @@ def ahead(jobs: Iterator[NewJob], count: int) -> list[NewJob]:
 
 def copy_blocks(
     ids: Sequence[int],
-    jobs: Iterable[NewJob],
+    jobs: Iterable[NewJob | PlainJob],
     *,
     now: datetime,
     defaults: Defaults,

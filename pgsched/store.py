@@ -32,7 +32,7 @@ from pgsched import db, enqueue_rows
 from pgsched.clock import Clock, SystemClock
 from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import DatabaseUnavailable, InvalidStateError
-from pgsched.job import Job, NewJob
+from pgsched.job import Job, NewJob, PlainJob
 from pgsched.queries import query
 
 __all__ = [
@@ -76,7 +76,7 @@ def _copy_data(
     cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any],
     clock: Clock,
     ids: Sequence[int],
-    jobs: Iterable[NewJob],
+    jobs: Iterable[NewJob | PlainJob],
     defaults: enqueue_rows.Defaults,
     labelled: bool,
 ) -> Iterator[bytes]:
@@ -203,7 +203,9 @@ class JobStore:
             self._copy(cur, ids, jobs, defaults, enqueue_rows.labelled(jobs))
             return ids
 
-    def job_copy(self, jobs: Iterable[NewJob], *, count: int, names: Sequence[str], labelled: bool) -> list[int]:
+    def job_copy(
+        self, jobs: Iterable[NewJob | PlainJob], *, count: int, names: Sequence[str], labelled: bool
+    ) -> list[int]:
         """``count`` jobs without run keys in one COPY, each row sent as ``jobs`` yields it: a generator that
         validates overlaps with the server's work (its first tenth with the id reserve, the rest with the
         insert), and an exception it raises stores nothing (the reserved ids are skipped). ``names``: every task
@@ -227,7 +229,7 @@ class JobStore:
         self,
         cur: psycopg.Cursor[Any],
         ids: Sequence[int],
-        jobs: Iterable[NewJob],
+        jobs: Iterable[NewJob | PlainJob],
         defaults: enqueue_rows.Defaults,
         labelled: bool,
     ) -> None:
@@ -356,7 +358,9 @@ class AsyncJobStore:
             await self._copy(cur, ids, jobs, defaults, enqueue_rows.labelled(jobs))
             return ids
 
-    async def job_copy(self, jobs: Iterable[NewJob], *, count: int, names: Sequence[str], labelled: bool) -> list[int]:
+    async def job_copy(
+        self, jobs: Iterable[NewJob | PlainJob], *, count: int, names: Sequence[str], labelled: bool
+    ) -> list[int]:
         """The async twin of ``JobStore.job_copy``."""
         if count == 0:
             return []
@@ -377,7 +381,7 @@ class AsyncJobStore:
         self,
         cur: psycopg.AsyncCursor[Any],
         ids: Sequence[int],
-        jobs: Iterable[NewJob],
+        jobs: Iterable[NewJob | PlainJob],
         defaults: enqueue_rows.Defaults,
         labelled: bool,
     ) -> None:
