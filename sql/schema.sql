@@ -1340,7 +1340,8 @@ BEGIN
           FROM unnest(p_ids, p_leases, p_outcomes, p_results,
                       p_errors, p_delays, p_finals, p_snooze_limits)
                AS d(id, lease, outcome, result, error, delay, final, snooze_limit)
-         WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (p_ids) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
+         WHERE j.id = d.id AND j.lease = d.lease AND j.id = ANY (p_ids)
+           AND j.state NOT IN ('waiting', 'queued', 'succeeded', 'dead', 'cancelled')  -- jobs_running alone
         RETURNING j.id, j.state::text AS state
     ),
     told AS (

@@ -98,7 +98,7 @@ plain_all AS MATERIALIZED (
                          ELSE j.errors END,
            lease = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
                         ELSE (SELECT lease.token FROM lease) END
-     WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed)) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')  -- locked above: jobs_queued's primary key
+     WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed)) AND j.state IN ('waiting', 'queued')  -- locked above: jobs_queued's primary key alone
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
               extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
               extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,
