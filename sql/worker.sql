@@ -114,11 +114,13 @@ taken AS MATERIALIZED (
     SELECT * FROM limited
 ),
 published AS (
-    -- Jobs that must run alone (isolate) are never marked here: they publish their own start.
+    -- Jobs that must run alone (isolate) are never marked here: they publish their own start. A claim that takes
+    -- nothing and finds the list as it is writes nothing: no transaction id, so no WAL flush at its commit.
     UPDATE pgsched.workers w
        SET started = %(running)s::bigint[]
                      || ARRAY(SELECT t.id FROM taken t WHERE NOT t.isolate ORDER BY t.id LIMIT greatest(0, %(free)s::int))
      WHERE w.id = %(worker_id)s::bigint
+       AND (EXISTS (SELECT 1 FROM taken) OR w.started IS DISTINCT FROM %(running)s::bigint[])
     RETURNING w.started
 )
 SELECT t.*, t.id = ANY (p.started) AS started FROM taken t, published p

@@ -41,6 +41,31 @@ async def test_a_worker_whose_row_is_gone_claims_nothing_until_it_registers_agai
         await store.close()
 
 
+async def test_a_claim_that_takes_nothing_writes_nothing_unless_its_started_list_changed(dsn: str, conn: Conn) -> None:
+    # An idle worker's polls must not cost a transaction id and a WAL flush each: the worker row is rewritten only
+    # when the published list of started jobs changes, or when jobs are taken.
+    worker = register(conn)
+
+    def version() -> tuple[Any, Any]:
+        row = conn.execute("SELECT xmin::text AS xmin, started FROM pgsched.workers WHERE id = %s", [worker]).fetchone()
+        assert row is not None
+        return row["xmin"], row["started"]
+
+    store = WorkerStore(dsn)
+    try:
+        (taken,) = insert_jobs(conn, 1)
+        assert [j.id for j in await store.job_claim_batch(["default"], 10, worker, free=1)] == [taken]
+        published = version()
+        assert published[1] == [taken]
+        for _ in range(3):
+            assert await store.job_claim_batch(["default"], 10, worker, running=[taken]) == []
+            assert version() == published  # the same row version: nothing written
+        assert await store.job_claim_batch(["default"], 10, worker, running=[]) == []
+        assert version()[1] == []  # a changed list is still published
+    finally:
+        await store.close()
+
+
 async def test_two_copies_of_one_attempt_never_both_write(dsn: str, conn: Conn) -> None:
     (job_id,) = insert_jobs(conn, 1)
     worker = register(conn)
