@@ -278,7 +278,8 @@ def test_history_maintain_in_sql_does_what_the_leader_s_steps_do(conn: psycopg.C
 
 
 def _inherits_scans(conn: psycopg.Connection[Any]) -> int:
-    """Scans of pg_inherits so far in this transaction (each read of pgsched.history_partitions is one)."""
+    """Scans of pg_inherits counted by this backend and not yet flushed to the cumulative statistics (each read of
+    pgsched.history_partitions is one); nothing is flushed inside a transaction block."""
     row = conn.execute(
         "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) AS n FROM pg_stat_xact_sys_tables"
         " WHERE relid = 'pg_catalog.pg_inherits'::regclass"
@@ -299,11 +300,15 @@ def test_a_history_step_reads_the_partition_list_once_however_many_lie_ahead(
     now = _db_now(conn)
     creates: list[int] = []
     while True:
-        before = _inherits_scans(conn)
-        step = conn.execute(
-            "SELECT created, dropped, busy, removed FROM pgsched.history_maintain_step(interval '1 minute', %s)", [now]
-        ).fetchone()
-        scans = _inherits_scans(conn) - before
+        # In one transaction: an idle backend flushes its pending counts (at most once a second), which would reset
+        # them between the two reads when a step takes longer than that (a busy machine).
+        with conn.transaction():
+            before = _inherits_scans(conn)
+            step = conn.execute(
+                "SELECT created, dropped, busy, removed FROM pgsched.history_maintain_step(interval '1 minute', %s)",
+                [now],
+            ).fetchone()
+            scans = _inherits_scans(conn) - before
         assert step is not None
         if not step["created"]:
             break
