@@ -21,7 +21,7 @@ from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import ValidationError
 from pgsched.hooks import Hooks
-from pgsched.job import Job, NewJob, PlainJob
+from pgsched.job import Job, NewJob
 from pgsched.job_input import ItemsShape, build_job, copy_job_from_mapping, items_shape, new_job_from_mapping
 from pgsched.result_store import ResultStore
 from pgsched.store import Added, AsyncJobStore, Inserted, JobStore
@@ -32,7 +32,7 @@ from pgsched.workflow_store import AsyncWorkflowStore, WorkflowStore
 __all__ = ["Client", "dedupe_cache_for"]
 
 # What a builder of items makes: a NewJob, or for a COPY a NewJob or PlainJob.
-_Built = TypeVar("_Built", NewJob, NewJob | PlainJob)
+_Built = TypeVar("_Built")
 
 
 class Client:

@@ -265,8 +265,8 @@ class _CopyRows:
 
 
 def ahead(jobs: Iterator[NewJob | PlainJob], count: int) -> list[NewJob | PlainJob]:
-    """The first jobs of a COPY of ``count``, built while the server reserves their ids: an id costs the server about
-    a tenth of what building a job costs the client, so a tenth of the jobs covers the reserve's time."""
+    """The first jobs of a COPY of ``count``, built while the server reserves their ids: a tenth of them (building a
+    quarter or a half ahead gained nothing in calls of 1,000 plain items, measured 2026-12-01)."""
     return list(itertools.islice(jobs, count // 10 + 1))
 
 

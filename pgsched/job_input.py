@@ -76,7 +76,7 @@ _PLAIN_KEYS = frozenset({"task", "args", "queue", "priority", "max_attempts"})
 
 def copy_job_from_mapping(item: Mapping[str, Any], *, clock: Clock, max_payload_bytes: int) -> NewJob | PlainJob:
     """``new_job_from_mapping`` for a row of the COPY: a dict that gives only the ``PlainJob`` keys becomes one
-    (the same checks in the same order, so the same first error; a tenth of the cost)."""
+    (the same checks in the same order, so the same first error; about a quarter of the cost)."""
     if type(item) is dict and "task" in item and _PLAIN_KEYS.issuperset(item):
         return PlainJob.build(
             item["task"],
