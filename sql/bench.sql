@@ -1,8 +1,15 @@
 -- Queries of `pgsched bench` only (never on the worker's path).
 
 -- name: bench_pending
--- Whether any job of the queue is still queued or running (the drain is over when not).
-SELECT EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.state = 'queued' AND j.queue = %(queue)s::text)
+-- Whether any job of the queue is still queued or running (the drain is over when not). Plain queued jobs are looked
+-- for from the far end of the claim index, backward: the drain claims from the front, so the last entry stays live
+-- until the end and a look reads a few buffers. Looking from the front walked the entries of every job claimed since
+-- the last vacuum, ~1,800 buffers and ~10 ms of server CPU mid-drain, taken from the workers being measured.
+SELECT (SELECT j.id FROM pgsched.jobs j
+         WHERE j.state = 'queued' AND j.concurrency_key IS NULL AND j.queue = %(queue)s::text
+         ORDER BY j.priority, j.run_at DESC, j.id DESC LIMIT 1) IS NOT NULL
+    OR EXISTS (SELECT 1 FROM pgsched.jobs j
+                WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = %(queue)s::text)
     OR EXISTS (SELECT 1 FROM pgsched.jobs j WHERE j.state = 'running' AND j.queue = %(queue)s::text) AS pending
 
 -- name: bench_started

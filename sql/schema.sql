@@ -87,7 +87,7 @@ COMMENT ON FUNCTION pgsched.cancel(job_id bigint) IS 'Cancel a job: a queued or 
 -- Name: claim_candidates(text, timestamp with time zone, integer); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 
-CREATE FUNCTION pgsched.claim_candidates(p_queue text, p_at timestamp with time zone, p_limit integer) RETURNS TABLE(id bigint, priority smallint, run_at timestamp with time zone)
+CREATE FUNCTION pgsched.claim_candidates(p_queue text, p_at timestamp with time zone, p_limit integer) RETURNS TABLE(id bigint, priority smallint, run_at timestamp with time zone, row_tid tid)
     LANGUAGE plpgsql
     SET enable_seqscan TO 'off'
     SET enable_bitmapscan TO 'off'
@@ -96,7 +96,7 @@ CREATE FUNCTION pgsched.claim_candidates(p_queue text, p_at timestamp with time 
     AS $$
 BEGIN
     RETURN QUERY
-    SELECT j.id, j.priority, j.run_at FROM pgsched.jobs j
+    SELECT j.id, j.priority, j.run_at, j.ctid FROM pgsched.jobs j
      WHERE j.state = 'queued' AND j.concurrency_key IS NULL AND j.queue = p_queue AND j.run_at <= p_at
      ORDER BY j.priority DESC, j.run_at, j.id
      LIMIT p_limit
@@ -107,7 +107,7 @@ END $$;
 -- Name: FUNCTION claim_candidates(p_queue text, p_at timestamp with time zone, p_limit integer); Type: COMMENT; Schema: pgsched; Owner: -
 --
 
-COMMENT ON FUNCTION pgsched.claim_candidates(p_queue text, p_at timestamp with time zone, p_limit integer) IS 'The worker''s claim: up to p_limit due queued jobs of queue p_queue without a concurrency key, in claim order (priority, run_at, id), locked, skipping those another claim holds; read through jobs_claim_idx in its order whatever the statistics say.';
+COMMENT ON FUNCTION pgsched.claim_candidates(p_queue text, p_at timestamp with time zone, p_limit integer) IS 'The worker''s claim: up to p_limit due queued jobs of queue p_queue without a concurrency key, in claim order (priority, run_at, id), locked, skipping those another claim holds; read through jobs_claim_idx in its order whatever the statistics say. row_tid is the locked row''s ctid in jobs_queued (the claim''s update reads the rows by it).';
 
 --
 -- Name: claim_limited(text[], integer, bigint, timestamp with time zone); Type: FUNCTION; Schema: pgsched; Owner: -

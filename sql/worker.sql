@@ -70,7 +70,7 @@ limited AS MATERIALIZED (
             %(worker_id)s::bigint, coalesce(%(now)s::timestamptz, now())) c
 ),
 claimed AS MATERIALIZED (
-    SELECT c.id
+    SELECT c.id, c.row_tid
       FROM settings q
      CROSS JOIN LATERAL pgsched.claim_candidates(q.name, coalesce(%(now)s::timestamptz, now()), %(limit)s::int) c
      WHERE NOT q.limited AND NOT q.paused
@@ -98,7 +98,8 @@ plain_all AS MATERIALIZED (
                          ELSE j.errors END,
            lease = CASE WHEN j.expires_at <= coalesce(%(now)s::timestamptz, now()) AND j.started_at IS NULL THEN NULL
                         ELSE (SELECT lease.token FROM lease) END
-     WHERE j.id = ANY (ARRAY(SELECT claimed.id FROM claimed)) AND j.state IN ('waiting', 'queued')  -- locked above: jobs_queued's primary key alone
+     -- Locked above in jobs_queued (the state prunes to it): read by tuple id, one heap tuple per job (migration 0051).
+     WHERE j.ctid = ANY (ARRAY(SELECT claimed.row_tid FROM claimed)) AND j.state IN ('waiting', 'queued')
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
               extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
               extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,

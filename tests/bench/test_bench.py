@@ -24,8 +24,11 @@ from pgsched.bench.history import _load as _history_load
 from pgsched.bench.scratch import Databases, admin_dsn
 from pgsched.bench.server import settings_report
 from pgsched.bench.soak import Sample, summarize
+from pgsched.bench.workers import QUEUE
 from pgsched.cli import cli
 from pgsched.cli.base import run_cli
+from pgsched.queries import query
+from tests.support.plans import buffers_used
 
 SMALL = ["--runs", "1", "--backlog", "2000", "--processes", "1", "--bulk-jobs", "1000", "--enqueue-samples", "20",
          "--latency-samples", "10", "--enqueue-seconds", "0.2"]  # fmt: skip
@@ -226,3 +229,38 @@ def test_a_soak_stopped_by_sigterm_stops_its_workers_and_drops_its_databases(dsn
                 bench.kill()
     assert [pid for pid in workers if pid in _processes_naming(prefix)] == []
     assert _databases(dsn, prefix) == []
+
+
+def _pending(conn: psycopg.Connection[Any]) -> tuple[bool, int]:
+    """bench_pending's answer, and the shared buffers one look read (EXPLAIN ANALYZE, rolled back)."""
+    text = query("bench_pending")
+    params = {"queue": QUEUE}
+    answer = conn.execute(text, params).fetchone()
+    plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {text}", params).fetchone()
+    assert answer is not None and plan is not None
+    return bool(answer[0]), buffers_used(plan[0][0]["Plan"])
+
+
+def test_the_drain_wait_reads_a_few_buffers_mid_drain_and_sees_every_live_job(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(query("bench_insert_series"), {"queue": QUEUE, "n": 20_000})
+        # Mid-drain: the front half claimed and finished (rows moved out of jobs_queued; their index entries stay).
+        conn.execute(
+            "UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now(), started_at = now(), attempt = 1"
+            " WHERE id IN (SELECT id FROM pgsched.jobs WHERE state = 'queued' ORDER BY id LIMIT 10000)"
+        )
+        pending, buffers = _pending(conn)
+        assert pending and buffers < 20, buffers  # from the front: every claimed job's entry (~1,800 buffers at 72,000)
+
+        conn.execute("UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now() WHERE state = 'queued'")
+        assert _pending(conn)[0] is False
+        for hold in ("state = 'queued', concurrency_key = 'k'", "state = 'running', lease = 1, started_at = now()"):
+            conn.execute(
+                f"UPDATE pgsched.jobs SET finished_at = NULL, {hold} WHERE id = (SELECT max(id) FROM pgsched.jobs)"
+            )
+            assert _pending(conn)[0] is True, hold
+            conn.execute(
+                "UPDATE pgsched.jobs SET state = 'succeeded', finished_at = now(), concurrency_key = NULL, lease = NULL"
+                " WHERE id = (SELECT max(id) FROM pgsched.jobs)"
+            )
+        assert _pending(conn)[0] is False

@@ -30,7 +30,15 @@ from tests.support.plan_table import (
     load,
     start_worker_session,
 )
-from tests.support.plans import explain_executed, jit_compiled, prepare, relations_read, report_plans, rows_visited
+from tests.support.plans import (
+    explain_executed,
+    jit_compiled,
+    prepare,
+    relations_read,
+    report_plans,
+    rows_visited,
+    scans,
+)
 
 # The hot statements, each with the bound on the rows it may visit: a small multiple of its batch.
 # The reaper's batch is the running set (it reads every running row once, never once per row).
@@ -138,6 +146,10 @@ def test_every_hot_statement_visits_about_a_batch_of_rows_whatever_the_statistic
     assert not any(history.values()), f"{stats}, {plans} plans: live statements read finished jobs {history}"
     needless = {name: table for name, table in NEVER_READ.items() if table in relations_read(explained[name])}
     assert not needless, f"{stats}, {plans} plans: partitions read for nothing {needless}"
+    # The claim's update reads the rows its candidates locked by tuple id (0051), never through an index of jobs_queued.
+    claim_reads = {scan for scan in scans(explained["job_claim_batch"]) if scan[1].startswith("jobs_queued")}
+    assert ("Tid Scan", "jobs_queued") in claim_reads, f"{stats}, {plans} plans: {sorted(claim_reads)}"
+    assert not {s for s in claim_reads if s[1].startswith("jobs_queued_pkey")}, f"{stats}, {plans}: {claim_reads}"
     compiled = {name: n for name, plan in explained.items() if (n := jit_compiled(plan))}
     assert not compiled, f"{stats}, {plans} plans: JIT-compiled statements {compiled}"
 
