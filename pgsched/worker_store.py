@@ -33,6 +33,7 @@ from psycopg_pool import AsyncConnectionPool
 from pgsched import db
 from pgsched.clock import Clock, SystemClock
 from pgsched.errors import DatabaseUnavailable
+from pgsched.pg_arrays import BoolArray, Float8Array, Int4Array, Int8Array, TextArray
 from pgsched.queries import query
 
 __all__ = ["ClaimedJob", "Finished", "Outcome", "Report", "WorkerStore"]
@@ -146,15 +147,17 @@ def _json_loads(data: str | bytes) -> Any:
 
 
 def _finish_params(items: Sequence[Finished], now: Any) -> dict[str, Any]:
+    """The finish batch as binary arrays built in one pass each (pgsched.pg_arrays: psycopg's list dumper cost
+    8 µs a job here)."""
     return {
-        "ids": [f.id for f in items],
-        "leases": [f.lease for f in items],
-        "outcomes": [f.outcome.value for f in items],
-        "results": [f.result for f in items],
-        "errors": [None if f.error is None else json.dumps(f.error) for f in items],
-        "delays": [f.delay for f in items],
-        "finals": [f.final for f in items],
-        "snooze_limits": [f.snooze_limit for f in items],
+        "ids": Int8Array.of([f.id for f in items]),
+        "leases": Int8Array.of([f.lease for f in items]),
+        "outcomes": TextArray.of([f.outcome.value for f in items]),
+        "results": TextArray.of([f.result for f in items]),
+        "errors": TextArray.of([None if f.error is None else json.dumps(f.error) for f in items]),
+        "delays": Float8Array.of([f.delay for f in items]),
+        "finals": BoolArray.of([f.final for f in items]),
+        "snooze_limits": Int4Array.of([f.snooze_limit for f in items]),
         "now": now,
     }
 
