@@ -155,16 +155,21 @@ def test_every_hot_statement_visits_about_a_batch_of_rows_whatever_the_statistic
 
 
 def test_the_finish_and_the_claim_do_their_whole_batch(dsn: str) -> None:
-    """The row counts above are not vacuous: planned on the empty table, both still write a full batch."""
+    """The row counts above are not vacuous: planned on the empty table, both still write a full batch. And the
+    claim reads its locked rows by TID even where a server turns TID scans off: that only adds a cost, and the
+    worker's sessions leave no cheaper way (sequential scans are off, and no index matches a ctid)."""
     with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
         conn.execute("INSERT INTO pgsched.workers (id, host, pid) OVERRIDING SYSTEM VALUE VALUES (1, 'test', 1)")
         analyze(conn)
+        conn.execute("SET enable_tidscan = off")  # as a server-wide setting would
         conn.execute(query("worker_session_setup"))
         prepared = {name: prepare(conn, name) for name in ("job_claim_batch", "job_finish_many")}
         load(conn)
         params = _params(conn)
-        rows = {name: explain_executed(conn, name, names, params)["Actual Rows"] for name, names in prepared.items()}
+        explained = {name: explain_executed(conn, name, names, params) for name, names in prepared.items()}
+    rows = {name: plan["Actual Rows"] for name, plan in explained.items()}
     assert rows == {"job_claim_batch": BATCH, "job_finish_many": BATCH}
+    assert ("Tid Scan", "jobs_queued") in scans(explained["job_claim_batch"])
 
 
 def test_the_next_due_time_is_read_through_the_claim_index(dsn: str) -> None:
