@@ -110,3 +110,18 @@ def test_an_error_out_of_a_task_group_is_answered_as_its_first_error(capsys: Any
     assert run_cli(group, ["bug"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("Error: RuntimeError: not the leader") and "\n" not in err, err
+
+
+def test_the_cli_loads_the_api_only_for_the_commands_that_serve_it() -> None:
+    """A worker (or any other command) starts without Starlette and uvicorn: about 0.1 s of CPU per process start,
+    paid four times over when four workers start cold into a drain."""
+    probe = (
+        "import sys, pgsched.cli\n"
+        "print(sorted(m for m in ('uvicorn', 'starlette', 'pgsched.api') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    help_text = subprocess.run(
+        [sys.executable, "-m", "pgsched", "api", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "--port" in help_text

@@ -7,13 +7,16 @@ cap and a cap on open connections (beyond it uvicorn answers 503); the body dead
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import uvicorn
 
 from pgsched.api.app import check_bind, create_app
 from pgsched.api.deadlines import header_deadline_protocol
 from pgsched.config import Settings
 
-__all__ = ["KEEP_ALIVE_SECONDS", "MAX_HEADER_BYTES", "serve", "uvicorn_config"]
+__all__ = ["KEEP_ALIVE_SECONDS", "MAX_HEADER_BYTES", "ServiceServer", "serve", "uvicorn_config"]
 
 # Idle keep-alive connections close after this; request line plus headers may not exceed this.
 KEEP_ALIVE_SECONDS = 5
@@ -41,3 +44,17 @@ def uvicorn_config(settings: Settings, *, host: str, port: int, log_level: str =
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     settings.require_dsn()
     uvicorn.Server(uvicorn_config(settings, host=host, port=port, log_level=log_level)).run()
+
+
+class ServiceServer(uvicorn.Server):
+    """uvicorn as one service among others (``pgsched dev``): the shared signal handling stops it, not its own."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def stop(self) -> None:
+        self.should_exit = True
+
+    async def run(self) -> None:  # type: ignore[override]
+        await self.serve()

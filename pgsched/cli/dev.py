@@ -13,14 +13,12 @@ import logging
 import secrets
 import shlex
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import uvicorn
 
 from pgsched import db
-from pgsched.api.serve import uvicorn_config
 from pgsched.app import Pgsched
 from pgsched.cli.base import CliContext, cli, pass_ctx
 from pgsched.cli.preflight import check_port_free
@@ -33,26 +31,15 @@ from pgsched.scheduler import Scheduler
 from pgsched.service import Service, run_services
 from pgsched.worker import Worker, WorkerConfig
 
+if TYPE_CHECKING:
+    from pgsched.api.serve import ServiceServer
+
 __all__ = ["dev"]
 
 log = logging.getLogger(__name__)
 
 DEMO_APP = "pgsched.examples.demo:app"
 DEMO_SCHEDULE = ScheduleSpec.build("demo-tick", "*/30 * * * * *", "tick")
-
-
-class _ApiServer(uvicorn.Server):
-    """uvicorn as one service among others: the shared signal handling stops it, not its own."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    def stop(self) -> None:
-        self.should_exit = True
-
-    async def run(self) -> None:  # type: ignore[override]
-        await self.serve()
 
 
 def _token(data_dir: Path, settings: Settings) -> str:
@@ -113,7 +100,7 @@ def _banner(settings: Settings, host: str, port: int, token: str, env_file: Path
 class _Announcer:
     """Prints the banner once the API accepts connections, so what it promises already works."""
 
-    def __init__(self, api: _ApiServer, banner: str) -> None:
+    def __init__(self, api: ServiceServer, banner: str) -> None:
         self._api = api
         self._banner = banner
         self._stop = asyncio.Event()
@@ -173,7 +160,9 @@ async def _run_all(
 ) -> None:
     config = WorkerConfig(queues=tuple(q.strip() for q in queues.split(",") if q.strip()), concurrency=concurrency)
     worker = Worker(app.tasks, settings, config)
-    api = _ApiServer(uvicorn_config(settings, host=host, port=port, log_level="warning"))
+    from pgsched.api.serve import ServiceServer, uvicorn_config  # here: every other command starts without the API
+
+    api = ServiceServer(uvicorn_config(settings, host=host, port=port, log_level="warning"))
     scheduler = Scheduler(settings, worker_id=lambda: worker.worker_id)
     services: list[Service] = [worker, scheduler, api, _Announcer(api, banner)]
     await run_services(services, grace=config.grace_seconds)
