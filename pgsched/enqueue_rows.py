@@ -18,6 +18,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from pgsched.job import JobState, NewJob, PlainJob
+from pgsched.pg_arrays import NULL, TEXT_OID, frame
 from pgsched.queries import query
 
 __all__ = [
@@ -176,16 +177,13 @@ def copy_statement(labelled: bool) -> Any:
 # months, jsonb as version 1 then its text, text[] as an array header then its elements), then a trailer.
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
 _TRAILER = b"\xff\xff"
-_NULL = b"\xff\xff\xff\xff"
 _LENGTH = struct.Struct(">i").pack
 _ID = struct.Struct(">hiq").pack
 _INT2 = struct.Struct(">ih").pack
 _INT4 = struct.Struct(">ii").pack
 _INT8 = struct.Struct(">iq").pack
 _INTERVAL = struct.Struct(">iqii").pack
-_ARRAY = struct.Struct(">iiiii").pack
-_NO_TAGS = struct.Struct(">iiii").pack(12, 0, 0, 25)  # no dimension, no NULL, element type text (oid 25)
-_TEXT_OID = 25
+_NO_TAGS = _LENGTH(12) + frame(TEXT_OID, 0, False, b"")  # an empty text[]: no dimension
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 # About 100 rows a block: the server inserts the first rows while later ones are still being built, and a call of
@@ -216,7 +214,7 @@ class _CopyRows:
 
     def _text(self, value: str | None) -> bytes:
         if value is None:
-            return _NULL
+            return NULL
         field = self._texts.get(value)
         if field is None:
             data = value.encode(self._encoding)
@@ -241,26 +239,25 @@ class _CopyRows:
         return b"".join(
             (
                 self._text(queue),
-                _NULL if priority is None else _INT2(2, priority),
+                NULL if priority is None else _INT2(2, priority),
                 self._now if job.run_at is None else _instant(job.run_at),
-                _NULL if attempts is None else _INT4(4, attempts),
-                _NULL
+                NULL if attempts is None else _INT4(4, attempts),
+                NULL
                 if timeout is None
                 else _INTERVAL(16, timeout.seconds * 1_000_000 + timeout.microseconds, timeout.days, 0),
                 self._text(job.concurrency_key),
-                _NULL if job.concurrency_limit is None else _INT4(4, job.concurrency_limit),
+                NULL if job.concurrency_limit is None else _INT4(4, job.concurrency_limit),
             )
         )
 
     def _labels(self, job: NewJob | PlainJob) -> bytes:
         """tags, meta, expires_at."""
         if job.tags:
-            elements = b"".join(self._text(tag) for tag in job.tags)
-            tags = _ARRAY(1, 0, _TEXT_OID, len(job.tags), 1) + elements
+            tags = frame(TEXT_OID, len(job.tags), False, b"".join(self._text(tag) for tag in job.tags))
             tags = _LENGTH(len(tags)) + tags
         else:
             tags = _NO_TAGS
-        expires = _NULL if job.expires_at is None else _instant(job.expires_at)
+        expires = NULL if job.expires_at is None else _instant(job.expires_at)
         return tags + _json(json.dumps(job.meta)) + expires
 
 

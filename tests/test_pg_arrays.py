@@ -62,3 +62,11 @@ def test_copy_by_type_name_still_dumps_plain_lists(dsn: str) -> None:
             copy.set_types(["bigint[]", "text[]"])
             copy.write_row([[1, 2], ["x", None]])
         assert conn.execute("SELECT a, b FROM t").fetchone() == ([1, 2], ["x", None])
+
+
+def test_text_is_sent_in_the_connections_encoding(dsn: str) -> None:
+    """A session whose client_encoding is not UTF-8 reads non-ASCII text back as given (the server converts from it)."""
+    with psycopg.connect(dsn, autocommit=True, options="-c client_encoding=LATIN1") as conn:
+        assert conn.info.encoding != "utf-8"
+        row = conn.execute("SELECT %b::text[]", [TextArray.of(["café", None, "naïve"])]).fetchone()
+        assert row == (["café", None, "naïve"],)
