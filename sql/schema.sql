@@ -18,6 +18,90 @@ CREATE SCHEMA pgsched;
 COMMENT ON SCHEMA pgsched IS 'pgsched: a job queue and cron scheduler coordinated only by PostgreSQL.';
 
 --
+-- Name: concurrency_key; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.concurrency_key AS text;
+
+--
+-- Name: DOMAIN concurrency_key; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.concurrency_key IS 'A concurrency key: 1 to 200 characters.';
+
+--
+-- Name: job_args; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.job_args AS jsonb;
+
+--
+-- Name: DOMAIN job_args; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.job_args IS 'A job''s arguments: a JSON object.';
+
+--
+-- Name: job_attempt; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.job_attempt AS integer;
+
+--
+-- Name: DOMAIN job_attempt; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.job_attempt IS 'Attempts started: 0 or more.';
+
+--
+-- Name: job_errors; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.job_errors AS jsonb;
+
+--
+-- Name: DOMAIN job_errors; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.job_errors IS 'A job''s error history: a JSON array.';
+
+--
+-- Name: job_max_attempts; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.job_max_attempts AS integer;
+
+--
+-- Name: DOMAIN job_max_attempts; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.job_max_attempts IS 'Attempts allowed: 1 to 1000.';
+
+--
+-- Name: job_priority; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.job_priority AS smallint;
+
+--
+-- Name: DOMAIN job_priority; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.job_priority IS 'A job''s priority: -1000 to 1000, higher first.';
+
+--
+-- Name: job_progress; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.job_progress AS real;
+
+--
+-- Name: DOMAIN job_progress; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.job_progress IS 'Reported progress: a fraction from 0 to 1.';
+
+--
 -- Name: job_state; Type: TYPE; Schema: pgsched; Owner: -
 --
 
@@ -35,6 +119,42 @@ CREATE TYPE pgsched.job_state AS ENUM (
 --
 
 COMMENT ON TYPE pgsched.job_state IS 'Life of a job: [waiting (for its dependencies) ->] queued (waiting, delayed or waiting to retry) -> running -> succeeded | dead | cancelled.';
+
+--
+-- Name: job_timeout; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.job_timeout AS interval;
+
+--
+-- Name: DOMAIN job_timeout; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.job_timeout IS 'An attempt''s time limit: positive.';
+
+--
+-- Name: queue_name; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.queue_name AS text;
+
+--
+-- Name: DOMAIN queue_name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.queue_name IS 'A job''s queue: 1-63 characters of a-z, 0-9, "_", "." and "-", starting with a letter or digit.';
+
+--
+-- Name: task_name; Type: DOMAIN; Schema: pgsched; Owner: -
+--
+
+CREATE DOMAIN pgsched.task_name AS text;
+
+--
+-- Name: DOMAIN task_name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON DOMAIN pgsched.task_name IS 'A job''s task: up to 200 characters of letters, digits, "_", ".", ":" and "-", not starting with a digit or a punctuation mark other than "_".';
 
 --
 -- Name: cancel(bigint); Type: FUNCTION; Schema: pgsched; Owner: -
@@ -96,7 +216,7 @@ CREATE FUNCTION pgsched.claim_candidates(p_queue text, p_at timestamp with time 
     AS $$
 BEGIN
     RETURN QUERY
-    SELECT j.id, j.priority, j.run_at, j.ctid FROM pgsched.jobs j
+    SELECT j.id, j.priority::smallint, j.run_at, j.ctid FROM pgsched.jobs j
      WHERE j.state = 'queued' AND j.concurrency_key IS NULL AND j.queue = p_queue AND j.run_at <= p_at
      ORDER BY j.priority DESC, j.run_at, j.id
      LIMIT p_limit
@@ -231,7 +351,7 @@ BEGIN
                        lease = claim_lease
                  WHERE j.id = ANY (ids) AND j.state NOT IN ('succeeded', 'dead', 'cancelled')
                    AND (j.expires_at IS NULL OR j.expires_at > at OR j.started_at IS NOT NULL)
-                RETURNING j.id, j.queue, j.task, j.args, j.attempt,
+                RETURNING j.id, j.queue::text, j.task::text, j.args::jsonb, j.attempt::integer,
                           extract(epoch FROM j.timeout)::float8,
                           extract(epoch FROM j.started_at - j.run_at)::float8, true,
                           j.lease, j.alone;
@@ -261,14 +381,14 @@ COMMENT ON FUNCTION pgsched.claim_limited(p_queues text[], p_n integer, p_worker
 
 CREATE TABLE pgsched.jobs (
     id bigint NOT NULL,
-    queue text NOT NULL,
-    task text NOT NULL,
-    args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority smallint NOT NULL,
+    queue pgsched.queue_name NOT NULL,
+    task pgsched.task_name NOT NULL,
+    args pgsched.job_args DEFAULT '{}'::jsonb NOT NULL,
+    priority pgsched.job_priority NOT NULL,
     run_at timestamp with time zone DEFAULT now() NOT NULL,
     state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
+    attempt pgsched.job_attempt DEFAULT 0 NOT NULL,
+    max_attempts pgsched.job_max_attempts NOT NULL,
     run_key text,
     schedule_name text,
     schedule_id bigint,
@@ -276,11 +396,11 @@ CREATE TABLE pgsched.jobs (
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
     cancel_requested_at timestamp with time zone,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    errors pgsched.job_errors DEFAULT '[]'::jsonb NOT NULL,
     result jsonb,
-    timeout interval,
+    timeout pgsched.job_timeout,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    concurrency_key text,
+    concurrency_key pgsched.concurrency_key,
     concurrency_limit integer,
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
@@ -289,7 +409,7 @@ CREATE TABLE pgsched.jobs (
     meta jsonb DEFAULT '{}'::jsonb NOT NULL,
     expires_at timestamp with time zone,
     snoozes integer DEFAULT 0 NOT NULL,
-    progress real,
+    progress pgsched.job_progress,
     progress_message text,
     progress_at timestamp with time zone,
     extended_lease bigint,
@@ -300,16 +420,8 @@ CREATE TABLE pgsched.jobs (
     run_key_scope text,
     run_key_period interval,
     purge_at timestamp with time zone,
-    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
-    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
-    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
     CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
-    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
-    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
-    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
     CONSTRAINT jobs_run_key_period_valid CHECK (
 CASE
@@ -317,9 +429,7 @@ CASE
     ELSE (run_key_period IS NULL)
 END),
     CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
-    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
-    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
-    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL)))
 )
 PARTITION BY LIST (state);
 ALTER TABLE ONLY pgsched.jobs ALTER COLUMN id SET STATISTICS 20;
@@ -1034,7 +1144,7 @@ CREATE FUNCTION pgsched.history_finished_between(p_since timestamp with time zon
     AS $$
 BEGIN
     RETURN QUERY
-    SELECT j.tableoid, j.queue, j.state, count(*) FROM pgsched.jobs j
+    SELECT j.tableoid, j.queue::text, j.state, count(*) FROM pgsched.jobs j
      WHERE j.state IN ('succeeded', 'dead', 'cancelled') AND j.finished_at > p_since AND j.finished_at <= p_upto
      GROUP BY j.tableoid, j.queue, j.state;
 END $$;
@@ -2059,11 +2169,12 @@ COMMENT ON FUNCTION pgsched.moved_again(p_tries integer) IS 'In an exception han
 --
 
 CREATE FUNCTION pgsched.new_lease() RETURNS bigint
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
-    SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1024 + nextval('pgsched.lease_seq') % 1024
-$$;
+BEGIN
+    RETURN (extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1024 + nextval('pgsched.lease_seq') % 1024;
+END $$;
 
 --
 -- Name: FUNCTION new_lease(); Type: COMMENT; Schema: pgsched; Owner: -
@@ -2136,7 +2247,7 @@ BEGIN
                        ORDER BY j.queue LIMIT 1),
                      (SELECT j.queue FROM pgsched.jobs j
                        WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue > q.queue
-                       ORDER BY j.queue LIMIT 1))
+                       ORDER BY j.queue LIMIT 1))::text
           FROM queued_names q
          WHERE q.queue IS NOT NULL
     ),
@@ -3044,7 +3155,7 @@ CREATE VIEW pgsched.dead_letter AS
     j.attempt,
     j.max_attempts,
     j.finished_at,
-    ((j.errors -> '-1'::integer) ->> 'error'::text) AS last_error,
+    (((j.errors)::jsonb -> '-1'::integer) ->> 'error'::text) AS last_error,
     j.errors,
     j.run_key,
     j.schedule_name
@@ -3185,7 +3296,7 @@ CREATE VIEW pgsched.dependency_results AS
     e.on_failure,
     d.state,
     d.result,
-    ((d.errors -> '-1'::integer) ->> 'error'::text) AS last_error
+    (((d.errors)::jsonb -> '-1'::integer) ->> 'error'::text) AS last_error
    FROM (pgsched.job_dependencies e
      LEFT JOIN pgsched.jobs d ON ((d.id = e.depends_on)));
 
@@ -3373,14 +3484,14 @@ COMMENT ON COLUMN pgsched.history_detached.detached_at IS 'When it was detached.
 
 CREATE TABLE pgsched.jobs_done (
     id bigint NOT NULL,
-    queue text NOT NULL,
-    task text NOT NULL,
-    args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority smallint NOT NULL,
+    queue pgsched.queue_name NOT NULL,
+    task pgsched.task_name NOT NULL,
+    args pgsched.job_args DEFAULT '{}'::jsonb NOT NULL,
+    priority pgsched.job_priority NOT NULL,
     run_at timestamp with time zone DEFAULT now() NOT NULL,
     state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
+    attempt pgsched.job_attempt DEFAULT 0 NOT NULL,
+    max_attempts pgsched.job_max_attempts NOT NULL,
     run_key text,
     schedule_name text,
     schedule_id bigint,
@@ -3388,11 +3499,11 @@ CREATE TABLE pgsched.jobs_done (
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
     cancel_requested_at timestamp with time zone,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    errors pgsched.job_errors DEFAULT '[]'::jsonb NOT NULL,
     result jsonb,
-    timeout interval,
+    timeout pgsched.job_timeout,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    concurrency_key text,
+    concurrency_key pgsched.concurrency_key,
     concurrency_limit integer,
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
@@ -3401,7 +3512,7 @@ CREATE TABLE pgsched.jobs_done (
     meta jsonb DEFAULT '{}'::jsonb NOT NULL,
     expires_at timestamp with time zone,
     snoozes integer DEFAULT 0 NOT NULL,
-    progress real,
+    progress pgsched.job_progress,
     progress_message text,
     progress_at timestamp with time zone,
     extended_lease bigint,
@@ -3412,16 +3523,8 @@ CREATE TABLE pgsched.jobs_done (
     run_key_scope text,
     run_key_period interval,
     purge_at timestamp with time zone,
-    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
-    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
-    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
     CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
-    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
-    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
-    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
     CONSTRAINT jobs_run_key_period_valid CHECK (
 CASE
@@ -3429,9 +3532,7 @@ CASE
     ELSE (run_key_period IS NULL)
 END),
     CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
-    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
-    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
-    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL)))
 )
 PARTITION BY RANGE (purge_at);
 ALTER TABLE ONLY pgsched.jobs_done ALTER COLUMN id SET STATISTICS 20;
@@ -3886,14 +3987,14 @@ COMMENT ON COLUMN pgsched.job_totals.wait_sum IS 'Sum of seconds from run_at to 
 
 CREATE TABLE pgsched.jobs_done_default (
     id bigint NOT NULL,
-    queue text NOT NULL,
-    task text NOT NULL,
-    args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority smallint NOT NULL,
+    queue pgsched.queue_name NOT NULL,
+    task pgsched.task_name NOT NULL,
+    args pgsched.job_args DEFAULT '{}'::jsonb NOT NULL,
+    priority pgsched.job_priority NOT NULL,
     run_at timestamp with time zone DEFAULT now() NOT NULL,
     state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
+    attempt pgsched.job_attempt DEFAULT 0 NOT NULL,
+    max_attempts pgsched.job_max_attempts NOT NULL,
     run_key text,
     schedule_name text,
     schedule_id bigint,
@@ -3901,11 +4002,11 @@ CREATE TABLE pgsched.jobs_done_default (
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
     cancel_requested_at timestamp with time zone,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    errors pgsched.job_errors DEFAULT '[]'::jsonb NOT NULL,
     result jsonb,
-    timeout interval,
+    timeout pgsched.job_timeout,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    concurrency_key text,
+    concurrency_key pgsched.concurrency_key,
     concurrency_limit integer,
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
@@ -3914,7 +4015,7 @@ CREATE TABLE pgsched.jobs_done_default (
     meta jsonb DEFAULT '{}'::jsonb NOT NULL,
     expires_at timestamp with time zone,
     snoozes integer DEFAULT 0 NOT NULL,
-    progress real,
+    progress pgsched.job_progress,
     progress_message text,
     progress_at timestamp with time zone,
     extended_lease bigint,
@@ -3925,16 +4026,8 @@ CREATE TABLE pgsched.jobs_done_default (
     run_key_scope text,
     run_key_period interval,
     purge_at timestamp with time zone,
-    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
-    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
-    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
     CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
-    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
-    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
-    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
     CONSTRAINT jobs_run_key_period_valid CHECK (
 CASE
@@ -3942,9 +4035,7 @@ CASE
     ELSE (run_key_period IS NULL)
 END),
     CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
-    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
-    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
-    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL)))
 );
 ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN id SET STATISTICS 20;
 ALTER TABLE ONLY pgsched.jobs_done_default ALTER COLUMN queue SET STATISTICS 20;
@@ -4012,14 +4103,14 @@ ALTER TABLE pgsched.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
 
 CREATE TABLE pgsched.jobs_queued (
     id bigint NOT NULL,
-    queue text NOT NULL,
-    task text NOT NULL,
-    args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority smallint NOT NULL,
+    queue pgsched.queue_name NOT NULL,
+    task pgsched.task_name NOT NULL,
+    args pgsched.job_args DEFAULT '{}'::jsonb NOT NULL,
+    priority pgsched.job_priority NOT NULL,
     run_at timestamp with time zone DEFAULT now() NOT NULL,
     state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
+    attempt pgsched.job_attempt DEFAULT 0 NOT NULL,
+    max_attempts pgsched.job_max_attempts NOT NULL,
     run_key text,
     schedule_name text,
     schedule_id bigint,
@@ -4027,11 +4118,11 @@ CREATE TABLE pgsched.jobs_queued (
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
     cancel_requested_at timestamp with time zone,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    errors pgsched.job_errors DEFAULT '[]'::jsonb NOT NULL,
     result jsonb,
-    timeout interval,
+    timeout pgsched.job_timeout,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    concurrency_key text,
+    concurrency_key pgsched.concurrency_key,
     concurrency_limit integer,
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
@@ -4040,7 +4131,7 @@ CREATE TABLE pgsched.jobs_queued (
     meta jsonb DEFAULT '{}'::jsonb NOT NULL,
     expires_at timestamp with time zone,
     snoozes integer DEFAULT 0 NOT NULL,
-    progress real,
+    progress pgsched.job_progress,
     progress_message text,
     progress_at timestamp with time zone,
     extended_lease bigint,
@@ -4051,16 +4142,8 @@ CREATE TABLE pgsched.jobs_queued (
     run_key_scope text,
     run_key_period interval,
     purge_at timestamp with time zone,
-    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
-    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
-    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
     CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
-    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
-    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
-    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
     CONSTRAINT jobs_run_key_period_valid CHECK (
 CASE
@@ -4068,9 +4151,7 @@ CASE
     ELSE (run_key_period IS NULL)
 END),
     CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
-    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
-    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
-    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL)))
 )
 WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0', vacuum_truncate='false');
 ALTER TABLE ONLY pgsched.jobs_queued ALTER COLUMN id SET STATISTICS 20;
@@ -4126,14 +4207,14 @@ COMMENT ON TABLE pgsched.jobs_queued IS 'Partition of pgsched.jobs: waiting and 
 
 CREATE TABLE pgsched.jobs_running (
     id bigint NOT NULL,
-    queue text NOT NULL,
-    task text NOT NULL,
-    args jsonb DEFAULT '{}'::jsonb NOT NULL,
-    priority smallint NOT NULL,
+    queue pgsched.queue_name NOT NULL,
+    task pgsched.task_name NOT NULL,
+    args pgsched.job_args DEFAULT '{}'::jsonb NOT NULL,
+    priority pgsched.job_priority NOT NULL,
     run_at timestamp with time zone DEFAULT now() NOT NULL,
     state pgsched.job_state DEFAULT 'queued'::pgsched.job_state NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
+    attempt pgsched.job_attempt DEFAULT 0 NOT NULL,
+    max_attempts pgsched.job_max_attempts NOT NULL,
     run_key text,
     schedule_name text,
     schedule_id bigint,
@@ -4141,11 +4222,11 @@ CREATE TABLE pgsched.jobs_running (
     started_at timestamp with time zone,
     finished_at timestamp with time zone,
     cancel_requested_at timestamp with time zone,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    errors pgsched.job_errors DEFAULT '[]'::jsonb NOT NULL,
     result jsonb,
-    timeout interval,
+    timeout pgsched.job_timeout,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    concurrency_key text,
+    concurrency_key pgsched.concurrency_key,
     concurrency_limit integer,
     lease bigint,
     returns integer DEFAULT 0 NOT NULL,
@@ -4154,7 +4235,7 @@ CREATE TABLE pgsched.jobs_running (
     meta jsonb DEFAULT '{}'::jsonb NOT NULL,
     expires_at timestamp with time zone,
     snoozes integer DEFAULT 0 NOT NULL,
-    progress real,
+    progress pgsched.job_progress,
     progress_message text,
     progress_at timestamp with time zone,
     extended_lease bigint,
@@ -4165,16 +4246,8 @@ CREATE TABLE pgsched.jobs_running (
     run_key_scope text,
     run_key_period interval,
     purge_at timestamp with time zone,
-    CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(args) = 'object'::text)),
-    CONSTRAINT jobs_attempt_not_negative CHECK ((attempt >= 0)),
-    CONSTRAINT jobs_concurrency_key_length CHECK (((concurrency_key IS NULL) OR ((length(concurrency_key) >= 1) AND (length(concurrency_key) <= 200)))),
     CONSTRAINT jobs_concurrency_limit_range CHECK (((concurrency_limit IS NULL) OR ((concurrency_key IS NOT NULL) AND ((concurrency_limit >= 1) AND (concurrency_limit <= 10000))))),
-    CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT jobs_max_attempts_range CHECK (((max_attempts >= 1) AND (max_attempts <= 1000))),
     CONSTRAINT jobs_meta_is_object CHECK ((jsonb_typeof(meta) = 'object'::text)),
-    CONSTRAINT jobs_priority_range CHECK (((priority >= '-1000'::integer) AND (priority <= 1000))),
-    CONSTRAINT jobs_progress_range CHECK (((progress IS NULL) OR ((progress >= (0)::double precision) AND (progress <= (1)::double precision)))),
-    CONSTRAINT jobs_queue_name_valid CHECK (((length(queue) <= 63) AND (queue ~ '^[a-z0-9][a-z0-9_.-]*$'::text))),
     CONSTRAINT jobs_run_key_length CHECK (((run_key IS NULL) OR ((length(run_key) >= 1) AND (length(run_key) <= 512)))),
     CONSTRAINT jobs_run_key_period_valid CHECK (
 CASE
@@ -4182,9 +4255,7 @@ CASE
     ELSE (run_key_period IS NULL)
 END),
     CONSTRAINT jobs_run_key_scope_valid CHECK (((run_key_scope IS NULL) OR ((run_key IS NOT NULL) AND (run_key_scope = ANY (ARRAY['active'::text, 'period'::text, 'retention'::text]))))),
-    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL))),
-    CONSTRAINT jobs_task_name_valid CHECK (((length(task) <= 200) AND (task ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))),
-    CONSTRAINT jobs_timeout_positive CHECK (((timeout IS NULL) OR (timeout > '00:00:00'::interval)))
+    CONSTRAINT jobs_tags_valid CHECK (((cardinality(tags) <= 32) AND (array_position(tags, NULL::text) IS NULL)))
 )
 WITH (fillfactor='85', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_insert_scale_factor='0.05', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0', vacuum_truncate='false');
 ALTER TABLE ONLY pgsched.jobs_running ALTER COLUMN id SET STATISTICS 20;
@@ -4522,7 +4593,7 @@ CREATE VIEW pgsched.queue_stats AS
         UNION
          SELECT qs.name
            FROM pgsched.queues qs) n
-     LEFT JOIN pgsched.jobs j ON ((j.queue = n.queue)))
+     LEFT JOIN pgsched.jobs j ON (((j.queue)::text = n.queue)))
      LEFT JOIN pgsched.queues s ON ((s.name = n.queue)))
   GROUP BY n.queue, s.paused, s.concurrency, s.rate_limit, s.rate_period;
 
@@ -5317,7 +5388,7 @@ CREATE VIEW pgsched.unserved_jobs AS
    FROM pgsched.jobs j
   WHERE ((j.state = 'queued'::pgsched.job_state) AND (NOT (EXISTS ( SELECT 1
            FROM pgsched.tasks t
-          WHERE (t.name = j.task)))));
+          WHERE (t.name = (j.task)::text)))));
 
 --
 -- Name: VIEW unserved_jobs; Type: COMMENT; Schema: pgsched; Owner: -
@@ -5541,7 +5612,7 @@ CREATE VIEW pgsched.workflow_steps AS
             WHEN ((j.started_at IS NOT NULL) AND (j.finished_at IS NOT NULL)) THEN (j.finished_at - j.started_at)
             ELSE NULL::interval
         END AS duration,
-    ((j.errors -> '-1'::integer) ->> 'error'::text) AS last_error,
+    (((j.errors)::jsonb -> '-1'::integer) ->> 'error'::text) AS last_error,
     j.result
    FROM pgsched.jobs j
   WHERE (j.workflow_id IS NOT NULL);
@@ -5800,6 +5871,62 @@ ALTER TABLE ONLY pgsched.job_totals
     ADD CONSTRAINT job_totals_pkey PRIMARY KEY (queue, task);
 
 --
+-- Name: job_args jobs_args_is_object; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.job_args
+    ADD CONSTRAINT jobs_args_is_object CHECK ((jsonb_typeof(VALUE) = 'object'::text)) NOT VALID;
+
+--
+-- Name: job_attempt jobs_attempt_not_negative; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.job_attempt
+    ADD CONSTRAINT jobs_attempt_not_negative CHECK ((VALUE >= 0)) NOT VALID;
+
+--
+-- Name: concurrency_key jobs_concurrency_key_length; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.concurrency_key
+    ADD CONSTRAINT jobs_concurrency_key_length CHECK (((length(VALUE) >= 1) AND (length(VALUE) <= 200))) NOT VALID;
+
+--
+-- Name: job_errors jobs_errors_is_array; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.job_errors
+    ADD CONSTRAINT jobs_errors_is_array CHECK ((jsonb_typeof(VALUE) = 'array'::text)) NOT VALID;
+
+--
+-- Name: job_max_attempts jobs_max_attempts_range; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.job_max_attempts
+    ADD CONSTRAINT jobs_max_attempts_range CHECK (((VALUE >= 1) AND (VALUE <= 1000))) NOT VALID;
+
+--
+-- Name: job_priority jobs_priority_range; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.job_priority
+    ADD CONSTRAINT jobs_priority_range CHECK (((VALUE >= '-1000'::integer) AND (VALUE <= 1000))) NOT VALID;
+
+--
+-- Name: job_progress jobs_progress_range; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.job_progress
+    ADD CONSTRAINT jobs_progress_range CHECK (((VALUE >= (0)::double precision) AND (VALUE <= (1)::double precision))) NOT VALID;
+
+--
+-- Name: queue_name jobs_queue_name_valid; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.queue_name
+    ADD CONSTRAINT jobs_queue_name_valid CHECK (((length(VALUE) <= 63) AND (VALUE ~ '^[a-z0-9][a-z0-9_.-]*$'::text))) NOT VALID;
+
+--
 -- Name: jobs_queued jobs_queued_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
 --
 
@@ -5812,6 +5939,20 @@ ALTER TABLE ONLY pgsched.jobs_queued
 
 ALTER TABLE ONLY pgsched.jobs_running
     ADD CONSTRAINT jobs_running_pkey PRIMARY KEY (id);
+
+--
+-- Name: task_name jobs_task_name_valid; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.task_name
+    ADD CONSTRAINT jobs_task_name_valid CHECK (((length(VALUE) <= 200) AND (VALUE ~ '^[A-Za-z_][A-Za-z0-9_.:-]*$'::text))) NOT VALID;
+
+--
+-- Name: job_timeout jobs_timeout_positive; Type: CHECK CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER DOMAIN pgsched.job_timeout
+    ADD CONSTRAINT jobs_timeout_positive CHECK ((VALUE > '00:00:00'::interval)) NOT VALID;
 
 --
 -- Name: leader_lease leader_lease_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
@@ -6154,7 +6295,7 @@ CREATE INDEX jobs_queued_workflow_id_id_idx ON pgsched.jobs_queued USING btree (
 -- Name: jobs_retrying_idx; Type: INDEX; Schema: pgsched; Owner: -
 --
 
-CREATE INDEX jobs_retrying_idx ON pgsched.jobs_queued USING btree (run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND (attempt > 0));
+CREATE INDEX jobs_retrying_idx ON pgsched.jobs_queued USING btree (run_at, id) WHERE ((state = 'queued'::pgsched.job_state) AND ((attempt)::integer > 0));
 
 --
 -- Name: INDEX jobs_retrying_idx; Type: COMMENT; Schema: pgsched; Owner: -
@@ -6433,7 +6574,7 @@ CREATE OR REPLACE VIEW pgsched.workflow_status AS
         CASE
             WHEN (count(j.id) FILTER (WHERE ((j.state)::text = ANY (ARRAY['waiting'::text, 'queued'::text, 'running'::text]))) > 0) THEN 'running'::text
             WHEN (count(j.id) FILTER (WHERE ((j.state)::text = 'dead'::text)) > 0) THEN 'failed'::text
-            WHEN ((count(j.id) FILTER (WHERE (((j.state)::text = 'cancelled'::text) AND (COALESCE(((j.errors -> '-1'::integer) ->> 'kind'::text), ''::text) <> 'dependency_failed'::text))) > 0) AND (count(j.id) FILTER (WHERE ((j.state)::text = 'succeeded'::text)) = 0)) THEN 'cancelled'::text
+            WHEN ((count(j.id) FILTER (WHERE (((j.state)::text = 'cancelled'::text) AND (COALESCE((((j.errors)::jsonb -> '-1'::integer) ->> 'kind'::text), ''::text) <> 'dependency_failed'::text))) > 0) AND (count(j.id) FILTER (WHERE ((j.state)::text = 'succeeded'::text)) = 0)) THEN 'cancelled'::text
             WHEN (count(j.id) = 0) THEN 'empty'::text
             ELSE 'finished'::text
         END AS state,

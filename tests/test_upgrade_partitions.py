@@ -1,5 +1,6 @@
 """The migrations that change where jobs live convert a live database, and nothing is lost: 0020 (pgsched.jobs becomes
-partitioned by state) and 0046 (running jobs get a partition of their own, jobs_live becomes jobs_queued).
+partitioned by state), 0046 (running jobs get a partition of their own, jobs_live becomes jobs_queued) and 0052 (ten
+columns take domain types that carry their rules; the views over them are made again).
 
 The database is migrated to the version before one of them, filled with jobs in every state, schedules, tokens,
 result waiters, a workflow and dead jobs, then migrated on; everything is still there and still usable.
@@ -23,6 +24,7 @@ from pgsched.schedule_store import ScheduleStore
 
 PARTITIONED = 20  # pgsched.jobs partitioned by state
 RUNNING_SPLIT = 46  # jobs_running split from jobs_live (renamed jobs_queued)
+DOMAINS = 52  # the single-column rules of pgsched.jobs move to domains
 
 
 def _migrations_before(tmp_path: Path, version: int) -> Path:
@@ -102,7 +104,7 @@ def _finish(conn: psycopg.Connection[dict[str, Any]], job_id: int, lease: int) -
     ).fetchall()
 
 
-@pytest.mark.parametrize("version", [PARTITIONED, RUNNING_SPLIT])
+@pytest.mark.parametrize("version", [PARTITIONED, RUNNING_SPLIT, DOMAINS])
 async def test_a_migration_that_moves_jobs_keeps_every_row_and_everything_still_works(
     empty_dsn: str, tmp_path: Path, version: int
 ) -> None:
@@ -128,6 +130,10 @@ async def test_a_migration_that_moves_jobs_keeps_every_row_and_everything_still_
                 "SELECT purge_at - finished_at AS kept FROM pgsched.jobs WHERE id = %s", [ids["dead"]]
             ).fetchone()
             assert purge is not None and purge["kept"] == timedelta(days=30)  # today's default for dead jobs
+        if version == DOMAINS:  # the rules still hold for a migrated row, as a domain's now
+            with pytest.raises(psycopg.errors.CheckViolation) as refused, conn.transaction():
+                conn.execute("UPDATE pgsched.jobs SET queue = 'Not Valid' WHERE id = %s", [ids["queued"]])
+            assert refused.value.diag.constraint_name == "jobs_queue_name_valid"
 
         # A new job takes the next id of the same sequence.
         new = conn.execute("INSERT INTO pgsched.jobs (task) VALUES ('t') RETURNING id").fetchone()
