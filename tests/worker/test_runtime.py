@@ -13,6 +13,8 @@ from psycopg.types.json import Jsonb
 
 from pgsched import ConfigurationError, Settings
 from pgsched.config import DEFAULT_RESULT_MAX_BYTES
+from pgsched.hooks import Hooks
+from pgsched.worker_store import WorkerStore
 from tests.support.factories import insert_jobs
 from tests.support.waiting import await_until
 from tests.worker.conftest import StartWorker, until
@@ -280,3 +282,37 @@ async def test_an_attempt_claimed_twice_after_a_lost_claim_commit_does_not_stop_
     await until(lambda: finished(conn, later), timeout=10)  # the worker is still working
     assert worker.worker_id is not None
     assert job(conn, job_id)["attempt"] == 1
+
+
+async def test_a_job_picked_up_from_idle_starts_before_the_producer_sends_its_next_statement(
+    start_worker: StartWorker, conn: Conn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a claim the producer yields once, so the slots start the claimed jobs before it builds and sends its next
+    statement (the waiting mark a NOTIFY took, or the next claim): that statement's client work is not in the way of
+    a job's start."""
+    events: list[str] = []
+    claim, mark, started = WorkerStore.job_claim_batch, WorkerStore.worker_wait_mark, Hooks.started
+
+    async def claiming(self: WorkerStore, *args: Any, **kwargs: Any) -> Any:
+        events.append("claim")
+        jobs = await claim(self, *args, **kwargs)
+        events.extend(["claimed"] if jobs else [])
+        return jobs
+
+    async def marking(self: WorkerStore, *args: Any, **kwargs: Any) -> None:
+        events.append("mark")
+        await mark(self, *args, **kwargs)
+
+    def starting(self: Hooks, job: Any) -> None:
+        events.append("start")
+        started(self, job)
+
+    monkeypatch.setattr(WorkerStore, "job_claim_batch", claiming)
+    monkeypatch.setattr(WorkerStore, "worker_wait_mark", marking)
+    monkeypatch.setattr(Hooks, "started", starting)
+    await start_worker(concurrency=2)
+    await until(lambda: "mark" in events, timeout=10)  # idle, waiting on its queue
+    (job_id,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: finished(conn, job_id), timeout=10)
+    picked = events.index("claimed")
+    assert events[picked + 1] == "start", events[picked:]
