@@ -102,21 +102,20 @@ def test_a_bad_value_is_refused_by_insert_update_and_copy(conn: Conn, column: st
     job = conn.execute("INSERT INTO pgsched.jobs (task, concurrency_key) VALUES ('t', 'k') RETURNING id").fetchone()
     assert job is not None
     rule = DOMAIN_RULES[column]
+    row = {"task": "'t'", column: BAD[column]}  # a row with every other column valid
+    columns, values = ", ".join(row), ", ".join(row.values())
+    text = conn.execute(f"SELECT {', '.join(f'({v})::text AS {c}' for c, v in row.items())}").fetchone()
+    assert text is not None
     attempts = {
-        "insert": f"INSERT INTO pgsched.jobs (task, {column}) VALUES ('t', {BAD[column]})",
+        "insert": f"INSERT INTO pgsched.jobs ({columns}) VALUES ({values})",
         "update": f"UPDATE pgsched.jobs SET {column} = {BAD[column]} WHERE id = {job['id']}",
-        "copy": f"COPY pgsched.jobs (task, {column}) FROM STDIN",
+        "copy": f"COPY pgsched.jobs ({columns}) FROM STDIN",
     }
-    if column == "task":
-        attempts["insert"] = f"INSERT INTO pgsched.jobs (task) VALUES ({BAD[column]})"
-        attempts["copy"] = "COPY pgsched.jobs (task) FROM STDIN"
     for how, statement in attempts.items():
         with pytest.raises(psycopg.errors.CheckViolation) as refused, conn.transaction():
             if how == "copy":
-                bad = conn.execute(f"SELECT ({BAD[column]})::text AS v").fetchone()
-                assert bad is not None
                 with conn.cursor().copy(statement) as copy:
-                    copy.write_row(["t", bad["v"]] if column != "task" else [bad["v"]])
+                    copy.write_row(list(text.values()))
             else:
                 conn.execute(statement)
         assert refused.value.diag.constraint_name == rule, how
