@@ -23,7 +23,8 @@ from pgsched.errors import (
     WorkflowNotFound,
 )
 from pgsched.hooks import JobEvent
-from pgsched.job import Job, JobState, NewJob
+from pgsched.job import NewJob
+from pgsched.job_row import Job, JobState
 from pgsched.retry import RetryPolicy
 from pgsched.tasks import Task
 from pgsched.workflow import Started, Step

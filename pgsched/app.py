@@ -17,7 +17,8 @@ from pgsched.clock import Clock
 from pgsched.config import Settings
 from pgsched.errors import ConfigurationError
 from pgsched.hooks import EventName, Hooks, Listener, Middleware, Tracer
-from pgsched.job import DEFAULT_MAX_ATTEMPTS, Job
+from pgsched.job import DEFAULT_MAX_ATTEMPTS
+from pgsched.job_row import Job
 from pgsched.retry import RetryPolicy
 from pgsched.schedule_store import Schedule, ScheduleSpec, ScheduleStore
 from pgsched.tasks import DEFAULT_MAX_SNOOZES, Task, TaskRegistry

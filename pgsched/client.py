@@ -21,8 +21,9 @@ from pgsched.config import Settings
 from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import ValidationError
 from pgsched.hooks import Hooks
-from pgsched.job import Job, NewJob
+from pgsched.job import NewJob
 from pgsched.job_input import ItemsShape, build_job, copy_job_from_mapping, items_shape, new_job_from_mapping
+from pgsched.job_row import Job
 from pgsched.result_store import ResultStore
 from pgsched.store import Added, AsyncJobStore, Inserted, JobStore
 from pgsched.task_store import TaskStore

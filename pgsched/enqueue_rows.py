@@ -17,7 +17,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from pgsched.job import JobState, NewJob, PlainJob
+from pgsched.job import NewJob, PlainJob
+from pgsched.job_row import JobState
 from pgsched.pg_arrays import NULL, TEXT_OID, frame
 from pgsched.queries import query
 

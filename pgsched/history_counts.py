@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgsched.job import FINISH_SETTLE
+from pgsched.job_row import FINISH_SETTLE
 from pgsched.queries import query
 
 __all__ = ["PASS_BUDGET_SECONDS", "RECOUNT_EVERY", "SETTLE", "HistoryCounter"]

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgsched.job import FINISH_SETTLE
+from pgsched.job_row import FINISH_SETTLE
 from pgsched.metrics import LATENCY_BUCKETS
 from pgsched.queries import query
 

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from pgsched import db
 from pgsched.config import Settings
 from pgsched.history_counts import HistoryCounter
-from pgsched.job import JobState
+from pgsched.job_row import JobState
 from pgsched.job_stats import JobStatsRollup
 from pgsched.metrics import JOBS_EXPIRED
 from pgsched.queries import query

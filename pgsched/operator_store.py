@@ -22,7 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 from pgsched import db, enqueue_rows
 from pgsched.clock import Clock, SystemClock
 from pgsched.errors import InvalidStateError, JobNotFound
-from pgsched.job import Job, JobState, validate_queue
+from pgsched.job import validate_queue
+from pgsched.job_row import Job, JobState
 from pgsched.queries import query
 from pgsched.queue_settings import QueueChanges
 

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from pgsched.errors import PgschedError, ValidationError
-from pgsched.job import JobState, validate_queue
+from pgsched.job import validate_queue
+from pgsched.job_row import JobState
 
 __all__ = [
     "DEFAULTS_QUEUE",

@@ -26,7 +26,8 @@ from pgsched import db
 from pgsched.clock import Clock, SystemClock
 from pgsched.cron import CronSpec, MisfirePolicy, due_instants, parse_cron
 from pgsched.errors import ScheduleNotFound, ValidationError
-from pgsched.job import Job, validate_args, validate_queue, validate_task_name
+from pgsched.job import validate_args, validate_queue, validate_task_name
+from pgsched.job_row import Job
 from pgsched.queries import query
 
 __all__ = ["SCHEDULE_NAME_RE", "FireReport", "Schedule", "ScheduleSpec", "ScheduleStore", "validate_schedule_name"]

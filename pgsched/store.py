@@ -32,7 +32,8 @@ from pgsched import db, enqueue_rows
 from pgsched.clock import Clock, SystemClock
 from pgsched.dedupe import DedupeCache, NullCache
 from pgsched.errors import DatabaseUnavailable, InvalidStateError
-from pgsched.job import Job, NewJob, PlainJob
+from pgsched.job import NewJob, PlainJob
+from pgsched.job_row import Job
 from pgsched.queries import query
 
 __all__ = [

@@ -15,7 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgsched import DatabaseUnavailable, db
 from pgsched.clock import FixedClock
-from pgsched.job import JobState, NewJob
+from pgsched.job import NewJob
+from pgsched.job_row import JobState
 from pgsched.operator_store import OperatorStore
 from pgsched.store import AsyncJobStore
 from pgsched.worker_store import ClaimedJob, Finished, Outcome, WorkerStore

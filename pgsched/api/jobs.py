@@ -18,8 +18,9 @@ from pgsched.api.state import ApiState, api_state
 from pgsched.api.task_policy import authorize_task
 from pgsched.api.validation import decode_cursor, encode_cursor, page_limit, parse_id, query_filters, read_object
 from pgsched.errors import InvalidStateError, JobNotFound, ValidationError
-from pgsched.job import PRIORITY_MAX, PRIORITY_MIN, Job, NewJob, validate_args, validate_queue
+from pgsched.job import PRIORITY_MAX, PRIORITY_MIN, NewJob, validate_args, validate_queue
 from pgsched.job_input import new_job_from_json, parse_datetime
+from pgsched.job_row import Job
 from pgsched.operator_store import JobChanges
 from pgsched.token_store import Scope
 

@@ -34,10 +34,8 @@ from pgsched.api.validation import BIGINT_MAX, JOB_CURSOR_RE
 from pgsched.api.workflows import STATES as WORKFLOW_STATES
 from pgsched.config import Settings
 from pgsched.dashboard_store import VIEWS as DASHBOARD_VIEWS
-from pgsched.job import (
-    TAGS_MAX,
-    JobState,
-)
+from pgsched.job import TAGS_MAX
+from pgsched.job_row import JobState
 from pgsched.token_store import Scope
 
 __all__ = ["openapi_document", "query_parameters", "routes"]

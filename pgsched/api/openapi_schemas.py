@@ -27,9 +27,9 @@ from pgsched.job import (
     TAG_MAX,
     TAGS_MAX,
     TASK_RE,
-    JobState,
 )
 from pgsched.job_input import MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS, MIN_GRACE_SECONDS, MIN_TIMEOUT_SECONDS
+from pgsched.job_row import JobState
 from pgsched.queue_settings import LIMIT_MAX
 from pgsched.schedule_store import SCHEDULE_NAME_RE
 from pgsched.token_store import MAX_EXPIRES_IN

@@ -10,7 +10,7 @@ from typing import Any
 
 from pgsched.api.openapi_schemas import NO_NUL, STR, object_schema, ref
 from pgsched.api.workflows import KINDS, MAX_STEPS, STATES
-from pgsched.job import JobState
+from pgsched.job_row import JobState
 
 __all__ = ["workflow_schemas"]
 

@@ -16,7 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgsched.api.errors import ApiError, error_body
 from pgsched.errors import ValidationError
-from pgsched.job import JobState, validate_meta, validate_queue, validate_tags, validate_task_name
+from pgsched.job import validate_meta, validate_queue, validate_tags, validate_task_name
+from pgsched.job_row import JobState
 from pgsched.schedule_store import SCHEDULE_NAME_RE
 
 __all__ = [

@@ -15,7 +15,8 @@ from pgsched.cli.base import CliContext, cli, echo_json, echo_table, pass_ctx
 from pgsched.cli.jobs import parse_args_json, parse_duration
 from pgsched.cli.stores import CliStores, with_stores
 from pgsched.errors import JobNotFound, ValidationError
-from pgsched.job import Job, JobState, validate_meta, validate_queue, validate_tags, validate_task_name
+from pgsched.job import validate_meta, validate_queue, validate_tags, validate_task_name
+from pgsched.job_row import Job, JobState
 from pgsched.queue_settings import QueueChanges
 
 __all__ = ["dead", "jobs", "queues", "workers"]

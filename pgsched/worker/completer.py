@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pgsched import metrics
 from pgsched.errors import DatabaseUnavailable, InvalidStateError, ValidationError
 from pgsched.hooks import Hooks
-from pgsched.job import JobState
+from pgsched.job_row import JobState
 from pgsched.retry import Backoff
 from pgsched.worker.meters import Meters
 from pgsched.worker.outcome import error_entry
