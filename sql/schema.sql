@@ -2636,9 +2636,11 @@ CREATE FUNCTION pgsched.schedules_check() RETURNS trigger
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = NEW.timezone) THEN
-        RAISE EXCEPTION 'pgsched: unknown time zone "%" for schedule "%"', NEW.timezone, NEW.name
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an IANA name such as Europe/Paris or UTC.';
+    IF NEW.timezone <> 'UTC' AND (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone) THEN
+        IF NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = NEW.timezone) THEN
+            RAISE EXCEPTION 'pgsched: unknown time zone "%" for schedule "%"', NEW.timezone, NEW.name
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an IANA name such as Europe/Paris or UTC.';
+        END IF;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         NEW.updated_at := now();

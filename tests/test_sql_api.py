@@ -112,6 +112,24 @@ def test_a_schedule_with_an_unknown_time_zone_is_refused(conn: psycopg.Connectio
         )
 
 
+def test_a_schedules_zone_is_looked_up_when_set_not_at_every_write(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    """pg_timezone_names reads every zone file (50-60 ms a call): an update that keeps the zone (a leader's fire, a
+    new cron) does not look it up again, and one that changes it does. The stored zone is made unknown behind the
+    trigger's back (replica role) to tell a lookup from none."""
+    conn.execute(
+        "INSERT INTO pgsched.schedules (name, cron, task, timezone) VALUES ('n', '0 3 * * *', 'b', 'Asia/Tokyo')"
+    )
+    conn.execute("SET session_replication_role = replica")
+    conn.execute("UPDATE pgsched.schedules SET timezone = 'Gone/Zone' WHERE name = 'n'")
+    conn.execute("RESET session_replication_role")
+    conn.execute("UPDATE pgsched.schedules SET cron = '0 4 * * *', last_fired_at = now() WHERE name = 'n'")
+    with pytest.raises(psycopg.Error, match='unknown time zone "Mars/Olympus"'):
+        conn.execute("UPDATE pgsched.schedules SET timezone = 'Mars/Olympus' WHERE name = 'n'")
+    conn.execute("UPDATE pgsched.schedules SET timezone = 'Europe/Paris' WHERE name = 'n'")
+    row = conn.execute("SELECT cron, timezone FROM pgsched.schedules WHERE name = 'n'").fetchone()
+    assert row == {"cron": "0 4 * * *", "timezone": "Europe/Paris"}
+
+
 def test_retry_wakes_a_worker_waiting_on_the_queue(dsn: str, conn: psycopg.Connection[dict[str, Any]]) -> None:
     worker = conn.execute("INSERT INTO pgsched.workers (host, pid) VALUES ('test', 1) RETURNING id").fetchone()["id"]  # type: ignore[index]
     job_id = conn.execute("SELECT pgsched.enqueue('t', queue => 'q') AS id").fetchone()["id"]  # type: ignore[index]
