@@ -4,7 +4,8 @@ WORKERS workers, recent history. What ANALYZE saw is the state; the table is the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -210,3 +211,28 @@ def start_worker_session(conn: Conn, stats: str, plans: str) -> None:
     conn.execute(query("worker_session_setup"))
     if plans == "custom":
         conn.execute("SET plan_cache_mode = force_custom_plan")
+
+
+# Each statistics state is checked with the plans a worker keeps and with plans made for each call's parameters.
+PLAN_MODES = ("generic", "custom")
+
+
+@contextlib.contextmanager
+def plan_sessions(dsn: str, stats: str, *, worker: bool) -> Iterator[dict[str, Conn]]:
+    """A session per plan mode (PLAN_MODES) on one table, put in the statistics state ``stats`` once (start_session).
+    Each reports its plans and forces its mode's plans; with ``worker``, it is first set up as a worker's session.
+    Statements checked through explain_executed roll back, so each session sees the same table."""
+    with contextlib.ExitStack() as stack:
+        sessions = {
+            mode: stack.enter_context(psycopg.connect(dsn, autocommit=True, prepare_threshold=None))
+            for mode in PLAN_MODES
+        }
+        first, *others = sessions.values()
+        start_session(first, stats)
+        for conn in others:
+            report_plans(conn)
+        for mode, conn in sessions.items():
+            if worker:
+                conn.execute(query("worker_session_setup"))
+            conn.execute(f"SET plan_cache_mode = force_{mode}_plan")
+        yield sessions

@@ -28,7 +28,7 @@ from tests.support.plan_table import (
     STATES,
     analyze,
     load,
-    start_worker_session,
+    plan_sessions,
 )
 from tests.support.plans import (
     explain_executed,
@@ -122,36 +122,43 @@ def _params(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("plans", ["generic", "custom"])
 @pytest.mark.parametrize("stats", list(STATES))
-def test_every_hot_statement_visits_about_a_batch_of_rows_whatever_the_statistics_said(
-    dsn: str, stats: str, plans: str
-) -> None:
-    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
-        start_worker_session(conn, stats, plans)
+def test_every_hot_statement_visits_about_a_batch_of_rows_whatever_the_statistics_said(dsn: str, stats: str) -> None:
+    with plan_sessions(dsn, stats, worker=True) as sessions:
         # a generic plan is made at once, and kept
-        prepared = {name: prepare(conn, name) for name in HOT if plans == "custom" or name not in UNPREPARED}
-        load(conn)  # no ANALYZE: as under a backlog that grew faster than autovacuum
-        params = _params(conn)
+        prepared = {
+            plans: {name: prepare(conn, name) for name in HOT if plans == "custom" or name not in UNPREPARED}
+            for plans, conn in sessions.items()
+        }
+        load(sessions["generic"])  # no ANALYZE: as under a backlog that grew faster than autovacuum
+        params = _params(sessions["generic"])
         assert len(params["ids"]) == BATCH
-        explained = {name: explain_executed(conn, name, names, params) for name, names in prepared.items()}
+        explained = {
+            plans: {name: explain_executed(conn, name, names, params) for name, names in prepared[plans].items()}
+            for plans, conn in sessions.items()
+        }
+    for plans, plan_of in explained.items():
+        _visit_about_a_batch(f"{stats}, {plans} plans", plan_of)
+
+
+def _visit_about_a_batch(label: str, explained: dict[str, dict[str, Any]]) -> None:
     visited = {name: rows_visited(plan) for name, plan in explained.items()}
     over = {name: n for name, n in visited.items() if n > HOT[name]}
-    assert not over, f"{stats}, {plans} plans: rows visited {visited}"
+    assert not over, f"{label}: rows visited {visited}"
     history = {
         name: sorted(r for r in relations_read(plan) if r.startswith("jobs_done"))
         for name, plan in explained.items()
         if name in LIVE_ONLY
     }
-    assert not any(history.values()), f"{stats}, {plans} plans: live statements read finished jobs {history}"
+    assert not any(history.values()), f"{label}: live statements read finished jobs {history}"
     needless = {name: table for name, table in NEVER_READ.items() if table in relations_read(explained[name])}
-    assert not needless, f"{stats}, {plans} plans: partitions read for nothing {needless}"
+    assert not needless, f"{label}: partitions read for nothing {needless}"
     # The claim's update reads the rows its candidates locked by tuple id (0051), never through an index of jobs_queued.
     claim_reads = {scan for scan in scans(explained["job_claim_batch"]) if scan[1].startswith("jobs_queued")}
-    assert ("Tid Scan", "jobs_queued") in claim_reads, f"{stats}, {plans} plans: {sorted(claim_reads)}"
-    assert not {s for s in claim_reads if s[1].startswith("jobs_queued_pkey")}, f"{stats}, {plans}: {claim_reads}"
+    assert ("Tid Scan", "jobs_queued") in claim_reads, f"{label}: {sorted(claim_reads)}"
+    assert not {s for s in claim_reads if s[1].startswith("jobs_queued_pkey")}, f"{label}: {claim_reads}"
     compiled = {name: n for name, plan in explained.items() if (n := jit_compiled(plan))}
-    assert not compiled, f"{stats}, {plans} plans: JIT-compiled statements {compiled}"
+    assert not compiled, f"{label}: JIT-compiled statements {compiled}"
 
 
 def test_the_finish_and_the_claim_do_their_whole_batch(dsn: str) -> None:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from pgsched.queries import query
-from tests.support.plan_table import BATCH, STATES, churn, load, start_session
+from tests.support.plan_table import BATCH, STATES, churn, load, plan_sessions, start_session
 from tests.support.plans import buffers_used, explain_executed, jit_compiled, prepare, scans
 from tests.support.waiting import wait_until
 
@@ -65,21 +65,22 @@ def _held(conn: Conn, worker_id: int) -> dict[str, Any]:
     return {"worker_id": worker_id, "ids": [r[0] for r in rows], "leases": [r[1] for r in rows]}
 
 
-@pytest.mark.parametrize("plans", ["generic", "custom"])
 @pytest.mark.parametrize("stats", list(STATES))
 def test_the_reaper_reads_the_live_jobs_only_through_the_running_index_whatever_the_statistics(
-    dsn: str, stats: str, plans: str
+    dsn: str, stats: str
 ) -> None:
     """In the leader's session (no planner settings of its own); the plan is made before the table fills."""
-    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
-        _session(conn, stats, plans)
-        names = prepare(conn, "job_reap_lost")
-        load(conn)
-        _churn(dsn, conn)
-        plan = explain_executed(conn, "job_reap_lost", names, REAP)
-    assert plan["Actual Rows"] == 0, plan
-    assert _live_reads(plan) <= RUNNING_ONLY, f"{stats}, {plans} plans: {sorted(scans(plan))}"
-    assert not jit_compiled(plan), f"{stats}, {plans} plans: JIT-compiled {plan}"
+    with plan_sessions(dsn, stats, worker=False) as sessions:
+        names = {plans: prepare(conn, "job_reap_lost") for plans, conn in sessions.items()}
+        load(sessions["generic"])
+        _churn(dsn, sessions["generic"])
+        explained = {
+            plans: explain_executed(conn, "job_reap_lost", names[plans], REAP) for plans, conn in sessions.items()
+        }
+    for plans, plan in explained.items():
+        assert plan["Actual Rows"] == 0, plan
+        assert _live_reads(plan) <= RUNNING_ONLY, f"{stats}, {plans} plans: {sorted(scans(plan))}"
+        assert not jit_compiled(plan), f"{stats}, {plans} plans: JIT-compiled {plan}"
 
 
 def test_a_reconcile_after_a_reaper_pass_reads_only_its_running_jobs(dsn: str) -> None:
