@@ -2637,7 +2637,8 @@ CREATE FUNCTION pgsched.schedules_check() RETURNS trigger
     AS $$
 BEGIN
     IF NEW.timezone <> 'UTC' AND (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone) THEN
-        IF NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = NEW.timezone) THEN
+        IF NOT EXISTS (SELECT 1 FROM pgsched.time_zones z WHERE z.name = NEW.timezone)
+           AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = NEW.timezone) THEN
             RAISE EXCEPTION 'pgsched: unknown time zone "%" for schedule "%"', NEW.timezone, NEW.name
                 USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an IANA name such as Europe/Paris or UTC.';
         END IF;
@@ -5376,6 +5377,26 @@ ALTER TABLE pgsched.schedules ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: time_zones; Type: TABLE; Schema: pgsched; Owner: -
+--
+
+CREATE TABLE pgsched.time_zones (
+    name text NOT NULL
+);
+
+--
+-- Name: TABLE time_zones; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON TABLE pgsched.time_zones IS 'Time zone names a schedule may use, as pg_timezone_names listed them when migration 0054 ran (a name missing here is looked up there).';
+
+--
+-- Name: COLUMN time_zones.name; Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON COLUMN pgsched.time_zones.name IS 'A time zone name, as in pg_timezone_names.';
+
+--
 -- Name: unserved_jobs; Type: VIEW; Schema: pgsched; Owner: -
 --
 
@@ -6025,6 +6046,13 @@ ALTER TABLE ONLY pgsched.schedules
 
 ALTER TABLE ONLY pgsched.tasks
     ADD CONSTRAINT tasks_pkey PRIMARY KEY (name, worker_id);
+
+--
+-- Name: time_zones time_zones_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -
+--
+
+ALTER TABLE ONLY pgsched.time_zones
+    ADD CONSTRAINT time_zones_pkey PRIMARY KEY (name);
 
 --
 -- Name: waiting_workers waiting_workers_pkey; Type: CONSTRAINT; Schema: pgsched; Owner: -

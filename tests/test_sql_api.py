@@ -113,9 +113,8 @@ def test_a_schedule_with_an_unknown_time_zone_is_refused(conn: psycopg.Connectio
 
 
 def test_a_schedules_zone_is_looked_up_when_set_not_at_every_write(conn: psycopg.Connection[dict[str, Any]]) -> None:
-    """pg_timezone_names reads every zone file (50-60 ms a call): an update that keeps the zone (a leader's fire, a
-    new cron) does not look it up again, and one that changes it does. The stored zone is made unknown behind the
-    trigger's back (replica role) to tell a lookup from none."""
+    """An update that keeps the zone (a leader's fire, a new cron) does not look it up again, and one that changes it
+    does. The stored zone is made unknown behind the trigger's back (replica role) to tell a lookup from none."""
     conn.execute(
         "INSERT INTO pgsched.schedules (name, cron, task, timezone) VALUES ('n', '0 3 * * *', 'b', 'Asia/Tokyo')"
     )
@@ -128,6 +127,23 @@ def test_a_schedules_zone_is_looked_up_when_set_not_at_every_write(conn: psycopg
     conn.execute("UPDATE pgsched.schedules SET timezone = 'Europe/Paris' WHERE name = 'n'")
     row = conn.execute("SELECT cron, timezone FROM pgsched.schedules WHERE name = 'n'").fetchone()
     assert row == {"cron": "0 4 * * *", "timezone": "Europe/Paris"}
+
+
+def test_a_schedules_zone_is_read_from_the_zone_table_first(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    """pg_timezone_names reads every zone file (50-60 ms a call); pgsched.time_zones holds its names (migration 0054)
+    and answers first: a name only it holds is accepted, a name only the server knows too (a later zone update)."""
+    known = conn.execute("SELECT count(*) AS n FROM pgsched.time_zones WHERE name IN ('Europe/Paris', 'Asia/Tokyo')")
+    assert known.fetchone() == {"n": 2}
+    conn.execute("INSERT INTO pgsched.time_zones (name) VALUES ('Test/Only_Here')")
+    conn.execute("DELETE FROM pgsched.time_zones WHERE name = 'America/Lima'")
+    conn.execute(
+        "INSERT INTO pgsched.schedules (name, cron, task, timezone)"
+        " VALUES ('a', '0 3 * * *', 'b', 'Test/Only_Here'), ('b', '0 3 * * *', 'b', 'America/Lima')"
+    )
+    with pytest.raises(psycopg.Error, match='unknown time zone "Test/Not_Anywhere"'):
+        conn.execute(
+            "INSERT INTO pgsched.schedules (name, cron, task, timezone) VALUES ('c', '0 3 * * *', 'b', 'Test/Not_Anywhere')"
+        )
 
 
 def test_retry_wakes_a_worker_waiting_on_the_queue(dsn: str, conn: psycopg.Connection[dict[str, Any]]) -> None:
