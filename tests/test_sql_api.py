@@ -142,7 +142,8 @@ def test_a_schedules_zone_is_read_from_the_zone_table_first(conn: psycopg.Connec
     )
     with pytest.raises(psycopg.Error, match='unknown time zone "Test/Not_Anywhere"'):
         conn.execute(
-            "INSERT INTO pgsched.schedules (name, cron, task, timezone) VALUES ('c', '0 3 * * *', 'b', 'Test/Not_Anywhere')"
+            "INSERT INTO pgsched.schedules (name, cron, task, timezone)"
+            " VALUES ('c', '0 3 * * *', 'b', 'Test/Not_Anywhere')"
         )
 
 
