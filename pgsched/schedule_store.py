@@ -12,7 +12,8 @@ import contextlib
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -171,6 +172,16 @@ class FireReport:
     wake_in: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Firing:
+    """One locked schedule in a firing round: the instants it fires now, and its next one."""
+
+    schedule_id: int
+    name: str
+    instants: list[datetime]
+    upcoming: datetime
+
+
 class ScheduleStore:
     """Schedule reads and writes over an async pool; the leader passes its own connection to ``fire_due``."""
 
@@ -268,12 +279,13 @@ class ScheduleStore:
             return [Job.from_row(r) for r in await cur.fetchall()]
 
     async def schedule_fire_due(self, conn: psycopg.AsyncConnection[Any], *, batch: int = 100) -> FireReport:
-        """Leader: fire every due schedule in one transaction on ``conn``; returns when to look again."""
-        fired = 0
+        """Leader: fire every due schedule in one transaction on ``conn``; returns when to look again. The jobs of
+        all the schedules locked are inserted by one statement, and the schedules advanced by one more: a statement
+        pair per schedule kept a leader to about 200 fires a second (1,000 every-second schedules: 22 % fired)."""
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("schedule_lock_due"), {"now": self._clock.db_now(), "limit": batch})
-            for row in await cur.fetchall():
-                fired += await self._fire_one(cur, row)
+            firings = [firing for row in await cur.fetchall() if (firing := await self._firing(cur, row)) is not None]
+            fired = await self._fire(cur, firings)
         async with conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("schedule_next_wakeup"))
             wake = await cur.fetchone()
@@ -285,36 +297,56 @@ class ScheduleStore:
             seconds = None  # a pinned clock: the caller decides when to look again
         return FireReport(fired, None if seconds is None else max(0.0, float(seconds)))
 
-    async def _fire_one(self, cur: psycopg.AsyncCursor[dict[str, Any]], row: dict[str, Any]) -> int:
+    async def _firing(self, cur: psycopg.AsyncCursor[dict[str, Any]], row: dict[str, Any]) -> _Firing | None:
+        """What a locked schedule fires now (its due instants, by its misfire policy) and its next instant; None for
+        a schedule whose cron no longer parses (its error is recorded, and it stays idle until its cron changes)."""
         now: datetime = row["now"]
         try:
             spec = parse_cron(row["cron"], row["timezone"])
         except ValidationError as exc:
             log.warning("schedule has an invalid cron", extra={"event": "schedule_invalid", "schedule": row["name"]})
             await cur.execute(query("schedule_set_error"), {"schedule_id": row["id"], "error": exc.message})
-            return 0
+            return None
         if row["next_fire_at"] is None:
-            instants: list[datetime] = []
-            upcoming = spec.next_after(now)
-        else:
-            instants, upcoming = due_instants(
-                spec,
-                row["next_fire_at"],
-                now,
-                policy=MisfirePolicy(row["misfire_policy"]),
-                grace=row["misfire_grace"],
-            )
-        inserted = 0
-        if instants:
-            await cur.execute(query("schedule_fire_jobs"), {"schedule_id": row["id"], "instants": instants})
-            inserted = len(await cur.fetchall())
-        fired_at = instants[-1] if instants else None
-        await cur.execute(
-            query("schedule_advance"), {"schedule_id": row["id"], "next_fire_at": upcoming, "fired_at": fired_at}
+            return _Firing(row["id"], row["name"], [], spec.next_after(now))
+        instants, upcoming = due_instants(
+            spec,
+            row["next_fire_at"],
+            now,
+            policy=MisfirePolicy(row["misfire_policy"]),
+            grace=row["misfire_grace"],
         )
-        if inserted:
-            log.info(
-                "schedule fired",
-                extra={"event": "schedule_fired", "schedule": row["name"], "jobs": inserted, "instant": str(fired_at)},
+        return _Firing(row["id"], row["name"], instants, upcoming)
+
+    async def _fire(self, cur: psycopg.AsyncCursor[dict[str, Any]], firings: Sequence[_Firing]) -> int:
+        """Insert the jobs of these firings (one statement) and advance their schedules (one more)."""
+        if not firings:
+            return 0
+        inserted: Counter[int] = Counter()
+        if any(f.instants for f in firings):
+            pairs = [(f.schedule_id, instant) for f in firings for instant in f.instants]
+            await cur.execute(
+                query("schedule_fire_jobs"),
+                {"schedule_ids": [p[0] for p in pairs], "instants": [p[1] for p in pairs]},
             )
-        return inserted
+            inserted.update(row["schedule_id"] for row in await cur.fetchall())
+        await cur.execute(
+            query("schedule_advance"),
+            {
+                "schedule_ids": [f.schedule_id for f in firings],
+                "next_fire_ats": [f.upcoming for f in firings],
+                "fired_ats": [f.instants[-1] if f.instants else None for f in firings],
+            },
+        )
+        for f in firings:
+            if inserted[f.schedule_id]:
+                log.info(
+                    "schedule fired",
+                    extra={
+                        "event": "schedule_fired",
+                        "schedule": f.name,
+                        "jobs": inserted[f.schedule_id],
+                        "instant": str(f.instants[-1]),
+                    },
+                )
+        return sum(inserted.values())

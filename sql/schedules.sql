@@ -80,16 +80,20 @@ SELECT s.*, coalesce(%(now)s::timestamptz, clock_timestamp()) AS now
    FOR UPDATE SKIP LOCKED
 
 -- name: schedule_fire_jobs
--- Leader: insert one job per fire instant; run_key cron:<schedule id>:<UTC instant> (scope retention: held while
--- the job's row exists) makes a second insert a no-op: the key is taken first, and only a job that took it goes in.
+-- Leader: insert one job per fire instant of the schedules locked by schedule_lock_due, all in one statement (pairs
+-- of parallel arrays: schedule_ids[i] fires at instants[i]); run_key cron:<schedule id>:<UTC instant> (scope retention:
+-- held while the job's row exists) makes a second insert a no-op: the key is taken first, and only a job that took it
+-- goes in. Returns each inserted job's id, instant and schedule.
 WITH fire AS MATERIALIZED (
     SELECT nextval((SELECT pg_get_serial_sequence('pgsched.jobs', 'id')::regclass)) AS id, s.task, s.args, s.queue,
            s.priority, s.max_attempts, i.instant, s.id AS schedule_id, s.name AS schedule_name,
-           'cron:' || s.id || ':' || to_char(i.instant AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS run_key
-      FROM pgsched.schedules s, unnest(%(instants)s::timestamptz[]) AS i(instant)
-     WHERE s.id = %(schedule_id)s::bigint
+           'cron:' || s.id || ':' || to_char(i.instant AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS run_key,
+           i.n
+      FROM unnest(%(schedule_ids)s::bigint[], %(instants)s::timestamptz[]) WITH ORDINALITY AS i(schedule_id, instant, n)
+      JOIN pgsched.schedules s ON s.id = i.schedule_id
 ), taken AS MATERIALIZED (
-    SELECT k.job_id FROM pgsched.run_keys_take(ARRAY(SELECT f.run_key FROM fire f), ARRAY(SELECT f.id FROM fire f),
+    SELECT k.job_id FROM pgsched.run_keys_take(ARRAY(SELECT f.run_key FROM fire f ORDER BY f.n),
+                                               ARRAY(SELECT f.id FROM fire f ORDER BY f.n),
                                                '{}', '{}', '{}', '{}', '{}', '{}', NULL) AS k
      WHERE k.holder IS NULL
 )
@@ -99,16 +103,19 @@ SELECT f.id, f.task, f.args, f.queue, f.priority, f.max_attempts, f.instant, f.r
        f.schedule_id, f.schedule_name
   FROM fire f
  WHERE f.id IN (SELECT taken.job_id FROM taken)
-RETURNING id, run_at
+RETURNING id, run_at, schedule_id
 
 -- name: schedule_advance
--- Leader: move next_fire_at forward (never back) and record the last instant fired.
-UPDATE pgsched.schedules
-   SET next_fire_at = greatest(coalesce(next_fire_at, %(next_fire_at)s::timestamptz), %(next_fire_at)s::timestamptz),
-       last_fired_at = CASE WHEN %(fired_at)s::timestamptz IS NULL THEN last_fired_at
-                            ELSE greatest(coalesce(last_fired_at, %(fired_at)s::timestamptz), %(fired_at)s::timestamptz) END,
+-- Leader: move each schedule's next_fire_at forward (never back) and record the last instant it fired (NULL: none
+-- this time), for all the schedules of one firing pass at once (parallel arrays).
+UPDATE pgsched.schedules s
+   SET next_fire_at = greatest(coalesce(s.next_fire_at, a.next_fire_at), a.next_fire_at),
+       last_fired_at = CASE WHEN a.fired_at IS NULL THEN s.last_fired_at
+                            ELSE greatest(coalesce(s.last_fired_at, a.fired_at), a.fired_at) END,
        last_error = NULL
- WHERE id = %(schedule_id)s::bigint
+  FROM unnest(%(schedule_ids)s::bigint[], %(next_fire_ats)s::timestamptz[], %(fired_ats)s::timestamptz[])
+       AS a(schedule_id, next_fire_at, fired_at)
+ WHERE s.id = a.schedule_id
 
 -- name: schedule_set_error
 -- Leader: record why a schedule's next instant cannot be computed (it stays idle until its cron changes).

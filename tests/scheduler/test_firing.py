@@ -14,6 +14,8 @@ from pgsched import db
 from pgsched.clock import FixedClock
 from pgsched.schedule_store import ScheduleSpec, ScheduleStore
 
+_TXN = ('"BEGIN', '"COMMIT', '"ROLLBACK', '"SAVEPOINT', '"RELEASE')
+
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
@@ -127,3 +129,39 @@ async def test_pause_resume_trigger_and_runs(store: Any, conn: psycopg.Connectio
     assert [j.id for j in await schedules.schedule_runs("s")] == [job.id]
     resumed = await schedules.schedule_set_enabled("s", True)
     assert resumed.enabled and resumed.next_fire_at == utc(2026, 3, 7, 13)
+
+
+async def test_a_round_fires_every_locked_schedule_with_one_insert_and_one_advance(
+    store: Any, dsn: str, conn: psycopg.Connection[dict[str, Any]], tmp_path: Any
+) -> None:
+    """A statement pair per schedule kept a leader to about 200 fires a second; a round now runs the same four
+    statements however many schedules it locked, counted from the leader connection's protocol trace (a Bind per
+    statement with parameters, a Query per one without; the transaction's own left out). Catch-up schedules fire
+    several instants each, each once."""
+    schedules, clock = store
+    for i in range(40):
+        policy = "catch_up" if i % 2 else "once"
+        await schedules.schedule_upsert(ScheduleSpec.build(f"s{i}", "* * * * * *", "t", misfire_policy=policy))
+    clock.set(clock.now() + timedelta(seconds=3))
+    leader = await leader_conn(dsn)
+    trace = tmp_path / "trace"
+    try:
+        await schedules.schedule_fire_due(leader)  # the first round sets each schedule's next instant
+        clock.set(clock.now() + timedelta(seconds=3))
+        with trace.open("w") as out:
+            leader.pgconn.trace(out.fileno())
+            report = await schedules.schedule_fire_due(leader)
+            leader.pgconn.untrace()
+    finally:
+        await leader.close()
+    sent = [line.split("\t", 4)[3:] for line in trace.read_text().splitlines() if "\tF\t" in line]
+    statements = [m for m in sent if m[0] == "Bind" or (m[0] == "Query" and not m[1].strip().startswith(_TXN))]
+    rows = conn.execute(
+        "SELECT schedule_name, count(*) AS n, count(DISTINCT run_at) AS instants FROM pgsched.jobs"
+        " GROUP BY schedule_name"
+    ).fetchall()
+    assert all(r["n"] == r["instants"] for r in rows), rows
+    # each round: "once" fires the latest of the 3 instants due, "catch_up" all 3
+    assert {r["schedule_name"]: r["n"] for r in rows} == {f"s{i}": 6 if i % 2 else 2 for i in range(40)}
+    assert report.fired == 20 * 1 + 20 * 3
+    assert len(statements) == 4, statements  # lock the due schedules, insert, advance, the next wake-up
