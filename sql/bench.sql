@@ -176,3 +176,30 @@ SELECT c.relname FROM pg_partition_tree('pgsched.jobs_done') t JOIN pg_class c O
 -- name: bench_history_recount
 -- History bench: the leader counts every partition of the loaded history again on its next pass (jobs inserted straight into history with past finish times are otherwise counted within history_counts.RECOUNT_EVERY).
 DELETE FROM pgsched.history_count_marks
+
+-- name: bench_cron_schedules
+-- n schedules firing every second (six-field cron) in one time zone, with the default misfire policy; their task is
+-- served by no worker, so every fired job stays queued where bench_cron_fired counts it.
+INSERT INTO pgsched.schedules (name, cron, task, timezone)
+SELECT 'bench-' || g, '* * * * * *', 'noop', %(timezone)s::text FROM generate_series(1, %(n)s::int) g
+
+-- name: bench_cron_first_fire
+-- Whether the leader has fired any instant yet (a scheduled job exists).
+SELECT EXISTS (SELECT 1 FROM pgsched.jobs WHERE schedule_id IS NOT NULL)
+
+-- name: bench_cron_fired
+-- The jobs fired for instants in [start, end): how many, for how many distinct (schedule, instant) pairs (a second
+-- job for one pair would be a double fire), and how late each fire's insert began after its instant (created_at is
+-- the fire transaction's start).
+SELECT count(*) AS fired, count(DISTINCT (schedule_id, run_at)) AS pairs,
+       coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM created_at - run_at)), 0) * 1000
+           AS late_p50_ms,
+       coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM created_at - run_at)), 0) * 1000
+           AS late_p99_ms,
+       coalesce(max(extract(epoch FROM created_at - run_at)), 0) * 1000 AS late_max_ms
+  FROM pgsched.jobs
+ WHERE schedule_id IS NOT NULL AND run_at >= %(start)s::timestamptz AND run_at < %(end)s::timestamptz
+
+-- name: bench_now
+-- The server's clock, whole seconds up (the first instant of a cron window).
+SELECT date_trunc('second', clock_timestamp()) + interval '1 second' AS start

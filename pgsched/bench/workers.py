@@ -1,4 +1,5 @@
-"""Cold `pgsched worker` processes for the bench, and the CPU they and their PostgreSQL backends use.
+"""Cold `pgsched worker` processes for the bench (and a `pgsched scheduler`), and the CPU the workers and their
+PostgreSQL backends use.
 
 Interface-side tool. The workers are real subprocesses started after the backlog exists, as a
 deployment starts them; CPU is read from /proc (the worker's and its backends', found through
@@ -27,6 +28,7 @@ __all__ = [
     "QUEUE",
     "Placement",
     "cpu_seconds",
+    "scheduler_process",
     "wait_until_drained",
     "wait_until_started",
     "wait_until_waiting",
@@ -59,18 +61,34 @@ def worker_processes(
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``count`` worker processes now; SIGTERM (then SIGKILL) them on exit.
 
-    Their stderr goes to temporary files, echoed only for a worker that failed: a clean stop's
-    "stopping: ..." line is not news in a benchmark's output. ``placement`` puts worker i elsewhere
-    (its prefix must exec the worker, so that the process id stays the worker's).
-    """
+    ``placement`` puts worker i elsewhere (its prefix must exec the worker, so that the process id stays the
+    worker's)."""
+    argvs = []
+    for i in range(count):
+        prefix, target = placement(i) if placement is not None else ((), dsn)
+        argvs.append([*prefix, *_argv(target, concurrency, scheduler)])
+    with _started(argvs, env) as procs:
+        yield procs
+
+
+@contextlib.contextmanager
+def scheduler_process(dsn: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Start one ``pgsched scheduler`` process (a leader candidate: cron, reaper, pruner) now; stop it on exit."""
+    argv = [sys.executable, "-m", "pgsched", "--dsn", dsn, "--log-level", "WARNING", "scheduler"]
+    with _started([argv], None) as procs:
+        yield procs[0]
+
+
+@contextlib.contextmanager
+def _started(argvs: Sequence[Sequence[str]], env: Mapping[str, str] | None) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start a process per argv now; SIGTERM (then SIGKILL) them on exit. Their stderr goes to temporary files,
+    echoed only for a process that failed: a clean stop's "stopping: ..." line is not news in a benchmark's output."""
     environment = {**os.environ, **(env or {})}
     procs: list[subprocess.Popen[bytes]] = []
     with contextlib.ExitStack() as stack:
-        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in range(count)]
+        logs = [stack.enter_context(tempfile.TemporaryFile()) for _ in argvs]
         try:
-            for i, log in enumerate(logs):
-                prefix, target = placement(i) if placement is not None else ((), dsn)
-                argv = [*prefix, *_argv(target, concurrency, scheduler)]
+            for argv, log in zip(argvs, logs, strict=True):
                 procs.append(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=log, env=environment))
             yield procs
         finally:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from pgsched.bench import STATS_STATES, BenchOptions, bench_server, run_bench
+from pgsched.bench.cron import cron_run
 from pgsched.bench.history import history_bench
 from pgsched.bench.scratch import DEFAULT_PREFIX, Databases, admin_dsn
 from pgsched.bench.soak import Sample, SoakOptions, soak
@@ -307,34 +308,20 @@ def workflows_command(dsn: str | None, db_prefix: str, runs: int, fan_out: int, 
         _at_least(name, value, low)
     _quiet()
     jobs = int(chains) * 2
-    per_run: list[dict[str, float]] = []
-    with bench_server(dsn) as server:
-        databases = Databases(admin_dsn(server.dsn), db_prefix)
-        try:
-            for index in range(int(runs)):
-                figures = creation_cost(databases.clone(f"create{index}"), n=int(fan_out), rounds=int(rounds))
-                order = DRAIN_KINDS[index % 3 :] + DRAIN_KINDS[: index % 3]  # no kind always first
-                for kind in order:
-                    figures[f"drain.{kind}.jobs_per_s"] = drain_rate(
-                        databases, kind, jobs=jobs, processes=int(processes), concurrency=int(concurrency)
-                    )
-                figures["drain.chains_vs_plain"] = (
-                    figures["drain.chains.jobs_per_s"] / figures["drain.plain.jobs_per_s"]
-                )
-                figures["drain.plain_vs_without_0012"] = (
-                    figures["drain.plain.jobs_per_s"] / figures["drain.plain-without-0012.jobs_per_s"]
-                )
-                per_run.append(figures)
-                if not as_json:
-                    click.echo(f"run {index + 1}/{runs} done", err=True)
-        finally:
-            databases.drop_all()
-    medians = {k: statistics.median(r[k] for r in per_run) for k in per_run[0]}
-    if as_json:
-        echo_json({"medians": medians, "runs": per_run, "server": server.settings.values,
-                   "warnings": server.settings.warnings})  # fmt: skip
-        return
-    _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
+
+    def one_run(databases: Databases, index: int) -> dict[str, float]:
+        figures = creation_cost(databases.clone(f"create{index}"), n=int(fan_out), rounds=int(rounds))
+        order = DRAIN_KINDS[index % 3 :] + DRAIN_KINDS[: index % 3]  # no kind always first
+        for kind in order:
+            figures[f"drain.{kind}.jobs_per_s"] = drain_rate(
+                databases, kind, jobs=jobs, processes=int(processes), concurrency=int(concurrency)
+            )
+        figures["drain.chains_vs_plain"] = figures["drain.chains.jobs_per_s"] / figures["drain.plain.jobs_per_s"]
+        figures["drain.plain_vs_without_0012"] = (
+            figures["drain.plain.jobs_per_s"] / figures["drain.plain-without-0012.jobs_per_s"]
+        )
+        return figures
+
     rows = [
         ("create: group of --fan-out + callback (ms)", "create.fan_out_ms", "{:.1f}"),
         ("create: enqueue_many of --fan-out (ms)", "create.enqueue_many_ms", "{:.1f}"),
@@ -345,6 +332,68 @@ def workflows_command(dsn: str | None, db_prefix: str, runs: int, fan_out: int, 
         ("drain: chains / plain (target >= 0.5)", "drain.chains_vs_plain", "{:.2f}"),
         ("drain: plain / without 0012 (target 0.97-1.03)", "drain.plain_vs_without_0012", "{:.3f}"),
     ]
+    _run_and_report(dsn, db_prefix, int(runs), one_run, rows, as_json)
+
+
+@bench.command("cron")
+@_dsn_option
+@_prefix_option
+@_option("--schedules", 100, "Schedules firing every second.")
+@_option("--seconds", 30, "Whole seconds counted, from the leader's first fire.")
+@_option("--runs", 3, "Runs, each on a fresh database with a cold leader.")
+@click.option("--timezone", default="Europe/Paris", show_default=True, help="The schedules' time zone.")
+@_json_option
+def cron_command(dsn: str | None, db_prefix: str, schedules: int, seconds: int, runs: int, timezone: str,
+                 as_json: bool) -> None:  # fmt: skip
+    """One cold leader (`pgsched scheduler`) and many every-second schedules: instants fired, double fires, lateness."""
+    for name, value, low in (("schedules", schedules, 1), ("seconds", seconds, 1), ("runs", runs, 1)):
+        _at_least(name, value, low)
+    _quiet()
+
+    def one_run(databases: Databases, index: int) -> dict[str, float]:
+        target = databases.clone(f"cron{index}")
+        figures = cron_run(target, schedules=int(schedules), seconds=int(seconds), timezone=timezone)
+        databases.drop(target)
+        return figures
+
+    rows = [
+        ("instants due (schedules x seconds)", "cron.due", "{:,.0f}"),
+        ("jobs fired", "cron.fired", "{:,.0f}"),
+        ("fired / due", "cron.fired_share", "{:.3f}"),
+        ("double fires (target 0)", "cron.double_fires", "{:,.0f}"),
+        ("fire lateness p50 (ms)", "cron.late_p50_ms", "{:.1f}"),
+        ("fire lateness p99 (ms)", "cron.late_p99_ms", "{:.1f}"),
+        ("fire lateness max (ms)", "cron.late_max_ms", "{:.1f}"),
+    ]
+    _run_and_report(dsn, db_prefix, int(runs), one_run, rows, as_json)
+
+
+def _run_and_report(
+    dsn: str | None,
+    db_prefix: str,
+    runs: int,
+    one_run: Callable[[Databases, int], dict[str, float]],
+    rows: Sequence[tuple[str, str, str]],
+    as_json: bool,
+) -> None:
+    """On the bench's server, ``one_run(databases, index)`` ``runs`` times (every scratch database dropped after),
+    then each figure's median and runs, a line per row (label, figure, format), or all of it as JSON."""
+    per_run: list[dict[str, float]] = []
+    with bench_server(dsn) as server:
+        databases = Databases(admin_dsn(server.dsn), db_prefix)
+        try:
+            for index in range(runs):
+                per_run.append(one_run(databases, index))
+                if not as_json:
+                    click.echo(f"run {index + 1}/{runs} done", err=True)
+        finally:
+            databases.drop_all()
+    medians = {k: statistics.median(r[k] for r in per_run) for k in per_run[0]}
+    if as_json:
+        echo_json({"medians": medians, "runs": per_run, "server": server.settings.values,
+                   "warnings": server.settings.warnings})  # fmt: skip
+        return
+    _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
     for label, key, fmt in rows:
         each = " ".join(fmt.format(r[key]) for r in per_run)
         click.echo(f"{label:<48} {fmt.format(medians[key]):>10}   runs: {each}")

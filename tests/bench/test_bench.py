@@ -264,3 +264,41 @@ def test_the_drain_wait_reads_a_few_buffers_mid_drain_and_sees_every_live_job(ds
                 " WHERE id = (SELECT max(id) FROM pgsched.jobs)"
             )
         assert _pending(conn)[0] is False
+
+
+def test_cron_counts_each_instant_fired_once_by_a_cold_leader_and_drops_its_databases(dsn: str, capsys: Any) -> None:
+    prefix = "pgsched_t_cron"
+    argv = ["bench", "cron", "--dsn", dsn, "--db-prefix", prefix, "--schedules", "5", "--seconds", "3",
+            "--runs", "1", "--json"]  # fmt: skip
+
+    code = run_cli(cli, argv)
+    out = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    run = out["runs"][0]
+    assert run["cron.due"] == 15
+    assert 0 < run["cron.fired"] <= run["cron.due"]
+    assert run["cron.double_fires"] == 0
+    assert 0 <= run["cron.late_p50_ms"] <= run["cron.late_p99_ms"] <= run["cron.late_max_ms"]
+    assert _databases(dsn, prefix) == []
+
+
+def test_cron_refuses_no_schedules(dsn: str, capsys: Any) -> None:
+    assert run_cli(cli, ["bench", "cron", "--dsn", dsn, "--schedules", "0"]) == 2
+    assert "schedules" in capsys.readouterr().err
+
+
+def test_workflows_times_creation_and_each_drain_kind_and_drops_its_databases(dsn: str, capsys: Any) -> None:
+    prefix = "pgsched_t_flows"
+    argv = ["bench", "workflows", "--dsn", dsn, "--db-prefix", prefix, "--runs", "1", "--chains", "100",
+            "--fan-out", "20", "--rounds", "1", "--json"]  # fmt: skip
+
+    code = run_cli(cli, argv)
+    out = json.loads(capsys.readouterr().out)
+
+    assert code == 0
+    run = out["runs"][0]
+    assert run["create.fan_out_ms"] > 0 and run["create.enqueue_many_ms"] > 0
+    assert all(run[f"drain.{kind}.jobs_per_s"] > 0 for kind in ("plain", "chains", "plain-without-0012"))
+    assert out["medians"] == run
+    assert _databases(dsn, prefix) == []
