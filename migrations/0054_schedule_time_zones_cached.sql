@@ -2,7 +2,7 @@
 -- pg_timezone_names now, rather than against pg_timezone_names itself, which reads every zone file of the server's
 -- time zone database (about 600) at each call: 50-60 ms of server CPU that every write of a schedule paid, the
 -- leader's fires (last_fired_at, next_fire_at) and the API's PATCH of a cron included. The check runs only when the
--- zone is set (an insert, or an update that changes it), never for UTC. A name the table lacks is still looked up in
+-- zone is set (an insert, or an update that changes it). A name the table lacks is still looked up in
 -- pg_timezone_names (a zone added by a later update of the server's zone database), so it is accepted all the same.
 
 CREATE TABLE pgsched.time_zones (
@@ -18,7 +18,7 @@ CREATE OR REPLACE FUNCTION pgsched.schedules_check() RETURNS trigger
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 BEGIN
-    IF NEW.timezone <> 'UTC' AND (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone) THEN
+    IF TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone THEN
         IF NOT EXISTS (SELECT 1 FROM pgsched.time_zones z WHERE z.name = NEW.timezone)
            AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = NEW.timezone) THEN
             RAISE EXCEPTION 'pgsched: unknown time zone "%" for schedule "%"', NEW.timezone, NEW.name

@@ -2636,7 +2636,7 @@ CREATE FUNCTION pgsched.schedules_check() RETURNS trigger
     SET search_path TO 'pg_catalog', 'pgsched'
     AS $$
 BEGIN
-    IF NEW.timezone <> 'UTC' AND (TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone) THEN
+    IF TG_OP = 'INSERT' OR NEW.timezone IS DISTINCT FROM OLD.timezone THEN
         IF NOT EXISTS (SELECT 1 FROM pgsched.time_zones z WHERE z.name = NEW.timezone)
            AND NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = NEW.timezone) THEN
             RAISE EXCEPTION 'pgsched: unknown time zone "%" for schedule "%"', NEW.timezone, NEW.name
