@@ -2093,6 +2093,28 @@ END $$;
 COMMENT ON FUNCTION pgsched.jobs_run_key_moving() IS 'BEFORE UPDATE OF state of a job with a run key moving between jobs_queued and jobs_running: marks it (pgsched.live_move) so jobs_run_key_hold, fired by its arrival in the other partition, leaves its key as it is.';
 
 --
+-- Name: keyed_queued(text); Type: FUNCTION; Schema: pgsched; Owner: -
+--
+
+CREATE FUNCTION pgsched.keyed_queued(p_queue text) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pgsched'
+    SET enable_sort TO 'off'
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    RETURN (SELECT j.concurrency_key FROM pgsched.jobs j
+             WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = p_queue
+             ORDER BY j.concurrency_key LIMIT 1) IS NOT NULL;
+END $$;
+
+--
+-- Name: FUNCTION keyed_queued(p_queue text); Type: COMMENT; Schema: pgsched; Owner: -
+--
+
+COMMENT ON FUNCTION pgsched.keyed_queued(p_queue text) IS 'Whether the queue holds a queued job with a concurrency key: one probe of jobs_keyed_claim_idx, whatever the statistics (the claim calls it to decide whether keyed work is waiting).';
+
+--
 -- Name: leader_present(); Type: FUNCTION; Schema: pgsched; Owner: -
 --
 

@@ -57,12 +57,8 @@ limited AS MATERIALIZED (
     SELECT c.id, c.queue, c.task, c.args, c.attempt, c.timeout_seconds, c.waited_seconds, c.limited, c.lease, c.isolate
       FROM (SELECT 1 AS go
              WHERE EXISTS (SELECT 1 FROM settings st WHERE st.limited AND NOT st.paused)
-                OR EXISTS (SELECT 1 FROM settings st
-                            CROSS JOIN LATERAL (  -- one probe of the keyed index per queue: only it gives this order
-                                   SELECT 1 FROM pgsched.jobs j
-                                    WHERE j.state = 'queued' AND j.concurrency_key IS NOT NULL AND j.queue = st.name
-                                    ORDER BY j.concurrency_key LIMIT 1) k
-                            WHERE NOT st.paused)) gate
+                OR EXISTS (SELECT 1 FROM settings st  -- one probe of the keyed index per queue (migration 0055)
+                            WHERE NOT st.paused AND pgsched.keyed_queued(st.name))) gate
      CROSS JOIN LATERAL pgsched.claim_limited(
             %(queues)s::text[],
             CASE WHEN EXISTS (SELECT 1 FROM settings st WHERE NOT st.limited AND NOT st.paused)

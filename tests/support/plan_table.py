@@ -205,14 +205,6 @@ def start_session(conn: Conn, stats: str) -> None:
     report_plans(conn)
 
 
-def start_worker_session(conn: Conn, stats: str, plans: str) -> None:
-    """start_session, then set the session up as a worker's (with ``plans`` "generic" or "custom")."""
-    start_session(conn, stats)
-    conn.execute(query("worker_session_setup"))
-    if plans == "custom":
-        conn.execute("SET plan_cache_mode = force_custom_plan")
-
-
 # Each statistics state is checked with the plans a worker keeps and with plans made for each call's parameters.
 PLAN_MODES = ("generic", "custom")
 
