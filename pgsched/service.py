@@ -14,7 +14,7 @@ from typing import Protocol
 
 from pgsched.errors import PgschedError
 
-__all__ = ["Service", "run_services"]
+__all__ = ["Service", "run_services", "traceback_logged"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,15 @@ async def _run(service: Service) -> None:
         await service.run()
     except PgschedError:
         raise
-    except Exception:
+    except Exception as exc:
         log.exception("%s failed: the process stops", type(service).__name__, extra={"event": "service_failed"})
+        setattr(exc, _LOGGED, True)
         raise
+
+
+_LOGGED = "_pgsched_traceback_logged"
+
+
+def traceback_logged(exc: BaseException) -> bool:
+    """Whether a service's log already holds this error's traceback (so the CLI does not print it a second time)."""
+    return bool(getattr(exc, _LOGGED, False))

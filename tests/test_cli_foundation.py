@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pgsched.cli import cli
 from pgsched.cli.base import run_cli
 from pgsched.errors import DatabaseUnavailable
 from pgsched.maintenance import Pruner
+from pgsched.service import run_services
 from tests.support.factories import register_tasks
 
 
@@ -136,3 +138,42 @@ def test_the_cli_loads_the_api_only_for_the_commands_that_serve_it() -> None:
         [sys.executable, "-m", "pgsched", "api", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--port" in help_text
+
+
+def test_at_debug_a_service_bug_s_traceback_is_printed_once(capsys: Any) -> None:
+    """The failing service logs its traceback (pgsched.service); the CLI's last resort, at DEBUG, prints a traceback
+    only for an error no service logged."""
+
+    class Failing:
+        async def run(self) -> None:
+            raise RuntimeError("out of order")
+
+        def stop(self) -> None:
+            pass
+
+    @click.group()
+    def group() -> None:
+        pass
+
+    @group.command("serve")
+    def serve() -> None:
+        asyncio.run(run_services([Failing()]))
+
+    @group.command("bug")
+    def bug() -> None:
+        raise RuntimeError("not in a service")
+
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    root.handlers = [logging.StreamHandler(sys.stderr)]  # the stream capsys captures
+    root.setLevel(logging.DEBUG)
+    try:
+        assert run_cli(group, ["serve"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("Traceback (most recent call last)") == 1, err
+        assert "Error: RuntimeError: out of order" in err
+        assert run_cli(group, ["bug"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("Traceback (most recent call last)") == 1, err
+    finally:
+        root.handlers, root.level = handlers, level

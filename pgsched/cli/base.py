@@ -30,6 +30,7 @@ from pgsched.errors import (
     WorkflowNotFound,
 )
 from pgsched.logs import LOG_FORMATS, configure_logging
+from pgsched.service import traceback_logged
 
 __all__ = ["CliContext", "cli", "echo_json", "echo_table", "pass_ctx", "run_cli"]
 
@@ -145,7 +146,7 @@ def run_cli(group: click.Group, argv: Sequence[str]) -> int:
         click.echo(f"Error: PostgreSQL: {_first_line(exc)}", err=True)
         return 1
     except Exception as exc:  # the last resort: one line; the traceback only when asked for
-        if logging.getLogger().isEnabledFor(logging.DEBUG):
+        if logging.getLogger().isEnabledFor(logging.DEBUG) and not traceback_logged(exc):
             traceback.print_exc()
         click.echo(f"Error: {type(exc).__name__}: {_first_line(exc)} (--log-level DEBUG shows more)", err=True)
         return 1
