@@ -283,6 +283,22 @@ def test_cron_counts_each_instant_fired_once_by_a_cold_leader_and_drops_its_data
     assert _databases(dsn, prefix) == []
 
 
+def test_cron_lateness_percentiles_never_pass_the_max(conn: psycopg.Connection[Any]) -> None:
+    """Fires all 257.157 ms late: percentile_cont, interpolating between equal values in double precision, came out
+    at 257.15700000000004 ms against a max of 257.157 (a CI run)."""
+    conn.execute("INSERT INTO pgsched.schedules (name, cron, task) VALUES ('late', '* * * * *', 'noop')")
+    conn.execute(
+        "INSERT INTO pgsched.jobs (task, schedule_id, run_at, created_at)"
+        " SELECT 'noop', s.id, t.at, t.at + interval '257.157 ms'"
+        "   FROM pgsched.schedules s, (SELECT now() - g * interval '1 s' AS at FROM generate_series(1, 7) g) t"
+    )
+    span = {"start": datetime(2000, 1, 1, tzinfo=UTC), "end": datetime(3000, 1, 1, tzinfo=UTC)}
+    row = conn.execute(query("bench_cron_fired"), span).fetchone()
+    assert row is not None and row["fired"] == 7
+    assert row["late_p50_ms"] <= row["late_p99_ms"] <= row["late_max_ms"], row
+    assert row["late_max_ms"] == pytest.approx(257.157)
+
+
 def test_cron_refuses_no_schedules(dsn: str, capsys: Any) -> None:
     assert run_cli(cli, ["bench", "cron", "--dsn", dsn, "--schedules", "0"]) == 2
     assert "schedules" in capsys.readouterr().err
