@@ -39,14 +39,17 @@ class JobStatsRollup:
     PASS_BUDGET_SECONDS, so a first run over a long history is spread over several prune intervals
     instead of holding the leader's connection (an empty history catches up at once)."""
 
+    behind = False  # the last call stopped at PASS_BUDGET_SECONDS with finish times still to count
+
     async def rollup(self, conn: psycopg.AsyncConnection[Any], *, now: datetime | None = None) -> int:
-        """Passes until caught up or past PASS_BUDGET; returns how many minute rows they added to or created."""
+        """Passes until caught up or past PASS_BUDGET; returns how many minute rows they added to or created
+        (``behind`` then says whether there is more to count)."""
         started = time.monotonic()
         total = 0
         while True:
-            touched, behind = await self._pass(conn, now)
+            touched, self.behind = await self._pass(conn, now)
             total += touched
-            if not behind or time.monotonic() - started > PASS_BUDGET_SECONDS:
+            if not self.behind or time.monotonic() - started > PASS_BUDGET_SECONDS:
                 break
         if total:
             log.debug("rolled up job stats", extra={"event": "job_stats_rolled_up", "rows": total})

@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import psycopg
-from psycopg.rows import dict_row
 
-from pgsched.job_stats import JobStatsRollup
 from tests.api.conftest import LiveApi
 from tests.support.factories import insert_jobs
+from tests.support.rollup import rollup_caught_up
 
 
 def _token(client: httpx.Client, scope: str) -> str:
@@ -105,11 +104,7 @@ def test_chart_history_comes_from_the_leaders_rollup(
         [at - timedelta(seconds=3), at - timedelta(seconds=1), at, ids],
     )
 
-    async def leader_pass() -> None:
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
-            await JobStatsRollup().rollup(leader)
-
-    asyncio.run(leader_pass())
+    asyncio.run(rollup_caught_up(dsn))
     (point,) = client.get("/dashboard/api/stats", params={"window": "1h", "queue": "emails"}).json()["points"]
     assert point["succeeded"] == 4 and round(point["wait_avg"], 3) == 2.0 and round(point["run_avg"], 3) == 1.0
     assert client.get("/dashboard/api/stats", params={"queue": "other"}).json()["points"] == []

@@ -13,13 +13,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from pgsched.config import Settings
-from pgsched.job_stats import JobStatsRollup
 from tests.api.conftest import LiveApi
 from tests.dashboard.conftest import ARTIFACTS, open_dashboard, sign_in
 from tests.support.factories import insert_jobs
+from tests.support.rollup import rollup_caught_up
 from tests.support.waiting import wait_until
 
 ACTIONS = {"retry", "cancel", "delete", "pause", "resume", "trigger now", "purge all", "retry all", "save", "create"}
@@ -52,11 +51,7 @@ pytestmark = pytest.mark.flaky(reruns=2)
 def rollup_now(dsn: str) -> None:
     """One leader pass of the chart rollup, on a thread of its own (Playwright's loop holds this one)."""
 
-    async def run() -> None:
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
-            await JobStatsRollup().rollup(leader)
-
-    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    thread = threading.Thread(target=asyncio.run, args=(rollup_caught_up(dsn),))
     thread.start()
     thread.join(30)
 

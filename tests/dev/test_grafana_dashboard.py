@@ -13,12 +13,12 @@ from typing import Any
 import psycopg
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from psycopg.rows import dict_row
 
 from pgsched.config import Settings
-from pgsched.job_stats import SETTLE, JobStatsRollup
+from pgsched.job_stats import SETTLE
 from tests.api.conftest import ADMIN_TOKEN, serve_api
 from tests.support.factories import insert_jobs
+from tests.support.rollup import rollup_caught_up
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "monitoring" / "grafana" / "dashboards" / "pgsched.json"
@@ -58,13 +58,9 @@ def test_every_metric_the_dashboard_queries_is_exported_by_the_api(
     insert_jobs(conn, 1, task="t", state="succeeded", attempt=1, started_at=a_minute_ago, finished_at=a_minute_ago)
     insert_jobs(conn, 1, task="t")  # a queue to report
 
-    async def leader_pass() -> None:
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
-            row = await (await leader.execute("SELECT now() AS now")).fetchone()
-            assert row is not None
-            await JobStatsRollup().rollup(leader, now=row["now"] + SETTLE + timedelta(seconds=1))
-
-    asyncio.run(leader_pass())
+    row = conn.execute("SELECT now() AS now").fetchone()
+    assert row is not None
+    asyncio.run(rollup_caught_up(dsn, now=row["now"] + SETTLE + timedelta(seconds=1)))
     with serve_api(settings.with_(api_token=ADMIN_TOKEN)) as api, api.client() as client:
         text = client.get("/metrics").text
     exported = {s.name for family in text_string_to_metric_families(text) for s in family.samples}

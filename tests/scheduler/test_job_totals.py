@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
+import pytest
 
-from pgsched.job_stats import JobStatsRollup
+from pgsched import job_stats
 from pgsched.queries import query
+from tests.support.rollup import rollup_caught_up
 
 NOW = datetime(2026, 6, 1, 12, 0, 30, tzinfo=UTC)
 AT = NOW - timedelta(minutes=5)
@@ -29,11 +30,6 @@ def finish(conn: psycopg.Connection[Any], state: str, *, kinds: tuple[str, ...] 
         {"task": task, "queue": queue, "state": state, "attempt": attempt, "at": AT, "run": run, "wait": wait,
          "errors": errors},
     )  # fmt: skip
-
-
-async def rollup(dsn: str, now: datetime) -> None:
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
-        await JobStatsRollup().rollup(leader, now=now)
 
 
 def totals(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -57,7 +53,7 @@ async def test_each_outcome_adds_to_the_counters_a_worker_would_count(dsn: str, 
     finish(conn, "dead", kinds=("retry", "snooze_limit"), attempt=2)  # a Retry, then one snooze too many
     finish(conn, "dead", kinds=("discard",), attempt=1)  # Discard: dead at once
     finish(conn, "cancelled", kinds=("expired",), attempt=0, run=None)  # not started by its expires_at
-    await rollup(dsn, NOW)
+    await rollup_caught_up(dsn, now=NOW)
     row = totals(conn)[("default", "t")]
     assert {k: row[k] for k in ("started", "succeeded", "failed", "retried", "dead", "cancelled", "lost")} == {
         "started": 1 + 3 + 3 + 1 + 1 + 0 + 2 + (2 + 2) + 2 + 1,
@@ -78,21 +74,21 @@ async def test_each_outcome_adds_to_the_counters_a_worker_would_count(dsn: str, 
 async def test_a_value_lands_in_the_smallest_bucket_at_or_above_it(dsn: str, conn: psycopg.Connection[Any]) -> None:
     for run in (0.0, 0.0005, 0.0006, 0.3, 1.0, 299.0, 1000.0):
         finish(conn, "succeeded", run=run, wait=0.0)
-    await rollup(dsn, NOW)
+    await rollup_caught_up(dsn, now=NOW)
     assert buckets(conn, "duration") == {0.0005: 2, 0.001: 1, 0.5: 1, 1.0: 1, 300.0: 1, float("inf"): 1}
     assert buckets(conn, "wait") == {0.0005: 7}
 
 
 async def test_totals_only_grow_and_each_job_is_counted_once(dsn: str, conn: psycopg.Connection[Any]) -> None:
     finish(conn, "succeeded", queue="emails", task="send")
-    await rollup(dsn, NOW)
-    await rollup(dsn, NOW + timedelta(seconds=30))  # a second pass over the same rows counts nothing
+    await rollup_caught_up(dsn, now=NOW)
+    await rollup_caught_up(dsn, now=NOW + timedelta(seconds=30))  # a second pass over the same rows counts nothing
     assert totals(conn)[("emails", "send")]["succeeded"] == 1
     conn.execute("DELETE FROM pgsched.jobs")  # retention pruned the jobs: the totals stay
     conn.execute("DELETE FROM pgsched.job_stats_minute")
     finish(conn, "succeeded", queue="emails", task="send")
     conn.execute("UPDATE pgsched.jobs SET finished_at = %s", [NOW + timedelta(seconds=40)])
-    await rollup(dsn, NOW + timedelta(minutes=2))
+    await rollup_caught_up(dsn, now=NOW + timedelta(minutes=2))
     assert totals(conn)[("emails", "send")]["succeeded"] == 2
     assert sum(buckets(conn, "duration").values()) == 2
 
@@ -105,7 +101,7 @@ async def test_the_totals_read_only_the_new_rows_through_the_finished_index(
            SELECT 't', 'succeeded', 1, %(at)s, %(at)s, %(at)s FROM generate_series(1, 3000)""",
         {"at": NOW - timedelta(days=1)},
     )  # a long history, already counted
-    await rollup(dsn, NOW - timedelta(hours=1))
+    await rollup_caught_up(dsn, now=NOW - timedelta(hours=1))
     for _ in range(4):
         finish(conn, "succeeded")
     mark = conn.execute(query("job_stats_watermark_get")).fetchone()
@@ -129,3 +125,23 @@ def _nodes(node: dict[str, Any]) -> Any:
     yield node
     for child in node.get("Plans", []):
         yield from _nodes(child)
+
+
+async def test_a_rollup_past_its_time_budget_says_it_is_behind_and_the_next_call_goes_on(
+    dsn: str, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first rollup counts 7 days back in passes of 6 hours; with no time budget a call makes one pass, says it is
+    behind, and the next call goes on from there, until the job of 5 minutes ago is counted."""
+    monkeypatch.setattr(job_stats, "PASS_BUDGET_SECONDS", 0.0)
+    finish(conn, "succeeded")
+    rollup = job_stats.JobStatsRollup()
+    calls = 0
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as leader:
+        while True:
+            await rollup.rollup(leader, now=NOW)
+            calls += 1
+            if not rollup.behind:
+                break
+            assert ("default", "t") not in totals(conn)
+    assert calls == job_stats.STATS_KEEP // job_stats.MAX_SPAN  # 28 passes of 6 hours, the last cut at the settle delay
+    assert totals(conn)[("default", "t")]["succeeded"] == 1

@@ -13,13 +13,13 @@ from typing import Any
 
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
-from psycopg.rows import dict_row
 
 from pgsched.config import Settings
-from pgsched.job_stats import SETTLE, JobStatsRollup
+from pgsched.job_stats import SETTLE
 from tests.api.conftest import ADMIN_TOKEN, serve_api
 from tests.support.factories import insert_jobs
 from tests.support.processes import free_port
+from tests.support.rollup import rollup_caught_up
 from tests.support.waiting import wait_until
 
 Conn = psycopg.Connection[dict[str, Any]]
@@ -92,11 +92,8 @@ def test_cluster_counters_on_the_api_equal_the_sum_of_the_workers_counters(
     db_now = conn.execute("SELECT now() AS now").fetchone()
     assert db_now is not None
 
-    async def leader_pass() -> None:  # what the leader's prune pass does, once the settle delay is behind
-        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as leader:
-            await JobStatsRollup().rollup(leader, now=db_now["now"] + SETTLE + timedelta(seconds=1))
-
-    asyncio.run(leader_pass())
+    # what the leader's prune rounds do, once the settle delay is behind
+    asyncio.run(rollup_caught_up(dsn, now=db_now["now"] + SETTLE + timedelta(seconds=1)))
     with serve_api(settings.with_(api_token=ADMIN_TOKEN)) as api:
         cluster = samples(scrape(f"{api.url}/metrics", ADMIN_TOKEN))
 
