@@ -18,6 +18,8 @@ __all__ = ["Service", "run_services", "traceback_logged"]
 
 log = logging.getLogger(__name__)
 
+_LOGGED = "_pgsched_traceback_logged"  # set on an error whose traceback a service's log holds
+
 
 class Service(Protocol):
     """A long-running part of a process: ``run()`` until ``stop()``; a second ``stop()`` hurries it."""
@@ -70,9 +72,6 @@ async def _run(service: Service) -> None:
         log.exception("%s failed: the process stops", type(service).__name__, extra={"event": "service_failed"})
         setattr(exc, _LOGGED, True)
         raise
-
-
-_LOGGED = "_pgsched_traceback_logged"
 
 
 def traceback_logged(exc: BaseException) -> bool:

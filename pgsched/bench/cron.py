@@ -15,8 +15,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgsched.bench.workers import scheduler_process
-from pgsched.errors import ConfigurationError
+from pgsched.bench.workers import scheduler_process, wait_for
 from pgsched.queries import query
 
 __all__ = ["cron_run"]
@@ -29,13 +28,8 @@ def cron_run(dsn: str, *, schedules: int, seconds: int, timezone: str, timeout: 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(query("bench_cron_schedules"), {"n": schedules, "timezone": timezone})
         with scheduler_process(dsn) as leader:
-            deadline = time.monotonic() + timeout
-            while conn.execute(query("bench_cron_first_fire")).fetchone() != (True,):
-                if leader.poll() is not None:
-                    raise ConfigurationError(f"the bench scheduler exited with status {leader.returncode}")
-                if time.monotonic() > deadline:
-                    raise ConfigurationError("the bench scheduler fired nothing in time")
-                time.sleep(0.05)
+            wait_for(conn, [leader], "bench_cron_first_fire", timeout=timeout, every=0.05,
+                     failure="the bench scheduler fired nothing in time")  # fmt: skip
             start = _fetch(conn, "bench_now")["start"]
             time.sleep(seconds + 1 + _SETTLE)
         row = _fetch(conn, "bench_cron_fired", {"start": start, "end": start + timedelta(seconds=seconds)})

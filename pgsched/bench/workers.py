@@ -29,6 +29,7 @@ __all__ = [
     "Placement",
     "cpu_seconds",
     "scheduler_process",
+    "wait_for",
     "wait_until_drained",
     "wait_until_started",
     "wait_until_waiting",
@@ -121,33 +122,43 @@ def cpu_seconds(conn: psycopg.Connection[Any], procs: Sequence[subprocess.Popen[
     return workers, backends
 
 
-def _check_alive(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is not None:
-            raise ConfigurationError(f"a bench worker exited with status {proc.returncode}")
+def wait_for(
+    conn: psycopg.Connection[Any],
+    procs: Sequence[subprocess.Popen[bytes]],
+    name: str,
+    *,
+    want: bool = True,
+    params: Mapping[str, Any] | None = None,
+    timeout: float,
+    every: float,
+    failure: str,
+) -> None:
+    """Run the bench query ``name`` (one boolean) every ``every`` seconds until it answers ``want``; raise
+    ConfigurationError (``failure``) past ``timeout``, or as soon as one of ``procs`` has exited."""
+    deadline = time.monotonic() + timeout
+    while conn.execute(query(name), params or {}).fetchone() != (want,):
+        for proc in procs:
+            if proc.poll() is not None:
+                raise ConfigurationError(f"a bench process exited with status {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise ConfigurationError(failure)
+        time.sleep(every)
 
 
 def wait_until_started(
     conn: psycopg.Connection[Any], procs: Sequence[subprocess.Popen[bytes]], timeout: float = 120.0
 ) -> None:
     """Return once a job has started (the first worker is up and claiming)."""
-    deadline = time.monotonic() + timeout
-    while conn.execute(query("bench_started")).fetchone() != (True,):
-        _check_alive(procs)
-        if time.monotonic() > deadline:
-            raise ConfigurationError("no bench worker started a job in time")
-        time.sleep(0.002)
+    wait_for(
+        conn, procs, "bench_started", timeout=timeout, every=0.002, failure="no bench worker started a job in time"
+    )
 
 
 def wait_until_drained(conn: psycopg.Connection[Any], procs: Sequence[subprocess.Popen[bytes]], timeout: float) -> None:
     """Return once no job of the bench queue is queued or running: looked at every 10 ms (bench_pending reads a few
     buffers; the drain rates are timed by the database, the wall-clock ones to within a look)."""
-    deadline = time.monotonic() + timeout
-    while conn.execute(query("bench_pending"), {"queue": QUEUE}).fetchone() == (True,):
-        _check_alive(procs)
-        if time.monotonic() > deadline:
-            raise ConfigurationError("the backlog did not drain in time")
-        time.sleep(0.01)
+    wait_for(conn, procs, "bench_pending", want=False, params={"queue": QUEUE}, timeout=timeout, every=0.01,
+             failure="the backlog did not drain in time")  # fmt: skip
 
 
 def wait_until_waiting(
@@ -156,8 +167,6 @@ def wait_until_waiting(
     """Return once every worker process is registered, idle and listening on the bench queue."""
     deadline = time.monotonic() + timeout
     for proc in procs:
-        while conn.execute(query("bench_worker_waiting"), {"queue": QUEUE, "pid": proc.pid}).fetchone() != (True,):
-            _check_alive(procs)
-            if time.monotonic() > deadline:
-                raise ConfigurationError("a bench worker did not become idle in time")
-            time.sleep(0.02)
+        wait_for(conn, procs, "bench_worker_waiting", params={"queue": QUEUE, "pid": proc.pid},
+                 timeout=max(0.0, deadline - time.monotonic()), every=0.02,
+                 failure="a bench worker did not become idle in time")  # fmt: skip
