@@ -51,16 +51,20 @@ log = logging.getLogger(__name__)
 # issued once half the prefetch has drained, so the half left must cover the claim's round trip (a moving average of
 # full claims) with a margin for its spread. Measured (`pgsched bench`, 100k backlog, 2 cores): with 20 ms alone, four
 # worker processes claimed batches of ~90 jobs and their buffers ran dry while claims queued for a core (0.122 ms of
-# CPU per job, 15.5k jobs/s); with the claim's time counted, 0.095 ms and 19.9k jobs/s.
+# CPU per job, 15.5k jobs/s); with the claim's time counted, 0.097 ms and 19.6k jobs/s (medians, alternating runs).
+# A claim slower than a few ms waited on something a bigger buffer does not help with (a lock, a stalled server):
+# the window stops at _MAX_WINDOW, so a worker of slow jobs never hoards many seconds of them after one stall.
 _PREFETCH_SECONDS = 0.02
 _CLAIMS_OF_WORK = 8.0
+_MAX_WINDOW = 0.25
 _MAX_BACKOFF = 2.0
 
 
 def prefetch_size(rate: float, claim_seconds: float, *, low: int, high: int) -> int:
     """Jobs to hold beyond the free slots at ``rate`` jobs/s when a full claim takes ``claim_seconds``: the work of
-    ``_PREFETCH_SECONDS`` or of ``_CLAIMS_OF_WORK`` claims, whichever is more, from ``low`` to ``high``."""
-    window = max(_PREFETCH_SECONDS, _CLAIMS_OF_WORK * claim_seconds)
+    ``_PREFETCH_SECONDS`` or of ``_CLAIMS_OF_WORK`` claims (at most ``_MAX_WINDOW``), whichever is more, from ``low``
+    to ``high``."""
+    window = max(_PREFETCH_SECONDS, min(_CLAIMS_OF_WORK * claim_seconds, _MAX_WINDOW))
     return int(min(max(rate * window, low), high))
 
 

@@ -1,4 +1,5 @@
-"""The producer's prefetch: the work of 20 ms at the current rate, or of eight full claims when claims are slower."""
+"""The producer's prefetch: the work of 20 ms at the current rate, or of eight full claims (at most 250 ms) when claims
+are slower."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ def test_slow_claims_hold_the_work_of_eight_of_them() -> None:
     ("rate", "claim_seconds", "expected"),
     [
         (0.0, 0.0, 2),  # idle or just started: the floor
-        (50.0, 0.050, 20),  # slow jobs: a few of them
+        (50.0, 0.050, 12),  # slow jobs and slow claims: a quarter of a second of them
         (20_000.0, 0.020, 500),  # capped by prefetch_max
         (20_000.0, 5.0, 500),  # one claim stuck behind a slow server never passes the cap
+        (100.0, 5.0, 25),  # slow jobs after a stalled claim: a quarter of a second of them, not 40 s
     ],
 )
 def test_bounds(rate: float, claim_seconds: float, expected: int) -> None:
