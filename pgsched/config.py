@@ -5,6 +5,7 @@ A leaf module and the only one that reads ``os.environ``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -46,7 +47,7 @@ def _entries(env: Mapping[str, str], name: str, separators: str) -> tuple[str, .
     return tuple(e.strip() for e in raw.split(separators[0]) if e.strip())
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -54,8 +55,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ConfigurationError(f"{name} must be {'0 or more' if zero_ok else 'positive'}, got {raw!r}")
     return value
 
 
@@ -133,6 +134,7 @@ class Settings:
     reaper_interval_seconds: float = 2.0
     max_worker_losses: int = 3
     prune_interval_seconds: float = 60.0
+    vacuum_interval_seconds: float = 10.0
     retention_succeeded_seconds: float = 86400.0
     retention_cancelled_seconds: float = 7 * 86400.0
     retention_dead_seconds: float = 30 * 86400.0
@@ -191,6 +193,7 @@ class Settings:
             reaper_interval_seconds=_float(env, "PGSCHED_REAPER_INTERVAL_SECONDS", 2.0),
             max_worker_losses=int(_float(env, "PGSCHED_MAX_WORKER_LOSSES", 3)),
             prune_interval_seconds=_float(env, "PGSCHED_PRUNE_INTERVAL_SECONDS", 60.0),
+            vacuum_interval_seconds=_float(env, "PGSCHED_VACUUM_INTERVAL_SECONDS", 10.0, zero_ok=True),
             retention_succeeded_seconds=_float(env, "PGSCHED_RETENTION_SUCCEEDED_SECONDS", 86400.0),
             retention_cancelled_seconds=_float(env, "PGSCHED_RETENTION_CANCELLED_SECONDS", 7 * 86400.0),
             retention_dead_seconds=_float(env, "PGSCHED_RETENTION_DEAD_SECONDS", 30 * 86400.0),

@@ -152,6 +152,9 @@ WORKER_CLAIMS_HELD = Gauge(
 LISTENER_RECONNECTS = Counter("pgsched_listener_reconnects_total", "Times the LISTEN connection was re-established.")
 LEADER_IS_LEADER = Gauge("pgsched_leader_is_leader", "1 while this process holds the leader lock.")
 SCHEDULES_FIRED = Counter("pgsched_schedules_fired_total", "Cron jobs inserted by this leader.", ["schedule"])
+LIVE_VACUUMS = Counter(
+    "pgsched_live_vacuums_total", "Vacuums of a live partition (jobs_queued, jobs_running) by this leader.", ["table"]
+)
 DEDUPE_CACHE_HITS = Counter("pgsched_dedupe_cache_hits_total", "Run-key lookups answered by the Redis cache.")
 DEDUPE_CACHE_MISSES = Counter("pgsched_dedupe_cache_misses_total", "Run-key lookups the Redis cache could not answer.")
 DEDUPE_CACHE_ERRORS = Counter(

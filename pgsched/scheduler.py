@@ -2,7 +2,8 @@
 
 Service layer. ``run()`` campaigns every ``election_interval_seconds``; once leader it loops:
 confirm the lock on its own connection, fire due schedules (``ScheduleStore.schedule_fire_due``),
-reap lost workers' jobs and prune on their intervals, then wait on that same connection for
+reap lost workers' jobs and prune on their intervals, start a vacuum of the live partitions in the
+background when their dead tuples call for one (``pgsched.live_vacuum``), then wait on that same connection for
 ``NOTIFY pgsched_schedules`` or the next fire instant, never longer than the election interval
 (so a paused process is noticed by the server's idle timeout, not by us). Any error: step down
 first (drop the connection, freeing the lock), then campaign again.
@@ -30,6 +31,7 @@ from pgsched.clock import Clock
 from pgsched.config import Settings
 from pgsched.errors import DatabaseUnavailable
 from pgsched.leader import LeaderElector, LeadershipLost, LeaseElector
+from pgsched.live_vacuum import LiveVacuum
 from pgsched.liveness import Liveness
 from pgsched.maintenance import Pruner, Reaper
 from pgsched.metrics import SCHEDULES_FIRED
@@ -58,6 +60,7 @@ class Scheduler:
         self._schedules = ScheduleStore(None, clock=clock)
         self._reaper = Reaper(settings)
         self._pruner = Pruner(settings)
+        self._vacuum = LiveVacuum(settings)
         self._liveness = (
             None
             if worker_id is not None
@@ -122,6 +125,12 @@ class Scheduler:
             await self._sleep(interval)
 
     async def _lead(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            await self._vacuum.close()  # a vacuum round never outlives the term it started in
+
+    async def _loop(self) -> None:
         interval = self._settings.election_interval_seconds
         next_reap = next_prune = 0.0
         elector = self.elector
@@ -149,6 +158,7 @@ class Scheduler:
                 next_prune = now + self._settings.prune_interval_seconds
             elif self._pruner.history_behind and await elector.confirm():
                 await self._pruner.history_maintain(elector.conn)  # the partitions a round left, a slice per loop
+            self._vacuum.tick(now)  # in the background, on its own connection (see pgsched.live_vacuum)
             wait = interval if report.wake_in is None else min(interval, report.wake_in)
             if elector.listens:
                 await self._wait_on(elector.conn, wait)

@@ -159,3 +159,17 @@ WITH due AS (
      WHERE EXISTS (SELECT 1 FROM pgsched.result_waiters)
 )
 SELECT gone.id, gone.queue, gone.task FROM gone, told
+
+-- name: live_partitions_to_vacuum
+-- Leader (pgsched.live_vacuum): the live partitions whose dead tuples (the cumulative statistics' count) passed the
+-- bound: at least min_dead and at least share of their live ones; may_vacuum says whether this role may vacuum the
+-- table (its owner or a member of the owner's role, a superuser, or from PostgreSQL 17 the MAINTAIN privilege).
+SELECT c.relname AS name, s.n_dead_tup AS dead, s.n_live_tup AS live,
+       pg_has_role(c.relowner, 'USAGE')
+       OR CASE WHEN current_setting('server_version_num')::int >= 170000
+               THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END AS may_vacuum
+  FROM pg_class c
+  JOIN pg_stat_all_tables s ON s.relid = c.oid
+ WHERE c.oid IN ('pgsched.jobs_queued'::regclass, 'pgsched.jobs_running'::regclass)
+   AND s.n_dead_tup >= greatest(%(min_dead)s::bigint, %(share)s::float8 * s.n_live_tup)
+ ORDER BY s.n_dead_tup DESC
