@@ -20,6 +20,7 @@ from pgsched.errors import ConfigurationError
 from pgsched.live_vacuum import MIN_DEAD, LiveVacuum
 from pgsched.scheduler import Scheduler
 from tests.support.factories import insert_jobs
+from tests.support.pgbouncer import PGBOUNCER, pgbouncer_in_front_of
 from tests.support.waiting import await_until
 
 
@@ -143,3 +144,15 @@ def test_the_interval_setting_takes_zero_for_off_and_refuses_what_is_not_a_durat
             Settings.from_env({"PGSCHED_VACUUM_INTERVAL_SECONDS": bad})
     with pytest.raises(ConfigurationError, match="PGSCHED_PRUNE_INTERVAL_SECONDS must be positive"):
         Settings.from_env({"PGSCHED_PRUNE_INTERVAL_SECONDS": "0"})
+
+
+@pytest.mark.skipif(PGBOUNCER is None, reason="pgbouncer is not installed")
+async def test_a_round_through_a_transaction_pooler_vacuums_too(dsn: str, conn: psycopg.Connection[Any]) -> None:
+    leave_dead(conn, MIN_DEAD * 2)
+    with pgbouncer_in_front_of(dsn, pool_size=2) as pooled:
+        vacuum = LiveVacuum(Settings(dsn=pooled))
+        try:
+            assert await vacuum.round() == ["jobs_queued"]
+        finally:
+            await vacuum.close()
+    assert stats(conn, "jobs_queued")["vacuums"] == 1
