@@ -70,7 +70,8 @@ SELECT %(queue)s::text, 'noop', '{}'::jsonb, 0, 5 FROM generate_series(1, %(n)s:
 DELETE FROM pgsched.jobs WHERE queue = %(queue)s::text
 
 -- name: bench_table_stats
--- Size with indexes, dead tuples and (auto)vacuum/analyze counts of pgsched.jobs, summed over its partitions (soak samples);
+-- Size with indexes, dead tuples and (auto)vacuum/analyze counts of pgsched.jobs, summed over its partitions (soak samples; vacuums:
+-- those not by autovacuum, the leader's of the live partitions (pgsched.live_vacuum));
 -- then the dead tuples made so far (non-HOT updates and deletes, each leaves one) in all partitions, in jobs_queued (the table the claim scans) and in jobs_running.
 SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)::bigint AS total_bytes,
        coalesce(sum(s.n_live_tup), 0)::bigint AS live, coalesce(sum(s.n_dead_tup), 0)::bigint AS dead,
@@ -80,7 +81,8 @@ SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0)::bigint AS total_bytes,
        coalesce(sum(s.n_tup_upd - s.n_tup_hot_upd + s.n_tup_del) FILTER (WHERE t.relid = 'pgsched.jobs_queued'::regclass), 0)::bigint
            AS queued_dead_made,
        coalesce(sum(s.n_tup_upd - s.n_tup_hot_upd + s.n_tup_del) FILTER (WHERE t.relid = 'pgsched.jobs_running'::regclass), 0)::bigint
-           AS running_dead_made
+           AS running_dead_made,
+       coalesce(sum(s.vacuum_count), 0)::bigint AS vacuums
   FROM pg_partition_tree('pgsched.jobs') t
   LEFT JOIN pg_stat_user_tables s ON s.relid = t.relid
  WHERE t.isleaf

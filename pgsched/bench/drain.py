@@ -159,9 +159,9 @@ def _settled_table_stats(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
     last: tuple[Any, ...] | None = None
     for _ in range(20):
         row = conn.execute(query("bench_table_stats")).fetchone()
-        current = tuple(row) if row else (0,) * 9
+        current = tuple(row) if row else (0,) * 10
         if current == last:
             return current
         last = current
         time.sleep(0.25)  # a reading a moment later, not a wait for a state: counters only settle
-    return last or (0,) * 9
+    return last or (0,) * 10

@@ -70,6 +70,7 @@ class Sample:
     statements: dict[str, tuple[str, int, float]] = field(default_factory=dict)
     # name -> (table+index+toast bytes, dead tuples) of every pgsched table (time partitions summed as jobs_done).
     relations: dict[str, tuple[int, int]] = field(default_factory=dict)
+    vacuums: int = 0  # not by autovacuum: the leader's of the live partitions (pgsched.live_vacuum)
 
 
 class _Producers:
@@ -148,11 +149,11 @@ def _sample(
     now = _clock(conn)
     window = {"since": since, "until": now, "queue": QUEUE}
     n, p50, p99 = conn.execute(query("bench_start_latency"), window).fetchone() or (0, None, None)
-    table = conn.execute(query("bench_table_stats")).fetchone() or (0, 0, 0, 0, 0, 0)
+    table = conn.execute(query("bench_table_stats")).fetchone() or (0,) * 10
     return Sample(
         at=round(time.perf_counter() - started, 1), jobs_per_s=n / max((now - since).total_seconds(), 1e-9),
         p50_ms=p50, p99_ms=p99, total_bytes=int(table[0]), dead=int(table[2]), autovacuums=int(table[3]),
-        autoanalyzes=int(table[4]), enqueue_call_ms=call_ms, clock=now,
+        autoanalyzes=int(table[4]), vacuums=int(table[9]), enqueue_call_ms=call_ms, clock=now,
         statements=_statements(conn) if statements else {}, relations=_relations(conn),
     )  # fmt: skip
 

@@ -234,7 +234,7 @@ def soak_command(dsn: str | None, db_prefix: str, minutes: float, rate: float | 
         if not as_json:
             _print_server({"private": server.private, **server.settings.values}, server.settings.warnings)
             click.echo(f"{'t (s)':>7} {'jobs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'size MB':>8} {'dead':>9} "
-                       f"{'autovac':>7} {'enq ms':>7}")  # fmt: skip
+                       f"{'autovac':>7} {'vac':>5} {'enq ms':>7}")  # fmt: skip
         databases = Databases(admin_dsn(server.dsn), db_prefix)
         try:
             result = soak(databases, options, statements=server.settings.statements_loaded,
@@ -256,7 +256,7 @@ def _ms(value: float | None) -> str:
 
 def _print_sample(s: Sample) -> None:
     click.echo(f"{s.at:>7.1f} {s.jobs_per_s:>9,.0f} {_ms(s.p50_ms):>8} {_ms(s.p99_ms):>8} "
-               f"{s.total_bytes / 1e6:>8.1f} {s.dead:>9,} {s.autovacuums:>7} {_ms(s.enqueue_call_ms):>7}")  # fmt: skip
+               f"{s.total_bytes / 1e6:>8.1f} {s.dead:>9,} {s.autovacuums:>7} {s.vacuums:>5} {_ms(s.enqueue_call_ms):>7}")  # fmt: skip
     sizes = [f"{name} {size / 1e6:.2f}/{dead}" for name, (size, dead) in s.relations.items() if size >= 65_536]
     if sizes:
         click.echo(f"{'':>7} MB/dead: {', '.join(sizes)}")

@@ -93,6 +93,7 @@ def test_soak_prints_a_line_per_interval_and_drops_its_databases(dsn: str, capsy
     assert sum(int(line.split()[1].replace(",", "")) for line in lines) > 0  # jobs ran
     assert "rate 200 jobs/s (--rate)" in out
     assert "enqueue->start p99: first" in out
+    assert " vac " in out  # the leader's vacuums of the live partitions, beside autovacuum's
     sizes = [line for line in out.splitlines() if line.strip().startswith("MB/dead:")]
     # each table's size, not only the sum
     assert sizes and all("jobs_queued" in line and "jobs_running" in line for line in sizes)
