@@ -256,7 +256,8 @@ def _ms(value: float | None) -> str:
 
 def _print_sample(s: Sample) -> None:
     click.echo(f"{s.at:>7.1f} {s.jobs_per_s:>9,.0f} {_ms(s.p50_ms):>8} {_ms(s.p99_ms):>8} "
-               f"{s.total_bytes / 1e6:>8.1f} {s.dead:>9,} {s.autovacuums:>7} {s.vacuums:>5} {_ms(s.enqueue_call_ms):>7}")  # fmt: skip
+               f"{s.total_bytes / 1e6:>8.1f} {s.dead:>9,} {s.autovacuums:>7} {s.vacuums:>5} "
+               f"{_ms(s.enqueue_call_ms):>7}")  # fmt: skip
     sizes = [f"{name} {size / 1e6:.2f}/{dead}" for name, (size, dead) in s.relations.items() if size >= 65_536]
     if sizes:
         click.echo(f"{'':>7} MB/dead: {', '.join(sizes)}")
