@@ -134,7 +134,7 @@ class Settings:
     reaper_interval_seconds: float = 2.0
     max_worker_losses: int = 3
     prune_interval_seconds: float = 60.0
-    vacuum_interval_seconds: float = 10.0
+    vacuum_interval_seconds: float = 2.0
     retention_succeeded_seconds: float = 86400.0
     retention_cancelled_seconds: float = 7 * 86400.0
     retention_dead_seconds: float = 30 * 86400.0
@@ -193,7 +193,7 @@ class Settings:
             reaper_interval_seconds=_float(env, "PGSCHED_REAPER_INTERVAL_SECONDS", 2.0),
             max_worker_losses=int(_float(env, "PGSCHED_MAX_WORKER_LOSSES", 3)),
             prune_interval_seconds=_float(env, "PGSCHED_PRUNE_INTERVAL_SECONDS", 60.0),
-            vacuum_interval_seconds=_float(env, "PGSCHED_VACUUM_INTERVAL_SECONDS", 10.0, zero_ok=True),
+            vacuum_interval_seconds=_float(env, "PGSCHED_VACUUM_INTERVAL_SECONDS", 2.0, zero_ok=True),
             retention_succeeded_seconds=_float(env, "PGSCHED_RETENTION_SUCCEEDED_SECONDS", 86400.0),
             retention_cancelled_seconds=_float(env, "PGSCHED_RETENTION_CANCELLED_SECONDS", 7 * 86400.0),
             retention_dead_seconds=_float(env, "PGSCHED_RETENTION_DEAD_SECONDS", 30 * 86400.0),

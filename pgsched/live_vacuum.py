@@ -6,7 +6,7 @@ visits a database at most once per ``autovacuum_naptime`` (a minute by default):
 is hundreds of thousands of dead tuples between its visits, so both partitions and their indexes grow, and every
 scan of them slows (the claim steps over dead index entries; the queue counts read both tables).
 
-The leader looks every ``vacuum_interval_seconds`` (10 s; 0 turns it off) and vacuums a live partition whose dead
+The leader looks every ``vacuum_interval_seconds`` (2 s; 0 turns it off) and vacuums a live partition whose dead
 tuples passed a bound (at least ``MIN_DEAD`` and ``DEAD_SHARE`` of its live ones). ``VACUUM (SKIP_LOCKED)`` on a
 connection of its own, in the background: cron and the reaper never wait on it, and a vacuum already running on the
 table (autovacuum's, an operator's) means there is nothing to do this time. VACUUM takes no lock the hot path

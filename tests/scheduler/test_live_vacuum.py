@@ -136,7 +136,7 @@ async def _vacuumed(conn: psycopg.Connection[Any]) -> bool:
 
 
 def test_the_interval_setting_takes_zero_for_off_and_refuses_what_is_not_a_duration() -> None:
-    assert Settings.from_env({}).vacuum_interval_seconds == 10.0
+    assert Settings.from_env({}).vacuum_interval_seconds == 2.0
     assert Settings.from_env({"PGSCHED_VACUUM_INTERVAL_SECONDS": "0"}).vacuum_interval_seconds == 0.0
     assert Settings.from_env({"PGSCHED_VACUUM_INTERVAL_SECONDS": "2.5"}).vacuum_interval_seconds == 2.5
     for bad in ("-1", "nan", "inf", "soon"):
