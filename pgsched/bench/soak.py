@@ -244,12 +244,13 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def _statement_means(first: Sample, last: Sample) -> dict[str, tuple[str, float]]:
+def _statement_means(first: Sample, last: Sample) -> dict[str, tuple[str, float, int]]:
+    """Each statement's (text, mean ms, calls) between two samples."""
     out = {}
     for key, (text, calls, total) in last.statements.items():
         _, calls0, total0 = first.statements.get(key, (text, 0, 0.0))
         if calls > calls0:
-            out[key] = (text, (total - total0) / (calls - calls0))
+            out[key] = (text, (total - total0) / (calls - calls0), calls - calls0)
     return out
 
 
@@ -264,9 +265,17 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
     first_p99, last_p99 = _mean([s.p99_ms for s in head]), _mean([s.p99_ms for s in tail])
     before = _statement_means(samples[0], head[-1]) if samples[0].statements else {}
     after = _statement_means(tail[0], samples[-1]) if samples[-1].statements else {}
+    # Calls beside each mean: a leader statement that summarises what finished since its last call (a rollup) takes
+    # longer per call when it is called less often; its time per window then tells whether it really slowed.
     statements = [
-        {"query": text, "first_mean_ms": before[key][1], "last_mean_ms": mean}
-        for key, (text, mean) in after.items()
+        {
+            "query": text,
+            "first_mean_ms": before[key][1],
+            "last_mean_ms": mean,
+            "first_calls": before[key][2],
+            "last_calls": calls,
+        }
+        for key, (text, mean, calls) in after.items()
         if key in before
     ]
     return {

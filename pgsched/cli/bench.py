@@ -285,9 +285,10 @@ def _print_summary(result: dict[str, Any]) -> None:
     click.echo(f"producer enqueue call (bench's own timing): first {_ms(summary['enqueue_call_first_ms'])} ms, "
                f"last {_ms(summary['enqueue_call_last_ms'])} ms")  # fmt: skip
     if summary["statements"]:
-        click.echo("statement mean times (pg_stat_statements), first window -> last window, ms:")
+        click.echo("statement mean times (pg_stat_statements), first window -> last window, ms (calls):")
         for s in summary["statements"][:15]:
-            click.echo(f"  {s['first_mean_ms']:>8.3f} -> {s['last_mean_ms']:>8.3f}  {s['query']}")
+            click.echo(f"  {s['first_mean_ms']:>8.3f} -> {s['last_mean_ms']:>8.3f}  "
+                       f"({s['first_calls']:,} -> {s['last_calls']:,})  {s['query']}")  # fmt: skip
 
 
 @bench.command("workflows")

@@ -181,6 +181,7 @@ def test_soak_summary_tells_a_growing_table_and_a_slowing_statement_from_flat_on
     assert stays["size_growth_after_first_window_pct"] == 0
     [slower] = grows["statements"]
     assert slower["last_mean_ms"] > slower["first_mean_ms"]
+    assert slower["first_calls"] > 0 and slower["last_calls"] > 0  # each mean with its calls
     [same] = stays["statements"]
     assert same["last_mean_ms"] == pytest.approx(same["first_mean_ms"])
 
