@@ -29,7 +29,7 @@ from psycopg import sql
 
 from pgsched import db
 from pgsched.config import Settings
-from pgsched.errors import DatabaseUnavailable
+from pgsched.errors import PgschedError
 from pgsched.metrics import LIVE_VACUUMS
 from pgsched.queries import query
 
@@ -109,7 +109,7 @@ class LiveVacuum:
         """A round whose failure is logged, never raised: the next tick tries again on a new connection."""
         try:
             return await self.round()
-        except (psycopg.Error, DatabaseUnavailable, OSError) as exc:
+        except (psycopg.Error, PgschedError, OSError) as exc:  # the database away, a connect refused or timed out
             log.warning("live partition vacuum failed", extra={"event": "live_vacuum_failed", "error": str(exc)})
             conn, self._conn = self._conn, None
             if conn is not None:

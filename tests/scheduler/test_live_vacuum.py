@@ -156,3 +156,24 @@ async def test_a_round_through_a_transaction_pooler_vacuums_too(dsn: str, conn: 
         finally:
             await vacuum.close()
     assert stats(conn, "jobs_queued")["vacuums"] == 1
+
+
+async def test_a_round_that_cannot_reach_the_database_is_logged_and_the_next_one_tries_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pgsched.live_vacuum")
+    vacuum = LiveVacuum(Settings(dsn="postgresql://postgres@127.0.0.1:1/nowhere", vacuum_interval_seconds=0.01))
+
+    def failures() -> int:
+        return len([r for r in caplog.records if getattr(r, "event", None) == "live_vacuum_failed"])
+
+    async def failed(n: int) -> bool:
+        return failures() >= n
+
+    try:
+        vacuum.tick(1.0)  # in the background: nothing raised here, nor in the leader's loop
+        await await_until(lambda: failed(1), timeout=15)
+        vacuum.tick(2.0)
+        await await_until(lambda: failed(2), timeout=15)
+    finally:
+        await vacuum.close()
