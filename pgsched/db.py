@@ -14,7 +14,7 @@ import os
 import select
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -211,6 +211,16 @@ async def session_async(
                 return conn
     except TimeoutError as exc:
         raise DatabaseUnavailable(f"could not connect within {within:g}s") from exc
+
+
+@contextlib.asynccontextmanager
+async def transaction_without_jit(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """A transaction on ``conn`` whose statements are never JIT-compiled: for statements that read many rows once
+    each (the leader's rollups and counts), where compiling past ``jit_above_cost`` costs more than it could save.
+    Transaction-local, so it holds behind a transaction pooler too and leaves the session as it was."""
+    async with conn.transaction():
+        await conn.execute(query("transaction_jit_off"))
+        yield
 
 
 def _pool_options(dsn: str, role: str, min_size: int, max_size: int) -> dict[str, Any]:

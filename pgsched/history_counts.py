@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgsched import db
 from pgsched.job_row import FINISH_SETTLE
 from pgsched.queries import query
 
@@ -43,14 +44,14 @@ class HistoryCounter:
         """One pass; returns the partitions counted whole."""
         await self.history_counts_add(conn, now=now)
         recounted = await self.history_count_recount(conn, now=now)
-        async with conn.cursor() as cur:
+        async with db.transaction_without_jit(conn), conn.cursor() as cur:
             await cur.execute(query("queue_counts_refresh"), {"now": now})
         return recounted
 
     async def history_counts_add(self, conn: psycopg.AsyncConnection[Any], *, now: datetime | None = None) -> int:
         """Add the jobs finished in (watermark, now - SETTLE] and move the watermark, in one transaction; returns how
         many counter rows were added to (0 as well when another leader holds the watermark)."""
-        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        async with db.transaction_without_jit(conn), conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("history_count_watermark_lock"), {"now": now, "settle": SETTLE.total_seconds()})
             window = await cur.fetchone()
             if window is None:
@@ -68,7 +69,7 @@ class HistoryCounter:
         params = {"now": now, "every": RECOUNT_EVERY.total_seconds()}
         async with conn.cursor(row_factory=dict_row) as cur:
             for _ in range(_MAX_RECOUNTS):
-                async with conn.transaction():
+                async with db.transaction_without_jit(conn):
                     await cur.execute(query("history_count_recount"), params)
                     row = await cur.fetchone()
                 if row is None:

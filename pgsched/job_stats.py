@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from pgsched import db
 from pgsched.job_row import FINISH_SETTLE
 from pgsched.metrics import LATENCY_BUCKETS
 from pgsched.queries import query
@@ -63,7 +64,7 @@ class JobStatsRollup:
             "settle": SETTLE.total_seconds(),
             "span": MAX_SPAN.total_seconds(),
         }
-        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        async with db.transaction_without_jit(conn), conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(query("job_stats_watermark_lock"), params)
             window = await cur.fetchone()
             if window is None or window["upto"] <= window["since"]:  # None: another leader is mid-pass

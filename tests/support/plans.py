@@ -31,6 +31,12 @@ def report_plans(conn: psycopg.Connection[Any]) -> None:
         conn.execute(setting)
 
 
+async def report_plans_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    """``report_plans`` for an async connection."""
+    for setting in _AUTO_EXPLAIN:
+        await conn.execute(setting)
+
+
 def with_jit(explained: dict[str, Any]) -> dict[str, Any]:
     """The plan of one EXPLAIN (or auto_explain) JSON result, with its JIT summary under "JIT" if it was compiled."""
     plan: dict[str, Any] = explained["Plan"]
@@ -44,7 +50,9 @@ def jit_compiled(node: dict[str, Any]) -> int:
 
 
 @contextmanager
-def reported_plans(conn: psycopg.Connection[Any], wanted: Callable[[str], bool]) -> Iterator[list[dict[str, Any]]]:
+def reported_plans(
+    conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], wanted: Callable[[str], bool]
+) -> Iterator[list[dict[str, Any]]]:
     """While open, collect the plans reported (see report_plans) of statements whose text ``wanted`` accepts (with
     the JIT compilation of the statement, if any, under "JIT")."""
     plans: list[dict[str, Any]] = []
