@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 MIN_DEAD = 1000  # below this many dead tuples a vacuum is not worth its scan
 DEAD_SHARE = 0.2  # and not below this share of the live tuples (a large backlog can carry some)
-# Only these tables, by name: the query returns names from the catalog, and nothing else is ever vacuumed here.
-_TABLES = frozenset({"jobs_queued", "jobs_running"})
 _CONNECT_SECONDS = 5.0
 
 
@@ -69,9 +67,7 @@ class LiveVacuum:
             await cur.execute(query("live_partitions_to_vacuum"), {"min_dead": MIN_DEAD, "share": DEAD_SHARE})
             due = await cur.fetchall()
         done = []
-        for name, dead, live, may_vacuum in due:
-            if name not in _TABLES:
-                continue
+        for name, dead, live, may_vacuum in due:  # only jobs_queued and jobs_running: the query names them
             if not may_vacuum:
                 self._refuse(name)
                 continue
@@ -92,16 +88,14 @@ class LiveVacuum:
         return done
 
     async def close(self) -> None:
-        """Stop a round in flight (the server is asked to cancel its VACUUM) and close the connection."""
+        """Stop a round in flight and close the connection (psycopg asks the server to cancel a statement whose
+        task is cancelled, so no VACUUM outlives the term)."""
         task, self._task = self._task, None
-        conn, self._conn = self._conn, None
         if task is not None and not task.done():
-            if conn is not None and not conn.closed:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.cancel_safe(timeout=2.0)
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
+        conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
 

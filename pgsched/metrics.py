@@ -153,7 +153,9 @@ LISTENER_RECONNECTS = Counter("pgsched_listener_reconnects_total", "Times the LI
 LEADER_IS_LEADER = Gauge("pgsched_leader_is_leader", "1 while this process holds the leader lock.")
 SCHEDULES_FIRED = Counter("pgsched_schedules_fired_total", "Cron jobs inserted by this leader.", ["schedule"])
 LIVE_VACUUMS = Counter(
-    "pgsched_live_vacuums_total", "Vacuums of a live partition (jobs_queued, jobs_running) by this leader.", ["table"]
+    "pgsched_live_vacuums_total",
+    "Vacuums of a live partition (jobs_queued, jobs_running) this leader ran (one skipped as locked included).",
+    ["table"],
 )
 DEDUPE_CACHE_HITS = Counter("pgsched_dedupe_cache_hits_total", "Run-key lookups answered by the Redis cache.")
 DEDUPE_CACHE_MISSES = Counter("pgsched_dedupe_cache_misses_total", "Run-key lookups the Redis cache could not answer.")
