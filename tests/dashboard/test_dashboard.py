@@ -26,6 +26,27 @@ def test_a_token_is_required_and_a_wrong_one_is_refused(dashboard: Any, shot: Ca
     assert not page.is_visible("#login")
 
 
+def test_a_page_opened_while_sign_in_is_answering_gets_the_tokens_actions(
+    dashboard: Any, conn: psycopg.Connection[Any]
+) -> None:
+    """A slow /whoami (a loaded server): a list opened meanwhile is drawn once the scope is known, with its
+    checkboxes, not drawn read-only and then kept because its filters did not change."""
+    page, api = dashboard
+    (job,) = insert_jobs(conn, 1, task="fail_always", state="dead", attempt=3, max_attempts=3)
+    conn.execute("UPDATE pgsched.jobs SET finished_at = now() WHERE id = %s", [job])
+    held: list[Any] = []
+    page.route("**/dashboard/api/whoami", held.append)
+    sign_in(page, api)
+    page.wait_for_function("() => !!localStorage.length")  # the token is stored; /whoami has not answered
+    page.goto(f"{api.url}/#/jobs?view=dead")
+    while not held:  # Playwright runs the route handler while it waits
+        page.wait_for_timeout(50)
+    for route in held:
+        route.continue_()
+    page.unroute("**/dashboard/api/whoami")
+    page.wait_for_selector(f"#jobs-table tr[data-key='{job}'] input[type=checkbox]")
+
+
 def _serves(dsn: str, task: str) -> bool:
     """POST /jobs refuses a task no live worker has registered: the form's job needs the worker up first."""
     with psycopg.connect(dsn) as conn:

@@ -10,7 +10,8 @@ const PAGE = 50;
 const MAX_REFRESH_ROWS = 1000; // the API's page-size cap: past it a list stops auto-refreshing
 const RANK = { read: 1, write: 2, admin: 3 };
 const JOB_VIEWS = ["all", "available", "scheduled", "retrying", "running", "succeeded", "dead", "cancelled"];
-const S = { scope: "read", route: { view: "overview" }, queues: [], lastStats: 0, jobs: null, dead: null, jobSig: "", scheduleName: null };
+// scope stays null until /whoami answers: nothing is routed or drawn before the page knows what the token may do.
+const S = { scope: null, route: { view: "overview" }, queues: [], lastStats: 0, jobs: null, dead: null, jobSig: "", scheduleName: null };
 
 // ---------------------------------------------------------------- DOM and formatting helpers
 function el(tag, attrs, ...children) {
@@ -192,6 +193,7 @@ class KeyedTable {
 
 // ---------------------------------------------------------------- sign in, scope, theme
 function showLogin(message) {
+  S.scope = null;
   $("login").hidden = false;
   $("nav").hidden = true;
   $("logout").hidden = true;
@@ -278,7 +280,7 @@ const REFRESH = {
 let refreshing = false;
 
 async function refresh() {
-  if (!localStorage.getItem(TOKEN_KEY) || refreshing) return;
+  if (!S.scope || refreshing) return;
   refreshing = true;
   try {
     await REFRESH[S.route.view]();
@@ -882,7 +884,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("dead-purge")?.addEventListener("click", (ev) => deadBulk(ev, "/dead/purge", "purged"));
   $("chart-filters").addEventListener("change", () => { S.lastStats = 0; refresh(); });
   $("chart-filters").addEventListener("submit", (ev) => { ev.preventDefault(); S.lastStats = 0; refresh(); });
-  window.addEventListener("hashchange", () => { if (localStorage.getItem(TOKEN_KEY)) route(); });
+  window.addEventListener("hashchange", () => { if (S.scope) route(); }); // before /whoami answers, start() routes
   if (localStorage.getItem(TOKEN_KEY)) start(); else showLogin("");
   setInterval(() => { if (!document.hidden) refresh(); }, 2000);
 });
