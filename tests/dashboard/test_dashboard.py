@@ -35,7 +35,7 @@ def test_a_page_opened_while_sign_in_is_answering_gets_the_tokens_actions(
     (job,) = insert_jobs(conn, 1, task="fail_always", state="dead", attempt=3, max_attempts=3)
     conn.execute("UPDATE pgsched.jobs SET finished_at = now() WHERE id = %s", [job])
     held: list[Any] = []
-    page.route("**/dashboard/api/whoami", held.append)
+    page.route("**/dashboard/api/whoami", lambda route: held.append(route))  # noqa: PLW0108 - Playwright wraps a Python function, not a builtin
     sign_in(page, api)
     page.wait_for_function("() => !!localStorage.length")  # the token is stored; /whoami has not answered
     page.goto(f"{api.url}/#/jobs?view=dead")
