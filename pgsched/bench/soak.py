@@ -14,6 +14,7 @@ pg_stat_statements counters.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -265,6 +266,11 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
     first_p99, last_p99 = _mean([s.p99_ms for s in head]), _mean([s.p99_ms for s in tail])
     before = _statement_means(samples[0], head[-1]) if samples[0].statements else {}
     after = _statement_means(tail[0], samples[-1]) if samples[-1].statements else {}
+    # Every window's mean in turn: a step in the first window only (tables filling up to their retention) reads
+    # differently from a slope that lasts.
+    # (The last may be shorter than the others.)
+    points = [0, *range(w - 1, len(samples) - 1, w), len(samples) - 1]
+    windows = [_statement_means(samples[a], samples[b]) for a, b in itertools.pairwise(points) if b > a]
     # Calls beside each mean: a leader statement that summarises what finished since its last call (a rollup) takes
     # longer per call when it is called less often; its time per window then tells whether it really slowed.
     statements = [
@@ -274,6 +280,7 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
             "last_mean_ms": mean,
             "first_calls": before[key][2],
             "last_calls": calls,
+            "window_means_ms": [m[key][1] if key in m else None for m in windows],
         }
         for key, (text, mean, calls) in after.items()
         if key in before

@@ -289,6 +289,9 @@ def _print_summary(result: dict[str, Any]) -> None:
         for s in summary["statements"][:15]:
             click.echo(f"  {s['first_mean_ms']:>8.3f} -> {s['last_mean_ms']:>8.3f}  "
                        f"({s['first_calls']:,} -> {s['last_calls']:,})  {s['query']}")  # fmt: skip
+            if len(s["window_means_ms"]) > 2:
+                means = ("-" if m is None else f"{m:.3f}" for m in s["window_means_ms"])
+                click.echo(f"            every {w:.0f} s: {' -> '.join(means)}")
 
 
 @bench.command("workflows")

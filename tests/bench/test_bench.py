@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -184,6 +185,23 @@ def test_soak_summary_tells_a_growing_table_and_a_slowing_statement_from_flat_on
     assert slower["first_calls"] > 0 and slower["last_calls"] > 0  # each mean with its calls
     [same] = stays["statements"]
     assert same["last_mean_ms"] == pytest.approx(same["first_mean_ms"])
+
+
+def test_soak_summary_gives_every_windows_mean_to_tell_a_first_window_step_from_a_slope() -> None:
+    # Samples every 10 s, 30 s windows (a third of nine samples): "step" costs 1 ms a call in the first window and
+    # 2 ms after; "slope" one more millisecond every window.
+    def cumulative(mean_at: Callable[[int], float]) -> list[Sample]:
+        samples, total = [], 0.0
+        for i in range(1, 10):
+            total += 10 * mean_at(i)
+            samples.append(_sample(10.0 * i, 1_000, {"q": ("UPDATE x", 10 * i, total)}))
+        return samples
+
+    [step] = summarize(cumulative(lambda i: 1.0 if i <= 3 else 2.0))["statements"]
+    [slope] = summarize(cumulative(lambda i: float((i - 1) // 3 + 1)))["statements"]
+
+    assert step["window_means_ms"] == pytest.approx([1.0, 2.0, 2.0])
+    assert slope["window_means_ms"] == pytest.approx([1.0, 2.0, 3.0])
 
 
 def test_a_cold_drain_with_two_worker_processes_runs_every_job_once(dsn: str) -> None:
