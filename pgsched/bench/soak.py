@@ -266,9 +266,8 @@ def summarize(samples: list[Sample]) -> dict[str, Any]:
     first_p99, last_p99 = _mean([s.p99_ms for s in head]), _mean([s.p99_ms for s in tail])
     before = _statement_means(samples[0], head[-1]) if samples[0].statements else {}
     after = _statement_means(tail[0], samples[-1]) if samples[-1].statements else {}
-    # Every window's mean in turn: a step in the first window only (tables filling up to their retention) reads
-    # differently from a slope that lasts.
-    # (The last may be shorter than the others.)
+    # Every window's mean in turn (the last may be shorter): a step in the first window only (tables filling up to
+    # their retention) reads differently from a slope that lasts.
     points = [0, *range(w - 1, len(samples) - 1, w), len(samples) - 1]
     windows = [_statement_means(samples[a], samples[b]) for a, b in itertools.pairwise(points) if b > a]
     # Calls beside each mean: a leader statement that summarises what finished since its last call (a rollup) takes

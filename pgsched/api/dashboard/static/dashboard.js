@@ -212,7 +212,7 @@ async function login(event) {
   try {
     await whoami();
     $("token").value = "";
-    start();
+    route(); // the scope is known: start() would only ask /whoami again
   } catch (error) {
     localStorage.removeItem(TOKEN_KEY);
     showLogin(error.status === 401 ? "That token was not accepted." : error.message);
@@ -884,7 +884,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("dead-purge")?.addEventListener("click", (ev) => deadBulk(ev, "/dead/purge", "purged"));
   $("chart-filters").addEventListener("change", () => { S.lastStats = 0; refresh(); });
   $("chart-filters").addEventListener("submit", (ev) => { ev.preventDefault(); S.lastStats = 0; refresh(); });
-  window.addEventListener("hashchange", () => { if (S.scope) route(); }); // before /whoami answers, start() routes
+  window.addEventListener("hashchange", () => { if (S.scope) route(); }); // before /whoami answers, sign-in routes
   if (localStorage.getItem(TOKEN_KEY)) start(); else showLogin("");
   setInterval(() => { if (!document.hidden) refresh(); }, 2000);
 });
