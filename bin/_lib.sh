@@ -31,6 +31,10 @@ ensure_venv() {
         "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$extras]"
         echo "$want" >"$stamp"
     fi
+    # Bytecode for every module, as `pip install` writes for a deployed package: under PYTHONDONTWRITEBYTECODE=1
+    # each cold pgsched process (the tests', the bench's workers) would otherwise compile them all at its start.
+    # Fresh files are skipped.
+    "$VENV/bin/python" -m compileall -q "$ROOT/pgsched" >/dev/null || true
 }
 
 # Start the machine's PostgreSQL and Redis when they are installed but stopped. Never fails:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from pgsched.bench.history import _load as _history_load
 from pgsched.bench.scratch import Databases, admin_dsn
 from pgsched.bench.server import settings_report
 from pgsched.bench.soak import Sample, summarize
-from pgsched.bench.workers import QUEUE
+from pgsched.bench.workers import PACKAGE, QUEUE, compile_package
 from pgsched.cli import cli
 from pgsched.cli.base import run_cli
 from pgsched.queries import query
@@ -202,6 +203,29 @@ def test_soak_summary_gives_every_windows_mean_to_tell_a_first_window_step_from_
 
     assert step["window_means_ms"] == pytest.approx([1.0, 2.0, 2.0])
     assert slope["window_means_ms"] == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_the_bench_compiles_the_package_so_a_cold_worker_compiles_no_module_of_it(tmp_path: Any) -> None:
+    # A copy without bytecode, as a fresh editable checkout is; the worker's imports in a fresh interpreter under
+    # PYTHONDONTWRITEBYTECODE=1 (this machine's setting), which prints "code object from <source>" per compiled module.
+    package = tmp_path / "pgsched"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(os.path.join(os.path.dirname(PACKAGE), "sql"), tmp_path / "sql")
+    imports = "import pgsched.cli, pgsched.bench.tasks, pgsched.worker.runtime"
+
+    def compiled_from_source() -> list[str]:
+        env = {**os.environ, "PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+        done = subprocess.run([sys.executable, "-v", "-c", imports], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        assert f"{package}{os.sep}cli{os.sep}__init__.py" in done.stderr  # the copy is what was imported
+        return [line for line in done.stderr.splitlines() if line.startswith(f"# code object from {package}")]
+
+    assert len(compiled_from_source()) > 30
+    assert compile_package(str(package))
+    assert compiled_from_source() == []
+    (package / "clock.py").write_text((package / "clock.py").read_text() + "\n# edited\n")
+    os.utime(package / "clock.py", (1, 1))  # a source whose time differs from its bytecode's: recompiled, not trusted
+    assert compiled_from_source() == [f"# code object from {package / 'clock.py'}"]
 
 
 def test_a_cold_drain_with_two_worker_processes_runs_every_job_once(dsn: str) -> None:
