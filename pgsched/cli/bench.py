@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
-from pgsched.bench import STATS_STATES, BenchOptions, bench_server, run_bench
 from pgsched.bench.cron import cron_run
 from pgsched.bench.history import history_bench
+from pgsched.bench.run import STATS_STATES, BenchOptions, bench_server, run_bench
 from pgsched.bench.scratch import DEFAULT_PREFIX, Databases, admin_dsn
 from pgsched.bench.soak import Sample, SoakOptions, soak
 from pgsched.bench.workflows import DRAIN_KINDS, creation_cost, drain_rate
