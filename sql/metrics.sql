@@ -4,39 +4,59 @@
 -- worker_lost / lease_expired (counted as lost); every other kind (exception, timeout, no_retry, retry, discard, result,
 -- snooze_limit, ...) is one. An attempt's bucket is the smallest bound at or above its value: width_bucket over the negated
 -- bounds counts the bounds >= value.
+-- One pass over the jobs: each job's counts and the buckets of its duration and wait, summed per (queue, task, duration
+-- bucket, wait bucket), at most a few hundred groups, from which the totals and the buckets are summed: the jobs are
+-- never stored for a second look (a materialized list of 100,000 spilled to disk). Per job, nothing is parsed that it
+-- does not need: an empty errors array (most jobs) is not expanded, and the seconds are date_part's float8 (extract's
+-- numeric cast to float8 went through its text form). About a quarter less time than before (2026-12-02, 100,000 jobs).
 WITH bounds AS (
     SELECT %(bounds)s::float8[] AS le,
            (SELECT array_agg(-b ORDER BY b DESC) FROM unnest(%(bounds)s::float8[]) AS b) AS negated
 ), fresh AS (
-    SELECT j.queue, j.task, j.state, j.attempt + e.snoozed AS started, e.failed, e.lost, k.died_failing,
-           CASE WHEN k.timed THEN greatest(extract(epoch FROM j.finished_at - j.started_at), 0)::float8 END AS duration,
-           CASE WHEN k.timed THEN greatest(extract(epoch FROM j.started_at - j.run_at), 0)::float8 END AS wait
-      FROM pgsched.jobs j
-     CROSS JOIN LATERAL (
-           SELECT count(*) FILTER (WHERE coalesce(x ->> 'kind', 'exception')
-                                   NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired')) AS failed,
-                  count(*) FILTER (WHERE x ->> 'kind' IN ('worker_lost', 'lease_expired')) AS lost,
-                  count(*) FILTER (WHERE x ->> 'kind' = 'snooze') AS snoozed,
-                  coalesce(j.errors -> -1 ->> 'kind', 'exception') AS last_kind
-             FROM jsonb_array_elements(j.errors) AS x) AS e
-     CROSS JOIN LATERAL (
-           -- died_failing: the last failure was not queued again; timed: the last attempt ran to an end in a worker
-           SELECT j.state = 'dead' AND e.failed > 0
-                  AND e.last_kind NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired') AS died_failing,
-                  j.started_at IS NOT NULL
-                  AND (j.state = 'succeeded'
-                       OR (j.state = 'dead' AND e.last_kind NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired'))
-                       OR (j.state = 'cancelled' AND e.last_kind = 'cancel')) AS timed) AS k
-     WHERE j.state IN ('succeeded', 'dead', 'cancelled')
-       AND j.finished_at > %(since)s::timestamptz
-       AND j.finished_at <= %(upto)s::timestamptz
+    -- One pass: each job's counts, and the bucket of its duration and wait, summed per (queue, task, buckets), a few
+    -- hundred groups at most, so neither the jobs nor a second pass over them is ever stored.
+    SELECT f.queue, f.task, f.duration_le, f.wait_le,
+           sum(f.started) AS started, count(*) FILTER (WHERE f.state = 'succeeded') AS succeeded,
+           sum(f.failed) AS failed, sum(f.failed - f.died_failing::int) AS retried,
+           count(*) FILTER (WHERE f.state = 'dead') AS dead, count(*) FILTER (WHERE f.state = 'cancelled') AS cancelled,
+           sum(f.lost) AS lost, coalesce(sum(f.duration), 0) AS duration_sum, coalesce(sum(f.wait), 0) AS wait_sum,
+           count(*) AS jobs
+      FROM (SELECT j.queue, j.task, j.state, j.attempt + e.snoozed AS started, e.failed, e.lost, k.died_failing,
+                   t.duration, t.wait,
+                   CASE WHEN t.duration IS NOT NULL
+                        THEN coalesce(b.le[cardinality(b.le) - width_bucket(-t.duration, b.negated) + 1], 'Infinity') END
+                       AS duration_le,
+                   CASE WHEN t.wait IS NOT NULL
+                        THEN coalesce(b.le[cardinality(b.le) - width_bucket(-t.wait, b.negated) + 1], 'Infinity') END
+                       AS wait_le
+              FROM pgsched.jobs j
+             CROSS JOIN bounds b
+             CROSS JOIN LATERAL (
+                   SELECT c.failed, c.lost, c.snoozed, coalesce(j.errors -> -1 ->> 'kind', 'exception') AS last_kind
+                     FROM (SELECT count(*) FILTER (WHERE coalesce(x ->> 'kind', 'exception')
+                                                   NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired')) AS failed,
+                                  count(*) FILTER (WHERE x ->> 'kind' IN ('worker_lost', 'lease_expired')) AS lost,
+                                  count(*) FILTER (WHERE x ->> 'kind' = 'snooze') AS snoozed
+                             FROM jsonb_array_elements(CASE WHEN j.errors <> '[]' THEN j.errors END) AS x) AS c) AS e
+             CROSS JOIN LATERAL (
+                   SELECT j.state = 'dead' AND e.failed > 0
+                          AND e.last_kind NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired') AS died_failing,
+                          j.started_at IS NOT NULL
+                          AND (j.state = 'succeeded'
+                               OR (j.state = 'dead' AND e.last_kind NOT IN ('cancel', 'snooze', 'expired', 'worker_lost', 'lease_expired'))
+                               OR (j.state = 'cancelled' AND e.last_kind = 'cancel')) AS timed) AS k
+             CROSS JOIN LATERAL (
+                   SELECT CASE WHEN k.timed THEN greatest(date_part('epoch', j.finished_at - j.started_at), 0) END AS duration,
+                          CASE WHEN k.timed THEN greatest(date_part('epoch', j.started_at - j.run_at), 0) END AS wait) AS t
+             WHERE j.state IN ('succeeded', 'dead', 'cancelled')
+               AND j.finished_at > %(since)s::timestamptz
+               AND j.finished_at <= %(upto)s::timestamptz) AS f
+     GROUP BY f.queue, f.task, f.duration_le, f.wait_le
 ), totals AS (
     INSERT INTO pgsched.job_totals AS t
            (queue, task, started, succeeded, failed, retried, dead, cancelled, lost, duration_sum, wait_sum)
-    SELECT f.queue, f.task, sum(f.started), count(*) FILTER (WHERE f.state = 'succeeded'), sum(f.failed),
-           sum(f.failed - f.died_failing::int), count(*) FILTER (WHERE f.state = 'dead'),
-           count(*) FILTER (WHERE f.state = 'cancelled'), sum(f.lost),
-           coalesce(sum(f.duration), 0), coalesce(sum(f.wait), 0)
+    SELECT f.queue, f.task, sum(f.started), sum(f.succeeded), sum(f.failed), sum(f.retried), sum(f.dead),
+           sum(f.cancelled), sum(f.lost), sum(f.duration_sum), sum(f.wait_sum)
       FROM fresh f
      GROUP BY f.queue, f.task
     ON CONFLICT (queue, task) DO UPDATE SET
@@ -47,13 +67,10 @@ WITH bounds AS (
     RETURNING 1
 ), buckets AS (
     INSERT INTO pgsched.job_total_buckets AS b (queue, task, metric, le, jobs)
-    SELECT m.queue, m.task, m.metric,
-           coalesce(bounds.le[cardinality(bounds.le) - width_bucket(-m.seconds, bounds.negated) + 1], 'Infinity'),
-           count(*)
-      FROM (SELECT queue, task, 'duration' AS metric, duration AS seconds FROM fresh WHERE duration IS NOT NULL
+    SELECT m.queue, m.task, m.metric, m.le, sum(m.jobs)
+      FROM (SELECT queue, task, 'duration' AS metric, duration_le AS le, jobs FROM fresh WHERE duration_le IS NOT NULL
             UNION ALL
-            SELECT queue, task, 'wait', wait FROM fresh WHERE wait IS NOT NULL) AS m
-     CROSS JOIN bounds
+            SELECT queue, task, 'wait', wait_le, jobs FROM fresh WHERE wait_le IS NOT NULL) AS m
      GROUP BY 1, 2, 3, 4
     ON CONFLICT (queue, task, metric, le) DO UPDATE SET jobs = b.jobs + EXCLUDED.jobs
     RETURNING 1

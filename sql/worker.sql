@@ -97,8 +97,9 @@ plain_all AS MATERIALIZED (
      -- Locked above in jobs_queued (the state prunes to it): read by tuple id, one heap tuple per job (migration 0051).
      WHERE j.ctid = ANY (ARRAY(SELECT claimed.row_tid FROM claimed)) AND j.state IN ('waiting', 'queued')
     RETURNING j.id, j.queue, j.task, j.args, j.attempt,
-              extract(epoch FROM j.timeout)::float8 AS timeout_seconds,
-              extract(epoch FROM j.started_at - j.run_at)::float8 AS waited_seconds,
+              -- date_part: float8 at once (extract's numeric reaches float8 through its text form, 0.2 µs a value)
+              date_part('epoch', j.timeout) AS timeout_seconds,
+              date_part('epoch', j.started_at - j.run_at) AS waited_seconds,
               false AS limited, j.lease, j.alone AS isolate, j.state
 ),
 plain AS MATERIALIZED (
