@@ -105,12 +105,13 @@ SELECT coalesce(upto, coalesce(%(now)s::timestamptz, now()) - make_interval(secs
 
 -- name: job_stats_rollup
 -- Add jobs finished in (since, upto] to their minute and hour rows, reading only those jobs through jobs_finished_idx.
--- Per job, nothing is parsed that it does not need: an empty errors array (most jobs) is not expanded, and the seconds
--- are date_part's float8 (extract's numeric went through its text form to become float8): about a quarter less time.
+-- Per job: an empty errors array (most jobs) is not expanded, and the seconds are date_part's float8 (extract's numeric
+-- reaches float8 through its text form).
 WITH fresh AS (
     SELECT date_trunc('minute', j.finished_at, 'UTC') AS minute, j.queue, j.task,
            count(*) FILTER (WHERE j.state = 'succeeded') AS succeeded,
-           coalesce(sum((SELECT count(*) FROM jsonb_array_elements(CASE WHEN j.errors <> '[]' THEN j.errors END) AS x  -- a snooze or cancel is no failure
+           coalesce(sum((SELECT count(*)  -- a snooze or cancel is no failure
+                           FROM jsonb_array_elements(CASE WHEN j.errors <> '[]' THEN j.errors END) AS x
                           WHERE coalesce(x ->> 'kind', 'exception') NOT IN ('snooze', 'cancel'))), 0) AS failed,
            count(*) FILTER (WHERE j.state = 'dead') AS dead,
            count(*) FILTER (WHERE j.state = 'cancelled') AS cancelled,
