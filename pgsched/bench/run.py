@@ -3,6 +3,7 @@ per job; every figure once per run, and the medians."""
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,9 +17,10 @@ from pgsched.bench.probes import notify_rates, start_latency
 from pgsched.bench.scratch import DEFAULT_PREFIX, Databases, admin_dsn
 from pgsched.bench.server import PrivateServer, ServerSettings, settings_report
 
-__all__ = ["STATS_STATES", "BenchOptions", "bench_server", "medians", "run_bench"]
+__all__ = ["STATS_STATES", "BenchOptions", "bench_server", "medians", "paired_ratios", "run_bench"]
 
 BASELINE = "after-load"  # the statistics state of production: autoanalyze ran after the load
+_DRAIN_RATE = re.compile(r"drain\.([a-z0-9.-]+)\.([0-9]+)\.jobs_per_s")
 
 
 @dataclass(frozen=True)
@@ -60,19 +62,42 @@ def medians(runs: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.median(run[key] for run in runs if key in run) for key in keys}
 
 
-def _drains(options: BenchOptions) -> list[tuple[str, int]]:
+def _drains(options: BenchOptions, index: int) -> list[tuple[str, int]]:
+    """Run ``index``'s drains, rotated one step a run: no drain is always the first of a run (the machine's
+    state after the previous run's enqueue side would then always favour, or always cost, the same one)."""
     plan = [(stats, 1) for stats in options.stats_states]
-    return plan + [(BASELINE, n) for n in options.processes if (BASELINE, n) not in plan]
+    plan += [(BASELINE, n) for n in options.processes if (BASELINE, n) not in plan]
+    turn = index % len(plan)
+    return plan[turn:] + plan[:turn]
+
+
+def paired_ratios(figures: dict[str, float]) -> dict[str, float]:
+    """Each drain's rate over its reference drain's in the same run: a one-process drain over the one without
+    statistics (``.vs_none``), a drain of several processes over one process in its state (``.vs_one``). The
+    median of these is the figure the targets name; pairing leaves out the drift of a machine between runs,
+    which a ratio of two medians keeps."""
+    ratios: dict[str, float] = {}
+    for key, rate in figures.items():
+        match = _DRAIN_RATE.fullmatch(key)
+        if match is None:
+            continue
+        stats, processes = match.group(1), int(match.group(2))
+        reference, name = ("none", "vs_none") if processes == 1 else (stats, "vs_one")
+        base = figures.get(f"drain.{reference}.1.jobs_per_s")
+        if base:
+            ratios[f"drain.{stats}.{processes}.{name}"] = rate / base
+    return ratios
 
 
 def run_once(options: BenchOptions, databases: Databases, index: int) -> dict[str, float]:
     """Every figure once: cold drains per statistics state and per process count, then the enqueue side."""
     figures: dict[str, float] = {}
-    for stats, processes in _drains(options):
+    for stats, processes in _drains(options, index):
         result = cold_drain(
             databases, backlog=options.backlog, processes=processes, concurrency=options.concurrency, stats=stats
         )
         figures |= result.figures()
+    figures |= paired_ratios(figures)
     dsn = databases.clone(f"enqueue{index}")
     try:
         figures |= single_enqueue(dsn, options.enqueue_samples)

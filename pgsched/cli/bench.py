@@ -120,9 +120,10 @@ def _print(report: dict[str, Any]) -> None:
     click.echo(f"median of {opts['runs']} runs (each run in brackets)")
     backlog, c = opts["backlog"], opts["concurrency"]
     _drain_table(report, f"stats states: one cold worker process (concurrency {c}), {backlog:,}-job backlog",
-                 [(s, f"drain.{s}.1", "drain.none.1") for s in opts["stats_states"]], "% of none")  # fmt: skip
+                 [(s, f"drain.{s}.1", f"drain.{s}.1.vs_none") for s in opts["stats_states"]], "% of none")  # fmt: skip
     _drain_table(report, f"cold worker processes (concurrency {c} each, statistics after load), {backlog:,} jobs",
-                 [(f"{n} process{'es' if n > 1 else ''}", f"drain.after-load.{n}", "drain.after-load.1")
+                 [(f"{n} process{'es' if n > 1 else ''}", f"drain.after-load.{n}",
+                   f"drain.after-load.{n}.vs_one" if n > 1 else None)
                   for n in opts["processes"]], "% of one")  # fmt: skip
     _table(report, "CPU per job (one process, statistics after load), ms", [
         ("worker process", "drain.after-load.1.worker_cpu_ms_per_job", "{:.4f}", None),
@@ -153,8 +154,9 @@ def _print(report: dict[str, Any]) -> None:
     ], "")  # fmt: skip
 
 
-def _drain_table(report: dict[str, Any], title: str, rows: Sequence[tuple[str, str, str]], ratio: str) -> None:
-    """Jobs/s by the database (first start to last finish), its ratio, wall-clock rates, start-up, ANALYZEs."""
+def _drain_table(report: dict[str, Any], title: str, rows: Sequence[tuple[str, str, str | None]], ratio: str) -> None:
+    """Jobs/s by the database (first start to last finish), its ratio to the reference drain (the median of each
+    run's own ratio), wall-clock rates, start-up, ANALYZEs."""
     median, runs = report["median"], report["runs"]
     present = [row for row in rows if f"{row[1]}.jobs_per_s" in median]
     if not present:
@@ -162,9 +164,9 @@ def _drain_table(report: dict[str, Any], title: str, rows: Sequence[tuple[str, s
     click.echo(f"\n{title}")
     click.echo(f"  {'':<14} {'jobs/s (DB)':>11} {ratio:>10} {'wall, 1st job':>13} {'from spawn':>10} "
                f"{'1st job s':>9} {'ANALYZE':>7} {'auto':>4}  per run (DB)")  # fmt: skip
-    for label, key, reference in present:
-        rate, base = median[f"{key}.jobs_per_s"], median.get(f"{reference}.jobs_per_s")
-        share = f"{100.0 * rate / base:.0f}" if base else "-"
+    for label, key, ratio_key in present:
+        rate, paired = median[f"{key}.jobs_per_s"], 1.0 if ratio_key is None else median.get(ratio_key)
+        share = f"{100.0 * paired:.0f}" if paired is not None else "-"
         per_run = " ".join(f"{run[f'{key}.jobs_per_s']:,.0f}" for run in runs if f"{key}.jobs_per_s" in run)
         click.echo(f"  {label:<14} {rate:>11,.0f} {share:>10} {median[f'{key}.from_first_jobs_per_s']:>13,.0f} "
                    f"{median[f'{key}.from_spawn_jobs_per_s']:>10,.0f} {median[f'{key}.first_job_s']:>9.2f} "

@@ -23,12 +23,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pgsched.bench.drain import cold_drain
 from pgsched.bench.history import _load as _history_load
+from pgsched.bench.run import BenchOptions, _drains, medians, paired_ratios
 from pgsched.bench.scratch import Databases, admin_dsn
 from pgsched.bench.server import settings_report
 from pgsched.bench.soak import Sample, summarize
 from pgsched.bench.workers import PACKAGE, QUEUE, compile_package
 from pgsched.cli import cli
 from pgsched.cli.base import run_cli
+from pgsched.cli.bench import _drain_table
 from pgsched.queries import query
 from tests.support.plans import buffers_used
 
@@ -203,6 +205,41 @@ def test_soak_summary_gives_every_windows_mean_to_tell_a_first_window_step_from_
 
     assert step["window_means_ms"] == pytest.approx([1.0, 2.0, 2.0])
     assert slope["window_means_ms"] == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_a_drains_ratio_is_the_median_of_each_runs_own_ratio_not_a_ratio_of_medians(capsys: Any) -> None:
+    # A machine that drifts between runs: each run's after-load drain is 90 % of its own run's none, but the third
+    # run was slow for none alone. The ratio of the medians (31 / 30) would say 103 %.
+    runs = [
+        {"drain.none.1.jobs_per_s": 40.0, "drain.after-load.1.jobs_per_s": 36.0, "drain.after-load.2.jobs_per_s": 54.0},
+        {"drain.none.1.jobs_per_s": 30.0, "drain.after-load.1.jobs_per_s": 27.0, "drain.after-load.2.jobs_per_s": 27.0},
+        {"drain.none.1.jobs_per_s": 20.0, "drain.after-load.1.jobs_per_s": 31.0, "drain.after-load.2.jobs_per_s": 62.0},
+    ]
+    for run in runs:
+        run.update(paired_ratios(run))
+        for key in [k for k in run if k.endswith(".jobs_per_s")]:
+            stem = key.removesuffix(".jobs_per_s")
+            for name in ("from_first_jobs_per_s", "from_spawn_jobs_per_s", "first_job_s", "analyzes", "autoanalyzes"):
+                run[f"{stem}.{name}"] = 1.0
+
+    assert runs[0]["drain.after-load.1.vs_none"] == pytest.approx(0.9)
+    assert runs[0]["drain.after-load.2.vs_one"] == pytest.approx(1.5)
+    assert "drain.after-load.2.vs_none" not in runs[0]  # several processes are compared with one, in their state
+    report = {"median": medians(runs), "runs": runs}
+    _drain_table(report, "states", [("after-load", "drain.after-load.1", "drain.after-load.1.vs_none")], "% of none")
+    _drain_table(report, "processes", [("2", "drain.after-load.2", "drain.after-load.2.vs_one")], "% of one")
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert rows == [["jobs/s", "(DB)", "%"], ["after-load", "31", "90"], ["jobs/s", "(DB)", "%"], ["2", "54", "150"]]
+
+
+def test_no_drain_is_the_first_of_every_run() -> None:
+    options = BenchOptions(processes=(1, 2, 4))
+    plans = [_drains(options, index) for index in range(5)]
+
+    assert len({plan[0] for plan in plans}) == 5
+    assert all(sorted(plan) == sorted(plans[0]) for plan in plans)
+    assert sorted(plans[0]) == sorted([("none", 1), ("after-load", 1), ("every-0.5s", 1), ("after-load", 2),
+                                       ("after-load", 4)])  # fmt: skip
 
 
 def test_the_bench_compiles_the_package_so_a_cold_worker_compiles_no_module_of_it(tmp_path: Any) -> None:
