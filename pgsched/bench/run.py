@@ -3,9 +3,8 @@ per job; every figure once per run, and the medians."""
 
 from __future__ import annotations
 
-import re
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,7 +19,6 @@ from pgsched.bench.server import PrivateServer, ServerSettings, settings_report
 __all__ = ["STATS_STATES", "BenchOptions", "bench_server", "medians", "paired_ratios", "run_bench"]
 
 BASELINE = "after-load"  # the statistics state of production: autoanalyze ran after the load
-_DRAIN_RATE = re.compile(r"drain\.([a-z0-9.-]+)\.([0-9]+)\.jobs_per_s")
 
 
 @dataclass(frozen=True)
@@ -71,19 +69,15 @@ def _drains(options: BenchOptions, index: int) -> list[tuple[str, int]]:
     return plan[turn:] + plan[:turn]
 
 
-def paired_ratios(figures: dict[str, float]) -> dict[str, float]:
-    """Each drain's rate over its reference drain's in the same run: a one-process drain over the one without
-    statistics (``.vs_none``), a drain of several processes over one process in its state (``.vs_one``). The
-    median of these is the figure the targets name; pairing leaves out the drift of a machine between runs,
-    which a ratio of two medians keeps."""
+def paired_ratios(rates: Mapping[tuple[str, int], float]) -> dict[str, float]:
+    """Each drain's rate (by statistics state and process count) over its reference drain's in the same run: a
+    one-process drain over the one without statistics (``.vs_none``), a drain of several processes over one process
+    in its state (``.vs_one``). The median of these is the figure the targets name; pairing leaves out the drift of
+    a machine between runs, which a ratio of two medians keeps."""
     ratios: dict[str, float] = {}
-    for key, rate in figures.items():
-        match = _DRAIN_RATE.fullmatch(key)
-        if match is None:
-            continue
-        stats, processes = match.group(1), int(match.group(2))
-        reference, name = ("none", "vs_none") if processes == 1 else (stats, "vs_one")
-        base = figures.get(f"drain.{reference}.1.jobs_per_s")
+    for (stats, processes), rate in rates.items():
+        reference, name = (("none", 1), "vs_none") if processes == 1 else ((stats, 1), "vs_one")
+        base = rates.get(reference)
         if base:
             ratios[f"drain.{stats}.{processes}.{name}"] = rate / base
     return ratios
@@ -92,12 +86,14 @@ def paired_ratios(figures: dict[str, float]) -> dict[str, float]:
 def run_once(options: BenchOptions, databases: Databases, index: int) -> dict[str, float]:
     """Every figure once: cold drains per statistics state and per process count, then the enqueue side."""
     figures: dict[str, float] = {}
+    rates: dict[tuple[str, int], float] = {}
     for stats, processes in _drains(options, index):
         result = cold_drain(
             databases, backlog=options.backlog, processes=processes, concurrency=options.concurrency, stats=stats
         )
         figures |= result.figures()
-    figures |= paired_ratios(figures)
+        rates[(stats, processes)] = result.jobs_per_s
+    figures |= paired_ratios(rates)
     dsn = databases.clone(f"enqueue{index}")
     try:
         figures |= single_enqueue(dsn, options.enqueue_samples)

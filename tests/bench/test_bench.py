@@ -210,17 +210,20 @@ def test_soak_summary_gives_every_windows_mean_to_tell_a_first_window_step_from_
 def test_a_drains_ratio_is_the_median_of_each_runs_own_ratio_not_a_ratio_of_medians(capsys: Any) -> None:
     # A machine that drifts between runs: each run's after-load drain is 90 % of its own run's none, but the third
     # run was slow for none alone. The ratio of the medians (31 / 30) would say 103 %.
-    runs = [
-        {"drain.none.1.jobs_per_s": 40.0, "drain.after-load.1.jobs_per_s": 36.0, "drain.after-load.2.jobs_per_s": 54.0},
-        {"drain.none.1.jobs_per_s": 30.0, "drain.after-load.1.jobs_per_s": 27.0, "drain.after-load.2.jobs_per_s": 27.0},
-        {"drain.none.1.jobs_per_s": 20.0, "drain.after-load.1.jobs_per_s": 31.0, "drain.after-load.2.jobs_per_s": 62.0},
+    rates = [
+        {("none", 1): 40.0, ("after-load", 1): 36.0, ("after-load", 2): 54.0},
+        {("none", 1): 30.0, ("after-load", 1): 27.0, ("after-load", 2): 27.0},
+        {("none", 1): 20.0, ("after-load", 1): 31.0, ("after-load", 2): 62.0},
     ]
-    for run in runs:
-        run.update(paired_ratios(run))
-        for key in [k for k in run if k.endswith(".jobs_per_s")]:
-            stem = key.removesuffix(".jobs_per_s")
+    runs: list[dict[str, float]] = []
+    for run_rates in rates:
+        run = paired_ratios(run_rates)
+        for (stats, processes), rate in run_rates.items():
+            stem = f"drain.{stats}.{processes}"
+            run[f"{stem}.jobs_per_s"] = rate
             for name in ("from_first_jobs_per_s", "from_spawn_jobs_per_s", "first_job_s", "analyzes", "autoanalyzes"):
                 run[f"{stem}.{name}"] = 1.0
+        runs.append(run)
 
     assert runs[0]["drain.after-load.1.vs_none"] == pytest.approx(0.9)
     assert runs[0]["drain.after-load.2.vs_one"] == pytest.approx(1.5)
