@@ -5,9 +5,10 @@ import re
 import psycopg
 import pytest
 
-from pgsched.queries import all_queries, query
+from pgsched.queries import CACHED_QUERY_LENGTH, all_queries, query
 
 _PARAM_RE = re.compile(r"%\((\w+)\)[sb]")  # %(name)b: sent in binary
+_TAG_RE = re.compile(r"/\* pgsched:(\w+) \*/ ")
 
 
 def test_every_named_query_prepares_against_the_migrated_schema(dsn: str) -> None:
@@ -15,7 +16,7 @@ def test_every_named_query_prepares_against_the_migrated_schema(dsn: str) -> Non
     assert queries, "no queries found in sql/"
     with psycopg.connect(dsn, autocommit=True) as c:
         for q in queries.values():
-            if q.text.lstrip().upper().startswith(("COPY", "CREATE", "SELECT PG_ADVISORY")):
+            if _TAG_RE.sub("", q.text).upper().startswith(("COPY", "CREATE", "SELECT PG_ADVISORY")):
                 continue  # COPY and DDL cannot be PREPAREd; the migration and bulk tests run them
             # Every parameter is cast in the text, so "unknown" placeholders type-check in PREPARE.
             text = _PARAM_RE.sub("NULL", q.text).replace("%%", "%")
@@ -32,3 +33,22 @@ def test_every_parameter_is_cast() -> None:
 def test_an_unknown_query_name_fails_loudly() -> None:
     with pytest.raises(KeyError, match="no SQL query named"):
         query("job_does_not_exist")
+
+
+def test_every_query_is_short_enough_for_psycopg_to_cache_its_conversion() -> None:
+    # psycopg converts a query's %(name)s placeholders afresh on every call past this length (80 us for the claim).
+    from psycopg import _queries
+
+    assert _queries.MAX_CACHED_STATEMENT_LENGTH >= CACHED_QUERY_LENGTH
+    for q in all_queries().values():
+        assert len(q.text) <= CACHED_QUERY_LENGTH, f"{q.name}: {len(q.text)} characters"
+
+
+def test_a_query_is_sent_tagged_with_its_name_and_without_its_comments(dsn: str) -> None:
+    text = query("job_claim_batch")
+    assert _TAG_RE.match(text) and _TAG_RE.match(text).group(1) == "job_claim_batch"  # type: ignore[union-attr]
+    assert not any(line.startswith("--") or line != line.lstrip() for line in text.splitlines())
+    with psycopg.connect(dsn, autocommit=True) as c, psycopg.connect(dsn, autocommit=True) as watcher:
+        c.execute(query("listener_ping"))
+        row = watcher.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (c.info.backend_pid,)).fetchone()
+        assert row is not None and row[0].startswith("/* pgsched:listener_ping */ ")
