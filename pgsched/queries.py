@@ -6,7 +6,7 @@ a one-line ``-- `` description; asking for an unknown name raises at import time
 The text sent is the block without its comment lines and indentation, after a ``/* pgsched:<name> */``
 tag: ``pg_stat_activity`` names each statement, and so does ``pg_stat_statements`` on PostgreSQL 15
 (18 stores a statement's text from its first token, without the tag). No statement outgrows the 4,096
-characters up to which psycopg caches a query's conversion (the claim, 5.2 KB with its comments, was
+bytes up to which psycopg caches a query's conversion (the claim, 5.2 KB with its comments, was
 converted afresh on every call: about 80 µs before each claim was sent).
 """
 
@@ -75,7 +75,7 @@ def _parse(path: Path) -> list[Query]:
     return found
 
 
-# psycopg caches the conversion of a query (placeholders to $n) only up to this many characters.
+# psycopg caches the conversion of a query (placeholders to $n) only up to this many bytes.
 CACHED_QUERY_LENGTH = 4096
 
 
