@@ -75,10 +75,6 @@ def _parse(path: Path) -> list[Query]:
     return found
 
 
-# psycopg caches the conversion of a query (placeholders to $n) only up to this many bytes.
-CACHED_QUERY_LENGTH = 4096
-
-
 @cache
 def all_queries() -> dict[str, Query]:
     queries: dict[str, Query] = {}
