@@ -16,9 +16,17 @@ from pgsched.bench.probes import notify_rates, start_latency
 from pgsched.bench.scratch import DEFAULT_PREFIX, Databases, admin_dsn
 from pgsched.bench.server import PrivateServer, ServerSettings, settings_report
 
-__all__ = ["STATS_STATES", "BenchOptions", "bench_server", "medians", "paired_ratios", "run_bench"]
+__all__ = ["STATS_STATES", "BenchOptions", "bench_server", "medians", "paired_ratios", "run_bench", "same_run_ratios"]
 
 BASELINE = "after-load"  # the statistics state of production: autoanalyze ran after the load
+
+# The enqueue-side figures the report gives as a share of another figure of the same run: figure -> its reference.
+REFERENCES = {
+    "enqueue.copy_per_s": "enqueue.insert_select_per_s",
+    "enqueue.many_1000_per_s": "enqueue.copy_per_s",
+    "notify.adaptive_per_s": "notify.off_per_s",
+    "notify.waiting_per_s": "notify.off_per_s",
+}
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,17 @@ def paired_ratios(rates: Mapping[tuple[str, int], float]) -> dict[str, float]:
     return ratios
 
 
+def same_run_ratios(figures: Mapping[str, float]) -> dict[str, float]:
+    """Each figure of ``REFERENCES`` over its reference in the same run (``<figure>.vs_reference``), paired as the
+    drains are: the bulk paths and the NOTIFY variants each run a few seconds apart, and a ratio of two medians
+    would keep the machine's drift between runs."""
+    return {
+        f"{key}.vs_reference": figures[key] / figures[reference]
+        for key, reference in REFERENCES.items()
+        if key in figures and figures.get(reference)
+    }
+
+
 def run_once(options: BenchOptions, databases: Databases, index: int) -> dict[str, float]:
     """Every figure once: cold drains per statistics state and per process count, then the enqueue side."""
     figures: dict[str, float] = {}
@@ -102,7 +121,7 @@ def run_once(options: BenchOptions, databases: Databases, index: int) -> dict[st
         figures |= start_latency(dsn, options.latency_samples, options.concurrency)
     finally:
         databases.drop(dsn)
-    return figures
+    return figures | same_run_ratios(figures)
 
 
 def run_bench(

@@ -27,7 +27,7 @@ from pgsched.errors import ValidationError
 
 __all__ = ["bench"]
 
-Row = tuple[str, str, str, str | None]  # label, figure key, format, key of the 100 % reference
+Row = tuple[str, str, str]  # label, figure key, format
 
 _dsn_option = click.option("--dsn", help="Measure this server instead of a private stock one (scratch databases).")
 _prefix_option = click.option("--db-prefix", default=DEFAULT_PREFIX, show_default=True, help="Scratch-database prefix.")
@@ -126,31 +126,31 @@ def _print(report: dict[str, Any]) -> None:
                    f"drain.after-load.{n}.vs_one" if n > 1 else None)
                   for n in opts["processes"]], "% of one")  # fmt: skip
     _table(report, "CPU per job (one process, statistics after load), ms", [
-        ("worker process", "drain.after-load.1.worker_cpu_ms_per_job", "{:.4f}", None),
-        ("its PostgreSQL backends", "drain.after-load.1.postgres_cpu_ms_per_job", "{:.4f}", None),
+        ("worker process", "drain.after-load.1.worker_cpu_ms_per_job", "{:.4f}"),
+        ("its PostgreSQL backends", "drain.after-load.1.postgres_cpu_ms_per_job", "{:.4f}"),
     ], "")  # fmt: skip
     _table(report, "dead tuples per drained job (one process, statistics after load)", [
-        ("every partition", "drain.after-load.1.dead_tuples_per_job", "{:.2f}", None),
-        ("jobs_queued (the claim's table)", "drain.after-load.1.claim_path_dead_tuples_per_job", "{:.2f}", None),
-        ("jobs_running", "drain.after-load.1.running_dead_tuples_per_job", "{:.2f}", None),
+        ("every partition", "drain.after-load.1.dead_tuples_per_job", "{:.2f}"),
+        ("jobs_queued (the claim's table)", "drain.after-load.1.claim_path_dead_tuples_per_job", "{:.2f}"),
+        ("jobs_running", "drain.after-load.1.running_dead_tuples_per_job", "{:.2f}"),
     ], "")  # fmt: skip
     _table(report, f"enqueue ({opts['bulk_jobs']:,} rows per bulk path, jobs/s)", [
-        ("single enqueue call p50 (ms, warm app)", "enqueue.single_p50_ms", "{:.3f}", None),
-        ("single enqueue call p99 (ms)", "enqueue.single_p99_ms", "{:.3f}", None),
-        ("INSERT ... SELECT generate_series (ceiling)", "enqueue.insert_select_per_s", "{:,.0f}", None),
-        ("enqueue_many, one call (one COPY)", "enqueue.copy_per_s", "{:,.0f}", "enqueue.insert_select_per_s"),
-        ("enqueue_many, calls of 1,000", "enqueue.many_1000_per_s", "{:,.0f}", "enqueue.copy_per_s"),
+        ("single enqueue call p50 (ms, warm app)", "enqueue.single_p50_ms", "{:.3f}"),
+        ("single enqueue call p99 (ms)", "enqueue.single_p99_ms", "{:.3f}"),
+        ("INSERT ... SELECT generate_series (ceiling)", "enqueue.insert_select_per_s", "{:,.0f}"),
+        ("enqueue_many, one call (one COPY)", "enqueue.copy_per_s", "{:,.0f}"),
+        ("enqueue_many, calls of 1,000", "enqueue.many_1000_per_s", "{:,.0f}"),
     ], "% of row above")  # fmt: skip
     _table(report, f"single-row enqueue, {opts['clients']} clients, /s", [
-        ("notifications off", "notify.off_per_s", "{:,.0f}", None),
-        ("adaptive, nobody waiting", "notify.adaptive_per_s", "{:,.0f}", "notify.off_per_s"),
-        ("a worker waiting", "notify.waiting_per_s", "{:,.0f}", "notify.off_per_s"),
+        ("notifications off", "notify.off_per_s", "{:,.0f}"),
+        ("adaptive, nobody waiting", "notify.adaptive_per_s", "{:,.0f}"),
+        ("a worker waiting", "notify.waiting_per_s", "{:,.0f}"),
     ], "% of off")  # fmt: skip
     _table(report, "idle listening worker, ms", [
-        ("enqueue returned -> task started p50", "latency.start_p50_ms", "{:.2f}", None),
-        ("enqueue returned -> task started p99", "latency.start_p99_ms", "{:.2f}", None),
-        ("enqueue -> result() returned p50 (no-op job)", "latency.result_p50_ms", "{:.2f}", None),
-        ("enqueue -> result() returned p99", "latency.result_p99_ms", "{:.2f}", None),
+        ("enqueue returned -> task started p50", "latency.start_p50_ms", "{:.2f}"),
+        ("enqueue returned -> task started p99", "latency.start_p99_ms", "{:.2f}"),
+        ("enqueue -> result() returned p50 (no-op job)", "latency.result_p50_ms", "{:.2f}"),
+        ("enqueue -> result() returned p99", "latency.result_p99_ms", "{:.2f}"),
     ], "")  # fmt: skip
 
 
@@ -186,15 +186,16 @@ def _print_server(server: dict[str, Any], warnings: Sequence[str]) -> None:
 
 
 def _table(report: dict[str, Any], title: str, rows: Sequence[Row], ratio_label: str) -> None:
+    """Each figure's median and runs; a figure compared with another of its run (``REFERENCES``) also shows the
+    median of its runs' own ratios."""
     median, runs = report["median"], report["runs"]
     present = [row for row in rows if row[1] in median]
     if not present:
         return
     click.echo(f"\n{title}")
-    for label, key, fmt, reference in present:
-        ratio = ""
-        if reference is not None and median.get(reference):
-            ratio = f"{100.0 * median[key] / median[reference]:.0f} {ratio_label}"
+    for label, key, fmt in present:
+        share = median.get(f"{key}.vs_reference")
+        ratio = "" if share is None else f"{100.0 * share:.0f} {ratio_label}"
         per_run = " ".join(fmt.format(run[key]) for run in runs if key in run)
         click.echo(f"  {label:<46} {fmt.format(median[key]):>10}  {ratio:<18} [{per_run}]")
 

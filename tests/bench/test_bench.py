@@ -23,14 +23,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pgsched.bench.drain import cold_drain
 from pgsched.bench.history import _load as _history_load
-from pgsched.bench.run import BenchOptions, _drains, medians, paired_ratios
+from pgsched.bench.run import BenchOptions, _drains, medians, paired_ratios, same_run_ratios
 from pgsched.bench.scratch import Databases, admin_dsn
 from pgsched.bench.server import settings_report
 from pgsched.bench.soak import Sample, summarize
 from pgsched.bench.workers import PACKAGE, QUEUE, compile_package
 from pgsched.cli import cli
 from pgsched.cli.base import run_cli
-from pgsched.cli.bench import _drain_table
+from pgsched.cli.bench import _drain_table, _table
 from pgsched.queries import query
 from tests.support.plans import buffers_used
 
@@ -233,6 +233,34 @@ def test_a_drains_ratio_is_the_median_of_each_runs_own_ratio_not_a_ratio_of_medi
     _drain_table(report, "processes", [("2", "drain.after-load.2", "drain.after-load.2.vs_one")], "% of one")
     rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert rows == [["jobs/s", "(DB)", "%"], ["after-load", "31", "90"], ["jobs/s", "(DB)", "%"], ["2", "54", "150"]]
+
+
+def test_an_enqueue_paths_share_is_the_median_of_each_runs_own_ratio(capsys: Any) -> None:
+    # One COPY is 90 % of its run's INSERT ... SELECT in every run, but the third run's ceiling was slow: the ratio of
+    # the medians (180 / 190) would say 95 %. Calls of 1,000 are 80 % of their run's COPY; NOTIFY off has no rate in
+    # the last run (no share is made of a missing or zero reference).
+    runs = [
+        same_run_ratios(figures) | figures
+        for figures in (
+            {"enqueue.insert_select_per_s": 200.0, "enqueue.copy_per_s": 180.0, "enqueue.many_1000_per_s": 144.0,
+             "notify.off_per_s": 10.0, "notify.waiting_per_s": 9.0},
+            {"enqueue.insert_select_per_s": 220.0, "enqueue.copy_per_s": 198.0, "enqueue.many_1000_per_s": 158.4,
+             "notify.off_per_s": 10.0, "notify.waiting_per_s": 8.0},
+            {"enqueue.insert_select_per_s": 190.0, "enqueue.copy_per_s": 171.0, "enqueue.many_1000_per_s": 136.8,
+             "notify.off_per_s": 0.0, "notify.waiting_per_s": 8.0},
+        )
+    ]  # fmt: skip
+
+    assert runs[0]["enqueue.copy_per_s.vs_reference"] == pytest.approx(0.9)
+    assert "notify.waiting_per_s.vs_reference" not in runs[2]
+    assert "enqueue.insert_select_per_s.vs_reference" not in runs[0]  # the ceiling is no share of anything
+    report = {"median": medians(runs), "runs": runs}
+    _table(report, "enqueue", [("ceiling", "enqueue.insert_select_per_s", "{:,.0f}"),
+                               ("copy", "enqueue.copy_per_s", "{:,.0f}"),
+                               ("calls", "enqueue.many_1000_per_s", "{:,.0f}"),
+                               ("waiting", "notify.waiting_per_s", "{:,.0f}")], "% of row above")  # fmt: skip
+    rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert rows == [["ceiling", "200", "[200"], ["copy", "180", "90"], ["calls", "144", "80"], ["waiting", "8", "85"]]
 
 
 def test_no_drain_is_the_first_of_every_run() -> None:
