@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from pgsched.bench.drain import cold_drain
+from pgsched.bench.enqueue import interleaved
 from pgsched.bench.history import _load as _history_load
 from pgsched.bench.run import BenchOptions, _drains, medians, paired_ratios, same_run_ratios
 from pgsched.bench.scratch import Databases, admin_dsn
@@ -233,6 +234,25 @@ def test_a_drains_ratio_is_the_median_of_each_runs_own_ratio_not_a_ratio_of_medi
     _drain_table(report, "processes", [("2", "drain.after-load.2", "drain.after-load.2.vs_one")], "% of one")
     rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert rows == [["jobs/s", "(DB)", "%"], ["after-load", "31", "90"], ["jobs/s", "(DB)", "%"], ["2", "54", "150"]]
+
+
+def test_the_bulk_paths_take_turns_at_going_first_and_each_reports_its_median_round() -> None:
+    # The first pass of a round pays for the previous pass's dirty buffers and WAL: in a fixed order one path would
+    # always pay it. Each path's rates come from a queue of its own, so the median taken is visibly its own.
+    order: list[str] = []
+    given = {"calls": [10.0, 30.0, 20.0], "copy": [100.0, 90.0, 95.0], "series": [7.0, 9.0, 8.0]}
+
+    def path(name: str) -> Callable[[], float]:
+        def run() -> float:
+            order.append(name)
+            return given[name].pop(0)
+
+        return run
+
+    figures = interleaved({name: path(name) for name in given}, 3)
+
+    assert order == ["calls", "copy", "series", "copy", "series", "calls", "series", "calls", "copy"]
+    assert figures == {"calls": 20.0, "copy": 95.0, "series": 8.0}
 
 
 def test_an_enqueue_paths_share_is_the_median_of_each_runs_own_ratio(capsys: Any) -> None:
