@@ -75,23 +75,20 @@ def bulk_paths(dsn: str, n: int, rounds: int = ROUNDS) -> dict[str, float]:
     try:
         app.enqueue_many(items[:CHUNK])  # warm the pool and the statements
         _empty(dsn)
+
+        def calls() -> None:
+            for start in range(0, n, CHUNK):
+                app.enqueue_many(items[start : start + CHUNK])
+
         with psycopg.connect(dsn, autocommit=True) as conn:
-
-            def chunked() -> float:
-                def calls() -> None:
-                    for start in range(0, n, CHUNK):
-                        app.enqueue_many(items[start : start + CHUNK])
-
-                return _rate(dsn, n, calls)
-
-            def series() -> float:
-                return _rate(dsn, n, lambda: conn.execute(query("bench_insert_series"), {"queue": QUEUE, "n": n}))
-
+            series = query("bench_insert_series")
             return interleaved(
                 {
-                    "enqueue.many_1000_per_s": chunked,
+                    "enqueue.many_1000_per_s": lambda: _rate(dsn, n, calls),
                     "enqueue.copy_per_s": lambda: _rate(dsn, n, lambda: app.enqueue_many(items)),
-                    "enqueue.insert_select_per_s": series,
+                    "enqueue.insert_select_per_s": lambda: _rate(
+                        dsn, n, lambda: conn.execute(series, {"queue": QUEUE, "n": n})
+                    ),
                 },
                 rounds,
             )

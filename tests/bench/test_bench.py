@@ -237,8 +237,9 @@ def test_a_drains_ratio_is_the_median_of_each_runs_own_ratio_not_a_ratio_of_medi
 
 
 def test_the_bulk_paths_take_turns_at_going_first_and_each_reports_its_median_round() -> None:
-    # The first pass of a round pays for the previous pass's dirty buffers and WAL: in a fixed order one path would
-    # always pay it. Each path's rates come from a queue of its own, so the median taken is visibly its own.
+    # The first pass of a round runs slower (measured; likely the previous pass's dirty buffers and WAL): in a fixed
+    # order one path would always pay for it. Each path's rates come from a queue of its own, so the median taken
+    # is visibly its own.
     order: list[str] = []
     given = {"calls": [10.0, 30.0, 20.0], "copy": [100.0, 90.0, 95.0], "series": [7.0, 9.0, 8.0]}
 
