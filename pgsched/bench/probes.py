@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -23,7 +24,7 @@ from pgsched.errors import ConfigurationError
 from pgsched.job import NewJob
 from pgsched.queries import query
 
-__all__ = ["notify_rates", "start_latency"]
+__all__ = ["notify_rates", "returned", "start_latency"]
 
 
 def start_latency(dsn: str, samples: int, concurrency: int) -> dict[str, float]:
@@ -34,7 +35,8 @@ def start_latency(dsn: str, samples: int, concurrency: int) -> dict[str, float]:
         with psycopg.connect(dsn, autocommit=True) as conn, worker_processes(dsn, 1, concurrency=concurrency) as procs:
             wait_until_waiting(conn, procs)
             for _ in range(samples):
-                committed_at[app.enqueue("stamp", queue=QUEUE)] = time.time()
+                job_id, returned_at = returned(lambda: app.enqueue("stamp", queue=QUEUE))
+                committed_at[job_id] = returned_at
                 time.sleep(0.01)  # the worker goes idle again: this measures an idle queue
             wait_until_drained(conn, procs, timeout=60.0)
             rows = conn.execute(query("bench_results"), {"queue": QUEUE, "task": "stamp"}).fetchall()
@@ -48,6 +50,14 @@ def start_latency(dsn: str, samples: int, concurrency: int) -> dict[str, float]:
     wait_p50, wait_p99 = percentiles(waits)
     return {"latency.start_p50_ms": p50, "latency.start_p99_ms": p99,
             "latency.result_p50_ms": wait_p50, "latency.result_p99_ms": wait_p99}  # fmt: skip
+
+
+def returned(enqueue: Callable[[], int]) -> tuple[int, float]:
+    """The id an enqueue call gave and the wall-clock time it returned. (Not ``stamps[enqueue()] = time.time()``:
+    Python evaluates the right side of an assignment before the subscript, so that stamp is taken before the call,
+    and the probe then measured from the call, not from its return.)"""
+    job_id = enqueue()
+    return job_id, time.time()
 
 
 def _result_waits(app: Pgsched, samples: int) -> list[float]:

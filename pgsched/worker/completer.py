@@ -1,7 +1,9 @@
 """Completer: buffers finished attempts and writes them in one statement per flush.
 
 Service layer. A flush happens ``flush_interval`` seconds after the first buffered result, or at
-once when ``flush_size`` results wait; while one flush is in flight the next batch grows, so the
+once when ``flush_size`` results wait or the worker has nothing else in hand (no job running or
+buffered: no other result is coming to share the statement, and waiting would only delay the job's
+end, its ``result()`` and its dependents); while one flush is in flight the next batch grows, so the
 batch size adapts to the database's speed. Every write is fenced in SQL on the claim's lease
 (id, lease): a result for a job the reaper took back is simply not accepted.
 
@@ -18,6 +20,7 @@ jobs meanwhile; the fence then drops the stale results). A batch the database re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -69,6 +72,7 @@ class Completer:
         self._room = asyncio.Event()
         self._room.set()
         self._wake = asyncio.Event()
+        self._due = asyncio.Event()  # flush without waiting out the interval
         self._closing = False
         self._give_up_at: float | None = None
         self._meters = Meters()
@@ -105,10 +109,13 @@ class Completer:
     def wake_room_waiter(self) -> None:
         self._room.set()
 
-    def add(self, job: ClaimedJob, finished: Finished) -> None:
+    def add(self, job: ClaimedJob, finished: Finished, *, last: bool = False) -> None:
+        """Buffer a finished attempt; ``last``: the worker has no other job in hand, so write without waiting."""
         buffer = self._buffer
         buffer.append((job, finished))
-        if len(buffer) == 1 or len(buffer) >= self._size:
+        if last or len(buffer) >= self._size:
+            self._due.set()
+        if len(buffer) == 1 or self._due.is_set():
             self._wake.set()
 
     def count_committed(self, job: ClaimedJob) -> None:
@@ -122,8 +129,11 @@ class Completer:
             self._wake.clear()
             if self._resend_due:
                 await self._resend()
-            if not self._closing and len(self._buffer) < self._size:
-                await asyncio.sleep(self._interval)
+            if self._buffer and not self._closing and not self._due.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._interval):
+                        await self._due.wait()
+            self._due.clear()
             if self._buffer:
                 await self._flush()
             if self._closing and not self._buffer:
@@ -175,6 +185,7 @@ class Completer:
         """Ask ``run()`` to write what is left and return; gives up on a dead database after ``timeout``."""
         self._closing = True
         self._give_up_at = time.monotonic() + timeout
+        self._due.set()
         self._wake.set()
 
     async def _flush(self) -> None:

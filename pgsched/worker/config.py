@@ -14,7 +14,7 @@ __all__ = ["WorkerConfig"]
 class WorkerConfig:
     """``concurrency`` jobs run at once; the producer claims up to ``concurrency`` plus an adaptive
     prefetch (at most ``prefetch_max``); the completer writes every ``flush_interval`` seconds or
-    ``flush_size`` results, whichever comes first."""
+    ``flush_size`` results, whichever comes first, and at once when no other job is in hand."""
 
     queues: tuple[str, ...] = ("default",)
     concurrency: int = 10

@@ -335,7 +335,7 @@ class Executor:
         if self._progress is not None and self._progress.holds(job.id, job.lease):  # rare: skip a coroutine a job
             await self._progress.settle(job.id, job.lease)
         if finished is not None:
-            self._completer.add(job, finished)
+            self._completer.add(job, finished, last=not self.in_hand)
 
     async def _attempt(self, slot: _Slot, job: ClaimedJob, plan: _Plan) -> Finished | None:
         if plan.task is None:

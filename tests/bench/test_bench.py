@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pgsched.bench.drain import cold_drain
 from pgsched.bench.enqueue import interleaved
 from pgsched.bench.history import _load as _history_load
+from pgsched.bench.probes import returned
 from pgsched.bench.run import BenchOptions, _drains, medians, paired_ratios, same_run_ratios
 from pgsched.bench.scratch import Databases, admin_dsn
 from pgsched.bench.server import settings_report
@@ -282,6 +284,19 @@ def test_an_enqueue_paths_share_is_the_median_of_each_runs_own_ratio(capsys: Any
                                ("waiting", "notify.waiting_per_s", "{:,.0f}")], "% of row above")  # fmt: skip
     rows = [line.split()[:3] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert rows == [["ceiling", "200", "[200"], ["copy", "180", "90"], ["calls", "144", "80"], ["waiting", "8", "85"]]
+
+
+def test_the_start_probe_stamps_an_enqueue_when_the_call_returns_not_when_it_starts() -> None:
+    done_at: list[float] = []
+
+    def slow_enqueue() -> int:
+        time.sleep(0.05)
+        done_at.append(time.time())
+        return 7
+
+    job_id, stamped = returned(slow_enqueue)
+    assert job_id == 7
+    assert stamped >= done_at[0]
 
 
 def test_no_drain_is_the_first_of_every_run() -> None:

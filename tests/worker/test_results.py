@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgsched import JobFailed, JobNotFound, Pgsched, ResultTimeout
+from pgsched import JobCancelled, JobFailed, JobNotFound, Pgsched, ResultTimeout
+from pgsched.result_store import EARLY_REREADS
 from tests.support.factories import result_waiters
 from tests.worker.conftest import StartWorker, until
 
@@ -35,8 +36,25 @@ async def test_result_is_woken_by_the_finish_notify_not_by_the_recheck(
     # The row is re-read only every 60 s and the wait gives up after 20 s: only NOTIFY can end it.
     waiting = asyncio.ensure_future(asyncio.to_thread(app.result, job_id, timeout=20, recheck=60))
     await until(lambda: result_waiters(conn, job_id) == 1, timeout=10)
+    await asyncio.sleep(EARLY_REREADS[-1] + 0.1)  # past the early re-reads too
     gate.touch()
     assert await waiting == 42
+    assert result_waiters(conn) == 0
+
+
+async def test_a_job_that_ends_without_a_notify_for_a_new_wait_is_seen_by_an_early_reread(
+    app: Pgsched, conn: Conn, dsn: str
+) -> None:
+    job_id = app.enqueue("noop")  # no worker: it stays queued
+    with psycopg.connect(dsn) as ender:
+        # Ended in a transaction that began before the wait was listed: it sends no NOTIFY for the wait, and the
+        # wait's first read cannot see the end yet. Re-reads every 60 s, a 30 s timeout: an early re-read must see it.
+        ender.execute("SELECT pgsched.cancel(%s)", [job_id])
+        waiting = asyncio.ensure_future(asyncio.to_thread(app.result, job_id, timeout=30, recheck=60))
+        await until(lambda: result_waiters(conn, job_id) == 1, timeout=10)
+        ender.commit()
+    with pytest.raises(JobCancelled):
+        await asyncio.wait_for(waiting, 10)
     assert result_waiters(conn) == 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,30 @@ async def test_a_job_runs_and_its_return_value_is_stored_as_result(start_worker:
     row = job(conn, job_id)
     assert (row["result"], row["attempt"], row["errors"]) == ({"x": [1, "two"]}, 1, [])
     assert row["worker_id"] is not None and row["finished_at"] is not None
+
+
+async def test_the_last_job_in_hand_is_written_at_once_not_after_the_flush_interval(
+    start_worker: StartWorker, conn: Conn
+) -> None:
+    await start_worker(flush_interval=60.0)  # nothing else in hand: waiting would only delay the job's end
+    (job_id,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: finished(conn, job_id), timeout=10)
+
+
+async def test_a_result_waits_for_the_flush_while_another_job_is_in_hand_then_both_go_together(
+    start_worker: StartWorker, conn: Conn, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    await start_worker(concurrency=2, flush_interval=60.0)
+    (slow,) = insert_jobs(conn, 1, task="gated", args={"gate": str(gate)})
+    await until(lambda: job(conn, slow)["state"] == "running", timeout=10)
+    (quick,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: job(conn, quick)["started_at"] is not None, timeout=10)
+    await asyncio.sleep(0.5)
+    assert job(conn, quick)["state"] == "running"  # its result is buffered: the gated job may still share the write
+    gate.touch()
+    await until(lambda: finished(conn, slow) and finished(conn, quick), timeout=10)
+    assert job(conn, quick)["finished_at"] <= job(conn, slow)["finished_at"]
 
 
 async def test_sync_and_async_jobs_all_finish_with_many_slots(start_worker: StartWorker, conn: Conn) -> None:
