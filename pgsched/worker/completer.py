@@ -1,11 +1,13 @@
 """Completer: buffers finished attempts and writes them in one statement per flush.
 
 Service layer. A flush happens ``flush_interval`` seconds after the first buffered result, or at
-once when ``flush_size`` results wait or the worker has nothing else in hand (no job running or
+once when ``flush_size`` results wait, or when the worker has nothing else in hand (no job running or
 buffered: no other result is coming to share the statement, and waiting would only delay the job's
-end, its ``result()`` and its dependents); while one flush is in flight the next batch grows, so the
-batch size adapts to the database's speed. Every write is fenced in SQL on the claim's lease
-(id, lease): a result for a job the reaper took back is simply not accepted.
+end, its ``result()`` and its dependents) and no flush started within the interval (so a worker that
+runs dry between jobs under a steady load still writes at most one statement per interval); while
+one flush is in flight the next batch grows, so the batch size adapts to the database's speed. Every
+write is fenced in SQL on the claim's lease (id, lease): a result for a job the reaper took back is
+simply not accepted.
 
 Written batches commit with ``synchronous_commit = off``, so they are kept ("undurable") until the
 WAL flush position passes them (checked every ``_DURABLE_CHECK`` seconds); after a reconnect the
@@ -73,6 +75,7 @@ class Completer:
         self._room.set()
         self._wake = asyncio.Event()
         self._due = asyncio.Event()  # flush without waiting out the interval
+        self._flushed_at = float("-inf")  # when the last flush started (monotonic)
         self._closing = False
         self._give_up_at: float | None = None
         self._meters = Meters()
@@ -110,10 +113,11 @@ class Completer:
         self._room.set()
 
     def add(self, job: ClaimedJob, finished: Finished, *, last: bool = False) -> None:
-        """Buffer a finished attempt; ``last``: the worker has no other job in hand, so write without waiting."""
+        """Buffer a finished attempt; ``last``: the worker has no other job in hand, so write without waiting (unless
+        a flush started within the interval)."""
         buffer = self._buffer
         buffer.append((job, finished))
-        if last or len(buffer) >= self._size:
+        if len(buffer) >= self._size or (last and time.monotonic() - self._flushed_at >= self._interval):
             self._due.set()
         if len(buffer) == 1 or self._due.is_set():
             self._wake.set()
@@ -189,6 +193,7 @@ class Completer:
         self._wake.set()
 
     async def _flush(self) -> None:
+        self._flushed_at = time.monotonic()
         batch, self._buffer = self._buffer, []
         self._writing = batch
         try:

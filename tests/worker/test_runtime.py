@@ -50,6 +50,20 @@ async def test_the_last_job_in_hand_is_written_at_once_not_after_the_flush_inter
     await until(lambda: finished(conn, job_id), timeout=10)
 
 
+async def test_a_worker_that_runs_dry_between_jobs_writes_at_most_one_statement_per_flush_interval(
+    start_worker: StartWorker, conn: Conn
+) -> None:
+    worker = await start_worker(flush_interval=60.0)
+    (first,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: finished(conn, first), timeout=10)  # alone: written at once
+    (second,) = insert_jobs(conn, 1, task="noop")
+    await until(lambda: job(conn, second)["started_at"] is not None, timeout=10)
+    await asyncio.sleep(0.5)
+    assert job(conn, second)["state"] == "running"  # alone too, but a flush started within the interval
+    worker.stop()  # a stop writes what is buffered, whatever the interval
+    await until(lambda: finished(conn, second), timeout=10)
+
+
 async def test_a_result_waits_for_the_flush_while_another_job_is_in_hand_then_both_go_together(
     start_worker: StartWorker, conn: Conn, tmp_path: Path
 ) -> None:
