@@ -41,6 +41,9 @@ from pgsched.session_route import session_route
 
 __all__ = ["Scheduler"]
 
+# The leader's wait between rounds looks up this often to see whether it was asked to stop.
+_STOP_CHECK_SECONDS = 0.1
+
 log = logging.getLogger(__name__)
 
 
@@ -169,15 +172,21 @@ class Scheduler:
         """Wait on the leader connection for a schedule change or the next instant (at most one interval).
 
         Waiting on the connection itself (rather than a separate listener) means a broken link
-        surfaces here as an error, and the wait is never cancelled midway through a read.
+        surfaces here as an error, and the wait is never cancelled midway through a read. It waits in
+        slices of ``_STOP_CHECK_SECONDS``, so a stop is seen within one (not after a whole interval).
         """
-        if seconds > 0 and not self._stop.is_set():
-            await self._first_notify(conn, seconds)
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or await self._first_notify(conn, min(left, _STOP_CHECK_SECONDS)):
+                return
 
     @staticmethod
-    async def _first_notify(conn: psycopg.AsyncConnection[object], seconds: float) -> None:
+    async def _first_notify(conn: psycopg.AsyncConnection[object], seconds: float) -> bool:
+        """Whether a notification came within ``seconds``."""
         async for _ in conn.notifies(timeout=seconds, stop_after=1):
-            return
+            return True
+        return False
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

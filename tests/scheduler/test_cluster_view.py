@@ -27,3 +27,19 @@ async def test_a_scheduler_row_shows_the_installed_version(dsn: str, conn: psyco
     finally:
         scheduler.stop()
         await asyncio.wait_for(running, 15)
+
+
+async def test_a_leader_asked_to_stop_stops_without_waiting_out_its_interval(dsn: str) -> None:
+    # Between rounds the leader waits on its connection for up to an interval (30 s here): a stop must cut that short.
+    scheduler = Scheduler(Settings(dsn=dsn, heartbeat_seconds=0.5, election_interval_seconds=30))
+    running = asyncio.create_task(scheduler.run())
+    try:
+
+        async def leading() -> bool:
+            return scheduler.elector.is_leader
+
+        await await_until(leading, timeout=15)
+        await asyncio.sleep(1.5)  # past its first round, into the wait
+    finally:
+        scheduler.stop()
+        await asyncio.wait_for(running, 5)
