@@ -71,6 +71,7 @@ class Scheduler:
         )
         self._worker_id = worker_id or (lambda: self._liveness.worker_id if self._liveness else None)
         self._stop = asyncio.Event()
+        self.rounds = 0  # leader rounds this process finished (for operators and tests)
 
     def stop(self) -> None:
         self._stop.set()
@@ -162,6 +163,7 @@ class Scheduler:
             elif self._pruner.history_behind and await elector.confirm():
                 await self._pruner.history_maintain(elector.conn)  # the partitions a round left, a slice per loop
             self._vacuum.tick(now)  # in the background, on its own connection (see pgsched.live_vacuum)
+            self.rounds += 1
             wait = interval if report.wake_in is None else min(interval, report.wake_in)
             if elector.listens:
                 await self._wait_on(elector.conn, wait)

@@ -119,6 +119,11 @@ class Worker:
         return None if self._notifier is None else self._notifier.backend_pid
 
     @property
+    def results_pending(self) -> int:
+        """Finished attempts whose end is not written yet: buffered, or in the write under way."""
+        return self._completer.pending
+
+    @property
     def threads_busy(self) -> bool:
         """A sync task still runs in a thread that could not be stopped (the process may exit anyway)."""
         return self._executor.threads_busy

@@ -35,11 +35,10 @@ async def test_a_leader_asked_to_stop_stops_without_waiting_out_its_interval(dsn
     running = asyncio.create_task(scheduler.run())
     try:
 
-        async def leading() -> bool:
-            return scheduler.elector.is_leader
+        async def waiting() -> bool:  # a round finished: the leader is in its wait until the next one
+            return scheduler.rounds >= 1
 
-        await await_until(leading, timeout=15)
-        await asyncio.sleep(1.5)  # past its first round, into the wait
+        await await_until(waiting, timeout=15)
     finally:
         scheduler.stop()
         await asyncio.wait_for(running, 5)

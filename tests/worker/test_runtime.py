@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -57,8 +56,7 @@ async def test_a_worker_that_runs_dry_between_jobs_writes_at_most_one_statement_
     (first,) = insert_jobs(conn, 1, task="noop")
     await until(lambda: finished(conn, first), timeout=10)  # alone: written at once
     (second,) = insert_jobs(conn, 1, task="noop")
-    await until(lambda: job(conn, second)["started_at"] is not None, timeout=10)
-    await asyncio.sleep(0.5)
+    await until(lambda: worker.results_pending == 1, timeout=10)  # it ran; its end waits to be written
     assert job(conn, second)["state"] == "running"  # alone too, but a flush started within the interval
     worker.stop()  # a stop writes what is buffered, whatever the interval
     await until(lambda: finished(conn, second), timeout=10)
@@ -68,12 +66,11 @@ async def test_a_result_waits_for_the_flush_while_another_job_is_in_hand_then_bo
     start_worker: StartWorker, conn: Conn, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
-    await start_worker(concurrency=2, flush_interval=60.0)
+    worker = await start_worker(concurrency=2, flush_interval=60.0)
     (slow,) = insert_jobs(conn, 1, task="gated", args={"gate": str(gate)})
     await until(lambda: job(conn, slow)["state"] == "running", timeout=10)
     (quick,) = insert_jobs(conn, 1, task="noop")
-    await until(lambda: job(conn, quick)["started_at"] is not None, timeout=10)
-    await asyncio.sleep(0.5)
+    await until(lambda: worker.results_pending == 1, timeout=10)  # the quick one ran; its end waits to be written
     assert job(conn, quick)["state"] == "running"  # its result is buffered: the gated job may still share the write
     gate.touch()
     await until(lambda: finished(conn, slow) and finished(conn, quick), timeout=10)
